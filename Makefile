@@ -1,0 +1,39 @@
+# consensus-lab: `make run` (the main job) and `make test` (the whole suite) are the quick start.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint sweep bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+## The main job: a simulated 5-node cluster under random faults, checked for safety.
+run: $(STAMP)
+	$(BIN)/consensus-lab simulate --algorithm raft --nodes 5 --duration 60 --seed 7 --faults random
+
+## The whole test suite (deterministic; the long sweeps are `make sweep`).
+test: $(DEV_STAMP)
+	$(BIN)/ruff check consensus tests
+	$(BIN)/pytest -n 2
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check consensus tests
+
+## Thousands of seeds of random fault schedules, on both cores.
+sweep: $(STAMP)
+	$(BIN)/consensus-lab sweep --algorithm raft --seeds 2000 --duration 10
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,70 @@
+"""Raft's own safety properties (Figure 3 of the extended paper), checked as the run goes.
+
+- Election Safety: at most one leader per term.
+- Log Matching: two logs holding an entry with the same index and term hold the same command
+  there and agree on the entry before it (by induction, the same prefix).
+- Leader Completeness: a newly elected leader holds every committed entry.
+- No node ever overwrites an entry it knew to be committed.
+"""
+
+from __future__ import annotations
+
+from consensus.check.invariants import SharedChecker
+from consensus.messages import NodeId
+from consensus.node import Node, Ready, Status
+from consensus.raft.messages import LogAppend
+
+
+class RaftChecker(SharedChecker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.leader_of_term: dict[int, NodeId] = {}
+        # (index, term) -> (command, term of the entry before): Log Matching by induction.
+        self.entries: dict[tuple[int, int], tuple[object, int]] = {}
+        self.committed_terms: list[int] = [0]  # committed_terms[i]: term of committed entry i
+        self.was_leader: dict[NodeId, int] = {}
+        self.commit_of: dict[NodeId, int] = {}  # each node's commit index before this ready
+
+    def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
+        super().after_ready(t, node, ready, status)
+        nid = node.id
+        log = node.log  # type: ignore[attr-defined]
+        known_committed = self.commit_of.get(nid, 0)
+        for rec in ready.persist:
+            if isinstance(rec, LogAppend) and rec.entries:
+                self._check_append(t, nid, log, rec, known_committed)
+        self.commit_of[nid] = status.commit_index
+        if status.commit_index >= len(self.committed_terms):
+            for i in range(len(self.committed_terms), status.commit_index + 1):
+                self.committed_terms.append(log.term_at(i))
+        if status.role == "leader" and self.was_leader.get(nid) != status.term:
+            self.was_leader[nid] = status.term
+            self._check_new_leader(t, nid, log, status.term)
+
+    def _check_append(self, t: float, nid: NodeId, log: object, rec: LogAppend,
+                      known_committed: int) -> None:
+        first = rec.entries[0]
+        prev_term = log.term_at(first.index - 1)  # type: ignore[attr-defined]
+        if first.index <= known_committed:
+            self.violation(t, "committed-entry-overwritten", (nid,),
+                           f"wrote {len(rec.entries)} entries from index {first.index} although "
+                           f"it knew entries up to {known_committed} were committed")
+        for entry in rec.entries:
+            key = (entry.index, entry.term)
+            seen = self.entries.setdefault(key, (entry.command, prev_term))
+            if seen != (entry.command, prev_term):
+                self.violation(t, "log-matching", (nid,),
+                               f"entry ({entry.index}, term {entry.term}) is {entry.command} "
+                               f"after term {prev_term} here but {seen[0]} after term {seen[1]} "
+                               f"elsewhere")
+            prev_term = entry.term
+
+    def _check_new_leader(self, t: float, nid: NodeId, log: object, term: int) -> None:
+        other = self.leader_of_term.setdefault(term, nid)
+        if other != nid:
+            self.violation(t, "election-safety", (other, nid), f"two leaders in term {term}")
+        top = len(self.committed_terms) - 1
+        if top > 0 and log.term_at(top) != self.committed_terms[top]:  # type: ignore[attr-defined]
+            self.violation(t, "leader-completeness", (nid,),
+                           f"leader of term {term} lacks committed entry {top} "
+                           f"(term {self.committed_terms[top]})")

@@ -1,0 +1,1 @@
+"""Workloads, fault schedules and histories shared by `simulate` and the experiment runner."""

@@ -1,0 +1,221 @@
+"""The node interface both algorithms implement: a pure state machine that does no IO.
+
+Theory of operation
+-------------------
+A node is driven entirely from outside, like etcd-io/raft's ``Step``/``Ready`` or h11's
+``Connection``. It never reads a clock, never draws from global randomness, never touches a
+socket or a file. Everything enters as a call:
+
+- ``tick(now_ms)``: time has passed. The node fires whatever timers are due (heartbeats,
+  election timeouts). Drivers call it before every ``step`` so the node knows the time.
+- ``step(message)``: an inbound protocol message, or a :class:`ClientRequest`.
+- ``restore(records)``: on restart, the records the node persisted in an earlier life.
+
+and everything leaves through :meth:`Node.ready`, which the driver drains after each call::
+
+    ready.persist   records that MUST be durable before any of ready.messages is sent
+    ready.messages  protocol messages to send
+    ready.applied   committed commands applied to the key-value store, in log/slot order
+    ready.replies   answers to client requests that this node accepted
+
+The ordering rule on ``persist`` is what makes a vote or a Paxos promise binding: a node that
+answered "yes" and then crashed must still remember it said yes when it comes back.
+Replies are only sent after ``persist`` too, so a reply never overtakes the durability of
+what it reports.
+
+``next_deadline()`` tells a driver when the node next needs a tick; the simulator schedules
+exactly that instead of polling, which is much of why it runs far faster than real time.
+
+Randomness (election timeouts, backoff) comes from the ``random.Random`` injected at
+construction, so a seeded run is reproducible bit for bit.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from consensus.kv import KVStore, Outcome
+from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The knobs both algorithms share, so a comparison is fair and each can be switched.
+
+    Defaults follow the tutorial's election timeouts (150-300 ms) with a 50 ms heartbeat; the
+    tutorial's 150 ms heartbeat is an experiment of its own (quiz 2), not the default.
+    """
+
+    heartbeat_ms: float = 50.0
+    election_timeout_ms: tuple[float, float] = (150.0, 300.0)
+    # Most commands carried by one AppendEntries / Accept message.
+    max_batch: int = 64
+    # Replication messages a leader may have in flight to one follower before it waits
+    # for acknowledgements (pipelining window).
+    max_inflight: int = 8
+    # Leader stability (Raft thesis 9.6 / 6.2): a pre-vote round before a real election, and
+    # a leader that steps down when it has not heard from a majority for an election timeout.
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __post_init__(self) -> None:
+        lo, hi = self.election_timeout_ms
+        if self.heartbeat_ms <= 0:
+            raise ValueError(f"heartbeat_ms must be positive, got {self.heartbeat_ms}")
+        if not 0 < lo <= hi:
+            raise ValueError(f"election_timeout_ms must be 0 < min <= max, got {(lo, hi)}")
+        if self.max_batch < 1 or self.max_inflight < 1:
+            raise ValueError("max_batch and max_inflight must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One committed log entry or chosen slot, applied to the state machine."""
+
+    index: int
+    command: Command | None  # None is a no-op (a new leader's entry, a filled Paxos gap)
+    outcome: Outcome | None
+
+
+@dataclass(slots=True)
+class Ready:
+    """Everything a node produced since the last :meth:`Node.ready`; see the module doc."""
+
+    persist: list[Any] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+    replies: list[ClientReply] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.persist or self.messages or self.applied or self.replies)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What the dashboard, the reports and the safety checks see of a node."""
+
+    id: NodeId
+    algorithm: str
+    role: str
+    term: int  # Raft's term; Multi-Paxos's ballot round
+    leader: NodeId | None
+    commit_index: int  # highest committed log index / chosen slot known contiguously
+    last_index: int  # last log index / highest slot with an accepted value
+    applied_index: int
+    ballot: str | None = None  # Multi-Paxos only: the full ballot, "round.node"
+    election_deadline_ms: float | None = None  # when this node will time out and campaign
+
+
+class Node(ABC):
+    """Common machinery: identity, clock, outbox, state machine and client bookkeeping."""
+
+    algorithm: ClassVar[str]
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        peers: Iterable[NodeId],
+        config: Config | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        ids = sorted(set(peers) | {node_id})
+        self.id = node_id
+        self.peers: tuple[NodeId, ...] = tuple(ids)  # all voters, this node included, sorted
+        self.others: tuple[NodeId, ...] = tuple(p for p in ids if p != node_id)
+        self.config = config or Config()
+        # Injected, seeded randomness: the core never touches the global `random`.
+        self.rng = rng if rng is not None else random.Random(0)
+        self.now = 0.0
+        self.kv = KVStore()
+        self._out = Ready()
+        # Client requests this node accepted and still owes an answer: (client, seq) -> index.
+        self.pending: dict[tuple[str, int], int] = {}
+
+    # -- the driver's side -------------------------------------------------------------
+
+    @abstractmethod
+    def tick(self, now: float) -> None:
+        """Advance this node's clock to ``now`` (ms) and fire any timer that is due."""
+
+    @abstractmethod
+    def step(self, msg: Message) -> None:
+        """Take one inbound protocol message or client request."""
+
+    @abstractmethod
+    def restore(self, records: Sequence[Any]) -> None:
+        """Rebuild durable state from the records an earlier life persisted, in order."""
+
+    @abstractmethod
+    def status(self) -> Status:
+        """A snapshot of what this node believes."""
+
+    @abstractmethod
+    def next_deadline(self) -> float:
+        """The next time (ms) at which :meth:`tick` has work to do."""
+
+    def ready(self) -> Ready:
+        """Drain and return everything produced since the last call."""
+        out, self._out = self._out, Ready()
+        return out
+
+    # -- helpers for the algorithms ----------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self._out.messages.append(msg)
+
+    def persist(self, record: Any) -> None:
+        self._out.persist.append(record)
+
+    def reply(self, request: ClientRequest, status: ReplyStatus, result: str | None = None,
+              leader: NodeId | None = None) -> None:
+        self._out.replies.append(ClientReply(
+            src=self.id, dst=request.src, seq=request.seq, status=status, result=result,
+            leader=leader,
+        ))
+
+    def redirect(self, request: ClientRequest, leader: NodeId | None) -> None:
+        """Tell a client this node will not take its request, and who might."""
+        self.reply(request, ReplyStatus.REDIRECT, leader=leader)
+
+    def maybe_answer_from_cache(self, request: ClientRequest) -> bool:
+        """Answer a retry of a request already applied here; True if answered.
+
+        The cached outcome is the one the committed entry produced, so the answer is exactly
+        what the first attempt would have received.
+        """
+        last = self.kv.sessions.get(request.src)
+        if last is None or last[0] != request.seq:
+            return False
+        outcome = last[1]
+        self.reply(request, outcome.status, outcome.result)
+        return True
+
+    def apply_entry(self, index: int, command: Command | None) -> None:
+        """Apply one committed entry to the state machine and answer its client if waiting."""
+        outcome = self.kv.apply(command)
+        self._out.applied.append(Applied(index, command, outcome))
+        if command is None or outcome is None:
+            return
+        key = (command.client_id, command.seq)
+        if self.pending.pop(key, None) is not None:
+            self._out.replies.append(ClientReply(
+                src=self.id, dst=command.client_id, seq=command.seq,
+                status=outcome.status, result=outcome.result,
+            ))
+
+    def abandon_pending(self, leader: NodeId | None) -> None:
+        """On losing leadership: tell waiting clients to retry elsewhere (same seq, so safe)."""
+        for client_id, seq in sorted(self.pending):
+            self._out.replies.append(ClientReply(
+                src=self.id, dst=client_id, seq=seq, status=ReplyStatus.REDIRECT, leader=leader,
+            ))
+        self.pending.clear()
+
+    def election_timeout(self) -> float:
+        """A fresh randomised election timeout in ms, from the injected rng."""
+        lo, hi = self.config.election_timeout_ms
+        return lo if lo == hi else self.rng.uniform(lo, hi)

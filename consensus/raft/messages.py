@@ -1,0 +1,98 @@
+"""Raft's messages (extended Raft paper, Figure 2) and its durable records.
+
+Field names follow the paper and the tutorial's AppendEntries payload: ``prev_log_index``,
+``prev_log_term``, ``entries``, ``leader_commit``; the leader's id is the message's ``src``
+and the leader's term its ``term``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from consensus.messages import Command, Message, NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One log entry: the term it was created in, its index, and the command (None = no-op)."""
+
+    term: int
+    index: int
+    command: Command | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote(Message):
+    """RequestVote RPC (§5.2, §5.4.1); with ``pre_vote`` the thesis's PreVote (§9.6)."""
+
+    term: int
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    kind: ClassVar[str] = "RequestVote"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVoteReply(Message):
+    term: int
+    granted: bool
+    pre_vote: bool = False
+    kind: ClassVar[str] = "RequestVoteReply"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries(Message):
+    """AppendEntries RPC (§5.3); with no entries it is the leader's heartbeat."""
+
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    leader_commit: int
+    kind: ClassVar[str] = "AppendEntries"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesReply(Message):
+    """The follower's answer.
+
+    On success ``match_index`` is the last index known to match the leader's log. On
+    rejection, ``reject_index`` is the ``prev_log_index`` refused, and the conflict hint
+    (``conflict_term``, ``conflict_index``: the term of the follower's entry there and the first
+    index it holds of that term, or 0 and its last index + 1 when its log is too short) lets the
+    leader skip a whole term per round trip instead of one entry (§5.3, "fast back-off").
+    """
+
+    term: int
+    success: bool
+    match_index: int = 0
+    reject_index: int = 0
+    conflict_term: int = 0
+    conflict_index: int = 0
+    kind: ClassVar[str] = "AppendEntriesReply"
+
+
+# -- durable records (what Raft persists; Figure 2's "persistent state on all servers") -----
+
+
+@dataclass(frozen=True, slots=True)
+class HardState:
+    """``currentTerm`` and ``votedFor``: must be durable before a vote is sent."""
+
+    term: int
+    voted_for: NodeId | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogAppend:
+    """Entries written at ``entries[0].index`` onwards; any older suffix from there is dropped."""
+
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitMark:
+    """The commit index, persisted so it never goes backwards across a restart (as etcd does)."""
+
+    index: int

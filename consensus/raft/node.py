@@ -1,0 +1,460 @@
+"""Raft, as a pure state machine (extended Raft paper; Ongaro's thesis for PreVote/CheckQuorum).
+
+Theory of operation
+-------------------
+Every node is a follower, a (pre-)candidate or the leader. Time is cut into terms, each begun
+by an election; a term is a logical clock, and any message carrying an older term is refused
+(§5.1). ``step`` compares terms once, for every role, then hands the message to one
+``handle_*`` method per message type; roles change only in the ``become_*`` methods, which
+reset every role-dependent field together.
+
+A follower that hears nothing from a leader for a randomised election timeout campaigns
+(§5.2). With ``pre_vote`` on, it first asks whether it *could* win, without bumping its term,
+so a node cut off by a partition cannot disrupt a healthy cluster when it comes back
+(thesis §9.6). A vote is granted once per term, and only to a candidate whose log is at least
+as up to date as the voter's (§5.4.1); the term and vote are persisted before the vote leaves.
+
+The leader appends a no-op when elected (§8), then replicates with AppendEntries: each carries
+the (index, term) of the entry before the new ones, and a follower that does not hold that
+entry refuses, with a hint that lets the leader skip back a whole term at a time (§5.3).
+Replication is pipelined (up to ``max_inflight`` batches in flight per follower) and batched
+(up to ``max_batch`` entries per message). An entry is committed when a majority holds it
+*and* it belongs to the leader's current term; earlier entries are committed only indirectly,
+which is what makes Figure 8's scenario safe (§5.4.2). With ``check_quorum`` on, a leader that
+has not heard from a majority for an election timeout steps down, and a follower that has heard
+from a leader within the minimum election timeout ignores vote requests (thesis §6.2, §4.2.3).
+
+Client commands (reads included, for linearizability) go through the log; a follower answers
+a client with the leader's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensus import quorum
+from consensus.messages import ClientRequest, Message, NodeId
+from consensus.node import Node, Status
+from consensus.raft.log import RaftLog
+from consensus.raft.messages import (
+    AppendEntries,
+    AppendEntriesReply,
+    CommitMark,
+    Entry,
+    HardState,
+    LogAppend,
+    RequestVote,
+    RequestVoteReply,
+)
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "precandidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+_NEVER = float("inf")
+
+
+@dataclass(slots=True)
+class Progress:
+    """The leader's view of one follower (Figure 2's nextIndex/matchIndex, plus pipelining)."""
+
+    next: int  # next index to send. Invariant: match < next
+    match: int = 0  # highest index known to be replicated on the follower
+    inflight: int = 0  # batches sent and not yet acknowledged
+    # Probing (after a refusal or a new election): one batch at a time until one is accepted,
+    # then the full pipelining window.
+    probe: bool = True
+    acked_at: float = 0.0  # last time the follower answered, for check-quorum and resends
+    active: bool = False  # heard from since the last check-quorum round
+
+
+class RaftNode(Node):
+    """A complete Raft node; see the module docstring."""
+
+    algorithm = "raft"
+
+    def __init__(self, node_id: NodeId, peers: Sequence[NodeId] | Any, config: Any = None,
+                 rng: Any = None) -> None:
+        super().__init__(node_id, peers, config, rng)
+        # Persistent state (Figure 2): written through HardState/LogAppend before replies.
+        self.term = 0
+        self.voted_for: NodeId | None = None
+        self.log = RaftLog()
+        # Volatile state. Invariant: applied <= commit_index <= log.last_index.
+        self.commit_index = 0
+        self.applied = 0
+        self.role = FOLLOWER
+        self.leader: NodeId | None = None
+        self.votes: set[NodeId] = set()
+        self.progress: dict[NodeId, Progress] = {}
+        self.election_deadline = _NEVER
+        self.heartbeat_deadline = _NEVER
+        self.quorum_deadline = _NEVER
+        self.leader_contact = -_NEVER  # last time a current leader was heard from
+        self.become_follower(0, None)
+
+    # -- restart -----------------------------------------------------------------------
+
+    def restore(self, records: Sequence[Any]) -> None:
+        """Fold the persisted records back into term, vote, log and commit index."""
+        commit = 0
+        for rec in records:
+            if isinstance(rec, HardState):
+                self.term, self.voted_for = rec.term, rec.voted_for
+            elif isinstance(rec, LogAppend):
+                self.log.write(rec.entries)
+            elif isinstance(rec, CommitMark):
+                commit = max(commit, rec.index)
+        self.become_follower(self.term, None)
+        self.set_commit(min(commit, self.log.last_index), persist=False)
+
+    # -- role changes (the only place the role changes) ---------------------------------
+
+    def become_follower(self, term: int, leader: NodeId | None) -> None:
+        if self.role == LEADER:
+            self.abandon_pending(leader)
+        if term != self.term:
+            self.term, self.voted_for = term, None
+            self.persist(HardState(term, None))
+        self.role = FOLLOWER
+        self.leader = leader
+        self.votes = set()
+        self.progress = {}
+        self.heartbeat_deadline = self.quorum_deadline = _NEVER
+        self.reset_election_timer()
+
+    def become_pre_candidate(self) -> None:
+        """PreVote (thesis §9.6): ask for votes for term+1 without changing our own term."""
+        self.role = PRE_CANDIDATE
+        self.leader = None
+        self.votes = {self.id}
+        self.reset_election_timer()
+        self.bcast_request_vote(pre_vote=True)
+        self.maybe_win_election(pre_vote=True)
+
+    def become_candidate(self) -> None:
+        """raft.tla ``Timeout``: a new term, a vote for ourselves, persisted before asking."""
+        self.role = CANDIDATE
+        self.leader = None
+        self.term += 1
+        self.voted_for = self.id
+        self.persist(HardState(self.term, self.id))
+        self.votes = {self.id}
+        self.reset_election_timer()
+        self.bcast_request_vote(pre_vote=False)
+        self.maybe_win_election(pre_vote=False)
+
+    def become_leader(self) -> None:
+        """raft.tla ``BecomeLeader``: reset every follower's progress, append a no-op (§8)."""
+        self.role = LEADER
+        self.leader = self.id
+        self.election_deadline = _NEVER
+        nxt = self.log.last_index + 1
+        self.progress = {p: Progress(next=nxt, acked_at=self.now) for p in self.others}
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.append_entries_locally((None,))
+        self.bcast_append()
+
+    def campaign(self) -> None:
+        """Start an election now (the dashboard's "time out a node", etcd's ``campaign``)."""
+        if self.role == LEADER:
+            return
+        if self.config.pre_vote:
+            self.become_pre_candidate()
+        else:
+            self.become_candidate()
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if self.role == LEADER:
+            if now >= self.quorum_deadline:
+                self.tick_check_quorum()
+            if self.role == LEADER and now >= self.heartbeat_deadline:
+                self.bcast_heartbeat()
+        elif now >= self.election_deadline:
+            self.campaign()
+
+    def next_deadline(self) -> float:
+        if self.role == LEADER:
+            return min(self.heartbeat_deadline, self.quorum_deadline)
+        return self.election_deadline
+
+    def tick_check_quorum(self) -> None:
+        """CheckQuorum (thesis §6.2): step down unless a majority was heard from lately."""
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        if not self.config.check_quorum:
+            return
+        active = 1 + sum(1 for p in self.progress.values() if p.active)
+        for p in self.progress.values():
+            p.active = False
+        if not quorum.has_quorum(active, len(self.peers)):
+            self.become_follower(self.term, None)
+
+    def reset_election_timer(self) -> None:
+        self.election_deadline = self.now + self.election_timeout()
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def step(self, msg: Message) -> None:
+        """raft.tla ``Receive``: the term check once for every role, then one handler each."""
+        if isinstance(msg, ClientRequest):
+            self.handle_client_request(msg)
+            return
+        term = msg.term  # type: ignore[attr-defined]
+        if term > self.term:
+            if isinstance(msg, RequestVote) and self.in_leader_lease():
+                return  # thesis §4.2.3: a live leader exists; don't let a stray node disrupt it
+            if isinstance(msg, RequestVote) and msg.pre_vote:
+                pass  # a pre-vote never changes our term
+            elif isinstance(msg, RequestVoteReply) and msg.pre_vote and msg.granted:
+                pass  # granted pre-votes echo the term the pre-candidate asked for
+            else:
+                self.update_term(term, msg.src if isinstance(msg, AppendEntries) else None)
+        elif term < self.term:
+            self.handle_stale_message(msg)
+            return
+        if isinstance(msg, AppendEntries):
+            self.handle_append_entries(msg)
+        elif isinstance(msg, AppendEntriesReply):
+            self.handle_append_entries_reply(msg)
+        elif isinstance(msg, RequestVote):
+            self.handle_request_vote(msg)
+        elif isinstance(msg, RequestVoteReply):
+            self.handle_request_vote_reply(msg)
+
+    def update_term(self, term: int, leader: NodeId | None) -> None:
+        """raft.tla ``UpdateTerm``: a newer term seen anywhere makes us a follower in it."""
+        self.become_follower(term, leader)
+
+    def in_leader_lease(self) -> bool:
+        return (self.config.check_quorum and self.leader is not None
+                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+
+    def handle_stale_message(self, msg: Message) -> None:
+        """raft.tla ``DropStaleResponse``, plus an answer that makes a stale sender step down.
+
+        A deposed leader (quiz 4: term 3 after a term-4 election) gets a refusal carrying our
+        term, sees it is newer and becomes a follower; a stale pre-vote gets a refusal too, so
+        a rejoining node learns the current term.
+        """
+        if isinstance(msg, AppendEntries):
+            self.send(AppendEntriesReply(src=self.id, dst=msg.src, term=self.term, success=False,
+                                         reject_index=msg.prev_log_index))
+        elif isinstance(msg, RequestVote) and msg.pre_vote:
+            self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=False,
+                                       pre_vote=True))
+
+    def handle_client_request(self, req: ClientRequest) -> None:
+        """raft.tla ``ClientRequest``: the leader appends; anyone else redirects."""
+        if self.role != LEADER:
+            self.redirect(req, self.leader)
+            return
+        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
+            return
+        self.pending[(req.src, req.seq)] = self.log.last_index + 1
+        self.append_entries_locally((req.as_command(),))
+        self.bcast_append()
+
+    def handle_request_vote(self, msg: RequestVote) -> None:
+        """raft.tla ``HandleRequestVoteRequest`` (§5.2, §5.4.1; PreVote thesis §9.6)."""
+        up_to_date = self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
+        if msg.pre_vote:
+            # Grant if the asker could win: its log is current enough and we know no leader.
+            granted = (up_to_date and (msg.term > self.term or self.leader is None)
+                       and not self.in_leader_lease())
+            self.send(RequestVoteReply(src=self.id, dst=msg.src,
+                                       term=msg.term if granted else self.term,
+                                       granted=granted, pre_vote=True))
+            return
+        granted = up_to_date and self.voted_for in (None, msg.src) and self.role != LEADER
+        if granted:
+            self.voted_for = msg.src
+            self.persist(HardState(self.term, msg.src))  # durable before the vote leaves
+            self.reset_election_timer()
+        self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=granted))
+
+    def handle_request_vote_reply(self, msg: RequestVoteReply) -> None:
+        """raft.tla ``HandleRequestVoteResponse``: tally, and win with a majority."""
+        if msg.pre_vote:
+            if self.role != PRE_CANDIDATE or msg.term != self.term + 1:
+                return
+        elif self.role != CANDIDATE or msg.term != self.term:
+            return
+        if msg.granted:
+            self.votes.add(msg.src)
+            self.maybe_win_election(pre_vote=msg.pre_vote)
+
+    def maybe_win_election(self, *, pre_vote: bool) -> bool:
+        if not quorum.has_quorum(len(self.votes), len(self.peers)):
+            return False
+        if pre_vote:
+            self.become_candidate()
+        else:
+            self.become_leader()
+        return True
+
+    def handle_append_entries(self, msg: AppendEntries) -> None:
+        """raft.tla ``HandleAppendEntriesRequest`` (§5.3): check, truncate, append, commit."""
+        if self.role != FOLLOWER or self.leader != msg.src:
+            self.become_follower(self.term, msg.src)
+        self.leader_contact = self.now
+        self.reset_election_timer()
+        log = self.log
+        prev = msg.prev_log_index
+        entries = msg.entries
+        if prev < self.commit_index:
+            # Entries up to our commit index are committed, so they match the leader's (§5.4.3).
+            entries = entries[self.commit_index - prev:]
+        elif prev > log.last_index:
+            self.send_append_reply(msg, False, conflict_term=0, conflict_index=log.last_index + 1)
+            return
+        elif log.term_at(prev) != msg.prev_log_term:
+            self.send_append_reply(msg, False, conflict_term=log.term_at(prev),
+                                   conflict_index=log.first_index_of_term(prev))
+            return
+        # Skip entries we already hold; the first conflict truncates our suffix.
+        start = 0
+        for entry in entries:
+            if log.term_at(entry.index) != entry.term:
+                break
+            start += 1
+        new = entries[start:]
+        if new:
+            log.write(new)
+            self.persist(LogAppend(new))  # durable before the acknowledgement leaves
+        match = msg.prev_log_index + len(msg.entries)
+        self.send_append_reply(msg, True, match=match)
+        commit = min(msg.leader_commit, match)
+        if commit > self.commit_index:
+            self.set_commit(commit)
+
+    def handle_append_entries_reply(self, msg: AppendEntriesReply) -> None:
+        """raft.tla ``HandleAppendEntriesResponse``: advance match, or back off and retry."""
+        if self.role != LEADER:
+            return
+        pr = self.progress.get(msg.src)
+        if pr is None:
+            return
+        pr.active = True
+        pr.acked_at = self.now
+        if msg.success:
+            pr.inflight = max(0, pr.inflight - 1)
+            pr.probe = False
+            if msg.match_index > pr.match:
+                pr.match = msg.match_index
+                pr.next = max(pr.next, pr.match + 1)
+                self.advance_commit_index()
+        else:
+            if msg.reject_index < pr.match:
+                return  # a stale refusal from before the follower caught up
+            if msg.conflict_term > 0:
+                ours = self.log.last_index_of_term(msg.conflict_term)
+                target = ours + 1 if ours else msg.conflict_index
+            else:
+                target = msg.conflict_index
+            pr.next = max(pr.match + 1, min(target, msg.reject_index))
+            pr.inflight = 0
+            pr.probe = True
+        self.maybe_send_append(msg.src)
+
+    # -- commitment ----------------------------------------------------------------------
+
+    def advance_commit_index(self) -> bool:
+        """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
+        matches = [self.log.last_index] + [p.match for p in self.progress.values()]
+        n = quorum.committed_index(matches, len(self.peers))
+        if n > self.commit_index and self.log.term_at(n) == self.term:
+            self.set_commit(n)
+            return True
+        return False
+
+    def set_commit(self, index: int, *, persist: bool = True) -> None:
+        """Raise the commit index and apply everything up to it, in order."""
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        if persist:
+            self.persist(CommitMark(index))
+        entries = self.log.entries
+        while self.applied < index:
+            self.applied += 1
+            self.apply_entry(self.applied, entries[self.applied].command)
+
+    def append_entries_locally(self, commands: tuple[Any, ...]) -> None:
+        start = self.log.last_index + 1
+        new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
+        self.log.write(new)
+        self.persist(LogAppend(new))
+        if len(self.peers) == 1:
+            self.advance_commit_index()
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def bcast_request_vote(self, *, pre_vote: bool) -> None:
+        term = self.term + 1 if pre_vote else self.term
+        for peer in self.others:
+            self.send(RequestVote(src=self.id, dst=peer, term=term,
+                                  last_log_index=self.log.last_index,
+                                  last_log_term=self.log.last_term, pre_vote=pre_vote))
+
+    def bcast_append(self) -> None:
+        for peer in self.others:
+            self.maybe_send_append(peer)
+
+    def bcast_heartbeat(self) -> None:
+        """Every heartbeat: an AppendEntries to each follower, resending what seems lost."""
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        for peer in self.others:
+            pr = self.progress[peer]
+            if pr.inflight and self.now - pr.acked_at >= self.config.heartbeat_ms:
+                # Nothing heard for a whole heartbeat with batches outstanding: assume they were
+                # lost and resend from the last acknowledged index.
+                pr.next, pr.inflight, pr.probe = pr.match + 1, 0, True
+            if not self.maybe_send_append(peer):
+                self.send_append(peer, pr, heartbeat=True)
+
+    def maybe_send_append(self, peer: NodeId) -> bool:
+        """Send new entries to ``peer`` while its pipeline has room; True if anything went."""
+        pr = self.progress[peer]
+        window = 1 if pr.probe else self.config.max_inflight
+        sent = False
+        while pr.inflight < window and pr.next <= self.log.last_index:
+            self.send_append(pr=pr, peer=peer)
+            sent = True
+        return sent
+
+    def send_append(self, peer: NodeId, pr: Progress, *, heartbeat: bool = False) -> None:
+        """One AppendEntries. A heartbeat carries no entries and checks only ``match``, which
+        the follower is known to hold, so a reordered heartbeat never causes a refusal."""
+        entries: tuple[Entry, ...] = ()
+        if heartbeat:
+            prev = pr.match
+        else:
+            prev = pr.next - 1
+            entries = self.log.slice(pr.next, pr.next + self.config.max_batch - 1)
+            pr.next += len(entries)
+            pr.inflight += 1
+        self.send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
+                                prev_log_term=self.log.term_at(prev), entries=entries,
+                                leader_commit=self.commit_index))
+
+    def send_append_reply(self, msg: AppendEntries, success: bool, *, match: int = 0,
+                          conflict_term: int = 0, conflict_index: int = 0) -> None:
+        self.send(AppendEntriesReply(src=self.id, dst=msg.src, term=self.term, success=success,
+                                     match_index=match, reject_index=msg.prev_log_index,
+                                     conflict_term=conflict_term, conflict_index=conflict_index))
+
+    # -- observation -----------------------------------------------------------------------
+
+    def status(self) -> Status:
+        return Status(
+            id=self.id, algorithm=self.algorithm, role=self.role, term=self.term,
+            leader=self.leader, commit_index=self.commit_index,
+            last_index=self.log.last_index, applied_index=self.applied,
+            election_deadline_ms=None if self.role == LEADER else self.election_deadline,
+        )

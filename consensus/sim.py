@@ -1,0 +1,364 @@
+"""A deterministic discrete-event simulator that drives unchanged node code.
+
+Theory of operation
+-------------------
+Events sit in a heap keyed ``(time, seq)``: ``seq`` is a global counter, so ties are broken by
+the order events were scheduled, never by object identity or set order. Handling an event
+means: advance the node's clock (``tick``), hand it the message (``step``), drain its
+``ready()`` (persist, then send, then answer clients), let the safety checker look, and schedule
+the node's next tick at exactly ``next_deadline()`` -- no polling, which is why thousands of
+simulated seconds pass per wall second.
+
+Randomness comes from independent streams seeded from the run's seed (network, clients,
+faults, and one per node life), so the workload and the fault schedule are the same whichever
+algorithm runs, and the same seed gives the same trace bit for bit whatever ``PYTHONHASHSEED``
+is. Every processed event is folded into ``trace_sha256``.
+
+The network model: a latency distribution, independent loss and duplication, reordering (from
+the latency spread), partitions and one-way cuts between nodes, and message filters for
+scenario tests (etcd's ``deliver-msgs drop=...``). A crash loses everything but what the node
+persisted; a paused node keeps its state but hears nothing until resumed (like SIGSTOP).
+Clients are outside the cluster: partitions and loss apply between nodes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus.algorithms import Algorithm, get_algorithm
+from consensus.check.invariants import Checker, Violation
+from consensus.messages import ClientReply, ClientRequest, Message, NodeId
+from consensus.node import Config, Node, Status
+
+_DELIVER, _TICK, _CALL = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The simulated network between nodes (and, for latency only, to clients)."""
+
+    latency_ms: tuple[float, float] = (1.0, 5.0)
+    distribution: str = "uniform"  # uniform | constant (min) | exponential (min + exp(mean-min))
+    loss: float = 0.0
+    duplicate: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.latency_ms
+        if not 0 <= lo <= hi:
+            raise ValueError(f"latency_ms must be 0 <= min <= max, got {(lo, hi)}")
+        if self.distribution not in ("uniform", "constant", "exponential"):
+            raise ValueError(f"unknown latency distribution {self.distribution!r}")
+        for name in ("loss", "duplicate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+
+    def sample(self, rng: random.Random) -> float:
+        lo, hi = self.latency_ms
+        if self.distribution == "constant" or lo == hi:
+            return lo
+        if self.distribution == "uniform":
+            return rng.uniform(lo, hi)
+        return lo + rng.expovariate(1.0 / (hi - lo))
+
+
+@dataclass(slots=True)
+class Stats:
+    events: int = 0
+    sent: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Simulation:
+    """One cluster of one algorithm on a virtual clock. See the module docstring."""
+
+    def __init__(
+        self,
+        algorithm: str | Algorithm = "raft",
+        nodes: int | Sequence[NodeId] = 3,
+        seed: int = 0,
+        config: Config | None = None,
+        network: Network | None = None,
+        checker: Checker | None = None,
+        node_class: type[Node] | None = None,
+        record_trace: bool = False,
+    ) -> None:
+        self.algorithm = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
+        self.ids: tuple[NodeId, ...] = (
+            tuple(f"n{i}" for i in range(1, nodes + 1)) if isinstance(nodes, int)
+            else tuple(sorted(nodes)))
+        self.seed = seed
+        self.config = config or Config()
+        self.network = network or Network()
+        self.node_class = node_class or self.algorithm.node_class
+        self.checker = checker if checker is not None else self.algorithm.checker_class()
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._net_rng = random.Random(f"{seed}/network")
+        self.nodes: dict[NodeId, Node | None] = {}
+        self.storage: dict[NodeId, list[Any]] = {i: [] for i in self.ids}
+        self.lives: dict[NodeId, int] = dict.fromkeys(self.ids, 0)
+        self.paused: dict[NodeId, list[Message]] = {}
+        self.blocked: set[tuple[NodeId, NodeId]] = set()  # (src, dst) pairs that drop
+        self.filters: list[Callable[[Message], bool]] = []  # True = drop this message
+        self.loss_override: float | None = None
+        self.delay_extra = 0.0
+        self.duplicate_override: float | None = None
+        self.clients: dict[str, Any] = {}
+        self._tick_due: dict[NodeId, float] = {}
+        self._hash = hashlib.sha256()
+        self.trace: list[str] | None = [] if record_trace else None
+        self.stats = Stats()
+        self.leaders_seen: set[tuple[int, NodeId]] = set()
+        self.leader_events: list[tuple[float, NodeId, int]] = []  # (time, leader, term)
+        self.statuses: dict[NodeId, Status] = {}
+        for nid in self.ids:
+            self._start(nid)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    def _start(self, nid: NodeId) -> None:
+        life = self.lives[nid]
+        rng = random.Random(f"{self.seed}/{nid}/{life}")
+        node = self.node_class(nid, self.ids, self.config, rng)
+        node.tick(self.now)
+        if self.storage[nid]:
+            node.restore(list(self.storage[nid]))
+        self.nodes[nid] = node
+        self._drain(node)
+
+    def live_nodes(self) -> list[Node]:
+        return [n for n in (self.nodes[i] for i in self.ids) if n is not None]
+
+    def crash(self, nid: NodeId) -> None:
+        """Kill a node: its volatile state is gone; only ``storage[nid]`` survives."""
+        if self.nodes.get(nid) is None:
+            return
+        self._record(f"crash {nid}")
+        self.nodes[nid] = None
+        self.paused.pop(nid, None)
+        self._tick_due.pop(nid, None)
+        self.statuses.pop(nid, None)
+        self.checker.on_crash(self.now, nid)
+
+    def restart(self, nid: NodeId) -> None:
+        """Bring a crashed node back from what it persisted."""
+        if self.nodes.get(nid) is not None:
+            return
+        self._record(f"restart {nid}")
+        self.lives[nid] += 1
+        self._start(nid)
+
+    def pause(self, nid: NodeId) -> None:
+        if self.nodes.get(nid) is not None and nid not in self.paused:
+            self._record(f"pause {nid}")
+            self.paused[nid] = []
+            self._tick_due.pop(nid, None)
+
+    def resume(self, nid: NodeId) -> None:
+        held = self.paused.pop(nid, None)
+        if held is None:
+            return
+        self._record(f"resume {nid}")
+        node = self.nodes[nid]
+        assert node is not None
+        node.tick(self.now)
+        self._drain(node)
+        for msg in held:
+            self._deliver(msg)
+
+    def campaign(self, nid: NodeId) -> None:
+        """Make a node start an election now (etcd's ``campaign``, the dashboard's button)."""
+        node = self.nodes[nid]
+        if node is None:
+            return
+        self._record(f"campaign {nid}")
+        node.tick(self.now)
+        node.campaign()  # type: ignore[attr-defined]
+        self._drain(node)
+
+    # -- network faults ------------------------------------------------------------------
+
+    def partition(self, groups: Iterable[Iterable[NodeId]]) -> None:
+        """Split the nodes into groups that cannot reach each other (replaces older cuts)."""
+        groups = [sorted(g) for g in groups]
+        self._record(f"partition {groups}")
+        where = {n: i for i, g in enumerate(groups) for n in g}
+        self.blocked = {(a, b) for a in self.ids for b in self.ids
+                        if a != b and where.get(a, -1) != where.get(b, -2)}
+
+    def cut(self, src: Iterable[NodeId], dst: Iterable[NodeId]) -> None:
+        """One-way cut: messages from any of ``src`` to any of ``dst`` are dropped."""
+        src, dst = sorted(src), sorted(dst)
+        self._record(f"cut {src}->{dst}")
+        self.blocked |= {(a, b) for a in src for b in dst if a != b}
+
+    def isolate(self, nid: NodeId) -> None:
+        self.partition([[nid], [n for n in self.ids if n != nid]])
+
+    def heal(self) -> None:
+        """Remove every partition and cut (loss/delay/duplicate windows end on their own)."""
+        self._record("heal")
+        self.blocked = set()
+
+    def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
+                   delay: float = 0.0) -> None:
+        """Override the network's loss/duplication and add delay; ``None`` restores the model."""
+        self._record(f"network loss={loss} duplicate={duplicate} delay={delay}")
+        self.loss_override, self.duplicate_override, self.delay_extra = loss, duplicate, delay
+
+    # -- time ----------------------------------------------------------------------------
+
+    def at(self, t: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at simulated time ``t`` (ms)."""
+        self._push(max(t, self.now), _CALL, fn)
+
+    def run(self, until: float) -> None:
+        """Process every event up to simulated time ``until`` (ms)."""
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= until:
+            t, _, kind, payload = pop(heap)
+            self.now = t
+            self.stats.events += 1
+            if kind == _DELIVER:
+                self._deliver(payload)
+            elif kind == _TICK:
+                node = self.nodes.get(payload)
+                if node is not None and self._tick_due.get(payload) == t:
+                    del self._tick_due[payload]
+                    node.tick(t)
+                    self._drain(node)
+            else:
+                payload()
+        self.now = max(self.now, until)
+
+    def run_for(self, ms: float) -> None:
+        self.run(self.now + ms)
+
+    def _push(self, t: float, kind: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+
+    # -- message flow --------------------------------------------------------------------
+
+    def _drain(self, node: Node) -> None:
+        ready = node.ready()
+        nid = node.id
+        if ready.persist:
+            self.storage[nid].extend(ready.persist)  # durable before anything leaves
+        for msg in ready.messages:
+            self._transmit(msg)
+        for reply in ready.replies:
+            self._transmit(reply)
+        status = node.status()
+        self.statuses[nid] = status
+        if status.role == "leader" and (status.term, nid) not in self.leaders_seen:
+            self.leaders_seen.add((status.term, nid))
+            self.leader_events.append((self.now, nid, status.term))
+            self._record(f"leader {nid} term {status.term}")
+        self.checker.after_ready(self.now, node, ready, status)
+        if nid not in self.paused:
+            due = node.next_deadline()
+            if due < self._tick_due.get(nid, float("inf")):
+                due = max(due, self.now)
+                self._tick_due[nid] = due
+                self._push(due, _TICK, nid)
+
+    def _transmit(self, msg: Message) -> None:
+        stats = self.stats
+        stats.sent += 1
+        kind = msg.kind
+        stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+        rng = self._net_rng
+        between_nodes = msg.src in self.storage and msg.dst in self.storage
+        if between_nodes:
+            loss = self.network.loss if self.loss_override is None else self.loss_override
+            if ((msg.src, msg.dst) in self.blocked or (loss and rng.random() < loss)
+                    or (self.filters and any(f(msg) for f in self.filters))):
+                stats.dropped += 1
+                return
+        latency = self.network.sample(rng) + self.delay_extra
+        self._push(self.now + latency, _DELIVER, msg)
+        if between_nodes:
+            dup = (self.network.duplicate if self.duplicate_override is None
+                   else self.duplicate_override)
+            if dup and rng.random() < dup:
+                self._push(self.now + self.network.sample(rng) + self.delay_extra, _DELIVER, msg)
+
+    def _deliver(self, msg: Message) -> None:
+        dst = msg.dst
+        self._record_msg(msg)
+        client = self.clients.get(dst)
+        if client is not None:
+            client.on_reply(msg)
+            return
+        node = self.nodes.get(dst)
+        if node is None:
+            self.stats.dropped += 1
+            return
+        held = self.paused.get(dst)
+        if held is not None:
+            held.append(msg)
+            return
+        self.stats.delivered += 1
+        node.tick(self.now)
+        node.step(msg)
+        self._drain(node)
+
+    def send_client_request(self, req: ClientRequest) -> None:
+        """Used by clients: a request travels to its node with the network's latency."""
+        self._transmit(req)
+
+    def on_client_reply(self, reply: ClientReply, command: Any) -> None:
+        self.checker.on_client_reply(self.now, reply, command)
+
+    # -- trace ---------------------------------------------------------------------------
+
+    def _record_msg(self, msg: Message) -> None:
+        line = f"{self.now!r} {msg!r}"
+        self._hash.update(line.encode())
+        if self.trace is not None:
+            self.trace.append(line)
+
+    def _record(self, what: str) -> None:
+        line = f"{self.now!r} {what}"
+        self._hash.update(line.encode())
+        if self.trace is not None:
+            self.trace.append(line)
+
+    @property
+    def trace_sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    # -- observation ---------------------------------------------------------------------
+
+    def leader(self) -> NodeId | None:
+        """The live, unpaused leader with the highest term, if any."""
+        best: tuple[int, NodeId] | None = None
+        for nid in self.ids:
+            st = self.statuses.get(nid)
+            if st is None or nid in self.paused or st.role != "leader":
+                continue
+            if best is None or st.term > best[0]:
+                best = (st.term, nid)
+        return best[1] if best else None
+
+    def status(self, nid: NodeId) -> Status | None:
+        return self.statuses.get(nid)
+
+    def finish(self) -> list[Violation]:
+        """Run the end-of-run checks and return every violation found."""
+        self.checker.finish(self.now, dict(self.nodes))
+        return self.checker.violations
+
+    @property
+    def violations(self) -> list[Violation]:
+        return self.checker.violations
