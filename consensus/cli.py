@@ -121,6 +121,8 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
         ("messages", lambda r: f"{r.messages:,}"),
         ("safety", lambda r: "[green]all checks passed" if r.safe
             else f"[bold red]{len(r.violations)} VIOLATIONS"),
+        ("after healing", lambda r: "[green]all caught up" if not r.stalled
+            else f"[yellow]{len(r.stalled)} stalled"),
         ("trace sha256", lambda r: r.trace_sha256[:16]),
     ]
     for label, fmt in rows:
@@ -129,16 +131,21 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
     for r in results:
         for v in r.violations[:20]:
             console.print(f"[bold red]{r.algorithm} VIOLATION[/] {v}")
+        for line in r.stalled[:10]:
+            console.print(f"[yellow]{r.algorithm} stalled[/] {line}")
         if show_faults:
             console.print(f"[bold]{r.algorithm} faults:[/]")
             for line in r.fault_log:
                 console.print(f"  {line}")
 
 
+SWEEP_SETTLE_S = 5.0
+
+
 def _sweep_one(args: tuple[str, int, int, float]) -> tuple[int, list[str], int]:
     name, seed, nodes, duration = args
-    r = simulate(name, nodes, duration, seed, "random", settle_s=3.0)
-    return seed, r.violations, r.committed
+    r = simulate(name, nodes, duration, seed, "random", settle_s=SWEEP_SETTLE_S)
+    return seed, r.violations + [f"liveness: {s}" for s in r.stalled], r.committed
 
 
 @app.command()
@@ -169,11 +176,11 @@ def sweep(
                 err.print(f"[bold red]{task[0]} seed {seed}: {violations[0]}")
             progress.advance(bar)
     wall = time.perf_counter() - started
-    simulated = len(tasks) * (duration + 3.0)
+    simulated = len(tasks) * (duration + SWEEP_SETTLE_S)
     console.print(f"{len(tasks)} runs ({', '.join(names)}; seeds {first_seed}.."
                   f"{first_seed + seeds - 1}), {simulated:,.0f} simulated s in {wall:.1f} s "
                   f"wall ({simulated / wall:.0f}x real time on {jobs} workers), "
-                  f"{committed:,} commands committed, {len(failures)} with violations")
+                  f"{committed:,} commands committed, {len(failures)} with violations or stalls")
     if failures:
         raise typer.Exit(1)
 

@@ -7,7 +7,6 @@ in-flight commands finish and every node catches up before the final checks.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +36,9 @@ class SimResult:
     messages: int
     messages_by_kind: dict[str, int]
     violations: list[str]
+    # Liveness after the network healed: requests left unanswered, nodes left behind. Not a
+    # safety violation, but on a healed network with a settle period it points at a bug.
+    stalled: list[str]
     trace_sha256: str
     fault_log: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -83,7 +85,7 @@ def simulate(
     else:
         schedule = list(faults)
     nemesis = Nemesis(sim, schedule)
-    clients = [SimClient(f"c{i}", sim, workload, random.Random(f"{seed}/client/{i}"))
+    clients = [SimClient(f"c{i}", sim, workload)
                for i in range(1, workload.clients + 1)]
     for client in clients:
         client.start(0.0)
@@ -98,6 +100,12 @@ def simulate(
     violations = sim.finish()
 
     history: list[Operation] = [op for c in clients for op in c.history]
+    stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {settle_s:g}s after healing"
+               for op in history if op.complete_ms is None]
+    applied = {node.id: node.kv.applied for node in sim.live_nodes()}
+    furthest = max(applied.values(), default=0)
+    stalled += [f"{nid} applied {n} of {furthest} entries {settle_s:g}s after healing"
+                for nid, n in sorted(applied.items()) if n < furthest]
     done = sorted(op.latency_ms for op in history if op.latency_ms is not None)
     agreed = getattr(sim.checker, "agreed", {})
     committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
@@ -118,6 +126,7 @@ def simulate(
         messages=sim.stats.sent,
         messages_by_kind=dict(sorted(sim.stats.by_kind.items())),
         violations=[str(v) for v in violations],
+        stalled=stalled,
         trace_sha256=sim.trace_sha256,
         fault_log=[f"T={t / 1000:.3f}s {what}" for t, what in nemesis.applied],
         latency_ms={"p50": _percentile(done, 0.5), "p99": _percentile(done, 0.99),

@@ -29,41 +29,62 @@ class Workload:
 
 
 class SimClient:
-    """One closed-loop client in the simulator; see the module docstring."""
+    """One client in the simulator; see the module docstring.
 
-    def __init__(self, client_id: str, sim: Simulation, workload: Workload,
-                 rng: random.Random) -> None:
+    With a :class:`Workload` it runs closed-loop random commands from :meth:`start` until
+    :meth:`stop`; :meth:`submit` sends given commands in order (scenario tests, the dashboard).
+    """
+
+    def __init__(self, client_id: str, sim: Simulation, workload: Workload | None = None,
+                 rng: random.Random | None = None) -> None:
         self.id = client_id
         self.sim = sim
-        self.workload = workload
-        self.rng = rng
+        self.workload = workload or Workload()
+        self.rng = rng or random.Random(f"{sim.seed}/client/{client_id}")
         self.seq = 0
-        self.target: NodeId = rng.choice(sim.ids)
+        self.target: NodeId = self.rng.choice(sim.ids)
         self.current: Operation | None = None
+        self.queue: list[tuple[Operation, NodeId | None]] = []
         self.history: list[Operation] = []
-        self.running = True
+        self.running = False
         self._attempt = 0  # tells a stale timeout from the live one
         sim.clients[client_id] = self
 
     def start(self, at: float = 0.0) -> None:
-        self.sim.at(at, self._next_op)
+        """Begin the closed loop of random commands at simulated time ``at``."""
+        self.running = True
+        self.sim.at(at, self._next_random)
 
     def stop(self) -> None:
         """Issue no new command; the one in flight keeps retrying until answered."""
         self.running = False
 
-    def _next_op(self) -> None:
-        if not self.running:
+    def submit(self, text: str, node: NodeId | None = None) -> Operation:
+        """Send ``text`` (first to ``node`` if given) once earlier commands are answered."""
+        self.seq += 1
+        op = Operation(self.id, self.seq, text, self.sim.now, attempts=0)
+        self.queue.append((op, node))
+        if self.current is None:
+            self._begin_next()
+        return op
+
+    def _next_random(self) -> None:
+        if not self.running or self.current is not None:
             return
         w = self.workload
-        self.seq += 1
         key = f"k{self.rng.randrange(w.keys)}"
         if self.rng.random() < w.read_ratio:
-            text = f"GET {key}"
+            self.submit(f"GET {key}")
         else:
-            text = f"SET {key} = {self.id}-{self.seq}"
-        self.current = Operation(self.id, self.seq, text, self.sim.now, attempts=0)
-        self.history.append(self.current)
+            self.submit(f"SET {key} = {self.id}-{self.seq + 1}")
+
+    def _begin_next(self) -> None:
+        op, node = self.queue.pop(0)
+        op.invoke_ms = self.sim.now
+        if node is not None:
+            self.target = node
+        self.current = op
+        self.history.append(op)
         self._send()
 
     def _send(self) -> None:
@@ -80,31 +101,35 @@ class SimClient:
     def _on_timeout(self, attempt: int) -> None:
         if self.current is None or attempt != self._attempt:
             return
-        others = [n for n in self.sim.ids if n != self.target]
-        self.target = self.rng.choice(others) if others else self.target
+        self.target = self._another_node(self.target)
         self._send()
+
+    def _another_node(self, than: NodeId) -> NodeId:
+        others = [n for n in self.sim.ids if n != than]
+        return self.rng.choice(others) if others else than
 
     def on_reply(self, reply: ClientReply) -> None:
         op = self.current
         if op is None or reply.seq != op.seq:
             return  # an answer to an attempt we already gave up on
+        self._attempt += 1  # cancels the pending timeout
         if reply.status == ReplyStatus.REDIRECT:
-            self._attempt += 1  # cancel the pending timeout
             if reply.leader is not None and reply.leader != reply.src:
                 self.target = reply.leader
                 self._send()
             else:
-                others = [n for n in self.sim.ids if n != reply.src]
-                self.target = self.rng.choice(others) if others else self.target
+                self.target = self._another_node(reply.src)
                 self.sim.at(self.sim.now + self.workload.redirect_backoff_ms, self._resend)
             return
-        self._attempt += 1
         op.complete_ms = self.sim.now
         op.outcome = "ok" if reply.status == ReplyStatus.OK else "fail"
         op.result = reply.result
         self.current = None
         self.sim.on_client_reply(reply, Command(self.id, op.seq, op.command))
-        self.sim.at(self.sim.now + self.workload.think_ms, self._next_op)
+        if self.queue:
+            self._begin_next()
+        elif self.running:
+            self.sim.at(self.sim.now + self.workload.think_ms, self._next_random)
 
     def _resend(self) -> None:
         if self.current is not None:

@@ -30,8 +30,9 @@ a client with the leader's id.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consensus import quorum
@@ -62,11 +63,12 @@ class Progress:
 
     next: int  # next index to send. Invariant: match < next
     match: int = 0  # highest index known to be replicated on the follower
-    inflight: int = 0  # batches sent and not yet acknowledged
+    # Last index of each batch sent and not yet acknowledged, oldest first (etcd's inflights).
+    inflight: deque[int] = field(default_factory=deque)
     # Probing (after a refusal or a new election): one batch at a time until one is accepted,
     # then the full pipelining window.
     probe: bool = True
-    acked_at: float = 0.0  # last time the follower answered, for check-quorum and resends
+    progress_at: float = 0.0  # last time ``match`` advanced: a stalled pipeline is resent
     active: bool = False  # heard from since the last check-quorum round
 
 
@@ -152,7 +154,7 @@ class RaftNode(Node):
         self.leader = self.id
         self.election_deadline = _NEVER
         nxt = self.log.last_index + 1
-        self.progress = {p: Progress(next=nxt, acked_at=self.now) for p in self.others}
+        self.progress = {p: Progress(next=nxt, progress_at=self.now) for p in self.others}
         self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
         self.append_entries_locally((None,))
@@ -341,14 +343,15 @@ class RaftNode(Node):
         if pr is None:
             return
         pr.active = True
-        pr.acked_at = self.now
         if msg.success:
-            pr.inflight = max(0, pr.inflight - 1)
-            pr.probe = False
             if msg.match_index > pr.match:
                 pr.match = msg.match_index
                 pr.next = max(pr.next, pr.match + 1)
+                pr.progress_at = self.now
+                pr.probe = False
                 self.advance_commit_index()
+            while pr.inflight and pr.inflight[0] <= msg.match_index:
+                pr.inflight.popleft()
         else:
             if msg.reject_index < pr.match:
                 return  # a stale refusal from before the follower caught up
@@ -358,7 +361,7 @@ class RaftNode(Node):
             else:
                 target = msg.conflict_index
             pr.next = max(pr.match + 1, min(target, msg.reject_index))
-            pr.inflight = 0
+            pr.inflight.clear()
             pr.probe = True
         self.maybe_send_append(msg.src)
 
@@ -411,10 +414,11 @@ class RaftNode(Node):
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
         for peer in self.others:
             pr = self.progress[peer]
-            if pr.inflight and self.now - pr.acked_at >= self.config.heartbeat_ms:
-                # Nothing heard for a whole heartbeat with batches outstanding: assume they were
-                # lost and resend from the last acknowledged index.
-                pr.next, pr.inflight, pr.probe = pr.match + 1, 0, True
+            if pr.next > pr.match + 1 and self.now - pr.progress_at >= self.config.heartbeat_ms:
+                # Entries outstanding and no progress for a whole heartbeat: assume they were
+                # lost, and resend from the last acknowledged index.
+                pr.next, pr.probe = pr.match + 1, True
+                pr.inflight.clear()
             if not self.maybe_send_append(peer):
                 self.send_append(peer, pr, heartbeat=True)
 
@@ -423,7 +427,7 @@ class RaftNode(Node):
         pr = self.progress[peer]
         window = 1 if pr.probe else self.config.max_inflight
         sent = False
-        while pr.inflight < window and pr.next <= self.log.last_index:
+        while len(pr.inflight) < window and pr.next <= self.log.last_index:
             self.send_append(pr=pr, peer=peer)
             sent = True
         return sent
@@ -438,7 +442,7 @@ class RaftNode(Node):
             prev = pr.next - 1
             entries = self.log.slice(pr.next, pr.next + self.config.max_batch - 1)
             pr.next += len(entries)
-            pr.inflight += 1
+            pr.inflight.append(pr.next - 1)
         self.send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                 prev_log_term=self.log.term_at(prev), entries=entries,
                                 leader_commit=self.commit_index))

@@ -1,0 +1,79 @@
+"""Small drivers for scenario tests: run a simulation until something is true."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+import pytest
+
+from consensus.algorithms import NAMES
+from consensus.experiment.history import Operation
+from consensus.experiment.workload import SimClient, Workload
+from consensus.sim import Simulation
+
+
+def available_algorithms() -> list:
+    """Every registered algorithm, as pytest params (skipped while a package is absent)."""
+    params = []
+    for name in NAMES:
+        present = importlib.util.find_spec(f"consensus.{name}.node") is not None
+        params.append(pytest.param(name, marks=pytest.mark.skipif(
+            not present, reason=f"consensus.{name} is not built yet")))
+    return params
+
+
+def run_until(sim: Simulation, predicate: Callable[[], bool], within_ms: float,
+              step_ms: float = 5.0) -> bool:
+    """Advance the simulation until ``predicate()`` holds; False if it never did in time."""
+    end = sim.now + within_ms
+    while sim.now < end:
+        if predicate():
+            return True
+        sim.run(min(end, sim.now + step_ms))
+    return predicate()
+
+
+def wait_for_leader(sim: Simulation, within_ms: float = 3000) -> str:
+    assert run_until(sim, lambda: sim.leader() is not None, within_ms), "no leader elected"
+    leader = sim.leader()
+    assert leader is not None
+    return leader
+
+
+def client(sim: Simulation, name: str = "c1", timeout_ms: float = 300) -> SimClient:
+    return SimClient(name, sim, Workload(request_timeout_ms=timeout_ms))
+
+
+def settle(op: Operation, sim: Simulation, within_ms: float) -> bool:
+    """Run until ``op`` is answered; True if it was."""
+    return run_until(sim, lambda: op.complete_ms is not None, within_ms)
+
+
+def applied_commands(sim: Simulation, node: str) -> list[str]:
+    """The client commands node applied, in order (from the shared checker's record)."""
+    agreed = sim.checker.agreed  # type: ignore[attr-defined]
+    upto = sim.checker.applied_upto.get(node, 0)  # type: ignore[attr-defined]
+    return [agreed[i].text for i in range(1, upto + 1) if agreed[i] is not None]
+
+
+class OneShotClient:
+    """Sends single requests and records every reply; never retries or follows redirects."""
+
+    def __init__(self, sim: Simulation, name: str = "probe") -> None:
+        self.sim = sim
+        self.id = name
+        self.replies: list = []
+        self.seq = 0
+        sim.clients[name] = self
+
+    def send(self, node: str, text: str) -> int:
+        from consensus.messages import ClientRequest
+
+        self.seq += 1
+        self.sim.send_client_request(ClientRequest(src=self.id, dst=node, seq=self.seq,
+                                                   command=text))
+        return self.seq
+
+    def on_reply(self, reply) -> None:
+        self.replies.append(reply)
