@@ -132,3 +132,14 @@ def simulate(
         latency_ms={"p50": _percentile(done, 0.5), "p99": _percentile(done, 0.99),
                     "max": done[-1] if done else float("nan")},
     )
+
+
+SWEEP_SETTLE_S = 5.0
+
+
+def sweep_run(algorithm: str, seed: int, nodes: int = 5, duration_s: float = 10.0) -> SimResult:
+    """One seed of a randomised sweep: the seed picks the faults *and* the leader-stability
+    knobs (PreVote and CheckQuorum on or off), so every combination gets exercised."""
+    config = Config(pre_vote=seed % 2 == 0, check_quorum=seed % 3 != 0)
+    return simulate(algorithm, nodes, duration_s, seed, "random", config=config,
+                    settle_s=SWEEP_SETTLE_S)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from consensus.simulate import simulate
+from consensus.simulate import simulate, sweep_run
 from tests.helpers import available_algorithms
 
 ALGORITHMS = available_algorithms()
@@ -44,7 +44,7 @@ def test_trace_does_not_depend_on_pythonhashseed(algorithm):
 @pytest.mark.parametrize("chunk", range(8))
 def test_random_fault_sweep_has_no_violation(algorithm, chunk):
     for seed in range(chunk * 25 + 1, chunk * 25 + 26):
-        r = simulate(algorithm, 5, 6, seed=seed, settle_s=5)
+        r = sweep_run(algorithm, seed, nodes=5, duration_s=6)
         assert r.violations == [], f"seed {seed}: {r.violations[:3]}"
         assert r.stalled == [], f"seed {seed} did not recover after healing: {r.stalled[:3]}"
         assert r.committed > 0

@@ -21,7 +21,9 @@ CLASSIC = Config(pre_vote=False, check_quorum=False)
 
 
 def node(nid="n1", config=CLASSIC):
-    return RaftNode(nid, PEERS, config, random.Random(1))
+    n = RaftNode(nid, PEERS, config, random.Random(1))
+    n.tick(0)  # timers start at the first tick
+    return n
 
 
 def elect(n: RaftNode) -> None:
@@ -34,9 +36,24 @@ def elect(n: RaftNode) -> None:
 
 
 def test_election_timeout_is_randomised_within_range():
-    draws = [RaftNode("n1", PEERS, Config(), random.Random(s)).election_deadline
-             for s in range(50)]
+    draws = []
+    for seed in range(50):
+        n = RaftNode("n1", PEERS, Config(), random.Random(seed))
+        n.tick(1000)
+        draws.append(n.election_deadline - 1000)
     assert all(150 <= d <= 300 for d in draws) and len(set(draws)) > 40
+
+
+def test_a_restarted_node_restores_before_it_can_campaign():
+    """Timers start at the first tick, so a node restored late does not campaign at once
+    with a forgotten term (and never persists a term older than the one it restored)."""
+    n = RaftNode("n1", PEERS, CLASSIC, random.Random(1))
+    assert n.next_deadline() == float("inf")
+    n.tick(60_000)
+    n.restore([HardState(7, "n2")])
+    assert n.role == FOLLOWER and (n.term, n.voted_for) == (7, "n2")
+    assert n.ready().persist == []
+    assert 60_150 <= n.next_deadline() <= 60_300
 
 
 def test_candidate_persists_term_and_vote_before_asking():

@@ -52,6 +52,16 @@ class AppendEntries(Message):
     leader_commit: int
     kind: ClassVar[str] = "AppendEntries"
 
+    def validate(self) -> None:
+        """Entries numbered from prev_log_index + 1, none from a later term than the leader's."""
+        for i, entry in enumerate(self.entries, self.prev_log_index + 1):
+            if entry.index != i:
+                raise ValueError(f"entry index {entry.index} where {i} was expected")
+            if entry.term > self.term or entry.term < 1:
+                raise ValueError(f"entry term {entry.term} outside 1..{self.term}")
+        if self.prev_log_term > self.term:
+            raise ValueError(f"prev_log_term {self.prev_log_term} is after term {self.term}")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntriesReply(Message):

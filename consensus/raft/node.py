@@ -95,6 +95,9 @@ class RaftNode(Node):
         self.heartbeat_deadline = _NEVER
         self.quorum_deadline = _NEVER
         self.leader_contact = -_NEVER  # last time a current leader was heard from
+        # Timers start at the first tick: before it the node does not know the time, and a
+        # restarted node must restore its term and vote before it may campaign.
+        self.started = False
         self.become_follower(0, None)
 
     # -- restart -----------------------------------------------------------------------
@@ -173,6 +176,10 @@ class RaftNode(Node):
 
     def tick(self, now: float) -> None:
         self.now = now
+        if not self.started:
+            self.started = True
+            self.reset_election_timer()
+            return
         if self.role == LEADER:
             if now >= self.quorum_deadline:
                 self.tick_check_quorum()
@@ -198,7 +205,7 @@ class RaftNode(Node):
             self.become_follower(self.term, None)
 
     def reset_election_timer(self) -> None:
-        self.election_deadline = self.now + self.election_timeout()
+        self.election_deadline = self.now + self.election_timeout() if self.started else _NEVER
 
     # -- inbound -------------------------------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""Multi-Paxos's own safety properties, checked from what each node persists as the run goes.
+
+The checker watches every acceptor's durable records (``Promised``, ``AcceptedRun``,
+``ChosenRun``) in the order they were written, so it sees exactly what an acceptor is bound
+by, including across crashes. A value is *chosen* for a slot the moment a majority of
+acceptors has accepted it at the same ballot (Lamport's definition); from that it checks:
+
+- at most one value is ever chosen per slot (the property Paxos exists for);
+- one value per (slot, ballot): a ballot's proposer never proposes two values for one slot;
+- an acceptor never accepts below the ballot it promised, nor above a promise it has not
+  made durable, and its promise never goes backwards;
+- a node only learns (``ChosenRun``) and applies values that were chosen for that slot.
+
+Applied-in-order, applied-prefix agreement, monotonic ballots/commit indexes and no lost
+acknowledged write come from :class:`SharedChecker`.
+"""
+
+from __future__ import annotations
+
+from consensus.check.invariants import SharedChecker
+from consensus.messages import Command, NodeId
+from consensus.node import Node, Ready, Status
+from consensus.paxos.messages import ZERO_BALLOT, AcceptedRun, Ballot, ChosenRun, Promised
+from consensus.quorum import majority
+
+
+def _show(command: Command | None) -> str:
+    return "no-op" if command is None else f"'{command}'"
+
+
+class PaxosChecker(SharedChecker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.majority = 0  # set from the first node seen
+        self.promised: dict[NodeId, Ballot] = {}  # durable: survives crashes like the node's
+        # (slot, ballot) -> (value, acceptors that accepted it); the set is dropped (None)
+        # once the value is chosen, to keep memory flat on long runs.
+        self.accepts: dict[tuple[int, Ballot], tuple[Command | None, set[NodeId] | None]] = {}
+        # slot -> (value, ballot it was first chosen at, the majority that chose it)
+        self.chosen: dict[int, tuple[Command | None, Ballot, tuple[NodeId, ...]]] = {}
+
+    def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
+        nid = node.id
+        if not self.majority:
+            self.majority = majority(len(node.peers))
+        for rec in ready.persist:
+            if isinstance(rec, AcceptedRun):
+                self._check_accept(t, nid, rec)
+            elif isinstance(rec, Promised):
+                prev = self.promised.get(nid, ZERO_BALLOT)
+                if rec.ballot < prev:
+                    self.violation(t, "promise-monotonic", (nid,),
+                                   f"promised ballot went {prev} -> {rec.ballot}")
+                else:
+                    self.promised[nid] = rec.ballot
+            elif isinstance(rec, ChosenRun):
+                for i, command in enumerate(rec.commands):
+                    self._check_chosen(t, nid, rec.first_slot + i, command, "learned")
+        for applied in ready.applied:
+            self._check_chosen(t, nid, applied.index, applied.command, "applied")
+        super().after_ready(t, node, ready, status)
+
+    def _check_accept(self, t: float, nid: NodeId, rec: AcceptedRun) -> None:
+        ballot = rec.ballot
+        promised = self.promised.get(nid, ZERO_BALLOT)
+        if ballot < promised:
+            self.violation(t, "accepted-below-promise", (nid,),
+                           f"accepted from slot {rec.first_slot}"
+                           f" at ballot {ballot} after promising {promised}")
+        elif ballot > promised:
+            self.violation(t, "accepted-above-promise", (nid,),
+                           f"accepted at ballot {ballot} with only {promised} durably promised")
+        accepts = self.accepts
+        for i, command in enumerate(rec.commands):
+            slot = rec.first_slot + i
+            key = (slot, ballot)
+            entry = accepts.get(key)
+            if entry is None:
+                accepts[key] = (command, {nid})
+                voters: set[NodeId] | None = {nid}
+            else:
+                value, voters = entry
+                if value != command:
+                    self.violation(t, "one-value-per-ballot", (nid, ballot.node),
+                                   f"slot {slot} ballot {ballot}: accepted {_show(command)} but "
+                                   f"{_show(value)} was accepted at the same ballot elsewhere")
+                    continue
+                if voters is None:
+                    continue  # already chosen at this ballot
+                voters.add(nid)
+            if voters is not None and len(voters) >= self.majority:
+                accepts[key] = (command, None)
+                self._chose(t, slot, ballot, command, tuple(sorted(voters)))
+
+    def _chose(self, t: float, slot: int, ballot: Ballot, command: Command | None,
+               voters: tuple[NodeId, ...]) -> None:
+        first = self.chosen.get(slot)
+        if first is None:
+            self.chosen[slot] = (command, ballot, voters)
+        elif first[0] != command:
+            self.violation(t, "one-value-per-slot", tuple(sorted({*voters, *first[2]})),
+                           f"slot {slot}: {_show(command)} chosen at ballot {ballot} by "
+                           f"{', '.join(voters)}, but {_show(first[0])} was chosen at ballot "
+                           f"{first[1]} by {', '.join(first[2])}")
+
+    def _check_chosen(self, t: float, nid: NodeId, slot: int, command: Command | None,
+                      what: str) -> None:
+        chosen = self.chosen.get(slot)
+        if chosen is None:
+            self.violation(t, f"{what}-unchosen", (nid,),
+                           f"slot {slot}: {what} {_show(command)} but no value is chosen there")
+        elif chosen[0] != command:
+            self.violation(t, f"{what}-unchosen", (nid,),
+                           f"slot {slot}: {what} {_show(command)} but {_show(chosen[0])} was "
+                           f"chosen at ballot {chosen[1]} by {', '.join(chosen[2])}")

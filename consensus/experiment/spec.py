@@ -1,0 +1,254 @@
+"""Experiment files: YAML validated by pydantic, every error naming its field and line.
+
+An experiment says what to run (algorithms, transport, seeds, cluster size, timing, network
+model, workload) and a timed fault schedule; the runner replays it on each algorithm with the
+same seeds. Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from consensus.node import Config
+
+Target = str  # a node id, or leader | crashed | paused | random | random-minority
+FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", "cut", "heal",
+                 "loss", "delay", "duplicate")
+PARTITION_SHAPES = ("majorities-ring", "bridge", "random-halves")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Latency(_Strict):
+    distribution: Literal["uniform", "constant", "exponential"] = "uniform"
+    min: Annotated[float, Field(ge=0)] = 1.0
+    max: Annotated[float, Field(ge=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Latency:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class NetworkSpec(_Strict):
+    latency_ms: Latency = Latency()
+    loss: Annotated[float, Field(ge=0, le=1)] = 0.0
+    duplicate: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class TimingSpec(_Strict):
+    heartbeat_ms: Annotated[float, Field(gt=0)] = 50.0
+    election_timeout_ms: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (
+        150.0, 300.0)
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_batch: Annotated[int, Field(ge=1)] = 64
+    max_inflight: Annotated[int, Field(ge=1)] = 8
+
+    @field_validator("election_timeout_ms")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"the minimum {v[0]} is above the maximum {v[1]}")
+        return v
+
+    def config(self) -> Config:
+        return Config(heartbeat_ms=self.heartbeat_ms, election_timeout_ms=self.election_timeout_ms,
+                      max_batch=self.max_batch, max_inflight=self.max_inflight,
+                      pre_vote=self.pre_vote, check_quorum=self.check_quorum)
+
+
+class ClusterSpec(_Strict):
+    nodes: Annotated[int, Field(ge=1, le=15)] = 5
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"n{i}" for i in range(1, self.nodes + 1)]
+
+
+class WorkloadSpec(_Strict):
+    clients: Annotated[int, Field(ge=1, le=1000)] = 4
+    rate: Annotated[float, Field(gt=0)] | None = None  # total ops/s (open loop); None: closed
+    think_ms: Annotated[float, Field(ge=0)] = 0.0  # closed loop: pause between operations
+    duration_s: Annotated[float, Field(gt=0)] = 10.0
+    read_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+    keys: Annotated[int, Field(ge=1)] = 10
+    key_distribution: Literal["uniform", "zipfian", "hotspot"] = "uniform"
+    request_timeout_ms: Annotated[float, Field(gt=0)] = 1000.0
+
+
+class CutSpec(_Strict):
+    from_: Annotated[list[str], Field(alias="from", min_length=1)]
+    to: Annotated[list[str], Field(min_length=1)]
+
+
+class FaultSpec(_Strict):
+    """One timed fault; exactly one action key besides ``at`` (and ``duration`` for windows)."""
+
+    at: Annotated[float, Field(ge=0)]
+    crash: Target | None = None
+    restart: Target | None = None
+    pause: Target | None = None
+    resume: Target | None = None
+    isolate: Target | None = None
+    partition: list[list[str]] | str | None = None
+    cut: CutSpec | None = None
+    heal: Literal[True] | None = None
+    loss: Annotated[float, Field(ge=0, le=1)] | None = None
+    delay: Annotated[float, Field(ge=0)] | None = None  # extra ms on every message
+    duplicate: Annotated[float, Field(ge=0, le=1)] | None = None
+    duration: Annotated[float, Field(gt=0)] | None = None  # seconds, for loss/delay/duplicate
+
+    @model_validator(mode="after")
+    def _one_action(self) -> FaultSpec:
+        present = [a for a in FAULT_ACTIONS if getattr(self, a) is not None]
+        if len(present) != 1:
+            raise ValueError(f"a fault needs exactly one of {', '.join(FAULT_ACTIONS)} "
+                             f"(found {', '.join(present) or 'none'})")
+        action = present[0]
+        if action in ("loss", "delay", "duplicate") and self.duration is None:
+            raise ValueError(f"'{action}' needs a 'duration' in seconds")
+        if action not in ("loss", "delay", "duplicate") and self.duration is not None:
+            raise ValueError("'duration' only applies to loss, delay and duplicate")
+        if isinstance(self.partition, str) and self.partition not in PARTITION_SHAPES:
+            raise ValueError(f"partition must be a list of groups or one of "
+                             f"{', '.join(PARTITION_SHAPES)}, not {self.partition!r}")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(a for a in FAULT_ACTIONS if getattr(self, a) is not None)
+
+    def describe(self) -> str:
+        value = getattr(self, self.action)
+        if self.action == "heal":
+            text = "heal"
+        elif self.action == "cut":
+            text = f"cut {','.join(self.cut.from_)} -> {','.join(self.cut.to)}"  # type: ignore[union-attr]
+        elif self.action == "partition" and isinstance(value, list):
+            text = "partition " + " | ".join(",".join(g) for g in value)
+        else:
+            text = f"{self.action} {value}"
+        if self.duration:
+            text += f" for {self.duration:g}s"
+        return f"T={self.at:g}s {text}"
+
+
+class MqttSpec(_Strict):
+    broker: str | None = None  # URL; None: start mosquitto (or the embedded broker)
+    library: Literal["gmqtt", "aiomqtt"] = "gmqtt"
+    fsync: bool = True
+
+
+class ExperimentSpec(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+    description: str = ""
+    algorithms: Annotated[list[Literal["raft", "paxos"]], Field(min_length=1)] = ["raft", "paxos"]
+    transport: Literal["sim", "mqtt"] = "sim"
+    seeds: Annotated[list[int], Field(min_length=1)] = [1]
+    cluster: ClusterSpec = ClusterSpec()
+    timing: TimingSpec = TimingSpec()
+    network: NetworkSpec = NetworkSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+    faults: list[FaultSpec] = []
+    settle_s: Annotated[float, Field(ge=0)] = 3.0  # quiet time after healing, before checks
+    mqtt: MqttSpec = MqttSpec()
+
+    @model_validator(mode="after")
+    def _nodes_exist(self) -> ExperimentSpec:
+        ids = set(self.cluster.ids)
+        specials = {"leader", "crashed", "paused", "random", "random-minority", "followers"}
+        for i, f in enumerate(self.faults):
+            named: list[str] = []
+            for action in ("crash", "restart", "pause", "resume", "isolate"):
+                target = getattr(f, action)
+                if target is not None and target not in specials:
+                    named.append(target)
+            if isinstance(f.partition, list):
+                named += [n for g in f.partition for n in g]
+            if f.cut is not None:
+                named += f.cut.from_ + f.cut.to
+            unknown = sorted(set(named) - ids)
+            if unknown:
+                raise ValueError(f"faults[{i}] names {', '.join(unknown)}, but the cluster has "
+                                 f"{', '.join(sorted(ids))} (targets may also be "
+                                 f"{', '.join(sorted(specials))})")
+            if f.at >= self.workload.duration_s:
+                raise ValueError(f"faults[{i}] at {f.at:g}s is not before the end of the "
+                                 f"workload ({self.workload.duration_s:g}s)")
+        return self
+
+
+class SpecError(ValueError):
+    """A spec that does not validate; ``errors`` lists each problem with its field and line."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(f"  - {e}"
+                                                                           for e in errors))
+
+
+def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Map every key path in a YAML document to its (1-based) line."""
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            out[sub] = key.start_mark.line + 1
+            for p, line in _lines(value, sub).items():
+                out.setdefault(p, line)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_lines(item, (*path, i)))
+    return out
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int | None:
+    path = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def parse_spec(text: str, source: str = "<spec>") -> ExperimentSpec:
+    """Validate a YAML experiment; raise :class:`SpecError` listing every problem at once."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError(source, ["the file must be a YAML mapping (name: ..., algorithms: ...)"])
+    lines = _lines(root) if root is not None else {}
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for e in exc.errors():
+            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+            where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
+            where = where.replace(".[", "[") or "(top level)"
+            line = _line_of(lines, loc)
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown key (not part of an experiment spec)"
+            errors.append(f"{where} (line {line}): {msg}" if line else f"{where}: {msg}")
+        raise SpecError(source, errors) from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_spec(text, str(path))

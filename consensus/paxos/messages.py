@@ -1,0 +1,176 @@
+"""Multi-Paxos's ballots, messages (Lamport's phases 1a/1b/2a/2b) and durable records.
+
+Every message carries the ballot it belongs to: a proposer's request carries the proposer's
+ballot, a reply carries the ballot of the request it answers, so a stale reply is recognised
+by its ballot alone. Slots are 1-based like Raft's log indexes; ``None`` as a command is a
+no-op (a gap a new leader filled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from consensus.messages import Command, Message, NodeId
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Ballot:
+    """A ballot ``(round, rank)``, totally ordered as a pair of numbers.
+
+    ``rank`` is the proposer's position among the sorted node ids, so two proposers never
+    share a ballot; ``node`` is carried for readability and leader hints and takes no part in
+    comparisons (a string order would put "n10" before "n2").
+    """
+
+    round: int
+    rank: int
+    node: NodeId = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.round}.{self.node}" if self.node else f"{self.round}"
+
+
+# Below every real ballot (rounds start at 1): what an acceptor has promised before anything.
+ZERO_BALLOT = Ballot(0, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedValue:
+    """One acceptor's accepted ``(ballot, value)`` for one slot, as reported in a Promise."""
+
+    slot: int
+    ballot: Ballot
+    command: Command | None
+
+
+# -- protocol messages ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare(Message):
+    """Phase 1a for every slot from ``first_slot`` on (the proposer's first unchosen slot)."""
+
+    ballot: Ballot
+    first_slot: int
+    kind: ClassVar[str] = "Prepare"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promise(Message):
+    """Phase 1b: the acceptor promised ``ballot`` and reports what it knows from ``first_slot``.
+
+    ``chosen`` holds the values the acceptor knows are chosen for slots ``first_slot`` ..
+    ``commit_index`` (a new leader adopts them as they are); ``accepted`` holds its accepted
+    ``(ballot, value)`` for every later slot it has accepted anything in.
+    """
+
+    ballot: Ballot
+    first_slot: int
+    chosen: tuple[Command | None, ...]
+    accepted: tuple[AcceptedValue, ...]
+    commit_index: int
+    kind: ClassVar[str] = "Promise"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accept(Message):
+    """Phase 2a for the run of slots ``first_slot`` .. ``first_slot + len(commands) - 1``.
+
+    With no commands it is the leader's heartbeat. ``commit_index`` is the leader's highest
+    contiguously chosen slot: an acceptor that accepted a slot at this same ballot learns from
+    it that its value is chosen.
+    """
+
+    ballot: Ballot
+    first_slot: int
+    commands: tuple[Command | None, ...]
+    commit_index: int
+    kind: ClassVar[str] = "Accept"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted(Message):
+    """Phase 2b: the acceptor accepted ``count`` slots from ``first_slot`` at ``ballot``.
+
+    ``count == 0`` answers a heartbeat or a Commit. ``commit_index`` is the acceptor's highest
+    contiguously chosen slot and ``leader_commit`` echoes the commit index of the request: when
+    the first is below the second, the acceptor missed values it cannot learn from the
+    piggybacked commit index, and the leader sends them in a :class:`Commit`.
+    """
+
+    ballot: Ballot
+    first_slot: int
+    count: int
+    commit_index: int
+    leader_commit: int
+    kind: ClassVar[str] = "Accepted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit(Message):
+    """Catch-up: the chosen values of slots ``first_slot`` onwards, for a lagging acceptor."""
+
+    ballot: Ballot
+    first_slot: int
+    commands: tuple[Command | None, ...]
+    commit_index: int
+    kind: ClassVar[str] = "Commit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack(Message):
+    """A refused Prepare or Accept at ``ballot``: the acceptor has promised ``promised``."""
+
+    ballot: Ballot
+    promised: Ballot
+    kind: ClassVar[str] = "Nack"
+
+
+PaxosMessage = Prepare | Promise | Accept | Accepted | Commit | Nack
+
+
+# -- durable records (persisted before any message that depends on them leaves) ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Promised:
+    """The acceptor's promise: it will accept nothing below ``ballot``."""
+
+    ballot: Ballot
+    kind: ClassVar[str] = "Promised"
+
+
+@dataclass(frozen=True, slots=True)
+class RoundUsed:
+    """The highest round this node proposed with, so a ballot is never used twice."""
+
+    round: int
+    kind: ClassVar[str] = "RoundUsed"
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRun:
+    """Accepted ``(ballot, commands[i])`` for slot ``first_slot + i``."""
+
+    first_slot: int
+    ballot: Ballot
+    commands: tuple[Command | None, ...]
+    kind: ClassVar[str] = "AcceptedRun"
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenRun:
+    """Learned that ``commands[i]`` is chosen for slot ``first_slot + i`` (catch-up)."""
+
+    first_slot: int
+    commands: tuple[Command | None, ...]
+    kind: ClassVar[str] = "ChosenRun"
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """Slots up to ``index`` are chosen and known here, so the commit index never goes back."""
+
+    index: int
+    kind: ClassVar[str] = "Committed"

@@ -1,0 +1,654 @@
+"""Multi-Paxos with a stable leader, as a pure state machine (Lamport, "Paxos Made Simple" §3).
+
+Theory of operation
+-------------------
+Every node plays all three of Lamport's roles: acceptor, learner, and (when it leads)
+proposer. The replicated log is a sequence of *slots*, each an independent instance of Paxos;
+a slot's value is *chosen* once a majority of acceptors accepted it at the same ballot.
+
+Ballots ``(round, rank)`` are totally ordered pairs of numbers; each node only proposes with
+its own rank, and its round counter is persisted, so no ballot is ever used twice.
+
+Leader election is Phase 1 run once for all open slots (the point of Multi-Paxos). A node
+whose failure detector (the randomised election timeout, as in Raft) suspects the leader
+sends one Prepare (1a) covering every slot from its first unchosen one. An acceptor that
+promises (1b) reports what it knows from there: the values it knows are chosen, and its
+accepted ``(ballot, value)`` for every later slot. With a majority of promises the new leader
+adopts the chosen values, re-proposes in each other slot the value with the highest accepted
+ballot (Lamport's P2c, which is what keeps a chosen value chosen), and fills gaps with no-ops,
+so no slot is left open below the ones it goes on to propose.
+
+After that, the stable leader runs only Phase 2: each client command (reads included, which is
+what makes them linearizable) takes the next free slot, and Accepts (2a) carry runs of
+consecutive slots (``max_batch``), pipelined up to ``max_inflight`` unacknowledged runs per
+acceptor, like Raft's AppendEntries. A slot is chosen when a majority answered Accepted (2b)
+at the leader's ballot; slots are applied strictly in order, so a chosen slot waits for every
+slot below it. The leader's commit index rides on every Accept and heartbeat: an acceptor that
+accepted slot ``s`` at the leader's ballot learns from ``s <= commit_index`` that its value is
+the chosen one. An acceptor that cannot (it missed Accepts, or restarted) says so in its reply,
+and the leader sends it the chosen values in a Commit message.
+
+An acceptor refuses a Prepare or Accept below its promised ballot with a Nack carrying that
+ballot; a proposer that gets one steps back to follower and waits a fresh randomised timeout
+before it may try again, which is what damps dueling proposers. Replies for any ballot other
+than the one this node is leading or campaigning with are stale and dropped.
+
+Durability: the promised ballot and every accepted ``(ballot, value)`` are persisted in the same
+``Ready`` as the Promise/Accepted that depends on them (the driver persists before it sends), so
+an acceptor that crashes and restarts can never go back on what it said.
+
+Leader stability (with ``check_quorum``, as in Raft): a leader that has not heard from a
+majority for an election timeout steps down, and a node that heard from a live leader within the
+minimum election timeout ignores Prepares from anyone else, so a node rejoining after a
+partition cannot depose a healthy leader. A campaigning node also does not promise its own
+ballot until it has a majority of promises from the others (its own promise completes the
+quorum), so a node that campaigns in vain while cut off does not come back with a promised
+ballot that would refuse the live leader's Accepts. That is the role Raft's ``pre_vote`` plays,
+so Paxos always behaves this way and ignores the ``pre_vote`` knob.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus import quorum
+from consensus.messages import ClientRequest, Command, Message, NodeId
+from consensus.node import Node, Status
+from consensus.paxos.messages import (
+    ZERO_BALLOT,
+    Accept,
+    Accepted,
+    AcceptedRun,
+    AcceptedValue,
+    Ballot,
+    ChosenRun,
+    Commit,
+    Committed,
+    Nack,
+    Prepare,
+    Promise,
+    Promised,
+    RoundUsed,
+)
+
+FOLLOWER = "follower"  # an acceptor and learner following a leader (or looking for one)
+CANDIDATE = "candidate"  # running Phase 1 for its own ballot
+LEADER = "leader"  # Phase 1 done: proposes in Phase 2 only
+_NEVER = float("inf")
+
+# One slot's accepted state at this acceptor: (ballot, value). For a slot at or below the
+# commit index the value is the chosen one.
+SlotState = tuple[Ballot, Command | None]
+
+
+@dataclass(slots=True)
+class Progress:
+    """The leader's view of one acceptor."""
+
+    next: int  # next slot to send in an Accept
+    # (last slot, time sent) of each Accept run not yet acknowledged, oldest first.
+    inflight: deque[tuple[int, float]] = field(default_factory=deque)
+    # After a suspected loss: one run at a time until one is acknowledged, then the window.
+    probe: bool = False
+    active: bool = False  # heard from since the last check-quorum round
+    commit_sent: int = 0  # last slot sent in a Commit (catch-up)
+    commit_sent_at: float = -_NEVER
+
+
+class PaxosNode(Node):
+    """A complete Multi-Paxos node; see the module docstring."""
+
+    algorithm = "paxos"
+
+    def __init__(self, node_id: NodeId, peers: Sequence[NodeId] | Any, config: Any = None,
+                 rng: Any = None) -> None:
+        super().__init__(node_id, peers, config, rng)
+        self.rank = self.peers.index(node_id)
+        self.bit = {p: 1 << i for i, p in enumerate(self.peers)}
+        self.majority = quorum.majority(len(self.peers))
+        # Durable state (rebuilt by ``restore``).
+        self.promised: Ballot = ZERO_BALLOT  # acceptor: accept nothing below this
+        self.round_used = 0  # highest round this node proposed with
+        self.log: dict[int, SlotState] = {}  # slot -> accepted (or chosen) state
+        # Invariant: every slot in 1..commit_index is chosen and its value is in ``log``.
+        self.commit_index = 0
+        # Volatile state. Invariant: applied == commit_index (chosen slots apply at once).
+        self.applied = 0
+        self.last_index = 0  # highest slot with a value in ``log``
+        self.round_seen = 0  # highest round seen in any ballot; the next ballot goes above it
+        self.role = FOLLOWER
+        self.leader: NodeId | None = None
+        self.ballot: Ballot | None = None  # the ballot this node campaigns or leads with
+        self.promises: dict[NodeId, Promise] = {}  # candidate: Phase 1b answers
+        # Leader: slot -> bitmask of acceptors that accepted it at ``ballot``, for slots
+        # proposed and not yet chosen; chosen slots above the commit index wait in ``chosen``.
+        self.votes: dict[int, int] = {}
+        self.chosen: set[int] = set()
+        self.next_slot = 1  # leader: the next free slot
+        self.progress: dict[NodeId, Progress] = {}
+        self.hb_commit = 0  # leader: commit index at the previous heartbeat
+        self.election_timeout_ms = 0.0
+        # None until the first tick, so a node built before its clock is set (a restart)
+        # does not time out at once.
+        self.election_deadline: float | None = None
+        self.heartbeat_deadline = _NEVER
+        self.quorum_deadline = _NEVER
+        self.leader_contact = -_NEVER  # last time the current leader was heard from
+        self.become_follower(None)
+        self.election_deadline = None
+
+    # -- role changes (the only place the role changes) ---------------------------------
+
+    def become_follower(self, leader: NodeId | None) -> None:
+        """Step back to acceptor/learner, abandoning any campaign or leadership.
+
+        A fresh randomised timeout is drawn each time: after a Nack it is the backoff that
+        keeps two proposers from preempting each other forever.
+        """
+        if self.role == LEADER:
+            self.abandon_pending(leader)
+        self.role = FOLLOWER
+        self.leader = leader
+        self.ballot = None
+        self.promises = {}
+        self.votes = {}
+        self.chosen = set()
+        self.progress = {}
+        self.heartbeat_deadline = self.quorum_deadline = _NEVER
+        self.election_timeout_ms = self.election_timeout()
+        self.reset_election_timer()
+
+    def become_leader(self) -> None:
+        """MultiPaxos ``BecomeLeader``, Phase 1a: Prepare every slot from the first unchosen.
+
+        The new round is persisted before the Prepare leaves, so this ballot is never reused.
+        Our own promise waits until the others' complete a quorum (see the module docstring).
+        """
+        if self.role == LEADER:
+            return
+        self.round_used = max(self.round_used, self.promised.round, self.round_seen) + 1
+        self.persist(RoundUsed(self.round_used))
+        self.role = CANDIDATE
+        self.leader = None
+        self.ballot = Ballot(self.round_used, self.rank, self.id)
+        self.promises = {}
+        self.election_timeout_ms = self.election_timeout()
+        self.reset_election_timer()
+        self.bcast_prepare()
+        self.maybe_become_stable_leader()
+
+    def become_stable_leader(self) -> None:
+        """MultiPaxos ``HandlePrepareReplies`` with a quorum: adopt, re-propose, fill gaps.
+
+        For each slot from our first unchosen one: a value any promiser knows is chosen is
+        adopted as chosen; otherwise the value accepted at the highest ballot is re-proposed
+        (Lamport's P2c); a slot nobody accepted anything in, below the highest one someone did,
+        becomes a no-op. Then Phase 2 starts for all of them at our ballot.
+        """
+        ballot = self.ballot
+        assert ballot is not None
+        if self.promised < ballot:
+            self.promised = ballot
+            self.persist(Promised(ballot))
+        first = self.commit_index + 1
+        promises = [self.promises[p] for p in sorted(self.promises)]
+        # Chosen values: the promiser with the highest commit index knows a contiguous run.
+        best = max(promises, key=lambda p: p.commit_index, default=None)
+        if best is not None and best.commit_index >= first:
+            self.learn_chosen(first, best.chosen[first - best.first_slot:])
+        start = self.commit_index + 1
+        # Highest-ballot accepted value per open slot, ours included.
+        found: dict[int, SlotState] = {}
+        for slot in range(start, self.last_index + 1):
+            state = self.log.get(slot)
+            if state is not None:
+                found[slot] = state
+        for promise in promises:
+            for av in promise.accepted:
+                if av.slot >= start:
+                    have = found.get(av.slot)
+                    if have is None or av.ballot > have[0]:
+                        found[av.slot] = (av.ballot, av.command)
+        end = max(found, default=start - 1)
+        commands = tuple(found[s][1] if s in found else None for s in range(start, end + 1))
+        self.role = LEADER
+        self.leader = self.id
+        self.promises = {}
+        self.election_deadline = _NEVER
+        self.next_slot = start
+        self.votes = {}
+        self.chosen = set()
+        self.hb_commit = self.commit_index
+        self.progress = {p: Progress(next=start) for p in self.others}
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        if commands:
+            self.propose(commands)
+        else:
+            self.bcast_heartbeat()
+
+    def maybe_become_stable_leader(self) -> bool:
+        """With promises from a majority (counting our own, given now), take the lead."""
+        if self.role != CANDIDATE or self.ballot is None:
+            return False
+        if not quorum.has_quorum(len(self.promises) + 1, len(self.peers)):
+            return False
+        if self.promised > self.ballot:
+            # We promised a higher ballot meanwhile, so cannot promise our own.
+            self.become_follower(None)
+            return False
+        self.become_stable_leader()
+        return True
+
+    def campaign(self) -> None:
+        """Start Phase 1 now (the simulator's and the dashboard's "time out a node")."""
+        self.become_leader()
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if self.role == LEADER:
+            if now >= self.quorum_deadline:
+                self.tick_check_quorum()
+            if self.role == LEADER and now >= self.heartbeat_deadline:
+                self.tick_heartbeat()
+        elif self.election_deadline is None:
+            self.reset_election_timer()
+        elif now >= self.election_deadline:
+            # A follower suspects the leader; a candidate's Phase 1 got no quorum in time.
+            self.become_leader()
+
+    def next_deadline(self) -> float:
+        if self.role == LEADER:
+            return min(self.heartbeat_deadline, self.quorum_deadline)
+        return self.now if self.election_deadline is None else self.election_deadline
+
+    def reset_election_timer(self) -> None:
+        self.election_deadline = self.now + self.election_timeout_ms
+
+    def tick_check_quorum(self) -> None:
+        """Step down unless a majority was heard from lately (Raft's CheckQuorum, §6.2)."""
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        if not self.config.check_quorum:
+            return
+        active = 1 + sum(1 for p in self.progress.values() if p.active)
+        for p in self.progress.values():
+            p.active = False
+        if not quorum.has_quorum(active, len(self.peers)):
+            self.become_follower(None)
+
+    def tick_heartbeat(self) -> None:
+        """Every heartbeat: resend what seems lost, and tell everyone we are alive."""
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        blocked = self.commit_index == self.hb_commit and self.commit_index + 1 in self.votes
+        self.hb_commit = self.commit_index
+        hb = self.config.heartbeat_ms
+        for peer in self.others:
+            pr = self.progress[peer]
+            stalled = pr.inflight and self.now - pr.inflight[0][1] >= hb
+            lacking = blocked and not self.votes[self.commit_index + 1] & self.bit[peer]
+            if stalled or lacking:
+                # No answer for a whole heartbeat, or the slot holding the commit index back
+                # is missing this acceptor's vote: resend from its first unacknowledged slot.
+                pr.next = self.first_unacked(peer)
+                pr.inflight.clear()
+                pr.probe = True
+            if not self.maybe_send_accept(peer):
+                self.send_accept(peer, pr, heartbeat=True)
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def step(self, msg: Message) -> None:
+        """Check the ballot once for every role, then hand the message to its handler."""
+        if isinstance(msg, ClientRequest):
+            self.handle_client_request(msg)
+            return
+        ballot: Ballot = msg.ballot  # type: ignore[attr-defined]
+        if isinstance(msg, Promise | Accepted | Nack):
+            # MultiPaxos: a reply counts only for the ballot we are campaigning/leading with.
+            if ballot != self.ballot:
+                return  # DropStaleResponse
+        else:
+            # A proposer's request: Prepare, Accept or Commit.
+            if isinstance(msg, Prepare) and self.in_leader_lease(msg.src):
+                return  # a live leader exists; don't let a stray proposer disrupt it
+            if ballot < self.promised:
+                self.send(Nack(src=self.id, dst=msg.src, ballot=ballot, promised=self.promised))
+                return
+            self.update_ballot(ballot)
+        if isinstance(msg, Accept):
+            self.handle_accept(msg)
+        elif isinstance(msg, Accepted):
+            self.handle_accepted(msg)
+        elif isinstance(msg, Prepare):
+            self.handle_prepare(msg)
+        elif isinstance(msg, Promise):
+            self.handle_promise(msg)
+        elif isinstance(msg, Commit):
+            self.handle_commit(msg)
+        elif isinstance(msg, Nack):
+            self.handle_nack(msg)
+
+    def update_ballot(self, ballot: Ballot) -> None:
+        """MultiPaxos ``UpdateBallot``: a higher ballot than ours ends our campaign/leadership."""
+        if ballot.round > self.round_seen:
+            self.round_seen = ballot.round
+        if self.ballot is not None and ballot > self.ballot:
+            self.become_follower(None)
+
+    def in_leader_lease(self, src: NodeId) -> bool:
+        """True while a live leader other than ``src`` was heard from within the minimum
+        election timeout (we lead ourselves, or follow one): the Prepare is ignored."""
+        if not self.config.check_quorum or src == self.leader:
+            return False
+        if self.role == LEADER:
+            return True
+        return (self.leader is not None
+                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+
+    def handle_client_request(self, req: ClientRequest) -> None:
+        """MultiPaxos ``TakeNewRequest``: the leader proposes it in the next free slot."""
+        if self.role != LEADER:
+            self.redirect(req, self.leader)
+            return
+        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
+            return
+        self.pending[(req.src, req.seq)] = self.next_slot
+        self.propose((req.as_command(),))
+
+    def handle_prepare(self, msg: Prepare) -> None:
+        """MultiPaxos ``HandlePrepare``, Phase 1b: promise, and report what we know.
+
+        The promise is persisted in this same ``Ready``, so it is durable before it leaves.
+        """
+        if msg.ballot > self.promised:
+            self.promised = msg.ballot
+            self.persist(Promised(msg.ballot))
+            self.leader = None
+        if self.role == FOLLOWER:
+            self.reset_election_timer()  # give the proposer time to finish Phase 1
+        first = msg.first_slot
+        log = self.log
+        chosen = tuple(log[s][1] for s in range(first, self.commit_index + 1))
+        accepted = tuple(
+            AcceptedValue(s, log[s][0], log[s][1])
+            for s in range(max(first, self.commit_index + 1), self.last_index + 1) if s in log
+        )
+        self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
+                          chosen=chosen, accepted=accepted, commit_index=self.commit_index))
+
+    def handle_promise(self, msg: Promise) -> None:
+        """MultiPaxos ``HandlePrepareReplies``: tally, and lead once a majority promised."""
+        if self.role != CANDIDATE:
+            return
+        self.promises[msg.src] = msg
+        self.maybe_become_stable_leader()
+
+    def handle_accept(self, msg: Accept) -> None:
+        """MultiPaxos ``HandleAccept``, Phase 2b: accept the run (or heartbeat), then learn.
+
+        Accepting at ``ballot`` implies promising it; both are persisted before the Accepted.
+        """
+        ballot = msg.ballot
+        if ballot > self.promised:
+            self.promised = ballot
+            self.persist(Promised(ballot))
+        self.heard_from_leader(msg.src)
+        commands = msg.commands
+        if commands:
+            log = self.log
+            first = msg.first_slot
+            changed = False
+            for i, command in enumerate(commands):
+                state = (ballot, command)
+                if log.get(first + i) != state:
+                    log[first + i] = state
+                    changed = True
+            if changed:
+                self.persist(AcceptedRun(first, ballot, commands))
+                self.last_index = max(self.last_index, first + len(commands) - 1)
+        self.maybe_commit(ballot, msg.commit_index)
+        self.send(Accepted(src=self.id, dst=msg.src, ballot=ballot, first_slot=msg.first_slot,
+                           count=len(commands), commit_index=self.commit_index,
+                           leader_commit=msg.commit_index))
+
+    def handle_accepted(self, msg: Accepted) -> None:
+        """MultiPaxos ``HandleAcceptReplies``: count votes per slot; chosen at a majority."""
+        if self.role != LEADER:
+            return
+        pr = self.progress[msg.src]
+        pr.active = True
+        if msg.count:
+            last = msg.first_slot + msg.count - 1
+            while pr.inflight and pr.inflight[0][0] <= last:
+                pr.inflight.popleft()
+            pr.probe = False
+            bit = self.bit[msg.src]
+            votes = self.votes
+            for slot in range(max(msg.first_slot, self.commit_index + 1), last + 1):
+                v = votes.get(slot)
+                if v is None:
+                    continue
+                v |= bit
+                if v.bit_count() >= self.majority:
+                    del votes[slot]
+                    self.chosen.add(slot)
+                else:
+                    votes[slot] = v
+            self.advance_commit_index()
+        if msg.commit_index < msg.leader_commit:
+            self.maybe_send_commit(msg.src, msg.commit_index)
+        self.maybe_send_accept(msg.src)
+
+    def handle_commit(self, msg: Commit) -> None:
+        """MultiPaxos ``HandleCommitNotice``: learn chosen values we missed (catch-up)."""
+        self.heard_from_leader(msg.src)
+        commands = msg.commands
+        start = self.commit_index + 1
+        first = msg.first_slot
+        if commands and first <= start < first + len(commands):
+            values = commands[start - first:]
+            self.learn_chosen(start, values)
+        self.maybe_commit(msg.ballot, msg.commit_index)
+        self.send(Accepted(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
+                           count=0, commit_index=self.commit_index,
+                           leader_commit=msg.commit_index))
+
+    def handle_nack(self, msg: Nack) -> None:
+        """Preempted: someone promised a higher ballot. Step back and wait a random timeout.
+
+        We promise that ballot too (a promise only ever refuses more), so a deposed leader
+        refuses its own stale ballot's messages and reports the newer round, as Raft does.
+        """
+        self.update_ballot(msg.promised)
+        if msg.promised > self.promised:
+            self.promised = msg.promised
+            self.persist(Promised(msg.promised))
+
+    def heard_from_leader(self, leader: NodeId) -> None:
+        """A valid Accept or Commit: ``leader`` is alive, so we follow it and wait longer."""
+        if self.role != FOLLOWER or self.leader != leader:
+            self.become_follower(leader)
+        self.leader_contact = self.now
+        self.reset_election_timer()
+
+    # -- proposing and learning ------------------------------------------------------------
+
+    def propose(self, commands: tuple[Command | None, ...]) -> None:
+        """Phase 2a for ``commands`` in the next free slots: accept them ourselves, then send.
+
+        Our own acceptance is persisted in the same ``Ready`` as the Accepts.
+        """
+        ballot = self.ballot
+        assert ballot is not None
+        first = self.next_slot
+        bit = self.bit[self.id]
+        for i, command in enumerate(commands):
+            self.log[first + i] = (ballot, command)
+            self.votes[first + i] = bit
+        self.persist(AcceptedRun(first, ballot, commands))
+        self.next_slot = first + len(commands)
+        self.last_index = max(self.last_index, self.next_slot - 1)
+        if self.majority == 1:
+            self.chosen.update(range(first, self.next_slot))
+            self.votes.clear()
+            self.advance_commit_index()
+        self.bcast_accept()
+
+    def advance_commit_index(self) -> None:
+        """Raise the commit index over every chosen slot directly above it."""
+        chosen = self.chosen
+        c = self.commit_index
+        while c + 1 in chosen:
+            c += 1
+            chosen.discard(c)
+        self.set_commit(c)
+
+    def maybe_commit(self, ballot: Ballot, leader_commit: int) -> bool:
+        """Learn from a leader's commit index: slots we accepted at its ballot are chosen.
+
+        The leader of ``ballot`` proposes one value per slot, and knows everything up to its
+        commit index is chosen; so our value for such a slot, accepted at that ballot, is it.
+        """
+        c = self.commit_index
+        log = self.log
+        while c < leader_commit:
+            state = log.get(c + 1)
+            if state is None or state[0] != ballot:
+                break
+            c += 1
+        return self.set_commit(c)
+
+    def learn_chosen(self, first: int, commands: Sequence[Command | None]) -> None:
+        """Record chosen values for ``first``.. (contiguous from our commit index) and apply."""
+        if not commands:
+            return
+        log = self.log
+        for i, command in enumerate(commands):
+            prev = log.get(first + i)
+            log[first + i] = (ZERO_BALLOT if prev is None else prev[0], command)
+        self.persist(ChosenRun(first, tuple(commands)))
+        last = first + len(commands) - 1
+        self.last_index = max(self.last_index, last)
+        self.set_commit(last)
+
+    def set_commit(self, index: int, *, persist: bool = True) -> bool:
+        """Raise the commit index and apply every slot up to it, in order."""
+        if index <= self.commit_index:
+            return False
+        self.commit_index = index
+        if persist:
+            self.persist(Committed(index))
+        log = self.log
+        while self.applied < index:
+            self.applied += 1
+            self.apply_entry(self.applied, log[self.applied][1])
+        return True
+
+    def first_unacked(self, peer: NodeId) -> int:
+        """The lowest open slot ``peer`` has not acknowledged at our ballot."""
+        bit = self.bit[peer]
+        slot = self.commit_index + 1
+        votes = self.votes
+        while slot < self.next_slot and (slot not in votes or votes[slot] & bit):
+            slot += 1
+        return slot
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def bcast_prepare(self) -> None:
+        assert self.ballot is not None
+        for peer in self.others:
+            self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
+                              first_slot=self.commit_index + 1))
+
+    def bcast_accept(self) -> None:
+        for peer in self.others:
+            self.maybe_send_accept(peer)
+
+    def bcast_heartbeat(self) -> None:
+        for peer in self.others:
+            self.send_accept(peer, self.progress[peer], heartbeat=True)
+
+    def maybe_send_accept(self, peer: NodeId) -> bool:
+        """Send Accept runs to ``peer`` while its pipeline has room; True if anything went."""
+        pr = self.progress[peer]
+        if pr.next <= self.commit_index:
+            pr.next = self.commit_index + 1  # chosen slots reach it through Commit instead
+        window = 1 if pr.probe else self.config.max_inflight
+        sent = False
+        while len(pr.inflight) < window and pr.next < self.next_slot:
+            self.send_accept(peer, pr)
+            sent = True
+        return sent
+
+    def send_accept(self, peer: NodeId, pr: Progress, *, heartbeat: bool = False) -> None:
+        assert self.ballot is not None
+        commands: tuple[Command | None, ...] = ()
+        first = pr.next
+        if not heartbeat:
+            last = min(first + self.config.max_batch, self.next_slot) - 1
+            log = self.log
+            commands = tuple(log[s][1] for s in range(first, last + 1))
+            pr.next = last + 1
+            pr.inflight.append((last, self.now))
+        self.send(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
+                         commands=commands, commit_index=self.commit_index))
+
+    def maybe_send_commit(self, peer: NodeId, peer_commit: int) -> None:
+        """Send a lagging acceptor the next chosen values it lacks, one message in flight."""
+        pr = self.progress[peer]
+        if peer_commit >= self.commit_index:
+            return
+        if (pr.commit_sent > peer_commit
+                and self.now - pr.commit_sent_at < self.config.heartbeat_ms):
+            return  # a Commit covering it is on its way
+        assert self.ballot is not None
+        first = peer_commit + 1
+        chunk = self.config.max_batch * self.config.max_inflight
+        last = min(self.commit_index, first + chunk - 1)
+        log = self.log
+        self.send(Commit(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
+                         commands=tuple(log[s][1] for s in range(first, last + 1)),
+                         commit_index=self.commit_index))
+        pr.commit_sent, pr.commit_sent_at = last, self.now
+
+    # -- restart and observation -----------------------------------------------------------
+
+    def restore(self, records: Sequence[Any]) -> None:
+        """Fold the persisted records back into promise, round, accepted slots and commit."""
+        log = self.log
+        commit = 0
+        for rec in records:
+            if isinstance(rec, AcceptedRun):
+                for i, command in enumerate(rec.commands):
+                    log[rec.first_slot + i] = (rec.ballot, command)
+                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+            elif isinstance(rec, ChosenRun):
+                for i, command in enumerate(rec.commands):
+                    prev = log.get(rec.first_slot + i)
+                    log[rec.first_slot + i] = (ZERO_BALLOT if prev is None else prev[0], command)
+                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+            elif isinstance(rec, Promised):
+                self.promised = max(self.promised, rec.ballot)
+            elif isinstance(rec, RoundUsed):
+                self.round_used = max(self.round_used, rec.round)
+            elif isinstance(rec, Committed):
+                commit = max(commit, rec.index)
+        self.round_seen = max(self.round_used, self.promised.round)
+        self.become_follower(None)
+        self.set_commit(commit, persist=False)
+
+    def status(self) -> Status:
+        ballot = self.ballot if self.role == CANDIDATE else self.promised
+        return Status(
+            id=self.id, algorithm=self.algorithm, role=self.role,
+            term=max(self.promised.round, self.round_used), leader=self.leader,
+            commit_index=self.commit_index, last_index=self.last_index,
+            applied_index=self.applied, ballot=str(ballot),
+            election_deadline_ms=None if self.role == LEADER else self.election_deadline,
+        )

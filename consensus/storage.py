@@ -1,0 +1,136 @@
+"""Durable state: the records a node persisted, in memory (simulator) or in a file (runtime).
+
+A node's ``Ready.persist`` records (Raft's HardState/LogAppend/CommitMark, Paxos's
+Promised/AcceptedRun/...) are appended in order; on restart ``load()`` returns them so the
+node's ``restore`` can fold them back. The driver appends *before* it sends the messages that
+depend on them, and :class:`FileStorage` fsyncs before ``append`` returns (``fsync=False``
+trades that guarantee for speed, for studying the cost and the danger).
+
+File format (a write-ahead log): one record per line, ``<crc32 as 8 hex digits> <json>\\n``.
+A crash can tear only the last line: a last line with no newline or a bad checksum is
+discarded with a warning and cut off the file. A bad line anywhere else means the file was
+damaged after it was written, and loading stops with :class:`CorruptLogError` rather than
+silently misreading a vote or a promise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from consensus.transport.codec import DecodeError, decode_record, encode_record
+
+log = logging.getLogger(__name__)
+
+
+class CorruptLogError(RuntimeError):
+    """A write-ahead log damaged somewhere other than its last record."""
+
+
+class Storage(Protocol):
+    def load(self) -> list[Any]: ...
+
+    def append(self, records: Sequence[Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStorage:
+    """Records kept in a list: what survives a simulated crash."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def load(self) -> list[Any]:
+        return list(self.records)
+
+    def append(self, records: Sequence[Any]) -> None:
+        self.records.extend(records)
+
+    def close(self) -> None:
+        pass
+
+
+class FileStorage:
+    """An append-only, checksummed, fsynced log file; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+        self.torn_records = 0  # discarded on load: how many torn tails were found
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the node's life
+        if fsync:
+            _fsync_dir(self.path.parent)
+
+    def load(self) -> list[Any]:
+        """Every intact record in order; a torn last record is cut off the file."""
+        *lines, tail = self.path.read_bytes().split(b"\n")  # tail: bytes after the last newline
+        records: list[Any] = []
+        offset = 0
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(_decode_line(line))
+            except ValueError as exc:
+                if number < len(lines) or tail:
+                    raise CorruptLogError(f"{self.path}: record {number} is damaged ({exc}); "
+                                          f"refusing to guess what this node promised") from exc
+                self._discard_tail(offset, f"record {number}: {exc}")
+                return records
+            offset += len(line) + 1
+        if tail:
+            self._discard_tail(offset, f"record {len(lines) + 1} has no newline")
+        return records
+
+    def append(self, records: Sequence[Any]) -> None:
+        if not records:
+            return
+        self._file.write(b"".join(_encode_line(r) for r in records))
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _discard_tail(self, size: int, why: str) -> None:
+        log.warning("%s: discarding a torn last record (%s)", self.path, why)
+        self.torn_records += 1
+        self._file.flush()
+        os.truncate(self.path, size)
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+
+def _encode_line(record: Any) -> bytes:
+    body = encode_record(record)
+    return b"%08x %s\n" % (zlib.crc32(body), body)
+
+
+def _decode_line(line: bytes) -> Any:
+    crc, _, body = line.partition(b" ")
+    if len(crc) != 8 or not body:
+        raise ValueError("malformed line")
+    try:
+        expected = int(crc, 16)
+    except ValueError:
+        raise ValueError("malformed checksum") from None
+    if zlib.crc32(body) != expected:
+        raise ValueError("checksum mismatch")
+    try:
+        return decode_record(body)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the file's directory entry durable too (a new file could vanish otherwise)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,318 @@
+"""The one place that turns messages and durable records into JSON and back, strictly.
+
+Payloads are JSON objects readable in ``mosquitto_sub`` and in a browser, in the tutorial's
+shape: an AppendEntries reads ``{"type": "AppendEntries", "leader_term": 3, "leader_id":
+"n1", "prev_log_index": 41, "prev_log_term": 3, "entries": [{"term": 3, "index": 42,
+"command": "SET x = 100", ...}], "leader_commit": 41, ...}``.
+
+Encoding and decoding are derived from each dataclass's type hints, so a new message type
+needs only registering. Decoding validates everything: the payload must be a JSON object of a
+known ``type``, with exactly the expected fields, each of exactly the expected JSON type (a
+bool is not an int), no negative counts or indexes, consistent across fields (the class's
+``validate()``), from a sender inside the cluster, for this cluster, under the size limit.
+Anything else raises :class:`DecodeError` naming what was wrong, with a short ``reason`` to
+count it by; it never produces a half-built message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+
+MAX_PAYLOAD = 1 << 20  # bytes; mosquitto.conf's message_size_limit matches
+
+# Wire names that differ from field names, to match the tutorial's payloads.
+_ALIASES: dict[str, dict[str, str]] = {
+    "AppendEntries": {"term": "leader_term", "src": "leader_id"},
+}
+# Integer fields allowed below zero: (class name, field) -> minimum.
+_MINIMUM: dict[tuple[str, str], int] = {("Ballot", "rank"): -1}
+
+
+class DecodeError(ValueError):
+    """A payload that is not a valid message; ``reason`` is a short category for counters."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any, str], Any]
+
+
+def _int_decoder(minimum: int) -> Decoder:
+    def dec(v: Any, where: str) -> int:
+        if type(v) is not int:
+            raise DecodeError("bad-field", f"{where} must be an integer, got {_show(v)}")
+        if v < minimum:
+            raise DecodeError("negative", f"{where} must be >= {minimum}, got {v}")
+        return v
+    return dec
+
+
+def _exact(kind: type, label: str) -> Decoder:
+    def dec(v: Any, where: str) -> Any:
+        if type(v) is not kind:
+            raise DecodeError("bad-field", f"{where} must be {label}, got {_show(v)}")
+        return v
+    return dec
+
+
+def _float(v: Any, where: str) -> float:
+    if type(v) not in (int, float):
+        raise DecodeError("bad-field", f"{where} must be a number, got {_show(v)}")
+    return float(v)
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+class _Codec:
+    """Per-type encoders/decoders built once from type hints."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, type] = {}
+        self.records: dict[str, type] = {}
+        self._structs: dict[type, tuple[Encoder, Decoder]] = {}
+
+    # -- building converters from type hints ------------------------------------------
+
+    def converter(self, hint: Any, owner: str, name: str) -> tuple[Encoder, Decoder]:
+        origin = typing.get_origin(hint)
+        if hint is int:
+            return _identity, _int_decoder(_MINIMUM.get((owner, name), 0))
+        if hint is str:
+            return _identity, _exact(str, "a string")
+        if hint is bool:
+            return _identity, _exact(bool, "true or false")
+        if hint is float:
+            return _identity, _float
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            return self._enum(hint)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(args) != len(typing.get_args(hint)) - 1 or len(args) != 1:
+                raise TypeError(f"{owner}.{name}: only 'X | None' unions are supported")
+            enc, dec = self.converter(args[0], owner, name)
+            return ((lambda v: None if v is None else enc(v)),
+                    (lambda v, where: None if v is None else dec(v, where)))
+        if origin is tuple:
+            args = typing.get_args(hint)
+            if len(args) == 2 and args[1] is Ellipsis:
+                enc, dec = self.converter(args[0], owner, name)
+                return self._sequence(enc, dec)
+            raise TypeError(f"{owner}.{name}: only tuple[X, ...] is supported")
+        if dataclasses.is_dataclass(hint):
+            return self.struct(hint)
+        raise TypeError(f"{owner}.{name}: unsupported type {hint!r}")
+
+    @staticmethod
+    def _enum(cls: type[enum.Enum]) -> tuple[Encoder, Decoder]:
+        values = {m.value: m for m in cls}
+
+        def dec(v: Any, where: str) -> Any:
+            try:
+                return values[v]
+            except (KeyError, TypeError):
+                raise DecodeError("bad-field", f"{where} must be one of "
+                                  f"{sorted(values)}, got {_show(v)}") from None
+        return (lambda v: v.value), dec
+
+    @staticmethod
+    def _sequence(enc: Encoder, dec: Decoder) -> tuple[Encoder, Decoder]:
+        def decode(v: Any, where: str) -> tuple:
+            if type(v) is not list:
+                raise DecodeError("bad-field", f"{where} must be a list, got {_show(v)}")
+            return tuple(dec(item, f"{where}[{i}]") for i, item in enumerate(v))
+        return (lambda v: [enc(item) for item in v]), decode
+
+    def struct(self, cls: type) -> tuple[Encoder, Decoder]:
+        """Encoder/decoder for a dataclass, as a JSON object of its init fields."""
+        if cls in self._structs:
+            return self._structs[cls]
+        hints = typing.get_type_hints(cls)
+        owner = cls.__name__
+        aliases = _ALIASES.get(getattr(cls, "kind", owner), {})
+        plan = []
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            enc, dec = self.converter(hints[f.name], owner, f.name)
+            plan.append((f.name, aliases.get(f.name, f.name), enc, dec))
+        expected = {wire for _, wire, _, _ in plan}
+        # Cross-field rules a type cannot say (e.g. entries numbered from prev_log_index + 1)
+        # live in the class's ``validate()``, checked on input from the wire only.
+        validate = getattr(cls, "validate", None)
+
+        def encode(obj: Any) -> dict[str, Any]:
+            return {wire: enc(getattr(obj, name)) for name, wire, enc, _ in plan}
+
+        def decode(data: Any, where: str) -> Any:
+            if type(data) is not dict:
+                raise DecodeError("bad-field", f"{where} must be an object, got {_show(data)}")
+            missing = expected - data.keys()
+            if missing:
+                raise DecodeError("bad-field", f"{where} lacks {', '.join(sorted(missing))}")
+            extra = data.keys() - expected - {"type", "cluster"}
+            if extra:
+                raise DecodeError("bad-field",
+                                  f"{where} has unknown fields {', '.join(sorted(extra))}")
+            kwargs = {name: dec(data[wire], f"{where}.{wire}") for name, wire, _, dec in plan}
+            try:
+                obj = cls(**kwargs)
+                if validate is not None:
+                    validate(obj)
+            except (TypeError, ValueError) as exc:
+                raise DecodeError("bad-field", f"{where}: {exc}") from None
+            return obj
+
+        self._structs[cls] = (encode, decode)
+        return encode, decode
+
+
+_codec = _Codec()
+
+
+def register_messages(classes: Iterable[type]) -> None:
+    """Make message classes known to the codec, by their ``kind``."""
+    for cls in classes:
+        _codec.messages[cls.kind] = cls
+        _codec.struct(cls)
+
+
+def register_records(classes: Iterable[type]) -> None:
+    """Make durable record classes known to the codec, by class name."""
+    for cls in classes:
+        _codec.records[cls.__name__] = cls
+        _codec.struct(cls)
+
+
+def _register_builtin() -> None:
+    from consensus.paxos import messages as px
+    from consensus.raft import messages as rf
+
+    register_messages([ClientRequest, ClientReply, rf.RequestVote, rf.RequestVoteReply,
+                       rf.AppendEntries, rf.AppendEntriesReply, px.Prepare, px.Promise,
+                       px.Accept, px.Accepted, px.Commit, px.Nack])
+    register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
+                      px.AcceptedRun, px.ChosenRun, px.Committed])
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
+    encode, _ = _codec.struct(type(msg))
+    out = {"type": msg.kind}
+    if cluster is not None:
+        out["cluster"] = cluster
+    out.update(encode(msg))
+    return out
+
+
+def encode_message(msg: Message, cluster: str | None = None) -> bytes:
+    """``msg`` as a JSON payload (with the cluster's name when given)."""
+    return orjson.dumps(message_to_dict(msg, cluster))
+
+
+def decode_message(payload: bytes | str, *, cluster: str | None = None,
+                   members: Iterable[NodeId] | None = None) -> Message:
+    """Parse and validate one payload; see the module docstring for what is refused.
+
+    With ``cluster``, a payload naming another cluster is refused. With ``members``, a
+    protocol message whose sender is not a member is refused (client requests come from
+    outside, so their sender is only checked to be a sensible client id).
+    """
+    if len(payload) > MAX_PAYLOAD:
+        raise DecodeError("too-large", f"{len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("not-json", str(exc)) from None
+    if type(data) is not dict:
+        raise DecodeError("not-json", f"expected a JSON object, got {_show(data)}")
+    kind = data.get("type")
+    cls = _codec.messages.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise DecodeError("unknown-type", f"unknown message type {_show(kind)}")
+    if cluster is not None and data.get("cluster", cluster) != cluster:
+        raise DecodeError("foreign-cluster",
+                          f"for cluster {_show(data.get('cluster'))}, this is {cluster!r}")
+    _, decode = _codec.struct(cls)
+    msg = decode(data, kind)
+    if members is not None:
+        member_set = set(members)
+        if cls is ClientRequest:
+            if not msg.src or len(msg.src) > 128:
+                raise DecodeError("bad-field", "client id must be 1..128 characters")
+        elif msg.src not in member_set:
+            raise DecodeError("foreign-sender", f"sender {msg.src!r} is not in the cluster")
+    return msg
+
+
+# -- durable records ------------------------------------------------------------------------
+
+
+def record_to_dict(record: Any) -> dict[str, Any]:
+    encode, _ = _codec.struct(type(record))
+    return {"type": type(record).__name__, **encode(record)}
+
+
+def encode_record(record: Any) -> bytes:
+    return orjson.dumps(record_to_dict(record))
+
+
+def decode_record(payload: bytes | str) -> Any:
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("not-json", str(exc)) from None
+    if type(data) is not dict:
+        raise DecodeError("not-json", "a record must be a JSON object")
+    cls = _codec.records.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise DecodeError("unknown-type", f"unknown record type {_show(data.get('type'))}")
+    _, decode = _codec.struct(cls)
+    return decode(data, cls.__name__)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Any registered message, record or nested value as plain JSON types (for traces)."""
+    if isinstance(obj, Message):
+        return message_to_dict(obj)
+    if dataclasses.is_dataclass(obj):
+        encode, _ = _codec.struct(type(obj))
+        return encode(obj)
+    return obj
+
+
+_register_builtin()
+__all__ = [
+    "MAX_PAYLOAD",
+    "Command",
+    "DecodeError",
+    "ReplyStatus",
+    "decode_message",
+    "decode_record",
+    "encode_message",
+    "encode_record",
+    "register_messages",
+    "register_records",
+    "to_jsonable",
+]
