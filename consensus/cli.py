@@ -16,7 +16,7 @@ from rich.table import Table
 from consensus.algorithms import NAMES, get_algorithm
 from consensus.node import Config
 from consensus.sim import Network
-from consensus.simulate import SimResult, simulate
+from consensus.simulate import SWEEP_SETTLE_S, SimResult, simulate, sweep_run
 
 app = typer.Typer(
     help="Study Multi-Paxos and Raft side by side: simulate, check and compare.",
@@ -139,12 +139,9 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
                 console.print(f"  {line}")
 
 
-SWEEP_SETTLE_S = 5.0
-
-
 def _sweep_one(args: tuple[str, int, int, float]) -> tuple[int, list[str], int]:
     name, seed, nodes, duration = args
-    r = simulate(name, nodes, duration, seed, "random", settle_s=SWEEP_SETTLE_S)
+    r = sweep_run(name, seed, nodes, duration)
     return seed, r.violations + [f"liveness: {s}" for s in r.stalled], r.committed
 
 
@@ -183,6 +180,14 @@ def sweep(
                   f"{committed:,} commands committed, {len(failures)} with violations or stalls")
     if failures:
         raise typer.Exit(1)
+
+
+def _register_subcommands() -> None:
+    # Imported here: each module adds its commands to `app` (they import this module).
+    from consensus import cli_bus, cli_experiment  # noqa: F401
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

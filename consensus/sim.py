@@ -120,6 +120,9 @@ class Simulation:
         self.leaders_seen: set[tuple[int, NodeId]] = set()
         self.leader_events: list[tuple[float, NodeId, int]] = []  # (time, leader, term)
         self.statuses: dict[NodeId, Status] = {}
+        self.role_events: list[tuple[float, NodeId, str, int]] = []  # (time, node, role, term)
+        # Called for every message sent: (send time, message, delivery time or None if dropped).
+        self.observers: list[Callable[[float, Message, float | None], None]] = []
         for nid in self.ids:
             self._start(nid)
 
@@ -204,6 +207,14 @@ class Simulation:
     def isolate(self, nid: NodeId) -> None:
         self.partition([[nid], [n for n in self.ids if n != nid]])
 
+    def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None:
+        """Drop every message from ``a`` to ``b`` for each ``(a, b)`` (replaces older cuts)."""
+        self._record(label)
+        self.blocked = set(pairs)
+
+    def is_up(self, nid: NodeId) -> bool:
+        return self.nodes.get(nid) is not None
+
     def heal(self) -> None:
         """Remove every partition and cut (loss/delay/duplicate windows end on their own)."""
         self._record("heal")
@@ -211,7 +222,8 @@ class Simulation:
 
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None:
-        """Override the network's loss/duplication and add delay; ``None`` restores the model."""
+        """Override the network's loss/duplication and add up to ``delay`` ms of jitter to every
+        message; ``None`` restores the model's rate."""
         self._record(f"network loss={loss} duplicate={duplicate} delay={delay}")
         self.loss_override, self.duplicate_override, self.delay_extra = loss, duplicate, delay
 
@@ -262,7 +274,10 @@ class Simulation:
         for a in ready.applied:
             self._hash.update(f"{nid}@{a.index}={a.command}".encode())
         status = node.status()
+        previous = self.statuses.get(nid)
         self.statuses[nid] = status
+        if previous is None or previous.role != status.role:
+            self.role_events.append((self.now, nid, status.role, status.term))
         if status.role == "leader" and (status.term, nid) not in self.leaders_seen:
             self.leaders_seen.add((status.term, nid))
             self.leader_events.append((self.now, nid, status.term))
@@ -287,14 +302,25 @@ class Simulation:
             if ((msg.src, msg.dst) in self.blocked or (loss and rng.random() < loss)
                     or (self.filters and any(f(msg) for f in self.filters))):
                 stats.dropped += 1
+                for observe in self.observers:
+                    observe(self.now, msg, None)
                 return
-        latency = self.network.sample(rng) + self.delay_extra
+        latency = self._latency(rng)
         self._push(self.now + latency, _DELIVER, msg)
+        for observe in self.observers:
+            observe(self.now, msg, self.now + latency)
         if between_nodes:
             dup = (self.network.duplicate if self.duplicate_override is None
                    else self.duplicate_override)
             if dup and rng.random() < dup:
-                self._push(self.now + self.network.sample(rng) + self.delay_extra, _DELIVER, msg)
+                self._push(self.now + self._latency(rng), _DELIVER, msg)
+
+    def _latency(self, rng: random.Random) -> float:
+        """The model's latency, plus a delay window's jitter: uniform in [0, delay] ms."""
+        latency = self.network.sample(rng)
+        if self.delay_extra:
+            latency += rng.uniform(0.0, self.delay_extra)
+        return latency
 
     def _deliver(self, msg: Message) -> None:
         dst = msg.dst

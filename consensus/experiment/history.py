@@ -23,10 +23,16 @@ class Operation:
     outcome: str = "info"
     result: str | None = None
     attempts: int = 1
+    # Open loop: when the operation arrived (it may have waited for the client's previous one).
+    scheduled_ms: float | None = None
 
     @property
     def latency_ms(self) -> float | None:
-        return None if self.complete_ms is None else self.complete_ms - self.invoke_ms
+        """From arrival (open loop) or invocation to the answer; None if never answered."""
+        if self.complete_ms is None:
+            return None
+        start = self.invoke_ms if self.scheduled_ms is None else self.scheduled_ms
+        return self.complete_ms - start
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,14 +8,11 @@ the same one. Targets that only mean something at the moment (``leader``, ``cras
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from consensus.messages import NodeId
-
-if TYPE_CHECKING:
-    from consensus.sim import Simulation
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +21,7 @@ class Fault:
     action: str  # crash restart pause resume partition cut heal loss delay duplicate
     target: str | None = None  # a node id, or leader | crashed | paused
     groups: tuple[tuple[NodeId, ...], ...] = ()  # partition groups; cut: (from, to)
+    shape: str | None = None  # partition: majorities-ring | bridge | random-halves
     amount: float = 0.0  # loss/duplicate probability, or extra delay in ms
     duration_ms: float = 0.0  # for loss/delay/duplicate windows
 
@@ -32,7 +30,7 @@ class Fault:
         if self.target:
             what += f" {self.target}"
         if self.action == "partition":
-            what += " " + " | ".join(",".join(g) for g in self.groups)
+            what += " " + (self.shape or " | ".join(",".join(g) for g in self.groups))
         if self.action == "cut":
             what += f" {','.join(self.groups[0])} -> {','.join(self.groups[1])}"
         if self.action in ("loss", "duplicate"):
@@ -49,7 +47,6 @@ class _Model:
     down: int = 0
     paused: int = 0
     split: bool = False
-    crashed_order: list[str] = field(default_factory=list)
 
 
 def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
@@ -88,10 +85,10 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
             model.paused += 1
         elif pick == "restart":
             out.append(Fault(t, "restart", "crashed"))
-            model.down -= 1
+            model.down = 0
         elif pick == "resume":
             out.append(Fault(t, "resume", "paused"))
-            model.paused -= 1
+            model.paused = 0
         elif pick == "heal":
             out.append(Fault(t, "heal"))
             model.split = False
@@ -122,82 +119,171 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
     return out
 
 
-class Nemesis:
-    """Applies a schedule to a simulation, resolving moment-bound targets as it goes."""
+class FaultTarget(Protocol):
+    """What the nemesis needs of a cluster: the simulator, or the runner of real processes."""
 
-    def __init__(self, sim: Simulation, schedule: Sequence[Fault]) -> None:
-        self.sim = sim
+    ids: tuple[NodeId, ...]
+    now: float
+
+    def at(self, t: float, fn: Callable[[], None]) -> None: ...
+    def leader(self) -> NodeId | None: ...
+    def is_up(self, nid: NodeId) -> bool: ...
+    def crash(self, nid: NodeId) -> None: ...
+    def restart(self, nid: NodeId) -> None: ...
+    def pause(self, nid: NodeId) -> None: ...
+    def resume(self, nid: NodeId) -> None: ...
+    def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None: ...
+    def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
+                   delay: float = 0.0) -> None: ...
+
+
+def majorities_ring(ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:
+    """Jepsen's majorities ring: each node reaches a majority (itself and its nearest ring
+    neighbours), but no two nodes see the same majority."""
+    n = len(ids)
+    reach = (n // 2) // 2 + (n // 2) % 2  # neighbours on each side so 1 + 2*reach >= majority
+    blocked = set()
+    for i, a in enumerate(ids):
+        for j, b in enumerate(ids):
+            dist = min((i - j) % n, (j - i) % n)
+            if a != b and dist > reach:
+                blocked.add((a, b))
+    return blocked
+
+
+def bridge(ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:
+    """Two halves that only the middle node can reach both of."""
+    mid = len(ids) // 2
+    left, right = ids[:mid], ids[mid + 1:]
+    return {(a, b) for a in left for b in right} | {(b, a) for a in left for b in right}
+
+
+def split(groups: Sequence[Sequence[NodeId]], ids: Sequence[NodeId]) -> set[tuple[str, str]]:
+    """Block every pair of nodes in different groups (a node in no group is cut from all)."""
+    where = {n: i for i, g in enumerate(groups) for n in g}
+    return {(a, b) for a in ids for b in ids if a != b and where.get(a, -1) != where.get(b, -2)}
+
+
+class Nemesis:
+    """Applies a schedule to a cluster, resolving moment-bound targets as it goes.
+
+    Targets: a node id; ``leader``; ``followers``; ``random`` (one live node);
+    ``random-minority`` (``(n - 1) // 2`` live nodes); ``crashed`` and ``paused`` (every node
+    the nemesis crashed or paused and has not brought back). The random picks use the run's
+    own stream, so a seed gives the same choices whenever the clusters are in the same state.
+    """
+
+    def __init__(self, cluster: FaultTarget, schedule: Sequence[Fault], seed: int = 0) -> None:
+        self.cluster = cluster
         self.schedule = list(schedule)
-        self.crashed: list[NodeId] = []  # in crash order: "restart crashed" takes the oldest
+        self.rng = random.Random(f"{seed}/nemesis")
+        self.crashed: list[NodeId] = []
         self.paused: list[NodeId] = []
         self.applied: list[tuple[float, str]] = []  # (time, what actually happened)
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
         for fault in self.schedule:
-            sim.at(fault.at_ms, lambda f=fault: self.apply(f))
+            cluster.at(fault.at_ms, lambda f=fault: self.apply(f))
 
-    def resolve(self, target: str | None) -> NodeId | None:
-        sim = self.sim
+    def resolve(self, target: str | None) -> list[NodeId]:
+        c = self.cluster
+        live = [n for n in c.ids if c.is_up(n) and n not in self.paused]
         if target == "leader":
-            return sim.leader()
+            leader = c.leader()
+            return [leader] if leader is not None else []
+        if target == "followers":
+            return [n for n in live if n != c.leader()]
         if target == "crashed":
-            return self.crashed[0] if self.crashed else None
+            return list(self.crashed)
         if target == "paused":
-            return self.paused[0] if self.paused else None
-        return target
+            return list(self.paused)
+        if target == "random":
+            return [self.rng.choice(live)] if live else []
+        if target == "random-minority":
+            return sorted(self.rng.sample(live, min(len(live), (len(c.ids) - 1) // 2)))
+        return [target] if target else []
 
     def apply(self, fault: Fault) -> None:
-        sim = self.sim
+        c = self.cluster
         action = fault.action
-        node = self.resolve(fault.target)
+        nodes = self.resolve(fault.target)
         done = fault.describe()
-        if action == "crash" and node is not None and sim.nodes.get(node) is not None:
-            sim.crash(node)
-            self.crashed.append(node)
-            if node in self.paused:
-                self.paused.remove(node)
-            done = f"crash {node}"
-        elif action == "restart" and node is not None:
-            sim.restart(node)
-            self.crashed.remove(node)
-            done = f"restart {node}"
-        elif action == "pause" and node is not None and sim.nodes.get(node) is not None \
-                and node not in self.paused:
-            sim.pause(node)
-            self.paused.append(node)
-            done = f"pause {node}"
-        elif action == "resume" and node is not None:
-            sim.resume(node)
-            self.paused.remove(node)
-            done = f"resume {node}"
+        if action == "crash":
+            nodes = [n for n in nodes if c.is_up(n)]
+            for n in nodes:
+                c.crash(n)
+                self.crashed.append(n)
+                if n in self.paused:
+                    self.paused.remove(n)
+            done = f"crash {','.join(nodes)}"
+        elif action == "restart":
+            nodes = [n for n in nodes if not c.is_up(n)]
+            for n in nodes:
+                c.restart(n)
+                if n in self.crashed:
+                    self.crashed.remove(n)
+            done = f"restart {','.join(nodes)}"
+        elif action == "pause":
+            nodes = [n for n in nodes if c.is_up(n) and n not in self.paused]
+            for n in nodes:
+                c.pause(n)
+                self.paused.append(n)
+            done = f"pause {','.join(nodes)}"
+        elif action == "resume":
+            nodes = [n for n in nodes if n in self.paused]
+            for n in nodes:
+                c.resume(n)
+                self.paused.remove(n)
+            done = f"resume {','.join(nodes)}"
+        elif action == "isolate":
+            if nodes:
+                c.set_blocked(_isolate(nodes[0], c.ids), f"isolate {nodes[0]}")
+            done = f"isolate {','.join(nodes)}"
         elif action == "partition":
-            sim.partition(fault.groups)
+            if fault.shape == "majorities-ring":
+                c.set_blocked(majorities_ring(c.ids), "majorities-ring")
+            elif fault.shape == "bridge":
+                c.set_blocked(bridge(c.ids), "bridge")
+            elif fault.shape == "random-halves":
+                shuffled = list(c.ids)
+                self.rng.shuffle(shuffled)
+                half = len(shuffled) // 2
+                groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))
+                c.set_blocked(split(groups, c.ids), "partition " + " | ".join(
+                    ",".join(g) for g in groups))
+            else:
+                c.set_blocked(split(fault.groups, c.ids), done)
         elif action == "cut":
-            sim.cut(fault.groups[0], fault.groups[1])
+            src, dst = fault.groups
+            c.set_blocked({(a, b) for a in src for b in dst if a != b}, done)
         elif action == "heal":
-            sim.heal()
+            c.set_blocked(set(), "heal")
         elif action in ("loss", "duplicate", "delay"):
             self._set_window(action, fault.amount)
-            sim.at(sim.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        else:
+            c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
+        if action in ("crash", "restart", "pause", "resume", "isolate") and not nodes:
             done = f"skipped: {fault.describe()} (no such node now)"
-        self.applied.append((sim.now, done))
+        self.applied.append((c.now, done))
 
     def _set_window(self, action: str, amount: float | None) -> None:
         """Start or end one window; overlapping windows of other kinds stay in force."""
         self.window[action] = amount
-        self.sim.set_window(loss=self.window["loss"], duplicate=self.window["duplicate"],
-                            delay=self.window["delay"] or 0.0)
+        self.cluster.set_window(loss=self.window["loss"], duplicate=self.window["duplicate"],
+                                delay=self.window["delay"] or 0.0)
 
     def heal_all(self) -> None:
         """End every fault: heal the network, resume and restart every node."""
-        sim = self.sim
-        sim.heal()
+        c = self.cluster
+        c.set_blocked(set(), "heal")
         self.window = dict.fromkeys(self.window)
-        sim.set_window()
+        c.set_window()
         for node in list(self.paused):
-            sim.resume(node)
+            c.resume(node)
         for node in list(self.crashed):
-            sim.restart(node)
+            c.restart(node)
         self.paused.clear()
         self.crashed.clear()
-        self.applied.append((sim.now, "heal all, resume and restart every node"))
+        self.applied.append((c.now, "heal all, resume and restart every node"))
+
+
+def _isolate(node: NodeId, ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:
+    return {(node, b) for b in ids if b != node} | {(b, node) for b in ids if b != node}

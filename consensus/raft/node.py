@@ -241,7 +241,13 @@ class RaftNode(Node):
         self.become_follower(term, leader)
 
     def in_leader_lease(self) -> bool:
-        return (self.config.check_quorum and self.leader is not None
+        """With check-quorum, a live leader is known: we lead (and check-quorum will depose us
+        if we lose the majority), or we heard from the leader within the minimum timeout."""
+        if not self.config.check_quorum:
+            return False
+        if self.role == LEADER:
+            return True
+        return (self.leader is not None
                 and self.now - self.leader_contact < self.config.election_timeout_ms[0])
 
     def handle_stale_message(self, msg: Message) -> None:

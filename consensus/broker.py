@@ -1,0 +1,424 @@
+"""Start the MQTT broker the nodes talk through: mosquitto when installed, else amqtt.
+
+Mosquitto is the real broker; it runs with ``mosquitto/mosquitto.conf`` (loopback only,
+anonymous, no persistence, 1 MiB payload limit, Nagle off). Mosquitto ignores ``-p`` when
+its config file declares a listener, so every start writes a temporary config: the shared
+settings from that file minus its ``listener`` lines, plus ``listener <port> 127.0.0.1``.
+
+When no ``mosquitto`` binary is installed, the embedded pure-Python broker (amqtt) runs in
+a child process (``python -m consensus.broker --embedded --port P``) so that the project
+works on a fresh machine. It is an order of magnitude slower than mosquitto; results
+record which broker was used.
+
+Either way the broker is a child process in its own session (so a terminal's Ctrl-C
+reaches us, not it, and we stop it cleanly), bound to 127.0.0.1, and logs to a file in its
+private temporary directory, whose tail is shown when it fails to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from consensus.transport.codec import MAX_PAYLOAD
+
+log = logging.getLogger(__name__)
+
+BrokerKind = Literal["mosquitto", "amqtt"]
+PREFERENCES = ("auto", "mosquitto", "amqtt")
+HOST = "127.0.0.1"
+DEFAULT_PORT = 1883
+MOSQUITTO_CONF = Path(__file__).resolve().parent.parent / "mosquitto" / "mosquitto.conf"
+
+# Used only when the package is installed without the repository's mosquitto/ folder.
+_FALLBACK_SETTINGS = f"""\
+allow_anonymous true
+set_tcp_nodelay true
+persistence false
+message_size_limit {MAX_PAYLOAD}
+max_queued_messages 10000
+max_inflight_messages 100
+persistent_client_expiration 1h
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+"""
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started, or a broker URL is unusable."""
+
+
+# -- URLs ---------------------------------------------------------------------------------
+
+
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` (or ``tcp://``, or a bare ``host:port``) as ``(host, port)``.
+
+    The port defaults to 1883. Raises :class:`BrokerError` naming what is wrong.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise BrokerError(f"broker URL must be a non-empty string like mqtt://{HOST}:1883, "
+                          f"got {url!r}")
+    text = url.strip()
+    if "://" not in text:
+        text = "mqtt://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise BrokerError(f"broker URL {url!r}: scheme must be mqtt:// (plain TCP); "
+                          f"got {parts.scheme}://")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BrokerError(f"broker URL {url!r}: expected only host and port, like "
+                          f"mqtt://{HOST}:1883")
+    if parts.username or parts.password:
+        raise BrokerError(f"broker URL {url!r}: credentials are not supported")
+    try:
+        port = parts.port
+    except ValueError:
+        raise BrokerError(f"broker URL {url!r}: port must be a number in 1..65535") from None
+    host = parts.hostname
+    if not host:
+        raise BrokerError(f"broker URL {url!r} has no host")
+    if port == 0:
+        raise BrokerError(f"broker URL {url!r}: port must be in 1..65535")
+    return host, DEFAULT_PORT if port is None else port
+
+
+def broker_reachable(url: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the broker URL (no MQTT handshake)."""
+    host, port = parse_broker_url(url)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# -- the handle -----------------------------------------------------------------------------
+
+
+@dataclass
+class BrokerHandle:
+    """A broker this process started; :meth:`stop` ends it (and only it)."""
+
+    url: str
+    kind: BrokerKind
+    pid: int | None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+    _workdir: Path | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        return parse_broker_url(self.url)[1]
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the broker wrote to stderr (empty when there is no log)."""
+        if self.log_path is None:
+            return ""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Idempotent."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("broker pid %s ignored SIGTERM for %.1f s; killing it",
+                            proc.pid, timeout)
+                proc.kill()
+                proc.wait()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+            self.log_path = None
+
+    def __enter__(self) -> BrokerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- starting -------------------------------------------------------------------------------
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, if installed (Debian puts it in /usr/sbin)."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_config(port: int, base: Path | None = None) -> str:
+    """The shared settings of ``base`` (default ``mosquitto/mosquitto.conf``), on ``port``."""
+    path = base or MOSQUITTO_CONF
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if base is not None:
+            raise BrokerError(f"mosquitto config {path} does not exist") from None
+        log.warning("%s not found; using built-in mosquitto settings", path)
+        text = _FALLBACK_SETTINGS
+    kept = [line for line in text.splitlines()
+            if line.split(maxsplit=1)[:1] not in (["listener"], ["port"], ["bind_address"])]
+    return "\n".join([*kept, "", f"listener {port} {HOST}", ""])
+
+
+def start_broker(port: int | None = None, prefer: str = "auto", *,
+                 config: Path | None = None, timeout: float = 10.0) -> BrokerHandle:
+    """Start a broker on 127.0.0.1 and return once it accepts TCP connections.
+
+    ``prefer``: ``"auto"`` (mosquitto when installed, else amqtt), ``"mosquitto"`` (an
+    error when it is not installed) or ``"amqtt"``. With no ``port``, a free one is chosen
+    (and, should another process grab it first, another). ``config`` overrides
+    ``mosquitto/mosquitto.conf``. Raises :class:`BrokerError` with the broker's own
+    error output when it does not come up within ``timeout`` seconds.
+    """
+    if prefer not in PREFERENCES:
+        raise BrokerError(f"unknown broker {prefer!r}; choose one of {', '.join(PREFERENCES)}")
+    mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
+    if prefer == "mosquitto" and mosquitto is None:
+        raise BrokerError("mosquitto is not installed (no 'mosquitto' on PATH or in /usr/sbin);"
+                          " install it (Debian/Ubuntu: apt-get install mosquitto) or use the "
+                          "embedded broker (amqtt)")
+    if port is not None:
+        if not 1 <= port <= 65535:
+            raise BrokerError(f"port must be in 1..65535, got {port}")
+        # Otherwise the readiness probe would succeed against whatever holds the port.
+        if broker_reachable(f"mqtt://{HOST}:{port}", timeout=0.5):
+            raise BrokerError(f"port {port} on {HOST} is already in use; pick another "
+                              f"(or pass --broker mqtt://{HOST}:{port} to use that broker)")
+    attempts = 1 if port is not None else 3
+    for attempt in range(1, attempts + 1):
+        chosen = port if port is not None else _free_port()
+        try:
+            if mosquitto is not None:
+                return _start_mosquitto(mosquitto, chosen, config, timeout)
+            return _start_amqtt(chosen, timeout)
+        except _PortTaken:
+            if attempt == attempts:
+                raise BrokerError(f"port {chosen} on {HOST} is already in use") from None
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(BrokerError):
+    pass
+
+
+def _start_mosquitto(binary: str, port: int, config: Path | None,
+                     timeout: float) -> BrokerHandle:
+    workdir = Path(tempfile.mkdtemp(prefix="consensus-mosquitto-"))
+    conf = workdir / "mosquitto.conf"
+    try:
+        conf.write_text(mosquitto_config(port, config))
+    except BrokerError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    # Mosquitto run as root drops privileges to user 'mosquitto'; the config is read before.
+    conf.chmod(0o644)
+    return _spawn("mosquitto", [binary, "-c", str(conf)], port, workdir, timeout)
+
+
+def _start_amqtt(port: int, timeout: float) -> BrokerHandle:
+    try:
+        import amqtt  # noqa: F401
+    except ImportError:
+        raise BrokerError("neither mosquitto nor amqtt is installed: install mosquitto "
+                          "(apt-get install mosquitto) or the Python package amqtt") from None
+    workdir = Path(tempfile.mkdtemp(prefix="consensus-amqtt-"))
+    argv = [sys.executable, "-m", "consensus.broker", "--embedded", "--port", str(port)]
+    return _spawn("amqtt", argv, port, workdir, timeout)
+
+
+def _spawn(kind: BrokerKind, argv: list[str], port: int, workdir: Path,
+           timeout: float) -> BrokerHandle:
+    log_path = workdir / "broker.log"
+    # stderr goes to a file, not a pipe: nobody drains a pipe, and a full one would
+    # block the broker.
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    handle = BrokerHandle(url=f"mqtt://{HOST}:{port}", kind=kind, pid=proc.pid, process=proc,
+                          log_path=log_path, _workdir=workdir)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = handle.log_tail()
+            handle.stop()
+            if "Address already in use" in tail or "address already in use" in tail:
+                raise _PortTaken(tail)
+            raise BrokerError(f"{kind} exited with status {proc.returncode} before accepting "
+                              f"connections on {HOST}:{port}:\n{tail or '(no output)'}")
+        if broker_reachable(handle.url, timeout=0.2):
+            log.info("started %s (pid %s) at %s", kind, proc.pid, handle.url)
+            return handle
+        if time.monotonic() > deadline:
+            tail = handle.log_tail()
+            handle.stop()
+            raise BrokerError(f"{kind} did not accept connections on {HOST}:{port} within "
+                              f"{timeout:.0f} s; its output:\n{tail or '(no output)'}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def broker(url: str | None = None, prefer: str = "auto") -> Iterator[str]:
+    """Yield ``url`` when given, else start a broker for the duration and yield its URL."""
+    if url is not None:
+        parse_broker_url(url)
+        yield url
+        return
+    handle = start_broker(prefer=prefer)
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+def run_broker_foreground(port: int | None = None, prefer: str = "auto") -> None:
+    """Start a broker, say where and which, and keep it up until Ctrl-C or SIGTERM."""
+    handle = start_broker(port, prefer)
+    stop = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    print(f"{handle.kind} broker (pid {handle.pid}) listening at {handle.url}", flush=True)
+    print(f"  log: {handle.log_path}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stop:
+            if not handle.running():
+                code = handle.process.returncode if handle.process else None
+                raise BrokerError(f"{handle.kind} exited unexpectedly (status {code}):\n"
+                                  f"{handle.log_tail()}")
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        handle.stop()
+        print(f"{handle.kind} broker stopped.", flush=True)
+
+
+# -- the embedded broker (child process) --------------------------------------------------
+
+
+def amqtt_config(port: int) -> dict[str, Any]:
+    """amqtt 0.12 broker config: one TCP listener on loopback, anonymous, no plugins that
+    write files or publish $SYS (only the auth plugin, without which amqtt refuses every
+    client)."""
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{HOST}:{port}",
+                                  "max_connections": 0}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                    {"allow_anonymous": True}},
+    }
+
+
+def _make_amqtt_broker(config: dict[str, Any]) -> Any:
+    from amqtt.broker import Broker
+
+    class LimitedBroker(Broker):  # type: ignore[misc]
+        """amqtt has no packet size limit setting; drop oversized PUBLISHes like mosquitto's
+        message_size_limit does (the publisher stays connected). This hooks a private
+        method; if a later amqtt renames it the limit silently lapses, and the test
+        ``test_oversized_payload_refused`` says so."""
+
+        async def _handle_message_delivery(self, client_session: Any, handler: Any,
+                                           wait_deliver: asyncio.Future[Any]) -> bool:
+            message = wait_deliver.result()
+            data = getattr(message, "data", None)
+            if data is not None and len(data) > MAX_PAYLOAD:
+                log.warning("dropping %d-byte PUBLISH from %s to %r (limit %d)", len(data),
+                            client_session.client_id, message.topic, MAX_PAYLOAD)
+                return True
+            return await super()._handle_message_delivery(client_session, handler,
+                                                           wait_deliver)
+
+    return LimitedBroker(config)
+
+
+async def serve_embedded(port: int) -> None:
+    """Run amqtt on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    server = _make_amqtt_broker(amqtt_config(port))
+    await server.start()
+    log.warning("amqtt broker listening on %s:%d", HOST, port)
+    await stopping.wait()
+    await server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consensus.broker",
+        description="Run an MQTT broker for consensus-lab in the foreground.")
+    parser.add_argument("--embedded", action="store_true",
+                        help="run the embedded amqtt broker in this process")
+    parser.add_argument("--port", type=int, default=None,
+                        help="TCP port on 127.0.0.1 (default: 1883 embedded, else a free one)")
+    parser.add_argument("--prefer", choices=PREFERENCES, default="auto",
+                        help="which broker to start (without --embedded)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.embedded:
+        # amqtt logs every connection at INFO and more at DEBUG; keep to warnings.
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        try:
+            asyncio.run(serve_embedded(args.port or DEFAULT_PORT))
+        except Exception as exc:  # amqtt wraps bind errors in its own BrokerError
+            print(f"amqtt: cannot serve on {HOST}:{args.port or DEFAULT_PORT}: {exc}",
+                  file=sys.stderr)
+            return 1
+        return 0
+    try:
+        run_broker_foreground(args.port, args.prefer)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

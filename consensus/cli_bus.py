@@ -1,0 +1,212 @@
+"""`consensus-lab` commands for the real message bus: broker, node, cluster, client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from consensus.cli import _algorithms, _timeouts, app, console, err
+from consensus.node import Config
+
+cluster_app = typer.Typer(help="Run a local cluster of node processes over MQTT.",
+                          no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+BROKER_HELP = "Broker URL (mqtt://127.0.0.1:1883). Omitted: start one (mosquitto if installed)."
+CLIENT_LIB_HELP = "MQTT client library: gmqtt (faster) or aiomqtt."
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: pick a free one).")] = 1883,
+    prefer: Annotated[str, typer.Option(help="auto | mosquitto | amqtt")] = "auto",
+) -> None:
+    """Start an MQTT broker on 127.0.0.1: mosquitto if installed, else the embedded amqtt."""
+    from consensus.broker import run_broker_foreground
+
+    try:
+        run_broker_foreground(port or None, prefer)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def node(
+    algorithm: Annotated[str, typer.Option(help="raft or paxos.")],
+    node_id: Annotated[str, typer.Option("--id", help="This node's id, e.g. n1.")],
+    peers: Annotated[str, typer.Option(help="All members, comma-separated: n1,n2,n3.")],
+    broker_url: Annotated[str, typer.Option("--broker", help="Broker URL.")],
+    data_dir: Annotated[Path, typer.Option(help="Where the write-ahead log lives.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name (topic prefix).")] = "demo",
+    fsync: Annotated[str, typer.Option(help="always | never: fsync the WAL before replies.")]
+        = "always",
+    mqtt_client: Annotated[str, typer.Option(help=CLIENT_LIB_HELP)] = "gmqtt",
+    heartbeat_ms: Annotated[float, typer.Option()] = 50,
+    election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
+) -> None:
+    """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
+    from consensus.runtime import NodeOptions, run_node
+
+    _algorithms(algorithm)
+    if fsync not in ("always", "never"):
+        raise typer.BadParameter("expected always or never", param_hint="--fsync")
+    try:
+        options = NodeOptions(
+            algorithm, node_id, tuple(sorted(p.strip() for p in peers.split(",") if p.strip())),
+            cluster, broker_url, data_dir, fsync == "always", mqtt_client,
+            Config(heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run_node(options)
+
+
+@cluster_app.command("up")
+def cluster_up(
+    algorithm: Annotated[str, typer.Option(help="raft or paxos.")] = "raft",
+    nodes: Annotated[int, typer.Option(min=1, max=15)] = 3,
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    broker_url: Annotated[str | None, typer.Option("--broker", help=BROKER_HELP)] = None,
+    mqtt_client: Annotated[str, typer.Option(help=CLIENT_LIB_HELP)] = "gmqtt",
+    fsync: Annotated[str, typer.Option(help="always | never")] = "always",
+    heartbeat_ms: Annotated[float, typer.Option()] = 50,
+    election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
+) -> None:
+    """Start a broker (unless --broker) and one process per node; wait for a leader."""
+    import asyncio
+
+    from consensus import cluster as cl
+
+    _algorithms(algorithm)
+    try:
+        state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
+                      heartbeat_ms, _timeouts(election_timeout_ms))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"broker: {state.broker} ({state.broker_kind}), client library "
+                  f"{state.library}")
+    for nid, pid in state.nodes.items():
+        console.print(f"  {nid}: pid {pid}, log {state.directory}/{nid}.log")
+    leader = asyncio.run(cl.wait_for_leader(state))
+    if leader is None:
+        raise _fail(f"no leader elected within 15 s; see the logs in {state.directory}")
+    console.print(f"[green]leader: {leader}[/]. Try:\n"
+                  f"  consensus-lab client --cluster {cluster} 'SET x = 100'\n"
+                  f"  consensus-lab cluster status --cluster {cluster}\n"
+                  f"  consensus-lab cluster down --cluster {cluster}")
+
+
+@cluster_app.command("status")
+def cluster_status(
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each node's id, pid, role, term or ballot, commit index and leader, as last published."""
+    import asyncio
+
+    from consensus import cluster as cl
+
+    try:
+        state = cl.ClusterState.load(cluster)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    statuses = asyncio.run(cl.fetch_status(state))
+    if json_out:
+        print(json.dumps(statuses, indent=2))
+        return
+    table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})")
+    for col in ("node", "pid", "alive", "role", "term", "commit", "leader", "rejected"):
+        table.add_column(col)
+    for nid, st in statuses.items():
+        table.add_row(nid, str(st["pid"]), "yes" if st["alive"] else "[red]no",
+                      st.get("role", "?"), str(st.get("ballot") or st.get("term", "?")),
+                      str(st.get("commit_index", "?")), str(st.get("leader") or "-"),
+                      str(sum(st.get("rejected", {}).values())))
+    console.print(table)
+
+
+@cluster_app.command("restart")
+def cluster_restart(
+    node_id: Annotated[str, typer.Argument(help="The node to start again, e.g. n2.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+) -> None:
+    """Start a stopped or killed node again; it recovers from its write-ahead log."""
+    from consensus import cluster as cl
+
+    try:
+        pid = cl.restart_node(cluster, node_id)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{node_id} restarted: pid {pid}")
+
+
+@cluster_app.command("down")
+def cluster_down(
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    keep_data: Annotated[bool, typer.Option(help="Keep the WALs and logs.")] = False,
+) -> None:
+    """Stop the processes `cluster up` started (and only those)."""
+    from consensus import cluster as cl
+
+    try:
+        stopped = cl.down(cluster, keep_data)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    console.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+@app.command()
+def client(
+    command: Annotated[str, typer.Argument(help="SET x = 100 | GET x | DEL x | CAS x 100 200")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    broker_url: Annotated[str | None, typer.Option(
+        "--broker", help="Broker URL; default: the one `cluster up` recorded.")] = None,
+    mqtt_client: Annotated[str, typer.Option(help=CLIENT_LIB_HELP)] = "gmqtt",
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Send one command to a cluster: follows redirects, retries safely, prints the result."""
+    import asyncio
+
+    from consensus.client import ClusterClient, ClusterUnavailable
+
+    if broker_url is None:
+        from consensus import cluster as cl
+
+        try:
+            broker_url = cl.ClusterState.load(cluster).broker
+        except FileNotFoundError as exc:
+            raise _fail(f"{exc}, or pass --broker") from None
+
+    async def go():
+        async with ClusterClient(broker_url, cluster, library=mqtt_client,
+                                 deadline_s=timeout) as c:
+            return await c.request(command)
+
+    try:
+        result = asyncio.run(go())
+    except ClusterUnavailable as exc:
+        raise _fail(str(exc), 3) from None
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot reach broker {broker_url}: {exc}") from None
+    reply = result.reply
+    if json_out:
+        print(json.dumps({"command": command, "status": reply.status.value,
+                          "result": reply.result, "node": reply.src,
+                          "attempts": result.attempts, "latency_ms": result.latency_ms}))
+    elif reply.status.value == "ok":
+        console.print(reply.result if reply.result is not None else "(nil)")
+    else:
+        err.print(f"[red]{reply.result}")
+    if reply.status.value != "ok":
+        raise typer.Exit(4)
+
+

@@ -1,0 +1,150 @@
+"""A client of a running cluster over MQTT: `consensus-lab client 'SET x = 100'`.
+
+It learns the members and the leader from the nodes' status topic, sends the command to the
+leader, follows redirects, and on a timeout retries at another node with the *same*
+``(client_id, seq)`` -- so a retried write is applied once. When no node answers within the
+overall deadline (no majority reachable, or no cluster at all), it says so clearly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
+from consensus.transport import topics
+from consensus.transport.codec import DecodeError, decode_message, encode_message
+from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
+
+
+class ClusterUnavailable(RuntimeError):
+    """No answer within the deadline: no majority reachable, or no such cluster."""
+
+
+@dataclass(slots=True)
+class ClientResult:
+    command: str
+    reply: ClientReply
+    attempts: int
+    latency_ms: float
+    path: list[NodeId] = field(default_factory=list)  # nodes tried, in order
+
+
+class ClusterClient:
+    """Send commands to a cluster; use as ``async with ClusterClient(...) as c``."""
+
+    def __init__(self, broker: str, cluster: str, *, library: str = DEFAULT_LIBRARY,
+                 nodes: list[NodeId] | None = None, client_id: str | None = None,
+                 attempt_timeout_s: float = 0.5, deadline_s: float = 10.0) -> None:
+        self.cluster = topics.check_name("cluster", cluster)
+        self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
+        self.nodes: list[NodeId] = sorted(nodes or [])
+        self.statuses: dict[NodeId, dict[str, Any]] = {}
+        self.attempt_timeout_s = attempt_timeout_s
+        self.deadline_s = deadline_s
+        self.seq = 0
+        self._replies: asyncio.Queue[ClientReply] = asyncio.Queue()
+        self._status_seen = asyncio.Event()
+        self._mqtt: MqttClient = make_client(library, broker, f"{cluster}-{self.id}",
+                                             self._on_message)
+
+    async def __aenter__(self) -> ClusterClient:
+        await self._mqtt.connect()
+        await self._mqtt.subscribe(topics.client(self.cluster, self.id),
+                                   topics.status(self.cluster))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._mqtt.close()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/status"):
+            try:
+                st = orjson.loads(payload)
+                node = st["id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return
+            self.statuses[node] = st
+            if node not in self.nodes:
+                self.nodes = sorted({*self.nodes, node})
+            self._status_seen.set()
+            return
+        try:
+            msg = decode_message(payload, cluster=self.cluster)
+        except DecodeError:
+            return
+        if isinstance(msg, ClientReply) and msg.dst == self.id:
+            self._replies.put_nowait(msg)
+
+    async def discover(self, wait_s: float = 1.5) -> list[NodeId]:
+        """Wait until some node's status was seen (or ``wait_s`` passed); return members."""
+        if not self.nodes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_seen.wait(), wait_s)
+        return self.nodes
+
+    def leader_guess(self) -> NodeId | None:
+        leaders = [(st.get("term", 0), n) for n, st in self.statuses.items()
+                   if st.get("role") == "leader"]
+        if leaders:
+            return max(leaders)[1]
+        hinted = [st.get("leader") for st in self.statuses.values() if st.get("leader")]
+        return hinted[0] if hinted else None
+
+    async def request(self, command: str) -> ClientResult:
+        """Run one command to completion; raise :class:`ClusterUnavailable` on the deadline."""
+        await self.discover()
+        if not self.nodes:
+            raise ClusterUnavailable(f"no node of cluster {self.cluster!r} is publishing its "
+                                     f"status on this broker (is the cluster up?)")
+        self.seq += 1
+        seq = self.seq
+        started = time.monotonic()
+        deadline = started + self.deadline_s
+        target = self.leader_guess() or random.choice(self.nodes)
+        path: list[NodeId] = []
+        while time.monotonic() < deadline:
+            path.append(target)
+            self._mqtt.publish(topics.node_in(self.cluster, target), encode_message(
+                ClientRequest(src=self.id, dst=target, seq=seq, command=command), self.cluster))
+            reply = await self._await_reply(seq, min(self.attempt_timeout_s,
+                                                     deadline - time.monotonic()))
+            if reply is None:  # timed out: try someone else, same seq
+                target = self._another(target)
+                continue
+            if reply.status == ReplyStatus.REDIRECT:
+                if reply.leader and reply.leader != reply.src:
+                    target = reply.leader
+                else:
+                    await asyncio.sleep(0.05)  # an election is under way
+                    target = self._another(reply.src)
+                continue
+            return ClientResult(command, reply, len(path),
+                                (time.monotonic() - started) * 1000, path)
+        raise ClusterUnavailable(
+            f"no answer for {command!r} within {self.deadline_s:g}s after {len(path)} attempts "
+            f"({' -> '.join(path)}): no majority of {', '.join(self.nodes)} is reachable")
+
+    async def _await_reply(self, seq: int, timeout: float) -> ClientReply | None:
+        end = time.monotonic() + max(0.0, timeout)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                reply = await asyncio.wait_for(self._replies.get(), left)
+            except TimeoutError:
+                return None
+            if reply.seq == seq:
+                return reply
+
+    def _another(self, than: NodeId) -> NodeId:
+        others = [n for n in self.nodes if n != than]
+        return random.choice(others) if others else than

@@ -1,0 +1,208 @@
+"""Start, inspect and stop a local cluster of node processes: `consensus-lab cluster ...`.
+
+``up`` starts a broker when none is given, then one OS process per node, each with its own
+WAL and log file under ``.consensus-lab/<cluster>/``, and records what it started in
+``cluster.json`` there. ``status`` reads the nodes' status topic; ``down`` stops exactly the
+processes recorded (checking each pid still runs a consensus-lab node before signalling it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consensus.transport import topics
+
+STATE_ROOT = Path(".consensus-lab")
+
+
+@dataclass(slots=True)
+class ClusterState:
+    name: str
+    algorithm: str
+    nodes: dict[str, int]  # node id -> pid
+    broker: str
+    broker_pid: int | None  # set when `up` started the broker itself
+    broker_kind: str
+    library: str
+    fsync: bool
+    heartbeat_ms: float
+    election_timeout_ms: tuple[float, float]
+    directory: str
+    broker_dir: str | None = None  # the started broker's config and log, removed on `down`
+    started: float = field(default_factory=time.time)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / "cluster.json"
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, name: str, root: Path = STATE_ROOT) -> ClusterState:
+        path = root / name / "cluster.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no cluster {name!r} was started from here ({path} is "
+                                    f"missing); start one with `consensus-lab cluster up`")
+        data = json.loads(path.read_text())
+        data["election_timeout_ms"] = tuple(data["election_timeout_ms"])
+        return cls(**data)
+
+
+def node_command(state: ClusterState, node_id: str) -> list[str]:
+    lo, hi = state.election_timeout_ms
+    return [sys.executable, "-m", "consensus.cli", "node", "--algorithm", state.algorithm,
+            "--id", node_id, "--peers", ",".join(sorted(state.nodes)), "--cluster", state.name,
+            "--broker", state.broker, "--data-dir", state.directory,
+            "--mqtt-client", state.library, "--fsync", "always" if state.fsync else "never",
+            "--heartbeat-ms", str(state.heartbeat_ms),
+            "--election-timeout-ms", f"{lo}-{hi}"]
+
+
+def spawn_node(state: ClusterState, node_id: str) -> int:
+    """Start one node process, detached from this terminal, logging to <dir>/<id>.log."""
+    log_path = Path(state.directory) / f"{node_id}.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(node_command(state, node_id), stdout=out, stderr=out,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    state.nodes[node_id] = proc.pid
+    return proc.pid
+
+
+def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, fsync: bool,
+       heartbeat_ms: float, election_timeout_ms: tuple[float, float],
+       root: Path = STATE_ROOT) -> ClusterState:
+    """Start the broker (if no URL is given) and the node processes; return what started."""
+    from consensus.broker import start_broker
+
+    topics.check_name("cluster", name)
+    directory = root / name
+    if (directory / "cluster.json").exists():
+        old = ClusterState.load(name, root)
+        if any(_is_ours(pid) for pid in old.nodes.values()):
+            raise RuntimeError(f"cluster {name!r} is already up (pids "
+                               f"{', '.join(map(str, old.nodes.values()))}); "
+                               f"`consensus-lab cluster down --cluster {name}` first")
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.wal"):
+        stale.unlink()  # a new cluster starts empty; `restart` keeps a node's WAL
+    broker_pid, kind, broker_dir = None, "external", None
+    if broker is None:
+        # The broker runs in its own session: it outlives this command, like the nodes.
+        handle = start_broker()
+        broker, broker_pid, kind = handle.url, handle.pid, handle.kind
+        broker_dir = str(handle.log_path.parent) if handle.log_path else None
+    ids = [f"n{i}" for i in range(1, nodes + 1)]
+    state = ClusterState(name, algorithm, dict.fromkeys(ids, 0), broker, broker_pid, kind,
+                         library, fsync, heartbeat_ms, election_timeout_ms,
+                         str(directory.resolve()), broker_dir)
+    for nid in ids:
+        spawn_node(state, nid)
+    state.save()
+    return state
+
+
+def restart_node(name: str, node_id: str, root: Path = STATE_ROOT) -> int:
+    state = ClusterState.load(name, root)
+    if node_id not in state.nodes:
+        raise ValueError(f"{node_id!r} is not in cluster {name!r} ({', '.join(state.nodes)})")
+    if _is_ours(state.nodes[node_id]):
+        raise RuntimeError(f"{node_id} is still running (pid {state.nodes[node_id]})")
+    pid = spawn_node(state, node_id)
+    state.save()
+    return pid
+
+
+def down(name: str, keep_data: bool = False, root: Path = STATE_ROOT) -> list[str]:
+    """Stop the recorded processes (nodes, then the broker if `up` started it)."""
+    state = ClusterState.load(name, root)
+    stopped = []
+    pids = [(f"node {n}", p) for n, p in sorted(state.nodes.items())]
+    if state.broker_pid:
+        pids.append((f"{state.broker_kind} broker", state.broker_pid))
+    for label, pid in pids:
+        if _stop(pid):
+            stopped.append(f"{label} (pid {pid})")
+    if state.broker_dir and Path(state.broker_dir).name.startswith("consensus-"):
+        shutil.rmtree(state.broker_dir, ignore_errors=True)
+    if keep_data:
+        state.path.unlink(missing_ok=True)
+    else:
+        for path in Path(state.directory).glob("*"):
+            if path.suffix in (".wal", ".log", ".json"):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            Path(state.directory).rmdir()
+    return stopped
+
+
+def _is_ours(pid: int) -> bool:
+    """True if ``pid`` is alive and runs something of ours (never signal a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if b"consensus" not in cmdline and b"mosquitto" not in cmdline:
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # a zombie: dead, only waiting to be reaped
+    return True
+
+
+def _stop(pid: int, grace_s: float = 3.0) -> bool:
+    if not _is_ours(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
+        os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and _is_ours(pid):
+        time.sleep(0.05)
+    if _is_ours(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, dict[str, Any]]:
+    """The latest status each node published within ``wait_s``; pid liveness merged in."""
+    from consensus.client import ClusterClient
+
+    async with ClusterClient(state.broker, state.name, library=state.library) as client:
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and len(client.statuses) < len(state.nodes):
+            await asyncio.sleep(0.05)
+        statuses = dict(client.statuses)
+    out = {}
+    for nid, pid in sorted(state.nodes.items()):
+        st = dict(statuses.get(nid, {}))
+        st["pid"] = pid
+        st["alive"] = _is_ours(pid)
+        out[nid] = st
+    return out
+
+
+async def wait_for_leader(state: ClusterState, timeout_s: float = 15.0) -> str | None:
+    from consensus.client import ClusterClient
+
+    async with ClusterClient(state.broker, state.name, library=state.library) as client:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            leader = client.leader_guess()
+            if leader and client.statuses.get(leader, {}).get("role") == "leader":
+                return leader
+            await asyncio.sleep(0.05)
+    return None

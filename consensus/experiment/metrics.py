@@ -1,0 +1,138 @@
+"""Metrics computed the same way for both algorithms from a run's history and events.
+
+- latency percentiles per operation type (HdrHistogram, microsecond resolution);
+- throughput over time in 100 ms bins (operations answered ok);
+- messages and bytes per committed operation, by message type;
+- for every fault: time to detect (first node to campaign), time to elect (a new leader), and
+  the unavailability window (last answer before the fault to first answer after it);
+- leader changes, term/ballot churn, and counts of ok/fail/info operations.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from consensus.experiment.history import Operation
+
+BIN_MS = 100.0
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | int]:
+    """p50/p90/p99/p99.9/max in ms (HdrHistogram, 3 significant digits)."""
+    if not latencies_ms:
+        return {"count": 0}
+    hist = HdrHistogram(1, 3_600_000_000, 3)  # 1 us .. 1 h
+    for ms in latencies_ms:
+        hist.record_value(max(1, round(ms * 1000)))
+    out: dict[str, float | int] = {"count": len(latencies_ms)}
+    for p in PERCENTILES:
+        out[f"p{p:g}"] = hist.get_value_at_percentile(p) / 1000
+    out["max"] = max(latencies_ms)
+    out["mean"] = sum(latencies_ms) / len(latencies_ms)
+    return out
+
+
+def op_type(op: Operation) -> str:
+    return op.command.split(None, 1)[0].upper() if op.command.strip() else "?"
+
+
+def throughput_bins(ops: Sequence[Operation], end_ms: float) -> list[int]:
+    """Operations answered ok in each 100 ms bin from 0 to ``end_ms``."""
+    bins = [0] * (int(end_ms // BIN_MS) + 1)
+    for op in ops:
+        if op.outcome == "ok" and op.complete_ms is not None:
+            bins[min(len(bins) - 1, int(op.complete_ms // BIN_MS))] += 1
+    return bins
+
+
+@dataclass(slots=True)
+class FaultImpact:
+    at_ms: float
+    fault: str
+    leader_before: str | None
+    new_leader: str | None  # first leader elected after the fault (before the next fault)
+    detect_ms: float | None  # first node to start an election after the fault
+    elect_ms: float | None
+    # The longest stretch without an ok answer from the last one before the fault until the
+    # next fault: the outage the fault caused (answers already in flight do not hide it).
+    unavailable_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
+                  role_events: Sequence[tuple[float, str, str, int]],
+                  leader_events: Sequence[tuple[float, str, int]],
+                  end_ms: float) -> list[FaultImpact]:
+    """How each fault disturbed the cluster (see the module docstring)."""
+    answers = sorted(op.complete_ms for op in ops
+                     if op.outcome == "ok" and op.complete_ms is not None)
+    campaigns = [(t, n) for t, n, role, _ in role_events if role in ("candidate", "precandidate")]
+    out = []
+    for i, (t, what) in enumerate(faults):
+        horizon = faults[i + 1][0] if i + 1 < len(faults) else end_ms
+        before = [(lt, n) for lt, n, _ in leader_events if lt <= t]
+        leader_before = before[-1][1] if before else None
+        new = next(((lt, n) for lt, n, _ in leader_events if t < lt <= horizon), None)
+        detect = next((ct for ct, _ in campaigns if t < ct <= horizon), None)
+        k = bisect.bisect_right(answers, t)
+        window = answers[max(0, k - 1):bisect.bisect_right(answers, horizon)]
+        gaps = [b - a for a, b in itertools.pairwise(window)]
+        out.append(FaultImpact(
+            at_ms=t, fault=what, leader_before=leader_before,
+            new_leader=new[1] if new else None,
+            detect_ms=None if detect is None else detect - t,
+            elect_ms=None if new is None else new[0] - t,
+            unavailable_ms=max(gaps) if gaps else None))
+    return out
+
+
+def compute_metrics(ops: Sequence[Operation], *, end_ms: float, committed: int,
+                    messages: Counter[str], message_bytes: Counter[str],
+                    faults: Sequence[tuple[float, str]],
+                    role_events: Sequence[tuple[float, str, str, int]],
+                    leader_events: Sequence[tuple[float, str, int]]) -> dict[str, Any]:
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for op in ops:
+        if op.outcome == "ok" and op.latency_ms is not None:
+            by_type[op_type(op)].append(op.latency_ms)
+    all_ok = [x for values in by_type.values() for x in values]
+    outcomes = Counter(op.outcome for op in ops)
+    impacts = fault_impacts(faults, ops, role_events, leader_events, end_ms)
+    per_op = max(committed, 1)
+    protocol = {k: v for k, v in messages.items() if not k.startswith("Client")}
+    return {
+        "operations": {"ok": outcomes["ok"], "fail": outcomes["fail"],
+                       "info": outcomes["info"], "total": len(ops)},
+        "committed": committed,
+        "throughput_ops_s": outcomes["ok"] / (end_ms / 1000) if end_ms else 0.0,
+        "latency_ms": {"all": latency_summary(all_ok),
+                       **{t: latency_summary(v) for t, v in sorted(by_type.items())}},
+        "throughput_bins": throughput_bins(ops, end_ms),
+        "bin_ms": BIN_MS,
+        "messages": dict(sorted(messages.items())),
+        "message_bytes": dict(sorted(message_bytes.items())),
+        "messages_per_op": sum(protocol.values()) / per_op,
+        "bytes_per_op": sum(v for k, v in message_bytes.items()
+                            if not k.startswith("Client")) / per_op,
+        "messages_per_op_by_kind": {k: v / per_op for k, v in sorted(protocol.items())},
+        "leader_changes": len(leader_events),
+        "elections_started": sum(1 for _, _, role, _ in role_events if role == "candidate"),
+        "max_term": max((term for _, _, term in leader_events), default=0),
+        "faults": [i.to_json() for i in impacts],
+        "failover": {
+            "detect_ms": [i.detect_ms for i in impacts if i.new_leader and i.detect_ms is not None],
+            "elect_ms": [i.elect_ms for i in impacts if i.elect_ms is not None],
+            "unavailable_ms": [i.unavailable_ms for i in impacts
+                               if i.new_leader and i.unavailable_ms is not None],
+        },
+    }

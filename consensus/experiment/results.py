@@ -1,0 +1,167 @@
+"""The run folder: spec, manifest, per-run histories/events/metrics, and the summary.
+
+    <run>/spec.yaml                  the spec as run
+    <run>/manifest.json              versions, git commit, Python, transport, broker, seeds...
+    <run>/<algorithm>/seed-<n>/history.jsonl   invoke/complete/outcome per client operation
+    <run>/<algorithm>/seed-<n>/events.jsonl    faults, leader and role changes
+    <run>/<algorithm>/seed-<n>/metrics.json    metrics and check verdicts
+    <run>/<algorithm>/seed-<n>/trace.jsonl     messages around the first fault
+    <run>/summary.json               per algorithm: medians across seeds, checks, differences
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from consensus.experiment.runner import RunResult
+from consensus.experiment.spec import ExperimentSpec
+
+# The headline metrics of the summary table: (label, path into metrics.json, unit, better).
+HEADLINE = [
+    ("throughput", ("throughput_ops_s",), "ops/s", "higher"),
+    ("latency p50", ("latency_ms", "all", "p50"), "ms", "lower"),
+    ("latency p99", ("latency_ms", "all", "p99"), "ms", "lower"),
+    ("latency max", ("latency_ms", "all", "max"), "ms", "lower"),
+    ("messages per op", ("messages_per_op",), "", "lower"),
+    ("bytes per op", ("bytes_per_op",), "B", "lower"),
+    ("leader changes", ("leader_changes",), "", "lower"),
+    ("elections started", ("elections_started",), "", "lower"),
+    ("failover: elect", ("failover", "elect_ms"), "ms", "lower"),
+    ("failover: unavailable", ("failover", "unavailable_ms"), "ms", "lower"),
+    ("operations unknown", ("operations", "info"), "", "lower"),
+]
+
+
+def manifest(spec: ExperimentSpec, seeds: Sequence[int], transport: str,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "experiment": spec.name,
+        "package": "consensus-lab",
+        "version": _version(),
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "transport": transport,
+        "seeds": list(seeds),
+        "algorithms": list(spec.algorithms),
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        **(extra or {}),
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("consensus-lab")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def default_run_dir(spec: ExperimentSpec, root: Path = Path("reports/runs")) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return root / f"{spec.name}-{stamp}"
+
+
+def write_run_result(run_dir: Path, result: RunResult) -> None:
+    d = run_dir / result.algorithm / f"seed-{result.seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(d / "history.jsonl", (op.to_json() for op in result.ops))
+    _write_jsonl(d / "events.jsonl", result.events)
+    _write_jsonl(d / "trace.jsonl", result.trace)
+    (d / "metrics.json").write_bytes(orjson.dumps(
+        {"algorithm": result.algorithm, "seed": result.seed, "metrics": result.metrics,
+         "checks": [c.to_json() for c in result.checks], "info": result.info},
+        option=orjson.OPT_INDENT_2))
+
+
+def write_spec_and_manifest(run_dir: Path, spec: ExperimentSpec, man: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(
+        spec.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
+    (run_dir / "manifest.json").write_text(json.dumps(man, indent=2))
+
+
+def _write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    with open(path, "wb") as f:
+        for row in rows:
+            f.write(orjson.dumps(row))
+            f.write(b"\n")
+
+
+def _get(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, list):  # per-event values (failovers): the median over events
+        return statistics.median(value) if value else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def summarise(results: Sequence[RunResult], spec: ExperimentSpec) -> dict[str, Any]:
+    """Per algorithm: each headline metric's median across seeds, and every check verdict."""
+    by_algo: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_algo.setdefault(r.algorithm, []).append(r)
+    algorithms: dict[str, Any] = {}
+    for algo, runs in by_algo.items():
+        runs.sort(key=lambda r: r.seed)
+        medians = {}
+        per_seed = {}
+        for label, path, _, _ in HEADLINE:
+            values = [_get(r.metrics, path) for r in runs]
+            present = [v for v in values if v is not None]
+            medians[label] = statistics.median(present) if present else None
+            per_seed[label] = values
+        algorithms[algo] = {
+            "seeds": [r.seed for r in runs],
+            "median": medians,
+            "per_seed": per_seed,
+            "checks": {f"seed-{r.seed}": {c.name: c.verdict for c in r.checks} for r in runs},
+            "passed": all(r.passed for r in runs),
+            "committed": sum(r.metrics["committed"] for r in runs),
+        }
+    return {
+        "experiment": spec.name,
+        "description": spec.description,
+        "metrics": [{"label": label, "unit": unit, "better": better}
+                    for label, _, unit, better in HEADLINE],
+        "algorithms": algorithms,
+        "passed": all(a["passed"] for a in algorithms.values()),
+        "failures": [f"{r.algorithm} seed {r.seed}: {c.name}: {c.detail or c.verdict}"
+                     for r in results for c in r.checks if c.verdict != "pass"],
+    }
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(summary, manifest, per-run metrics documents) of a saved run folder."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    man = json.loads((run_dir / "manifest.json").read_text())
+    runs = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/seed-*/metrics.json"))]
+    return summary, man, runs

@@ -1,0 +1,294 @@
+"""Drive one node on the wall clock over MQTT, with a write-ahead log: `consensus-lab node`.
+
+Theory of operation
+-------------------
+The node code is the same object the simulator drives; only the driver differs (as SimPy's
+RealtimeEnvironment differs from its Environment only in how it waits). Every inbound payload
+is decoded strictly by the codec, then ``tick(now)`` + ``step(msg)``; a timer armed at
+``next_deadline()`` calls ``tick`` when nothing arrives. After each call the node's ``Ready`` is
+drained in the one safe order: append ``persist`` to the WAL and fsync, *then* publish the
+messages and client replies that depend on it.
+
+Hostile input (not JSON, unknown type, wrong field types, negative indexes, a sender outside
+the cluster, another cluster, too large, misrouted) is dropped before it reaches the node,
+logged once per kind and counted in the published status; it never changes the node's state.
+
+The control topic carries fault hooks for experiments on the real bus: drop traffic to or from
+given peers (partitions, one-way cuts), drop a fraction of inbound messages, delay inbound
+messages, heal, or campaign now. Crash and pause are real signals (SIGKILL, SIGSTOP/SIGCONT)
+sent by the runner to the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consensus.algorithms import get_algorithm
+from consensus.messages import Message, NodeId
+from consensus.node import Config, Node, Status
+from consensus.storage import FileStorage
+from consensus.transport import topics
+from consensus.transport.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
+from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
+
+log = logging.getLogger("consensus.node")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    algorithm: str
+    node_id: NodeId
+    peers: tuple[NodeId, ...]
+    cluster: str
+    broker: str
+    data_dir: Path
+    fsync: bool = True
+    library: str = DEFAULT_LIBRARY
+    config: Config = field(default_factory=Config)
+    status_interval_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        topics.check_name("cluster", self.cluster)
+        for peer in self.peers:
+            topics.check_name("node", peer)
+        if self.node_id not in self.peers:
+            raise ValueError(f"--id {self.node_id!r} must be one of --peers {','.join(self.peers)}")
+
+    @property
+    def wal_path(self) -> Path:
+        return self.data_dir / f"{self.node_id}.wal"
+
+
+@dataclass(slots=True)
+class Faults:
+    """The fault hooks' current settings (set through the control topic)."""
+
+    drop_to: set[NodeId] = field(default_factory=set)
+    drop_from: set[NodeId] = field(default_factory=set)
+    loss: float = 0.0
+    delay_ms: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"drop_to": sorted(self.drop_to), "drop_from": sorted(self.drop_from),
+                "loss": self.loss, "delay_ms": self.delay_ms}
+
+
+class NodeRuntime:
+    """One node process; see the module docstring."""
+
+    def __init__(self, options: NodeOptions,
+                 client_factory: Callable[..., MqttClient] = make_client) -> None:
+        self.opts = options
+        algo = get_algorithm(options.algorithm)
+        self.storage = FileStorage(options.wal_path, fsync=options.fsync)
+        records = self.storage.load()
+        # Wall-clock randomness is fine here: the runtime is not meant to be replayed.
+        self.node: Node = algo.node_class(options.node_id, options.peers, options.config,
+                                          random.Random())
+        self._t0 = time.monotonic()
+        self.node.tick(self.now())
+        if records:
+            self.node.restore(records)
+        self.faults = Faults()
+        self.rejected: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self._rng = random.Random()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = float("inf")
+        self._last_role: tuple[str, int] | None = None
+        self._stop = asyncio.Event()
+        self._inbox = topics.node_in(options.cluster, options.node_id)
+        self._control = topics.control(options.cluster, options.node_id)
+        self.client = client_factory(options.library, options.broker,
+                                  f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}",
+                                  self.on_message)
+        log.info("%s %s starting (pid %d): %d records restored from %s, peers %s, broker %s "
+                 "via %s", options.algorithm, options.node_id, os.getpid(), len(records),
+                 options.wal_path, ",".join(options.peers), options.broker, options.library)
+
+    def now(self) -> float:
+        return (time.monotonic() - self._t0) * 1000.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._stop.set)
+        await self.client.connect()
+        await self.client.subscribe(self._inbox, self._control)
+        self.drain()
+        status_task = asyncio.create_task(self._publish_status_forever())
+        try:
+            await self._stop.wait()
+        finally:
+            status_task.cancel()
+            if self._timer:
+                self._timer.cancel()
+            await self.client.close()
+            self.storage.close()
+            log.info("%s stopped", self.opts.node_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self._control:
+            self.handle_control(payload)
+            return
+        self.counts["in"] += 1
+        try:
+            msg = decode_message(payload, cluster=self.opts.cluster, members=self.opts.peers)
+            if msg.dst != self.opts.node_id:
+                raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
+        except DecodeError as exc:
+            self.reject(exc.reason, exc.detail)
+            return
+        f = self.faults
+        if msg.src in f.drop_from or (f.loss and self._rng.random() < f.loss):
+            self.counts["dropped"] += 1
+            return
+        if f.delay_ms > 0:
+            asyncio.get_running_loop().call_later(f.delay_ms / 1000, self.deliver, msg)
+        else:
+            self.deliver(msg)
+
+    def reject(self, reason: str, detail: str) -> None:
+        if not self.rejected[reason]:
+            log.warning("dropping malformed input (%s): %s -- further ones of this kind are "
+                        "only counted", reason, detail)
+        self.rejected[reason] += 1
+
+    def deliver(self, msg: Message) -> None:
+        self.node.tick(self.now())
+        try:
+            self.node.step(msg)
+        except Exception:  # a bug must not take the node down silently, nor loop forever
+            log.exception("error handling %s from %s", msg.kind, msg.src)
+            self.rejected["handler-error"] += 1
+        self.drain()
+
+    def on_timer(self) -> None:
+        self._timer, self._timer_due = None, float("inf")
+        self.node.tick(self.now())
+        self.drain()
+
+    def handle_control(self, payload: bytes) -> None:
+        """Fault hooks: {"op": "partition"|"drop_to"|"drop_from"|"loss"|"delay"|"heal"|...}."""
+        try:
+            cmd = orjson.loads(payload)
+            op = cmd["op"]
+            f = self.faults
+            if op == "drop_to":
+                f.drop_to = {str(p) for p in cmd["peers"]}
+            elif op == "drop_from":
+                f.drop_from = {str(p) for p in cmd["peers"]}
+            elif op == "loss":
+                f.loss = min(1.0, max(0.0, float(cmd["rate"])))
+            elif op == "delay":
+                f.delay_ms = max(0.0, float(cmd["ms"]))
+            elif op == "heal":
+                self.faults = Faults()
+            elif op == "campaign":
+                self.node.tick(self.now())
+                self.node.campaign()  # type: ignore[attr-defined]
+                self.drain()
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            self.reject("bad-control", str(exc))
+            return
+        log.info("control: %s -> faults %s", op, self.faults.as_json())
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Persist, then send, then answer clients (the order that makes promises binding)."""
+        ready = self.node.ready()
+        if ready.persist:
+            self.storage.append(ready.persist)
+        cluster = self.opts.cluster
+        publish = self.client.publish
+        drop_to = self.faults.drop_to
+        for msg in ready.messages:
+            if msg.dst in drop_to:
+                self.counts["dropped"] += 1
+                continue
+            publish(topics.node_in(cluster, msg.dst), encode_message(msg, cluster))
+            self.counts["out"] += 1
+        for reply in ready.replies:
+            publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
+        self.counts["applied"] += len(ready.applied)
+        self._log_role_change()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        due = self.node.next_deadline()
+        if due >= self._timer_due:
+            return
+        if self._timer:
+            self._timer.cancel()
+        self._timer_due = due
+        if due != float("inf"):
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(self._t0 + due / 1000.0, self.on_timer)
+
+    def _log_role_change(self) -> None:
+        st = self.node.status()
+        key = (st.role, st.term)
+        if key != self._last_role:
+            self._last_role = key
+            log.info("now %s in term %d (leader %s, commit %d)", st.role, st.term, st.leader,
+                     st.commit_index)
+
+    # -- status --------------------------------------------------------------------------
+
+    def status_json(self) -> dict[str, Any]:
+        st: Status = self.node.status()
+        return {
+            "id": st.id, "algorithm": st.algorithm, "role": st.role, "term": st.term,
+            "ballot": st.ballot, "leader": st.leader, "commit_index": st.commit_index,
+            "last_index": st.last_index, "applied_index": st.applied_index,
+            "pid": os.getpid(), "cluster": self.opts.cluster, "library": self.opts.library,
+            "broker": self.opts.broker, "fsync": self.opts.fsync,
+            "messages_in": self.counts["in"], "messages_out": self.counts["out"],
+            "dropped": self.counts["dropped"], "rejected": dict(self.rejected),
+            "faults": self.faults.as_json(), "time": time.time(),
+        }
+
+    async def _publish_status_forever(self) -> None:
+        topic = topics.status(self.opts.cluster, self.opts.node_id)
+        while True:
+            self.client.publish(topic, orjson.dumps(self.status_json()))
+            await asyncio.sleep(self.opts.status_interval_ms / 1000)
+
+
+def configure_logging(node_id: str, level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format=f"%(asctime)s.%(msecs)03d {node_id} %(levelname)s "
+                        "%(message)s", datefmt="%H:%M:%S")
+
+
+def run_node(options: NodeOptions) -> None:
+    """Run one node until SIGTERM/SIGINT (the ``consensus-lab node`` command)."""
+    configure_logging(options.node_id)
+    asyncio.run(NodeRuntime(options).run())
+
+
+__all__ = ["MAX_PAYLOAD", "NodeOptions", "NodeRuntime", "run_node"]

@@ -1,0 +1,156 @@
+"""The node runtime's input path, without a broker: hostile payloads change nothing."""
+
+import asyncio
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consensus.messages import ClientRequest
+from consensus.raft.messages import AppendEntries, Entry, RequestVote
+from consensus.runtime import NodeOptions, NodeRuntime
+from consensus.transport import topics
+from consensus.transport.codec import MAX_PAYLOAD, encode_message
+
+
+class FakeMqtt:
+    """Records publishes instead of talking to a broker."""
+
+    library = "fake"
+
+    def __init__(self, library, url, client_id, on_message):
+        self.on_message = on_message
+        self.published: list[tuple[str, bytes]] = []
+
+    async def connect(self):
+        pass
+
+    async def subscribe(self, *topics, qos=0):
+        pass
+
+    def publish(self, topic, payload, qos=0):
+        self.published.append((topic, payload))
+
+    async def close(self):
+        pass
+
+
+def make_runtime(tmp_path) -> NodeRuntime:
+    opts = NodeOptions("raft", "n2", ("n1", "n2", "n3"), "demo", "mqtt://127.0.0.1:1",
+                       tmp_path, fsync=False)
+    return NodeRuntime(opts, client_factory=FakeMqtt)
+
+
+def durable_state(rt: NodeRuntime):
+    n = rt.node
+    return (n.term, n.voted_for, list(n.log.entries), n.commit_index, n.role,
+            rt.storage.path.read_bytes())
+
+
+INBOX = topics.node_in("demo", "n2")
+GOOD = AppendEntries(src="n1", dst="n2", term=1, prev_log_index=0, prev_log_term=0,
+                     entries=(Entry(1, 1, None),), leader_commit=0)
+
+
+def barrage() -> list[tuple[bytes, str]]:
+    good = orjson.loads(encode_message(GOOD, "demo"))
+    vote = orjson.loads(encode_message(
+        RequestVote(src="n1", dst="n2", term=9, last_log_index=0, last_log_term=0), "demo"))
+
+    def variant(base, **changes):
+        return orjson.dumps({**base, **changes})
+
+    return [
+        (b"\xff\xfe not json", "not-json"),
+        (b'{"type": "Gossip"}', "unknown-type"),
+        (variant(good, leader_term="5"), "bad-field"),
+        (variant(vote, term=True), "bad-field"),
+        (variant(good, prev_log_index=-3), "negative"),
+        (variant(vote, last_log_index=-1), "negative"),
+        (variant(vote, src="mallory"), "foreign-sender"),
+        (variant(vote, cluster="other"), "foreign-cluster"),
+        (variant(vote, dst="n3"), "misrouted"),
+        (variant(good, entries=[{"term": 1, "index": 7, "command": None}]), "bad-field"),
+        (b"{" + b" " * MAX_PAYLOAD + b"}", "too-large"),
+    ]
+
+
+def test_hostile_barrage_changes_nothing_and_is_counted(tmp_path):
+    async def go():
+        rt = make_runtime(tmp_path)
+        rt.drain()
+        before = durable_state(rt)
+        for payload, _ in barrage():
+            rt.on_message(INBOX, payload)
+        after = durable_state(rt)
+        assert after == before, "term, vote, log, commit and WAL are untouched"
+        expected = {}
+        for _, reason in barrage():
+            expected[reason] = expected.get(reason, 0) + 1
+        assert dict(rt.rejected) == expected
+        assert rt.status_json()["rejected"] == expected
+        # ... and the node still works: a real AppendEntries is taken.
+        rt.on_message(INBOX, encode_message(GOOD, "demo"))
+        assert rt.node.log.last_index == 1 and rt.node.leader == "n1"
+        assert rt.client.published, "it answered"
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+def test_bad_control_commands_are_counted_and_good_ones_applied(tmp_path):
+    async def go():
+        rt = make_runtime(tmp_path)
+        control = topics.control("demo", "n2")
+        rt.on_message(control, b"nonsense")
+        rt.on_message(control, b'{"op": "explode"}')
+        rt.on_message(control, b'{"op": "loss"}')
+        assert rt.rejected["bad-control"] == 3
+        rt.on_message(control, b'{"op": "drop_from", "peers": ["n1"]}')
+        rt.on_message(INBOX, encode_message(GOOD, "demo"))
+        assert rt.node.log.last_index == 0, "dropped by the fault hook"
+        rt.on_message(control, b'{"op": "heal"}')
+        rt.on_message(INBOX, encode_message(GOOD, "demo"))
+        assert rt.node.log.last_index == 1
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+def test_client_redirect_is_published_to_the_clients_topic(tmp_path):
+    async def go():
+        rt = make_runtime(tmp_path)
+        rt.on_message(INBOX, encode_message(
+            ClientRequest(src="me", dst="n2", seq=1, command="GET x"), "demo"))
+        topic, payload = rt.client.published[-1]
+        assert topic == topics.client("demo", "me")
+        assert orjson.loads(payload)["status"] == "redirect"
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300) | st.builds(
+    lambda d: orjson.dumps(d),
+    st.dictionaries(st.sampled_from(["type", "src", "dst", "cluster", "term", "leader_term",
+                                     "entries", "seq", "command", "ballot"]),
+                    st.none() | st.integers(-3, 5) | st.text(max_size=5)
+                    | st.sampled_from(["AppendEntries", "RequestVote", "n1", "demo", "Accept"]),
+                    max_size=8)))
+def test_fuzzed_input_never_crashes_or_changes_state(fuzz_dir, payload):
+    async def go():
+        rt = make_runtime(fuzz_dir)
+        before = durable_state(rt)
+        rt.on_message(INBOX, payload)
+        assert durable_state(rt) == before
+        assert "handler-error" not in rt.rejected
+        rt.storage.close()
+
+    asyncio.run(go())
