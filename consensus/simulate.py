@@ -84,7 +84,7 @@ def simulate(
         raise ValueError(f"unknown fault mode {faults!r} (choose random or none)")
     else:
         schedule = list(faults)
-    nemesis = Nemesis(sim, schedule)
+    nemesis = Nemesis(sim, schedule, seed)
     clients = [SimClient(f"c{i}", sim, workload)
                for i in range(1, workload.clients + 1)]
     for client in clients:
