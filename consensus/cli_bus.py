@@ -52,6 +52,8 @@ def node(
     mqtt_client: Annotated[str, typer.Option(help=CLIENT_LIB_HELP)] = "gmqtt",
     heartbeat_ms: Annotated[float, typer.Option()] = 50,
     election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
+    status_interval_ms: Annotated[float, typer.Option(help="How often to publish status.")]
+        = 200,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
     from consensus.runtime import NodeOptions, run_node
@@ -63,7 +65,8 @@ def node(
         options = NodeOptions(
             algorithm, node_id, tuple(sorted(p.strip() for p in peers.split(",") if p.strip())),
             cluster, broker_url, data_dir, fsync == "always", mqtt_client,
-            Config(heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)))
+            Config(heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
+            status_interval_ms)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     run_node(options)

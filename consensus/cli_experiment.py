@@ -40,6 +40,9 @@ def run(
                                                    "(overrides the file).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default reports/runs/"
                                                   "<name>-<timestamp>).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        help="mqtt transport: a broker URL to use, or 'mosquitto' / 'amqtt' to start that one "
+             "(default: start mosquitto if installed, else the embedded amqtt).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
 ) -> None:
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
@@ -61,6 +64,9 @@ def run(
         updates["transport"] = transport
     if seeds:
         updates["seeds"] = _parse_seeds(seeds)
+    if broker:
+        key = "prefer" if broker in ("mosquitto", "amqtt", "auto") else "broker"
+        updates["mqtt"] = spec.mqtt.model_copy(update={key: broker})
     spec = spec.model_copy(update=updates)
     run_dir = out or res.default_run_dir(spec)
     extra: dict[str, Any] = {}

@@ -60,21 +60,25 @@ class ClusterState:
         return cls(**data)
 
 
-def node_command(state: ClusterState, node_id: str) -> list[str]:
+def node_command(state: ClusterState, node_id: str,
+                 status_interval_ms: float | None = None) -> list[str]:
     lo, hi = state.election_timeout_ms
-    return [sys.executable, "-m", "consensus.cli", "node", "--algorithm", state.algorithm,
+    extra = [] if status_interval_ms is None else ["--status-interval-ms", str(status_interval_ms)]
+    return [sys.executable, "-m", "consensus", "node", "--algorithm", state.algorithm,
             "--id", node_id, "--peers", ",".join(sorted(state.nodes)), "--cluster", state.name,
             "--broker", state.broker, "--data-dir", state.directory,
             "--mqtt-client", state.library, "--fsync", "always" if state.fsync else "never",
             "--heartbeat-ms", str(state.heartbeat_ms),
-            "--election-timeout-ms", f"{lo}-{hi}"]
+            "--election-timeout-ms", f"{lo}-{hi}", *extra]
 
 
-def spawn_node(state: ClusterState, node_id: str) -> int:
+def spawn_node(state: ClusterState, node_id: str,
+               status_interval_ms: float | None = None) -> int:
     """Start one node process, detached from this terminal, logging to <dir>/<id>.log."""
     log_path = Path(state.directory) / f"{node_id}.log"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(node_command(state, node_id), stdout=out, stderr=out,
+        proc = subprocess.Popen(node_command(state, node_id, status_interval_ms),
+                                stdout=out, stderr=out,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     state.nodes[node_id] = proc.pid
     return proc.pid

@@ -68,3 +68,10 @@ class ClientReply(Message):
     result: str | None = None
     leader: NodeId | None = None
     kind: ClassVar[str] = "ClientReply"
+
+
+def traffic_kind(msg: Message) -> str:
+    """The message's kind for traffic accounting: an empty AppendEntries or Accept counts as a
+    heartbeat, so charts can show heartbeats apart from replication."""
+    entries = getattr(msg, "entries", getattr(msg, "commands", None))
+    return f"{msg.kind} (heartbeat)" if entries is not None and not entries else msg.kind

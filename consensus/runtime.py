@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from consensus.algorithms import get_algorithm
-from consensus.messages import Message, NodeId
+from consensus.messages import Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Status
 from consensus.storage import FileStorage
 from consensus.transport import topics
@@ -106,6 +106,8 @@ class NodeRuntime:
         self.faults = Faults()
         self.rejected: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()  # protocol messages sent, by kind
+        self.sent_bytes: Counter[str] = Counter()
         self._rng = random.Random()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
@@ -227,11 +229,16 @@ class NodeRuntime:
         cluster = self.opts.cluster
         publish = self.client.publish
         drop_to = self.faults.drop_to
+        sent, sent_bytes = self.sent, self.sent_bytes
         for msg in ready.messages:
             if msg.dst in drop_to:
                 self.counts["dropped"] += 1
                 continue
-            publish(topics.node_in(cluster, msg.dst), encode_message(msg, cluster))
+            payload = encode_message(msg, cluster)
+            publish(topics.node_in(cluster, msg.dst), payload)
+            kind = traffic_kind(msg)
+            sent[kind] += 1
+            sent_bytes[kind] += len(payload)
             self.counts["out"] += 1
         for reply in ready.replies:
             publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
@@ -257,6 +264,8 @@ class NodeRuntime:
             self._last_role = key
             log.info("now %s in term %d (leader %s, commit %d)", st.role, st.term, st.leader,
                      st.commit_index)
+            # Published at once, so watchers see even a brief candidacy.
+            self.publish_status()
 
     # -- status --------------------------------------------------------------------------
 
@@ -270,13 +279,17 @@ class NodeRuntime:
             "broker": self.opts.broker, "fsync": self.opts.fsync,
             "messages_in": self.counts["in"], "messages_out": self.counts["out"],
             "dropped": self.counts["dropped"], "rejected": dict(self.rejected),
+            "sent_by_kind": dict(self.sent), "bytes_by_kind": dict(self.sent_bytes),
             "faults": self.faults.as_json(), "time": time.time(),
         }
 
+    def publish_status(self) -> None:
+        self.client.publish(topics.status(self.opts.cluster, self.opts.node_id),
+                            orjson.dumps(self.status_json()))
+
     async def _publish_status_forever(self) -> None:
-        topic = topics.status(self.opts.cluster, self.opts.node_id)
         while True:
-            self.client.publish(topic, orjson.dumps(self.status_json()))
+            self.publish_status()
             await asyncio.sleep(self.opts.status_interval_ms / 1000)
 
 

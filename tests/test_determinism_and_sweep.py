@@ -28,7 +28,7 @@ def test_trace_does_not_depend_on_pythonhashseed(algorithm):
     def run(hashseed: str) -> dict:
         env = dict(os.environ, PYTHONHASHSEED=hashseed)
         out = subprocess.run(
-            [sys.executable, "-m", "consensus.cli", "simulate", "--algorithm", algorithm,
+            [sys.executable, "-m", "consensus", "simulate", "--algorithm", algorithm,
              "--duration", "5", "--seed", "3", "--json"],
             env=env, capture_output=True, text=True, check=True)
         return json.loads(out.stdout)

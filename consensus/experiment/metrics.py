@@ -96,7 +96,8 @@ def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
     return out
 
 
-def compute_metrics(ops: Sequence[Operation], *, end_ms: float, committed: int,
+def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: float,
+                    committed: int,
                     messages: Counter[str], message_bytes: Counter[str],
                     faults: Sequence[tuple[float, str]],
                     role_events: Sequence[tuple[float, str, str, int]],
@@ -114,7 +115,10 @@ def compute_metrics(ops: Sequence[Operation], *, end_ms: float, committed: int,
         "operations": {"ok": outcomes["ok"], "fail": outcomes["fail"],
                        "info": outcomes["info"], "total": len(ops)},
         "committed": committed,
-        "throughput_ops_s": outcomes["ok"] / (end_ms / 1000) if end_ms else 0.0,
+        # Answered ok during the workload, per second of workload (the settle time excluded).
+        "throughput_ops_s": sum(1 for op in ops if op.outcome == "ok" and op.complete_ms
+                                is not None and op.complete_ms <= duration_ms) / (
+                                    duration_ms / 1000) if duration_ms else 0.0,
         "latency_ms": {"all": latency_summary(all_ok),
                        **{t: latency_summary(v) for t, v in sorted(by_type.items())}},
         "throughput_bins": throughput_bins(ops, end_ms),

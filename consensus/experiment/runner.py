@@ -21,7 +21,7 @@ from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Fault, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
 from consensus.experiment.workload import SimClient, Workload
-from consensus.messages import Message
+from consensus.messages import Message, traffic_kind
 from consensus.sim import Network, Simulation
 from consensus.transport.codec import encode_message
 
@@ -101,7 +101,7 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
     first_fault = spec.faults[0].at * 1000 if spec.faults else None
 
     def observe(sent: float, msg: Message, delivered: float | None) -> None:
-        kind = f"{msg.kind} (heartbeat)" if _is_heartbeat(msg) else msg.kind
+        kind = traffic_kind(msg)
         messages[kind] += 1
         message_bytes[kind] += len(encode_message(msg))  # as it would cross the bus
         if (first_fault is not None
@@ -137,7 +137,7 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
     agreed = getattr(sim.checker, "agreed", {})
     committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
     metrics = compute_metrics(
-        ops, end_ms=end_ms, committed=committed, messages=messages,
+        ops, end_ms=end_ms, duration_ms=duration_ms, committed=committed, messages=messages,
         message_bytes=message_bytes, faults=nemesis.applied[:-1] if nemesis.applied else [],
         role_events=sim.role_events, leader_events=sim.leader_events)
     stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {spec.settle_s:g}s after healing"
@@ -165,8 +165,3 @@ def linearizability_check(ops: list[Operation], budget_s: float = 60.0) -> Check
     result = check_history(ops, time_budget_s=budget_s)
     verdict = {"ok": "pass", "violation": "fail"}.get(result.verdict, "unknown")
     return Check("linearizability", verdict, format_result(result))
-
-
-def _is_heartbeat(msg: Message) -> bool:
-    entries = getattr(msg, "entries", getattr(msg, "commands", None))
-    return entries is not None and len(entries) == 0

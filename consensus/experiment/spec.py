@@ -142,7 +142,8 @@ class FaultSpec(_Strict):
 
 
 class MqttSpec(_Strict):
-    broker: str | None = None  # URL; None: start mosquitto (or the embedded broker)
+    broker: str | None = None  # URL; None: start one (see prefer)
+    prefer: Literal["auto", "mosquitto", "amqtt"] = "auto"  # auto: mosquitto if installed
     library: Literal["gmqtt", "aiomqtt"] = "gmqtt"
     fsync: bool = True
 
