@@ -293,15 +293,34 @@ class NodeRuntime:
             await asyncio.sleep(self.opts.status_interval_ms / 1000)
 
 
-def configure_logging(node_id: str, level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format=f"%(asctime)s.%(msecs)03d {node_id} %(levelname)s "
-                        "%(message)s", datefmt="%H:%M:%S")
+class _NodeContext(logging.Filter):
+    """Stamps every log line with the node's id, term (or ballot) and role."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.runtime: NodeRuntime | None = None  # set once the node exists
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.runtime is None:
+            record.context = self.node_id
+        else:
+            st = self.runtime.node.status()
+            record.context = f"{st.id} [{st.ballot or f'term {st.term}'} {st.role}]"
+        return True
 
 
 def run_node(options: NodeOptions) -> None:
     """Run one node until SIGTERM/SIGINT (the ``consensus-lab node`` command)."""
-    configure_logging(options.node_id)
-    asyncio.run(NodeRuntime(options).run())
+    context = _NodeContext(options.node_id)
+    handler = logging.StreamHandler()
+    handler.addFilter(context)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(context)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    runtime = NodeRuntime(options)
+    context.runtime = runtime
+    asyncio.run(runtime.run())
 
 
 __all__ = ["MAX_PAYLOAD", "NodeOptions", "NodeRuntime", "run_node"]
