@@ -275,6 +275,10 @@ class NodeRuntime:
             "id": st.id, "algorithm": st.algorithm, "role": st.role, "term": st.term,
             "ballot": st.ballot, "leader": st.leader, "commit_index": st.commit_index,
             "last_index": st.last_index, "applied_index": st.applied_index,
+            # Relative, since the node's clock is its own: ms until it would campaign.
+            "election_timeout_in_ms": (None if st.election_deadline_ms is None
+                                       or st.election_deadline_ms == float("inf")
+                                       else max(0.0, st.election_deadline_ms - self.now())),
             "pid": os.getpid(), "cluster": self.opts.cluster, "library": self.opts.library,
             "broker": self.opts.broker, "fsync": self.opts.fsync,
             "messages_in": self.counts["in"], "messages_out": self.counts["out"],

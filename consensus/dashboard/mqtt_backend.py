@@ -1,0 +1,443 @@
+"""The dashboard's live mode: watch real node processes over MQTT, and poke them.
+
+Theory of operation
+-------------------
+``consensus-lab cluster up`` records each cluster in ``.consensus-lab/<name>/cluster.json``
+(algorithm, broker, node pids). This backend loads that record for each cluster it watches
+(at most one Raft and one Multi-Paxos cluster, shown side by side) and subscribes to:
+
+- ``consensus/<cluster>/+/status``: each node's status, a few times a second: role, term or
+  ballot, commit index, and the fault hooks in force (so partitions show as cut links);
+- ``consensus/<cluster>/+/in``: every node's inbox, so each protocol message and client
+  request is seen as it passes the broker and drawn as a dot, and the entries carried by
+  AppendEntries / Accept / Commit build each node's log tail.
+
+The broker tells us when a message passed, not when it left or arrived, so a dot's flight is
+a fixed visual duration here, not a measured latency. Time is the wall clock (ms since the
+dashboard started); there is no pause, step, drop-next or reset for real processes.
+
+Commands: a kill is SIGKILL to the recorded pid (checked to still be a consensus-lab process);
+a revive is :func:`consensus.cluster.restart_node`, which recovers the node from its WAL;
+time out, partition, isolate and heal go through each node's control topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consensus import cluster as cl
+from consensus.dashboard.sim_backend import LOG_TAIL, EventLog
+from consensus.transport import topics
+from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
+
+FLIGHT_MS = 350.0  # how long a dot takes on the page (visual only; see the module doc)
+STATUS_STALE_MS = 1500.0  # no status for this long: the node is shown as down
+PID_CHECK_MS = 500.0
+MAX_MESSAGES_PER_FRAME = 300
+
+ClientFactory = Callable[[str, str, str, Callable[[str, bytes], None]], MqttClient]
+
+
+class UnsupportedCommand(ValueError):
+    pass
+
+
+class WatchedCluster:
+    """One real cluster: its recorded state, what its nodes last said, what passed by."""
+
+    def __init__(self, state: cl.ClusterState, root: Path, clock: Callable[[], float],
+                 events: Callable[[str, str, str], None]) -> None:
+        self.state = state
+        self.root = root
+        self.name = state.name
+        self.algorithm = state.algorithm
+        self.title = "Raft" if state.algorithm == "raft" else "Multi-Paxos"
+        self.ids = sorted(state.nodes)
+        self.clock = clock
+        self.emit = events
+        self.client: MqttClient | None = None
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self.seen_at: dict[str, float] = {}
+        self.alive_pid: dict[str, bool] = dict.fromkeys(self.ids, True)
+        self.pid_checked = -PID_CHECK_MS
+        self.logs: dict[str, dict[int, tuple[str, str]]] = {n: {} for n in self.ids}
+        self.messages: list[dict[str, Any]] = []
+        self.last_role: dict[str, tuple[str, int]] = {}
+        self.committed = 0
+        self.commands: dict[int, str] = {}  # index -> command text, from replication traffic
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[1] != self.name:
+            return
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(data, dict):
+            return
+        if parts[3] == "status":
+            self.on_status(parts[2], data)
+        elif parts[3] == "in":
+            self.on_inbox(data)
+
+    def on_status(self, nid: str, st: dict[str, Any]) -> None:
+        if nid not in self.logs:
+            return
+        now = self.clock()
+        self.statuses[nid] = st
+        self.seen_at[nid] = now
+        role, term = str(st.get("role", "?")), int(st.get("term") or 0)
+        before = self.last_role.get(nid)
+        if before != (role, term):
+            self.last_role[nid] = (role, term)
+            what = f"ballot {st.get('ballot')}" if self.algorithm == "paxos" else f"term {term}"
+            if role == "leader":
+                self.emit(self.algorithm, "leader", f"{nid} is leader ({what})")
+            elif role in ("candidate", "precandidate"):
+                self.emit(self.algorithm, "election", f"{nid} is {role} ({what})")
+            elif before and before[0] == "leader":
+                self.emit(self.algorithm, "leader", f"{nid} steps down ({what})")
+        commit = int(st.get("commit_index") or 0)
+        while self.committed < commit:
+            self.committed += 1
+            text = self.commands.get(self.committed)
+            if text is not None and text != "no-op":
+                self.emit(self.algorithm, "commit", f"#{self.committed} committed: {text}")
+
+    def on_inbox(self, d: dict[str, Any]) -> None:
+        kind = str(d.get("type", "?"))
+        src, dst = d.get("src") or d.get("leader_id"), d.get("dst")
+        if not isinstance(src, str) or not isinstance(dst, str):
+            return
+        now = self.clock()
+        m: dict[str, Any] = {"c": self.algorithm, "k": kind, "s": src if src in self.logs
+                             else "web", "d": dst, "t0": now, "t1": now + FLIGHT_MS}
+        if kind == "AppendEntries":
+            entries = d.get("entries") or []
+            _mark_batch(m, entries)
+            for e in entries:
+                self._learn(dst, src, int(e.get("index", 0)), str(e.get("term", "")),
+                            e.get("command"))
+        elif kind in ("Accept", "Commit"):
+            commands = d.get("commands") or []
+            if kind == "Accept":
+                _mark_batch(m, commands)
+            ballot = d.get("ballot") or {}
+            b = f"{ballot.get('round')}.{ballot.get('node')}" if isinstance(ballot, dict) else ""
+            first = int(d.get("first_slot", 0))
+            for i, c in enumerate(commands):
+                self._learn(dst, src, first + i, b, c)
+        elif kind == "AppendEntriesReply" and not d.get("success", True):
+            m["neg"] = True
+            self.emit(self.algorithm, "reject", f"{src} refused AppendEntries from {dst}")
+        elif kind == "RequestVoteReply" and not d.get("granted", True):
+            m["neg"] = True
+            self.emit(self.algorithm, "reject", f"{src} refused "
+                      f"{'pre-vote' if d.get('pre_vote') else 'vote'} to {dst}")
+        elif kind == "Nack":
+            m["neg"] = True
+            self.emit(self.algorithm, "reject", f"{src} Nack to {dst}")
+        elif kind == "ClientRequest":
+            m["s"], m["d"] = "web", dst
+        if d.get("pre_vote"):
+            m["pre"] = True
+        self.messages.append(m)
+
+    def _learn(self, dst: str, src: str, index: int, ballot: str, command: Any) -> None:
+        text = command.get("text", "?") if isinstance(command, dict) else "no-op"
+        self.commands[index] = text
+        for nid in (dst, src):
+            if nid in self.logs:
+                log = self.logs[nid]
+                log[index] = (ballot, text)
+                if len(log) > 4 * LOG_TAIL:
+                    for old in sorted(log)[: len(log) - 2 * LOG_TAIL]:
+                        del log[old]
+
+    # -- observation -------------------------------------------------------------------------
+
+    def check_pids(self) -> None:
+        now = self.clock()
+        if now - self.pid_checked < PID_CHECK_MS:
+            return
+        self.pid_checked = now
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            self.state = cl.ClusterState.load(self.name, self.root)  # revives change pids
+        for nid in self.ids:
+            self.alive_pid[nid] = cl._is_ours(self.state.nodes.get(nid, 0))
+
+    def alive(self, nid: str) -> bool:
+        fresh = self.clock() - self.seen_at.get(nid, -1e18) < STATUS_STALE_MS
+        return fresh and self.alive_pid.get(nid, False)
+
+    def node_json(self, nid: str) -> dict[str, Any]:
+        st = self.statuses.get(nid, {})
+        alive = self.alive(nid)
+        commit = int(st.get("commit_index") or 0)
+        last = int(st.get("last_index") or 0)
+        log = self.logs[nid]
+        tail = [{"i": i, "b": log[i][0], "cmd": log[i][1], "ok": i <= commit}
+                for i in sorted(k for k in log if k <= last)[-LOG_TAIL:]]
+        return {
+            "id": nid, "alive": alive,
+            "role": str(st.get("role", "follower")) if alive else "crashed",
+            "term": int(st.get("term") or 0), "ballot": st.get("ballot"),
+            "leader": st.get("leader"), "commit_index": commit, "last_index": last,
+            "election_deadline": None,  # the runtime's status does not publish its timer
+            "log": tail, "pid": self.state.nodes.get(nid),
+        }
+
+    def blocked(self) -> list[list[str]]:
+        pairs: set[tuple[str, str]] = set()
+        for nid, st in self.statuses.items():
+            if not self.alive(nid):
+                continue
+            faults = st.get("faults") or {}
+            pairs |= {(nid, p) for p in faults.get("drop_to", [])}
+            pairs |= {(p, nid) for p in faults.get("drop_from", [])}
+        return sorted([a, b] for a, b in pairs)
+
+    def leader(self) -> str | None:
+        best: tuple[int, str] | None = None
+        for nid in self.ids:
+            st = self.statuses.get(nid)
+            if st and self.alive(nid) and st.get("role") == "leader":
+                term = int(st.get("term") or 0)
+                if best is None or term > best[0]:
+                    best = (term, nid)
+        return best[1] if best else None
+
+    def state_json(self) -> dict[str, Any]:
+        self.check_pids()
+        return {"algorithm": self.algorithm, "title": f"{self.title} ({self.name})",
+                "leader": self.leader(), "nodes": [self.node_json(n) for n in self.ids],
+                "blocked": self.blocked(), "committed": self.committed, "violations": [],
+                "pending_requests": 0}
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def resolve(self, node: str) -> str | None:
+        if node == "leader":
+            return self.leader()
+        if node not in self.logs:
+            raise ValueError(f"unknown node {node!r} (nodes: {', '.join(self.ids)})")
+        return node
+
+    def control(self, nid: str, payload: dict[str, Any]) -> None:
+        assert self.client is not None, "not connected"
+        self.client.publish(topics.control(self.name, nid), orjson.dumps(payload))
+
+    def kill(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            return
+        pid = self.state.nodes[nid]
+        if not cl._is_ours(pid):
+            self.emit(self.algorithm, "info", f"{nid} is not running")
+            return
+        os.kill(pid, signal.SIGKILL)
+        self.alive_pid[nid] = False
+        self.seen_at.pop(nid, None)
+        self.emit(self.algorithm, "fault", f"{nid} killed (SIGKILL pid {pid})")
+        # A node we restarted is our child: reap it so it does not linger as a zombie.
+        asyncio.get_running_loop().call_later(0.2, _reap, pid)
+
+    def revive(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            return
+        try:
+            pid = cl.restart_node(self.name, nid, self.root)
+        except RuntimeError:
+            self.emit(self.algorithm, "info", f"{nid} is still running")
+            return
+        self.state.nodes[nid] = pid
+        self.pid_checked = -PID_CHECK_MS
+        self.emit(self.algorithm, "fault", f"{nid} restarted (pid {pid}), recovering its WAL")
+
+    def partition(self, groups: list[list[str]]) -> None:
+        named = [n for g in groups for n in g]
+        if len(named) != len(set(named)) or not set(named) <= set(self.ids) or len(groups) < 2:
+            raise ValueError("partition needs two or more disjoint groups of known nodes")
+        rest = sorted(set(self.ids) - set(named))
+        groups = [g for g in groups if g] + ([rest] if rest else [])
+        for group in groups:
+            others = sorted(set(self.ids) - set(group))
+            for nid in group:
+                self.control(nid, {"op": "drop_to", "peers": others})
+                self.control(nid, {"op": "drop_from", "peers": others})
+        self.emit(self.algorithm, "fault", "partition " + " | ".join(" ".join(sorted(g))
+                                                                      for g in groups))
+
+
+def _mark_batch(m: dict[str, Any], batch: list[Any]) -> None:
+    """An empty AppendEntries/Accept is a heartbeat (a small dot); else note its size."""
+    if batch:
+        m["n"] = len(batch)
+    else:
+        m["hb"] = True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class MqttBackend:
+    """Real clusters on the message bus, one per algorithm; see the module docstring."""
+
+    mode = "mqtt"
+
+    def __init__(self, states: Iterable[cl.ClusterState], root: Path = cl.STATE_ROOT,
+                 client_factory: ClientFactory = make_client) -> None:
+        self.t0 = time.monotonic()
+        self.events = EventLog()
+        self.clusters: dict[str, WatchedCluster] = {}
+        for state in states:
+            if state.algorithm in self.clusters:
+                raise ValueError(f"watch at most one cluster per algorithm: "
+                                 f"{self.clusters[state.algorithm].name!r} and {state.name!r} "
+                                 f"are both {state.algorithm}")
+            self.clusters[state.algorithm] = WatchedCluster(state, root, self.now_ms, self._emit)
+        if not self.clusters:
+            raise ValueError("no cluster to watch")
+        self.client_factory = client_factory
+        self.value = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_clusters(cls, names: Iterable[str], root: Path = cl.STATE_ROOT) -> MqttBackend:
+        return cls([cl.ClusterState.load(n, root) for n in names], root)
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000.0
+
+    def _emit(self, cluster: str | None, kind: str, text: str) -> None:
+        self.events.add(self.now_ms(), cluster, kind, text)
+
+    async def start(self) -> None:
+        for c in self.clusters.values():
+            client = self.client_factory(c.state.library, c.state.broker,
+                                         fresh_client_id(f"dashboard-{c.name}"), c.on_message)
+            c.client = client
+            await client.connect()
+            await client.subscribe(topics.status(c.name), topics.all_inboxes(c.name))
+            self._emit(c.algorithm, "info", f"watching {c.title} cluster {c.name!r} on "
+                       f"{c.state.broker}")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for c in self.clusters.values():
+            if c.client is not None:
+                await c.client.close()
+
+    def advance_wall(self, wall_ms: float) -> None:
+        """Real time runs by itself."""
+
+    async def apply(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            self.apply_now(cmd)
+        except (UnsupportedCommand, ValueError, KeyError, TypeError, OSError,
+                FileNotFoundError) as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True}
+
+    def apply_now(self, cmd: Mapping[str, Any]) -> None:
+        op = cmd.get("op")
+        which = cmd.get("cluster") or "both"
+        if which != "both" and which not in self.clusters:
+            raise ValueError(f"no {which} cluster is watched")
+        targets = list(self.clusters.values()) if which == "both" else [self.clusters[which]]
+        node = str(cmd.get("node", ""))
+        if op in ("pause", "resume", "step", "speed", "drop_next", "reset", "preset"):
+            raise UnsupportedCommand(f"{op} is not available with real nodes (mqtt mode)")
+        if op == "request":
+            self.value += 1
+            text = str(cmd.get("text") or f"SET x = {self.value}")
+        for c in targets:
+            if op == "kill":
+                c.kill(node)
+            elif op == "revive":
+                c.revive(node)
+            elif op == "timeout":
+                nid = c.resolve(node)
+                if nid is not None:
+                    c.control(nid, {"op": "campaign"})
+                    self._emit(c.algorithm, "fault", f"{nid} times out now")
+            elif op == "partition":
+                c.partition([[str(n) for n in g] for g in cmd["groups"]])
+            elif op == "isolate":
+                nid = c.resolve(node)
+                if nid is not None:
+                    c.partition([[nid], [n for n in c.ids if n != nid]])
+            elif op == "heal":
+                for nid in c.ids:
+                    c.control(nid, {"op": "heal"})
+                self._emit(c.algorithm, "fault", "network healed")
+            elif op == "request":
+                task = asyncio.create_task(self._request(c, text))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                raise ValueError(f"unknown command {op!r}")
+
+    async def _request(self, c: WatchedCluster, text: str) -> None:
+        from consensus.client import ClusterClient, ClusterUnavailable
+
+        self._emit(c.algorithm, "client", f"client sends {text}")
+        try:
+            async with ClusterClient(c.state.broker, c.name, library=c.state.library,
+                                     deadline_s=10.0) as client:
+                result = await client.request(text)
+        except (ClusterUnavailable, OSError, ValueError) as exc:
+            self._emit(c.algorithm, "client", f"{text} \u2192 failed: {exc}")
+            return
+        self._emit(c.algorithm, "client",
+                   f"{text} \u2192 {result.reply.result or result.reply.status.value} "
+                   f"({result.latency_ms:.0f} ms, {result.attempts} attempt"
+                   f"{'s' if result.attempts != 1 else ''})")
+
+    # -- what the page sees ------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any]:
+        return {"mode": self.mode, "now": round(self.now_ms(), 1), "running": True,
+                "speed": 1.0, "seed": 0,
+                "clusters": {a: c.state_json() for a, c in self.clusters.items()}}
+
+    def snapshot(self) -> dict[str, Any]:
+        first = next(iter(self.clusters.values()))
+        s = first.state
+        return {
+            "type": "state", **self._header(), "node_ids": first.ids,
+            "config": {"heartbeat_ms": s.heartbeat_ms,
+                       "election_timeout_ms": list(s.election_timeout_ms),
+                       "latency_ms": None, "pre_vote": None, "check_quorum": None},
+            "preset": None, "presets": [],
+            "capabilities": {"pause": False, "step": False, "drop_next": False,
+                             "reset": False, "speed": False, "presets": False},
+            "events": self.events.recent(),
+        }
+
+    def frame(self) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        for c in self.clusters.values():
+            messages.extend(c.messages)
+            c.messages = []
+        return {"type": "update", **self._header(),
+                "messages": messages[-MAX_MESSAGES_PER_FRAME:], "events": self.events.unsent()}
+
+
+__all__ = ["MqttBackend", "WatchedCluster"]

@@ -1,0 +1,688 @@
+"""The dashboard's simulated mode: a Raft and a Multi-Paxos cluster driven by the same events.
+
+Theory of operation
+-------------------
+Two :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
+model; every command the page sends (kill, revive, time out, client request, partition, heal,
+drop the next message) is applied to both, or to one when the page picked a cluster. A preset
+resets both and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
+scenario replays identically whatever the playback speed.
+
+Time: the server calls :meth:`SimBackend.advance_wall` with the wall-clock milliseconds that
+passed; the simulated clock moves ``speed`` simulated ms per wall ms (a slow motion by
+default), or not at all while paused. ``step`` moves it by a fixed amount, which is also how
+the tests drive it without any timing.
+
+What the page sees: :meth:`SimBackend.snapshot` (everything, for a page that connects) and
+:meth:`SimBackend.frame` (what changed since the previous frame: statuses, the messages sent
+with their simulated send and delivery times, new events). The messages come from the
+simulator's observers, so a dot's flight on the page is the message's simulated latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from consensus.algorithms import get_algorithm
+from consensus.check.invariants import Checker
+from consensus.experiment.workload import SimClient, Workload
+from consensus.messages import ClientReply, Command, Message, NodeId, ReplyStatus
+from consensus.node import Config, Node, Ready, Status
+from consensus.sim import Network, Simulation
+
+ALGORITHMS = ("raft", "paxos")
+# 20-40 ms links: long enough that a message's flight is visible in slow motion, short enough
+# against the 150-300 ms election timeouts that elections behave as in a data centre.
+DEFAULT_NETWORK = Network(latency_ms=(20.0, 40.0))
+DEFAULT_SPEED = 0.1  # simulated ms per wall ms: 10x slow motion, an election takes seconds
+MIN_SPEED, MAX_SPEED = 0.005, 20.0
+MAX_WALL_STEP_MS = 250.0  # a stalled event loop must not make the simulation leap
+LOG_TAIL = 3
+EVENT_HISTORY = 300
+MAX_MESSAGES_PER_FRAME = 400
+CLIENT_ID = "web"
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def command_text(command: Command | None) -> str:
+    return "no-op" if command is None else command.text
+
+
+@dataclass(slots=True)
+class Event:
+    """One line of the page's event log, stamped with simulated (or wall) time in ms."""
+
+    seq: int
+    t: float
+    cluster: str | None
+    kind: str  # election | leader | commit | reject | fault | client | info
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "t": round(self.t, 3), "cluster": self.cluster,
+                "kind": self.kind, "text": self.text}
+
+
+class EventLog:
+    """A bounded history of events plus a cursor for what the last frame already sent."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.seq = 0
+        self.sent = 0  # seq of the last event a frame carried
+
+    def add(self, t: float, cluster: str | None, kind: str, text: str) -> None:
+        self.seq += 1
+        self.events.append(Event(self.seq, t, cluster, kind, text))
+        if len(self.events) > EVENT_HISTORY:
+            del self.events[: len(self.events) - EVENT_HISTORY]
+
+    def recent(self) -> list[dict[str, Any]]:
+        return [e.to_json() for e in self.events]
+
+    def unsent(self) -> list[dict[str, Any]]:
+        out = [e.to_json() for e in self.events if e.seq > self.sent]
+        self.sent = self.seq
+        return out
+
+
+class _Tap(Checker):
+    """Wraps the algorithm's safety checker to see every node's output at its exact time.
+
+    The checker keeps checking (its violations show on the page); the tap only turns role
+    changes and applied entries into events.
+    """
+
+    def __init__(self, inner: Checker,
+                 on_ready: Callable[[float, NodeId, Ready, Status], None]) -> None:
+        self.inner = inner
+        self.on_ready = on_ready
+
+    @property  # type: ignore[override]
+    def violations(self) -> list[Any]:
+        return self.inner.violations
+
+    def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
+        self.inner.after_ready(t, node, ready, status)
+        self.on_ready(t, node.id, ready, status)
+
+    def on_crash(self, t: float, node_id: NodeId) -> None:
+        self.inner.on_crash(t, node_id)
+
+    def on_client_reply(self, t: float, reply: ClientReply, command: Command) -> None:
+        self.inner.on_client_reply(t, reply, command)
+
+    def finish(self, t: float, nodes: Mapping[NodeId, Node | None]) -> None:
+        self.inner.finish(t, nodes)
+
+
+class CommandError(ValueError):
+    """A command the page sent that cannot be applied (unknown node, bad groups...)."""
+
+
+class ClusterSim:
+    """One simulated cluster, its web client, and the bookkeeping that feeds the page."""
+
+    def __init__(self, algorithm: str, nodes: int, seed: int, config: Config,
+                 network: Network) -> None:
+        self.name = algorithm
+        self.title = get_algorithm(algorithm).title
+        # Events found during a run, as (time, kind, text): hooks fire in time order but role
+        # changes are read afterwards, so the backend sorts them before logging.
+        self.pending: list[tuple[float, str, str]] = []
+        self.sim = Simulation(algorithm, nodes, seed, config, network)
+        self.sim.checker = _Tap(self.sim.checker, self._on_ready)
+        self.sim.observers.append(self._observe)
+        # Clients live outside the cluster; 1 s before retrying elsewhere keeps a stuck write
+        # (no quorum) from flooding the page with retries.
+        self.client = SimClient(CLIENT_ID, self.sim, Workload(clients=1, request_timeout_ms=1000))
+        self.messages: list[dict[str, Any]] = []
+        self.drop_next = 0  # protocol messages still to drop ("drop the next message")
+        self.sim.filters.append(self._drop_filter)
+        self.committed = 0  # highest index announced as committed
+        self.last_role: dict[NodeId, tuple[str, int]] = {}  # (role, term) last announced
+        self.ops_seen = 0  # client operations whose completion was announced
+        self.last_status: dict[NodeId, Status] = {}
+        self.isolated: NodeId | None = None  # the node the last "isolate" cut off
+
+    def emit(self, t: float, kind: str, text: str) -> None:
+        self.pending.append((t, kind, text))
+
+    # -- hooks from the simulator ------------------------------------------------------------
+
+    def _on_ready(self, t: float, nid: NodeId, ready: Ready, status: Status) -> None:
+        key = (status.role, status.term)
+        before = self.last_role.get(nid)
+        if key != before:
+            self.last_role[nid] = key
+            self._role_change(t, nid, status, before)
+        for a in ready.applied:
+            if a.index > self.committed:
+                self.committed = a.index
+                text = command_text(a.command)
+                self.emit(t, "commit",
+                                f"#{a.index} committed: {text}" + (f" (applied by {nid})"
+                                                                    if a.command else ""))
+
+    def _drop_filter(self, msg: Message) -> bool:
+        if self.drop_next <= 0:
+            return False
+        self.drop_next -= 1
+        self.emit(self.sim.now, "fault",
+                        f"dropped {msg.kind} {msg.src}\u2192{msg.dst} (drop next)")
+        return True
+
+    def _observe(self, sent: float, msg: Message, deliver: float | None) -> None:
+        kind = msg.kind
+        entries = getattr(msg, "entries", getattr(msg, "commands", None))
+        negative = False
+        if kind == "AppendEntriesReply" and not msg.success:  # type: ignore[attr-defined]
+            negative = True
+            leader = self.sim.statuses.get(msg.dst)
+            why = ("its term is newer" if leader and msg.term > leader.term  # type: ignore
+                   else f"no matching entry at {msg.reject_index}")  # type: ignore
+            self.emit(sent, "reject",
+                            f"{msg.src} refused AppendEntries from {msg.dst}: {why}")
+        elif kind == "RequestVoteReply" and not msg.granted:  # type: ignore[attr-defined]
+            negative = True
+            pre = "pre-vote" if msg.pre_vote else "vote"  # type: ignore[attr-defined]
+            self.emit(sent, "reject", f"{msg.src} refused {pre} to {msg.dst}")
+        elif kind == "Nack":
+            negative = True
+            self.emit(sent, "reject",
+                            f"{msg.src} Nack to {msg.dst}: ballot {msg.ballot} < promised "  # type: ignore
+                            f"{msg.promised}")  # type: ignore[attr-defined]
+        elif kind == "ClientReply":
+            negative = msg.status == ReplyStatus.REDIRECT  # type: ignore[attr-defined]
+        m: dict[str, Any] = {"c": self.name, "k": kind, "s": msg.src, "d": msg.dst,
+                             "t0": round(sent, 3),
+                             "t1": None if deliver is None else round(deliver, 3)}
+        if entries is not None and not entries:
+            m["hb"] = True
+        elif entries:
+            m["n"] = len(entries)
+        if negative:
+            m["neg"] = True
+        if getattr(msg, "pre_vote", False):
+            m["pre"] = True
+        self.messages.append(m)
+
+    # -- after each run: role changes and client answers become events ---------------------
+
+    def _role_change(self, t: float, nid: NodeId, st: Status,
+                     before: tuple[str, int] | None) -> None:
+        """Elections, new leaders and leaders stepping down, as they happen."""
+        paxos = self.name == "paxos"
+        what = f"ballot {st.ballot}" if paxos else f"term {st.term}"
+        role, was = st.role, before[0] if before else None
+        if role == "precandidate":
+            wants = "a new ballot" if paxos else f"term {st.term + 1}"
+            again = "no majority yet; " if was in ("candidate", "precandidate") else ""
+            self.emit(t, "election", f"{nid} timed out: {again}pre-vote for {wants}")
+        elif role == "candidate":
+            again = "no majority, tries again: " if was == "candidate" else "starts an election: "
+            self.emit(t, "election", f"{nid} {again}" + (
+                f"Prepare with {what}" if paxos else f"{what}, votes for itself"))
+        elif role == "leader":
+            self.emit(t, "leader", f"{nid} is leader ({what})")
+        elif was == "leader":
+            self.emit(t, "leader", f"{nid} steps down ({what})")
+
+    def collect(self) -> None:
+        """After a run: announce the client's answers (their times are exact)."""
+        sim = self.sim
+        history = self.client.history
+        while self.ops_seen < len(history) and history[self.ops_seen].complete_ms is not None:
+            op = history[self.ops_seen]
+            self.ops_seen += 1
+            took = (op.complete_ms or 0.0) - op.invoke_ms
+            self.emit(op.complete_ms or sim.now, "client",
+                            f"{op.command} \u2192 {op.result or op.outcome} "
+                            f"({took:.0f} ms, {op.attempts} attempt"
+                            f"{'s' if op.attempts != 1 else ''})")
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def resolve(self, node: str) -> NodeId | None:
+        """A node id, or ``leader`` / ``isolated``, which differ per cluster."""
+        if node == "leader":
+            return self.sim.leader()
+        if node == "isolated":
+            return self.isolated
+        if node not in self.sim.ids:
+            raise CommandError(f"unknown node {node!r} (nodes: {', '.join(self.sim.ids)})")
+        return node
+
+    def kill(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            self.emit(self.sim.now, "info", f"no {node} to kill")
+        elif self.sim.is_up(nid):
+            st = self.sim.statuses.get(nid)
+            if st is not None:
+                self.last_status[nid] = st  # shown greyed while it is down
+            self.sim.crash(nid)
+            self.last_role.pop(nid, None)  # a restarted node starts as a follower again
+            self.emit(self.sim.now, "fault", f"{nid} killed")
+
+    def revive(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is not None and not self.sim.is_up(nid):
+            self.sim.restart(nid)
+            self.emit(self.sim.now, "fault",
+                            f"{nid} restarted from its persisted state")
+
+    def timeout(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None or not self.sim.is_up(nid):
+            self.emit(self.sim.now, "info", f"{nid or node} is down: no timeout")
+            return
+        self.emit(self.sim.now, "fault", f"{nid} times out now")
+        self.sim.campaign(nid)
+
+    def request(self, text: str, node: str | None = None) -> None:
+        target = self.resolve(node) if node else None
+        self.emit(self.sim.now, "client",
+                        f"client sends {text}" + (f" to {target}" if target else ""))
+        self.client.submit(text, target)
+
+    def partition(self, groups: list[list[NodeId]]) -> None:
+        ids = set(self.sim.ids)
+        named = [n for g in groups for n in g]
+        if len(named) != len(set(named)) or not set(named) <= ids or len(groups) < 2:
+            raise CommandError("partition needs two or more disjoint groups of known nodes")
+        rest = sorted(ids - set(named))
+        groups = [sorted(g) for g in groups if g] + ([rest] if rest else [])
+        self.sim.partition(groups)
+        self.emit(self.sim.now, "fault",
+                        "partition " + " | ".join(" ".join(g) for g in groups))
+
+    def isolate(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            self.emit(self.sim.now, "info", f"no {node} to isolate")
+            return
+        self.isolated = nid
+        self.sim.isolate(nid)
+        self.emit(self.sim.now, "fault", f"{nid} isolated from the others")
+
+    def heal(self) -> None:
+        self.sim.heal()
+        self.sim.set_window()
+        self.emit(self.sim.now, "fault", "network healed")
+
+    def delay(self, ms: float) -> None:
+        self.sim.set_window(delay=ms)
+        self.emit(self.sim.now, "fault", f"network adds up to {ms:.0f} ms")
+
+    def drop(self) -> None:
+        self.drop_next += 1
+        self.emit(self.sim.now, "info", "will drop the next message")
+
+    def set_timing(self, config: Config, network: Network | None = None) -> None:
+        """Change timeouts (and the network) mid-run: nodes read ``config`` at each use."""
+        self.sim.config = config
+        for node in self.sim.live_nodes():
+            node.config = config
+        if network is not None:
+            self.sim.network = network
+        lo, hi = config.election_timeout_ms
+        self.emit(self.sim.now, "info",
+                        f"election timeouts now {lo:.0f}\u2013{hi:.0f} ms")
+
+    def split_vote(self) -> None:
+        """Kill the leader, and time out at once enough of the others that nobody can win."""
+        sim = self.sim
+        leader = sim.leader()
+        if leader is not None:
+            self.kill(leader)
+        live = [n for n in sim.ids if sim.is_up(n)]
+        majority = len(sim.ids) // 2 + 1
+        # Each candidate votes for itself; with k candidates the others hold len(live) - k
+        # votes, so a candidate gets at most 1 + len(live) - k: below a majority when
+        # k >= len(live) + 2 - majority.
+        k = min(len(live), max(2, len(live) + 2 - majority))
+        for nid in live[:k]:
+            self.timeout(nid)
+
+    # -- observation -------------------------------------------------------------------------
+
+    def node_json(self, nid: NodeId) -> dict[str, Any]:
+        node = self.sim.nodes.get(nid)
+        st = self.sim.statuses.get(nid) if node is not None else self.last_status.get(nid)
+        if node is not None and st is not None:
+            self.last_status[nid] = st
+        out: dict[str, Any] = {
+            "id": nid, "alive": node is not None,
+            "role": st.role if st and node is not None else ("crashed" if node is None
+                                                              else "follower"),
+            "term": st.term if st else 0, "ballot": st.ballot if st else None,
+            "leader": st.leader if st else None,
+            "commit_index": st.commit_index if st else 0,
+            "last_index": st.last_index if st else 0,
+            "election_deadline": _finite(st.election_deadline_ms) if st and node else None,
+            "log": self._log_tail(node) if node is not None else [],
+        }
+        return out
+
+    def _log_tail(self, node: Node) -> list[dict[str, Any]]:
+        commit = node.commit_index  # type: ignore[attr-defined]
+        out = []
+        if self.name == "raft":
+            entries = node.log.entries  # type: ignore[attr-defined]
+            for e in entries[max(1, len(entries) - LOG_TAIL):]:
+                out.append({"i": e.index, "b": str(e.term), "cmd": command_text(e.command),
+                            "ok": e.index <= commit})
+        else:
+            log = node.log  # type: ignore[attr-defined]
+            last = node.last_index  # type: ignore[attr-defined]
+            for slot in range(max(1, last - LOG_TAIL + 1), last + 1):
+                state = log.get(slot)
+                if state is None:
+                    out.append({"i": slot, "b": "", "cmd": "(empty)", "ok": False})
+                else:
+                    out.append({"i": slot, "b": str(state[0]), "cmd": command_text(state[1]),
+                                "ok": slot <= commit})
+        return out
+
+    def state_json(self) -> dict[str, Any]:
+        sim = self.sim
+        return {
+            "algorithm": self.name, "title": self.title, "leader": sim.leader(),
+            "nodes": [self.node_json(n) for n in sim.ids],
+            "blocked": sorted([a, b] for a, b in sim.blocked),
+            "committed": self.committed,
+            "violations": [str(v) for v in sim.violations[:5]],
+            "pending_requests": len(self.client.queue) + (self.client.current is not None),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """A scripted scenario: settings for a fresh start, then commands at simulated times."""
+
+    name: str
+    title: str
+    explain: str
+    config: Config = field(default_factory=Config)
+    network: Network = DEFAULT_NETWORK
+    steps: tuple[tuple[float, dict[str, Any]], ...] = ()
+    nodes: int = 5
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "explain": self.explain}
+
+
+def _writes(start: float, every: float, count: int) -> tuple[tuple[float, dict[str, Any]], ...]:
+    return tuple((start + i * every, {"op": "request"}) for i in range(count))
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        "quiz1", "Quiz 1: how many must be alive?",
+        "5 nodes, a write every 300 ms. At 1.5 s n4 and n5 die: 3 of 5 is still a majority, so "
+        "writes keep committing. At 2.7 s n3 dies too: 2 of 5 can neither commit nor elect a "
+        "leader, and writes wait (commit index frozen) until n3 returns at 4.2 s.",
+        steps=(*_writes(700, 300, 14),
+               (1500, {"op": "kill", "node": "n4"}), (1500, {"op": "kill", "node": "n5"}),
+               (2700, {"op": "kill", "node": "n3"}), (4200, {"op": "revive", "node": "n3"})),
+    ),
+    Preset(
+        "quiz2", "Quiz 2: heartbeat 150 ms, timeout 200 ms",
+        "A heartbeat every 150 ms reaches each follower before its 200 ms timer runs out: watch "
+        "the timer arcs dip to about a quarter and refill. No election ever starts, but the "
+        "margin is only 50 ms minus the network delay.",
+        config=Config(heartbeat_ms=150.0, election_timeout_ms=(200.0, 200.0)),
+        steps=((0, {"op": "timeout", "node": "n1"}), *_writes(1000, 700, 4)),
+    ),
+    Preset(
+        "quiz3", "Quiz 3: fixed vs random timeouts",
+        "Every node has the same fixed 200 ms timeout on an even network: all time out together, "
+        "each votes for itself, and the Raft vote splits again and again. Paxos ballots are "
+        "totally ordered, so the highest one wins at once. At 2 s the timeouts become random "
+        "(150\u2013300 ms): one Raft node times out first and wins.",
+        config=Config(election_timeout_ms=(200.0, 200.0)),
+        network=Network(latency_ms=(30.0, 30.0), distribution="constant"),
+        steps=((2000, {"op": "timing", "election_timeout_ms": [150, 300]}),),
+    ),
+    Preset(
+        "quiz4", "Quiz 4: the stale leader",
+        "At 1.2 s the leader is cut off. It does not know: it stays leader of its old term and "
+        "takes a write it can never commit, while the others elect a leader in a newer term. At "
+        "3 s the partition heals; the first message with the newer term makes the old leader "
+        "step down, and its uncommitted entry is replaced. (CheckQuorum is off here.)",
+        config=Config(check_quorum=False),
+        steps=((800, {"op": "request"}), (1200, {"op": "isolate", "node": "leader"}),
+               (1300, {"op": "request"}), (3000, {"op": "heal"}), (3400, {"op": "request"})),
+    ),
+    Preset(
+        "split", "A split vote",
+        "At 1.2 s the leader dies and three of the four survivors time out at the same instant "
+        "(pre-vote is off): each votes for itself and nobody reaches 3 of 5. Raft waits a fresh "
+        "random timeout and tries again in a newer term; in Multi-Paxos the highest ballot "
+        "pre-empts the others (Nack).",
+        config=Config(pre_vote=False),
+        steps=((1200, {"op": "split_vote"}),),
+    ),
+)}
+
+
+class SimBackend:
+    """Both simulated clusters, the clock that drives them, and the page's commands."""
+
+    mode = "sim"
+
+    def __init__(self, nodes: int = 5, seed: int = 1, *, speed: float = DEFAULT_SPEED,
+                 running: bool = True, network: Network = DEFAULT_NETWORK,
+                 config: Config | None = None) -> None:
+        self.speed = speed
+        self.running = running
+        self.clusters: dict[str, ClusterSim] = {}
+        self.events = EventLog()
+        self.preset: Preset | None = None
+        self.value = 0  # the n of the last `SET x = <n>` sent
+        self.base_config = config or Config()
+        self.base_network = network
+        self.seed = seed
+        self.reset(seed=seed, nodes=nodes)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, nodes: int | None = None,
+              config: Config | None = None, network: Network | None = None,
+              preset: Preset | None = None) -> None:
+        """Start both clusters afresh (same seed, nodes, config and network for both)."""
+        old = next(iter(self.clusters.values()), None)
+        self.seed = self.seed if seed is None else int(seed)
+        self.nodes = max(1, min(9, int(nodes if nodes is not None else len(old.sim.ids)
+                                       if old else 5)))
+        self.config = config or self.base_config
+        self.network = network or self.base_network
+        self.preset = preset
+        self.value = 0
+        self.events = EventLog()
+        self.clusters = {a: ClusterSim(a, self.nodes, self.seed, self.config, self.network)
+                         for a in ALGORITHMS}
+        lo, hi = self.config.election_timeout_ms
+        self.events.add(0.0, None, "info",
+                        f"reset: seed {self.seed}, {self.nodes} nodes, heartbeat "
+                        f"{self.config.heartbeat_ms:.0f} ms, election timeout {lo:.0f}\u2013"
+                        f"{hi:.0f} ms, latency {self.network.latency_ms[0]:.0f}\u2013"
+                        f"{self.network.latency_ms[1]:.0f} ms"
+                        + (f" \u2014 preset: {preset.title}" if preset else ""))
+        if preset is not None:
+            for at, cmd in preset.steps:
+                if cmd["op"] == "request" and "text" not in cmd:
+                    # Numbered now: the clusters run one after the other within a frame.
+                    self.value += 1
+                    cmd = {**cmd, "text": f"SET x = {self.value}"}
+                for cluster in self.clusters.values():
+                    cluster.sim.at(at, lambda c=cluster, cmd=cmd: self._apply_to(c, cmd))
+
+    @property
+    def now(self) -> float:
+        return next(iter(self.clusters.values())).sim.now
+
+    async def start(self) -> None:
+        """Nothing to connect to in sim mode (the MQTT backend connects here)."""
+
+    async def close(self) -> None:
+        """Nothing to release in sim mode."""
+
+    # -- time --------------------------------------------------------------------------------
+
+    def advance_wall(self, wall_ms: float) -> None:
+        """``wall_ms`` of real time passed: move the simulated clock by ``speed`` times that."""
+        if self.running:
+            self.advance(min(wall_ms, MAX_WALL_STEP_MS) * self.speed)
+
+    def advance(self, sim_ms: float) -> None:
+        """Run both clusters ``sim_ms`` further, in lockstep, and log what happened."""
+        until = self.now + max(0.0, sim_ms)
+        for cluster in self.clusters.values():
+            cluster.sim.run(until)
+        self.flush()
+
+    def flush(self) -> None:
+        """Move both clusters' new events into the log, in simulated-time order."""
+        found = []
+        for order, cluster in enumerate(self.clusters.values()):
+            cluster.collect()
+            found.extend((t, order, i, cluster.name, kind, text)
+                         for i, (t, kind, text) in enumerate(cluster.pending))
+            cluster.pending = []
+        for t, _, _, name, kind, text in sorted(found):
+            self.events.add(t, name, kind, text)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def targets(self, cmd: Mapping[str, Any]) -> list[ClusterSim]:
+        which = cmd.get("cluster") or "both"
+        if which == "both":
+            return list(self.clusters.values())
+        if which not in self.clusters:
+            raise CommandError(f"unknown cluster {which!r} (both, {', '.join(ALGORITHMS)})")
+        return [self.clusters[which]]
+
+    async def apply(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply one command from the page; the answer says whether the page needs a new
+        full snapshot (after a reset or a preset)."""
+        try:
+            return self.apply_now(cmd)
+        except (CommandError, KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": str(exc)}
+
+    def apply_now(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        op = cmd.get("op")
+        if op == "pause":
+            self.running = False
+        elif op == "resume":
+            self.running = True
+        elif op == "step":
+            ms = float(cmd.get("ms", 10.0))
+            if not 0 < ms <= 60_000:
+                raise CommandError("step must be between 0 and 60000 simulated ms")
+            self.running = False
+            self.advance(ms)
+        elif op == "speed":
+            self.speed = min(MAX_SPEED, max(MIN_SPEED, float(cmd["value"])))
+        elif op == "reset":
+            nodes = cmd.get("nodes")
+            self.reset(seed=cmd.get("seed", self.seed),
+                       nodes=int(nodes) if nodes is not None else None)
+            return {"ok": True, "snapshot": True}
+        elif op == "preset":
+            name = cmd.get("name")
+            if name not in PRESETS:
+                raise CommandError(f"unknown preset {name!r} ({', '.join(PRESETS)})")
+            preset = PRESETS[name]
+            self.reset(seed=cmd.get("seed", self.seed), nodes=preset.nodes,
+                       config=preset.config, network=preset.network, preset=preset)
+            self.running = True
+            return {"ok": True, "snapshot": True}
+        else:
+            targets = self.targets(cmd)
+            if op == "request" and not cmd.get("text"):
+                self.value += 1
+            for cluster in targets:
+                self._apply_to(cluster, cmd)
+            self.flush()
+        return {"ok": True}
+
+    def _apply_to(self, cluster: ClusterSim, cmd: Mapping[str, Any]) -> None:
+        op = cmd.get("op")
+        node = str(cmd.get("node", ""))
+        if op == "kill":
+            cluster.kill(node)
+        elif op == "revive":
+            cluster.revive(node)
+        elif op == "timeout":
+            cluster.timeout(node)
+        elif op == "request":
+            text = str(cmd.get("text") or f"SET x = {self.value}")
+            cluster.request(text, cmd.get("node") or None)
+        elif op == "partition":
+            cluster.partition([[str(n) for n in g] for g in cmd["groups"]])
+        elif op == "isolate":
+            cluster.isolate(node)
+        elif op == "heal":
+            cluster.heal()
+        elif op == "delay":
+            cluster.delay(float(cmd["ms"]))
+        elif op == "drop_next":
+            cluster.drop()
+        elif op == "split_vote":
+            cluster.split_vote()
+        elif op == "timing":
+            lo, hi = (float(x) for x in cmd["election_timeout_ms"])
+            cluster.set_timing(replace(cluster.sim.config, election_timeout_ms=(lo, hi)),
+                               DEFAULT_NETWORK)
+        else:
+            raise CommandError(f"unknown command {op!r}")
+
+    # -- what the page sees ------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "now": round(self.now, 3), "running": self.running,
+            "speed": self.speed, "seed": self.seed,
+            "clusters": {name: c.state_json() for name, c in self.clusters.items()},
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a page needs to draw from scratch (sent to every page that connects)."""
+        cfg = self.config
+        return {
+            "type": "state", **self._header(),
+            "node_ids": list(next(iter(self.clusters.values())).sim.ids),
+            "config": {"heartbeat_ms": cfg.heartbeat_ms,
+                       "election_timeout_ms": list(cfg.election_timeout_ms),
+                       "latency_ms": list(self.network.latency_ms),
+                       "pre_vote": cfg.pre_vote, "check_quorum": cfg.check_quorum},
+            "preset": self.preset.to_json() if self.preset else None,
+            "presets": [p.to_json() for p in PRESETS.values()],
+            "capabilities": {"pause": True, "step": True, "drop_next": True, "reset": True,
+                             "speed": True, "presets": True},
+            "events": self.events.recent(),
+        }
+
+    def frame(self) -> dict[str, Any]:
+        """What changed since the previous frame: statuses, new messages, new events."""
+        messages: list[dict[str, Any]] = []
+        for c in self.clusters.values():
+            messages.extend(c.messages)
+            c.messages = []
+        if len(messages) > MAX_MESSAGES_PER_FRAME:
+            # Too fast to watch anyway: keep the latest (the page animates only those).
+            messages = messages[-MAX_MESSAGES_PER_FRAME:]
+        return {"type": "update", **self._header(), "messages": messages,
+                "events": self.events.unsent()}
+
+    def describe(self) -> Iterable[str]:
+        yield f"simulated Raft and Multi-Paxos, {self.nodes} nodes, seed {self.seed}"

@@ -1,0 +1,437 @@
+"""The dashboard's server side, without a browser: snapshots, commands, WebSocket, presets.
+
+The simulated clock is paused in every test and moved only by ``step`` commands, so nothing
+here depends on wall-clock timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aiohttp")
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from consensus.dashboard.server import create_app
+from consensus.dashboard.sim_backend import PRESETS, SimBackend
+
+Client = TestClient
+
+
+def run(test: Callable[[Client, SimBackend], Awaitable[None]], **backend_args: Any) -> None:
+    """Serve a paused SimBackend on an ephemeral port and run ``test`` against it."""
+    async def main() -> None:
+        backend = SimBackend(running=False, **backend_args)
+        async with TestClient(TestServer(create_app(backend))) as client:
+            await test(client, backend)
+
+    asyncio.run(main())
+
+
+async def command(client: Client, **cmd: Any) -> dict[str, Any]:
+    resp = await client.post("/api/command", json=cmd)
+    return await resp.json()
+
+
+async def state(client: Client) -> dict[str, Any]:
+    resp = await client.get("/api/state")
+    assert resp.status == 200
+    return await resp.json()
+
+
+def node(st: dict[str, Any], cluster: str, nid: str) -> dict[str, Any]:
+    return next(n for n in st["clusters"][cluster]["nodes"] if n["id"] == nid)
+
+
+async def elect(client: Client) -> dict[str, Any]:
+    assert (await command(client, op="step", ms=1500))["ok"]
+    st = await state(client)
+    for name in ("raft", "paxos"):
+        assert st["clusters"][name]["leader"] is not None, name
+    return st
+
+
+def test_snapshot_shape() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await state(client)
+        assert st["type"] == "state" and st["mode"] == "sim"
+        assert st["running"] is False and st["now"] == 0
+        assert st["node_ids"] == ["n1", "n2", "n3", "n4", "n5"]
+        assert set(st["clusters"]) == {"raft", "paxos"}
+        assert {p["name"] for p in st["presets"]} == set(PRESETS)
+        assert st["capabilities"]["step"] and st["capabilities"]["pause"]
+        for name, cl in st["clusters"].items():
+            assert cl["algorithm"] == name and len(cl["nodes"]) == 5
+            for n in cl["nodes"]:
+                assert set(n) >= {"id", "alive", "role", "term", "ballot", "commit_index",
+                                  "last_index", "election_deadline", "log"}
+        assert st["events"][0]["text"].startswith("reset: seed 1")
+        resp = await client.get("/")
+        assert resp.status == 200 and "<svg" in await resp.text()
+        for static in ("app.js", "style.css"):
+            assert (await client.get(f"/static/{static}")).status == 200
+
+    run(t)
+
+
+def test_both_clusters_elect_a_leader_and_log_it() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        assert st["now"] == 1500
+        texts = [e["text"] for e in st["events"]]
+        assert any("is leader (term" in x for x in texts)
+        assert any("is leader (ballot" in x for x in texts)
+        times = [e["t"] for e in st["events"]]
+        assert times == sorted(times)  # the log is in simulated-time order
+        raft_leader = node(st, "raft", st["clusters"]["raft"]["leader"])
+        assert raft_leader["election_deadline"] is None  # a leader has no election timer
+        follower = next(n for n in st["clusters"]["raft"]["nodes"] if n["role"] == "follower")
+        assert follower["election_deadline"] > st["now"]
+
+    run(t)
+
+
+def test_kill_and_revive_one_cluster_or_both() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="kill", node="n2", cluster="raft"))["ok"]
+        st = await state(client)
+        assert node(st, "raft", "n2")["alive"] is False
+        assert node(st, "raft", "n2")["role"] == "crashed"
+        assert node(st, "paxos", "n2")["alive"] is True
+        assert (await command(client, op="kill", node="n3"))["ok"]
+        st = await state(client)
+        assert not node(st, "raft", "n3")["alive"] and not node(st, "paxos", "n3")["alive"]
+        assert (await command(client, op="revive", node="n2", cluster="both"))["ok"]
+        assert (await command(client, op="revive", node="n3"))["ok"]
+        st = await state(client)
+        assert all(n["alive"] for c in st["clusters"].values() for n in c["nodes"])
+        texts = [e["text"] for e in st["events"]]
+        assert texts.count("n3 killed") == 2 and "n2 restarted from its persisted state" in texts
+
+    run(t)
+
+
+def test_killing_the_leader_elects_another() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        old = st["clusters"]["raft"]["leader"]
+        assert (await command(client, op="kill", node="leader"))["ok"]
+        assert (await command(client, op="step", ms=1500))["ok"]
+        st = await state(client)
+        assert st["clusters"]["raft"]["leader"] not in (None, old)
+        assert st["clusters"]["paxos"]["leader"] is not None
+
+    run(t)
+
+
+def test_timeout_starts_an_election() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        follower = next(n["id"] for n in st["clusters"]["raft"]["nodes"]
+                        if n["role"] == "follower")
+        assert (await command(client, op="timeout", node=follower, cluster="raft"))["ok"]
+        st = await state(client)
+        assert node(st, "raft", follower)["role"] in ("precandidate", "candidate")
+        assert any(e["text"] == f"{follower} times out now" and e["cluster"] == "raft"
+                   for e in st["events"])
+
+    run(t)
+
+
+def test_request_commits_on_both_clusters() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="request"))["ok"]
+        assert (await command(client, op="request", text="SET y = 7", cluster="paxos"))["ok"]
+        assert (await command(client, op="step", ms=1000))["ok"]
+        st = await state(client)
+        for name in ("raft", "paxos"):
+            leader = node(st, name, st["clusters"][name]["leader"])
+            committed = [e["cmd"] for e in leader["log"] if e["ok"]]
+            assert "SET x = 1" in committed, (name, leader["log"])
+            assert ("SET y = 7" in committed) == (name == "paxos")
+        texts = [(e["cluster"], e["text"]) for e in st["events"]]
+        assert any(c == "raft" and x.startswith("SET x = 1 \u2192 OK") for c, x in texts)
+        assert any(c == "paxos" and "committed: SET y = 7" in x for c, x in texts)
+
+    run(t)
+
+
+def test_partition_and_heal() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        r = await command(client, op="partition", groups=[["n1", "n2"], ["n3", "n4", "n5"]])
+        assert r["ok"]
+        st = await state(client)
+        for cl in st["clusters"].values():
+            assert ["n1", "n3"] in cl["blocked"] and ["n1", "n2"] not in cl["blocked"]
+        assert (await command(client, op="step", ms=1500))["ok"]
+        st = await state(client)
+        for cl in st["clusters"].values():  # only the majority side can have a leader
+            assert cl["leader"] in ("n3", "n4", "n5")
+        assert (await command(client, op="heal", cluster="raft"))["ok"]
+        st = await state(client)
+        assert st["clusters"]["raft"]["blocked"] == []
+        assert st["clusters"]["paxos"]["blocked"] != []
+        bad = await command(client, op="partition", groups=[["n1"], ["n1", "n9"]])
+        assert not bad["ok"] and "disjoint" in bad["error"]
+
+    run(t)
+
+
+def test_drop_next_message() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="drop_next", cluster="paxos"))["ok"]
+        assert (await command(client, op="step", ms=200))["ok"]
+        st = await state(client)
+        dropped = [e for e in st["events"] if e["text"].startswith("dropped ")]
+        assert len(dropped) == 1 and dropped[0]["cluster"] == "paxos"
+
+    run(t)
+
+
+def test_pause_step_resume_speed() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        assert (await command(client, op="resume"))["ok"]
+        assert backend.running
+        assert (await command(client, op="pause"))["ok"]
+        before = (await state(client))["now"]
+        assert (await command(client, op="step", ms=10))["ok"]
+        st = await state(client)
+        assert st["now"] == pytest.approx(before + 10) and st["running"] is False
+        assert (await command(client, op="speed", value=0.5))["ok"]
+        assert (await state(client))["speed"] == 0.5
+        assert not (await command(client, op="step", ms=-1))["ok"]
+
+    run(t)
+
+
+def test_reset_with_a_seed_is_reproducible() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="reset", seed=42, nodes=3))["ok"]
+        st = await state(client)
+        assert st["now"] == 0 and st["seed"] == 42 and st["node_ids"] == ["n1", "n2", "n3"]
+        await elect(client)
+        first = [(e["t"], e["cluster"], e["text"]) for e in (await state(client))["events"]]
+        assert (await command(client, op="reset", seed=42))["ok"]
+        await elect(client)
+        again = [(e["t"], e["cluster"], e["text"]) for e in (await state(client))["events"]]
+        assert first == again
+
+    run(t)
+
+
+def test_bad_commands_are_refused() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        assert not (await command(client, op="explode"))["ok"]
+        assert "unknown node" in (await command(client, op="kill", node="n42"))["error"]
+        assert not (await command(client, op="kill", node="n1", cluster="zab"))["ok"]
+        assert not (await command(client, op="preset", name="nope"))["ok"]
+        resp = await client.post("/api/command", data=b"{not json")
+        assert resp.status == 400
+
+    run(t)
+
+
+def test_late_websocket_gets_the_current_state_at_once() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        async with client.ws_connect("/ws") as ws:
+            first = await ws.receive_json(timeout=5)
+            assert first["type"] == "state" and first["now"] == 1500
+            assert first["clusters"]["raft"]["leader"] is not None
+            assert any("is leader" in e["text"] for e in first["events"])
+            await ws.send_json({"type": "command", "id": 7, "op": "kill", "node": "n1"})
+            while True:  # updates may arrive before the ack
+                msg = await ws.receive_json(timeout=5)
+                if msg["type"] == "ack":
+                    break
+            assert msg == {"type": "ack", "id": 7, "ok": True}
+            await ws.send_json({"type": "command", "id": 8, "op": "preset", "name": "quiz2"})
+            kinds = set()
+            while "state" not in kinds:  # a preset resets: every page gets a new snapshot
+                msg = await ws.receive_json(timeout=5)
+                kinds.add(msg["type"])
+            assert msg["preset"]["name"] == "quiz2" and msg["now"] == 0
+
+    run(t)
+
+
+def test_updates_carry_messages_with_simulated_flight_times() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        backend.frame()  # discard what was sent before
+        assert (await command(client, op="step", ms=400))["ok"]
+        frame = backend.frame()
+        assert frame["type"] == "update" and frame["messages"]
+        kinds = {m["k"] for m in frame["messages"]}
+        assert {"RequestVote", "AppendEntries", "Prepare", "Promise"} <= kinds
+        for m in frame["messages"]:
+            assert m["c"] in ("raft", "paxos")
+            assert m["t1"] is None or 20 <= m["t1"] - m["t0"] <= 40  # the network's latency
+        assert backend.frame()["messages"] == []
+
+    run(t)
+
+
+# -- presets: the tutorial's quiz scenarios, checked on what they are meant to show ---------
+
+
+def preset(name: str, until_ms: float, seed: int = 1) -> SimBackend:
+    backend = SimBackend(running=False, seed=seed)
+    assert backend.apply_now({"op": "preset", "name": name}) == {"ok": True, "snapshot": True}
+    backend.running = False
+    backend.advance(until_ms)
+    for cluster in backend.clusters.values():
+        assert not cluster.sim.violations, cluster.sim.violations
+    return backend
+
+
+def texts(backend: SimBackend, cluster: str, since: float = 0.0,
+          until: float = float("inf")) -> list[str]:
+    return [e.text for e in backend.events.events
+            if e.cluster == cluster and since <= e.t < until]
+
+
+def test_quiz1_majority_of_five() -> None:
+    b = SimBackend(running=False)
+    b.apply_now({"op": "preset", "name": "quiz1"})
+    b.running = False
+    b.advance(2650)
+    at_two_dead = {n: c.committed for n, c in b.clusters.items()}
+    b.advance(1500)  # to 4150: n3 died at 2700, three of five are down
+    stuck = {n: c.committed for n, c in b.clusters.items()}
+    b.advance(1850)  # to 6000: n3 came back at 4200
+    for name, c in b.clusters.items():
+        assert at_two_dead[name] >= 6  # writes kept committing with n4 and n5 dead
+        assert c.committed > stuck[name], name  # ...and resumed once a majority was back
+        assert any("SET x =" in x and "committed" in x for x in texts(b, name, 1500, 2700))
+        assert not any("committed" in x for x in texts(b, name, 2900, 4200)), name
+
+
+def test_quiz2_heartbeats_beat_the_timeout() -> None:
+    b = preset("quiz2", 4000)
+    for name in ("raft", "paxos"):
+        elections = [x for x in texts(b, name, 400) if "election" in x or "pre-vote" in x]
+        assert elections == [], (name, elections)
+        assert b.clusters[name].sim.leader() == "n1"
+
+
+def test_quiz3_fixed_timeouts_split_the_vote() -> None:
+    b = preset("quiz3", 1900)
+    assert b.clusters["raft"].sim.leader() is None
+    assert any("no majority" in x for x in texts(b, "raft"))
+    assert b.clusters["paxos"].sim.leader() is not None  # ballots are totally ordered
+    b.advance(3000)
+    assert b.clusters["raft"].sim.leader() is not None
+
+
+def test_quiz4_stale_leader_steps_down() -> None:
+    b = preset("quiz4", 2900)
+    for name, c in b.clusters.items():
+        old = c.isolated
+        assert old is not None and c.sim.statuses[old].role == "leader", name
+        assert c.sim.leader() != old  # a newer leader exists on the majority side
+    b.advance(1100)
+    for name, c in b.clusters.items():
+        assert c.sim.statuses[c.isolated].role == "follower", name
+        assert any(x.startswith(f"{c.isolated} steps down") for x in texts(b, name, 3000))
+
+
+def test_split_vote_preset() -> None:
+    b = preset("split", 1300)
+    raft = b.clusters["raft"]
+    assert raft.sim.leader() is None
+    candidates = [s for s in raft.sim.statuses.values() if s.role == "candidate"]
+    assert len(candidates) == 3
+    b.advance(4000)
+    assert raft.sim.leader() is not None
+    assert any("no majority" in x for x in texts(b, "raft", 1200))
+
+
+# -- mqtt mode, against a fake MQTT client (no broker, no processes) -------------------------
+
+
+class FakeMqtt:
+    def __init__(self, library: str, url: str, client_id: str, on_message: Any) -> None:
+        self.on_message = on_message
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.subscribed: list[str] = []
+
+    async def connect(self) -> None:
+        pass
+
+    async def subscribe(self, *topics: str, qos: int = 0) -> None:
+        self.subscribed.extend(topics)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        import orjson
+
+        self.published.append((topic, orjson.loads(payload)))
+
+    async def close(self) -> None:
+        pass
+
+
+def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import orjson
+
+    from consensus.cluster import ClusterState
+    from consensus.dashboard.mqtt_backend import MqttBackend
+
+    state = ClusterState("demo", "raft", {"n1": os.getpid(), "n2": os.getpid(), "n3": 0},
+                         "mqtt://127.0.0.1:1", None, "external", "gmqtt", False, 50.0,
+                         (150.0, 300.0), str(tmp_path / "demo"))
+    # Our own pid stands in for running nodes; pid 0 for a dead one.
+    monkeypatch.setattr("consensus.cluster._is_ours", lambda pid: pid > 0)
+
+    async def main() -> None:
+        backend = MqttBackend([state], root=tmp_path, client_factory=FakeMqtt)
+        await backend.start()
+        fake = backend.clusters["raft"].client
+        assert set(fake.subscribed) == {"consensus/demo/+/status", "consensus/demo/+/in"}
+        for nid, role in (("n1", "leader"), ("n2", "follower"), ("n3", "follower")):
+            fake.on_message(f"consensus/demo/{nid}/status", orjson.dumps(
+                {"id": nid, "role": role, "term": 2, "ballot": None, "leader": "n1",
+                 "commit_index": 1, "last_index": 1,
+                 "faults": {"drop_to": ["n3"] if nid == "n1" else [], "drop_from": []}}))
+        fake.on_message("consensus/demo/n2/in", orjson.dumps(
+            {"type": "AppendEntries", "cluster": "demo", "leader_id": "n1", "dst": "n2",
+             "leader_term": 2, "prev_log_index": 0, "prev_log_term": 0, "leader_commit": 0,
+             "entries": [{"term": 2, "index": 1,
+                          "command": {"client_id": "c", "seq": 1, "text": "SET x = 100"}}]}))
+        snap = backend.snapshot()
+        raft = snap["clusters"]["raft"]
+        assert snap["mode"] == "mqtt" and not snap["capabilities"]["step"]
+        assert raft["leader"] == "n1" and raft["blocked"] == [["n1", "n3"]]
+        n2 = next(n for n in raft["nodes"] if n["id"] == "n2")
+        assert n2["log"] == [{"i": 1, "b": "2", "cmd": "SET x = 100", "ok": True}]
+        n3 = next(n for n in raft["nodes"] if n["id"] == "n3")
+        assert n3["alive"] is False and n3["role"] == "crashed"  # pid 0 is no node of ours
+        frame = backend.frame()
+        assert [(m["k"], m["s"], m["d"]) for m in frame["messages"]] == [
+            ("AppendEntries", "n1", "n2")]
+        assert any("n1 is leader" in e["text"] for e in frame["events"])
+
+        assert (await backend.apply({"op": "partition", "groups": [["n1"], ["n2", "n3"]]}))["ok"]
+        sent = {(t, p["op"], tuple(p.get("peers", ()))) for t, p in fake.published}
+        assert ("consensus/demo/n1/control", "drop_to", ("n2", "n3")) in sent
+        assert ("consensus/demo/n3/control", "drop_from", ("n1",)) in sent
+        fake.published.clear()
+        assert (await backend.apply({"op": "timeout", "node": "n2"}))["ok"]
+        assert (await backend.apply({"op": "heal"}))["ok"]
+        assert [p["op"] for _, p in fake.published] == ["campaign", "heal", "heal", "heal"]
+        refused = await backend.apply({"op": "step", "ms": 10})
+        assert not refused["ok"] and "mqtt mode" in refused["error"]
+        await backend.close()
+
+    asyncio.run(main())
