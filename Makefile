@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint sweep bench clean
+.PHONY: run test lint sweep reports bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(DEV_STAMP)
 ## Thousands of seeds of random fault schedules, on both cores.
 sweep: $(STAMP)
 	$(BIN)/consensus-lab sweep --algorithm raft --seeds 2000 --duration 10
+
+## Regenerate the committed report gallery (every experiment, simulator, default seeds).
+reports: $(STAMP)
+	$(BIN)/consensus-lab gallery
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

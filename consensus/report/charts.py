@@ -1,0 +1,663 @@
+"""The report's charts (matplotlib, Agg backend, seaborn styling).
+
+Every function takes plain data and returns a :class:`~matplotlib.figure.Figure`, or None
+when the chart does not apply (no faults, no failovers, ...). Colours are fixed: one per
+algorithm from seaborn's colour-blind-safe palette (Raft blue, Multi-Paxos orange, the same
+everywhere), and one per message *role* so that the two algorithms' analogous messages
+(RequestVote ~ Prepare, AppendEntries ~ Accept, ...) share a colour.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import matplotlib.transforms as mtransforms
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
+
+from consensus.report.data import Fault, title
+
+PALETTE = sns.color_palette("colorblind").as_hex()
+ALGORITHM_COLOURS = {"raft": PALETTE[0], "paxos": PALETTE[1]}
+
+# Message roles: (label, colour, kinds) in stacking order.
+ROLES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("replicate", PALETTE[2], ("AppendEntries", "Accept")),
+    ("acknowledge", PALETTE[9], ("AppendEntriesReply", "Accepted")),
+    ("heartbeat (empty)", PALETTE[7], ("AppendEntries (heartbeat)", "Accept (heartbeat)")),
+    ("commit notice", PALETTE[8], ("Commit",)),
+    ("ask for votes", PALETTE[4], ("RequestVote", "Prepare")),
+    ("vote / promise", PALETTE[5], ("RequestVoteReply", "Promise")),
+    ("rejection", PALETTE[3], ("Nack",)),
+]
+OTHER_ROLE = ("other", PALETTE[6])
+REPLIES = ("AppendEntriesReply", "Accepted", "RequestVoteReply", "Promise", "Nack")
+UNAVAILABLE_COLOUR = "#1a1a1a"
+_ROLE_OF = {kind: (label, colour) for label, colour, kinds in ROLES for kind in kinds}
+_ROLE_ORDER = {label: i for i, (label, _, _) in enumerate(ROLES)}
+ELECTION_ROLES = ("ask for votes", "vote / promise", "rejection")
+
+DPI = 80
+RC = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 11,
+    "axes.titleweight": "bold", "figure.dpi": DPI, "savefig.dpi": DPI,
+}
+
+
+def algorithm_colour(algorithm: str) -> str:
+    """The algorithm's colour in every chart."""
+    if algorithm in ALGORITHM_COLOURS:
+        return ALGORITHM_COLOURS[algorithm]
+    return PALETTE[2 + sum(map(ord, algorithm)) % 8]
+
+
+def role_of(kind: str) -> tuple[str, str]:
+    """(role label, colour) of a message kind."""
+    return _ROLE_OF.get(kind, OTHER_ROLE)
+
+
+def _styled(fn: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
+    def wrapper(*args: Any, **kwargs: Any) -> Figure | None:
+        with sns.axes_style("whitegrid"), plt.rc_context(RC):
+            return fn(*args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    """Write a compact PNG (palette-quantised: line charts need few colours) and close."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    plt.close(fig)
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB")
+    # Octree keeps rare colours (legend swatches) that median cut would merge away.
+    image = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                           dither=Image.Dither.NONE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", optimize=True)
+    return path
+
+
+# A series is one algorithm, or (algorithm, variant) when runs are compared: the colour says
+# the algorithm, the line style (or hatch) the variant.
+SeriesKey = str | tuple[str, str]
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _algo(key: SeriesKey) -> str:
+    return key if isinstance(key, str) else key[0]
+
+
+def series_name(key: SeriesKey) -> str:
+    """'Raft', or 'Raft · variant' for a compared run."""
+    return title(key) if isinstance(key, str) else f"{title(key[0])} · {key[1]}"
+
+
+def _linestyle(key: SeriesKey, variants: Sequence[str]) -> str:
+    if isinstance(key, str) or key[1] not in variants:
+        return "-"
+    return LINESTYLES[variants.index(key[1]) % len(LINESTYLES)]
+
+
+def _variants(keys: Any) -> list[str]:
+    return list(dict.fromkeys(k[1] for k in keys if not isinstance(k, str)))
+
+
+# -- 1. latency ECDF ---------------------------------------------------------------------------
+
+def _ecdf_points(values: Sequence[float], max_points: int = 1500) -> tuple[Any, Any]:
+    xs = np.sort(np.asarray(values, dtype=float))
+    xs = np.maximum(xs, 1e-3)
+    ys = np.arange(1, len(xs) + 1) / len(xs)
+    if len(xs) > max_points:
+        idx = np.unique(np.r_[np.linspace(0, len(xs) - 1, max_points).astype(int),
+                              np.arange(max(0, len(xs) - 50), len(xs))])
+        xs, ys = xs[idx], ys[idx]
+    return xs, ys
+
+
+@_styled
+def latency_ecdf(latencies: Mapping[SeriesKey, Mapping[str, Sequence[float]]]) -> (
+        Figure | None):
+    """Latency ECDF on a log axis: one panel per operation type, one line per algorithm.
+
+    ``latencies[series][op_type]`` lists the latencies (ms) of operations answered ok,
+    pooled across seeds.
+    """
+    variants = _variants(latencies)
+    types = sorted({t for per in latencies.values() for t, v in per.items() if v})
+    if not types:
+        return None
+    fig, axes = plt.subplots(1, len(types), figsize=(min(4.2 * len(types), 11), 3.4),
+                             sharey=True, squeeze=False)
+    lo = min(max(min(v), 1e-3) for per in latencies.values() for v in per.values() if v)
+    hi = max(max(v) for per in latencies.values() for v in per.values() if v)
+    for ax, op in zip(axes[0], types, strict=True):
+        for key, per in latencies.items():
+            values = per.get(op) or []
+            if not values:
+                continue
+            xs, ys = _ecdf_points(values)
+            ax.step(xs, ys, where="post", color=algorithm_colour(_algo(key)), lw=1.8,
+                    ls=_linestyle(key, variants), label=f"{series_name(key)} (n={len(values):,})")
+        ax.set_xscale("log")
+        ax.set_xlim(lo * 0.8, hi * 1.25)
+        ax.set_ylim(0, 1.02)
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            ax.axhline(q, color="0.45", lw=0.8, ls=":")
+            ax.text(1.0, q, f" {name}", transform=mtransforms.blended_transform_factory(
+                ax.transAxes, ax.transData), va="center", ha="left", fontsize=7, color="0.35")
+        ax.set_title(f"{op} operations")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.legend(loc="lower right", frameon=True)
+    axes[0][0].set_ylabel("fraction of operations ≤ latency")
+    fig.suptitle("Latency distribution (ECDF), operations answered ok, all seeds", x=0.01,
+                 ha="left")
+    fig.tight_layout()
+    return fig
+
+
+# -- 2. throughput over time with the faults ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """One algorithm's throughput over time: ops answered per bin, per seed."""
+
+    algorithm: str
+    bin_ms: float
+    bins_by_seed: Mapping[int, Sequence[int]]
+    faults: Sequence[Fault]
+    unavailable_by_seed: Mapping[int, Sequence[tuple[float, float]]]
+    variant: str | None = None  # the run's label when runs are compared
+    end_ms: float | None = None  # end of the workload (the quiet settle time is not drawn)
+
+
+_FAULT_STYLE = {  # action -> (kind of mark, colour)
+    "crash": ("line", "#222222"), "restart": ("line", "#222222"),
+    "pause": ("line", "#555555"), "resume": ("line", "#555555"), "heal": ("line", "#555555"),
+    "loss": ("span", PALETTE[8]), "delay": ("span", PALETTE[8]),
+    "duplicate": ("span", PALETTE[8]), "partition": ("span", "#9a9a9a"),
+    "isolate": ("span", "#9a9a9a"), "cut": ("span", "#9a9a9a"),
+}
+
+
+def _draw_faults(ax: Any, faults: Sequence[Fault], labels: bool, span_s: float) -> int:
+    """Draw faults on ``ax`` (seconds on x); label them above it when ``labels``. Rows used."""
+    for f in faults:
+        kind, colour = _FAULT_STYLE.get(f.action, ("line", "#222222"))
+        x0 = f.at_ms / 1000
+        if kind == "span" and f.end_ms is not None and f.end_ms > f.at_ms:
+            hatch = "///" if f.action in ("partition", "isolate", "cut") else None
+            ax.axvspan(x0, f.end_ms / 1000, color=colour, alpha=0.22, lw=0, hatch=hatch,
+                       zorder=0)
+        else:
+            ax.axvline(x0, color=colour, lw=1.1, ls="--" if f.action != "crash" else "-",
+                       zorder=1)
+    if not labels:
+        return 0
+    merged: dict[float, list[str]] = {}
+    for f in faults:
+        text = f.label
+        if f.end_ms is not None and f.action in ("loss", "delay", "duplicate"):
+            text += f" ({(f.end_ms - f.at_ms) / 1000:g} s)"
+        merged.setdefault(round(f.at_ms / 1000, 3), []).append(text)
+    xs = sorted(merged)
+    texts = [" + ".join(_shorten(merged[x])) for x in xs]
+    # Stagger the labels into rows so none overlap (~5.3 px per character at 7 pt, ~760 px).
+    rows = []
+    last_end: list[float] = []
+    for x, text in zip(xs, texts, strict=True):
+        width = len(text) * 5.3 / 760 * span_s
+        for row, end in enumerate(last_end):
+            if x - width / 2 > end + 0.01 * span_s:
+                last_end[row] = x + width / 2
+                rows.append(row)
+                break
+        else:
+            last_end.append(x + width / 2)
+            rows.append(len(last_end) - 1)
+    trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for x, text, row in zip(xs, texts, rows, strict=True):
+        ax.text(x, 1.03 + 0.11 * row, text, transform=trans, ha="center", va="bottom",
+                fontsize=7, color="#222222", clip_on=False,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "0.7", "lw": 0.5})
+    return max(rows) + 1 if rows else 0
+
+
+def _shorten(texts: list[str]) -> list[str]:
+    """'crash n4' + 'crash n5' -> 'crash n4,n5'."""
+    out: list[str] = []
+    for t in texts:
+        verb, _, rest = t.partition(" ")
+        if out and out[-1].split(" ", 1)[0] == verb and rest and " " not in rest:
+            out[-1] += f",{rest}"
+        else:
+            out.append(t)
+    return out
+
+
+@_styled
+def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
+    """Throughput over time (100 ms bins), one panel per algorithm on a shared time axis,
+    with every fault and each seed's unavailability window."""
+    timelines = [t for t in timelines if t.bins_by_seed]
+    if not timelines:
+        return None
+    n = len(timelines)
+    span_s = max(len(b) * t.bin_ms for t in timelines for b in t.bins_by_seed.values()) / 1000
+    ends = [t.end_ms for t in timelines if t.end_ms]
+    if ends:
+        span_s = min(span_s, max(ends) / 1000 + 0.2)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 2.3 * n), sharex=True, sharey=True,
+                             squeeze=False)
+    rows_used = 0
+    labelled_below = False
+    for i, (ax, tl) in enumerate(zip(axes[:, 0], timelines, strict=True)):
+        colour = algorithm_colour(tl.algorithm)
+        series = []
+        for _seed, bins in sorted(tl.bins_by_seed.items()):
+            rate = np.asarray(bins, dtype=float) * (1000 / tl.bin_ms)
+            xs = (np.arange(len(rate)) + 0.5) * tl.bin_ms / 1000
+            series.append(rate)
+            if len(tl.bins_by_seed) > 1:
+                ax.plot(xs, rate, color=colour, lw=0.6, alpha=0.35)
+        width = max(len(s) for s in series)
+        padded = np.full((len(series), width), np.nan)
+        for j, s in enumerate(series):
+            padded[j, :len(s)] = s
+        median = np.nanmedian(padded, axis=0)
+        xs = (np.arange(width) + 0.5) * tl.bin_ms / 1000
+        ax.plot(xs, median, color=colour, lw=1.6,
+                label="median of seeds" if len(series) > 1 else "throughput")
+        same_faults = i > 0 and [(f.at_ms, f.end_ms) for f in tl.faults] == [
+            (f.at_ms, f.end_ms) for f in timelines[0].faults]
+        rows = _draw_faults(ax, tl.faults, labels=(i == 0 or not same_faults), span_s=span_s)
+        if i == 0:
+            rows_used = rows
+        elif rows:
+            labelled_below = True
+        trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+        for j, (_seed, windows) in enumerate(sorted(tl.unavailable_by_seed.items())):
+            for start, end in windows:
+                ax.plot([start / 1000, end / 1000], [0.04 + 0.05 * j] * 2, transform=trans,
+                        color=UNAVAILABLE_COLOUR, lw=3.5, solid_capstyle="butt", zorder=4)
+        ax.set_ylabel("ops/s answered ok")
+        ax.set_ylim(bottom=0)
+        name = series_name(tl.algorithm if tl.variant is None else (tl.algorithm, tl.variant))
+        ax.text(0.005, 0.97, name, transform=ax.transAxes, ha="left", va="top",
+                fontsize=10, fontweight="bold", color=colour,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1.5})
+    axes[-1, 0].set_xlabel("time since start (s)")
+    axes[-1, 0].set_xlim(0, span_s)
+    peak = max((max(b, default=0) * 1000 / t.bin_ms for t in timelines
+                for b in t.bins_by_seed.values()), default=1)
+    axes[-1, 0].set_ylim(0, max(peak, 1) * 1.08)
+    handles = [Line2D([], [], color="0.3", lw=1.6, label="median of seeds"),
+               Line2D([], [], color="0.3", lw=0.6, alpha=0.5, label="one seed"),
+               Line2D([], [], color=UNAVAILABLE_COLOUR, lw=3.5,
+                      label="unavailable (longest gap per fault; a row per seed)")]
+    actions = {f.action for tl in timelines for f in tl.faults}
+    if "crash" in actions:
+        handles.append(Line2D([], [], color="#222222", lw=1.1, label="crash"))
+    if actions & {"restart", "pause", "resume", "heal"}:
+        handles.append(Line2D([], [], color="#555555", lw=1.1, ls="--",
+                              label="restart / pause / resume / heal"))
+    if actions & {"loss", "delay", "duplicate"}:
+        handles.append(Patch(color=PALETTE[8], alpha=0.35, label="loss/delay/duplicate window"))
+    if actions & {"partition", "isolate", "cut"}:
+        handles.append(Patch(fc="#9a9a9a", alpha=0.35, hatch="///", label="partitioned"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 3), 1, 1))
+    height = fig.get_figheight()
+    axis_in = axes[0, 0].get_position().height * height
+    room_in = 0.3 + (0.03 + 0.11 * rows_used) * axis_in + 0.05
+    fig.subplots_adjust(top=1 - room_in / height, hspace=0.45 if labelled_below else 0.12)
+    fig.suptitle("Throughput over time (100 ms bins) and faults", x=0.01, ha="left",
+                 y=1 - 0.04 / height, va="top")
+    return fig
+
+
+# -- 3. messages per committed operation -------------------------------------------------------
+
+@_styled
+def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure | None:
+    """Protocol messages per committed operation, stacked by message type, one bar per
+    series (``by_kind[algorithm][kind]``, e.g. medians across seeds)."""
+    algorithms = [a for a, kinds in by_kind.items() if kinds]
+    if not algorithms:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5 + 1.4 * len(algorithms), 3.8))
+    roles_seen: dict[str, dict[str, None]] = {}
+    totals = []
+    for x, algorithm in enumerate(algorithms):
+        kinds = sorted(by_kind[algorithm].items(),
+                       key=lambda kv: (_ROLE_ORDER.get(role_of(kv[0])[0], 99), kv[0]))
+        bottom = 0.0
+        total = sum(v for _, v in kinds)
+        totals.append(total)
+        for kind, value in kinds:
+            role, colour = role_of(kind)
+            roles_seen.setdefault(role, {})[kind] = None
+            hatch = "//" if "heartbeat" in kind else None
+            ax.bar(x, value, bottom=bottom, color=colour, width=0.55, edgecolor="white",
+                   lw=0.6, hatch=hatch)
+            if value >= 0.06 * max(total, 1e-9):
+                ax.text(x, bottom + value / 2, f"{kind}  {value:.2f}", ha="center",
+                        va="center", fontsize=7.5)
+            bottom += value
+        ax.text(x, total, f"{total:.2f}", ha="center", va="bottom", fontsize=9,
+                fontweight="bold")
+    small = []
+    for algorithm in algorithms:
+        total = sum(by_kind[algorithm].values())
+        tiny = [f"{k} {v:.3f}" for k, v in sorted(by_kind[algorithm].items())
+                if v < 0.06 * max(total, 1e-9)]
+        if tiny:
+            small.append(f"{series_name(algorithm)}: {', '.join(tiny)}")
+    if small:
+        fig.text(0.01, 0.01, "Too thin to label: " + "; ".join(small), fontsize=7,
+                 color="0.25", ha="left", va="bottom", wrap=True)
+    ax.set_xticks(range(len(algorithms)), [series_name(a).replace(" · ", "\n")
+                                           for a in algorithms])
+    for tick, algorithm in zip(ax.get_xticklabels(), algorithms, strict=True):
+        tick.set_color(algorithm_colour(_algo(algorithm)))
+        tick.set_fontweight("bold")
+        tick.set_fontsize(10)
+    ax.set_xlim(-0.6, len(algorithms) - 0.4)
+    ax.set_ylim(0, max(totals) * 1.12)
+    ax.set_ylabel("messages per committed operation")
+    ax.set_title("Protocol messages per committed operation, by type (median of seeds; "
+                 "client messages excluded)", loc="left", fontsize=9)
+    handles = [Patch(fc=dict((r, c) for r, c, _ in [*ROLES, (*OTHER_ROLE, ())])[role],
+                     hatch="//" if role.startswith("heartbeat") else None,
+                     label=f"{role}: {' / '.join(kinds)}")
+               for role, kinds in sorted(roles_seen.items(),
+                                         key=lambda kv: _ROLE_ORDER.get(kv[0], 99))]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              title="message role", title_fontsize=8)
+    ax.grid(axis="x", visible=False)
+    fig.tight_layout(rect=(0, 0.07 * math.ceil(len(small) / 1) if small else 0, 1, 1))
+    return fig
+
+
+# -- 4. failover -------------------------------------------------------------------------------
+
+FAILOVER_PARTS = (("detect_ms", "detect\n(fault → first campaign)"),
+                  ("elect_ms", "elect\n(fault → new leader)"),
+                  ("unavailable_ms", "unavailable\n(longest gap in answers)"))
+
+
+@_styled
+def failover(values: Mapping[SeriesKey, Mapping[str, Sequence[float]]]) -> Figure | None:
+    """Time to detect, elect, and the unavailability window: box + points per algorithm,
+    across seeds and faults (``values[algorithm]["detect_ms"]`` ...)."""
+    parts = [(key, label) for key, label in FAILOVER_PARTS
+             if any(values[a].get(key) for a in values)]
+    if not parts:
+        return None
+    algorithms = list(values)
+    width = 3.3 if len(algorithms) <= 2 else 1.6 * len(algorithms)
+    fig, axes = plt.subplots(1, len(parts), figsize=(width * len(parts) + 0.5, 3.4),
+                             squeeze=False)
+    names = {a: series_name(a).replace(" · ", "\n") for a in algorithms}
+    palette = {names[a]: algorithm_colour(_algo(a)) for a in algorithms}
+    for ax, (key, label) in zip(axes[0], parts, strict=True):
+        xs: list[str] = []
+        ys: list[float] = []
+        for a in algorithms:
+            for v in values[a].get(key) or []:
+                xs.append(names[a])
+                ys.append(float(v))
+        order = [names[a] for a in algorithms]
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated vert
+            warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+            sns.boxplot(x=xs, y=ys, hue=xs, order=order, hue_order=order, palette=palette,
+                        ax=ax, width=0.5, fliersize=0, boxprops={"alpha": 0.35}, legend=False)
+        sns.stripplot(x=xs, y=ys, hue=xs, order=order, hue_order=order, palette=palette, ax=ax,
+                      size=5, jitter=0.12, edgecolor="white", linewidth=0.6, legend=False)
+        for i, a in enumerate(algorithms):
+            n = len(values[a].get(key) or [])
+            ax.text(i, 0.0, f"n={n}", transform=mtransforms.blended_transform_factory(
+                ax.transData, ax.transAxes), ha="center", va="bottom", fontsize=7, color="0.3")
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel("ms after the fault" if key != "unavailable_ms" else "ms")
+        ax.set_ylim(bottom=0)
+        ymax = ax.get_ylim()[1]
+        ax.set_ylim(-0.08 * ymax, ymax)
+        for tick, a in zip(ax.get_xticklabels(), algorithms, strict=False):
+            tick.set_color(algorithm_colour(_algo(a)))
+    fig.suptitle("Failover: every leader-losing fault on every seed", x=0.01, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+# -- 5. throughput vs latency (load sweeps) ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LoadPoint:
+    algorithm: str
+    offered: float  # ops/s asked for (workload.rate)
+    throughput: float  # ops/s answered ok
+    p50: float  # ms
+    p99: float  # ms
+
+
+@_styled
+def load_curve(points: Sequence[LoadPoint]) -> Figure | None:
+    """Throughput vs latency (p50 and p99), one line per algorithm, points at each offered
+    rate; needs at least two rates."""
+    if len({p.offered for p in points}) < 2:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for ax, attr, name in ((axes[0], "p50", "median (p50)"), (axes[1], "p99", "p99")):
+        for algorithm in dict.fromkeys(p.algorithm for p in points):
+            pts = sorted((p for p in points if p.algorithm == algorithm),
+                         key=lambda p: p.offered)
+            ax.plot([p.throughput for p in pts], [getattr(p, attr) for p in pts], marker="o",
+                    ms=4, color=algorithm_colour(algorithm), label=title(algorithm))
+            for p in pts:
+                ax.annotate(f"{p.offered:g}", (p.throughput, getattr(p, attr)), fontsize=6.5,
+                            xytext=(3, 3), textcoords="offset points", color="0.3")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xlabel("throughput answered ok (ops/s)")
+        ax.set_ylabel(f"{name} latency (ms, log scale)")
+        ax.set_title(f"{name} latency vs throughput", fontsize=9)
+        ax.legend(loc="upper left")
+    fig.suptitle("Throughput vs latency (labels: offered rate, ops/s)", x=0.01, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+# -- 6. message-sequence (Lamport) diagram -----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SequenceData:
+    """One algorithm's messages around the first fault."""
+
+    algorithm: str
+    seed: int
+    nodes: Sequence[str]
+    trace: Sequence[Mapping[str, Any]]  # sent, delivered (None: dropped), src, dst, kind
+    events: Sequence[Mapping[str, Any]]  # role/leader events (t, node, role, term)
+    faults: Sequence[Fault]  # every fault; the diagram centres on the first
+
+    @property
+    def fault_ms(self) -> float:
+        return min(f.at_ms for f in self.faults)
+
+    def first_faults(self) -> list[Fault]:
+        return [f for f in self.faults if f.at_ms == self.fault_ms]
+
+    def down_intervals(self, end_ms: float) -> dict[str, list[tuple[float, float]]]:
+        """When each node was crashed or paused: node -> [(from, to)]."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        since: dict[str, float] = {}
+        for f in sorted(self.faults, key=lambda f: f.at_ms):
+            verb, _, rest = f.label.partition(" ")
+            nodes = [n for n in rest.split(",") if n]
+            if verb in ("crash", "pause"):
+                for n in nodes:
+                    since.setdefault(n, f.at_ms)
+            elif verb in ("restart", "resume"):
+                for n in nodes:
+                    if n in since:
+                        out.setdefault(n, []).append((since.pop(n), f.at_ms))
+        for n, t in since.items():
+            out.setdefault(n, []).append((t, end_ms))
+        return out
+
+
+MAX_ARROWS = 220
+
+
+def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
+                    after_leader_ms: float = 30.0, default_ms: float = 150.0,
+                    max_ms: float = 700.0) -> tuple[float, float]:
+    """The time window (ms) to draw: just before the fault until shortly after the last
+    algorithm has a new leader (or ``default_ms`` after the fault when none is elected)."""
+    t0 = min(d.fault_ms for d in items)
+    ends = []
+    for d in items:
+        elected = [float(e["t"]) for e in d.events if e.get("type") == "leader"
+                   and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
+        ends.append(elected[0] + after_leader_ms if elected else d.fault_ms + default_ms)
+        last = max((float(m["sent"]) for m in d.trace), default=t0 + default_ms)
+        ends[-1] = min(ends[-1], last)
+    return t0 - before_ms, max(max(ends), t0 + 60.0)
+
+
+def _thin(messages: list[Mapping[str, Any]], limit: int) -> tuple[list[Mapping[str, Any]], int]:
+    """Keep every election message; keep one in k of the others so at most ``limit`` remain."""
+    keep = [m for m in messages if role_of(m["kind"])[0] in ELECTION_ROLES]
+    rest = [m for m in messages if role_of(m["kind"])[0] not in ELECTION_ROLES]
+    room = max(limit - len(keep), 1)
+    k = max(1, math.ceil(len(rest) / room))
+    return sorted(keep + rest[::k], key=lambda m: m["sent"]), k
+
+
+@_styled
+def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
+    """Message-sequence diagrams around the first fault, one panel per algorithm: a lifeline
+    per node, time flowing down, an arrow per message coloured by role; dropped messages end
+    in an x; role changes (candidate, leader) marked on the lifelines."""
+    items = [d for d in items if d.trace]
+    if not items:
+        return None
+    start, end = sequence_window(items)
+    t_fault = min(d.fault_ms for d in items)
+    fig, axes = plt.subplots(1, len(items), figsize=(5.4 * len(items), 7.4), sharey=True,
+                             squeeze=False)
+    kinds_seen: dict[str, None] = {}
+    for ax, d in zip(axes[0], items, strict=True):
+        xs = {n: i for i, n in enumerate(d.nodes)}
+        msgs = [m for m in d.trace if m["src"] in xs and m["dst"] in xs
+                and start <= float(m["sent"]) <= end]
+        msgs, k = _thin(msgs, MAX_ARROWS)
+        down = d.down_intervals(end)
+        for n, x in xs.items():
+            ax.plot([x, x], [start - t_fault, end - t_fault], color="0.35", lw=1.2, zorder=1)
+            for a, b in down.get(n, []):
+                if b < start or a > end:
+                    continue
+                a, b = max(a, start), min(b, end)
+                ax.plot([x, x], [a - t_fault, b - t_fault], color="white", lw=3, zorder=2)
+                ax.plot([x, x], [a - t_fault, b - t_fault], color="0.6", lw=1.0,
+                        ls=(0, (2, 3)), zorder=2)
+                ax.plot(x, a - t_fault, marker="X", ms=11, color="black", zorder=6)
+                ax.text(x + 0.1, a - t_fault, "down", fontsize=7, va="bottom", color="black")
+        for m in msgs:
+            x0, x1 = xs[m["src"]], xs[m["dst"]]
+            y0 = float(m["sent"]) - t_fault
+            role, colour = role_of(m["kind"])
+            kinds_seen[m["kind"]] = None
+            lw = 1.1 if role in ELECTION_ROLES else 0.7
+            ls = (0, (3, 1.5)) if m["kind"] in REPLIES else "-"
+            if m.get("delivered") is None:
+                xe = x0 + (x1 - x0) * 0.35
+                ye = y0 + (end - start) * 0.012
+                ax.annotate("", xy=(xe, ye), xytext=(x0, y0), arrowprops={
+                    "arrowstyle": "-", "color": colour, "lw": lw, "shrinkA": 0, "shrinkB": 0,
+                    "linestyle": ls})
+                ax.plot(xe, ye, marker="x", ms=5, mew=1.4, color=colour)
+            else:
+                y1 = float(m["delivered"]) - t_fault
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={
+                    "arrowstyle": "-|>,head_length=0.35,head_width=0.16", "color": colour,
+                    "lw": lw, "shrinkA": 0, "shrinkB": 0, "linestyle": ls})
+        label_y: dict[str, float] = {}
+        gap = (end - start) * 0.022
+        for e in sorted(d.events, key=lambda e: float(e["t"])):
+            t = float(e["t"])
+            if e.get("type") != "role" or not start <= t <= end or e.get("node") not in xs:
+                continue
+            role = e.get("role")
+            style = {"leader": ("*", 13, "gold"), "candidate": ("^", 8, "white"),
+                     "precandidate": ("^", 7, "0.85")}.get(str(role))
+            if style is None:
+                continue
+            x = xs[e["node"]]
+            ax.plot(x, t - t_fault, marker=style[0], ms=style[1], mfc=style[2], mec="black",
+                    mew=0.8, zorder=7)
+            short = {"leader": "leader", "candidate": "candidate",
+                     "precandidate": "pre-vote"}[str(role)]
+            y_text = max(t - t_fault, label_y.get(e["node"], -math.inf) + gap)
+            label_y[e["node"]] = y_text
+            ax.text(x + 0.09, y_text, f"{short} (term {e.get('term')})", fontsize=6.5,
+                    va="center", ha="left", zorder=8,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5})
+        ax.axhline(0, color="black", lw=1.2, ls="--", zorder=5)
+        label = " + ".join(_shorten([f.label for f in d.first_faults()]))
+        ax.text(len(d.nodes) - 0.52, gap * 0.3, f"fault: {label}", color="black",
+                fontsize=7.5, ha="right", va="top", fontweight="bold", zorder=9,
+                bbox={"fc": "white", "ec": "0.5", "lw": 0.5, "pad": 1.5})
+        ax.set_xticks(range(len(d.nodes)), list(d.nodes))
+        ax.xaxis.tick_top()
+        ax.set_xlim(-0.5, len(d.nodes) - 0.5)
+        ax.grid(axis="x", visible=False)
+        note = f"seed {d.seed}" + (f"; 1 in {k} replication/heartbeat messages shown"
+                                   if k > 1 else "")
+        ax.set_title(f"{title(d.algorithm)}  ({note})", color=algorithm_colour(d.algorithm),
+                     loc="left", pad=22)
+    axes[0][0].set_ylim(end - t_fault, start - t_fault)
+    axes[0][0].set_ylabel("time relative to the fault (ms, flowing down)")
+    handles = []
+    for kind in sorted(kinds_seen, key=lambda k: (_ROLE_ORDER.get(role_of(k)[0], 99), k)):
+        handles.append(Line2D([], [], color=role_of(kind)[1], lw=2, label=kind,
+                              ls=(0, (3, 1.5)) if kind in REPLIES else "-"))
+    handles += [Line2D([], [], color="0.4", lw=0, marker="x", mew=1.4, label="dropped"),
+                Line2D([], [], lw=0, marker="^", mfc="white", mec="black", label="candidate"),
+                Line2D([], [], lw=0, marker="^", mfc="0.85", mec="black",
+                       label="pre-vote candidate"),
+                Line2D([], [], lw=0, marker="*", ms=11, mfc="gold", mec="black",
+                       label="becomes leader")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
+    fig.suptitle("Messages around the first fault (client messages not shown)", x=0.01,
+                 ha="left")
+    rows = math.ceil(len(handles) / 5)
+    fig.tight_layout(rect=(0, 0.035 * rows, 1, 1))
+    return fig

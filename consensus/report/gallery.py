@@ -1,0 +1,160 @@
+"""The committed gallery: every experiment in ``experiments/`` run on the simulator with its
+default seeds, its report copied into ``reports/<name>/``, and ``reports/README.md`` linking
+them. Only report files land in ``reports/<name>/``; the raw run data goes to
+``reports/runs/gallery/<name>/`` (gitignored), so ``consensus-lab report`` can rebuild a report
+from it without re-running.
+
+    python -m consensus.report.gallery [--out reports] [--only leader-crash ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+README_HEAD = """# Report gallery
+
+Every experiment in [`experiments/`](../experiments) run on the **simulator** (`transport: sim`)
+with its default seeds, both algorithms, all checks. Each report opens from disk
+(`report.html`, self-contained) or on GitHub (`report.md`, with its `figures/`).
+Regenerate the whole gallery with `make reports` (`consensus-lab gallery`); the raw histories
+are not committed (run an experiment yourself to get them: `consensus-lab run FILE`).
+
+| experiment | checks | what it shows |
+|:--|:--|:--|
+"""
+
+
+def run_experiment(spec_path: Path, run_dir: Path) -> dict[str, Any]:
+    """Run one experiment file on the simulator into ``run_dir``; return its summary."""
+    from consensus.experiment import results as res
+    from consensus.experiment.runner import run_sim
+    from consensus.experiment.spec import load_spec
+
+    spec = load_spec(spec_path)
+    note = None
+    if spec.transport != "sim":
+        note = (f"{spec_path.name} says transport: {spec.transport}; the gallery runs it on "
+                f"the simulator (transport: sim).")
+        spec = spec.model_copy(update={"transport": "sim"})
+    res.write_spec_and_manifest(run_dir, spec, res.manifest(
+        spec, spec.seeds, "sim", {"note": note} if note else None))
+    results = []
+    for algorithm in spec.algorithms:
+        for seed in spec.seeds:
+            result = run_sim(spec, algorithm, seed)
+            res.write_run_result(run_dir, result)
+            results.append(result)
+    summary = res.summarise(results, spec)
+    res.write_summary(run_dir, summary)
+    return summary
+
+
+def _one(spec_path: Path, out: Path, runs: Path, rerun: bool = True) -> tuple[str, bool]:
+    from consensus.report import build_report
+
+    name = spec_path.stem
+    run_dir = runs / name
+    if rerun or not (run_dir / "summary.json").exists():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_experiment(spec_path, run_dir)
+    build_report(run_dir)
+    copy_report(run_dir, out / name)
+    passed = bool(json.loads((run_dir / "summary.json").read_text()).get("passed"))
+    return name, passed
+
+
+def copy_report(run_dir: Path, dest: Path) -> None:
+    """Copy only the report files (HTML, Markdown, figures) of a run folder to ``dest``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for f in ("report.html", "report.md"):
+        shutil.copy2(run_dir / f, dest / f)
+    shutil.copytree(run_dir / "figures", dest / "figures")
+
+
+def _first_sentence(text: str) -> str:
+    """The description's first sentence (two when the first is only a few words)."""
+    text = " ".join(text.split())
+    parts = [p for p in text.replace("? ", "?\n").replace(". ", ".\n").split("\n") if p]
+    if not parts:
+        return ""
+    return " ".join(parts[:2]) if len(parts[0]) < 40 and len(parts) > 1 else parts[0]
+
+
+def build_gallery(experiments: Path, out: Path, *, only: Sequence[str] | None = None,
+                  jobs: int = 2, rerun: bool = True, runs: Path | None = None,
+                  log: Callable[[str], Any] = print) -> Path:
+    """Run every experiment file (or ``only`` these names) and write the gallery.
+
+    ``rerun=False`` rebuilds the reports from run data kept by an earlier gallery run.
+    """
+    specs = sorted(experiments.glob("*.yaml"))
+    if only:
+        specs = [p for p in specs if p.stem in set(only)]
+    runs = runs or out / "runs" / "gallery"
+    out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_one, p, out, runs, rerun) for p in specs]
+        for future in futures:
+            name, passed = future.result()
+            log(f"{name}: {'all checks passed' if passed else 'CHECK FAILED'}")
+    write_index(out, experiments)
+    return out / "README.md"
+
+
+def write_index(out: Path, experiments: Path) -> Path:
+    """reports/README.md: one row per report in the gallery, with the experiment's question."""
+    from consensus.experiment.spec import load_spec
+
+    rows = []
+    for report in sorted(out.glob("*/report.md")):
+        name = report.parent.name
+        spec_path = experiments / f"{name}.yaml"
+        description = load_spec(spec_path).description if spec_path.exists() else ""
+        text = report.read_text()
+        checks = "❌ **FAILED**" if "CHECK FAILED" in text else "✅ passed"
+        if spec_path.exists() and load_spec(spec_path).transport != "sim":
+            description += " (Run here on the simulator, not over MQTT.)"
+        sentence = _first_sentence(description)
+        if description.endswith("MQTT.)"):
+            sentence += " (Run here on the simulator, not over MQTT.)"
+        rows.append(f"| [{name}]({name}/report.md) ([HTML]({name}/report.html)) | {checks} | "
+                    f"{sentence.replace('|', '/')} |")
+    path = out / "README.md"
+    path.write_text(README_HEAD + "\n".join(rows) + "\n" + README_TAIL)
+    return path
+
+
+README_TAIL = """
+Each report has, when it applies: a correctness panel (every check, every algorithm and
+seed), a summary table (medians, paired differences with bootstrap 95% intervals, verdicts in
+words only when the interval excludes zero), the latency ECDF per operation type, throughput
+over time with the faults and unavailability windows, messages per committed operation by
+type, failover times, and a message-sequence diagram of the first fault. Compare two runs
+with `consensus-lab compare RUN_A RUN_B`.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--experiments", type=Path, default=Path("experiments"))
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-rerun", action="store_true",
+                        help="Rebuild the reports from the kept run data (no simulation).")
+    args = parser.parse_args(argv)
+    build_gallery(args.experiments, args.out, only=args.only, jobs=args.jobs,
+                  rerun=not args.no_rerun)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Render a :class:`Report` as self-contained HTML and as Markdown.
+
+The HTML embeds every image as a base64 PNG and all its CSS inline: it opens from disk with
+no server and fetches nothing. The Markdown links the same PNGs, which sit beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VERDICT_CLASS = {"pass": "pass", "fail": "fail"}
+
+
+@dataclass
+class Figure:
+    path: Path  # the PNG, inside the output folder
+    title: str
+    caption: str
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """Everything a report shows, already computed; rendering only lays it out."""
+
+    title: str
+    description: str
+    # correctness: check name -> column label ("Raft seed 1") -> verdict (pass/fail/unknown)
+    checks: dict[str, dict[str, str]]
+    failures: list[str]
+    findings: list[str]
+    summary: Table
+    figures: list[Figure]
+    faults: list[str]
+    manifest: dict[str, Any]
+    spec_text: str = ""
+    notes: list[str] = field(default_factory=list)
+    extra_tables: list[tuple[str, Table]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and all(v == "pass" for per in self.checks.values()
+                                         for v in per.values())
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
+max-width:1100px;margin:1.5em auto;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.desc{color:#444;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #d6d6d6;padding:.25em .6em;text-align:right;vertical-align:top}
+th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
+td.pass{background:#e3f4e8;color:#0b5d1e;font-weight:600;text-align:center}
+td.fail{background:#d55e00;color:#fff;font-weight:700;text-align:center}
+td.unknown{background:#ffe9a8;color:#5a4500;font-weight:700;text-align:center}
+td.verdict{text-align:left;max-width:28em}
+.banner{padding:.8em 1em;border-radius:6px;font-weight:600;margin:1em 0}
+.banner.ok{background:#e3f4e8;color:#0b5d1e;border:1px solid #9dd3ac}
+.banner.bad{background:#b00020;color:#fff;font-size:1.25em;border:3px solid #6d0014}
+.banner.bad ul{font-size:.8em;font-weight:500;margin:.4em 0 0}
+figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#444;font-size:.92em;margin-top:.3em}
+ul.findings li{margin:.2em 0}.note{color:#555;font-size:.9em}
+pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _cell_class(value: str) -> str:
+    return {"pass": "pass", "fail": "fail", "unknown": "unknown"}.get(value.lower(), "")
+
+
+def _html_table(table: Table, verdict_col: int | None = None) -> str:
+    out = ["<table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in table.headers),
+           "</tr></thead><tbody>"]
+    for row in table.rows:
+        out.append("<tr>")
+        for i, cell in enumerate(row):
+            cls = _cell_class(cell) or ("verdict" if i == verdict_col else "")
+            text = cell.upper() if _cell_class(cell) else cell
+            out.append(f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    if table.note:
+        out.append(f'<p class="note">{_e(table.note)}</p>')
+    return "".join(out)
+
+
+def checks_table(checks: dict[str, dict[str, str]]) -> Table:
+    """The correctness panel: one row per check, one column per algorithm and seed."""
+    columns = list(dict.fromkeys(c for per in checks.values() for c in per))
+    rows = [[name, *(per.get(c, "-") for c in columns)] for name, per in checks.items()]
+    return Table(["check", *columns], rows)
+
+
+def _banner_html(report: Report) -> str:
+    if report.passed:
+        n = sum(len(per) for per in report.checks.values())
+        return (f'<div class="banner ok">&#10004; All checks passed: {n} verdicts across every '
+                f"algorithm and seed.</div>")
+    items = "".join(f"<li>{_e(f)}</li>" for f in report.failures) or "<li>see the table</li>"
+    return (f'<div class="banner bad">&#10008; CHECK FAILED: this run violated a correctness '
+            f"check.<ul>{items}</ul></div>")
+
+
+def _image_data(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def to_html(report: Report) -> str:
+    """The report as one self-contained HTML page."""
+    parts = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width,initial-scale=1">',
+             f"<title>{_e(report.title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{_e(report.title)}</h1>",
+             f'<p class="desc">{_e(report.description)}</p>' if report.description else "",
+             _banner_html(report),
+             "<h2>Correctness</h2>", _html_table(checks_table(report.checks))]
+    if report.findings:
+        parts += ["<h2>Findings</h2>",
+                  '<p class="note">Only differences whose 95% bootstrap interval across seeds '
+                  "excludes zero are worded here.</p>",
+                  '<ul class="findings">', *(f"<li>{_e(f)}</li>" for f in report.findings),
+                  "</ul>"]
+    parts += ["<h2>Summary</h2>", _html_table(report.summary, verdict_col=len(
+        report.summary.headers) - 1)]
+    for heading, table in report.extra_tables:
+        parts += [f"<h2>{_e(heading)}</h2>", _html_table(table)]
+    if report.faults:
+        parts += ["<h2>Fault schedule</h2><ul>", *(f"<li>{_e(f)}</li>" for f in report.faults),
+                  "</ul>"]
+    for fig in report.figures:
+        parts += [f"<h2>{_e(fig.title)}</h2>", "<figure>",
+                  f'<img alt="{_e(fig.title)}" src="{_image_data(fig.path)}">',
+                  f"<figcaption>{_e(fig.caption)}</figcaption></figure>"]
+    if report.notes:
+        parts += ["<h2>Notes</h2><ul>", *(f"<li>{_e(n)}</li>" for n in report.notes), "</ul>"]
+    parts += ["<h2>Manifest</h2>", _html_table(manifest_table(report.manifest))]
+    if report.spec_text:
+        parts += ["<details><summary>Experiment file as run</summary>",
+                  f"<pre>{_e(report.spec_text)}</pre></details>"]
+    parts.append("</body></html>\n")
+    return "\n".join(p for p in parts if p)
+
+
+MANIFEST_ORDER = ("experiment", "experiments", "version", "git_commit", "python", "platform",
+                  "transport", "broker", "mqtt_client", "client_library", "seeds", "algorithms",
+                  "started", "command", "note")
+
+
+def manifest_table(manifest: dict[str, Any]) -> Table:
+    keys = [k for k in MANIFEST_ORDER if k in manifest]
+    keys += sorted(k for k in manifest if k not in keys)
+    rows = []
+    for k in keys:
+        v = manifest[k]
+        if isinstance(v, list | tuple):
+            v = ", ".join(str(x) for x in v)
+        elif isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items())
+        rows.append([k, "-" if v is None else str(v)])
+    return Table(["", "value"], rows)
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> str:
+    def fmt(cell: str) -> str:
+        c = _cell_class(cell)
+        if c == "pass":
+            return "✅ pass"
+        if c == "fail":
+            return "❌ **FAIL**"
+        if c == "unknown":
+            return "⚠️ **UNKNOWN**"
+        return _md_escape(cell)
+
+    lines = ["| " + " | ".join(_md_escape(h) for h in table.headers) + " |",
+             "|" + "|".join(":--" if i == 0 else "--:" for i in range(len(table.headers))) + "|"]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", f"_{table.note}_"]
+    return "\n".join(lines)
+
+
+def to_markdown(report: Report, base: Path) -> str:
+    """The report as Markdown; images are linked relative to ``base`` (the .md's folder)."""
+    out = [f"# {report.title}", ""]
+    if report.description:
+        out += [report.description, ""]
+    if report.passed:
+        n = sum(len(per) for per in report.checks.values())
+        out += [f"> ✅ **All checks passed**: {n} verdicts across every algorithm and seed.", ""]
+    else:
+        out += ["> ❌ **CHECK FAILED: this run violated a correctness check.**", ">"]
+        out += [f"> - {_md_escape(f)}" for f in report.failures] + [""]
+    out += ["## Correctness", "", _md_table(checks_table(report.checks)), ""]
+    if report.findings:
+        out += ["## Findings", "",
+                "_Only differences whose 95% bootstrap interval across seeds excludes zero._", ""]
+        out += [f"- {f}" for f in report.findings] + [""]
+    out += ["## Summary", "", _md_table(report.summary), ""]
+    for heading, table in report.extra_tables:
+        out += [f"## {heading}", "", _md_table(table), ""]
+    if report.faults:
+        out += ["## Fault schedule", ""] + [f"- {f}" for f in report.faults] + [""]
+    for fig in report.figures:
+        rel = fig.path.relative_to(base).as_posix()
+        out += [f"## {fig.title}", "", f"![{fig.title}]({rel})", "", fig.caption, ""]
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    out += ["## Manifest", "", _md_table(manifest_table(report.manifest)), ""]
+    if report.spec_text:
+        out += ["<details><summary>Experiment file as run</summary>", "", "```yaml",
+                report.spec_text.rstrip(), "```", "", "</details>", ""]
+    return "\n".join(out)
+
+
+def write(report: Report, folder: Path, stem: str = "report") -> list[Path]:
+    """Write ``<stem>.html`` and ``<stem>.md`` into ``folder``; return their paths."""
+    html_path = folder / f"{stem}.html"
+    md_path = folder / f"{stem}.md"
+    html_path.write_text(to_html(report), encoding="utf-8")
+    md_path.write_text(to_markdown(report, folder), encoding="utf-8")
+    return [html_path, md_path]
+
+
+def figure_list(figures: Sequence[Figure]) -> list[Path]:
+    return [f.path for f in figures]

@@ -1,0 +1,180 @@
+"""Reports from a small saved run: files, images, self-containment, the numbers, the CI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("seaborn")
+
+from consensus.experiment import results as res
+from consensus.experiment.runner import run_sim
+from consensus.experiment.spec import parse_spec
+from consensus.report import build_report, compare_runs
+from consensus.report.stats import (
+    bootstrap_mean,
+    fmt_number,
+    paired_bootstrap,
+    verdict,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+SPEC = """
+name: tiny-crash
+description: Three nodes, one leader crash, two seeds.
+seeds: [1, 2]
+cluster: {nodes: 3}
+workload: {clients: 2, rate: 60, duration_s: 2.5, read_ratio: 0.5, keys: 5}
+faults:
+  - {at: 1, crash: leader}
+settle_s: 1
+"""
+
+
+def _make_run(run_dir: Path, spec_text: str = SPEC) -> Path:
+    spec = parse_spec(spec_text)
+    res.write_spec_and_manifest(run_dir, spec, res.manifest(spec, spec.seeds, "sim"))
+    results = []
+    for algorithm in spec.algorithms:
+        for seed in spec.seeds:
+            result = run_sim(spec, algorithm, seed)
+            res.write_run_result(run_dir, result)
+            results.append(result)
+    res.write_summary(run_dir, res.summarise(results, spec))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_run(tmp_path_factory.mktemp("run") / "tiny-crash")
+
+
+@pytest.fixture(scope="module")
+def report_files(saved_run: Path) -> list[Path]:
+    return build_report(saved_run)
+
+
+def test_report_files_exist_and_images_are_pngs(saved_run: Path,
+                                                report_files: list[Path]) -> None:
+    assert saved_run / "report.html" in report_files
+    assert saved_run / "report.md" in report_files
+    pngs = [p for p in report_files if p.suffix == ".png"]
+    names = {p.stem for p in pngs}
+    assert {"latency-ecdf", "throughput", "messages-per-op", "sequence"} <= names
+    for p in report_files:
+        assert p.exists() and p.stat().st_size > 0
+    for p in pngs:
+        data = p.read_bytes()
+        assert data.startswith(PNG) and len(data) > 2000, p
+
+
+def test_html_is_self_contained(saved_run: Path, report_files: list[Path]) -> None:
+    text = (saved_run / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
+    assert "<link" not in text and "<script" not in text
+    images = re.findall(r'<img[^>]+src="([^"]+)"', text)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_markdown_links_images_beside_it(saved_run: Path, report_files: list[Path]) -> None:
+    text = (saved_run / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links
+    for link in links:
+        assert (saved_run / link).exists(), link
+
+
+def test_summary_table_matches_summary_json(saved_run: Path, report_files: list[Path]) -> None:
+    summary = json.loads((saved_run / "summary.json").read_text())
+    text = (saved_run / "report.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3:
+            rows[cells[0]] = cells
+    algos = list(summary["algorithms"])
+    for metric in summary["metrics"]:
+        label, unit = metric["label"], metric["unit"]
+        row = rows[f"{label} ({unit})" if unit else label]
+        for i, algorithm in enumerate(algos, start=1):
+            expected = summary["algorithms"][algorithm]["median"][label]
+            assert row[i] == fmt_number(expected), (label, algorithm, row[i], expected)
+
+
+def test_passing_run_shows_green_banner(saved_run: Path, report_files: list[Path]) -> None:
+    html = (saved_run / "report.html").read_text()
+    assert "All checks passed" in html
+    assert "CHECK FAILED" not in html
+
+
+def test_failed_check_is_impossible_to_miss(saved_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "failed"
+    shutil.copytree(saved_run, run, ignore=shutil.ignore_patterns("report.*", "figures"))
+    summary = json.loads((run / "summary.json").read_text())
+    algorithm = next(iter(summary["algorithms"]))
+    summary["algorithms"][algorithm]["checks"]["seed-1"]["linearizability"] = "fail"
+    summary["algorithms"][algorithm]["passed"] = False
+    summary["passed"] = False
+    summary["failures"] = [f"{algorithm} seed 1: linearizability: stale read of k1"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    metrics_path = run / algorithm / "seed-1" / "metrics.json"
+    doc = json.loads(metrics_path.read_text())
+    doc["checks"] = [c if c["name"] != "linearizability" else
+                     {**c, "verdict": "fail", "detail": "stale read of k1"} for c in doc["checks"]]
+    metrics_path.write_text(json.dumps(doc))
+    build_report(run)
+    html = (run / "report.html").read_text()
+    md = (run / "report.md").read_text()
+    banner = html.index('class="banner bad"')
+    assert banner < html.index("<h2>Correctness</h2>")  # at the top, before everything
+    assert "CHECK FAILED" in html and "stale read of k1" in html
+    assert '<td class="fail">FAIL</td>' in html
+    assert "All checks passed" not in html
+    assert md.index("CHECK FAILED") < md.index("## Correctness")
+
+
+def test_compare_two_runs(saved_run: Path, tmp_path: Path) -> None:
+    other = _make_run(tmp_path / "tiny-crash-slow",
+                      SPEC.replace("name: tiny-crash", "name: tiny-crash-slow").replace(
+                          "seeds: [1, 2]", "seeds: [1, 2]\ntiming: {heartbeat_ms: 100}"))
+    written = compare_runs(saved_run, other, tmp_path / "cmp")
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "timing.heartbeat_ms" in html  # what differs between the runs
+    assert all(p.exists() for p in written)
+
+
+# -- the statistics ----------------------------------------------------------------------------
+
+def test_bootstrap_on_a_hand_made_paired_sample() -> None:
+    raft = [9.0, 8.8, 9.3, 9.1, 8.9, 9.2]
+    paxos = [7.4, 7.3, 7.6, 7.5, 7.2, 7.6]  # 1.6 fewer each time, give or take 0.1
+    interval = paired_bootstrap(raft, paxos)
+    assert interval is not None and interval.n == 6
+    assert interval.estimate == pytest.approx(-1.6166, abs=1e-3)
+    assert interval.lo is not None and interval.hi is not None
+    assert -1.75 < interval.lo < interval.estimate < interval.hi < -1.5
+    assert interval.excludes_zero
+    assert paired_bootstrap(raft, paxos) == interval  # seeded: reproducible
+    words = verdict("messages per op", "", "Raft", "Multi-Paxos", interval)
+    assert words is not None
+    assert words.startswith("Multi-Paxos sends 1.6 fewer messages per operation than Raft")
+    assert "95% CI 1.5" in words or "95% CI 1.6" in words
+
+
+def test_no_verdict_when_the_interval_includes_zero() -> None:
+    interval = paired_bootstrap([200.0, 210.0, 190.0], [150.0, 260.0, 170.0])
+    assert interval is not None and not interval.excludes_zero
+    assert verdict("failover: elect", "ms", "Raft", "Multi-Paxos", interval) is None
+
+
+def test_bootstrap_needs_two_values_for_an_interval() -> None:
+    one = bootstrap_mean([3.0])
+    assert one.lo is None and not one.excludes_zero
+    assert paired_bootstrap([1.0, None], [2.0, 5.0]) == bootstrap_mean([1.0])
+    assert paired_bootstrap([None], [1.0]) is None
