@@ -65,6 +65,8 @@ class MqttExperiment:
             self.not_honoured.append("network.latency_ms: the real network's latency applies")
         if net.duplicate:
             self.not_honoured.append("network.duplicate: the bus does not duplicate messages")
+        if spec.cluster.processing.per_message_ms or spec.cluster.processing.per_entry_ms:
+            self.not_honoured.append("cluster.processing: real processes take real CPU time")
         if any(f.duplicate is not None for f in spec.faults):
             self.not_honoured.append("duplicate windows: the bus does not duplicate messages")
 

@@ -165,3 +165,16 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[s
     man = json.loads((run_dir / "manifest.json").read_text())
     runs = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/seed-*/metrics.json"))]
     return summary, man, runs
+
+
+def summarise_sweep(spec: ExperimentSpec, points: list[dict[str, Any]],
+                    failures: list[str]) -> dict[str, Any]:
+    """The summary of a load sweep: one (rate, algorithm) point per run, and the verdict."""
+    return {
+        "experiment": spec.name,
+        "description": spec.description,
+        "load_sweep": points,
+        "rates": list(spec.load_sweep or []),
+        "passed": not failures,
+        "failures": failures,
+    }

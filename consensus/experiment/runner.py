@@ -11,6 +11,7 @@ result, and the command exits non-zero.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from consensus.experiment.nemesis import Fault, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
 from consensus.experiment.workload import SimClient, Workload
 from consensus.messages import Message, traffic_kind
-from consensus.sim import Network, Simulation
+from consensus.sim import Network, Processing, Simulation
 from consensus.transport.codec import encode_message
 
 TRACE_BEFORE_MS = 200.0  # message trace kept around the first fault (Lamport diagrams)
@@ -93,12 +94,17 @@ def network_of(spec: ExperimentSpec) -> Network:
 def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """One algorithm, one seed, in the simulator."""
+    proc = spec.cluster.processing
     sim = Simulation(algorithm, spec.cluster.nodes, seed=seed, config=spec.timing.config(),
-                     network=network_of(spec))
+                     network=network_of(spec),
+                     processing=Processing(proc.per_message_ms, proc.per_entry_ms))
     messages: Counter[str] = Counter()
     message_bytes: Counter[str] = Counter()
     trace: list[dict[str, Any]] = []
-    first_fault = spec.faults[0].at * 1000 if spec.faults else None
+    # The experiment's clock starts once a first leader is in place (as on the real bus), so
+    # the initial election does not count against either algorithm's latency.
+    t0 = _first_leader(sim)
+    first_fault = t0 + spec.faults[0].at * 1000 if spec.faults else None
 
     def observe(sent: float, msg: Message, delivered: float | None) -> None:
         kind = traffic_kind(msg)
@@ -106,40 +112,44 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
         message_bytes[kind] += len(encode_message(msg))  # as it would cross the bus
         if (first_fault is not None
                 and first_fault - TRACE_BEFORE_MS <= sent <= first_fault + TRACE_AFTER_MS):
-            trace.append({"sent": sent, "delivered": delivered, "src": msg.src,
-                          "dst": msg.dst, "kind": kind})
+            trace.append({"sent": sent - t0, "delivered": None if delivered is None
+                          else delivered - t0, "src": msg.src, "dst": msg.dst, "kind": kind})
 
     sim.observers.append(observe)
     workload = workload_of(spec)
     clients = [SimClient(f"c{i}", sim, workload) for i in range(1, workload.clients + 1)]
-    nemesis = Nemesis(sim, fault_schedule(spec), seed)
+    nemesis = Nemesis(sim, [dataclasses.replace(f, at_ms=f.at_ms + t0)
+                            for f in fault_schedule(spec)], seed)
     for client in clients:
-        client.start(0.0)
+        client.start(t0)
     duration_ms = spec.workload.duration_s * 1000
     end_ms = duration_ms + spec.settle_s * 1000
     step = max(100.0, duration_ms / 50)
     t = 0.0
     while t < duration_ms:
         t = min(duration_ms, t + step)
-        sim.run(t)
+        sim.run(t0 + t)
         if progress:
             progress(t / end_ms)
     for client in clients:
         client.stop()
     nemesis.heal_all()
-    sim.run(end_ms)
+    sim.run(t0 + end_ms)
     if progress:
         progress(1.0)
     violations = sim.finish()
 
-    ops = [op for c in clients for op in c.history]
+    ops = [_shift(op, t0) for c in clients for op in c.history]
     ops.sort(key=lambda op: (op.invoke_ms, op.client, op.seq))
+    applied = [(t - t0, what) for t, what in nemesis.applied]
+    leader_events = [(t - t0, n, term) for t, n, term in sim.leader_events]
+    role_events = [(t - t0, n, role, term) for t, n, role, term in sim.role_events]
     agreed = getattr(sim.checker, "agreed", {})
     committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
     metrics = compute_metrics(
         ops, end_ms=end_ms, duration_ms=duration_ms, committed=committed, messages=messages,
-        message_bytes=message_bytes, faults=nemesis.applied[:-1] if nemesis.applied else [],
-        role_events=sim.role_events, leader_events=sim.leader_events)
+        message_bytes=message_bytes, faults=applied[:-1], role_events=role_events,
+        leader_events=leader_events)
     stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {spec.settle_s:g}s after healing"
                for op in ops if op.complete_ms is None]
     checks = [
@@ -148,15 +158,30 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
         Check("liveness after healing", "fail" if stalled else "pass", "; ".join(stalled[:5])),
         linearizability_check(ops),
     ]
-    events = ([{"t": t, "type": "fault", "what": what} for t, what in nemesis.applied]
+    events = ([{"t": t, "type": "fault", "what": what} for t, what in applied]
               + [{"t": t, "type": "leader", "node": n, "term": term}
-                 for t, n, term in sim.leader_events]
+                 for t, n, term in leader_events]
               + [{"t": t, "type": "role", "node": n, "role": role, "term": term}
-                 for t, n, role, term in sim.role_events])
+                 for t, n, role, term in role_events])
     events.sort(key=lambda e: e["t"])
     return RunResult(algorithm, seed, ops, events, metrics, checks, trace,
                      {"trace_sha256": sim.trace_sha256, "events": sim.stats.events,
                       "violations": [str(v) for v in violations]})
+
+
+def _first_leader(sim: Simulation, within_ms: float = 10_000.0) -> float:
+    """Run until some node leads (or ``within_ms`` passed); the time it took."""
+    while sim.leader() is None and sim.now < within_ms:
+        sim.run(sim.now + 5.0)
+    return sim.now
+
+
+def _shift(op: Operation, t0: float) -> Operation:
+    """``op`` with its times on the experiment's clock (0 = the first leader in place)."""
+    return dataclasses.replace(
+        op, invoke_ms=op.invoke_ms - t0,
+        complete_ms=None if op.complete_ms is None else op.complete_ms - t0,
+        scheduled_ms=None if op.scheduled_ms is None else op.scheduled_ms - t0)
 
 
 def linearizability_check(ops: list[Operation], budget_s: float = 60.0) -> Check:

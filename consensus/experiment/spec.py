@@ -65,8 +65,16 @@ class TimingSpec(_Strict):
                       pre_vote=self.pre_vote, check_quorum=self.check_quorum)
 
 
+class ProcessingSpec(_Strict):
+    """Simulated CPU time per inbound message (sim only; off by default)."""
+
+    per_message_ms: Annotated[float, Field(ge=0)] = 0.0
+    per_entry_ms: Annotated[float, Field(ge=0)] = 0.0
+
+
 class ClusterSpec(_Strict):
     nodes: Annotated[int, Field(ge=1, le=15)] = 5
+    processing: ProcessingSpec = ProcessingSpec()
 
     @property
     def ids(self) -> list[str]:
@@ -161,6 +169,8 @@ class ExperimentSpec(_Strict):
     faults: list[FaultSpec] = []
     settle_s: Annotated[float, Field(ge=0)] = 3.0  # quiet time after healing, before checks
     mqtt: MqttSpec = MqttSpec()
+    # Offered rates (total ops/s) for a load sweep: the experiment runs once per rate.
+    load_sweep: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)] | None = None
 
     @model_validator(mode="after")
     def _nodes_exist(self) -> ExperimentSpec:
