@@ -33,11 +33,12 @@ MESSAGES = [
     rf.AppendEntriesReply(src="n2", dst="n1", term=3, success=False, reject_index=41,
                           conflict_term=2, conflict_index=30),
     px.Prepare(src="n1", dst="n2", ballot=B, first_slot=5),
+    px.Prepare(src="n1", dst="n2", ballot=B, first_slot=5, pre_vote=True),
     px.Promise(src="n2", dst="n1", ballot=B, first_slot=5, chosen=(CMD, None),
                accepted=(px.AcceptedValue(7, px.Ballot(2, 1, "n2"), CMD),), commit_index=6),
     px.Accept(src="n1", dst="n2", ballot=B, first_slot=8, commands=(CMD, None), commit_index=7),
     px.Accepted(src="n2", dst="n1", ballot=B, first_slot=8, count=2, commit_index=7,
-                leader_commit=7),
+                leader_commit=7, accepted_through=9),
     px.Commit(src="n1", dst="n3", ballot=B, first_slot=1, commands=(None, CMD), commit_index=2),
     px.Nack(src="n2", dst="n1", ballot=B, promised=px.Ballot(4, 2, "n3")),
 ]

@@ -25,7 +25,7 @@ from consensus.paxos.messages import (
     Promised,
     RoundUsed,
 )
-from consensus.paxos.node import CANDIDATE, FOLLOWER, LEADER, PaxosNode
+from consensus.paxos.node import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, PaxosNode
 
 Drop = Callable[[Message], bool]
 
@@ -183,7 +183,7 @@ def test_accepted_is_durable_in_the_same_ready_it_leaves_in():
 
 
 def test_campaign_persists_its_round_but_promises_itself_only_with_a_quorum():
-    c = Cluster(3)
+    c = Cluster(3, config=Config(pre_vote=False))
     node = c.node("a1")
     node.campaign()
     ready = c.drain(node)
@@ -191,6 +191,60 @@ def test_campaign_persists_its_round_but_promises_itself_only_with_a_quorum():
     assert node.role == CANDIDATE and node.promised.round == 0
     c.deliver()
     assert node.role == LEADER and node.promised == Ballot(1, 0, "a1")
+
+
+def test_pre_vote_changes_nothing_and_phase_1_follows_a_majority_of_pre_votes():
+    """Pre-vote (thesis §9.6, with Raft's ``pre_vote`` knob): the asker persists no round, the
+    acceptors promise nothing, and only a majority of willing acceptors starts Phase 1."""
+    c = Cluster(3)
+    node = c.node("a1")
+    node.campaign()
+    ready = c.drain(node)
+    assert ready.persist == [] and node.role == PRE_CANDIDATE
+    assert all(isinstance(m, Prepare) and m.pre_vote for m in ready.messages)
+    a2 = c.node("a2")
+    a2.step(c.queue.pop(0))
+    answer = c.drain(a2)
+    assert answer.persist == [] and a2.promised == Ballot(0, -1)
+    (promise,) = answer.messages
+    assert isinstance(promise, Promise) and promise.pre_vote
+    c.queue.clear()
+    node.step(promise)  # a2 and a1 itself: a majority of three
+    ready = c.drain(node)
+    assert ready.persist == [RoundUsed(1)] and node.role == CANDIDATE
+    assert all(isinstance(m, Prepare) and not m.pre_vote for m in ready.messages)
+    c.deliver()
+    assert node.role == LEADER and node.promised == Ballot(1, 0, "a1")
+
+
+def test_a_pre_vote_answer_never_counts_as_a_promise():
+    """The campaign may reuse the pre-vote's ballot, so a late pre-vote answer carries the
+    candidate's ballot: it must not count towards Phase 1's quorum."""
+    c = Cluster(3)
+    node = c.node("a1")
+    node.campaign()
+    c.drain(node)
+    pre = [m for m in c.queue if isinstance(m, Prepare)]
+    c.queue.clear()
+    for m in pre:
+        c.node(m.dst).step(m)
+        c.drain(c.node(m.dst))
+    answers = list(c.queue)
+    c.queue.clear()
+    node.step(answers[0])
+    c.drain(node)
+    assert node.role == CANDIDATE
+    node.step(answers[1])  # a pre-vote answer with the campaign's ballot
+    assert node.role == CANDIDATE and node.ballot == answers[1].ballot
+
+
+def test_an_acceptor_in_a_leader_lease_refuses_pre_votes_too():
+    c = Cluster(3)
+    c.elect("a1")
+    c.advance(60)
+    a3 = c.node("a3")
+    a3.step(Prepare(src="a2", dst="a3", ballot=Ballot(9, 1, "a2"), first_slot=1, pre_vote=True))
+    assert a3.ready().messages == []
 
 
 def test_client_requests_are_routed_deduplicated_and_answered_after_commit():
@@ -329,6 +383,33 @@ def test_lost_accepts_are_resent_after_a_heartbeat():
     assert c.node("a1").commit_index == 0
     c.advance(120)
     assert c.node("a1").commit_index == 1 and c.node("a1").kv.data == {"x": "1"}
+
+
+def test_a_lost_accepted_is_made_up_for_by_the_next_one():
+    """Accepted acknowledges cumulatively (like Raft's match index): no heartbeat needed."""
+    c = Cluster(3)
+    c.elect("a1")
+    c.request("a1", "SET x = 1", seq=1)
+    c.deliver(drop=lambda m: isinstance(m, Accepted))
+    assert c.node("a1").commit_index == 0
+    c.request("a1", "SET x = 2", seq=2, client="c2")
+    c.deliver()
+    assert c.node("a1").commit_index == 2
+    assert len([r for r in c.replies if r.status == ReplyStatus.OK]) == 2
+
+
+def test_a_lost_accept_is_resent_as_soon_as_the_gap_shows():
+    """The next Accepted shows the gap a lost Accept left, and the leader fills it at once,
+    as a Raft leader resends on a refusal, instead of waiting for a heartbeat."""
+    c = Cluster(3)
+    c.elect("a1")
+    c.request("a1", "SET x = 1", seq=1)
+    c.deliver(drop=lambda m: isinstance(m, Accept) and bool(m.commands))
+    c.request("a1", "SET x = 2", seq=2, client="c2")
+    c.deliver()
+    assert c.node("a1").commit_index == 2
+    resent = [m for m in c.sent if isinstance(m, Accept) and m.commands and m.first_slot == 1]
+    assert {m.dst for m in resent} == {"a2", "a3"} and len(resent) == 4  # sent, lost, resent
 
 
 def test_accepts_are_batched_and_pipelined_within_the_window():

@@ -49,10 +49,15 @@ class AcceptedValue:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prepare(Message):
-    """Phase 1a for every slot from ``first_slot`` on (the proposer's first unchosen slot)."""
+    """Phase 1a for every slot from ``first_slot`` on (the proposer's first unchosen slot).
+
+    With ``pre_vote`` it only asks whether the acceptor *would* promise ``ballot`` (no one
+    promises anything, no one's state changes), like Raft's pre-vote (thesis §9.6).
+    """
 
     ballot: Ballot
     first_slot: int
+    pre_vote: bool = False
     kind: ClassVar[str] = "Prepare"
 
 
@@ -62,7 +67,8 @@ class Promise(Message):
 
     ``chosen`` holds the values the acceptor knows are chosen for slots ``first_slot`` ..
     ``commit_index`` (a new leader adopts them as they are); ``accepted`` holds its accepted
-    ``(ballot, value)`` for every later slot it has accepted anything in.
+    ``(ballot, value)`` for every later slot it has accepted anything in. With ``pre_vote`` it
+    answers a pre-vote Prepare: the acceptor would promise, has not, and reports nothing.
     """
 
     ballot: Ballot
@@ -70,6 +76,7 @@ class Promise(Message):
     chosen: tuple[Command | None, ...]
     accepted: tuple[AcceptedValue, ...]
     commit_index: int
+    pre_vote: bool = False
     kind: ClassVar[str] = "Promise"
 
 
@@ -97,6 +104,11 @@ class Accepted(Message):
     contiguously chosen slot and ``leader_commit`` echoes the commit index of the request: when
     the first is below the second, the acceptor missed values it cannot learn from the
     piggybacked commit index, and the leader sends them in a :class:`Commit`.
+
+    ``accepted_through`` acknowledges cumulatively, like Raft's match index: the acceptor has
+    accepted at ``ballot`` every slot from ``leader_commit + 1`` to it. So the next Accepted
+    makes up for one lost on the way, and an Accepted whose ``first_slot`` lies above
+    ``accepted_through + 1`` shows the leader the gap a lost Accept left.
     """
 
     ballot: Ballot
@@ -104,6 +116,7 @@ class Accepted(Message):
     count: int
     commit_index: int
     leader_commit: int
+    accepted_through: int = 0
     kind: ClassVar[str] = "Accepted"
 
 

@@ -23,10 +23,15 @@ what makes them linearizable) takes the next free slot, and Accepts (2a) carry r
 consecutive slots (``max_batch``), pipelined up to ``max_inflight`` unacknowledged runs per
 acceptor, like Raft's AppendEntries. A slot is chosen when a majority answered Accepted (2b)
 at the leader's ballot; slots are applied strictly in order, so a chosen slot waits for every
-slot below it. The leader's commit index rides on every Accept and heartbeat: an acceptor that
-accepted slot ``s`` at the leader's ballot learns from ``s <= commit_index`` that its value is
-the chosen one. An acceptor that cannot (it missed Accepts, or restarted) says so in its reply,
-and the leader sends it the chosen values in a Commit message.
+slot below it. An Accepted also acknowledges cumulatively, like Raft's match index: it says up
+to which slot the acceptor holds every open slot at the leader's ballot. So a lost Accepted
+costs nothing once the next one arrives, and a lost Accept shows up as a gap below the run the
+next Accepted answers, which the leader fills at once (as a Raft follower's refusal makes its
+leader resend) instead of waiting for a heartbeat. The leader's commit index rides on every
+Accept and heartbeat: an acceptor that accepted slot ``s`` at the leader's ballot learns from
+``s <= commit_index`` that its value is the chosen one. An acceptor that cannot (it missed
+Accepts, or restarted) says so in its reply, and the leader sends it the chosen values in a
+Commit message.
 
 An acceptor refuses a Prepare or Accept below its promised ballot with a Nack carrying that
 ballot; a proposer that gets one steps back to follower and waits a fresh randomised timeout
@@ -37,14 +42,17 @@ Durability: the promised ballot and every accepted ``(ballot, value)`` are persi
 ``Ready`` as the Promise/Accepted that depends on them (the driver persists before it sends), so
 an acceptor that crashes and restarts can never go back on what it said.
 
-Leader stability (with ``check_quorum``, as in Raft): a leader that has not heard from a
-majority for an election timeout steps down, and a node that heard from a live leader within the
-minimum election timeout ignores Prepares from anyone else, so a node rejoining after a
-partition cannot depose a healthy leader. A campaigning node also does not promise its own
-ballot until it has a majority of promises from the others (its own promise completes the
-quorum), so a node that campaigns in vain while cut off does not come back with a promised
-ballot that would refuse the live leader's Accepts. That is the role Raft's ``pre_vote`` plays,
-so Paxos always behaves this way and ignores the ``pre_vote`` knob.
+Leader stability, with the same knobs as Raft. With ``check_quorum``, a leader that has not
+heard from a majority for an election timeout steps down, and a node that heard from a live
+leader within the minimum election timeout ignores Prepares from anyone else, so a node
+rejoining after a partition cannot depose a healthy leader (thesis §6.2, §4.2.3). With
+``pre_vote``, a node that suspects the leader first asks whether a majority *would* promise a
+new ballot (a Prepare marked ``pre_vote``, answered without promising anything) and runs Phase
+1 only if so (thesis §9.6). Without it, a node cut off in a minority runs Phase 1 again and
+again, the acceptors with it promise ever higher ballots, and when the partition heals they
+refuse the live leader's Accepts with Nacks that depose it. A campaigning node also does not
+promise its own ballot until it has a majority of promises from the others (its own promise
+completes the quorum), so a campaign in vain leaves at least the campaigner free of it.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ from consensus.paxos.messages import (
 )
 
 FOLLOWER = "follower"  # an acceptor and learner following a leader (or looking for one)
+PRE_CANDIDATE = "precandidate"  # asking whether a majority would promise (pre-vote)
 CANDIDATE = "candidate"  # running Phase 1 for its own ballot
 LEADER = "leader"  # Phase 1 done: proposes in Phase 2 only
 _NEVER = float("inf")
@@ -86,9 +95,12 @@ SlotState = tuple[Ballot, Command | None]
 
 @dataclass(slots=True)
 class Progress:
-    """The leader's view of one acceptor."""
+    """The leader's view of one acceptor (Raft's nextIndex/matchIndex, plus pipelining)."""
 
     next: int  # next slot to send in an Accept
+    # Every open slot up to here is known accepted by the acceptor at our ballot (from its
+    # cumulative ``accepted_through``; below our commit index it means nothing).
+    match: int = 0
     # (last slot, time sent) of each Accept run not yet acknowledged, oldest first.
     inflight: deque[tuple[int, float]] = field(default_factory=deque)
     # After a suspected loss: one run at a time until one is acknowledged, then the window.
@@ -96,6 +108,8 @@ class Progress:
     active: bool = False  # heard from since the last check-quorum round
     commit_sent: int = 0  # last slot sent in a Commit (catch-up)
     commit_sent_at: float = -_NEVER
+    repair_from: int = 0  # first slot of the last gap resent (a lost Accept)
+    repair_at: float = -_NEVER
 
 
 class PaxosNode(Node):
@@ -119,9 +133,15 @@ class PaxosNode(Node):
         self.applied = 0
         self.last_index = 0  # highest slot with a value in ``log``
         self.round_seen = 0  # highest round seen in any ballot; the next ballot goes above it
+        # Acceptor: every slot above the leader's commit index up to ``through_slot`` is
+        # accepted at ``through_ballot`` (a cache, so a cumulative acknowledgement costs O(1)).
+        self.through_ballot: Ballot | None = None
+        self.through_slot = 0
         self.role = FOLLOWER
         self.leader: NodeId | None = None
-        self.ballot: Ballot | None = None  # the ballot this node campaigns or leads with
+        # The ballot this node asks pre-votes for, campaigns or leads with.
+        self.ballot: Ballot | None = None
+        self.pre_votes: set[NodeId] = set()  # pre-candidate: who would promise ``ballot``
         self.promises: dict[NodeId, Promise] = {}  # candidate: Phase 1b answers
         # Leader: slot -> bitmask of acceptors that accepted it at ``ballot``, for slots
         # proposed and not yet chosen; chosen slots above the commit index wait in ``chosen``.
@@ -140,6 +160,32 @@ class PaxosNode(Node):
         self.become_follower(None)
         self.election_deadline = None
 
+    # -- restart -----------------------------------------------------------------------
+
+    def restore(self, records: Sequence[Any]) -> None:
+        """Fold the persisted records back into promise, round, accepted slots and commit."""
+        log = self.log
+        commit = 0
+        for rec in records:
+            if isinstance(rec, AcceptedRun):
+                for i, command in enumerate(rec.commands):
+                    log[rec.first_slot + i] = (rec.ballot, command)
+                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+            elif isinstance(rec, ChosenRun):
+                for i, command in enumerate(rec.commands):
+                    prev = log.get(rec.first_slot + i)
+                    log[rec.first_slot + i] = (ZERO_BALLOT if prev is None else prev[0], command)
+                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+            elif isinstance(rec, Promised):
+                self.promised = max(self.promised, rec.ballot)
+            elif isinstance(rec, RoundUsed):
+                self.round_used = max(self.round_used, rec.round)
+            elif isinstance(rec, Committed):
+                commit = max(commit, rec.index)
+        self.round_seen = max(self.round_used, self.promised.round)
+        self.become_follower(None)
+        self.set_commit(commit, persist=False)
+
     # -- role changes (the only place the role changes) ---------------------------------
 
     def become_follower(self, leader: NodeId | None) -> None:
@@ -153,6 +199,7 @@ class PaxosNode(Node):
         self.role = FOLLOWER
         self.leader = leader
         self.ballot = None
+        self.pre_votes = set()
         self.promises = {}
         self.votes = {}
         self.chosen = set()
@@ -160,6 +207,19 @@ class PaxosNode(Node):
         self.heartbeat_deadline = self.quorum_deadline = _NEVER
         self.election_timeout_ms = self.election_timeout()
         self.reset_election_timer()
+
+    def become_pre_candidate(self) -> None:
+        """Pre-vote (Raft thesis §9.6, applied to Phase 1): ask whether a majority would promise
+        the ballot we would campaign with. Nothing is persisted and nobody promises anything,
+        so a node that cannot reach a majority leaves every acceptor's promise as it was."""
+        self.role = PRE_CANDIDATE
+        self.leader = None
+        self.ballot = Ballot(self.next_round(), self.rank, self.id)
+        self.pre_votes = {self.id}
+        self.election_timeout_ms = self.election_timeout()
+        self.reset_election_timer()
+        self.bcast_prepare(pre_vote=True)
+        self.maybe_win_pre_vote()
 
     def become_leader(self) -> None:
         """MultiPaxos ``BecomeLeader``, Phase 1a: Prepare every slot from the first unchosen.
@@ -169,11 +229,12 @@ class PaxosNode(Node):
         """
         if self.role == LEADER:
             return
-        self.round_used = max(self.round_used, self.promised.round, self.round_seen) + 1
+        self.round_used = self.next_round()
         self.persist(RoundUsed(self.round_used))
         self.role = CANDIDATE
         self.leader = None
         self.ballot = Ballot(self.round_used, self.rank, self.id)
+        self.pre_votes = set()
         self.promises = {}
         self.election_timeout_ms = self.election_timeout()
         self.reset_election_timer()
@@ -230,22 +291,19 @@ class PaxosNode(Node):
         else:
             self.bcast_heartbeat()
 
-    def maybe_become_stable_leader(self) -> bool:
-        """With promises from a majority (counting our own, given now), take the lead."""
-        if self.role != CANDIDATE or self.ballot is None:
-            return False
-        if not quorum.has_quorum(len(self.promises) + 1, len(self.peers)):
-            return False
-        if self.promised > self.ballot:
-            # We promised a higher ballot meanwhile, so cannot promise our own.
-            self.become_follower(None)
-            return False
-        self.become_stable_leader()
-        return True
-
     def campaign(self) -> None:
-        """Start Phase 1 now (the simulator's and the dashboard's "time out a node")."""
-        self.become_leader()
+        """Start an election now (the simulator's and the dashboard's "time out a node")."""
+        if self.role == LEADER:
+            return
+        if self.config.pre_vote:
+            self.become_pre_candidate()
+        else:
+            self.become_leader()
+
+    def next_round(self) -> int:
+        """The round of our next ballot: above every round we used, promised or saw (so a
+        newer leader always has a higher round, which ``Status.term`` reports)."""
+        return max(self.round_used, self.promised.round, self.round_seen) + 1
 
     # -- time ----------------------------------------------------------------------------
 
@@ -255,20 +313,17 @@ class PaxosNode(Node):
             if now >= self.quorum_deadline:
                 self.tick_check_quorum()
             if self.role == LEADER and now >= self.heartbeat_deadline:
-                self.tick_heartbeat()
+                self.bcast_heartbeat()
         elif self.election_deadline is None:
             self.reset_election_timer()
         elif now >= self.election_deadline:
-            # A follower suspects the leader; a candidate's Phase 1 got no quorum in time.
-            self.become_leader()
+            # A follower suspects the leader; a (pre-)candidate got no quorum in time.
+            self.campaign()
 
     def next_deadline(self) -> float:
         if self.role == LEADER:
             return min(self.heartbeat_deadline, self.quorum_deadline)
         return self.now if self.election_deadline is None else self.election_deadline
-
-    def reset_election_timer(self) -> None:
-        self.election_deadline = self.now + self.election_timeout_ms
 
     def tick_check_quorum(self) -> None:
         """Step down unless a majority was heard from lately (Raft's CheckQuorum, §6.2)."""
@@ -281,24 +336,8 @@ class PaxosNode(Node):
         if not quorum.has_quorum(active, len(self.peers)):
             self.become_follower(None)
 
-    def tick_heartbeat(self) -> None:
-        """Every heartbeat: resend what seems lost, and tell everyone we are alive."""
-        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
-        blocked = self.commit_index == self.hb_commit and self.commit_index + 1 in self.votes
-        self.hb_commit = self.commit_index
-        hb = self.config.heartbeat_ms
-        for peer in self.others:
-            pr = self.progress[peer]
-            stalled = pr.inflight and self.now - pr.inflight[0][1] >= hb
-            lacking = blocked and not self.votes[self.commit_index + 1] & self.bit[peer]
-            if stalled or lacking:
-                # No answer for a whole heartbeat, or the slot holding the commit index back
-                # is missing this acceptor's vote: resend from its first unacknowledged slot.
-                pr.next = self.first_unacked(peer)
-                pr.inflight.clear()
-                pr.probe = True
-            if not self.maybe_send_accept(peer):
-                self.send_accept(peer, pr, heartbeat=True)
+    def reset_election_timer(self) -> None:
+        self.election_deadline = self.now + self.election_timeout_ms
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -317,9 +356,13 @@ class PaxosNode(Node):
             if isinstance(msg, Prepare) and self.in_leader_lease(msg.src):
                 return  # a live leader exists; don't let a stray proposer disrupt it
             if ballot < self.promised:
-                self.send(Nack(src=self.id, dst=msg.src, ballot=ballot, promised=self.promised))
+                self.handle_stale_message(msg)
                 return
-            self.update_ballot(ballot)
+            if isinstance(msg, Prepare):
+                if not msg.pre_vote:  # a pre-vote never changes anything here
+                    self.update_ballot(ballot, None)
+            else:
+                self.update_ballot(ballot, msg.src)  # an Accept or Commit: its sender leads
         if isinstance(msg, Accept):
             self.handle_accept(msg)
         elif isinstance(msg, Accepted):
@@ -333,12 +376,16 @@ class PaxosNode(Node):
         elif isinstance(msg, Nack):
             self.handle_nack(msg)
 
-    def update_ballot(self, ballot: Ballot) -> None:
-        """MultiPaxos ``UpdateBallot``: a higher ballot than ours ends our campaign/leadership."""
+    def update_ballot(self, ballot: Ballot, leader: NodeId | None) -> None:
+        """MultiPaxos ``UpdateBallot``: a higher ballot than ours ends our campaign/leadership.
+
+        ``leader`` is the ballot's proposer when we know it leads (it sent an Accept or a
+        Commit), so clients we abandon are sent straight to it.
+        """
         if ballot.round > self.round_seen:
             self.round_seen = ballot.round
         if self.ballot is not None and ballot > self.ballot:
-            self.become_follower(None)
+            self.become_follower(leader)
 
     def in_leader_lease(self, src: NodeId) -> bool:
         """True while a live leader other than ``src`` was heard from within the minimum
@@ -349,6 +396,13 @@ class PaxosNode(Node):
             return True
         return (self.leader is not None
                 and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+
+    def handle_stale_message(self, msg: Message) -> None:
+        """A Prepare, Accept or Commit below our promise: refuse it with a Nack carrying the
+        promise, so a deposed leader or a stale proposer learns the newer ballot and steps
+        back (as a Raft refusal carries the newer term)."""
+        ballot: Ballot = msg.ballot  # type: ignore[attr-defined]
+        self.send(Nack(src=self.id, dst=msg.src, ballot=ballot, promised=self.promised))
 
     def handle_client_request(self, req: ClientRequest) -> None:
         """MultiPaxos ``TakeNewRequest``: the leader proposes it in the next free slot."""
@@ -364,7 +418,14 @@ class PaxosNode(Node):
         """MultiPaxos ``HandlePrepare``, Phase 1b: promise, and report what we know.
 
         The promise is persisted in this same ``Ready``, so it is durable before it leaves.
+        A pre-vote is answered without promising (``step`` already refused a ballot below our
+        promise and ignored one that a live leader's lease rules out).
         """
+        if msg.pre_vote:
+            self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot,
+                              first_slot=msg.first_slot, chosen=(), accepted=(),
+                              commit_index=self.commit_index, pre_vote=True))
+            return
         if msg.ballot > self.promised:
             self.promised = msg.ballot
             self.persist(Promised(msg.ballot))
@@ -382,11 +443,41 @@ class PaxosNode(Node):
                           chosen=chosen, accepted=accepted, commit_index=self.commit_index))
 
     def handle_promise(self, msg: Promise) -> None:
-        """MultiPaxos ``HandlePrepareReplies``: tally, and lead once a majority promised."""
+        """MultiPaxos ``HandlePrepareReplies``: tally, and lead once a majority promised.
+
+        A pre-vote answer counts only towards the pre-vote: it binds nobody, so it must never
+        count as a promise (a campaign may reuse the pre-vote's ballot).
+        """
+        if msg.pre_vote:
+            if self.role == PRE_CANDIDATE:
+                self.pre_votes.add(msg.src)
+                self.maybe_win_pre_vote()
+            return
         if self.role != CANDIDATE:
             return
         self.promises[msg.src] = msg
         self.maybe_become_stable_leader()
+
+    def maybe_win_pre_vote(self) -> bool:
+        """With a majority willing to promise (us included), start Phase 1 for real."""
+        if self.role != PRE_CANDIDATE or not quorum.has_quorum(len(self.pre_votes),
+                                                                len(self.peers)):
+            return False
+        self.become_leader()
+        return True
+
+    def maybe_become_stable_leader(self) -> bool:
+        """With promises from a majority (counting our own, given now), take the lead."""
+        if self.role != CANDIDATE or self.ballot is None:
+            return False
+        if not quorum.has_quorum(len(self.promises) + 1, len(self.peers)):
+            return False
+        if self.promised > self.ballot:
+            # We promised a higher ballot meanwhile, so cannot promise our own.
+            self.become_follower(None)
+            return False
+        self.become_stable_leader()
+        return True
 
     def handle_accept(self, msg: Accept) -> None:
         """MultiPaxos ``HandleAccept``, Phase 2b: accept the run (or heartbeat), then learn.
@@ -412,37 +503,38 @@ class PaxosNode(Node):
                 self.persist(AcceptedRun(first, ballot, commands))
                 self.last_index = max(self.last_index, first + len(commands) - 1)
         self.maybe_commit(ballot, msg.commit_index)
-        self.send(Accepted(src=self.id, dst=msg.src, ballot=ballot, first_slot=msg.first_slot,
-                           count=len(commands), commit_index=self.commit_index,
-                           leader_commit=msg.commit_index))
+        self.send_accepted(msg.src, ballot, msg.first_slot, len(commands), msg.commit_index)
 
     def handle_accepted(self, msg: Accepted) -> None:
-        """MultiPaxos ``HandleAcceptReplies``: count votes per slot; chosen at a majority."""
+        """MultiPaxos ``HandleAcceptReplies``: count votes per slot; chosen at a majority.
+
+        The acceptor's vote counts for every slot up to ``accepted_through`` (cumulative, so a
+        lost Accepted is made up for) and for the run it answers. A run above a gap means an
+        Accept below it was lost: the gap is resent now rather than at the next heartbeat.
+        """
         if self.role != LEADER:
             return
-        pr = self.progress[msg.src]
+        peer = msg.src
+        pr = self.progress[peer]
         pr.active = True
+        through = msg.accepted_through
+        if through > pr.match:
+            self.count_votes(peer, max(pr.match, self.commit_index) + 1, through)
+            pr.match = through
+        done = max(pr.match, self.commit_index)  # chosen slots need no more votes
+        while pr.inflight and pr.inflight[0][0] <= done:
+            pr.inflight.popleft()
         if msg.count:
-            last = msg.first_slot + msg.count - 1
-            while pr.inflight and pr.inflight[0][0] <= last:
-                pr.inflight.popleft()
             pr.probe = False
-            bit = self.bit[msg.src]
-            votes = self.votes
-            for slot in range(max(msg.first_slot, self.commit_index + 1), last + 1):
-                v = votes.get(slot)
-                if v is None:
-                    continue
-                v |= bit
-                if v.bit_count() >= self.majority:
-                    del votes[slot]
-                    self.chosen.add(slot)
-                else:
-                    votes[slot] = v
-            self.advance_commit_index()
+            last = msg.first_slot + msg.count - 1
+            self.count_votes(peer, max(msg.first_slot, pr.match + 1, self.commit_index + 1),
+                             last)
+        self.advance_commit_index()
+        if msg.count and msg.first_slot > max(pr.match, self.commit_index) + 1:
+            self.maybe_send_repair(peer, msg.first_slot - 1)
         if msg.commit_index < msg.leader_commit:
-            self.maybe_send_commit(msg.src, msg.commit_index)
-        self.maybe_send_accept(msg.src)
+            self.maybe_send_commit(peer, msg.commit_index)
+        self.maybe_send_accept(peer)
 
     def handle_commit(self, msg: Commit) -> None:
         """MultiPaxos ``HandleCommitNotice``: learn chosen values we missed (catch-up)."""
@@ -454,9 +546,7 @@ class PaxosNode(Node):
             values = commands[start - first:]
             self.learn_chosen(start, values)
         self.maybe_commit(msg.ballot, msg.commit_index)
-        self.send(Accepted(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
-                           count=0, commit_index=self.commit_index,
-                           leader_commit=msg.commit_index))
+        self.send_accepted(msg.src, msg.ballot, first, 0, msg.commit_index)
 
     def handle_nack(self, msg: Nack) -> None:
         """Preempted: someone promised a higher ballot. Step back and wait a random timeout.
@@ -464,7 +554,7 @@ class PaxosNode(Node):
         We promise that ballot too (a promise only ever refuses more), so a deposed leader
         refuses its own stale ballot's messages and reports the newer round, as Raft does.
         """
-        self.update_ballot(msg.promised)
+        self.update_ballot(msg.promised, None)
         if msg.promised > self.promised:
             self.promised = msg.promised
             self.persist(Promised(msg.promised))
@@ -476,28 +566,7 @@ class PaxosNode(Node):
         self.leader_contact = self.now
         self.reset_election_timer()
 
-    # -- proposing and learning ------------------------------------------------------------
-
-    def propose(self, commands: tuple[Command | None, ...]) -> None:
-        """Phase 2a for ``commands`` in the next free slots: accept them ourselves, then send.
-
-        Our own acceptance is persisted in the same ``Ready`` as the Accepts.
-        """
-        ballot = self.ballot
-        assert ballot is not None
-        first = self.next_slot
-        bit = self.bit[self.id]
-        for i, command in enumerate(commands):
-            self.log[first + i] = (ballot, command)
-            self.votes[first + i] = bit
-        self.persist(AcceptedRun(first, ballot, commands))
-        self.next_slot = first + len(commands)
-        self.last_index = max(self.last_index, self.next_slot - 1)
-        if self.majority == 1:
-            self.chosen.update(range(first, self.next_slot))
-            self.votes.clear()
-            self.advance_commit_index()
-        self.bcast_accept()
+    # -- commitment ----------------------------------------------------------------------
 
     def advance_commit_index(self) -> None:
         """Raise the commit index over every chosen slot directly above it."""
@@ -507,6 +576,22 @@ class PaxosNode(Node):
             c += 1
             chosen.discard(c)
         self.set_commit(c)
+
+    def count_votes(self, peer: NodeId, first: int, last: int) -> None:
+        """``peer`` accepted slots ``first``..``last`` at our ballot: a slot whose votes reach
+        a majority is chosen (it joins the commit index once every slot below it has)."""
+        bit = self.bit[peer]
+        votes = self.votes
+        for slot in range(first, last + 1):
+            v = votes.get(slot)
+            if v is None or v & bit:
+                continue
+            v |= bit
+            if v.bit_count() >= self.majority:
+                del votes[slot]
+                self.chosen.add(slot)
+            else:
+                votes[slot] = v
 
     def maybe_commit(self, ballot: Ballot, leader_commit: int) -> bool:
         """Learn from a leader's commit index: slots we accepted at its ballot are chosen.
@@ -549,30 +634,59 @@ class PaxosNode(Node):
             self.apply_entry(self.applied, log[self.applied][1])
         return True
 
-    def first_unacked(self, peer: NodeId) -> int:
-        """The lowest open slot ``peer`` has not acknowledged at our ballot."""
-        bit = self.bit[peer]
-        slot = self.commit_index + 1
-        votes = self.votes
-        while slot < self.next_slot and (slot not in votes or votes[slot] & bit):
-            slot += 1
-        return slot
+    def propose(self, commands: tuple[Command | None, ...]) -> None:
+        """Phase 2a for ``commands`` in the next free slots: accept them ourselves, then send.
+
+        Our own acceptance is persisted in the same ``Ready`` as the Accepts.
+        """
+        ballot = self.ballot
+        assert ballot is not None
+        first = self.next_slot
+        bit = self.bit[self.id]
+        for i, command in enumerate(commands):
+            self.log[first + i] = (ballot, command)
+            self.votes[first + i] = bit
+        self.persist(AcceptedRun(first, ballot, commands))
+        self.next_slot = first + len(commands)
+        self.last_index = max(self.last_index, self.next_slot - 1)
+        if self.majority == 1:
+            self.chosen.update(range(first, self.next_slot))
+            self.votes.clear()
+            self.advance_commit_index()
+        self.bcast_accept()
 
     # -- outbound ------------------------------------------------------------------------
 
-    def bcast_prepare(self) -> None:
+    def bcast_prepare(self, *, pre_vote: bool = False) -> None:
         assert self.ballot is not None
         for peer in self.others:
             self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
-                              first_slot=self.commit_index + 1))
+                              first_slot=self.commit_index + 1, pre_vote=pre_vote))
 
     def bcast_accept(self) -> None:
         for peer in self.others:
             self.maybe_send_accept(peer)
 
     def bcast_heartbeat(self) -> None:
+        """Every heartbeat: an Accept to each acceptor (empty if nothing is new), resending
+        what seems lost."""
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        blocked = self.commit_index == self.hb_commit and self.commit_index + 1 in self.votes
+        self.hb_commit = self.commit_index
+        hb = self.config.heartbeat_ms
         for peer in self.others:
-            self.send_accept(peer, self.progress[peer], heartbeat=True)
+            pr = self.progress[peer]
+            stalled = pr.inflight and self.now - pr.inflight[0][1] >= hb
+            lacking = blocked and not self.votes[self.commit_index + 1] & self.bit[peer]
+            if stalled or lacking:
+                # No acknowledgement for a whole heartbeat, or the slot holding the commit
+                # index back is missing this acceptor's vote: resend from its first
+                # unacknowledged slot.
+                pr.next = self.first_unacked(peer)
+                pr.inflight.clear()
+                pr.probe = True
+            if not self.maybe_send_accept(peer):
+                self.send_accept(peer, pr.next, pr.next - 1)
 
     def maybe_send_accept(self, peer: NodeId) -> bool:
         """Send Accept runs to ``peer`` while its pipeline has room; True if anything went."""
@@ -582,22 +696,66 @@ class PaxosNode(Node):
         window = 1 if pr.probe else self.config.max_inflight
         sent = False
         while len(pr.inflight) < window and pr.next < self.next_slot:
-            self.send_accept(peer, pr)
+            last = min(pr.next + self.config.max_batch, self.next_slot) - 1
+            self.send_accept(peer, pr.next, last)
+            pr.next = last + 1
+            pr.inflight.append((last, self.now))
             sent = True
         return sent
 
-    def send_accept(self, peer: NodeId, pr: Progress, *, heartbeat: bool = False) -> None:
+    def send_accept(self, peer: NodeId, first: int, last: int) -> None:
+        """One Accept for slots ``first``..``last``; none (``last < first``) is a heartbeat."""
         assert self.ballot is not None
-        commands: tuple[Command | None, ...] = ()
-        first = pr.next
-        if not heartbeat:
-            last = min(first + self.config.max_batch, self.next_slot) - 1
-            log = self.log
-            commands = tuple(log[s][1] for s in range(first, last + 1))
-            pr.next = last + 1
-            pr.inflight.append((last, self.now))
+        log = self.log
         self.send(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
-                         commands=commands, commit_index=self.commit_index))
+                         commands=tuple(log[s][1] for s in range(first, last + 1)),
+                         commit_index=self.commit_index))
+
+    def accepted_through(self, ballot: Ballot, leader_commit: int) -> int:
+        """The highest slot ``t`` such that every slot in ``leader_commit + 1 .. t`` holds a
+        value we accepted at ``ballot`` (the cumulative part of an Accepted).
+
+        A slot's ballot in ``log`` is the ballot we last accepted it at (learning its chosen
+        value keeps the ballot), so the claim is always one we made durably. Within one ballot
+        the run only grows: a slot accepted at it changes only on accepting a higher ballot,
+        after which this ballot's Accepts are refused. So the scan resumes where it stopped.
+        """
+        if self.through_ballot != ballot:
+            self.through_ballot, self.through_slot = ballot, leader_commit
+        t = max(self.through_slot, leader_commit)
+        log = self.log
+        while (state := log.get(t + 1)) is not None and state[0] == ballot:
+            t += 1
+        self.through_slot = t
+        return t
+
+    def send_accepted(self, leader: NodeId, ballot: Ballot, first: int, count: int,
+                      leader_commit: int) -> None:
+        self.send(Accepted(src=self.id, dst=leader, ballot=ballot, first_slot=first, count=count,
+                           commit_index=self.commit_index, leader_commit=leader_commit,
+                           accepted_through=self.accepted_through(ballot, leader_commit)))
+
+    def maybe_send_repair(self, peer: NodeId, below: int) -> None:
+        """Resend ``peer`` the open slots it lacks below ``below + 1`` (a lost Accept), unless
+        that gap was resent within the last heartbeat and the answer may still be coming."""
+        pr = self.progress[peer]
+        first = self.first_unacked(peer)
+        if first > below:
+            return  # every slot it lacks there is already chosen: Commit covers it
+        if first == pr.repair_from and self.now - pr.repair_at < self.config.heartbeat_ms:
+            return
+        pr.repair_from, pr.repair_at = first, self.now
+        for start in range(first, below + 1, self.config.max_batch):
+            self.send_accept(peer, start, min(below, start + self.config.max_batch - 1))
+
+    def first_unacked(self, peer: NodeId) -> int:
+        """The lowest open slot ``peer`` has not acknowledged at our ballot."""
+        bit = self.bit[peer]
+        slot = max(self.commit_index, self.progress[peer].match) + 1
+        votes = self.votes
+        while slot < self.next_slot and (slot not in votes or votes[slot] & bit):
+            slot += 1
+        return slot
 
     def maybe_send_commit(self, peer: NodeId, peer_commit: int) -> None:
         """Send a lagging acceptor the next chosen values it lacks, one message in flight."""
@@ -617,31 +775,7 @@ class PaxosNode(Node):
                          commit_index=self.commit_index))
         pr.commit_sent, pr.commit_sent_at = last, self.now
 
-    # -- restart and observation -----------------------------------------------------------
-
-    def restore(self, records: Sequence[Any]) -> None:
-        """Fold the persisted records back into promise, round, accepted slots and commit."""
-        log = self.log
-        commit = 0
-        for rec in records:
-            if isinstance(rec, AcceptedRun):
-                for i, command in enumerate(rec.commands):
-                    log[rec.first_slot + i] = (rec.ballot, command)
-                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
-            elif isinstance(rec, ChosenRun):
-                for i, command in enumerate(rec.commands):
-                    prev = log.get(rec.first_slot + i)
-                    log[rec.first_slot + i] = (ZERO_BALLOT if prev is None else prev[0], command)
-                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
-            elif isinstance(rec, Promised):
-                self.promised = max(self.promised, rec.ballot)
-            elif isinstance(rec, RoundUsed):
-                self.round_used = max(self.round_used, rec.round)
-            elif isinstance(rec, Committed):
-                commit = max(commit, rec.index)
-        self.round_seen = max(self.round_used, self.promised.round)
-        self.become_follower(None)
-        self.set_commit(commit, persist=False)
+    # -- observation -----------------------------------------------------------------------
 
     def status(self) -> Status:
         ballot = self.ballot if self.role == CANDIDATE else self.promised
