@@ -50,6 +50,7 @@ def run(
     Exits 1 if any check failed (invariants, liveness after healing, linearizability).
     """
     from consensus.experiment import results as res
+    from consensus.experiment.execute import run_experiment
     from consensus.experiment.spec import SpecError, load_spec
 
     try:
@@ -69,29 +70,19 @@ def run(
         updates["mqtt"] = spec.mqtt.model_copy(update={key: broker})
     spec = spec.model_copy(update=updates)
     run_dir = out or res.default_run_dir(spec)
-    extra: dict[str, Any] = {}
-    if spec.transport == "mqtt":
-        from consensus.experiment.mqtt_runner import MqttExperiment
-
-        runner_ctx: Any = MqttExperiment(spec, run_dir)
-    else:
-        runner_ctx = None
     columns = (TextColumn("{task.description:<30}"), BarColumn(), TextColumn(
         "{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    try:
-        if runner_ctx is not None:
-            extra = runner_ctx.start()
-        res.write_spec_and_manifest(run_dir, spec, res.manifest(spec, spec.seeds,
-                                                                spec.transport, extra))
-        with Progress(*columns, console=err, transient=json_out) as progress:
-            if spec.load_sweep:
-                summary = _load_sweep(spec, run_dir, runner_ctx, progress, extra)
-            else:
-                summary = _execute(spec, run_dir, runner_ctx, progress)
-    finally:
-        if runner_ctx is not None:
-            runner_ctx.stop()
-    _render_reports(run_dir)
+    with Progress(*columns, console=err, transient=json_out) as progress:
+
+        def track(label: str) -> Any:
+            task = progress.add_task(label, total=1.0)
+            return lambda fraction: progress.update(task, completed=fraction)
+
+        try:
+            summary = run_experiment(spec, run_dir, progress=track)
+        except (RuntimeError, OSError) as exc:  # a broker or a node that would not start
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
     if json_out:
         print(json.dumps(summary, indent=2))
     else:
@@ -99,64 +90,12 @@ def run(
             print_sweep(summary)
         else:
             print_summary(summary)
-        console.print(f"\nresults: [bold]{run_dir}[/] (summary.json, histories, metrics"
-                      f"{', report.html' if (run_dir / 'report.html').exists() else ''})")
+        console.print(f"\nresults: [bold]{run_dir}[/] (summary.json, histories, metrics, "
+                      f"report.html)")
     if not summary["passed"]:
         for failure in summary["failures"]:
             err.print(f"[bold red]CHECK FAILED[/] {failure}")
         raise typer.Exit(1)
-
-
-def _execute(spec: Any, run_dir: Path, runner_ctx: Any, progress: Progress,
-             label: str = "") -> dict[str, Any]:
-    """Every algorithm on every seed of ``spec``, written into ``run_dir``; the summary."""
-    from consensus.experiment import results as res
-
-    results = []
-    for algorithm in spec.algorithms:
-        for seed in spec.seeds:
-            task = progress.add_task(f"{label}{get_algorithm(algorithm).title} seed {seed}",
-                                     total=1.0)
-
-            def advance(fraction: float, task: Any = task) -> None:
-                progress.update(task, completed=fraction)
-
-            if runner_ctx is not None:
-                runner_ctx.spec, runner_ctx.run_dir = spec, run_dir
-                result = runner_ctx.run(algorithm, seed, advance)
-            else:
-                from consensus.experiment.runner import run_sim
-
-                result = run_sim(spec, algorithm, seed, advance)
-            res.write_run_result(run_dir, result)
-            results.append(result)
-    summary = res.summarise(results, spec)
-    res.write_summary(run_dir, summary)
-    return summary
-
-
-def _load_sweep(spec: Any, run_dir: Path, runner_ctx: Any, progress: Progress,
-                extra: dict[str, Any]) -> dict[str, Any]:
-    """One complete run per offered rate, each in ``rate-<r>/``; the summary of the curve."""
-    from consensus.experiment import results as res
-
-    points = []
-    failures: list[str] = []
-    for rate in spec.load_sweep:
-        sub = spec.model_copy(update={
-            "workload": spec.workload.model_copy(update={"rate": rate}), "load_sweep": None})
-        sub_dir = run_dir / f"rate-{rate:g}"
-        res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
-                                                               extra))
-        summary = _execute(sub, sub_dir, runner_ctx, progress, f"{rate:g}/s ")
-        _render_reports(sub_dir)
-        failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
-        for algo, info in summary["algorithms"].items():
-            points.append({"rate": rate, "algorithm": algo, **{
-                k: info["median"][k] for k in ("throughput", "latency p50", "latency p99")}})
-    summary = res.summarise_sweep(spec, points, failures)
-    res.write_summary(run_dir, summary)
-    return summary
 
 
 def print_sweep(summary: dict[str, Any]) -> None:
@@ -177,14 +116,6 @@ def print_sweep(summary: dict[str, Any]) -> None:
         table.add_row(*row)
     console.print(table)
     console.print("[green]all checks passed" if summary["passed"] else "[bold red]CHECKS FAILED")
-
-
-def _render_reports(run_dir: Path) -> None:
-    try:
-        from consensus.report import build_report
-    except ImportError:
-        return
-    build_report(run_dir)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -32,8 +32,7 @@ are not committed (run an experiment yourself to get them: `consensus-lab run FI
 
 def run_experiment(spec_path: Path, run_dir: Path) -> dict[str, Any]:
     """Run one experiment file on the simulator into ``run_dir``; return its summary."""
-    from consensus.experiment import results as res
-    from consensus.experiment.runner import run_sim
+    from consensus.experiment.execute import run_experiment as execute
     from consensus.experiment.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -42,17 +41,7 @@ def run_experiment(spec_path: Path, run_dir: Path) -> dict[str, Any]:
         note = (f"{spec_path.name} says transport: {spec.transport}; the gallery runs it on "
                 f"the simulator (transport: sim).")
         spec = spec.model_copy(update={"transport": "sim"})
-    res.write_spec_and_manifest(run_dir, spec, res.manifest(
-        spec, spec.seeds, "sim", {"note": note} if note else None))
-    results = []
-    for algorithm in spec.algorithms:
-        for seed in spec.seeds:
-            result = run_sim(spec, algorithm, seed)
-            res.write_run_result(run_dir, result)
-            results.append(result)
-    summary = res.summarise(results, spec)
-    res.write_summary(run_dir, summary)
-    return summary
+    return execute(spec, run_dir, manifest_extra={"note": note} if note else None)
 
 
 def _one(spec_path: Path, out: Path, runs: Path, rerun: bool = True) -> tuple[str, bool]:
@@ -64,7 +53,8 @@ def _one(spec_path: Path, out: Path, runs: Path, rerun: bool = True) -> tuple[st
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_experiment(spec_path, run_dir)
-    build_report(run_dir)
+    else:
+        build_report(run_dir)
     copy_report(run_dir, out / name)
     passed = bool(json.loads((run_dir / "summary.json").read_text()).get("passed"))
     return name, passed
