@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test lint sweep reports bench clean
 
@@ -39,6 +40,14 @@ sweep: $(STAMP)
 ## Regenerate the committed report gallery (every experiment, simulator, default seeds).
 reports: $(STAMP)
 	$(BIN)/consensus-lab gallery
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@ $(STAMP)
+
+## Both algorithms vs the bus limit, a null protocol and PySyncObj, on a real mosquitto.
+bench: $(BENCH_STAMP)
+	$(BIN)/consensus-lab bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -184,7 +184,13 @@ def sweep(
 
 def _register_subcommands() -> None:
     # Imported here: each module adds its commands to `app` (they import this module).
-    from consensus import cli_bus, cli_dashboard, cli_experiment, cli_report  # noqa: F401
+    from consensus import (  # noqa: F401
+        cli_bench,
+        cli_bus,
+        cli_dashboard,
+        cli_experiment,
+        cli_report,
+    )
 
 
 _register_subcommands()

@@ -5,9 +5,11 @@ Theory of operation
 The node code is the same object the simulator drives; only the driver differs (as SimPy's
 RealtimeEnvironment differs from its Environment only in how it waits). Every inbound payload
 is decoded strictly by the codec, then ``tick(now)`` + ``step(msg)``; a timer armed at
-``next_deadline()`` calls ``tick`` when nothing arrives. After each call the node's ``Ready`` is
-drained in the one safe order: append ``persist`` to the WAL and fsync, *then* publish the
-messages and client replies that depend on it.
+``next_deadline()`` calls ``tick`` when nothing arrives. The node's ``Ready`` is drained in the
+one safe order: append ``persist`` to the WAL and fsync, *then* publish the messages and client
+replies that depend on it. A node process drains once per burst (group commit): every message
+the MQTT client has already received is stepped first, then one drain persists all their
+records with one fsync and sends all their output in one socket write.
 
 Hostile input (not JSON, unknown type, wrong field types, negative indexes, a sender outside
 the cluster, another cluster, too large, misrouted) is dropped before it reaches the node,
@@ -91,14 +93,20 @@ class NodeRuntime:
     """One node process; see the module docstring."""
 
     def __init__(self, options: NodeOptions,
-                 client_factory: Callable[..., MqttClient] = make_client) -> None:
+                 client_factory: Callable[..., MqttClient] = make_client,
+                 node_class: type[Node] | None = None, group_commit: bool = False) -> None:
+        # ``node_class`` overrides the registry (the benchmark's null protocol uses it; it is
+        # deliberately not a selectable algorithm). ``group_commit``: see `_drain_soon`; the
+        # node process turns it on, while a runtime driven by hand drains after every message.
         self.opts = options
-        algo = get_algorithm(options.algorithm)
+        self.group_commit = group_commit
+        if node_class is None:
+            node_class = get_algorithm(options.algorithm).node_class
         self.storage = FileStorage(options.wal_path, fsync=options.fsync)
         records = self.storage.load()
         # Wall-clock randomness is fine here: the runtime is not meant to be replayed.
-        self.node: Node = algo.node_class(options.node_id, options.peers, options.config,
-                                          random.Random())
+        self.node: Node = node_class(options.node_id, options.peers, options.config,
+                                     random.Random())
         self._t0 = time.monotonic()
         self.node.tick(self.now())
         if records:
@@ -112,6 +120,7 @@ class NodeRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self._last_role: tuple[str, int] | None = None
+        self._drain_scheduled = False
         self._stop = asyncio.Event()
         self._inbox = topics.node_in(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
@@ -185,6 +194,26 @@ class NodeRuntime:
         except Exception:  # a bug must not take the node down silently, nor loop forever
             log.exception("error handling %s from %s", msg.kind, msg.src)
             self.rejected["handler-error"] += 1
+        if self.group_commit:
+            self._drain_soon()
+        else:
+            self.drain()
+
+    def _drain_soon(self) -> None:
+        """Group commit: drain once after every message already received has been stepped.
+
+        The MQTT client hands over every message it has buffered before the event loop runs
+        the next callback, so a burst of requests and acknowledgements is stepped as one
+        batch and persisted with one fsync. Nothing is sent before that drain, and the drain
+        persists the whole batch's records before any of its messages or replies leave, so
+        the rule "durable before the messages that depend on it" holds for the batch.
+        """
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain_now)
+
+    def _drain_now(self) -> None:
+        self._drain_scheduled = False
         self.drain()
 
     def on_timer(self) -> None:
@@ -228,6 +257,10 @@ class NodeRuntime:
             self.storage.append(ready.persist)
         cluster = self.opts.cluster
         publish = self.client.publish
+        # gmqtt: the drain's messages and replies leave in one socket write.
+        cork = getattr(self.client, "cork", None)
+        if cork is not None and (len(ready.messages) + len(ready.replies)) > 1:
+            cork()
         drop_to = self.faults.drop_to
         sent, sent_bytes = self.sent, self.sent_bytes
         for msg in ready.messages:
@@ -242,6 +275,8 @@ class NodeRuntime:
             self.counts["out"] += 1
         for reply in ready.replies:
             publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
+        if cork is not None:
+            self.client.flush()  # type: ignore[attr-defined]
         self.counts["applied"] += len(ready.applied)
         self._log_role_change()
         self._arm_timer()
@@ -314,7 +349,7 @@ class _NodeContext(logging.Filter):
         return True
 
 
-def run_node(options: NodeOptions) -> None:
+def run_node(options: NodeOptions, node_class: type[Node] | None = None) -> None:
     """Run one node until SIGTERM/SIGINT (the ``consensus-lab node`` command)."""
     context = _NodeContext(options.node_id)
     handler = logging.StreamHandler()
@@ -322,7 +357,7 @@ def run_node(options: NodeOptions) -> None:
     handler.setFormatter(logging.Formatter(
         "%(asctime)s.%(msecs)03d %(context)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    runtime = NodeRuntime(options)
+    runtime = NodeRuntime(options, node_class=node_class, group_commit=True)
     context.runtime = runtime
     asyncio.run(runtime.run())
 

@@ -19,8 +19,9 @@ import contextlib
 import logging
 from typing import Any
 
-from gmqtt import Client, Subscription
+from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv311
+from gmqtt.mqtt.package import PublishPacket
 
 from consensus.transport.mqtt import (
     CONNECT_TIMEOUT,
@@ -52,6 +53,8 @@ class GmqttClient:
         self._connects = 0
         self._closed = False
         self._warned_offline = False
+        self._out: list[bytes] = []  # QoS 0 packets held while corked
+        self._corked = False
 
     # -- the interface --------------------------------------------------------------------
 
@@ -94,12 +97,41 @@ class GmqttClient:
         if client is None or self._closed or not client.is_connected:
             self._drop(topic)
             return
-        client.publish(topic, payload, qos=qos, retain=False)
+        protocol = getattr(client._connection, "_protocol", None)
+        if self._corked and qos == 0 and protocol is not None:
+            # Corked (a node's drain): the burst's packets leave in one write, in call order.
+            _, pkg = PublishPacket.build_package(Message(topic, payload, qos=0, retain=False),
+                                                 protocol)
+            self._out.append(pkg)
+        else:
+            self._flush()
+            client.publish(topic, payload, qos=qos, retain=False)
         self.stats.published += 1
+
+    def cork(self) -> None:
+        """Hold QoS 0 publishes until :meth:`flush` (one write, one syscall, for a burst)."""
+        self._corked = True
+
+    def flush(self) -> None:
+        """Send what :meth:`cork` held and stop holding."""
+        self._corked = False
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        client = self._client
+        protocol = getattr(getattr(client, "_connection", None), "_protocol", None)
+        if protocol is None:
+            return
+        protocol.write_data(data)  # what gmqtt's own publish does, once for the burst
 
     async def close(self) -> None:
         if self._closed:
             return
+        self.flush()
         self._closed = True
         client = self._client
         for fut in self._suback.values():

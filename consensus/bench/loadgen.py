@@ -1,0 +1,199 @@
+"""A load generator process: requests over the bus, open loop, many clients.
+
+``python -m consensus.bench.loadgen --broker URL --cluster C --name g1 --connections 4
+--ids 64`` connects ``connections`` MQTT clients; each owns ``ids`` logical client ids (a
+node's dedup table allows one outstanding seq per client id, so concurrency comes from many
+ids). It then reads one JSON command per line on stdin::
+
+    {"rate": 2000, "duration": 3.0, "start_at": <time.time()>, "target": "n1", "grace": 1.0}
+
+and answers one JSON line on stdout: how many operations were scheduled and two latencies of
+each acknowledged one. Arrivals are scheduled at a fixed rate (open loop). ``latencies_ms``
+run from an operation's *scheduled* time, so a generator that falls behind, or runs out of
+free client ids, shows up as latency rather than hiding it (no coordinated omission): the
+"acknowledged within 1 s" criterion uses these. ``service_ms`` run from the request's first
+publish to its reply: what the p50/p99 columns show, without the generator's own wake-up
+lag (asyncio timers fire up to ~1 ms late). A redirect
+is followed at once; an operation unanswered for 1 s is resent with the same seq.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import orjson
+
+from consensus.transport import topics
+from consensus.transport.mqtt import make_client
+
+RESEND_AFTER_S = 1.0
+
+
+@dataclass(slots=True)
+class _Op:
+    scheduled: float
+    seq: int
+    client_id: str
+    conn: int
+    sent: float  # last (re)send
+    target: str
+    first_sent: float = 0.0
+
+
+class LoadGen:
+    def __init__(self, broker: str, cluster: str, name: str, connections: int, ids: int,
+                 nodes: list[str], library: str = "gmqtt") -> None:
+        self.broker, self.cluster, self.name = broker, cluster, name
+        self.nodes = nodes
+        self.ids = {c: [f"{name}c{c}k{i}" for i in range(ids)] for c in range(connections)}
+        self.free: deque[tuple[int, str]] = deque(
+            (c, cid) for i in range(ids) for c in range(connections) for cid in [self.ids[c][i]])
+        self.seqs: dict[str, int] = {}
+        self.outstanding: dict[str, _Op] = {}  # client id -> its one outstanding op
+        # (scheduled, ms from the scheduled time, ms from the first publish)
+        self.latencies: list[tuple[float, float, float]] = []
+        self.target = nodes[0]
+        self.clients = [make_client(library, broker, f"{cluster}-{name}-{c}", self._on_reply)
+                        for c in range(connections)]
+        self.redirects = 0
+        self.resends = 0
+        self.counter = itertools.count()
+
+    async def connect(self) -> None:
+        for c, client in enumerate(self.clients):
+            await client.connect()
+            await client.subscribe(*(topics.client(self.cluster, cid) for cid in self.ids[c]))
+
+    def _send(self, op: _Op) -> None:
+        n = next(self.counter)
+        payload = orjson.dumps({"type": "ClientRequest", "cluster": self.cluster,
+                                "src": op.client_id, "dst": op.target, "seq": op.seq,
+                                "command": f"SET k{n % 100} = {n}"})
+        self.clients[op.conn].publish(topics.node_in(self.cluster, op.target), payload)
+
+    def _issue(self, scheduled: float) -> bool:
+        if not self.free:
+            return False
+        conn, cid = self.free.popleft()
+        seq = self.seqs.get(cid, 0) + 1
+        self.seqs[cid] = seq
+        now = time.perf_counter()
+        op = _Op(scheduled, seq, cid, conn, now, self.target, now)
+        self.outstanding[cid] = op
+        self._send(op)
+        return True
+
+    def _on_reply(self, _topic: str, payload: bytes) -> None:
+        now = time.perf_counter()
+        try:
+            d = orjson.loads(payload)
+            cid, seq, status = d["dst"], d["seq"], d["status"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        op = self.outstanding.get(cid)
+        if op is None or op.seq != seq:
+            return
+        if status == "redirect":
+            self.redirects += 1
+            leader = d.get("leader")
+            if leader and leader in self.nodes and leader != op.target:
+                self.target = leader
+            elif op.target == self.target:
+                self.target = self.nodes[(self.nodes.index(self.target) + 1) % len(self.nodes)]
+            op.target, op.sent = self.target, now
+            asyncio.get_running_loop().call_later(0.005 if leader else 0.05, self._send, op)
+            return
+        del self.outstanding[cid]
+        self.free.append((op.conn, cid))
+        self.latencies.append((op.scheduled, (now - op.scheduled) * 1000,
+                               (now - op.first_sent) * 1000))
+
+    async def run(self, rate: float, duration: float, start_at: float, target: str,
+                  grace: float) -> dict[str, object]:
+        if target in self.nodes:
+            self.target = target
+        self.latencies = []
+        t0 = time.perf_counter() + max(0.0, start_at - time.time())
+        t_end = t0 + duration
+        total = int(rate * duration)
+        backlog: deque[float] = deque()
+        issued = 0
+        await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+        next_resend_scan = t0 + 0.25
+        while True:
+            now = time.perf_counter()
+            due = min(total, int((now - t0) * rate) + 1)
+            while issued < due:
+                backlog.append(t0 + issued / rate)
+                issued += 1
+            for client in self.clients:
+                client.cork()  # type: ignore[attr-defined]  (gmqtt: one write per burst)
+            while backlog and self._issue(backlog[0]):
+                backlog.popleft()
+            for client in self.clients:
+                client.flush()  # type: ignore[attr-defined]
+            if now >= next_resend_scan:
+                next_resend_scan = now + 0.25
+                for op in self.outstanding.values():
+                    if now - op.sent > RESEND_AFTER_S:
+                        op.sent, op.target = now, self.target
+                        self.resends += 1
+                        self._send(op)
+            if issued >= total and (not backlog) and now >= t_end:
+                break
+            if now > t_end + grace:
+                break
+            await asyncio.sleep(0.0005)
+        # Let the stragglers of this step arrive (they count only if within 1 s anyway).
+        while self.outstanding and time.perf_counter() < t_end + grace:
+            await asyncio.sleep(0.01)
+        mine = [(v, w) for s, v, w in self.latencies if t0 <= s < t_end]
+        return {"name": self.name, "offered": total,
+                "latencies_ms": [round(v, 3) for v, _ in mine],
+                "service_ms": [round(w, 3) for _, w in mine],
+                "unanswered": len(self.outstanding) + len(backlog),
+                "redirects": self.redirects, "resends": self.resends,
+                "seconds": duration}
+
+
+async def _main(args: argparse.Namespace) -> None:
+    gen = LoadGen(args.broker, args.cluster, args.name, args.connections, args.ids,
+                  args.nodes.split(","), args.library)
+    await gen.connect()
+    loop = asyncio.get_running_loop()
+    print(orjson.dumps({"ready": True}).decode(), flush=True)
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        cmd = orjson.loads(line)
+        if cmd.get("stop"):
+            break
+        out = await gen.run(cmd["rate"], cmd["duration"], cmd["start_at"], cmd["target"],
+                            cmd.get("grace", 1.0))
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        sys.stdout.flush()
+    for client in gen.clients:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m consensus.bench.loadgen")
+    p.add_argument("--broker", required=True)
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--nodes", required=True, help="n1,n2,n3")
+    p.add_argument("--name", default="g1")
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--ids", type=int, default=64, help="client ids per connection")
+    p.add_argument("--library", default="gmqtt")
+    asyncio.run(_main(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Throughput and latency of a real cluster: node processes, load generator processes, the bus.
+
+A :class:`System` is anything with ``step(rate, seconds) -> Step``; :func:`measure` runs the
+max-throughput search on it and then the latency points (100 ops/s, 50% and 90% of the
+maximum). :class:`BusCluster` is Raft, Multi-Paxos or the null protocol on the MQTT runtime,
+driven by :class:`Generators` (separate ``consensus.bench.loadgen`` processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from consensus.bench.search import Step, search_max
+from consensus.cluster import ClusterState, _stop, spawn_node
+
+HEARTBEAT_MS = 50.0
+ELECTION_TIMEOUT_MS = (150.0, 300.0)
+LIGHT_RATE = 100.0
+
+
+class System(Protocol):
+    label: str
+
+    def step(self, rate: float, seconds: float) -> Step: ...
+
+    def close(self) -> None: ...
+
+
+class Generators:
+    """``count`` load generator processes, each with ``connections`` MQTT clients and
+    ``ids`` client ids per connection; a step splits the rate evenly between them."""
+
+    def __init__(self, broker: str, cluster: str, nodes: list[str], count: int = 2,
+                 connections: int = 4, ids: int = 64) -> None:
+        self.count, self.connections, self.ids = count, connections, ids
+        self.procs = []
+        for i in range(count):
+            argv = [sys.executable, "-m", "consensus.bench.loadgen", "--broker", broker,
+                    "--cluster", cluster, "--nodes", ",".join(nodes), "--name", f"g{i + 1}",
+                    "--connections", str(connections), "--ids", str(ids)]
+            self.procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE, text=True))
+        for proc in self.procs:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if '"ready"' not in line:
+                raise RuntimeError(f"load generator failed to start: {line!r}")
+
+    def describe(self) -> dict[str, int]:
+        return {"processes": self.count, "mqtt_connections_per_process": self.connections,
+                "client_ids_per_connection": self.ids,
+                "client_ids_total": self.count * self.connections * self.ids}
+
+    def step(self, rate: float, seconds: float, target: str, grace: float = 1.0) -> Step:
+        start_at = time.time() + 0.15
+        cmd = {"rate": rate / self.count, "duration": seconds, "start_at": start_at,
+               "target": target, "grace": grace}
+        for proc in self.procs:
+            proc.stdin.write(orjson.dumps(cmd).decode() + "\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+        offered, lat, service = 0, [], []
+        extra = {"redirects": 0, "resends": 0, "unanswered": 0}
+        for proc in self.procs:
+            out = orjson.loads(proc.stdout.readline())  # type: ignore[union-attr]
+            offered += out["offered"]
+            lat += out["latencies_ms"]
+            service += out["service_ms"]
+            for k in extra:
+                extra[k] += out[k]
+        return Step.from_latencies(rate, offered, lat, seconds, service, **extra)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.write('{"stop": true}\n')  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class BusCluster:
+    """Raft, Multi-Paxos (``consensus-lab node`` processes, fsync on) or the null protocol
+    on the same runtime, plus its load generators."""
+
+    def __init__(self, algorithm: str, nodes: int, broker: str, *, fsync: bool = True,
+                 generators: int = 2, connections: int = 4, ids: int = 64) -> None:
+        self.algorithm, self.n = algorithm, nodes
+        self.label = f"{algorithm} {nodes}n"
+        self.ids = [f"n{i}" for i in range(1, nodes + 1)]
+        self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"
+        self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
+        self.fsync = fsync and algorithm != "null"
+        self.state = ClusterState(self.name, algorithm, dict.fromkeys(self.ids, 0), broker, None,
+                                  "external", "gmqtt", self.fsync, HEARTBEAT_MS,
+                                  ELECTION_TIMEOUT_MS, str(self.dir))
+        if algorithm == "null":
+            from consensus.bench.null_protocol import node_command
+
+            for nid in self.ids:
+                with open(self.dir / f"{nid}.log", "ab") as out:
+                    proc = subprocess.Popen(
+                        node_command(sys.executable, nid, self.ids, self.name, broker,
+                                     str(self.dir)),
+                        stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                        start_new_session=True)
+                self.state.nodes[nid] = proc.pid
+        else:
+            for nid in self.ids:
+                spawn_node(self.state, nid, status_interval_ms=100)
+        self.leader = self.wait_leader()
+        self.gens = Generators(broker, self.name, self.ids, generators, connections, ids)
+
+    def wait_leader(self, timeout_s: float = 20.0) -> str:
+        from consensus.cluster import wait_for_leader
+
+        leader = asyncio.run(wait_for_leader(self.state, timeout_s))
+        if leader is None:
+            raise RuntimeError(f"{self.label}: no leader within {timeout_s} s "
+                               f"(logs in {self.dir})")
+        return leader
+
+    def step(self, rate: float, seconds: float) -> Step:
+        step = self.gens.step(rate, seconds, self.leader)
+        if not step.sustained:
+            time.sleep(1.0)  # let an overloaded cluster drain before the next step
+            with contextlib.suppress(RuntimeError):
+                self.leader = self.wait_leader(10.0)
+        return step
+
+    def close(self) -> None:
+        self.gens.close()
+        for pid in self.state.nodes.values():
+            _stop(pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measure(system: System, *, step_s: float, start: float, bisections: int,
+            log: Any = None) -> dict[str, Any]:
+    """The search, then latency at light load and at 50% and 90% of the maximum."""
+
+    def one(rate: float) -> Step:
+        step = system.step(rate, step_s)
+        if log:
+            log(f"  {system.label}: {rate:,.0f} ops/s offered -> {step.fraction:.1%} in 1 s, "
+                f"p50 {step.p50_ms or float('nan'):.2f} ms, p99 {step.p99_ms or float('nan'):.2f}"
+                f" ms")
+        return step
+
+    search = search_max(one, start=start, bisections=bisections)
+    points: dict[str, Any] = {"light": one(LIGHT_RATE).to_json()}
+    if search.max_rate:
+        points["50%"] = one(round(search.max_rate * 0.5)).to_json()
+        points["90%"] = one(round(search.max_rate * 0.9)).to_json()
+    return {"label": system.label, "max_sustained_ops_s": search.max_rate,
+            "search": search.to_json(), "latency": points}

@@ -1,0 +1,44 @@
+"""`consensus-lab bench`: both algorithms against the bus limit, a null protocol and PySyncObj."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consensus.cli import app, console, err
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer points, shorter steps "
+                                        "(about 2 minutes).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print bench.json to stdout.")]
+        = False,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("reports/bench"),
+) -> None:
+    """Benchmark on a real mosquitto: bus ceiling, throughput and latency of both algorithms
+    (3 and 5 nodes), failover, simulator and checker speed, PySyncObj and a null protocol."""
+    from consensus.bench import report
+    from consensus.bench.run import NoMosquitto, run_bench, write_outputs
+
+    def log(line: str) -> None:
+        err.print(line, highlight=False)
+
+    try:
+        result = run_bench(quick=quick, log=log)
+    except NoMosquitto as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    paths = write_outputs(result, out)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        wide = Console(width=max(console.width, 120)) if not console.is_terminal else console
+        for table in report.tables(result):
+            wide.print(table)
+    err.print("wrote " + ", ".join(str(p) for p in paths))
