@@ -42,7 +42,8 @@ class ClusterClient:
 
     def __init__(self, broker: str, cluster: str, *, library: str = DEFAULT_LIBRARY,
                  nodes: list[NodeId] | None = None, client_id: str | None = None,
-                 attempt_timeout_s: float = 0.5, deadline_s: float = 10.0) -> None:
+                 attempt_timeout_s: float = 0.5, deadline_s: float = 10.0,
+                 watch_status: bool = True) -> None:
         self.cluster = topics.check_name("cluster", cluster)
         self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
         self.nodes: list[NodeId] = sorted(nodes or [])
@@ -50,6 +51,10 @@ class ClusterClient:
         self.attempt_timeout_s = attempt_timeout_s
         self.deadline_s = deadline_s
         self.seq = 0
+        # Without the status topic (``watch_status=False``, for load generators that know the
+        # members), the node that answered last is the leader guess.
+        self.watch_status = watch_status
+        self.last_leader: NodeId | None = None
         self._replies: asyncio.Queue[ClientReply] = asyncio.Queue()
         self._status_seen = asyncio.Event()
         self._mqtt: MqttClient = make_client(library, broker, f"{cluster}-{self.id}",
@@ -57,8 +62,10 @@ class ClusterClient:
 
     async def __aenter__(self) -> ClusterClient:
         await self._mqtt.connect()
-        await self._mqtt.subscribe(topics.client(self.cluster, self.id),
-                                   topics.status(self.cluster))
+        wanted = [topics.client(self.cluster, self.id)]
+        if self.watch_status:
+            wanted.append(topics.status(self.cluster))
+        await self._mqtt.subscribe(*wanted)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -108,7 +115,7 @@ class ClusterClient:
         seq = self.seq
         started = time.monotonic()
         deadline = started + self.deadline_s
-        target = self.leader_guess() or random.choice(self.nodes)
+        target = self.last_leader or self.leader_guess() or random.choice(self.nodes)
         path: list[NodeId] = []
         while time.monotonic() < deadline:
             path.append(target)
@@ -126,6 +133,7 @@ class ClusterClient:
                     await asyncio.sleep(0.05)  # an election is under way
                     target = self._another(reply.src)
                 continue
+            self.last_leader = reply.src
             return ClientResult(command, reply, len(path),
                                 (time.monotonic() - started) * 1000, path)
         raise ClusterUnavailable(

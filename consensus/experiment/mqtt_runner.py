@@ -32,18 +32,18 @@ from typing import Any
 import orjson
 
 from consensus.algorithms import get_algorithm
-from consensus.cluster import ClusterState, _is_ours, spawn_node
-from consensus.experiment.history import Operation
+from consensus.client import ClusterClient, ClusterUnavailable
+from consensus.cluster import ClusterState, is_ours, spawn_node
+from consensus.experiment.history import Operation, unanswered
 from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Nemesis
 from consensus.experiment.runner import Check, RunResult, fault_schedule, linearizability_check
 from consensus.experiment.spec import ExperimentSpec
 from consensus.experiment.workload import KeyChooser
-from consensus.messages import ClientReply, ClientRequest, ReplyStatus
+from consensus.messages import ReplyStatus
 from consensus.node import Node
 from consensus.storage import FileStorage
 from consensus.transport import topics
-from consensus.transport.codec import DecodeError, decode_message, encode_message
 from consensus.transport.mqtt import make_client
 
 STATUS_INTERVAL_MS = 50.0
@@ -199,13 +199,13 @@ class _Run:
         finally:
             for nid in self.ids:
                 pid = self.state.nodes[nid]
-                if _is_ours(pid):
+                if is_ours(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGCONT)
                         os.kill(pid, signal.SIGTERM)
             await asyncio.sleep(0.3)
             for pid in self.state.nodes.values():
-                if _is_ours(pid):
+                if is_ours(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             await self.mqtt.close()
@@ -271,27 +271,18 @@ class _Run:
         return self._result(nemesis, end_ms)
 
     async def _client(self, client_id: str, stop: asyncio.Event, end_ms: float) -> None:
-        """One client: one command in flight, retried with the same seq until answered."""
+        """One client: one command in flight, retried with the same seq until answered (the
+        redirects and retries are :class:`ClusterClient`'s, as for `consensus-lab client`)."""
         w = self.spec.workload
         rng = random.Random(f"{self.seed}/client/{client_id}")
         keys = KeyChooser(w.keys, w.key_distribution, rng)
-        replies: asyncio.Queue[ClientReply] = asyncio.Queue()
-        name = f"{client_id}-{uuid.uuid4().hex[:6]}"
-
-        def on_reply(topic: str, payload: bytes) -> None:
-            with contextlib.suppress(DecodeError):
-                msg = decode_message(payload, cluster=self.cluster)
-                if isinstance(msg, ClientReply):
-                    replies.put_nowait(msg)
-
-        mqtt = make_client(self.spec.mqtt.library, self.state.broker, name, on_reply)
-        await mqtt.connect()
-        await mqtt.subscribe(topics.client(self.cluster, name))
         per_client = (w.rate / w.clients) if w.rate else None
         next_arrival = self.now + (rng.expovariate(per_client / 1000) if per_client else 0)
-        seq = 0
-        target = self.leader() or rng.choice(self.ids)
-        try:
+        async with ClusterClient(
+                self.state.broker, self.cluster, library=self.spec.mqtt.library,
+                nodes=list(self.ids), client_id=f"{client_id}-{uuid.uuid4().hex[:6]}",
+                attempt_timeout_s=w.request_timeout_ms / 1000, watch_status=False) as client:
+            client.last_leader = self.leader()
             while not stop.is_set():
                 if per_client:
                     await asyncio.sleep(max(0.0, (next_arrival - self.now) / 1000))
@@ -301,56 +292,23 @@ class _Run:
                     next_arrival += rng.expovariate(per_client / 1000)
                 else:
                     scheduled = None
-                seq += 1
+                seq = client.seq + 1  # the seq request() is about to use
                 key = keys()
                 text = (f"GET {key}" if rng.random() < w.read_ratio
                         else f"SET {key} = {client_id}-{seq}")
                 op = Operation(client_id, seq, text, self.now, attempts=0, scheduled_ms=scheduled)
                 self.history.append(op)
-                target = await self._attempt(mqtt, name, op, target, replies, rng, end_ms)
-                if op.complete_ms is None:
+                client.deadline_s = max(0.0, (end_ms - self.now) / 1000)
+                try:
+                    result = await client.request(text)
+                except ClusterUnavailable:
                     break  # the run ended with it in flight: its outcome stays unknown
+                op.complete_ms = self.now
+                op.attempts = result.attempts
+                op.outcome = "ok" if result.reply.status == ReplyStatus.OK else "fail"
+                op.result = result.reply.result
                 if not per_client and w.think_ms:
                     await asyncio.sleep(w.think_ms / 1000)
-        finally:
-            await mqtt.close()
-
-    async def _attempt(self, mqtt: Any, name: str, op: Operation, target: str,
-                       replies: asyncio.Queue[ClientReply], rng: random.Random,
-                       end_ms: float) -> str:
-        timeout_s = self.spec.workload.request_timeout_ms / 1000
-        while self.now < end_ms:
-            op.attempts += 1
-            mqtt.publish(topics.node_in(self.cluster, target), encode_message(
-                ClientRequest(src=name, dst=target, seq=op.seq, command=op.command),
-                self.cluster))
-            deadline = time.monotonic() + timeout_s
-            reply = None
-            while reply is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    got = await asyncio.wait_for(replies.get(), left)
-                except TimeoutError:
-                    break
-                if got.seq == op.seq:
-                    reply = got
-            if reply is None:
-                target = rng.choice([n for n in self.ids if n != target] or [target])
-                continue
-            if reply.status == ReplyStatus.REDIRECT:
-                if reply.leader and reply.leader != reply.src:
-                    target = reply.leader
-                else:
-                    target = rng.choice([n for n in self.ids if n != reply.src] or [target])
-                    await asyncio.sleep(0.02)
-                continue
-            op.complete_ms = self.now
-            op.outcome = "ok" if reply.status == ReplyStatus.OK else "fail"
-            op.result = reply.result
-            return target
-        return target
 
     # -- results and checks --------------------------------------------------------------
 
@@ -360,8 +318,7 @@ class _Run:
         invariants = self._check_invariants(ops, sequences)
         longest = max(sequences.values(), key=len, default=[])
         committed = len({(c.client_id, c.seq) for c in longest if c is not None})
-        stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {self.spec.settle_s:g}s "
-                   f"after healing" for op in ops if op.complete_ms is None]
+        stalled = unanswered(ops, self.spec.settle_s)
         checks = [
             Check("invariants", "fail" if invariants else "pass", "; ".join(invariants[:5])),
             Check("liveness after healing", "fail" if stalled else "pass",
