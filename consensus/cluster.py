@@ -94,7 +94,7 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     directory = root / name
     if (directory / "cluster.json").exists():
         old = ClusterState.load(name, root)
-        if any(_is_ours(pid) for pid in old.nodes.values()):
+        if any(is_ours(pid) for pid in old.nodes.values()):
             raise RuntimeError(f"cluster {name!r} is already up (pids "
                                f"{', '.join(map(str, old.nodes.values()))}); "
                                f"`consensus-lab cluster down --cluster {name}` first")
@@ -121,7 +121,7 @@ def restart_node(name: str, node_id: str, root: Path = STATE_ROOT) -> int:
     state = ClusterState.load(name, root)
     if node_id not in state.nodes:
         raise ValueError(f"{node_id!r} is not in cluster {name!r} ({', '.join(state.nodes)})")
-    if _is_ours(state.nodes[node_id]):
+    if is_ours(state.nodes[node_id]):
         raise RuntimeError(f"{node_id} is still running (pid {state.nodes[node_id]})")
     pid = spawn_node(state, node_id)
     state.save()
@@ -136,7 +136,7 @@ def down(name: str, keep_data: bool = False, root: Path = STATE_ROOT) -> list[st
     if state.broker_pid:
         pids.append((f"{state.broker_kind} broker", state.broker_pid))
     for label, pid in pids:
-        if _stop(pid):
+        if stop_process(pid):
             stopped.append(f"{label} (pid {pid})")
     if state.broker_dir and Path(state.broker_dir).name.startswith("consensus-"):
         shutil.rmtree(state.broker_dir, ignore_errors=True)
@@ -151,7 +151,7 @@ def down(name: str, keep_data: bool = False, root: Path = STATE_ROOT) -> list[st
     return stopped
 
 
-def _is_ours(pid: int) -> bool:
+def is_ours(pid: int) -> bool:
     """True if ``pid`` is alive and runs something of ours (never signal a recycled pid)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -166,16 +166,16 @@ def _is_ours(pid: int) -> bool:
     return True
 
 
-def _stop(pid: int, grace_s: float = 3.0) -> bool:
-    if not _is_ours(pid):
+def stop_process(pid: int, grace_s: float = 3.0) -> bool:
+    if not is_ours(pid):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGCONT)  # a paused process cannot handle SIGTERM
         os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + grace_s
-    while time.monotonic() < end and _is_ours(pid):
+    while time.monotonic() < end and is_ours(pid):
         time.sleep(0.05)
-    if _is_ours(pid):
+    if is_ours(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return True
@@ -194,7 +194,7 @@ async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, di
     for nid, pid in sorted(state.nodes.items()):
         st = dict(statuses.get(nid, {}))
         st["pid"] = pid
-        st["alive"] = _is_ours(pid)
+        st["alive"] = is_ours(pid)
         out[nid] = st
     return out
 

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consensus.algorithms import get_algorithm
-from consensus.experiment.history import Operation
+from consensus.experiment.history import Operation, unanswered
+from consensus.experiment.metrics import latency_summary
 from consensus.experiment.nemesis import Fault, Nemesis, random_schedule
 from consensus.experiment.workload import SimClient, Workload
 from consensus.node import Config
@@ -49,13 +50,6 @@ class SimResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[k]
 
 
 def simulate(
@@ -100,13 +94,12 @@ def simulate(
     violations = sim.finish()
 
     history: list[Operation] = [op for c in clients for op in c.history]
-    stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {settle_s:g}s after healing"
-               for op in history if op.complete_ms is None]
+    stalled = unanswered(history, settle_s)
     applied = {node.id: node.kv.applied for node in sim.live_nodes()}
     furthest = max(applied.values(), default=0)
     stalled += [f"{nid} applied {n} of {furthest} entries {settle_s:g}s after healing"
                 for nid, n in sorted(applied.items()) if n < furthest]
-    done = sorted(op.latency_ms for op in history if op.latency_ms is not None)
+    done = [op.latency_ms for op in history if op.latency_ms is not None]
     agreed = getattr(sim.checker, "agreed", {})
     committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
     simulated = sim.now / 1000
@@ -129,9 +122,16 @@ def simulate(
         stalled=stalled,
         trace_sha256=sim.trace_sha256,
         fault_log=[f"T={t / 1000:.3f}s {what}" for t, what in nemesis.applied],
-        latency_ms={"p50": _percentile(done, 0.5), "p99": _percentile(done, 0.99),
-                    "max": done[-1] if done else float("nan")},
+        latency_ms=_latency(done),
     )
+
+
+def _latency(done: list[float]) -> dict[str, float]:
+    """p50/p99/max in ms (NaN when nothing was answered), as the experiment metrics do."""
+    summary = latency_summary(done)
+    if not done:
+        return dict.fromkeys(("p50", "p99", "max"), float("nan"))
+    return {"p50": summary["p50"], "p99": summary["p99"], "max": summary["max"]}
 
 
 SWEEP_SETTLE_S = 5.0

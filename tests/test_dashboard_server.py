@@ -392,7 +392,7 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
                          "mqtt://127.0.0.1:1", None, "external", "gmqtt", False, 50.0,
                          (150.0, 300.0), str(tmp_path / "demo"))
     # Our own pid stands in for running nodes; pid 0 for a dead one.
-    monkeypatch.setattr("consensus.cluster._is_ours", lambda pid: pid > 0)
+    monkeypatch.setattr("consensus.cluster.is_ours", lambda pid: pid > 0)
 
     async def main() -> None:
         backend = MqttBackend([state], root=tmp_path, client_factory=FakeMqtt)

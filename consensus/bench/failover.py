@@ -25,7 +25,7 @@ import orjson
 
 from consensus.bench.search import percentile
 from consensus.bench.throughput import ELECTION_TIMEOUT_MS, HEARTBEAT_MS
-from consensus.cluster import ClusterState, _stop, spawn_node
+from consensus.cluster import ClusterState, spawn_node, stop_process
 from consensus.transport import topics
 from consensus.transport.mqtt import make_client
 
@@ -128,7 +128,7 @@ class _Failover:
         finally:
             await self.mqtt.close()
             for pid in self.state.nodes.values():
-                _stop(pid)
+                stop_process(pid)
             shutil.rmtree(self.dir, ignore_errors=True)
         return times
 

@@ -17,7 +17,6 @@ as :mod:`consensus.bench.loadgen`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import orjson
 
 from consensus.bench.search import Step
+from consensus.bench.throughput import stop_workers
 
 CONFS = ("default", "low-latency")
 
@@ -91,16 +91,7 @@ class PySyncObjCluster:
                 "stderr_lines": text.count("\n")}
 
     def close(self) -> None:
-        for proc in self.procs:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                proc.stdin.write('{"stop": true}\n')  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
-        for proc in self.procs:
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_workers(self.procs)
 
 
 def _node(args: argparse.Namespace) -> None:

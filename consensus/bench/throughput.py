@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from consensus.bench.search import Step, search_max
-from consensus.cluster import ClusterState, _stop, spawn_node
+from consensus.cluster import ClusterState, spawn_node, stop_process
 
 HEARTBEAT_MS = 50.0
 ELECTION_TIMEOUT_MS = (150.0, 300.0)
@@ -80,18 +80,22 @@ class Generators:
         return Step.from_latencies(rate, offered, lat, seconds, service, **extra)
 
     def close(self) -> None:
-        for proc in self.procs:
-            try:
-                proc.stdin.write('{"stop": true}\n')  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
-            except (BrokenPipeError, OSError):
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_workers(self.procs)
+
+
+def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
+    """Ask worker processes (load generators, PySyncObj nodes) to stop on their stdin; kill
+    the ones still running after 3 s."""
+    for proc in procs:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.write('{"stop": true}\n')  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+    for proc in procs:
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class BusCluster:
@@ -146,7 +150,7 @@ class BusCluster:
     def close(self) -> None:
         self.gens.close()
         for pid in self.state.nodes.values():
-            _stop(pid)
+            stop_process(pid)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

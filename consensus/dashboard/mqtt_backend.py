@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from consensus import cluster as cl
-from consensus.dashboard.sim_backend import LOG_TAIL, EventLog
+from consensus.dashboard.sim_backend import LOG_TAIL, EventLog, take_messages
 from consensus.transport import topics
 from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
 
@@ -176,7 +176,7 @@ class WatchedCluster:
         with contextlib.suppress(FileNotFoundError, ValueError, OSError):
             self.state = cl.ClusterState.load(self.name, self.root)  # revives change pids
         for nid in self.ids:
-            self.alive_pid[nid] = cl._is_ours(self.state.nodes.get(nid, 0))
+            self.alive_pid[nid] = cl.is_ours(self.state.nodes.get(nid, 0))
 
     def alive(self, nid: str) -> bool:
         fresh = self.clock() - self.seen_at.get(nid, -1e18) < STATUS_STALE_MS
@@ -244,7 +244,7 @@ class WatchedCluster:
         if nid is None:
             return
         pid = self.state.nodes[nid]
-        if not cl._is_ours(pid):
+        if not cl.is_ours(pid):
             self.emit(self.algorithm, "info", f"{nid} is not running")
             return
         os.kill(pid, signal.SIGKILL)
@@ -432,12 +432,9 @@ class MqttBackend:
         }
 
     def frame(self) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        for c in self.clusters.values():
-            messages.extend(c.messages)
-            c.messages = []
         return {"type": "update", **self._header(),
-                "messages": messages[-MAX_MESSAGES_PER_FRAME:], "events": self.events.unsent()}
+                "messages": take_messages(self.clusters.values(), MAX_MESSAGES_PER_FRAME),
+                "events": self.events.unsent()}
 
 
 __all__ = ["MqttBackend", "WatchedCluster"]

@@ -473,6 +473,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
+def take_messages(clusters: Iterable[Any],
+                  limit: int = MAX_MESSAGES_PER_FRAME) -> list[dict[str, Any]]:
+    """Every cluster's messages queued since the last frame (emptying the queues); when there
+    are more than a frame can animate, the latest ones (too fast to watch anyway)."""
+    messages: list[dict[str, Any]] = []
+    for c in clusters:
+        messages.extend(c.messages)
+        c.messages = []
+    return messages[-limit:]
+
+
 class SimBackend:
     """Both simulated clusters, the clock that drives them, and the page's commands."""
 
@@ -674,14 +685,8 @@ class SimBackend:
 
     def frame(self) -> dict[str, Any]:
         """What changed since the previous frame: statuses, new messages, new events."""
-        messages: list[dict[str, Any]] = []
-        for c in self.clusters.values():
-            messages.extend(c.messages)
-            c.messages = []
-        if len(messages) > MAX_MESSAGES_PER_FRAME:
-            # Too fast to watch anyway: keep the latest (the page animates only those).
-            messages = messages[-MAX_MESSAGES_PER_FRAME:]
-        return {"type": "update", **self._header(), "messages": messages,
+        return {"type": "update", **self._header(),
+                "messages": take_messages(self.clusters.values()),
                 "events": self.events.unsent()}
 
     def describe(self) -> Iterable[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,3 +37,9 @@ class Operation:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def unanswered(ops: Iterable[Operation], settle_s: float) -> list[str]:
+    """The operations still unanswered ``settle_s`` after every fault was healed."""
+    return [f"{op.client}#{op.seq} {op.command!r} unanswered {settle_s:g}s after healing"
+            for op in ops if op.complete_ms is None]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.experiment.history import Operation
+from consensus.experiment.history import Operation, unanswered
 from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Fault, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
@@ -150,8 +150,7 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
         ops, end_ms=end_ms, duration_ms=duration_ms, committed=committed, messages=messages,
         message_bytes=message_bytes, faults=applied[:-1], role_events=role_events,
         leader_events=leader_events)
-    stalled = [f"{op.client}#{op.seq} {op.command!r} unanswered {spec.settle_s:g}s after healing"
-               for op in ops if op.complete_ms is None]
+    stalled = unanswered(ops, spec.settle_s)
     checks = [
         Check("invariants", "fail" if violations else "pass",
               "; ".join(str(v) for v in violations[:5])),
