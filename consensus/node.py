@@ -89,9 +89,12 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
     replies: list[ClientReply] = field(default_factory=list)
+    # Only with ``Node.async_persist``: messages that may leave while ``persist`` is written.
+    early: list[Message] = field(default_factory=list)
+    seq: int = 0  # numbers the drains, for Node.persisted
 
     def __bool__(self) -> bool:
-        return bool(self.persist or self.messages or self.applied or self.replies)
+        return bool(self.persist or self.messages or self.applied or self.replies or self.early)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,12 @@ class Node(ABC):
         self.now = 0.0
         self.kv = KVStore()
         self._out = Ready()
+        # A driver that writes records on another thread while it goes on stepping sets this,
+        # then calls persisted() as they become durable (see send_early). Off, records count
+        # as durable once drained, which holds for a driver that writes them before anything
+        # else happens (the simulator, the tests' hand drivers).
+        self.async_persist = False
+        self.ready_seq = 0
         # Client requests this node accepted and still owes an answer: (client, seq) -> index.
         self.pending: dict[tuple[str, int], int] = {}
 
@@ -160,12 +169,41 @@ class Node(ABC):
     def ready(self) -> Ready:
         """Drain and return everything produced since the last call."""
         out, self._out = self._out, Ready()
+        self.ready_seq += 1
+        out.seq = self.ready_seq
         return out
+
+    def role_term(self) -> tuple[str, int]:
+        """``(status().role, status().term)``, cheaply: drivers watch it after every drain."""
+        st = self.status()
+        return st.role, st.term
+
+    def has_output(self) -> bool:
+        """Whether :meth:`ready` has anything to hand out."""
+        return bool(self._out)
+
+    def persisted(self, seq: int) -> None:
+        """The driver: the records of every drain up to number ``seq`` are durable now.
+
+        Only called when ``async_persist`` is on; a leader counts its own copy of entries
+        towards a majority from here on, not before (Raft thesis §10.2.1).
+        """
+        return None  # a node that never counts its own unwritten records has nothing to do
 
     # -- helpers for the algorithms ----------------------------------------------------
 
     def send(self, msg: Message) -> None:
         self._out.messages.append(msg)
+
+    def send_early(self, msg: Message) -> None:
+        """A leader's replication message, which needs none of its unwritten records.
+
+        With ``async_persist`` it may leave while the leader's own records are still being
+        written, so the leader writes its log in parallel with replicating it (thesis
+        §10.2.1); what makes that safe is that the leader counts its own copy only once
+        :meth:`persisted` says so. Otherwise it is an ordinary message.
+        """
+        (self._out.early if self.async_persist else self._out.messages).append(msg)
 
     def persist(self, record: Any) -> None:
         self._out.persist.append(record)

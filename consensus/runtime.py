@@ -32,7 +32,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,9 @@ from typing import Any
 import orjson
 
 from consensus.algorithms import get_algorithm
-from consensus.messages import Message, NodeId, traffic_kind
-from consensus.node import Config, Node, Status
+from consensus.group_commit import GroupCommitter
+from consensus.messages import ClientReply, Message, NodeId, traffic_kind
+from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage
 from consensus.transport import topics
 from consensus.transport.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
@@ -104,6 +105,8 @@ class NodeRuntime:
             node_class = get_algorithm(options.algorithm).node_class
         self.storage = FileStorage(options.wal_path, fsync=options.fsync)
         records = self.storage.load()
+        self.committer: GroupCommitter[Ready] = GroupCommitter(
+            self.storage, self.release, threaded=group_commit, on_failure=self._write_failed)
         # Wall-clock randomness is fine here: the runtime is not meant to be replayed.
         self.node: Node = node_class(options.node_id, options.peers, options.config,
                                      random.Random())
@@ -111,6 +114,8 @@ class NodeRuntime:
         self.node.tick(self.now())
         if records:
             self.node.restore(records)
+        # Records are written on the committer's thread while the node goes on.
+        self.node.async_persist = group_commit
         self.faults = Faults()
         self.rejected: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
@@ -151,12 +156,18 @@ class NodeRuntime:
             status_task.cancel()
             if self._timer:
                 self._timer.cancel()
+            await self.committer.flush()
+            self.committer.close()
             await self.client.close()
             self.storage.close()
             log.info("%s stopped", self.opts.node_id)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        self.rejected["wal-write-failed"] += 1
+        self.stop()
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -251,35 +262,54 @@ class NodeRuntime:
     # -- outbound ------------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Persist, then send, then answer clients (the order that makes promises binding)."""
+        """Persist, then send, then answer clients (the order that makes promises binding).
+
+        The records go to the group committer; the messages and replies leave once they (and
+        everything persisted before them) are durable: see :mod:`consensus.group_commit`.
+        """
         ready = self.node.ready()
-        if ready.persist:
-            self.storage.append(ready.persist)
+        if ready.early:
+            self.publish_messages(ready.early)  # the leader's log, in parallel with replication
+        if ready.persist or ready.messages or ready.replies:
+            self.committer.submit(ready.persist, ready)
+        self.counts["applied"] += len(ready.applied)
+        self._log_role_change()
+        self._arm_timer()
+
+    def release(self, ready: Ready) -> None:
+        """A drain's records are durable: tell the node, then send what waited for them."""
+        if self.node.async_persist:
+            self.node.persisted(ready.seq)
+            if self.node.has_output():
+                self._drain_soon()  # e.g. our own copy completed a majority: commit, reply
+        self.publish_messages(ready.messages, ready.replies)
+
+    def publish_messages(self, messages: list[Message],
+                         replies: Sequence[ClientReply] = ()) -> None:
+        if not messages and not replies:
+            return
         cluster = self.opts.cluster
         publish = self.client.publish
         # gmqtt: the drain's messages and replies leave in one socket write.
         cork = getattr(self.client, "cork", None)
-        if cork is not None and (len(ready.messages) + len(ready.replies)) > 1:
+        if cork is not None and (len(messages) + len(replies)) > 1:
             cork()
         drop_to = self.faults.drop_to
-        sent, sent_bytes = self.sent, self.sent_bytes
-        for msg in ready.messages:
+        sent, sent_bytes, counts = self.sent, self.sent_bytes, self.counts
+        for msg in messages:
             if msg.dst in drop_to:
-                self.counts["dropped"] += 1
+                counts["dropped"] += 1
                 continue
             payload = encode_message(msg, cluster)
             publish(topics.node_in(cluster, msg.dst), payload)
             kind = traffic_kind(msg)
             sent[kind] += 1
             sent_bytes[kind] += len(payload)
-            self.counts["out"] += 1
-        for reply in ready.replies:
+            counts["out"] += 1
+        for reply in replies:
             publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
         if cork is not None:
             self.client.flush()  # type: ignore[attr-defined]
-        self.counts["applied"] += len(ready.applied)
-        self._log_role_change()
-        self._arm_timer()
 
     def _arm_timer(self) -> None:
         due = self.node.next_deadline()
@@ -293,10 +323,10 @@ class NodeRuntime:
             self._timer = loop.call_at(self._t0 + due / 1000.0, self.on_timer)
 
     def _log_role_change(self) -> None:
-        st = self.node.status()
-        key = (st.role, st.term)
+        key = self.node.role_term()
         if key != self._last_role:
             self._last_role = key
+            st = self.node.status()
             log.info("now %s in term %d (leader %s, commit %d)", st.role, st.term, st.leader,
                      st.commit_index)
             # Published at once, so watchers see even a brief candidacy.
@@ -317,6 +347,7 @@ class NodeRuntime:
             "pid": os.getpid(), "cluster": self.opts.cluster, "library": self.opts.library,
             "broker": self.opts.broker, "fsync": self.opts.fsync,
             "messages_in": self.counts["in"], "messages_out": self.counts["out"],
+            "wal_fsyncs": self.committer.writes, "wal_fsynced_records": self.committer.records,
             "dropped": self.counts["dropped"], "rejected": dict(self.rejected),
             "sent_by_kind": dict(self.sent), "bytes_by_kind": dict(self.sent_bytes),
             "faults": self.faults.as_json(), "time": time.time(),

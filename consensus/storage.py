@@ -39,6 +39,15 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+def needs_sync(record: Any) -> bool:
+    """Whether ``record`` must be fsynced before the output that follows it may leave.
+
+    Record classes say ``sync = False`` for volatile state persisted only as a convenience
+    (the commit index); everything else (terms, votes, promises, log entries) must be durable.
+    """
+    return getattr(record, "sync", True)
+
+
 class MemoryStorage:
     """Records kept in a list: what survives a simulated crash."""
 
@@ -86,12 +95,13 @@ class FileStorage:
             self._discard_tail(offset, f"record {len(lines) + 1} has no newline")
         return records
 
-    def append(self, records: Sequence[Any]) -> None:
+    def append(self, records: Sequence[Any], *, sync: bool = True) -> None:
+        """Write ``records``; fsync too unless ``sync=False`` (see :func:`needs_sync`)."""
         if not records:
             return
         self._file.write(b"".join(_encode_line(r) for r in records))
         self._file.flush()
-        if self.fsync:
+        if self.fsync and sync:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:

@@ -187,3 +187,5 @@ class Committed:
 
     index: int
     kind: ClassVar[str] = "Committed"
+    # Volatile state, re-learnable from the acceptors: written, but no fsync of its own.
+    sync: ClassVar[bool] = False

@@ -147,6 +147,9 @@ class PaxosNode(Node):
         # proposed and not yet chosen; chosen slots above the commit index wait in ``chosen``.
         self.votes: dict[int, int] = {}
         self.chosen: set[int] = set()
+        # With async_persist, the leader's own acceptance counts only once durable:
+        # (drain number, first slot, last slot) of its proposals not yet written.
+        self.unsynced: deque[tuple[int, int, int]] = deque()
         self.next_slot = 1  # leader: the next free slot
         self.progress: dict[NodeId, Progress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
@@ -282,6 +285,7 @@ class PaxosNode(Node):
         self.next_slot = start
         self.votes = {}
         self.chosen = set()
+        self.unsynced.clear()
         self.hb_commit = self.commit_index
         self.progress = {p: Progress(next=start) for p in self.others}
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
@@ -642,14 +646,17 @@ class PaxosNode(Node):
         ballot = self.ballot
         assert ballot is not None
         first = self.next_slot
-        bit = self.bit[self.id]
+        # Our own vote now, or once persisted() says our acceptance is durable.
+        bit = 0 if self.async_persist else self.bit[self.id]
         for i, command in enumerate(commands):
             self.log[first + i] = (ballot, command)
             self.votes[first + i] = bit
         self.persist(AcceptedRun(first, ballot, commands))
         self.next_slot = first + len(commands)
         self.last_index = max(self.last_index, self.next_slot - 1)
-        if self.majority == 1:
+        if self.async_persist:
+            self.unsynced.append((self.ready_seq + 1, first, self.next_slot - 1))
+        elif self.majority == 1:
             self.chosen.update(range(first, self.next_slot))
             self.votes.clear()
             self.advance_commit_index()
@@ -662,6 +669,17 @@ class PaxosNode(Node):
         for peer in self.others:
             self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
                               first_slot=self.commit_index + 1, pre_vote=pre_vote))
+
+    def persisted(self, seq: int) -> None:
+        """Our acceptances up to drain ``seq`` are durable: now they count as votes."""
+        runs = []
+        while self.unsynced and self.unsynced[0][0] <= seq:
+            runs.append(self.unsynced.popleft())
+        if self.role != LEADER or not runs:
+            return
+        for _, first, last in runs:
+            self.count_votes(self.id, max(first, self.commit_index + 1), last)
+        self.advance_commit_index()
 
     def bcast_accept(self) -> None:
         for peer in self.others:
@@ -707,7 +725,7 @@ class PaxosNode(Node):
         """One Accept for slots ``first``..``last``; none (``last < first``) is a heartbeat."""
         assert self.ballot is not None
         log = self.log
-        self.send(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
+        self.send_early(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
                          commands=tuple(log[s][1] for s in range(first, last + 1)),
                          commit_index=self.commit_index))
 
@@ -776,6 +794,9 @@ class PaxosNode(Node):
         pr.commit_sent, pr.commit_sent_at = last, self.now
 
     # -- observation -----------------------------------------------------------------------
+
+    def role_term(self) -> tuple[str, int]:
+        return self.role, max(self.promised.round, self.round_used)
 
     def status(self) -> Status:
         ballot = self.ballot if self.role == CANDIDATE else self.promised

@@ -106,3 +106,5 @@ class CommitMark:
     """The commit index, persisted so it never goes backwards across a restart (as etcd does)."""
 
     index: int
+    # Volatile state (Figure 2): written, but no fsync of its own (etcd's MustSync neither).
+    sync: ClassVar[bool] = False

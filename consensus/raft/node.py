@@ -91,6 +91,10 @@ class RaftNode(Node):
         self.leader: NodeId | None = None
         self.votes: set[NodeId] = set()
         self.progress: dict[NodeId, Progress] = {}
+        # With async_persist, a leader's own copy counts only up to ``durable_last``;
+        # ``unsynced`` holds (drain number, last index) of its appends not yet durable.
+        self.durable_last = 0
+        self.unsynced: deque[tuple[int, int]] = deque()
         self.election_deadline = _NEVER
         self.heartbeat_deadline = _NEVER
         self.quorum_deadline = _NEVER
@@ -160,6 +164,9 @@ class RaftNode(Node):
         self.progress = {p: Progress(next=nxt, progress_at=self.now) for p in self.others}
         self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        # Our log from before may still be being written; the no-op's drain covers it.
+        self.durable_last = 0
+        self.unsynced.clear()
         self.append_entries_locally((None,))
         self.bcast_append()
 
@@ -382,7 +389,8 @@ class RaftNode(Node):
 
     def advance_commit_index(self) -> bool:
         """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
-        matches = [self.log.last_index] + [p.match for p in self.progress.values()]
+        own = self.durable_last if self.async_persist else self.log.last_index
+        matches = [own] + [p.match for p in self.progress.values()]
         n = quorum.committed_index(matches, len(self.peers))
         if n > self.commit_index and self.log.term_at(n) == self.term:
             self.set_commit(n)
@@ -406,7 +414,18 @@ class RaftNode(Node):
         new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
         self.log.write(new)
         self.persist(LogAppend(new))
-        if len(self.peers) == 1:
+        if self.async_persist:
+            self.unsynced.append((self.ready_seq + 1, self.log.last_index))
+        elif len(self.peers) == 1:
+            self.advance_commit_index()
+
+    def persisted(self, seq: int) -> None:
+        """Our appends up to drain ``seq`` are durable: count our own copy up to there."""
+        last = 0
+        while self.unsynced and self.unsynced[0][0] <= seq:
+            last = self.unsynced.popleft()[1]
+        if self.role == LEADER and last > self.durable_last:
+            self.durable_last = last
             self.advance_commit_index()
 
     # -- outbound ------------------------------------------------------------------------
@@ -456,7 +475,7 @@ class RaftNode(Node):
             entries = self.log.slice(pr.next, pr.next + self.config.max_batch - 1)
             pr.next += len(entries)
             pr.inflight.append(pr.next - 1)
-        self.send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
+        self.send_early(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                 prev_log_term=self.log.term_at(prev), entries=entries,
                                 leader_commit=self.commit_index))
 
@@ -467,6 +486,9 @@ class RaftNode(Node):
                                      conflict_term=conflict_term, conflict_index=conflict_index))
 
     # -- observation -----------------------------------------------------------------------
+
+    def role_term(self) -> tuple[str, int]:
+        return self.role, self.term
 
     def status(self) -> Status:
         return Status(

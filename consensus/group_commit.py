@@ -1,0 +1,123 @@
+"""Group commit off the event loop: fsync on a writer thread, output released in order.
+
+A node process must not send anything that depends on records before those records are on
+disk. Doing the fsync on the event-loop thread (as a plain ``storage.append`` would) stops
+the node for the whole fsync; messages arriving meanwhile just wait in the socket. Here the
+fsync runs on one writer thread instead, so the loop keeps receiving and stepping while a
+write is in flight, and everything produced meanwhile becomes the next write: batches grow
+by themselves with the load, one fsync each (the classic group commit of databases).
+
+The rule that keeps this safe is FIFO: output handed to :meth:`GroupCommitter.submit` leaves
+only after *its* records and every record submitted before it are durable, even output with
+no records of its own (the node's state already reflects the earlier, not yet durable ones).
+
+Records whose class says ``sync = False`` (Raft's ``CommitMark``, Paxos's ``Committed``: the
+commit index, volatile state in Raft's Figure 2, like etcd's ``MustSync`` which does not sync
+for a commit-only change) are written but do not by themselves call for an fsync: a batch of
+only those is written on the loop thread and its output leaves at once. They survive a killed
+process (the page cache keeps them) and reach the disk with the next fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from consensus.storage import FileStorage, needs_sync
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WriteFailed(RuntimeError):
+    """The write-ahead log could not be written: the node must stop (it cannot keep promises)."""
+
+
+class GroupCommitter(Generic[T]):
+    """Persist records, then hand their dependent output to ``release`` (see the module doc).
+
+    ``threaded=False`` writes synchronously on the caller's thread and releases at once: for
+    runtimes driven by hand in tests, where nothing must be left in flight.
+    """
+
+    def __init__(self, storage: FileStorage, release: Callable[[T], None], *,
+                 threaded: bool = True, on_failure: Callable[[BaseException], None] | None = None
+                 ) -> None:
+        self.storage = storage
+        self.release = release
+        self.on_failure = on_failure
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wal") if threaded else None
+        self._in_flight: list[T] | None = None  # output waiting for the write in flight
+        self._next_records: list[Any] = []  # the next write, gathered while one is in flight
+        self._next_output: list[T] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.writes = 0  # fsynced writes, and the records they carried (for the status)
+        self.records = 0
+
+    def submit(self, records: Sequence[Any], output: T) -> None:
+        if self._executor is None:
+            self.storage.append(records)
+            self.release(output)
+            return
+        if self._in_flight is not None:
+            self._next_records.extend(records)
+            self._next_output.append(output)
+            return
+        if records and any(needs_sync(r) for r in records):
+            self._start(list(records), [output])
+            return
+        if records:
+            self.storage.append(records, sync=False)
+        self.release(output)
+
+    def _start(self, records: list[Any], outputs: list[T]) -> None:
+        assert self._executor is not None
+        self._in_flight = outputs
+        self._idle.clear()
+        self.writes += 1
+        self.records += len(records)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self.storage.append, records)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        outputs, self._in_flight = self._in_flight or [], None
+        exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            # Like PostgreSQL after "fsyncgate": a failed fsync leaves the page cache in an
+            # unknown state, so the only safe answer is to stop, sending nothing that depended
+            # on it. The node restarts from what the WAL really holds.
+            log.critical("write-ahead log write failed: %s; stopping", exc)
+            self._next_records, self._next_output = [], []
+            self._idle.set()
+            if self.on_failure is not None:
+                self.on_failure(WriteFailed(str(exc)))
+            return
+        for output in outputs:
+            self.release(output)
+        records, waiting = self._next_records, self._next_output
+        self._next_records, self._next_output = [], []
+        if records and any(needs_sync(r) for r in records):
+            self._start(records, waiting)
+            return
+        if records:
+            self.storage.append(records, sync=False)
+        for output in waiting:
+            self.release(output)
+        self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait until nothing is in flight (before closing the log)."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+__all__ = ["GroupCommitter", "WriteFailed"]
