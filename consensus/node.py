@@ -23,6 +23,12 @@ answered "yes" and then crashed must still remember it said yes when it comes ba
 Replies are only sent after ``persist`` too, so a reply never overtakes the durability of
 what it reports.
 
+A driver that writes on another thread (the node runtime) sets ``async_persist``: then the
+leader's replication messages come in ``ready.early`` and may leave while ``persist`` is
+being written (the leader writes its log in parallel with replicating it, Raft thesis
+§10.2.1), and the driver calls ``persisted(ready.seq)`` once a drain's records are durable;
+only from then on does the leader count its own copy towards a majority.
+
 ``next_deadline()`` tells a driver when the node next needs a tick; the simulator schedules
 exactly that instead of polling, which is much of why it runs far faster than real time.
 
@@ -97,7 +103,9 @@ class Ready:
         return bool(self.persist or self.messages or self.applied or self.replies or self.early)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the simulator takes one after every drain, and a frozen dataclass's __init__ costs
+# more than twice as much. Treat it as a read-only snapshot all the same.
+@dataclass(slots=True)
 class Status:
     """What the dashboard, the reports and the safety checks see of a node."""
 

@@ -126,6 +126,7 @@ class NodeRuntime:
         self._timer_due = float("inf")
         self._last_role: tuple[str, int] | None = None
         self._drain_scheduled = False
+        self._flush_scheduled = False
         self._stop = asyncio.Event()
         self._inbox = topics.node_in(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
@@ -290,9 +291,16 @@ class NodeRuntime:
             return
         cluster = self.opts.cluster
         publish = self.client.publish
-        # gmqtt: the drain's messages and replies leave in one socket write.
+        # gmqtt: everything published in one turn of the event loop (every drain and release
+        # in it) leaves in one socket write, at the end of the turn; driven by hand, per call.
         cork = getattr(self.client, "cork", None)
-        if cork is not None and (len(messages) + len(replies)) > 1:
+        if cork is not None and self.group_commit:
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                cork()
+                asyncio.get_running_loop().call_soon(self._flush_out)
+            cork = None
+        elif cork is not None and (len(messages) + len(replies)) > 1:
             cork()
         drop_to = self.faults.drop_to
         sent, sent_bytes, counts = self.sent, self.sent_bytes, self.counts
@@ -310,6 +318,10 @@ class NodeRuntime:
             publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
         if cork is not None:
             self.client.flush()  # type: ignore[attr-defined]
+
+    def _flush_out(self) -> None:
+        self._flush_scheduled = False
+        self.client.flush()  # type: ignore[attr-defined]
 
     def _arm_timer(self) -> None:
         due = self.node.next_deadline()

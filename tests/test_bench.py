@@ -80,6 +80,7 @@ def _system(name, rate, conf=None):
 
 def test_bench_json_shape_tables_and_chart_from_a_fake_result(tmp_path):
     systems = [_system("raft", 6000), _system("paxos", 9000), _system("null", 20000),
+               _system("raft", 7000, "no-fsync"), _system("paxos", 6000, "no-fsync"),
                _system("pysyncobj", 4000, "default")]
     result = {"manifest": {"broker": {"kind": "mosquitto"}, "mqtt_client": "gmqtt"},
               "bus": [{"library": "gmqtt", "msgs_per_s": 100000, "rtt_p50_us": 170.0,
@@ -93,8 +94,13 @@ def test_bench_json_shape_tables_and_chart_from_a_fake_result(tmp_path):
     result["ratios"] = _ratios(systems)
     assert result["ratios"]["raft / PySyncObj"] == 1.5
     assert result["ratios"]["paxos / null protocol"] == 0.45
+    # Like for like with PySyncObj: the no-fsync rows, never mixed up with the default ones.
+    assert result["ratios"]["raft no-fsync / PySyncObj"] == 1.75
+    assert result["ratios"]["paxos no-fsync / null protocol"] == 0.3
     result["goals"] = _goals(result)
     assert all(g["met"] for g in result["goals"] if "p50" not in g["goal"])
+    assert {g["goal"] for g in result["goals"]} >= {
+        "raft 3n no-fsync max throughput >= 1.5x PySyncObj", "paxos 3n p50 at 100 ops/s < 1 ms"}
     assert len(report.tables(result)) == 6
     paths = write_outputs(result, tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
