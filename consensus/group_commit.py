@@ -68,14 +68,17 @@ class GroupCommitter(Generic[T]):
             self._next_records.extend(records)
             self._next_output.append(output)
             return
-        if records and any(needs_sync(r) for r in records):
-            self._start(list(records), [output])
-            return
-        if records:
-            self.storage.append(records, sync=False)
-        self.release(output)
+        self._write(list(records), [output])
 
-    def _start(self, records: list[Any], outputs: list[T]) -> None:
+    def _write(self, records: list[Any], outputs: list[T]) -> None:
+        """Nothing in flight: fsync on the thread if any record needs it, else release now."""
+        if not any(needs_sync(r) for r in records):
+            if records:
+                self.storage.append(records, sync=False)
+            for output in outputs:
+                self.release(output)
+            self._idle.set()
+            return
         assert self._executor is not None
         self._in_flight = outputs
         self._idle.clear()
@@ -102,14 +105,7 @@ class GroupCommitter(Generic[T]):
             self.release(output)
         records, waiting = self._next_records, self._next_output
         self._next_records, self._next_output = [], []
-        if records and any(needs_sync(r) for r in records):
-            self._start(records, waiting)
-            return
-        if records:
-            self.storage.append(records, sync=False)
-        for output in waiting:
-            self.release(output)
-        self._idle.set()
+        self._write(records, waiting)
 
     async def flush(self) -> None:
         """Wait until nothing is in flight (before closing the log)."""
