@@ -78,7 +78,8 @@ class Config:
             raise ValueError("max_batch and max_inflight must be at least 1")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like Status: one is made per entry per replica. Read-only all the same.
+@dataclass(slots=True)
 class Applied:
     """One committed log entry or chosen slot, applied to the state machine."""
 

@@ -24,6 +24,7 @@ Clients are outside the cluster: partitions and loss apply between nodes only.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import random
@@ -37,6 +38,10 @@ from consensus.messages import ClientReply, ClientRequest, Message, NodeId
 from consensus.node import Config, Node, Status
 
 _DELIVER, _TICK, _CALL = 0, 1, 2
+_INF = float("inf")
+# Trace lines are hashed in batches (one sha256 update per batch is the same digest as one per
+# line, at a fraction of the calls); this bounds the memory the pending lines take.
+_HASH_BATCH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,7 @@ class Simulation:
             else tuple(sorted(nodes)))
         self.seed = seed
         self.config = config or Config()
-        self.network = network or Network()
+        self.network = network or Network()  # a property, like processing: see below
         self.processing = processing or Processing()
         self._busy_until: dict[NodeId, float] = {}
         self.node_class = node_class or self.algorithm.node_class
@@ -139,6 +144,7 @@ class Simulation:
         self.clients: dict[str, Any] = {}
         self._tick_due: dict[NodeId, float] = {}
         self._hash = hashlib.sha256()
+        self._pending_hash: list[str] = []  # trace lines not yet folded into _hash, in order
         self.trace: list[str] | None = [] if record_trace else None
         self.stats = Stats()
         self.leaders_seen: set[tuple[int, NodeId]] = set()
@@ -149,6 +155,34 @@ class Simulation:
         self.observers: list[Callable[[float, Message, float | None], None]] = []
         for nid in self.ids:
             self._start(nid)
+
+    # The network model and the CPU model are read for every message: what the hot path needs
+    # is derived once here, when they are set (the dashboard swaps the network mid-run).
+
+    @property
+    def network(self) -> Network:
+        return self._network
+
+    @network.setter
+    def network(self, network: Network) -> None:
+        self._network = network
+        lo, hi = network.latency_ms
+        self._lat_lo = lo
+        self._lat_span = hi - lo
+        # 0: constant, 1: uniform, 2: exponential, exactly as Network.sample draws them;
+        # 3: a subclass's own sample().
+        self._lat_mode = (3 if type(network).sample is not Network.sample
+                          else 0 if network.distribution == "constant" or lo == hi
+                          else 1 if network.distribution == "uniform" else 2)
+
+    @property
+    def processing(self) -> Processing:
+        return self._processing
+
+    @processing.setter
+    def processing(self, processing: Processing) -> None:
+        self._processing = processing
+        self._processing_on = processing.enabled
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -260,22 +294,44 @@ class Simulation:
 
     def run(self, until: float) -> None:
         """Process every event up to simulated time ``until`` (ms)."""
+        # The loop allocates millions of short-lived, acyclic objects, and the cyclic garbage
+        # collector's passes over the ever larger heap (logs, checker state) took 8-17% of the
+        # run while finding nothing: events make no reference cycles. So it pauses here; a
+        # finished simulation's cycles (sim <-> clients) are collected as usual afterwards.
+        if not gc.isenabled():
+            self._run(until)
+            return
+        gc.disable()
+        try:
+            self._run(until)
+        finally:
+            gc.enable()
+
+    def _run(self, until: float) -> None:
         heap = self._heap
         pop = heapq.heappop
+        stats = self.stats
+        nodes = self.nodes
+        tick_due = self._tick_due
+        deliver = self._deliver
+        drain = self._drain
+        pending_hash = self._pending_hash
         while heap and heap[0][0] <= until:
             t, _, kind, payload = pop(heap)
             self.now = t
-            self.stats.events += 1
+            stats.events += 1
             if kind == _DELIVER:
-                self._deliver(payload)
+                deliver(payload)
             elif kind == _TICK:
-                node = self.nodes.get(payload)
-                if node is not None and self._tick_due.get(payload) == t:
-                    del self._tick_due[payload]
+                node = nodes.get(payload)
+                if node is not None and tick_due.get(payload) == t:
+                    del tick_due[payload]
                     node.tick(t)
-                    self._drain(node)
+                    drain(node)
             else:
                 payload()
+            if len(pending_hash) >= _HASH_BATCH:
+                self._fold_hash()
         self.now = max(self.now, until)
 
     def run_for(self, ms: float) -> None:
@@ -290,66 +346,95 @@ class Simulation:
     def _drain(self, node: Node) -> None:
         ready = node.ready()
         nid = node.id
+        now = self.now
         if ready.persist:
             self.storage[nid].extend(ready.persist)  # durable before anything leaves
-        for msg in ready.messages:
-            self._transmit(msg)
-        for reply in ready.replies:
-            self._transmit(reply)
-        for a in ready.applied:
-            self._hash.update(f"{nid}@{a.index}={a.command}".encode())
+        if ready.messages or ready.replies:
+            transmit = self._transmit
+            for msg in ready.messages:
+                transmit(msg)
+            for reply in ready.replies:
+                transmit(reply)
+        if ready.applied:
+            pending_hash = self._pending_hash
+            for a in ready.applied:
+                pending_hash.append(f"{nid}@{a.index}={a.command}")
         status = node.status()
-        previous = self.statuses.get(nid)
-        self.statuses[nid] = status
-        if previous is None or previous.role != status.role:
-            self.role_events.append((self.now, nid, status.role, status.term))
-        if status.role == "leader" and (status.term, nid) not in self.leaders_seen:
+        statuses = self.statuses
+        previous = statuses.get(nid)
+        statuses[nid] = status
+        role = status.role
+        if previous is None or previous.role != role:
+            self.role_events.append((now, nid, role, status.term))
+        if role == "leader" and (status.term, nid) not in self.leaders_seen:
             self.leaders_seen.add((status.term, nid))
-            self.leader_events.append((self.now, nid, status.term))
+            self.leader_events.append((now, nid, status.term))
             self._record(f"leader {nid} term {status.term}")
-        self.checker.after_ready(self.now, node, ready, status)
+        self.checker.after_ready(now, node, ready, status)
         if nid not in self.paused:
             due = node.next_deadline()
-            if due < self._tick_due.get(nid, float("inf")):
-                due = max(due, self.now)
-                self._tick_due[nid] = due
-                self._push(due, _TICK, nid)
+            tick_due = self._tick_due
+            if due < tick_due.get(nid, _INF):
+                if due < now:
+                    due = now
+                tick_due[nid] = due
+                self._seq += 1
+                heapq.heappush(self._heap, (due, self._seq, _TICK, nid))
 
     def _transmit(self, msg: Message) -> None:
         stats = self.stats
         stats.sent += 1
         kind = msg.kind
-        stats.by_kind[kind] = stats.by_kind.get(kind, 0) + 1
+        by_kind = stats.by_kind
+        by_kind[kind] = by_kind.get(kind, 0) + 1
         rng = self._net_rng
-        between_nodes = msg.src in self.storage and msg.dst in self.storage
+        now = self.now
+        storage = self.storage
+        between_nodes = msg.src in storage and msg.dst in storage
         if between_nodes:
-            loss = self.network.loss if self.loss_override is None else self.loss_override
+            loss = self._network.loss if self.loss_override is None else self.loss_override
             if ((msg.src, msg.dst) in self.blocked or (loss and rng.random() < loss)
                     or (self.filters and any(f(msg) for f in self.filters))):
                 stats.dropped += 1
                 for observe in self.observers:
-                    observe(self.now, msg, None)
+                    observe(now, msg, None)
                 return
-        latency = self._latency(rng)
-        self._push(self.now + latency, _DELIVER, msg)
-        for observe in self.observers:
-            observe(self.now, msg, self.now + latency)
+        # _latency, inlined for the common case (no delay window): one call per message fewer.
+        mode = self._lat_mode
+        if self.delay_extra or mode == 3:
+            latency = self._latency(rng)
+        elif mode == 1:
+            latency = self._lat_lo + self._lat_span * rng.random()  # = rng.uniform(lo, hi)
+        elif mode == 0:
+            latency = self._lat_lo
+        else:
+            latency = self._lat_lo + rng.expovariate(1.0 / self._lat_span)
+        self._seq += 1
+        heapq.heappush(self._heap, (now + latency, self._seq, _DELIVER, msg))
+        if self.observers:
+            for observe in self.observers:
+                observe(now, msg, now + latency)
         if between_nodes:
-            dup = (self.network.duplicate if self.duplicate_override is None
+            dup = (self._network.duplicate if self.duplicate_override is None
                    else self.duplicate_override)
             if dup and rng.random() < dup:
-                self._push(self.now + self._latency(rng), _DELIVER, msg)
+                self._push(now + self._latency(rng), _DELIVER, msg)
 
     def _latency(self, rng: random.Random) -> float:
         """The model's latency, plus a delay window's jitter: uniform in [0, delay] ms."""
-        latency = self.network.sample(rng)
+        latency = self._network.sample(rng)
         if self.delay_extra:
             latency += rng.uniform(0.0, self.delay_extra)
         return latency
 
     def _deliver(self, msg: Message) -> None:
         dst = msg.dst
-        self._record_msg(msg)
+        now = self.now
+        # Type, ends and time of each delivery (full reprs cost a third of the run time); what
+        # the messages carried shows up in the applied commands and role changes hashed too.
+        self._pending_hash.append(f"{now!r} {msg.kind} {msg.src}>{dst}")
+        if self.trace is not None:
+            self.trace.append(f"{now!r} {msg!r}")
         client = self.clients.get(dst)
         if client is not None:
             client.on_reply(msg)
@@ -358,18 +443,19 @@ class Simulation:
         if node is None:
             self.stats.dropped += 1
             return
-        held = self.paused.get(dst)
-        if held is not None:
-            held.append(msg)
-            return
-        if self.processing.enabled:
+        if self.paused:
+            held = self.paused.get(dst)
+            if held is not None:
+                held.append(msg)
+                return
+        if self._processing_on:
             busy = self._busy_until.get(dst, 0.0)
-            if busy > self.now:
+            if busy > now:
                 self._push(busy, _DELIVER, msg)  # still busy: wait in the node's queue
                 return
-            self._busy_until[dst] = self.now + self.processing.cost(msg)
+            self._busy_until[dst] = now + self._processing.cost(msg)
         self.stats.delivered += 1
-        node.tick(self.now)
+        node.tick(now)
         node.step(msg)
         self._drain(node)
 
@@ -382,22 +468,20 @@ class Simulation:
 
     # -- trace ---------------------------------------------------------------------------
 
-    def _record_msg(self, msg: Message) -> None:
-        # Type, ends and time of each delivery (full reprs cost a third of the run time); what
-        # the messages carried shows up in the applied commands and role changes hashed too.
-        line = f"{self.now!r} {msg.kind} {msg.src}>{msg.dst}"
-        self._hash.update(line.encode())
-        if self.trace is not None:
-            self.trace.append(f"{self.now!r} {msg!r}")
-
     def _record(self, what: str) -> None:
         line = f"{self.now!r} {what}"
-        self._hash.update(line.encode())
+        self._pending_hash.append(line)
         if self.trace is not None:
             self.trace.append(line)
 
+    def _fold_hash(self) -> None:
+        """Hash the pending trace lines: sha256 of their concatenation, as line by line."""
+        self._hash.update("".join(self._pending_hash).encode())
+        self._pending_hash.clear()
+
     @property
     def trace_sha256(self) -> str:
+        self._fold_hash()
         return self._hash.hexdigest()
 
     # -- observation ---------------------------------------------------------------------

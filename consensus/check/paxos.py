@@ -33,9 +33,9 @@ class PaxosChecker(SharedChecker):
         super().__init__()
         self.majority = 0  # set from the first node seen
         self.promised: dict[NodeId, Ballot] = {}  # durable: survives crashes like the node's
-        # (slot, ballot) -> (value, acceptors that accepted it); the set is dropped (None)
-        # once the value is chosen, to keep memory flat on long runs.
-        self.accepts: dict[tuple[int, Ballot], tuple[Command | None, set[NodeId] | None]] = {}
+        # (slot, ballot round, ballot rank) -> (value, acceptors that accepted it); the set is
+        # dropped (None) once the value is chosen, to keep memory flat on long runs.
+        self.accepts: dict[tuple[int, int, int], tuple[Command | None, set[NodeId] | None]] = {}
         # slot -> (value, ballot it was first chosen at, the majority that chose it)
         self.chosen: dict[int, tuple[Command | None, Ballot, tuple[NodeId, ...]]] = {}
 
@@ -43,6 +43,7 @@ class PaxosChecker(SharedChecker):
         nid = node.id
         if not self.majority:
             self.majority = majority(len(node.peers))
+        chosen = self.chosen
         for rec in ready.persist:
             if isinstance(rec, AcceptedRun):
                 self._check_accept(t, nid, rec)
@@ -57,13 +58,20 @@ class PaxosChecker(SharedChecker):
                 for i, command in enumerate(rec.commands):
                     self._check_chosen(t, nid, rec.first_slot + i, command, "learned")
         for applied in ready.applied:
-            self._check_chosen(t, nid, applied.index, applied.command, "applied")
-        super().after_ready(t, node, ready, status)
+            # The common case inline (the chosen value, mostly the very same object); any
+            # doubt goes to _check_chosen, which decides and reports.
+            first = chosen.get(applied.index)
+            command = applied.command
+            if first is None or (first[0] is not command and first[0] != command):
+                self._check_chosen(t, nid, applied.index, command, "applied")
+        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
 
     def _check_accept(self, t: float, nid: NodeId, rec: AcceptedRun) -> None:
         ballot = rec.ballot
         promised = self.promised.get(nid, ZERO_BALLOT)
-        if ballot < promised:
+        if ballot is promised:
+            pass  # the usual case, and no need for Ballot's (Python-level) comparisons
+        elif ballot < promised:
             self.violation(t, "accepted-below-promise", (nid,),
                            f"accepted from slot {rec.first_slot}"
                            f" at ballot {ballot} after promising {promised}")
@@ -71,16 +79,19 @@ class PaxosChecker(SharedChecker):
             self.violation(t, "accepted-above-promise", (nid,),
                            f"accepted at ballot {ballot} with only {promised} durably promised")
         accepts = self.accepts
+        # Keyed by the ballot's (round, rank), exactly what Ballot's equality and hash use,
+        # so the key hashes in C.
+        rnd, rank = ballot.round, ballot.rank
         for i, command in enumerate(rec.commands):
             slot = rec.first_slot + i
-            key = (slot, ballot)
+            key = (slot, rnd, rank)
             entry = accepts.get(key)
             if entry is None:
-                accepts[key] = (command, {nid})
                 voters: set[NodeId] | None = {nid}
+                accepts[key] = (command, voters)
             else:
                 value, voters = entry
-                if value != command:
+                if value is not command and value != command:
                     self.violation(t, "one-value-per-ballot", (nid, ballot.node),
                                    f"slot {slot} ballot {ballot}: accepted {_show(command)} but "
                                    f"{_show(value)} was accepted at the same ballot elsewhere")
