@@ -67,6 +67,10 @@ def simulate_cmd(
         = "150-300",
     latency_ms: Annotated[str, typer.Option(help="Network latency range MIN-MAX.")] = "1-5",
     loss: Annotated[float, typer.Option(min=0, max=1, help="Base message loss rate.")] = 0.0,
+    disk_ms: Annotated[float, typer.Option(min=0, help=(
+        "Time one write-ahead-log write takes. 0 writes at once; above 0, writes overlap "
+        "with the run as in the node runtime (group commit, a leader replicating while it "
+        "writes) and a crash loses what was not written yet."))] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_faults: Annotated[bool, typer.Option(help="List the faults as applied.")] = False,
 ) -> None:
@@ -90,7 +94,8 @@ def simulate_cmd(
             err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s, seed {seed}...")
         try:
             results.append(simulate(name, nodes, duration, seed, faults, config=config,
-                                    network=network, workload=Workload(clients=clients)))
+                                    network=network, workload=Workload(clients=clients),
+                                    disk_ms=disk_ms))
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
     if json_out:

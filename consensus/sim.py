@@ -35,7 +35,8 @@ from typing import Any
 from consensus.algorithms import Algorithm, get_algorithm
 from consensus.check.invariants import Checker, Violation
 from consensus.messages import ClientReply, ClientRequest, Message, NodeId
-from consensus.node import Config, Node, Status
+from consensus.node import Config, Node, Ready, Status
+from consensus.storage import needs_sync
 
 _DELIVER, _TICK, _CALL = 0, 1, 2
 _INF = float("inf")
@@ -116,6 +117,7 @@ class Simulation:
         node_class: type[Node] | None = None,
         record_trace: bool = False,
         processing: Processing | None = None,
+        disk_ms: float = 0.0,
     ) -> None:
         self.algorithm = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
         self.ids: tuple[NodeId, ...] = (
@@ -128,6 +130,18 @@ class Simulation:
         self._busy_until: dict[NodeId, float] = {}
         self.node_class = node_class or self.algorithm.node_class
         self.checker = checker if checker is not None else self.algorithm.checker_class()
+        # The disk: 0 writes records at once (before anything leaves, as the node runtime's
+        # rule says). Above 0, a write takes 0.5-1.5x that long (fsyncs vary, so a leader's
+        # own write may finish after a follower's), as in the node runtime's group
+        # committer: one write in flight per node, the next one gathered meanwhile, output
+        # held until its records are written, a leader's replication sent at once
+        # (Node.async_persist), and a crash loses what was not written yet.
+        self.disk_ms = disk_ms
+        self._disk_rng = random.Random(f"{seed}/disk")
+        self._disk_in_flight: dict[NodeId, list[Ready]] = {}
+        self._disk_next: dict[NodeId, list[Ready]] = {}
+        if disk_ms > 0:
+            self.checker.records_when_durable = True
         self.now = 0.0
         self._heap: list[tuple[float, int, int, Any]] = []
         self._seq = 0
@@ -190,6 +204,7 @@ class Simulation:
         life = self.lives[nid]
         rng = random.Random(f"{self.seed}/{nid}/{life}")
         node = self.node_class(nid, self.ids, self.config, rng)
+        node.async_persist = self.disk_ms > 0
         node.tick(self.now)
         if self.storage[nid]:
             node.restore(list(self.storage[nid]))
@@ -209,6 +224,8 @@ class Simulation:
         self._busy_until.pop(nid, None)
         self._tick_due.pop(nid, None)
         self.statuses.pop(nid, None)
+        self._disk_in_flight.pop(nid, None)  # unwritten records are lost, their output unsent
+        self._disk_next.pop(nid, None)
         self.checker.on_crash(self.now, nid)
 
     def restart(self, nid: NodeId) -> None:
@@ -347,14 +364,20 @@ class Simulation:
         ready = node.ready()
         nid = node.id
         now = self.now
-        if ready.persist:
-            self.storage[nid].extend(ready.persist)  # durable before anything leaves
-        if ready.messages or ready.replies:
-            transmit = self._transmit
-            for msg in ready.messages:
-                transmit(msg)
-            for reply in ready.replies:
-                transmit(reply)
+        if self.disk_ms:
+            for msg in ready.early:
+                self._transmit(msg)
+            if ready.persist or ready.messages or ready.replies:
+                self._disk_submit(nid, ready)
+        else:
+            if ready.persist:
+                self.storage[nid].extend(ready.persist)  # durable before anything leaves
+            if ready.messages or ready.replies:
+                transmit = self._transmit
+                for msg in ready.messages:
+                    transmit(msg)
+                for reply in ready.replies:
+                    transmit(reply)
         if ready.applied:
             pending_hash = self._pending_hash
             for a in ready.applied:
@@ -380,6 +403,53 @@ class Simulation:
                 tick_due[nid] = due
                 self._seq += 1
                 heapq.heappush(self._heap, (due, self._seq, _TICK, nid))
+
+    # -- the disk (disk_ms > 0) -----------------------------------------------------------
+
+    def _disk_submit(self, nid: NodeId, ready: Ready) -> None:
+        if nid in self._disk_in_flight:
+            self._disk_next.setdefault(nid, []).append(ready)
+        else:
+            self._disk_write(nid, [ready])
+
+    def _disk_write(self, nid: NodeId, readies: list[Ready]) -> None:
+        """Start one write of ``readies``' records; commit-index-only records need none."""
+        if not any(needs_sync(r) for ready in readies for r in ready.persist):
+            self._disk_written(nid, readies)
+            return
+        self._disk_in_flight[nid] = readies
+        life = self.lives[nid]
+        took = self.disk_ms * (0.5 + self._disk_rng.random())
+        self._push(self.now + took, _CALL, lambda: self._disk_done(nid, life))
+
+    def _disk_done(self, nid: NodeId, life: int) -> None:
+        node = self.nodes.get(nid)
+        if node is None or self.lives[nid] != life:
+            return  # crashed meanwhile: the write never finished
+        if nid in self.paused:  # a stopped process cannot act on its finished write yet
+            self._push(self.now + self.disk_ms, _CALL, lambda: self._disk_done(nid, life))
+            return
+        self._disk_written(nid, self._disk_in_flight.pop(nid))
+        waiting = self._disk_next.pop(nid, None)
+        if waiting:
+            self._disk_write(nid, waiting)
+        if node.has_output():
+            node.tick(self.now)
+            self._drain(node)
+
+    def _disk_written(self, nid: NodeId, readies: list[Ready]) -> None:
+        """The records are durable: tell the checker and the node, send what waited."""
+        node = self.nodes[nid]
+        assert node is not None
+        for ready in readies:
+            if ready.persist:
+                self.storage[nid].extend(ready.persist)
+                self.checker.after_durable(self.now, node, ready.persist)
+            node.persisted(ready.seq)
+            for msg in ready.messages:
+                self._transmit(msg)
+            for reply in ready.replies:
+                self._transmit(reply)
 
     def _transmit(self, msg: Message) -> None:
         stats = self.stats

@@ -7,7 +7,9 @@ the entries involved, so a failing seed can be replayed and read.
 :class:`SharedChecker` holds the checks that mean the same for Raft and Multi-Paxos:
 
 - applied-prefix agreement: every node applies the same command at the same index;
-- terms (ballot rounds) and commit indexes never go backwards, across restarts too;
+- terms (ballot rounds) and commit indexes never go backwards, across restarts too (with a
+  disk that takes time, a commit index only as far back as the last one written: it is
+  volatile state, written without an fsync of its own and lost if a crash comes first);
 - every acknowledged client request is in the final applied sequence (checked at the end).
 
 Each algorithm adds its own (one leader per term, log matching, one value per slot...) in a
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from consensus.messages import ClientReply, Command, NodeId, ReplyStatus
 from consensus.node import Node, Ready, Status
@@ -39,12 +42,18 @@ class Checker:
 
     def __init__(self) -> None:
         self.violations: list[Violation] = []
+        # Set by a driver whose writes take time (Simulation(disk_ms > 0)): then a Ready's
+        # ``persist`` is only being written, and after_durable says when it is on disk.
+        self.records_when_durable = False
 
     def violation(self, t: float, check: str, nodes: tuple[NodeId, ...], detail: str) -> None:
         self.violations.append(Violation(t, check, nodes, detail))
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         """Called after ``node`` produced ``ready`` at time ``t`` (``status`` is current)."""
+
+    def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
+        """With ``records_when_durable``: ``node``'s ``records`` are durable as of ``t``."""
 
     def on_crash(self, t: float, node_id: NodeId) -> None:
         """Called when a node crashes (its volatile state is gone)."""
@@ -66,6 +75,7 @@ class SharedChecker(Checker):
         self.applied_upto: dict[NodeId, int] = {}  # per node life: last index applied
         self.high_term: dict[NodeId, int] = {}  # survives crashes: durable terms never regress
         self.high_commit: dict[NodeId, int] = {}
+        self.durable_commit: dict[NodeId, int] = {}  # with records_when_durable
         self.acked: dict[tuple[str, int], tuple[float, Command]] = {}
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
@@ -101,8 +111,16 @@ class SharedChecker(Checker):
         elif commit != prev_commit:
             self.high_commit[nid] = commit
 
+    def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
+        for rec in records:
+            if getattr(rec, "commit_mark", False):
+                nid = node.id
+                self.durable_commit[nid] = max(self.durable_commit.get(nid, 0), rec.index)
+
     def on_crash(self, t: float, node_id: NodeId) -> None:
         self.applied_upto[node_id] = 0  # the state machine is rebuilt from the log on restart
+        if self.records_when_durable:
+            self.high_commit[node_id] = self.durable_commit.get(node_id, 0)
 
     def on_client_reply(self, t: float, reply: ClientReply, command: Command) -> None:
         if reply.status in (ReplyStatus.OK, ReplyStatus.ERROR):

@@ -17,6 +17,8 @@ acknowledged write come from :class:`SharedChecker`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from consensus.check.invariants import SharedChecker
 from consensus.messages import Command, NodeId
 from consensus.node import Node, Ready, Status
@@ -44,7 +46,26 @@ class PaxosChecker(SharedChecker):
         if not self.majority:
             self.majority = majority(len(node.peers))
         chosen = self.chosen
-        for rec in ready.persist:
+        if ready.persist and not self.records_when_durable:
+            self._records(t, nid, ready.persist)
+        for applied in ready.applied:
+            # The common case inline (the chosen value, mostly the very same object); any
+            # doubt goes to _check_chosen, which decides and reports.
+            first = chosen.get(applied.index)
+            command = applied.command
+            if first is None or (first[0] is not command and first[0] != command):
+                self._check_chosen(t, nid, applied.index, command, "applied")
+        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
+
+    def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
+        # A promise or an acceptance binds (and counts towards choosing) once it is durable.
+        SharedChecker.after_durable(self, t, node, records)
+        if not self.majority:
+            self.majority = majority(len(node.peers))
+        self._records(t, node.id, records)
+
+    def _records(self, t: float, nid: NodeId, records: list[Any]) -> None:
+        for rec in records:
             if isinstance(rec, AcceptedRun):
                 self._check_accept(t, nid, rec)
             elif isinstance(rec, Promised):
@@ -57,14 +78,6 @@ class PaxosChecker(SharedChecker):
             elif isinstance(rec, ChosenRun):
                 for i, command in enumerate(rec.commands):
                     self._check_chosen(t, nid, rec.first_slot + i, command, "learned")
-        for applied in ready.applied:
-            # The common case inline (the chosen value, mostly the very same object); any
-            # doubt goes to _check_chosen, which decides and reports.
-            first = chosen.get(applied.index)
-            command = applied.command
-            if first is None or (first[0] is not command and first[0] != command):
-                self._check_chosen(t, nid, applied.index, command, "applied")
-        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
 
     def _check_accept(self, t: float, nid: NodeId, rec: AcceptedRun) -> None:
         ballot = rec.ballot

@@ -5,13 +5,18 @@
   there and agree on the entry before it (by induction, the same prefix).
 - Leader Completeness: a newly elected leader holds every committed entry.
 - No node ever overwrites an entry it knew to be committed.
+- Nothing is applied before a majority holds it durably (what "committed" means; with a
+  disk that takes time, a leader's own unwritten copy does not count).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from consensus.check.invariants import SharedChecker
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
+from consensus.quorum import majority
 from consensus.raft.messages import LogAppend
 
 
@@ -24,6 +29,8 @@ class RaftChecker(SharedChecker):
         self.committed_terms: list[int] = [0]  # committed_terms[i]: term of committed entry i
         self.was_leader: dict[NodeId, int] = {}
         self.commit_of: dict[NodeId, int] = {}  # each node's commit index before this ready
+        self.durable_terms: dict[NodeId, list[int]] = {}  # per node: index -> term, on disk
+        self.proven = 0  # entries up to here were seen held durably by a majority
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
@@ -34,6 +41,10 @@ class RaftChecker(SharedChecker):
             for rec in ready.persist:
                 if isinstance(rec, LogAppend) and rec.entries:
                     self._check_append(t, nid, log, rec, known_committed)
+            if not self.records_when_durable:
+                self.after_durable(t, node, ready.persist)
+        if ready.applied and ready.applied[-1].index > self.proven:
+            self._check_durable_majority(t, node, ready)
         commit = status.commit_index
         self.commit_of[nid] = commit
         committed_terms = self.committed_terms
@@ -43,6 +54,31 @@ class RaftChecker(SharedChecker):
         if status.role == "leader" and self.was_leader.get(nid) != status.term:
             self.was_leader[nid] = status.term
             self._check_new_leader(t, nid, log, status.term)
+
+    def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
+        SharedChecker.after_durable(self, t, node, records)
+        terms = self.durable_terms.setdefault(node.id, [0])
+        for rec in records:
+            if isinstance(rec, LogAppend) and rec.entries:
+                del terms[rec.entries[0].index:]  # a LogAppend drops the suffix from there
+                terms.extend(e.term for e in rec.entries)
+
+    def _check_durable_majority(self, t: float, node: Node, ready: Ready) -> None:
+        log = node.log  # type: ignore[attr-defined]
+        need = majority(len(node.peers))
+        for a in ready.applied:
+            i = a.index
+            if i <= self.proven:
+                continue
+            term = log.term_at(i)
+            holders = sum(1 for terms in self.durable_terms.values()
+                          if len(terms) > i and terms[i] == term)
+            if holders < need:
+                self.violation(t, "applied-without-durable-majority", (node.id,),
+                               f"applied entry ({i}, term {term}) held durably by {holders} "
+                               f"of the {need} nodes a commit needs")
+                return
+            self.proven = i
 
     def _check_append(self, t: float, nid: NodeId, log: object, rec: LogAppend,
                       known_committed: int) -> None:

@@ -189,3 +189,4 @@ class Committed:
     kind: ClassVar[str] = "Committed"
     # Volatile state, re-learnable from the acceptors: written, but no fsync of its own.
     sync: ClassVar[bool] = False
+    commit_mark: ClassVar[bool] = True  # the checkers' cue: a commit index a restart keeps
