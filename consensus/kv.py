@@ -18,6 +18,7 @@ replicated state. A retried ``(client_id, seq)`` gets the cached reply and chang
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -63,8 +64,12 @@ class CommandError(ValueError):
     """A command that cannot be parsed; the message says what is wrong."""
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Op:
-    """Parse one command, raising :class:`CommandError` with a readable reason."""
+    """Parse one command, raising :class:`CommandError` with a readable reason.
+
+    Cached: every replica parses the same command text as it applies it (Op is frozen).
+    """
     stripped = text.strip()
     if not stripped:
         raise CommandError("empty command (expected SET, GET, DEL or CAS)")
