@@ -91,6 +91,8 @@ def test_bench_json_shape_tables_and_chart_from_a_fake_result(tmp_path):
               "simulator": [{"algorithm": "raft", "nodes": 5, "speedup": 250.0,
                              "committed": 10}],
               "checker": {"ops": 100000, "keys": 50, "check_s": 1.0, "verdict": "ok"}}
+    systems[0]["latency"]["50%"] = {"extra": {"cpu_us_per_op": {
+        "leader": 40.0, "follower": 15.0, "broker": 20.0, "clients": 30.0}}}
     result["ratios"] = _ratios(systems)
     assert result["ratios"]["raft / PySyncObj"] == 1.5
     assert result["ratios"]["paxos / null protocol"] == 0.45
@@ -101,10 +103,24 @@ def test_bench_json_shape_tables_and_chart_from_a_fake_result(tmp_path):
     assert all(g["met"] for g in result["goals"] if "p50" not in g["goal"])
     assert {g["goal"] for g in result["goals"]} >= {
         "raft 3n no-fsync max throughput >= 1.5x PySyncObj", "paxos 3n p50 at 100 ops/s < 1 ms"}
-    assert len(report.tables(result)) == 6
+    tables = report.tables(result)
+    assert len(tables) == 7
+    (cpu_table,) = [t for t in tables if "CPU" in str(t.title)]
+    assert cpu_table.row_count == 1
+    assert list(cpu_table.columns[-1].cells) == ["120"]  # 40 + 2 x 15 + 20 + 30
     paths = write_outputs(result, tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
     assert set(data) >= {"manifest", "bus", "throughput", "failover", "simulator", "checker",
                          "ratios", "goals"}
     assert (tmp_path / "manifest.json").exists()
     assert (tmp_path / "throughput_latency.png") in paths
+
+
+def test_cpu_seconds_reads_a_live_process_and_not_a_gone_one():
+    import os
+
+    from consensus.bench.throughput import cpu_seconds
+
+    used = cpu_seconds(os.getpid())
+    assert used is not None and used > 0
+    assert cpu_seconds(None) is None and cpu_seconds(2**22 + 12345) is None

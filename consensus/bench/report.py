@@ -86,6 +86,22 @@ def tables(result: dict[str, Any]) -> list[Table]:
                 top = "(not searched)"
             t.add_row(s["label"], "yes" if s.get("fsync") else "no", top, *cells)
         out.append(t)
+    cpu_rows = [(s, (s.get("latency", {}).get("50%") or {}).get("extra", {})
+                 .get("cpu_us_per_op")) for s in systems]
+    if any(cpu for _, cpu in cpu_rows):
+        t = Table(title="Where the CPU goes at 50% of the maximum: µs of CPU per operation "
+                        "(follower: each one; clients: the load generators)")
+        roles = ("leader", "follower", "broker", "clients")
+        for col in ("system", *roles, "total"):
+            t.add_column(col, justify="right")
+        for s, cpu in cpu_rows:
+            if not cpu:
+                continue
+            total = (sum(cpu.get(r, 0.0) for r in ("leader", "broker", "clients"))
+                     + cpu.get("follower", 0.0) * (s.get("nodes", 1) - 1))
+            t.add_row(s["label"], *(f"{cpu[r]:.0f}" if r in cpu else "-" for r in roles),
+                      f"{total:.0f}")
+        out.append(t)
     ratios = result.get("ratios") or {}
     if ratios:
         t = Table(title="Ratios of max sustained throughput (3 nodes)")

@@ -69,7 +69,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print) -> dict[s
                               "plan": {k: getattr(plan, k) for k in plan.__slots__}}
     try:
         result["bus"] = _guard("bus", lambda: _bus(handle.url, plan, log), log)
-        result["throughput"] = _throughput(handle.url, plan, log)
+        result["throughput"] = _throughput(handle.url, plan, log, handle.pid)
         result["failover"] = [
             _guard(f"failover {a}", lambda a=a: _failover(a, handle.url, plan, log), log,
                    algorithm=a) for a in ("raft", "paxos")]
@@ -110,7 +110,8 @@ def _bus(url: str, plan: Plan, log: Callable[[str], None]) -> list[dict[str, Any
     return rows
 
 
-def _throughput(url: str, plan: Plan, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _throughput(url: str, plan: Plan, log: Callable[[str], None],
+                broker_pid: int | None = None) -> list[dict[str, Any]]:
     from consensus.bench.pysyncobj_bench import PySyncObjCluster
     from consensus.bench.throughput import BusCluster, measure
 
@@ -123,7 +124,8 @@ def _throughput(url: str, plan: Plan, log: Callable[[str], None]) -> list[dict[s
         def one(algorithm: str = algorithm, nodes: int = nodes,
                 fsync: bool = fsync) -> dict[str, Any]:
             cluster = BusCluster(algorithm, nodes, url, fsync=fsync, generators=plan.generators,
-                                 connections=plan.connections, ids=plan.ids)
+                                 connections=plan.connections, ids=plan.ids,
+                                 broker_pid=broker_pid)
             if algorithm != "null" and not fsync:
                 cluster.label += " no-fsync"
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -98,12 +99,28 @@ def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
             proc.wait()
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time a process has used so far (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class BusCluster:
     """Raft, Multi-Paxos (``consensus-lab node`` processes, fsync on) or the null protocol
-    on the same runtime, plus its load generators."""
+    on the same runtime, plus its load generators. Each step also says where the CPU went:
+    microseconds of CPU per offered operation in the leader, a follower (mean), the broker
+    (when ``broker_pid`` is given) and the load generators together."""
 
     def __init__(self, algorithm: str, nodes: int, broker: str, *, fsync: bool = True,
-                 generators: int = 2, connections: int = 4, ids: int = 64) -> None:
+                 generators: int = 2, connections: int = 4, ids: int = 64,
+                 broker_pid: int | None = None) -> None:
+        self.broker_pid = broker_pid
         self.algorithm, self.n = algorithm, nodes
         self.label = f"{algorithm} {nodes}n"
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
@@ -140,7 +157,21 @@ class BusCluster:
         return leader
 
     def step(self, rate: float, seconds: float) -> Step:
+        pids = {"leader": [self.state.nodes[self.leader]],
+                "follower": [p for n, p in self.state.nodes.items() if n != self.leader],
+                "broker": [self.broker_pid], "clients": [p.pid for p in self.gens.procs]}
+        before = {k: [cpu_seconds(p) for p in v] for k, v in pids.items()}
         step = self.gens.step(rate, seconds, self.leader)
+        after = {k: [cpu_seconds(p) for p in v] for k, v in pids.items()}
+        if step.offered:
+            cpu: dict[str, float] = {}
+            for role in pids:
+                used = [a - b for a, b in zip(after[role], before[role], strict=True)
+                        if a is not None and b is not None]
+                if used:
+                    share = sum(used) / (len(used) if role == "follower" else 1)
+                    cpu[role] = round(share / step.offered * 1e6, 1)
+            step.extra["cpu_us_per_op"] = cpu
         if not step.sustained:
             time.sleep(1.0)  # let an overloaded cluster drain before the next step
             with contextlib.suppress(RuntimeError):

@@ -8,8 +8,9 @@ the entries involved, so a failing seed can be replayed and read.
 
 - applied-prefix agreement: every node applies the same command at the same index;
 - terms (ballot rounds) and commit indexes never go backwards, across restarts too (with a
-  disk that takes time, a commit index only as far back as the last one written: it is
-  volatile state, written without an fsync of its own and lost if a crash comes first);
+  disk that takes time, a crash may take them back to the last ones written, never further:
+  nothing that depended on an unwritten term left the node, and the commit index is
+  volatile state written without an fsync of its own);
 - every acknowledged client request is in the final applied sequence (checked at the end).
 
 Each algorithm adds its own (one leader per term, log matching, one value per slot...) in a
@@ -76,6 +77,7 @@ class SharedChecker(Checker):
         self.high_term: dict[NodeId, int] = {}  # survives crashes: durable terms never regress
         self.high_commit: dict[NodeId, int] = {}
         self.durable_commit: dict[NodeId, int] = {}  # with records_when_durable
+        self.durable_term: dict[NodeId, int] = {}
         self.acked: dict[tuple[str, int], tuple[float, Command]] = {}
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
@@ -111,16 +113,24 @@ class SharedChecker(Checker):
         elif commit != prev_commit:
             self.high_commit[nid] = commit
 
+    def record_term(self, record: Any) -> int | None:
+        """The term (ballot round) a durable record binds this node to, if any."""
+        return None
+
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
+        nid = node.id
         for rec in records:
             if getattr(rec, "commit_mark", False):
-                nid = node.id
                 self.durable_commit[nid] = max(self.durable_commit.get(nid, 0), rec.index)
+            term = self.record_term(rec)
+            if term is not None:
+                self.durable_term[nid] = max(self.durable_term.get(nid, 0), term)
 
     def on_crash(self, t: float, node_id: NodeId) -> None:
         self.applied_upto[node_id] = 0  # the state machine is rebuilt from the log on restart
         if self.records_when_durable:
             self.high_commit[node_id] = self.durable_commit.get(node_id, 0)
+            self.high_term[node_id] = self.durable_term.get(node_id, 0)
 
     def on_client_reply(self, t: float, reply: ClientReply, command: Command) -> None:
         if reply.status in (ReplyStatus.OK, ReplyStatus.ERROR):

@@ -22,7 +22,14 @@ from typing import Any
 from consensus.check.invariants import SharedChecker
 from consensus.messages import Command, NodeId
 from consensus.node import Node, Ready, Status
-from consensus.paxos.messages import ZERO_BALLOT, AcceptedRun, Ballot, ChosenRun, Promised
+from consensus.paxos.messages import (
+    ZERO_BALLOT,
+    AcceptedRun,
+    Ballot,
+    ChosenRun,
+    Promised,
+    RoundUsed,
+)
 from consensus.quorum import majority
 
 
@@ -56,6 +63,11 @@ class PaxosChecker(SharedChecker):
             if first is None or (first[0] is not command and first[0] != command):
                 self._check_chosen(t, nid, applied.index, command, "applied")
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
+
+    def record_term(self, record: Any) -> int | None:
+        if isinstance(record, Promised):
+            return record.ballot.round
+        return record.round if isinstance(record, RoundUsed) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.

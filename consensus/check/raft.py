@@ -17,7 +17,7 @@ from consensus.check.invariants import SharedChecker
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
 from consensus.quorum import majority
-from consensus.raft.messages import LogAppend
+from consensus.raft.messages import HardState, LogAppend
 
 
 class RaftChecker(SharedChecker):
@@ -54,6 +54,9 @@ class RaftChecker(SharedChecker):
         if status.role == "leader" and self.was_leader.get(nid) != status.term:
             self.was_leader[nid] = status.term
             self._check_new_leader(t, nid, log, status.term)
+
+    def record_term(self, record: Any) -> int | None:
+        return record.term if isinstance(record, HardState) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         SharedChecker.after_durable(self, t, node, records)
