@@ -35,7 +35,7 @@ lint: $(DEV_STAMP)
 
 ## Thousands of seeds of random fault schedules, on both cores.
 sweep: $(STAMP)
-	$(BIN)/consensus-lab sweep --algorithm raft --seeds 2000 --duration 10
+	$(BIN)/consensus-lab sweep --algorithm both --seeds 2000 --duration 10
 
 ## Regenerate the committed report gallery (every experiment, simulator, default seeds).
 reports: $(STAMP)
