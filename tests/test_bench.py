@@ -124,3 +124,27 @@ def test_cpu_seconds_reads_a_live_process_and_not_a_gone_one():
     used = cpu_seconds(os.getpid())
     assert used is not None and used > 0
     assert cpu_seconds(None) is None and cpu_seconds(2**22 + 12345) is None
+
+
+def test_measure_takes_light_load_first_and_settles_before_the_latency_points():
+    from consensus.bench.throughput import measure
+
+    class Fake:
+        label = "fake"
+
+        def __init__(self):
+            self.calls = []
+
+        def step(self, rate, seconds):
+            self.calls.append(rate)
+            ok = 100 if rate <= 4000 else 50
+            return Step(rate, 100, ok, ok, seconds, 1.0, 2.0)
+
+        def settle(self):
+            self.calls.append("settle")
+
+    fake = Fake()
+    res = measure(fake, step_s=1.0, start=1000, bisections=0)
+    assert fake.calls[0] == 100  # light load on the fresh system
+    assert fake.calls[-3:] == ["settle", 2000, 3600]
+    assert res["max_sustained_ops_s"] == 4000

@@ -50,10 +50,21 @@ class PySyncObjCluster:
 
     def __init__(self, nodes: int = 3, conf: str = "default") -> None:
         self.label = f"pysyncobj {nodes}n" + ("" if conf == "default" else f" {conf}")
-        addrs = [f"127.0.0.1:{p}" for p in _free_ports(nodes)]
-        self.procs = []
+        self.nodes, self.conf = nodes, conf
         # PySyncObj logs to stderr; kept to count its "may have diverged" warnings.
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self._start()
+
+    def settle(self) -> None:
+        """A fresh cluster: after an overloaded step PySyncObj works through a queue of
+        requests for many seconds (10-16 s measured), which the next step would measure."""
+        stop_workers(self.procs)
+        self._start()
+
+    def _start(self) -> None:
+        nodes, conf = self.nodes, self.conf
+        addrs = [f"127.0.0.1:{p}" for p in _free_ports(nodes)]
+        self.procs = []
         for addr in addrs:
             argv = [sys.executable, "-m", "consensus.bench.pysyncobj_bench", "--self", addr,
                     "--conf", conf, "--partners", ",".join(a for a in addrs if a != addr)]

@@ -32,6 +32,9 @@ LIGHT_RATE = 100.0
 
 
 class System(Protocol):
+    """May also have ``settle()``: called after the search, to start the latency points on a
+    system no longer working through the overloaded steps' backlog."""
+
     label: str
 
     def step(self, rate: float, seconds: float) -> Step: ...
@@ -203,6 +206,9 @@ def measure(system: System, *, step_s: float, start: float, bisections: int,
     # be measured instead of its latency.
     points: dict[str, Any] = {"light": one(LIGHT_RATE).to_json()}
     search = search_max(one, start=start, bisections=bisections)
+    settle = getattr(system, "settle", None)
+    if settle is not None:
+        settle()
     if search.max_rate:
         points["50%"] = one(round(search.max_rate * 0.5)).to_json()
         points["90%"] = one(round(search.max_rate * 0.9)).to_json()
