@@ -56,7 +56,8 @@ class GroupCommitter(Generic[T]):
         self._next_output: list[T] = []
         self._idle = asyncio.Event()
         self._idle.set()
-        self.writes = 0  # fsynced writes, and the records they carried (for the status)
+        self.failed = False
+        self.writes = 0  # fsynced writes, here or on the thread, and their records (status)
         self.records = 0
 
     def submit(self, records: Sequence[Any], output: T, *, background: bool = True) -> None:
@@ -64,22 +65,28 @@ class GroupCommitter(Generic[T]):
         in flight, the fsync happens right here: cheaper when the caller has nothing to do
         meanwhile (a follower: its output is all acknowledgements of these very records),
         since a hop to the writer thread and back costs two thread wake-ups."""
-        if self._executor is None:
-            self.storage.append(records)
-            self.release(output)
-            return
+        if self.failed:
+            return  # a write failed: nothing more is written or sent (the node is stopping)
         if self._in_flight is not None:
             self._next_records.extend(records)
             self._next_output.append(output)
             return
-        self._write(list(records), [output], background=background)
+        self._write(list(records), [output],
+                    background=background and self._executor is not None)
 
     def _write(self, records: list[Any], outputs: list[T], *, background: bool = True) -> None:
         """Nothing in flight: fsync (on the thread, or here), or no fsync if none is needed."""
         sync = any(needs_sync(r) for r in records)
+        if sync:
+            self.writes += 1
+            self.records += len(records)
         if not sync or not background:
-            if records:
-                self.storage.append(records, sync=sync)
+            try:
+                if records:
+                    self.storage.append(records, sync=sync)
+            except OSError as exc:
+                self._failed(exc)
+                return
             for output in outputs:
                 self.release(output)
             self._idle.set()
@@ -87,8 +94,6 @@ class GroupCommitter(Generic[T]):
         assert self._executor is not None
         self._in_flight = outputs
         self._idle.clear()
-        self.writes += 1
-        self.records += len(records)
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, self.storage.append, records)
         future.add_done_callback(self._written)
@@ -97,20 +102,24 @@ class GroupCommitter(Generic[T]):
         outputs, self._in_flight = self._in_flight or [], None
         exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
         if exc is not None:
-            # Like PostgreSQL after "fsyncgate": a failed fsync leaves the page cache in an
-            # unknown state, so the only safe answer is to stop, sending nothing that depended
-            # on it. The node restarts from what the WAL really holds.
-            log.critical("write-ahead log write failed: %s; stopping", exc)
-            self._next_records, self._next_output = [], []
-            self._idle.set()
-            if self.on_failure is not None:
-                self.on_failure(WriteFailed(str(exc)))
+            self._failed(exc)
             return
         for output in outputs:
             self.release(output)
         records, waiting = self._next_records, self._next_output
         self._next_records, self._next_output = [], []
         self._write(records, waiting)
+
+    def _failed(self, exc: BaseException) -> None:
+        # Like PostgreSQL after "fsyncgate": a failed fsync leaves the page cache in an
+        # unknown state, so the only safe answer is to stop, sending nothing that depended
+        # on it. The node restarts from what the WAL really holds.
+        log.critical("write-ahead log write failed: %s; stopping", exc)
+        self.failed = True
+        self._next_records, self._next_output = [], []
+        self._idle.set()
+        if self.on_failure is not None:
+            self.on_failure(WriteFailed(str(exc)))
 
     async def flush(self) -> None:
         """Wait until nothing is in flight (before closing the log)."""

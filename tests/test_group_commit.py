@@ -89,5 +89,26 @@ def test_a_failed_write_releases_nothing_and_reports(tmp_path):
         await gc.flush()
         assert released == [] and len(failures) == 1
         assert isinstance(failures[0], WriteFailed)
+        gc.submit([], "after")  # nothing leaves a node whose log failed
+        assert released == []
+        gc.close()
+    asyncio.run(main())
+
+
+def test_inline_writes_are_counted_and_a_failed_one_releases_nothing(tmp_path):
+    """A follower writes inline (background=False): the same rules, without the thread."""
+    async def main():
+        storage = GatedStorage(tmp_path / "n2.wal")
+        storage.gate.set()
+        released: list[str] = []
+        failures: list[BaseException] = []
+        gc = GroupCommitter(storage, released.append, on_failure=failures.append)
+        gc.submit([entry(1), entry(2)], "ack", background=False)
+        assert released == ["ack"] and storage.calls == [(2, True)]
+        assert (gc.writes, gc.records) == (1, 2)
+        storage.fail = True
+        gc.submit([entry(3)], "ack-3", background=False)
+        gc.submit([], "later", background=False)
+        assert released == ["ack"] and len(failures) == 1
         gc.close()
     asyncio.run(main())
