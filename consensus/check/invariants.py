@@ -117,11 +117,16 @@ class SharedChecker(Checker):
         """The term (ballot round) a durable record binds this node to, if any."""
         return None
 
+    def record_commit(self, record: Any) -> int | None:
+        """The commit index a durable record keeps across a restart, if any."""
+        return None
+
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         nid = node.id
         for rec in records:
-            if getattr(rec, "commit_mark", False):
-                self.durable_commit[nid] = max(self.durable_commit.get(nid, 0), rec.index)
+            commit = self.record_commit(rec)
+            if commit is not None:
+                self.durable_commit[nid] = max(self.durable_commit.get(nid, 0), commit)
             term = self.record_term(rec)
             if term is not None:
                 self.durable_term[nid] = max(self.durable_term.get(nid, 0), term)

@@ -27,6 +27,7 @@ from consensus.paxos.messages import (
     AcceptedRun,
     Ballot,
     ChosenRun,
+    Committed,
     Promised,
     RoundUsed,
 )
@@ -68,6 +69,9 @@ class PaxosChecker(SharedChecker):
         if isinstance(record, Promised):
             return record.ballot.round
         return record.round if isinstance(record, RoundUsed) else None
+
+    def record_commit(self, record: Any) -> int | None:
+        return record.index if isinstance(record, Committed) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.

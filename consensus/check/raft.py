@@ -17,7 +17,7 @@ from consensus.check.invariants import SharedChecker
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
 from consensus.quorum import majority
-from consensus.raft.messages import HardState, LogAppend
+from consensus.raft.messages import CommitMark, HardState, LogAppend
 
 
 class RaftChecker(SharedChecker):
@@ -57,6 +57,9 @@ class RaftChecker(SharedChecker):
 
     def record_term(self, record: Any) -> int | None:
         return record.term if isinstance(record, HardState) else None
+
+    def record_commit(self, record: Any) -> int | None:
+        return record.index if isinstance(record, CommitMark) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         SharedChecker.after_durable(self, t, node, records)

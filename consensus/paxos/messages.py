@@ -189,4 +189,3 @@ class Committed:
     kind: ClassVar[str] = "Committed"
     # Volatile state, re-learnable from the acceptors: written, but no fsync of its own.
     sync: ClassVar[bool] = False
-    commit_mark: ClassVar[bool] = True  # the checkers' cue: a commit index a restart keeps

@@ -108,4 +108,3 @@ class CommitMark:
     index: int
     # Volatile state (Figure 2): written, but no fsync of its own (etcd's MustSync neither).
     sync: ClassVar[bool] = False
-    commit_mark: ClassVar[bool] = True  # the checkers' cue: a commit index a restart keeps
