@@ -26,11 +26,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from consensus.storage import FileStorage, needs_sync
+from consensus.storage import Storage, needs_sync
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Starts writing records in the background and calls back with None, or the error, once they
+# are durable (the node runtime: its writer thread; the simulator: a disk that takes time).
+StartWrite = Callable[[list[Any], Callable[[BaseException | None], None]], None]
 
 
 class WriteFailed(RuntimeError):
@@ -40,17 +43,21 @@ class WriteFailed(RuntimeError):
 class GroupCommitter(Generic[T]):
     """Persist records, then hand their dependent output to ``release`` (see the module doc).
 
-    ``threaded=False`` writes synchronously on the caller's thread and releases at once: for
-    runtimes driven by hand in tests, where nothing must be left in flight.
+    Background writes go to one writer thread, or to ``start_write`` when given (the
+    simulator's disk). ``threaded=False`` without ``start_write`` writes synchronously on the
+    caller's thread and releases at once: for runtimes driven by hand in tests, where nothing
+    must be left in flight.
     """
 
-    def __init__(self, storage: FileStorage, release: Callable[[T], None], *,
-                 threaded: bool = True, on_failure: Callable[[BaseException], None] | None = None
-                 ) -> None:
+    def __init__(self, storage: Storage, release: Callable[[T], None], *,
+                 threaded: bool = True, on_failure: Callable[[BaseException], None] | None = None,
+                 start_write: StartWrite | None = None) -> None:
         self.storage = storage
         self.release = release
         self.on_failure = on_failure
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="wal") if threaded else None
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="wal")
+                          if threaded and start_write is None else None)
+        self._start_write = start_write or (self._start_on_thread if self._executor else None)
         self._in_flight: list[T] | None = None  # output waiting for the write in flight
         self._next_records: list[Any] = []  # the next write, gathered while one is in flight
         self._next_output: list[T] = []
@@ -72,7 +79,7 @@ class GroupCommitter(Generic[T]):
             self._next_output.append(output)
             return
         self._write(list(records), [output],
-                    background=background and self._executor is not None)
+                    background=background and self._start_write is not None)
 
     def _write(self, records: list[Any], outputs: list[T], *, background: bool = True) -> None:
         """Nothing in flight: fsync (on the thread, or here), or no fsync if none is needed."""
@@ -91,16 +98,20 @@ class GroupCommitter(Generic[T]):
                 self.release(output)
             self._idle.set()
             return
-        assert self._executor is not None
+        assert self._start_write is not None
         self._in_flight = outputs
         self._idle.clear()
+        self._start_write(records, self._written)
+
+    def _start_on_thread(self, records: list[Any],
+                         done: Callable[[BaseException | None], None]) -> None:
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, self.storage.append, records)
-        future.add_done_callback(self._written)
+        future.add_done_callback(
+            lambda f: done(f.exception() if not f.cancelled() else asyncio.CancelledError()))
 
-    def _written(self, future: asyncio.Future[None]) -> None:
+    def _written(self, exc: BaseException | None) -> None:
         outputs, self._in_flight = self._in_flight or [], None
-        exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
         if exc is not None:
             self._failed(exc)
             return

@@ -34,9 +34,10 @@ from typing import Any
 
 from consensus.algorithms import Algorithm, get_algorithm
 from consensus.check.invariants import Checker, Violation
+from consensus.group_commit import GroupCommitter
 from consensus.messages import ClientReply, ClientRequest, Message, NodeId
 from consensus.node import Config, Node, Ready, Status
-from consensus.storage import needs_sync
+from consensus.storage import MemoryStorage
 
 _DELIVER, _TICK, _CALL = 0, 1, 2
 _INF = float("inf")
@@ -138,8 +139,7 @@ class Simulation:
         # (Node.async_persist), and a crash loses what was not written yet.
         self.disk_ms = disk_ms
         self._disk_rng = random.Random(f"{seed}/disk")
-        self._disk_in_flight: dict[NodeId, list[Ready]] = {}
-        self._disk_next: dict[NodeId, list[Ready]] = {}
+        self._committers: dict[NodeId, GroupCommitter[Ready]] = {}  # per node life
         if disk_ms > 0:
             self.checker.records_when_durable = True
         self.now = 0.0
@@ -205,6 +205,11 @@ class Simulation:
         rng = random.Random(f"{self.seed}/{nid}/{life}")
         node = self.node_class(nid, self.ids, self.config, rng)
         node.async_persist = self.disk_ms > 0
+        if self.disk_ms:
+            self._committers[nid] = GroupCommitter(
+                MemoryStorage(self.storage[nid]),
+                lambda ready: self._disk_release(nid, ready),
+                start_write=lambda records, done: self._disk_start(nid, life, records, done))
         node.tick(self.now)
         if self.storage[nid]:
             node.restore(list(self.storage[nid]))
@@ -224,8 +229,7 @@ class Simulation:
         self._busy_until.pop(nid, None)
         self._tick_due.pop(nid, None)
         self.statuses.pop(nid, None)
-        self._disk_in_flight.pop(nid, None)  # unwritten records are lost, their output unsent
-        self._disk_next.pop(nid, None)
+        self._committers.pop(nid, None)  # unwritten records are lost, their output unsent
         self.checker.on_crash(self.now, nid)
 
     def restart(self, nid: NodeId) -> None:
@@ -368,7 +372,7 @@ class Simulation:
             for msg in ready.early:
                 self._transmit(msg)
             if ready.persist or ready.messages or ready.replies:
-                self._disk_submit(nid, ready)
+                self._committers[nid].submit(ready.persist, ready)
         else:
             if ready.persist:
                 self.storage[nid].extend(ready.persist)  # durable before anything leaves
@@ -405,51 +409,40 @@ class Simulation:
                 heapq.heappush(self._heap, (due, self._seq, _TICK, nid))
 
     # -- the disk (disk_ms > 0) -----------------------------------------------------------
+    # Each node life has the node runtime's GroupCommitter; its background writes are events
+    # here, each taking 0.5-1.5x disk_ms.
 
-    def _disk_submit(self, nid: NodeId, ready: Ready) -> None:
-        if nid in self._disk_in_flight:
-            self._disk_next.setdefault(nid, []).append(ready)
-        else:
-            self._disk_write(nid, [ready])
-
-    def _disk_write(self, nid: NodeId, readies: list[Ready]) -> None:
-        """Start one write of ``readies``' records; commit-index-only records need none."""
-        if not any(needs_sync(r) for ready in readies for r in ready.persist):
-            self._disk_written(nid, readies)
-            return
-        self._disk_in_flight[nid] = readies
-        life = self.lives[nid]
+    def _disk_start(self, nid: NodeId, life: int, records: list[Any],
+                    done: Callable[[BaseException | None], None]) -> None:
         took = self.disk_ms * (0.5 + self._disk_rng.random())
-        self._push(self.now + took, _CALL, lambda: self._disk_done(nid, life))
+        self._push(self.now + took, _CALL, lambda: self._disk_done(nid, life, records, done))
 
-    def _disk_done(self, nid: NodeId, life: int) -> None:
+    def _disk_done(self, nid: NodeId, life: int, records: list[Any],
+                   done: Callable[[BaseException | None], None]) -> None:
         node = self.nodes.get(nid)
         if node is None or self.lives[nid] != life:
             return  # crashed meanwhile: the write never finished
         if nid in self.paused:  # a stopped process cannot act on its finished write yet
-            self._push(self.now + self.disk_ms, _CALL, lambda: self._disk_done(nid, life))
+            self._push(self.now + self.disk_ms, _CALL,
+                       lambda: self._disk_done(nid, life, records, done))
             return
-        self._disk_written(nid, self._disk_in_flight.pop(nid))
-        waiting = self._disk_next.pop(nid, None)
-        if waiting:
-            self._disk_write(nid, waiting)
+        self.storage[nid].extend(records)
+        done(None)
         if node.has_output():
             node.tick(self.now)
             self._drain(node)
 
-    def _disk_written(self, nid: NodeId, readies: list[Ready]) -> None:
-        """The records are durable: tell the checker and the node, send what waited."""
+    def _disk_release(self, nid: NodeId, ready: Ready) -> None:
+        """A drain's records are durable: tell the checker and the node, send what waited."""
         node = self.nodes[nid]
         assert node is not None
-        for ready in readies:
-            if ready.persist:
-                self.storage[nid].extend(ready.persist)
-                self.checker.after_durable(self.now, node, ready.persist)
-            node.persisted(ready.seq)
-            for msg in ready.messages:
-                self._transmit(msg)
-            for reply in ready.replies:
-                self._transmit(reply)
+        if ready.persist:
+            self.checker.after_durable(self.now, node, ready.persist)
+        node.persisted(ready.seq)
+        for msg in ready.messages:
+            self._transmit(msg)
+        for reply in ready.replies:
+            self._transmit(reply)
 
     def _transmit(self, msg: Message) -> None:
         stats = self.stats

@@ -34,7 +34,7 @@ class CorruptLogError(RuntimeError):
 class Storage(Protocol):
     def load(self) -> list[Any]: ...
 
-    def append(self, records: Sequence[Any]) -> None: ...
+    def append(self, records: Sequence[Any], *, sync: bool = True) -> None: ...
 
     def close(self) -> None: ...
 
@@ -49,15 +49,15 @@ def needs_sync(record: Any) -> bool:
 
 
 class MemoryStorage:
-    """Records kept in a list: what survives a simulated crash."""
+    """Records kept in a list (``records``, or a new one): what survives a simulated crash."""
 
-    def __init__(self) -> None:
-        self.records: list[Any] = []
+    def __init__(self, records: list[Any] | None = None) -> None:
+        self.records: list[Any] = [] if records is None else records
 
     def load(self) -> list[Any]:
         return list(self.records)
 
-    def append(self, records: Sequence[Any]) -> None:
+    def append(self, records: Sequence[Any], *, sync: bool = True) -> None:
         self.records.extend(records)
 
     def close(self) -> None:
