@@ -126,8 +126,10 @@ def _throughput(url: str, plan: Plan, log: Callable[[str], None],
             cluster = BusCluster(algorithm, nodes, url, fsync=fsync, generators=plan.generators,
                                  connections=plan.connections, ids=plan.ids,
                                  broker_pid=broker_pid)
-            if algorithm != "null" and not fsync:
-                cluster.label += " no-fsync"
+            # The null protocol never fsyncs; for the others, fsync off is a variant of its own.
+            conf = "no-fsync" if algorithm != "null" and not fsync else None
+            if conf:
+                cluster.label += f" {conf}"
             try:
                 res = measure(cluster, step_s=plan.step_s, start=plan.start_rate,
                               bisections=plan.bisections, log=log)
@@ -135,8 +137,8 @@ def _throughput(url: str, plan: Plan, log: Callable[[str], None],
                 cluster.close()
             res.update(system=algorithm, nodes=nodes, fsync=cluster.fsync,
                        transport=f"mqtt/{LIBRARY}", load=cluster.gens.describe())
-            if algorithm != "null" and not fsync:
-                res["conf"] = "no-fsync"
+            if conf:
+                res["conf"] = conf
             return res
         res = _guard(f"{algorithm} {nodes}n", one, log, label=f"{algorithm} {nodes}n",
                      system=algorithm, nodes=nodes)
