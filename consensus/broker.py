@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from consensus.transport.codec import MAX_PAYLOAD
+from consensus.codec import MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import orjson
 
 from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
 from consensus.transport import topics
-from consensus.transport.codec import DecodeError, decode_message, encode_message
+from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 

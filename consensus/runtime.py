@@ -45,7 +45,7 @@ from consensus.messages import ClientReply, Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage
 from consensus.transport import topics
-from consensus.transport.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
+from consensus.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 log = logging.getLogger("consensus.node")

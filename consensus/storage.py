@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from consensus.transport.codec import DecodeError, decode_record, encode_record
+from consensus.codec import DecodeError, decode_record, encode_record
 
 log = logging.getLogger(__name__)
 

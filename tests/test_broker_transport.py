@@ -24,7 +24,7 @@ from consensus.broker import (
     parse_broker_url,
     start_broker,
 )
-from consensus.transport.codec import MAX_PAYLOAD
+from consensus.codec import MAX_PAYLOAD
 from consensus.transport.mqtt import (
     LIBRARIES,
     MqttClient,

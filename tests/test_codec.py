@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from consensus.messages import ClientReply, ClientRequest, Command, ReplyStatus
 from consensus.paxos import messages as px
 from consensus.raft import messages as rf
-from consensus.transport.codec import (
+from consensus.codec import (
     MAX_PAYLOAD,
     DecodeError,
     _codec,

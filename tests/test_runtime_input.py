@@ -11,7 +11,7 @@ from consensus.messages import ClientRequest
 from consensus.raft.messages import AppendEntries, Entry, RequestVote
 from consensus.runtime import NodeOptions, NodeRuntime
 from consensus.transport import topics
-from consensus.transport.codec import MAX_PAYLOAD, encode_message
+from consensus.codec import MAX_PAYLOAD, encode_message
 
 
 class FakeMqtt:

@@ -24,7 +24,7 @@ from consensus.experiment.spec import ExperimentSpec, FaultSpec
 from consensus.experiment.workload import SimClient, Workload
 from consensus.messages import Message, traffic_kind
 from consensus.sim import Network, Processing, Simulation
-from consensus.transport.codec import encode_message
+from consensus.codec import encode_message
 
 TRACE_BEFORE_MS = 200.0  # message trace kept around the first fault (Lamport diagrams)
 TRACE_AFTER_MS = 800.0
