@@ -21,11 +21,13 @@ import enum
 import types
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+
+T = TypeVar("T")
 
 MAX_PAYLOAD = 1 << 20  # bytes; mosquitto.conf's message_size_limit matches
 
@@ -96,6 +98,8 @@ class _Codec:
     def __init__(self) -> None:
         self.messages: dict[str, type] = {}
         self.records: dict[str, type] = {}
+        self.structs: dict[str, type] = {}
+        self._defaults: dict[type, dict[str, Any]] = {}
         self._structs: dict[type, tuple[Encoder, Decoder]] = {}
         self._fast: dict[type, Callable[[Any], Any]] = {}
         self._fields: dict[type, Callable[[Any], dict[str, Any]]] = {}
@@ -127,9 +131,23 @@ class _Codec:
                 enc, dec = self.converter(args[0], owner, name)
                 return self._sequence(enc, dec)
             raise TypeError(f"{owner}.{name}: only tuple[X, ...] is supported")
+        if origin is dict:
+            key, value = typing.get_args(hint)
+            if key is not str:
+                raise TypeError(f"{owner}.{name}: only dict[str, X] is supported")
+            enc, dec = self.converter(value, owner, name)
+            return self._mapping(enc, dec)
         if dataclasses.is_dataclass(hint):
             return self.struct(hint)
         raise TypeError(f"{owner}.{name}: unsupported type {hint!r}")
+
+    @staticmethod
+    def _mapping(enc: Encoder, dec: Decoder) -> tuple[Encoder, Decoder]:
+        def decode(v: Any, where: str) -> dict[str, Any]:
+            if type(v) is not dict:
+                raise DecodeError("bad-field", f"{where} must be an object, got {_show(v)}")
+            return {k: dec(item, f"{where}.{k}") for k, item in v.items()}
+        return (lambda v: {k: enc(item) for k, item in v.items()}), decode
 
     @staticmethod
     def _enum(cls: type[enum.Enum]) -> tuple[Encoder, Decoder]:
@@ -238,6 +256,12 @@ class _Codec:
             env[fn] = item
             return [f"if type({var}) is not list: raise _INVALID",
                     f"{var} = tuple([{fn}(x) for x in {var}])"], env
+        if origin is dict:
+            item = self.fast(typing.get_args(hint)[1], owner, name)
+            fn = f"_D{depth}_{name}"
+            env[fn] = item
+            return [f"if type({var}) is not dict: raise _INVALID",
+                    f"{var} = {{k: {fn}(x) for k, x in {var}.items()}}"], env
         if dataclasses.is_dataclass(hint):
             fn = f"_S{depth}_{name}"
             env[fn] = self.fast_struct(hint)  # type: ignore[arg-type]
@@ -270,6 +294,20 @@ class _Codec:
         exec(src, env)  # source built from type hints only
         self._fast[cls] = env["f"]
         return env["f"]
+
+    def defaults(self, cls: type) -> dict[str, Any]:
+        """Wire name -> the JSON form of its default, for the fields that have one (each
+        decode builds fresh containers from it, so sharing one is safe)."""
+        if cls in self._defaults:
+            return self._defaults[cls]
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = orjson.loads(orjson.dumps(f.default))
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = orjson.loads(orjson.dumps(f.default_factory()))
+        self._defaults[cls] = out
+        return out
 
     def fields(self, cls: type) -> Callable[[Any], dict[str, Any]]:
         """``obj`` -> its wire fields, nested values left as they are: orjson serialises
@@ -305,9 +343,20 @@ def register_records(classes: Iterable[type]) -> None:
         _codec.fast_struct(cls)
 
 
+def register_structs(classes: Iterable[type]) -> None:
+    """Make other wire types (status reports, control commands) known, by class name."""
+    for cls in classes:
+        _codec.structs[cls.__name__] = cls
+        _codec.struct(cls)
+        _codec.fast_struct(cls)
+
+
 def _register_builtin() -> None:
     from consensus.paxos import messages as px
     from consensus.raft import messages as rf
+    from consensus.telemetry import Control, StatusReport
+
+    register_structs([Control, StatusReport])
 
     register_messages([ClientRequest, ClientReply, rf.RequestVote, rf.RequestVoteReply,
                        rf.AppendEntries, rf.AppendEntriesReply, px.Prepare, px.Promise,
@@ -404,6 +453,40 @@ def decode_record(payload: bytes | str) -> Any:
         return decode(data, cls.__name__)
 
 
+# -- status reports and control commands ----------------------------------------------------
+
+
+def encode(obj: Any) -> bytes:
+    """A registered struct (a :class:`~consensus.telemetry.StatusReport`, a
+    :class:`~consensus.telemetry.Control`) as a JSON object of its fields."""
+    return orjson.dumps(_codec.fields(type(obj))(obj))
+
+
+def decode(cls: type[T], payload: bytes | str) -> T:
+    """Parse and validate one payload as ``cls``, as strictly as a protocol message.
+
+    Fields with a default may be left out (``{"op": "heal"}`` is a whole Control).
+    """
+    if _codec.structs.get(cls.__name__) is not cls:
+        raise TypeError(f"{cls.__name__} is not registered with the codec")
+    if len(payload) > MAX_PAYLOAD:
+        raise DecodeError("too-large", f"{len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("not-json", str(exc)) from None
+    if type(data) is not dict:
+        raise DecodeError("not-json", f"expected a JSON object, got {_show(data)}")
+    defaults = _codec.defaults(cls)
+    if defaults.keys() - data.keys():
+        data = {**defaults, **data}
+    try:
+        return _codec.fast_struct(cls)(data)
+    except _Invalid:
+        _, strict = _codec.struct(cls)
+        return strict(data, cls.__name__)  # type: ignore[no-any-return]
+
+
 def to_jsonable(obj: Any) -> Any:
     """Any registered message, record or nested value as plain JSON types (for traces)."""
     if isinstance(obj, Message):
@@ -420,11 +503,14 @@ __all__ = [
     "Command",
     "DecodeError",
     "ReplyStatus",
+    "decode",
     "decode_message",
     "decode_record",
+    "encode",
     "encode_message",
     "encode_record",
     "register_messages",
     "register_records",
+    "register_structs",
     "to_jsonable",
 ]
