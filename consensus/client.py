@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
+from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
 from consensus.transport import topics
-from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 

@@ -40,12 +40,12 @@ from typing import Any
 import orjson
 
 from consensus.algorithms import get_algorithm
+from consensus.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
 from consensus.group_commit import GroupCommitter
 from consensus.messages import ClientReply, Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage
 from consensus.transport import topics
-from consensus.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 log = logging.getLogger("consensus.node")

@@ -7,9 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.messages import ClientReply, ClientRequest, Command, ReplyStatus
-from consensus.paxos import messages as px
-from consensus.raft import messages as rf
 from consensus.codec import (
     MAX_PAYLOAD,
     DecodeError,
@@ -22,6 +19,9 @@ from consensus.codec import (
     message_to_dict,
     record_to_dict,
 )
+from consensus.messages import ClientReply, ClientRequest, Command, ReplyStatus
+from consensus.paxos import messages as px
+from consensus.raft import messages as rf
 
 MEMBERS = ["n1", "n2", "n3"]
 CMD = Command("c1", 7, "SET x = 100")

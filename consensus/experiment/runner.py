@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from consensus.codec import encode_message
 from consensus.experiment.history import Operation, unanswered
 from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Fault, Nemesis
@@ -24,7 +25,6 @@ from consensus.experiment.spec import ExperimentSpec, FaultSpec
 from consensus.experiment.workload import SimClient, Workload
 from consensus.messages import Message, traffic_kind
 from consensus.sim import Network, Processing, Simulation
-from consensus.codec import encode_message
 
 TRACE_BEFORE_MS = 200.0  # message trace kept around the first fault (Lamport diagrams)
 TRACE_AFTER_MS = 800.0
