@@ -21,6 +21,14 @@ commands, each followed by ``----`` and the output it must produce::
     partition n1,n2 | n3,n4,n5 / cut n1 -> n2,n3 / heal
     status / kv / applied / check
 
+Messages leave a node in its ``ready()`` and wait in one FIFO queue; partitions, cuts and
+``drop=`` rules apply when a message would be delivered (a crashed node's messages already
+sent are still delivered; those to a crashed node are lost). A ``drop=`` rule is
+``[Kind:]src->dst[,dst...][@term>N]``, several joined by ``;``, ``*`` for any node. ``run``
+also takes ``loss=p`` and ``dup=p``, drawn from a generator seeded by the cluster's seed.
+After every command the driver prints what happened: leader changes, client replies, which
+nodes applied which client command, and any new violation the checkers found.
+
 An expected output that differs per algorithm is split into sections headed ``~ raft`` and
 ``~ paxos``. ``SCENARIO_REWRITE=1`` rewrites the expected outputs (review the diff).
 """
@@ -100,8 +108,8 @@ class Driver:
     seed: int = 0
     ids: tuple[NodeId, ...] = ()
     config: Config = field(default_factory=Config)
-    node_class: type[Node] | None = None
-    checker: Checker | None = None
+    node_class: type[Node] | None = None  # set by cluster()
+    checker: Checker = field(default_factory=Checker)
     now: float = 0.0
     nodes: dict[NodeId, Node | None] = field(default_factory=dict)
     storage: dict[NodeId, list] = field(default_factory=dict)
@@ -116,7 +124,7 @@ class Driver:
     out: list[str] = field(default_factory=list)
     reported: int = 0  # violations already printed
     # What a command applied, grouped: command -> nodes, in order of first application.
-    _applied_now: dict[Command, list[NodeId]] = field(default_factory=dict)
+    applied_now: dict[Command, list[NodeId]] = field(default_factory=dict)
 
     # -- commands ------------------------------------------------------------------------
 
@@ -154,10 +162,12 @@ class Driver:
         node.campaign()  # type: ignore[attr-defined]
         self._drain(node)
 
-    def deliver(self, drop: Drop | None = None, dup: bool = False, once: bool = False) -> None:
+    def deliver(self, drop: Drop | None = None, dup: float = 0.0, once: bool = False,
+                rng: random.Random | None = None) -> None:
         """Deliver queued messages in FIFO order until none is left (``once``: only those
-        queued now). ``dup`` delivers each twice (a duplicating network)."""
+        queued now), each twice with probability ``dup`` (a duplicating network)."""
         budget = len(self.queue) if once else _LOOP_LIMIT
+        rng = rng or random.Random(f"{self.seed}/network/{self.now}")
         while self.queue:
             if budget <= 0:
                 if once:
@@ -167,7 +177,8 @@ class Driver:
             msg = self.queue.pop(0)
             if (msg.src, msg.dst) in self.blocked or (drop is not None and drop(msg)):
                 continue
-            for _ in range(2 if dup else 1):
+            self._step(msg)
+            if dup >= 1 or (dup > 0 and rng.random() < dup):
                 self._step(msg)
 
     def advance(self, ms: float, deliver: bool, drop: Drop | None = None,
@@ -183,9 +194,7 @@ class Driver:
         end = self.now + ms
         for _ in range(_LOOP_LIMIT):
             if deliver:
-                if dup:
-                    self.queue += [m for m in self.queue if rng.random() < dup]
-                self.deliver(lossy)
+                self.deliver(lossy, dup, rng=rng)
             live = [n for n in self._live() if n.id not in self.paused]
             due = min((n.next_deadline() for n in live), default=float("inf"))
             if due > end:
@@ -215,7 +224,6 @@ class Driver:
         self.paused.pop(nid, None)
         self.roles.pop(nid, None)
         self.applied[nid] = []
-        assert self.checker is not None
         self.checker.on_crash(self.now, nid)
 
     def restart(self, nid: NodeId) -> None:
@@ -250,7 +258,6 @@ class Driver:
 
     def finish(self) -> None:
         """The end-of-run checks (every acknowledged write is in the final state)."""
-        assert self.checker is not None
         self.checker.finish(self.now, dict(self.nodes))
 
     # -- what a command prints ---------------------------------------------------------------
@@ -274,22 +281,21 @@ class Driver:
                 for nid, node in ((i, self.nodes.get(i)) for i in self.ids)]
 
     def show_applied(self) -> list[str]:
-        """Each node's applied client commands (no-ops left out: only Raft makes them for
-        every election), as the checkers saw them."""
+        """Each node's applied client commands (no-ops left out: only Raft makes one for
+        every election)."""
         return [f"{nid} " + (", ".join(c.text for c in self.applied[nid]) or "(nothing)")
                 for nid in self.ids]
 
     def flush(self) -> list[str]:
         """The events since the last flush: applications, then any new violation."""
         lines = self.out
-        for command, nids in self._applied_now.items():
+        for command, nids in self.applied_now.items():
             lines.append(f"{' '.join(nids)} applied {command.client_id}#{command.seq} "
                          f"{command.text}")
-        assert self.checker is not None
         for v in self.checker.violations[self.reported:]:
             lines.append(f"VIOLATION {v}")
         self.reported = len(self.checker.violations)
-        self.out, self._applied_now = [], {}
+        self.out, self.applied_now = [], {}
         return lines
 
     # -- plumbing ------------------------------------------------------------------------
@@ -331,13 +337,12 @@ class Driver:
         self.storage[nid].extend(ready.persist)
         self.queue.extend(ready.early)
         self.queue.extend(ready.messages)
-        assert self.checker is not None
         for reply in ready.replies:
             self._reply(reply)
         for a in ready.applied:
             if a.command is not None:
                 self.applied[nid].append(a.command)
-                self._applied_now.setdefault(a.command, []).append(nid)
+                self.applied_now.setdefault(a.command, []).append(nid)
         status = node.status()
         before = self.roles.get(nid)
         if status.role == "leader" and (before is None or before.role != "leader"
@@ -354,8 +359,7 @@ class Driver:
         self.out.append(f"{reply.dst}#{reply.seq} <- {reply.src}: {what}")
         command = self.requests.get((reply.dst, reply.seq))
         if command is not None:
-            assert self.checker is not None
-            self.checker.on_client_reply(self.now, reply, command)
+                self.checker.on_client_reply(self.now, reply, command)
 
 
 # -- scenario files ------------------------------------------------------------------------
@@ -429,7 +433,7 @@ def run_command(d: Driver, line: str) -> list[str]:
         if flags - {"dup", "once"} or set(opts) - {"drop"}:
             raise ScenarioError(f"deliver takes drop=..., dup and once, not {words}")
         d.deliver(parse_drop(opts["drop"]) if "drop" in opts else None,
-                  dup="dup" in flags, once="once" in flags)
+                  dup=1.0 if "dup" in flags else 0.0, once="once" in flags)
     elif verb in ("tick", "run"):
         opts, rest = _options(words[1:])
         if set(opts) - {"drop", "loss", "dup"} or rest:
@@ -462,7 +466,6 @@ def run_command(d: Driver, line: str) -> list[str]:
     elif verb == "check":
         d.finish()
         lines = d.flush()
-        assert d.checker is not None
         found = sorted({v.check for v in d.checker.violations})
         return lines + ([f"{len(d.checker.violations)} violations: {', '.join(found)}"]
                         if found else ["no violations"])

@@ -21,7 +21,13 @@ from consensus.node import Config
 from consensus.sim import Network, Simulation
 from consensus.simulate import simulate
 from tests.helpers import applied_commands, client, run_until, settle, wait_for_leader
-from tests.scenario_driver import expected_for, parse_file, render, run_file
+from tests.scenario_driver import (
+    ScenarioError,
+    expected_for,
+    parse_file,
+    render,
+    run_file,
+)
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 # The algorithms the shared scenarios are written for, by name: a renamed one fails here.
@@ -29,14 +35,14 @@ SHARED = ("raft", "paxos")
 REWRITE = os.environ.get("SCENARIO_REWRITE") == "1"
 
 
+def algorithms_for(path: Path) -> tuple[str, ...]:
+    rel = path.relative_to(SCENARIOS)
+    return SHARED if len(rel.parts) == 1 else (rel.parts[0],)
+
+
 def scenario_cases() -> list:
-    cases = []
-    for path in sorted(SCENARIOS.rglob("*.txt")):
-        rel = path.relative_to(SCENARIOS)
-        algorithms = SHARED if len(rel.parts) == 1 else (rel.parts[0],)
-        cases += [pytest.param(path, alg, id=f"{rel.with_suffix('')}-{alg}")
-                  for alg in algorithms]
-    return cases
+    return [pytest.param(path, alg, id=f"{path.relative_to(SCENARIOS).with_suffix('')}-{alg}")
+            for path in sorted(SCENARIOS.rglob("*.txt")) for alg in algorithms_for(path)]
 
 
 def test_there_are_scenarios_for_every_shared_algorithm_and_directory():
@@ -48,9 +54,7 @@ def test_there_are_scenarios_for_every_shared_algorithm_and_directory():
 @pytest.mark.parametrize(("path", "algorithm"), scenario_cases())
 def test_scenario(path: Path, algorithm: str) -> None:
     if REWRITE:
-        rel = path.relative_to(SCENARIOS)
-        algorithms = SHARED if len(rel.parts) == 1 else (rel.parts[0],)
-        path.write_text(render(path, {a: run_file(path, a) for a in algorithms}),
+        path.write_text(render(path, {a: run_file(path, a) for a in algorithms_for(path)}),
                         encoding="utf-8")
     blocks, _ = parse_file(path.read_text(encoding="utf-8"))
     outputs = run_file(path, algorithm)
@@ -60,6 +64,28 @@ def test_scenario(path: Path, algorithm: str) -> None:
         assert got == want, (f"{path.name}:{block.line} ({algorithm}) {block.command}\n"
                              "--- expected\n" + "\n".join(want) + "\n--- got\n"
                              + "\n".join(got) + "\n(SCENARIO_REWRITE=1 to regenerate)")
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.rglob("*.txt")),
+                         ids=lambda p: str(p.relative_to(SCENARIOS)))
+def test_rewriting_a_passing_file_changes_nothing(path: Path) -> None:
+    """The rewrite keeps comments, commands and layout: only outputs that changed differ."""
+    outputs = {a: run_file(path, a) for a in algorithms_for(path)}
+    assert render(path, outputs) == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("script", "error"), [
+    ("cluster nodes=3\n----\n\nfly n1\n----\n", "unknown command 'fly'"),
+    ("cluster nodes=3\n----\n\ncampaign n9\n----\n", "no node n9"),
+    ("cluster nodes=3\n----\n\ndeliver drop=n1-n2\n----\n", "bad drop rule"),
+    ("cluster nodes=3 variant=forgetful-leader\n----\n", "no variant"),
+    ("cluster nodes=3\ncampaign n1\n----\n", "is not followed by ----"),
+])
+def test_a_bad_scenario_fails_with_its_line(tmp_path: Path, script: str, error: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text(script, encoding="utf-8")
+    with pytest.raises(ScenarioError, match=error):
+        run_file(path, "raft")
 
 
 # -- whole simulated runs ------------------------------------------------------------------
