@@ -48,24 +48,3 @@ def applied_commands(sim: Simulation, node: str) -> list[str]:
     upto = sim.checker.applied_upto.get(node, 0)  # type: ignore[attr-defined]
     return [agreed[i].text for i in range(1, upto + 1) if agreed[i] is not None]
 
-
-class OneShotClient:
-    """Sends single requests and records every reply; never retries or follows redirects."""
-
-    def __init__(self, sim: Simulation, name: str = "probe") -> None:
-        self.sim = sim
-        self.id = name
-        self.replies: list = []
-        self.seq = 0
-        sim.clients[name] = self
-
-    def send(self, node: str, text: str) -> int:
-        from consensus.messages import ClientRequest
-
-        self.seq += 1
-        self.sim.send_client_request(ClientRequest(src=self.id, dst=node, seq=self.seq,
-                                                   command=text))
-        return self.seq
-
-    def on_reply(self, reply) -> None:
-        self.replies.append(reply)
