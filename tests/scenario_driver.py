@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,7 @@ class Driver:
     nodes: dict[NodeId, Node | None] = field(default_factory=dict)
     storage: dict[NodeId, list] = field(default_factory=dict)
     lives: dict[NodeId, int] = field(default_factory=dict)
-    queue: list[Message] = field(default_factory=list)
+    queue: deque[Message] = field(default_factory=deque)
     paused: dict[NodeId, list[Message]] = field(default_factory=dict)
     blocked: set[tuple[NodeId, NodeId]] = field(default_factory=set)
     roles: dict[NodeId, Status] = field(default_factory=dict)
@@ -150,7 +151,7 @@ class Driver:
         self.now = 0.0
         self.storage = {i: [] for i in self.ids}
         self.lives = dict.fromkeys(self.ids, 0)
-        self.nodes, self.queue, self.paused, self.blocked = {}, [], {}, set()
+        self.nodes, self.queue, self.paused, self.blocked = {}, deque(), {}, set()
         self.roles, self.requests, self.last_request, self.reported = {}, {}, {}, 0
         self.applied = {i: [] for i in self.ids}
         for nid in self.ids:
@@ -174,7 +175,7 @@ class Driver:
                     return
                 raise ScenarioError("the network never went quiet (a livelock?)")
             budget -= 1
-            msg = self.queue.pop(0)
+            msg = self.queue.popleft()
             if (msg.src, msg.dst) in self.blocked or (drop is not None and drop(msg)):
                 continue
             self._step(msg)
