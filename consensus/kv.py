@@ -55,10 +55,6 @@ class Op:
     value: str | None = None  # SET's value, CAS's new value
     expected: str | None = None  # CAS's expected value
 
-    @property
-    def is_read(self) -> bool:
-        return self.name == "GET"
-
 
 class CommandError(ValueError):
     """A command that cannot be parsed; the message says what is wrong."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-
-import pytest
 
 from consensus.algorithms import NAMES
 from consensus.experiment.history import Operation
@@ -13,14 +10,9 @@ from consensus.experiment.workload import SimClient, Workload
 from consensus.sim import Simulation
 
 
-def available_algorithms() -> list:
-    """Every registered algorithm, as pytest params (skipped while a package is absent)."""
-    params = []
-    for name in NAMES:
-        present = importlib.util.find_spec(f"consensus.{name}.node") is not None
-        params.append(pytest.param(name, marks=pytest.mark.skipif(
-            not present, reason=f"consensus.{name} is not built yet")))
-    return params
+def available_algorithms() -> list[str]:
+    """Every registered algorithm. None is skipped: a renamed or missing module must fail."""
+    return list(NAMES)
 
 
 def run_until(sim: Simulation, predicate: Callable[[], bool], within_ms: float,
@@ -56,24 +48,3 @@ def applied_commands(sim: Simulation, node: str) -> list[str]:
     upto = sim.checker.applied_upto.get(node, 0)  # type: ignore[attr-defined]
     return [agreed[i].text for i in range(1, upto + 1) if agreed[i] is not None]
 
-
-class OneShotClient:
-    """Sends single requests and records every reply; never retries or follows redirects."""
-
-    def __init__(self, sim: Simulation, name: str = "probe") -> None:
-        self.sim = sim
-        self.id = name
-        self.replies: list = []
-        self.seq = 0
-        sim.clients[name] = self
-
-    def send(self, node: str, text: str) -> int:
-        from consensus.messages import ClientRequest
-
-        self.seq += 1
-        self.sim.send_client_request(ClientRequest(src=self.id, dst=node, seq=self.seq,
-                                                   command=text))
-        return self.seq
-
-    def on_reply(self, reply) -> None:
-        self.replies.append(reply)

@@ -1,156 +1,97 @@
-"""Scenarios every algorithm must pass, run unchanged against Raft and Multi-Paxos.
+"""Scenarios: scripted ones from data files through one hand-driver, then whole simulated runs.
 
-They look only at what both algorithms share: who leads (``status().role``/``term``), which
-commands are committed and applied, what clients are told, and the safety checks.
+Scripted (``tests/scenarios/``): every file at the top runs against each algorithm in
+``SHARED``; a file in ``scenarios/<algorithm>/`` runs against that one only (a broken variant
+the checkers must catch, or a behaviour only one algorithm has). See tests/scenario_driver.py
+for the commands; ``SCENARIO_REWRITE=1`` regenerates the expected outputs for review.
+
+Simulated: properties of whole randomised runs (a lossy network, timeouts drawn over many
+seeds, load), which a script cannot state; they run in the simulator.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
-from consensus.messages import ReplyStatus
+from consensus.experiment.workload import SimClient, Workload
 from consensus.node import Config
 from consensus.sim import Network, Simulation
-from tests.helpers import (
-    OneShotClient,
-    applied_commands,
-    available_algorithms,
-    client,
-    run_until,
-    settle,
-    wait_for_leader,
+from consensus.simulate import simulate
+from tests.helpers import applied_commands, client, run_until, settle, wait_for_leader
+from tests.scenario_driver import (
+    ScenarioError,
+    expected_for,
+    parse_file,
+    render,
+    run_file,
 )
 
-ALGORITHMS = available_algorithms()
-# Classic leadership: an isolated leader keeps believing it leads, so staleness is visible.
-NO_CHECK_QUORUM = Config(check_quorum=False, pre_vote=False)
+SCENARIOS = Path(__file__).parent / "scenarios"
+# The algorithms the shared scenarios are written for, by name: a renamed one fails here.
+SHARED = ("raft", "paxos")
+REWRITE = os.environ.get("SCENARIO_REWRITE") == "1"
 
 
-def others(sim: Simulation, *exclude: str) -> list[str]:
-    return [n for n in sim.ids if n not in exclude]
+def algorithms_for(path: Path) -> tuple[str, ...]:
+    rel = path.relative_to(SCENARIOS)
+    return SHARED if len(rel.parts) == 1 else (rel.parts[0],)
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_a_leader_is_elected_and_a_write_commits_everywhere(algorithm):
-    sim = Simulation(algorithm, 3, seed=1)
-    wait_for_leader(sim)
-    op = client(sim).submit("SET x = 100")
-    assert settle(op, sim, 1000) and op.outcome == "ok" and op.result == "OK"
-    sim.run_for(500)
-    for nid in sim.ids:
-        assert sim.nodes[nid].kv.data == {"x": "100"}
-    get = client(sim, "c2").submit("GET x")
-    assert settle(get, sim, 1000) and get.result == "100"
-    assert sim.finish() == []
+def scenario_cases() -> list:
+    return [pytest.param(path, alg, id=f"{path.relative_to(SCENARIOS).with_suffix('')}-{alg}")
+            for path in sorted(SCENARIOS.rglob("*.txt")) for alg in algorithms_for(path)]
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_quiz1_five_nodes_survive_two_failures_but_not_three(algorithm):
-    """Quiz 1: a 5-node cluster keeps accepting writes with 2 nodes down (3 of 5 is a majority);
-    with 3 down no write commits, and it commits once a third node returns."""
-    sim = Simulation(algorithm, 5, seed=2)
-    leader = wait_for_leader(sim)
-    followers = others(sim, leader)
-    for nid in followers[:2]:
-        sim.crash(nid)
-    c = client(sim)
-    op = c.submit("SET x = 1")
-    assert settle(op, sim, 2000) and op.outcome == "ok"
-
-    sim.crash(followers[2])
-    stuck = c.submit("SET x = 2")
-    assert not settle(stuck, sim, 3000), "3 of 5 down: no write may commit"
-    assert all(sim.nodes[n].kv.data.get("x") != "2" for n in sim.ids if sim.nodes[n])
-
-    sim.restart(followers[0])
-    assert settle(stuck, sim, 5000) and stuck.outcome == "ok"
-    sim.run_for(1000)
-    for node in sim.live_nodes():
-        assert node.kv.data["x"] == "2"
-        assert applied_commands(sim, node.id).count("SET x = 2") == 1
-    assert sim.finish() == []
+def test_there_are_scenarios_for_every_shared_algorithm_and_directory():
+    dirs = {p.name for p in SCENARIOS.iterdir() if p.is_dir()}
+    assert dirs <= set(SHARED), f"scenario directories for unknown algorithms: {dirs}"
+    assert len(list(SCENARIOS.glob("*.txt"))) >= 5
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_quiz4_stale_leader_steps_down_when_it_hears_the_newer_term(algorithm):
-    """Quiz 4: an old leader (term 3) that sends after a newer leader was elected (term 4) is
-    refused; it learns the newer term and steps down, and its uncommitted write is lost."""
-    sim = Simulation(algorithm, 5, seed=3, config=NO_CHECK_QUORUM)
-    old = wait_for_leader(sim)
-    old_term = sim.status(old).term
-    sim.isolate(old)
-    assert run_until(sim, lambda: sim.leader() not in (None, old), 5000)
-    new = sim.leader()
-    new_term = sim.status(new).term
-    assert new_term > old_term
-    assert sim.status(old).role == "leader", "cut off, the old leader does not know yet"
-
-    probe = OneShotClient(sim)
-    probe.send(old, "SET x = stale")
-    good = client(sim).submit("SET x = fresh", node=new)
-    assert settle(good, sim, 2000) and good.outcome == "ok"
-    sim.run_for(500)
-    assert not probe.replies, "the isolated old leader cannot commit"
-
-    sim.heal()
-    assert run_until(sim, lambda: sim.status(old).role != "leader", 2000)
-    assert sim.status(old).term >= new_term
-    sim.run_for(2000)
-    assert all(r.status != ReplyStatus.OK for r in probe.replies)
-    for node in sim.live_nodes():
-        assert node.kv.data["x"] == "fresh"
-        assert "SET x = stale" not in applied_commands(sim, node.id)
-    assert sim.finish() == []
+@pytest.mark.parametrize(("path", "algorithm"), scenario_cases())
+def test_scenario(path: Path, algorithm: str) -> None:
+    if REWRITE:
+        path.write_text(render(path, {a: run_file(path, a) for a in algorithms_for(path)}),
+                        encoding="utf-8")
+    blocks, _ = parse_file(path.read_text(encoding="utf-8"))
+    outputs = run_file(path, algorithm)
+    for block, got in zip(blocks, outputs, strict=True):
+        want = expected_for(block, algorithm)
+        assert want is not None, f"{path}:{block.line}: no expected output for {algorithm}"
+        assert got == want, (f"{path.name}:{block.line} ({algorithm}) {block.command}\n"
+                             "--- expected\n" + "\n".join(want) + "\n--- got\n"
+                             + "\n".join(got) + "\n(SCENARIO_REWRITE=1 to regenerate)")
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_minority_partition_leader_is_rolled_back_on_heal(algorithm):
-    """A 2|3 partition with the leader in the minority: its new entries never commit and
-    are replaced on heal by what the majority committed meanwhile."""
-    sim = Simulation(algorithm, 5, seed=4, config=NO_CHECK_QUORUM)
-    leader = wait_for_leader(sim)
-    buddy = others(sim, leader)[0]
-    majority = others(sim, leader, buddy)
-    sim.partition([[leader, buddy], majority])
-    probe = OneShotClient(sim)
-    for i in range(3):
-        probe.send(leader, f"SET m{i} = minority")
-    assert run_until(sim, lambda: sim.leader() in majority, 5000)
-    c = client(sim)
-    ops = [c.submit(f"SET m{i} = majority") for i in range(3)]
-    assert settle(ops[-1], sim, 3000)
-    assert all(op.outcome == "ok" for op in ops)
-    assert not probe.replies
-
-    sim.heal()
-    sim.run_for(3000)
-    assert all(r.status != ReplyStatus.OK for r in probe.replies)
-    digests = {node.kv.digest() for node in sim.live_nodes()}
-    assert len(digests) == 1, "every node converges on the majority's history"
-    for node in sim.live_nodes():
-        assert node.kv.data == {f"m{i}": "majority" for i in range(3)}
-    assert sim.finish() == []
+@pytest.mark.parametrize("path", sorted(SCENARIOS.rglob("*.txt")),
+                         ids=lambda p: str(p.relative_to(SCENARIOS)))
+def test_rewriting_a_passing_file_changes_nothing(path: Path) -> None:
+    """The rewrite keeps comments, commands and layout: only outputs that changed differ."""
+    outputs = {a: run_file(path, a) for a in algorithms_for(path)}
+    assert render(path, outputs) == path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_restarted_node_catches_up_from_what_it_persisted(algorithm):
-    sim = Simulation(algorithm, 3, seed=5)
-    leader = wait_for_leader(sim)
-    lagger = others(sim, leader)[0]
-    c = client(sim)
-    assert settle(c.submit("SET a = 1"), sim, 1000)
-    assert run_until(sim, lambda: sim.nodes[lagger].kv.data.get("a") == "1", 1000)
-    sim.crash(lagger)
-    for i in range(20):
-        c.submit(f"SET k{i} = {i}")
-    last = c.submit("SET z = end")
-    assert settle(last, sim, 5000)
-    sim.restart(lagger)
-    restored = sim.nodes[lagger]
-    assert restored.kv.data.get("a") == "1", "the committed prefix is re-applied on restart"
-    assert run_until(sim, lambda: restored.kv.data.get("z") == "end", 3000)
-    assert sim.finish() == []
+@pytest.mark.parametrize(("script", "error"), [
+    ("cluster nodes=3\n----\n\nfly n1\n----\n", "unknown command 'fly'"),
+    ("cluster nodes=3\n----\n\ncampaign n9\n----\n", "no node n9"),
+    ("cluster nodes=3\n----\n\ndeliver drop=n1-n2\n----\n", "bad drop rule"),
+    ("cluster nodes=3 variant=forgetful-leader\n----\n", "no variant"),
+    ("cluster nodes=3\ncampaign n1\n----\n", "is not followed by ----"),
+])
+def test_a_bad_scenario_fails_with_its_line(tmp_path: Path, script: str, error: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text(script, encoding="utf-8")
+    with pytest.raises(ScenarioError, match=error):
+        run_file(path, "raft")
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+# -- whole simulated runs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", SHARED)
 def test_lossy_duplicating_network_stays_safe_and_live(algorithm):
     net = Network(latency_ms=(1, 20), loss=0.2, duplicate=0.2)
     sim = Simulation(algorithm, 5, seed=6, network=net)
@@ -165,15 +106,76 @@ def test_lossy_duplicating_network_stays_safe_and_live(algorithm):
     assert [applied.count(f"SET k = {i}") for i in range(30)] == [1] * 30
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_paused_leader_is_replaced_and_rejoins_as_follower(algorithm):
-    sim = Simulation(algorithm, 3, seed=8)
-    leader = wait_for_leader(sim)
-    sim.pause(leader)
-    assert run_until(sim, lambda: sim.leader() not in (None, leader), 3000)
-    sim.resume(leader)
-    sim.run_for(1000)
-    assert sim.status(leader).role != "leader"
-    op = client(sim).submit("SET after = pause")
-    assert settle(op, sim, 2000) and op.outcome == "ok"
+CONSTANT = Network(latency_ms=(2, 2), distribution="constant")
+
+
+def test_randomised_timeouts_elect_a_raft_leader_quickly():
+    """Quiz 3's answer: randomised timeouts (150-300 ms) make one node time out first (the
+    scripted split_votes scenario shows identical ones never electing anyone)."""
+    for seed in range(20):
+        sim = Simulation("raft", 5, seed=seed, network=CONSTANT)
+        assert run_until(sim, lambda s=sim: s.leader() is not None, 1000), seed
+        assert len(sim.leaders_seen) == 1
+
+
+@pytest.mark.parametrize("timeout", [(150.0, 150.0), (150.0, 300.0)])
+@pytest.mark.parametrize("pre_vote", [False, True])
+def test_simultaneous_paxos_campaigns_settle_in_one_round(timeout, pre_vote):
+    """With identical fixed timeouts all five nodes prepare at the same instant, yet ballots are
+    totally ordered, so the highest wins in one election; randomised timeouts just send fewer.
+    A pre-vote round first (which everyone grants: no one has promised anything) makes the
+    campaigners see each other's rounds and go one round higher, still in one election."""
+    sim = Simulation("paxos", 5, seed=1,
+                     config=Config(election_timeout_ms=timeout, pre_vote=pre_vote),
+                     record_trace=True)
+    wait_for_leader(sim)
+    sim.run_for(500)
+    assert sim.trace is not None
+    prepares = sum(1 for line in sim.trace if " Prepare(" in line and "pre_vote=False" in line)
+    pre_votes = sum(1 for line in sim.trace if " Prepare(" in line and "pre_vote=True" in line)
+    assert len(sim.leaders_seen) == 1
+    fixed = timeout[0] == timeout[1]
+    assert max(st.term for st in sim.statuses.values()) == (2 if fixed and pre_vote else 1)
+    if not pre_vote:
+        assert (prepares, pre_votes) == ((20, 0) if fixed else (4, 0))
+    else:
+        assert pre_votes == (20 if fixed else 8) and prepares <= pre_votes
+
+
+def duel(check_quorum: bool, timeout: tuple[float, float]) -> tuple[int, int]:
+    """Cut the leader off from one follower (both still reach the other three) under load;
+    return (leaders seen, operations completed) over 5 s."""
+    sim = Simulation("paxos", 5, seed=3,
+                     config=Config(election_timeout_ms=timeout, check_quorum=check_quorum))
+    sim.run(1000)
+    leader = sim.leader()
+    assert leader is not None
+    rival = next(n for n in sim.ids if n != leader)
+    sim.cut([leader], [rival])
+    sim.cut([rival], [leader])
+    load = SimClient("c1", sim, Workload())
+    load.start(sim.now)
+    sim.run(6000)
+    load.stop()
     assert sim.finish() == []
+    return len(sim.leaders_seen), sum(1 for op in load.history if op.outcome == "ok")
+
+
+def test_dueling_paxos_proposers_fixed_timeouts_vs_randomised_vs_lease():
+    """Two proposers that cannot hear each other preempt each other by turns. Randomised
+    backoff makes that rarer than identical fixed timeouts; the leader lease (check_quorum)
+    stops it: the acceptors ignore the rival's Prepares while they hear the leader."""
+    fixed_leaders, fixed_ok = duel(False, (150.0, 150.0))
+    random_leaders, random_ok = duel(False, (150.0, 300.0))
+    lease_leaders, lease_ok = duel(True, (150.0, 300.0))
+    assert fixed_leaders > random_leaders > lease_leaders == 1
+    assert lease_ok > random_ok > fixed_ok
+
+
+@pytest.mark.parametrize("algorithm", SHARED)
+def test_a_random_fault_run_is_clean(algorithm):
+    """The control for the broken variants in scenarios/<algorithm>/: the same checkers find
+    nothing on a correct node under random faults."""
+    result = simulate(algorithm, nodes=5, duration_s=10, seed=2, faults="random")
+    assert result.violations == [] and result.stalled == []
+    assert result.committed > 1000
