@@ -22,6 +22,7 @@ from consensus.node import Node
 class Algorithm:
     name: str
     title: str
+    short: str  # a tag's worth of title: "Paxos"
     node_class: type[Node]
     checker_class: type[Checker]
     messages: tuple[type[Message], ...]  # its protocol messages, in the order they are defined
@@ -37,6 +38,7 @@ class Algorithm:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     title: str
+    short: str
     node: str  # "module:Class", imported on first use
     checker: str
     messages: str  # the module defining its message classes
@@ -48,10 +50,10 @@ class _Entry:
 
 
 _REGISTRY = {
-    "raft": _Entry("Raft", "consensus.raft.node:RaftNode", "consensus.check.raft:RaftChecker",
-                   "consensus.raft.messages", palette=0,
+    "raft": _Entry("Raft", "Raft", "consensus.raft.node:RaftNode",
+                   "consensus.check.raft:RaftChecker", "consensus.raft.messages", palette=0,
                    campaign="term {term}, votes for itself", pre_vote="term {next_term}"),
-    "paxos": _Entry("Multi-Paxos", "consensus.paxos.node:PaxosNode",
+    "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
                     "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
                     term_label="ballot", campaign="Prepare with ballot {ballot}",
                     pre_vote="a new ballot"),
@@ -59,7 +61,7 @@ _REGISTRY = {
     # of consensus). Registered so that the runtime starts it like any algorithm, which also
     # shows what a new algorithm takes; unlisted, because it is not consensus and has nothing
     # to compare in experiments or on the dashboard.
-    "null": _Entry("Null protocol", "consensus.bench.null_protocol:NullNode",
+    "null": _Entry("Null protocol", "Null", "consensus.bench.null_protocol:NullNode",
                    "consensus.check.invariants:SharedChecker", "consensus.bench.null_protocol",
                    palette=2, listed=False),
 }
@@ -86,7 +88,7 @@ def get_algorithm(name: str) -> Algorithm:
         e = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r} (choose from {', '.join(NAMES)})") from None
-    return Algorithm(name, e.title, _load(e.node), _load(e.checker),
+    return Algorithm(name, e.title, e.short, _load(e.node), _load(e.checker),
                      _message_classes(e.messages), e.palette, e.term_label, e.campaign,
                      e.pre_vote, e.listed)
 

@@ -70,8 +70,14 @@ def test_snapshot_shape() -> None:
                 assert set(n) >= {"id", "alive", "role", "term", "ballot", "commit_index",
                                   "last_index", "election_deadline", "log"}
         assert st["events"][0]["text"].startswith("reset: seed 1")
+        # The page draws each cluster from its algorithm's description, not from its name.
+        algos = st["algorithms"]
+        assert (algos["raft"]["term_label"], algos["paxos"]["term_label"]) == ("term", "ballot")
+        phases = {m["kind"]: m["phase"] for a in algos.values() for m in a["messages"]}
+        assert phases["RequestVote"] == phases["Prepare"] == "ask for votes"
+        assert phases["AppendEntries"] == phases["Accept"] == "replicate"
         resp = await client.get("/")
-        assert resp.status == 200 and "<svg" in await resp.text()
+        assert resp.status == 200 and 'id="clusters"' in await resp.text()
         for static in ("app.js", "style.css"):
             assert (await client.get(f"/static/{static}")).status == 200
 

@@ -59,7 +59,7 @@ def command_text(command: Command | None) -> str:
 def algorithm_json(algorithm: Algorithm) -> dict[str, Any]:
     """What the page needs to draw an algorithm it does not know: its names, colour and the
     legend of its messages."""
-    return {"title": algorithm.title, "term_label": algorithm.term_label,
+    return {"title": algorithm.title, "short": algorithm.short, "term_label": algorithm.term_label,
             "palette": algorithm.palette,
             "messages": [{"kind": m.kind, "label": m.label or m.kind, "phase": str(m.phase)}
                          for m in algorithm.messages]}
