@@ -194,6 +194,19 @@ def test_saved_run_records_its_faults(saved_run: Path) -> None:
         assert len(crash.nodes) == 1 and crash.label == f"crash {crash.nodes[0]}"
 
 
+def test_charts_line_messages_up_by_their_declared_phase() -> None:
+    from consensus.report.charts import PALETTE, algorithm_colour, is_reply, phase_of
+
+    for a, b in (("RequestVote", "Prepare"), ("RequestVoteReply", "Promise"),
+                 ("AppendEntries", "Accept"), ("AppendEntriesReply", "Accepted"),
+                 ("AppendEntries (heartbeat)", "Accept (heartbeat)")):
+        assert phase_of(a) == phase_of(b), (a, b)
+    assert phase_of("Commit")[0] == "commit notice" and phase_of("Nack")[0] == "rejection"
+    assert phase_of("NoSuchMessage")[0] == "other"
+    assert is_reply("Promise") and is_reply("Nack") and not is_reply("Commit")
+    assert (algorithm_colour("raft"), algorithm_colour("paxos")) == (PALETTE[0], PALETTE[1])
+
+
 # -- the statistics ----------------------------------------------------------------------------
 
 def test_bootstrap_on_a_hand_made_paired_sample() -> None:
