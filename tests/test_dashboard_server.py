@@ -17,7 +17,19 @@ pytest.importorskip("aiohttp")
 from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.dashboard.server import create_app
-from consensus.dashboard.sim_backend import PRESETS, SimBackend
+from consensus.dashboard.sim_backend import (
+    DEFAULT_NETWORK,
+    PRESETS,
+    ClusterSim,
+    SimBackend,
+    algorithm_json,
+    log_slot_json,
+    message_json,
+)
+from consensus.messages import ClientReply, ReplyStatus
+from consensus.node import Config, LogSlot
+from consensus.paxos.messages import Accept, Ballot, Nack
+from consensus.raft.messages import AppendEntries, AppendEntriesReply, Entry, RequestVoteReply
 
 Client = TestClient
 
@@ -446,11 +458,6 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
 # -- what the page is told, from the messages' and nodes' own descriptions ---------------------
 
 def test_messages_describe_themselves_to_the_page() -> None:
-    from consensus.dashboard.sim_backend import message_json
-    from consensus.messages import ClientReply, ReplyStatus
-    from consensus.paxos.messages import Accept, Ballot, Nack
-    from consensus.raft.messages import AppendEntries, AppendEntriesReply, Entry, RequestVoteReply
-
     beat = AppendEntries(src="n1", dst="n2", term=2, prev_log_index=4, prev_log_term=2,
                          entries=(), leader_commit=4)
     assert message_json("raft", beat, 1.0, 2.0) == {"c": "raft", "k": "AppendEntries",
@@ -499,9 +506,6 @@ def test_log_tail_is_the_only_view_of_a_log() -> None:
         assert shown[-1]["b"] == slots[-1].label
     paxos = b.clusters["paxos"].sim.nodes["n1"]
     assert "." in paxos.log_tail(1)[0].label  # a ballot reads "round.node"
-    from consensus.dashboard.sim_backend import log_slot_json
-    from consensus.node import LogSlot
-
     assert log_slot_json(LogSlot(4, 0, "", None, False, empty=True))["cmd"] == "(empty)"
     assert log_slot_json(LogSlot(5, 3, "3.n1", None, True)) == {"i": 5, "b": "3.n1",
                                                                  "cmd": "no-op", "ok": True}
@@ -510,9 +514,6 @@ def test_log_tail_is_the_only_view_of_a_log() -> None:
 def test_a_registered_algorithm_needs_no_dashboard_code() -> None:
     """The benchmark's null protocol is only in the registry, yet a cluster of it runs and
     draws (the page's legend, term label and colours come from the registry)."""
-    from consensus.dashboard.sim_backend import DEFAULT_NETWORK, ClusterSim, algorithm_json
-    from consensus.node import Config
-
     cluster = ClusterSim("null", 3, 1, Config(), DEFAULT_NETWORK)
     cluster.request("SET x = 1")
     cluster.sim.run(500)
