@@ -129,8 +129,10 @@ function onState(msg) {
   CLUSTERS.forEach((name, i) => {
     const cl = msg.clusters[name];
     // A backend that sends no descriptions still gets a usable page.
-    state.meta[name] = (msg.algorithms || {})[name] ||
-      { title: cl.title || name, term_label: "term", palette: i, messages: [] };
+    state.meta[name] = (msg.algorithms || {})[name] || {
+      title: cl.title || name, palette: i, messages: [],
+      term_label: cl.nodes.some((n) => n.ballot) ? "ballot" : "term",
+    };
     state.dots[name] = [];
     for (const m of state.meta[name].messages) colorOf[m.kind] = MSG_COLORS[m.kind] || PHASE_COLORS[m.phase];
   });
