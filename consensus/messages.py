@@ -8,7 +8,7 @@ the simulator's hot loop and impossible to mutate after they were "sent".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -55,6 +55,11 @@ class Message:
     def carried_entries(self) -> Sequence[Any]:
         """The log entries or slot values this message carries (empty when it carries none)."""
         return ()
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        """``(index, term as shown, command)`` per entry or slot value carried: what an
+        observer of the traffic learns about the receiver's log."""
+        return iter(())
 
     def rejection(self) -> str | None:
         """What this message refuses, in words for an event log; None when it refuses nothing."""

@@ -469,6 +469,9 @@ def test_messages_describe_themselves_to_the_page() -> None:
     one = AppendEntries(src="n1", dst="n2", term=2, prev_log_index=0, prev_log_term=0,
                         entries=(Entry(2, 1, None),), leader_commit=0)
     assert "hb" not in message_json("raft", one, 0, 1) and not one.is_rejection()
+    # What the traffic tells an observer about the receiver's log (the MQTT backend's view).
+    assert list(one.carried_slots()) == [(1, "2", None)] and list(beat.carried_slots()) == []
+    assert list(batch.carried_slots()) == [(5, "3.n1", None), (6, "3.n1", None)]
     refusals = {
         RequestVoteReply(src="n2", dst="n1", term=3, granted=False, pre_vote=True):
             "n2 refused pre-vote to n1",

@@ -8,7 +8,7 @@ no-op (a gap a new leader filled).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -107,6 +107,9 @@ class Accept(Message):
     def carried_entries(self) -> Sequence[Command | None]:
         return self.commands
 
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((self.first_slot + i, str(self.ballot), c) for i, c in enumerate(self.commands))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Accepted(Message):
@@ -150,6 +153,9 @@ class Commit(Message):
 
     def carried_entries(self) -> Sequence[Command | None]:
         return self.commands
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((self.first_slot + i, str(self.ballot), c) for i, c in enumerate(self.commands))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

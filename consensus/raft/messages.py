@@ -7,7 +7,7 @@ and the leader's term its ``term``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -68,6 +68,9 @@ class AppendEntries(Message):
 
     def carried_entries(self) -> Sequence[Entry]:
         return self.entries
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((e.index, str(e.term), e.command) for e in self.entries)
 
     def validate(self) -> None:
         """Entries numbered from prev_log_index + 1, none from a later term than the leader's."""
