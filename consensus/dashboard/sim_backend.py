@@ -1,11 +1,12 @@
-"""The dashboard's simulated mode: a Raft and a Multi-Paxos cluster driven by the same events.
+"""The dashboard's simulated mode: one cluster per listed algorithm (Raft and Multi-Paxos),
+all driven by the same events.
 
 Theory of operation
 -------------------
-Two :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
+The :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
 model; every command the page sends (kill, revive, time out, client request, partition, heal,
-drop the next message) is applied to both, or to one when the page picked a cluster. A preset
-resets both and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
+drop the next message) is applied to all, or to one when the page picked a cluster. A preset
+resets them all and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
 scenario replays identically whatever the playback speed.
 
 Time: the server calls :meth:`SimBackend.advance_wall` with the wall-clock milliseconds that
@@ -17,6 +18,10 @@ What the page sees: :meth:`SimBackend.snapshot` (everything, for a page that con
 :meth:`SimBackend.frame` (what changed since the previous frame: statuses, the messages sent
 with their simulated send and delivery times, new events). The messages come from the
 simulator's observers, so a dot's flight on the page is the message's simulated latency.
+
+Nothing here knows an algorithm by name: its title, term label and colour come from the
+registry, its messages say what they are (phase, refusal, entries carried) and its nodes show
+their logs through ``log_tail``, so a newly registered algorithm gets a panel of its own.
 """
 
 from __future__ import annotations
