@@ -356,7 +356,7 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     if not algorithms:
         return None
     fig, ax = plt.subplots(figsize=(5.5 + 1.4 * len(algorithms), 3.8))
-    roles_seen: dict[str, dict[str, None]] = {}
+    phases_seen: dict[str, dict[str, None]] = {}
     totals = []
     for x, algorithm in enumerate(algorithms):
         kinds = sorted(by_kind[algorithm].items(),
@@ -365,8 +365,8 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
         total = sum(v for _, v in kinds)
         totals.append(total)
         for kind, value in kinds:
-            role, colour = phase_of(kind)
-            roles_seen.setdefault(role, {})[kind] = None
+            phase, colour = phase_of(kind)
+            phases_seen.setdefault(phase, {})[kind] = None
             hatch = "//" if kind.endswith(HEARTBEAT) else None
             ax.bar(x, value, bottom=bottom, color=colour, width=0.55, edgecolor="white",
                    lw=0.6, hatch=hatch)
@@ -397,10 +397,10 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     ax.set_ylabel("messages per committed operation")
     ax.set_title("Protocol messages per committed operation, by type (median of seeds; "
                  "client messages excluded)", loc="left", fontsize=9)
-    handles = [Patch(fc=PHASE_COLOURS.get(role, OTHER_COLOUR),
-                     hatch="//" if role == Phase.HEARTBEAT else None,
-                     label=f"{role}: {' / '.join(kinds)}")
-               for role, kinds in sorted(roles_seen.items(),
+    handles = [Patch(fc=PHASE_COLOURS.get(phase, OTHER_COLOUR),
+                     hatch="//" if phase == Phase.HEARTBEAT else None,
+                     label=f"{phase}: {' / '.join(kinds)}")
+               for phase, kinds in sorted(phases_seen.items(),
                                          key=lambda kv: _PHASE_ORDER.get(kv[0], 99))]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               title="message role", title_fontsize=8)
@@ -598,9 +598,9 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
         for m in msgs:
             x0, x1 = xs[m["src"]], xs[m["dst"]]
             y0 = float(m["sent"]) - t_fault
-            role, colour = phase_of(m["kind"])
+            phase, colour = phase_of(m["kind"])
             kinds_seen[m["kind"]] = None
-            lw = 1.1 if role in ELECTION_PHASES else 0.7
+            lw = 1.1 if phase in ELECTION_PHASES else 0.7
             ls = (0, (3, 1.5)) if is_reply(m["kind"]) else "-"
             if m.get("delivered") is None:
                 xe = x0 + (x1 - x0) * 0.35
