@@ -390,7 +390,8 @@ class ClusterSim:
             "commit_index": st.commit_index if st else 0,
             "last_index": st.last_index if st else 0,
             "election_deadline": _finite(st.election_deadline_ms) if st and node else None,
-            "log": [log_slot_json(slot) for slot in node.log_tail(LOG_TAIL)] if node else [],
+            "log": ([log_slot_json(slot) for slot in node.log_tail(LOG_TAIL)]
+                    if node is not None else []),
         }
         return out
 

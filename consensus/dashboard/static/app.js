@@ -124,6 +124,7 @@ function onState(msg) {
   state.snap = msg;
   syncClock(msg, true);
   CLUSTERS = Object.keys(msg.clusters);
+  state.clusters = {};
   state.meta = {};
   state.dots = {};
   CLUSTERS.forEach((name, i) => {
@@ -194,7 +195,8 @@ function buildPanels() {
   const target = $("target");
   const chosen = target.value;
   box.innerHTML = "";
-  target.innerHTML = '<option value="both">both clusters</option>';
+  // "both" is the server's word for every cluster, however many there are.
+  target.innerHTML = `<option value="both">${CLUSTERS.length === 2 ? "both" : "all"} clusters</option>`;
   for (const name of CLUSTERS) {
     const meta = state.meta[name];
     const sec = h("section", { class: "cluster", id: `cluster-${name}`, "data-cluster": name });
