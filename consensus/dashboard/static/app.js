@@ -442,7 +442,7 @@ function legend() {
     item(ROLE_COLORS.candidate, "candidate / proposer") + item(ROLE_COLORS.leader, "leader") +
     item(ROLE_COLORS.crashed + ";border:1px dashed #64748b", "crashed") +
     `<span><i style="background:none;border:3px solid #7dd3fc;width:12px;height:12px"></i>election timer</span>` +
-    CLUSTERS.map((name) => `<h3>${escapeHtml(state.meta[name].title)} messages</h3>` +
+    CLUSTERS.filter((name) => state.meta[name].messages.length).map((name) => `<h3>${escapeHtml(state.meta[name].title)} messages</h3>` +
       state.meta[name].messages.map((m) => item(colorOf[m.kind], escapeHtml(m.label))).join("")).join("") +
     "<h3>other</h3>" +
     item(MSG_COLORS.ClientRequest, "client request / reply") + item("#64748b", "refusal", true) +
