@@ -1,11 +1,20 @@
-"""The registry of algorithms: a name -> its node class and its safety checker."""
+"""The registry of algorithms: a name -> everything the rest of the package asks about it.
+
+The simulator, the runtime, the reports and the dashboard know an algorithm only through
+this table and the classes it names: its node class, its safety checker, its message classes
+(which describe themselves: phase, rejection, entries carried; see :class:`Message`) and how
+to show it (title, colour, what its term is called). A new algorithm is a package of its own
+plus one entry here.
+"""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import cache
 
 from consensus.check.invariants import Checker
+from consensus.messages import ClientReply, ClientRequest, Message
 from consensus.node import Node
 
 
@@ -13,17 +22,51 @@ from consensus.node import Node
 class Algorithm:
     name: str
     title: str
+    short: str  # a tag's worth of title: "Paxos"
     node_class: type[Node]
     checker_class: type[Checker]
+    messages: tuple[type[Message], ...]  # its protocol messages, in the order they are defined
+    palette: int  # its colour everywhere: an index into the reports' and dashboard's palettes
+    term_label: str  # what Status.term counts, in words: "term", "ballot"
+    # How the dashboard words a campaign; fields from the node's Status (term, ballot) plus
+    # next_term and term_label.
+    campaign: str
+    pre_vote: str
+    listed: bool  # offered by default (the CLI's "both", comparisons, the dashboard)
 
 
-# name -> (title, node class path, checker class path); imported on first use.
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    title: str
+    short: str
+    node: str  # "module:Class", imported on first use
+    checker: str
+    messages: str  # the module defining its message classes
+    palette: int
+    term_label: str = "term"
+    campaign: str = "{term_label} {term}"
+    pre_vote: str = "{term_label} {next_term}"
+    listed: bool = True
+
+
 _REGISTRY = {
-    "raft": ("Raft", "consensus.raft.node:RaftNode", "consensus.check.raft:RaftChecker"),
-    "paxos": ("Multi-Paxos", "consensus.paxos.node:PaxosNode",
-              "consensus.check.paxos:PaxosChecker"),
+    "raft": _Entry("Raft", "Raft", "consensus.raft.node:RaftNode",
+                   "consensus.check.raft:RaftChecker", "consensus.raft.messages", palette=0,
+                   campaign="term {term}, votes for itself", pre_vote="term {next_term}"),
+    "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
+                    "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
+                    term_label="ballot", campaign="Prepare with ballot {ballot}",
+                    pre_vote="a new ballot"),
+    # The benchmark's baseline (no replication: its figures against the others' are the cost
+    # of consensus). Registered so that the runtime starts it like any algorithm, which also
+    # shows what a new algorithm takes; unlisted, because it is not consensus and has nothing
+    # to compare in experiments or on the dashboard.
+    "null": _Entry("Null protocol", "Null", "consensus.bench.null_protocol:NullNode",
+                   "consensus.check.invariants:SharedChecker", "consensus.bench.null_protocol",
+                   palette=2, listed=False),
 }
-NAMES = tuple(_REGISTRY)
+NAMES = tuple(name for name, entry in _REGISTRY.items() if entry.listed)  # the listed ones
+ALL_NAMES = tuple(_REGISTRY)
 
 
 def _load(path: str) -> type:
@@ -31,10 +74,29 @@ def _load(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _message_classes(module: str) -> tuple[type[Message], ...]:
+    """The message classes a module defines (not the ones it imports)."""
+    found = vars(importlib.import_module(module)).values()
+    return tuple(c for c in found if isinstance(c, type) and issubclass(c, Message)
+                 and c.__module__ == module)
+
+
+@cache
 def get_algorithm(name: str) -> Algorithm:
     """Look an algorithm up by name; a clear error names the ones that exist."""
     try:
-        title, node_path, checker_path = _REGISTRY[name]
+        e = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown algorithm {name!r} (choose from {', '.join(NAMES)})") from None
-    return Algorithm(name, title, _load(node_path), _load(checker_path))
+    return Algorithm(name, e.title, e.short, _load(e.node), _load(e.checker),
+                     _message_classes(e.messages), e.palette, e.term_label, e.campaign,
+                     e.pre_vote, e.listed)
+
+
+@cache
+def message_classes() -> dict[str, type[Message]]:
+    """Every registered message class by kind (the client's too), for reading saved traces."""
+    out: dict[str, type[Message]] = {c.kind: c for c in (ClientRequest, ClientReply)}
+    for name in ALL_NAMES:
+        out.update((c.kind, c) for c in get_algorithm(name).messages)
+    return out

@@ -8,21 +8,66 @@ the simulator's hot loop and impossible to mutate after they were "sent".
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 NodeId = str
 
 
+class Phase(StrEnum):
+    """What a message does, in words every algorithm shares, so that charts and the dashboard
+    line analogous messages up (RequestVote and Prepare both ask for votes) without knowing
+    either algorithm. Listed in the order charts stack them."""
+
+    REPLICATE = "replicate"
+    ACKNOWLEDGE = "acknowledge"
+    HEARTBEAT = "heartbeat (empty)"  # a replicate message with nothing in it
+    COMMIT = "commit notice"
+    ASK_FOR_VOTES = "ask for votes"
+    VOTE = "vote / promise"
+    REJECT = "rejection"
+    CLIENT = "client"
+    OTHER = "other"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """Base of every message: who sent it and to whom."""
+    """Base of every message: who sent it and to whom, and what it means to an observer.
+
+    The class variables and methods below describe a message to observers (traffic counts,
+    charts, the dashboard); they are not fields, so the wire format does not see them.
+    """
 
     src: NodeId
     dst: NodeId
     # Short name for traces, metrics and the codec (e.g. "AppendEntries").
     kind: ClassVar[str] = "Message"
+    phase: ClassVar[Phase] = Phase.OTHER
+    # Answers another message (sequence diagrams draw replies dashed).
+    is_reply: ClassVar[bool] = False
+    # Can carry log entries or slot values; one that carries none is a heartbeat.
+    carries_entries: ClassVar[bool] = False
+    # A short name for legends ("vote reply", "Prepare (1a)").
+    label: ClassVar[str] = ""
+
+    def carried_entries(self) -> Sequence[Any]:
+        """The log entries or slot values this message carries (empty when it carries none)."""
+        return ()
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        """``(index, term as shown, command)`` per entry or slot value carried: what an
+        observer of the traffic learns about the receiver's log."""
+        return iter(())
+
+    def rejection(self) -> str | None:
+        """What this message refuses, in words for an event log; None when it refuses nothing."""
+        return None
+
+    def is_rejection(self) -> bool:
+        """A refused vote, a failed append, a Nack, a redirect..."""
+        return self.rejection() is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +99,8 @@ class ClientRequest(Message):
     seq: int
     command: str
     kind: ClassVar[str] = "ClientRequest"
+    phase: ClassVar[Phase] = Phase.CLIENT
+    label: ClassVar[str] = "client request"
 
     def as_command(self) -> Command:
         return Command(self.src, self.seq, self.command)
@@ -68,10 +115,22 @@ class ClientReply(Message):
     result: str | None = None
     leader: NodeId | None = None
     kind: ClassVar[str] = "ClientReply"
+    phase: ClassVar[Phase] = Phase.CLIENT
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "client reply"
+
+    def rejection(self) -> str | None:
+        if self.status != ReplyStatus.REDIRECT:
+            return None
+        return f"{self.src} redirected {self.dst} to {self.leader or 'no known leader'}"
+
+
+HEARTBEAT = " (heartbeat)"  # traffic_kind's suffix for a replicate message carrying nothing
 
 
 def traffic_kind(msg: Message) -> str:
     """The message's kind for traffic accounting: an empty AppendEntries or Accept counts as a
     heartbeat, so charts can show heartbeats apart from replication."""
-    entries = getattr(msg, "entries", getattr(msg, "commands", None))
-    return f"{msg.kind} (heartbeat)" if entries is not None and not entries else msg.kind
+    if msg.carries_entries and not msg.carried_entries():
+        return msg.kind + HEARTBEAT
+    return msg.kind

@@ -266,3 +266,22 @@ class Node(ABC):
         """A fresh randomised election timeout in ms, from the injected rng."""
         lo, hi = self.config.election_timeout_ms
         return lo if lo == hi else self.rng.uniform(lo, hi)
+
+    # -- observation -------------------------------------------------------------------
+
+    @abstractmethod
+    def log_tail(self, count: int) -> list[LogSlot]:
+        """The last ``count`` entries or slots of this node's log, oldest first: how the
+        dashboard shows any algorithm's log without reading its internals."""
+
+
+@dataclass(slots=True)
+class LogSlot:
+    """One log entry or slot as an observer sees it, the same for every algorithm."""
+
+    index: int
+    term: int  # Raft's term; Multi-Paxos's ballot round (0 for an empty slot)
+    label: str  # the term as shown: "3" (Raft), "3.n2" (a Multi-Paxos ballot), "" when empty
+    command: str | None  # the command's text; None for a no-op, or for an empty slot
+    committed: bool
+    empty: bool = False  # a slot nothing was accepted in yet (a gap behind a later slot)

@@ -17,7 +17,19 @@ pytest.importorskip("aiohttp")
 from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.dashboard.server import create_app
-from consensus.dashboard.sim_backend import PRESETS, SimBackend
+from consensus.dashboard.sim_backend import (
+    DEFAULT_NETWORK,
+    PRESETS,
+    ClusterSim,
+    SimBackend,
+    algorithm_json,
+    log_slot_json,
+    message_json,
+)
+from consensus.messages import ClientReply, ReplyStatus
+from consensus.node import Config, LogSlot
+from consensus.paxos.messages import Accept, Ballot, Nack
+from consensus.raft.messages import AppendEntries, AppendEntriesReply, Entry, RequestVoteReply
 
 Client = TestClient
 
@@ -70,8 +82,14 @@ def test_snapshot_shape() -> None:
                 assert set(n) >= {"id", "alive", "role", "term", "ballot", "commit_index",
                                   "last_index", "election_deadline", "log"}
         assert st["events"][0]["text"].startswith("reset: seed 1")
+        # The page draws each cluster from its algorithm's description, not from its name.
+        algos = st["algorithms"]
+        assert (algos["raft"]["term_label"], algos["paxos"]["term_label"]) == ("term", "ballot")
+        phases = {m["kind"]: m["phase"] for a in algos.values() for m in a["messages"]}
+        assert phases["RequestVote"] == phases["Prepare"] == "ask for votes"
+        assert phases["AppendEntries"] == phases["Accept"] == "replicate"
         resp = await client.get("/")
-        assert resp.status == 200 and "<svg" in await resp.text()
+        assert resp.status == 200 and 'id="clusters"' in await resp.text()
         for static in ("app.js", "style.css"):
             assert (await client.get(f"/static/{static}")).status == 200
 
@@ -435,3 +453,76 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         await backend.close()
 
     asyncio.run(main())
+
+
+# -- what the page is told, from the messages' and nodes' own descriptions ---------------------
+
+def test_messages_describe_themselves_to_the_page() -> None:
+    beat = AppendEntries(src="n1", dst="n2", term=2, prev_log_index=4, prev_log_term=2,
+                         entries=(), leader_commit=4)
+    assert message_json("raft", beat, 1.0, 2.0) == {"c": "raft", "k": "AppendEntries",
+                                                    "s": "n1", "d": "n2", "t0": 1.0,
+                                                    "t1": 2.0, "hb": True}
+    batch = Accept(src="n1", dst="n2", ballot=Ballot(3, 0, "n1"), first_slot=5,
+                   commands=(None, None), commit_index=4)
+    assert message_json("paxos", batch, 1.0, None)["n"] == 2
+    one = AppendEntries(src="n1", dst="n2", term=2, prev_log_index=0, prev_log_term=0,
+                        entries=(Entry(2, 1, None),), leader_commit=0)
+    assert "hb" not in message_json("raft", one, 0, 1) and not one.is_rejection()
+    # What the traffic tells an observer about the receiver's log (the MQTT backend's view).
+    assert list(one.carried_slots()) == [(1, "2", None)] and list(beat.carried_slots()) == []
+    assert list(batch.carried_slots()) == [(5, "3.n1", None), (6, "3.n1", None)]
+    refusals = {
+        RequestVoteReply(src="n2", dst="n1", term=3, granted=False, pre_vote=True):
+            "n2 refused pre-vote to n1",
+        AppendEntriesReply(src="n2", dst="n1", term=3, success=False, reject_index=7,
+                           conflict_term=2, conflict_index=5):
+            "n2 refused AppendEntries from n1: no matching entry at 7",
+        AppendEntriesReply(src="n2", dst="n1", term=4, success=False, reject_index=7):
+            "n2 refused AppendEntries from n1: its term is newer",
+        Nack(src="n2", dst="n1", ballot=Ballot(2, 0, "n1"), promised=Ballot(3, 1, "n2")):
+            "n2 Nack to n1: ballot 2.n1 < promised 3.n2",
+        ClientReply(src="n2", dst="web", seq=1, status=ReplyStatus.REDIRECT, leader="n1"):
+            "n2 redirected web to n1",
+    }
+    for msg, text in refusals.items():
+        assert msg.rejection() == text and message_json("x", msg, 0, 1)["neg"] is True
+    granted = RequestVoteReply(src="n2", dst="n1", term=3, granted=True)
+    assert granted.rejection() is None and "neg" not in message_json("raft", granted, 0, 1)
+
+
+def test_log_tail_is_the_only_view_of_a_log() -> None:
+    b = SimBackend(running=False, seed=2)
+    b.apply_now({"op": "step", "ms": 1500})
+    for text in ("SET x = 1", "SET x = 2"):
+        b.apply_now({"op": "request", "text": text})
+        b.apply_now({"op": "step", "ms": 300})
+    for name, cluster in b.clusters.items():
+        leader = cluster.sim.nodes[cluster.sim.leader()]
+        slots = leader.log_tail(3)
+        last = leader.status().last_index
+        assert [s.index for s in slots] == list(range(max(1, last - 2), last + 1)), name
+        assert [s.command for s in slots][-2:] == ["SET x = 1", "SET x = 2"], name
+        assert all(s.committed and s.term >= 1 and s.label for s in slots), name
+        shown = cluster.node_json(leader.id)["log"]
+        assert [e["cmd"] for e in shown][-2:] == ["SET x = 1", "SET x = 2"]
+        assert shown[-1]["b"] == slots[-1].label
+    paxos = b.clusters["paxos"].sim.nodes["n1"]
+    assert "." in paxos.log_tail(1)[0].label  # a ballot reads "round.node"
+    assert log_slot_json(LogSlot(4, 0, "", None, False, empty=True))["cmd"] == "(empty)"
+    assert log_slot_json(LogSlot(5, 3, "3.n1", None, True)) == {"i": 5, "b": "3.n1",
+                                                                 "cmd": "no-op", "ok": True}
+
+
+def test_a_registered_algorithm_needs_no_dashboard_code() -> None:
+    """The benchmark's null protocol is only in the registry, yet a cluster of it runs and
+    draws (the page's legend, term label and colours come from the registry)."""
+    cluster = ClusterSim("null", 3, 1, Config(), DEFAULT_NETWORK)
+    cluster.request("SET x = 1")
+    cluster.sim.run(500)
+    cluster.collect()
+    st = cluster.state_json()
+    assert st["leader"] == "n1" and st["committed"] == 1 and st["title"] == "Null protocol"
+    assert any("SET x = 1" in text and "OK" in text for _, kind, text in cluster.pending
+               if kind == "client")
+    assert algorithm_json(cluster.algorithm)["term_label"] == "term"

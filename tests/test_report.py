@@ -16,6 +16,7 @@ from consensus.experiment import results as res
 from consensus.experiment.runner import run_sim
 from consensus.experiment.spec import parse_spec
 from consensus.report import build_report, compare_runs
+from consensus.report.data import Fault, load, parse_faults
 from consensus.report.stats import (
     bootstrap_mean,
     fmt_number,
@@ -147,6 +148,63 @@ def test_compare_two_runs(saved_run: Path, tmp_path: Path) -> None:
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert "timing.heartbeat_ms" in html  # what differs between the runs
     assert all(p.exists() for p in written)
+
+
+# -- faults, as the runners record them --------------------------------------------------------
+
+def _fault(t: float, action: str, label: str, nodes: tuple[str, ...] = (),
+           duration_ms: float | None = None, *, skipped: bool = False,
+           final: bool = False) -> dict:
+    return {"type": "fault", "t": t, "action": action, "label": label, "nodes": list(nodes),
+            "duration_ms": duration_ms, "skipped": skipped, "final": final}
+
+
+def test_parse_faults_reads_structured_events() -> None:
+    ids = ("n1", "n2", "n3", "n4", "n5")
+    events = [
+        {"type": "role", "t": 500.0, "node": "n1", "role": "leader", "term": 1},
+        _fault(1000.0, "crash", "crash n3", ("n3",)),
+        _fault(1500.0, "resume", "resume paused", skipped=True),  # could not fire: not drawn
+        _fault(2000.0, "partition", "partition n1,n2 | n3,n4,n5", ids),
+        _fault(2500.0, "isolate", "isolate n1", ("n1",)),  # a new split ends the old one
+        _fault(3000.0, "heal", "heal", ids),
+        _fault(3500.0, "loss", "loss 30% for 1.0s", ids, 1000.0),
+        _fault(4000.0, "restart", "restart n3", ("n3",)),
+        _fault(5000.0, "cut", "cut n1 -> n2", ("n1", "n2")),
+        _fault(6000.0, "heal", "heal all, resume and restart every node", ids, final=True),
+    ]
+    assert parse_faults(events, end_ms=7000.0) == [
+        Fault(1000.0, "crash", "crash n3", nodes=("n3",)),
+        Fault(2000.0, "partition", "partition n1,n2 | n3,n4,n5", 2500.0, ids),
+        Fault(2500.0, "isolate", "isolate n1", 3000.0, ("n1",)),
+        Fault(3000.0, "heal", "heal"),
+        Fault(3500.0, "loss", "loss 30% for 1.0s", 4500.0, ids),
+        Fault(4000.0, "restart", "restart n3", nodes=("n3",)),
+        Fault(5000.0, "cut", "cut n1 -> n2", 6000.0, ("n1", "n2")),  # closed by the final heal
+    ]
+    # A split still in force at the end lasts until the end of the run.
+    assert parse_faults(events[:4], end_ms=7000.0)[-1].end_ms == 7000.0
+
+
+def test_saved_run_records_its_faults(saved_run: Path) -> None:
+    data = load(saved_run)
+    for algorithm in data.algorithms:
+        (crash,) = data.faults(algorithm)
+        assert crash.action == "crash" and crash.at_ms == pytest.approx(1000.0)
+        assert len(crash.nodes) == 1 and crash.label == f"crash {crash.nodes[0]}"
+
+
+def test_charts_line_messages_up_by_their_declared_phase() -> None:
+    from consensus.report.charts import PALETTE, algorithm_colour, is_reply, phase_of
+
+    for a, b in (("RequestVote", "Prepare"), ("RequestVoteReply", "Promise"),
+                 ("AppendEntries", "Accept"), ("AppendEntriesReply", "Accepted"),
+                 ("AppendEntries (heartbeat)", "Accept (heartbeat)")):
+        assert phase_of(a) == phase_of(b), (a, b)
+    assert phase_of("Commit")[0] == "commit notice" and phase_of("Nack")[0] == "rejection"
+    assert phase_of("NoSuchMessage")[0] == "other"
+    assert is_reply("Promise") and is_reply("Nack") and not is_reply("Commit")
+    assert (algorithm_colour("raft"), algorithm_colour("paxos")) == (PALETTE[0], PALETTE[1])
 
 
 # -- the statistics ----------------------------------------------------------------------------

@@ -4,8 +4,9 @@ It runs on the same runtime, codec, bus and client path as Raft and Multi-Paxos,
 difference between its figures and theirs is the cost of consensus (replication, the WAL's
 fsync, the followers' round trip). It persists nothing, so it also pays no fsync.
 
-It is registered nowhere: experiments cannot select it. Only the benchmark starts it, as
-``python -m consensus.bench.null_protocol --id n1 --peers n1,n2,n3 ...``.
+It is in the algorithm registry (``consensus/algorithms.py``) but not listed: the runtime
+starts it like any algorithm, and experiments, comparisons and the dashboard do not offer it.
+The benchmark starts it as ``python -m consensus.bench.null_protocol --id n1 --peers ...``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.messages import ClientRequest, Message
-from consensus.node import Node, Status
+from consensus.node import LogSlot, Node, Status
 
 
 class NullNode(Node):
@@ -54,6 +55,9 @@ class NullNode(Node):
     def next_deadline(self) -> float:
         return float("inf")
 
+    def log_tail(self, count: int) -> list[LogSlot]:
+        return []  # it keeps no log: requests are applied as they come
+
 
 def node_command(python: str, node_id: str, peers: Sequence[str], cluster: str, broker: str,
                  data_dir: str, status_interval_ms: float = 50.0) -> list[str]:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     opts = NodeOptions("null", a.id, tuple(sorted(a.peers.split(","))), a.cluster, a.broker,
                        a.data_dir, False, a.mqtt_client, status_interval_ms=a.status_interval_ms)
-    run_node(opts, node_class=NullNode)
+    run_node(opts)  # the registry names NullNode
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""The dashboard's simulated mode: a Raft and a Multi-Paxos cluster driven by the same events.
+"""The dashboard's simulated mode: one cluster per listed algorithm (Raft and Multi-Paxos),
+all driven by the same events.
 
 Theory of operation
 -------------------
-Two :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
+The :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
 model; every command the page sends (kill, revive, time out, client request, partition, heal,
-drop the next message) is applied to both, or to one when the page picked a cluster. A preset
-resets both and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
+drop the next message) is applied to all, or to one when the page picked a cluster. A preset
+resets them all and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
 scenario replays identically whatever the playback speed.
 
 Time: the server calls :meth:`SimBackend.advance_wall` with the wall-clock milliseconds that
@@ -17,6 +18,10 @@ What the page sees: :meth:`SimBackend.snapshot` (everything, for a page that con
 :meth:`SimBackend.frame` (what changed since the previous frame: statuses, the messages sent
 with their simulated send and delivery times, new events). The messages come from the
 simulator's observers, so a dot's flight on the page is the message's simulated latency.
+
+Nothing here knows an algorithm by name: its title, term label and colour come from the
+registry, its messages say what they are (phase, refusal, entries carried) and its nodes show
+their logs through ``log_tail``, so a newly registered algorithm gets a panel of its own.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from consensus.algorithms import get_algorithm
+from consensus.algorithms import NAMES, Algorithm, get_algorithm
 from consensus.check.invariants import Checker
 from consensus.experiment.workload import SimClient, Workload
-from consensus.messages import ClientReply, Command, Message, NodeId, ReplyStatus
-from consensus.node import Config, Node, Ready, Status
+from consensus.messages import ClientReply, Command, Message, NodeId
+from consensus.node import Config, LogSlot, Node, Ready, Status
 from consensus.sim import Network, Simulation
 
-ALGORITHMS = ("raft", "paxos")
+ALGORITHMS = NAMES  # every listed algorithm, side by side
 # 20-40 ms links: long enough that a message's flight is visible in slow motion, short enough
 # against the 150-300 ms election timeouts that elections behave as in a data centre.
 DEFAULT_NETWORK = Network(latency_ms=(20.0, 40.0))
@@ -52,6 +57,52 @@ def _finite(x: float | None) -> float | None:
 
 def command_text(command: Command | None) -> str:
     return "no-op" if command is None else command.text
+
+
+# -- how any algorithm looks on the page (the MQTT backend shows the same) ----------------------
+
+def algorithm_json(algorithm: Algorithm) -> dict[str, Any]:
+    """What the page needs to draw an algorithm it does not know: its names, colour and the
+    legend of its messages."""
+    return {"title": algorithm.title, "short": algorithm.short, "term_label": algorithm.term_label,
+            "palette": algorithm.palette,
+            "messages": [{"kind": m.kind, "label": m.label or m.kind, "phase": str(m.phase)}
+                         for m in algorithm.messages]}
+
+
+def term_text(st: Status) -> str:
+    """The term as the algorithm shows it: Raft's number, Multi-Paxos's full ballot."""
+    return str(st.term) if st.ballot is None else st.ballot
+
+
+def phrase(template: str, algorithm: Algorithm, st: Status) -> str:
+    """Fill one of the registry's phrases (``campaign``, ``pre_vote``) from a status."""
+    return template.format(term=st.term, next_term=st.term + 1, ballot=st.ballot,
+                           term_label=algorithm.term_label)
+
+
+def message_json(cluster: str, msg: Message, sent: float,
+                 deliver: float | None) -> dict[str, Any]:
+    """One message as the page animates it: a dot from ``s`` to ``d`` between ``t0`` and
+    ``t1`` (None: dropped), small for a heartbeat, large for a batch, ringed for a refusal."""
+    m: dict[str, Any] = {"c": cluster, "k": msg.kind, "s": msg.src, "d": msg.dst,
+                         "t0": round(sent, 3),
+                         "t1": None if deliver is None else round(deliver, 3)}
+    if msg.carries_entries:
+        n = len(msg.carried_entries())
+        if n:
+            m["n"] = n
+        else:
+            m["hb"] = True
+    if msg.is_rejection():
+        m["neg"] = True
+    return m
+
+
+def log_slot_json(slot: LogSlot) -> dict[str, Any]:
+    """One chip of a node's log tail: index, term label, command, committed."""
+    cmd = "(empty)" if slot.empty else "no-op" if slot.command is None else slot.command
+    return {"i": slot.index, "b": slot.label, "cmd": cmd, "ok": slot.committed}
 
 
 @dataclass(slots=True)
@@ -132,7 +183,8 @@ class ClusterSim:
     def __init__(self, algorithm: str, nodes: int, seed: int, config: Config,
                  network: Network) -> None:
         self.name = algorithm
-        self.title = get_algorithm(algorithm).title
+        self.algorithm = get_algorithm(algorithm)
+        self.title = self.algorithm.title
         # Events found during a run, as (time, kind, text): hooks fire in time order but role
         # changes are read afterwards, so the backend sorts them before logging.
         self.pending: list[tuple[float, str, str]] = []
@@ -179,56 +231,27 @@ class ClusterSim:
         return True
 
     def _observe(self, sent: float, msg: Message, deliver: float | None) -> None:
-        kind = msg.kind
-        entries = getattr(msg, "entries", getattr(msg, "commands", None))
-        negative = False
-        if kind == "AppendEntriesReply" and not msg.success:  # type: ignore[attr-defined]
-            negative = True
-            leader = self.sim.statuses.get(msg.dst)
-            why = ("its term is newer" if leader and msg.term > leader.term  # type: ignore
-                   else f"no matching entry at {msg.reject_index}")  # type: ignore
-            self.emit(sent, "reject",
-                            f"{msg.src} refused AppendEntries from {msg.dst}: {why}")
-        elif kind == "RequestVoteReply" and not msg.granted:  # type: ignore[attr-defined]
-            negative = True
-            pre = "pre-vote" if msg.pre_vote else "vote"  # type: ignore[attr-defined]
-            self.emit(sent, "reject", f"{msg.src} refused {pre} to {msg.dst}")
-        elif kind == "Nack":
-            negative = True
-            self.emit(sent, "reject",
-                            f"{msg.src} Nack to {msg.dst}: ballot {msg.ballot} < promised "  # type: ignore
-                            f"{msg.promised}")  # type: ignore[attr-defined]
-        elif kind == "ClientReply":
-            negative = msg.status == ReplyStatus.REDIRECT  # type: ignore[attr-defined]
-        m: dict[str, Any] = {"c": self.name, "k": kind, "s": msg.src, "d": msg.dst,
-                             "t0": round(sent, 3),
-                             "t1": None if deliver is None else round(deliver, 3)}
-        if entries is not None and not entries:
-            m["hb"] = True
-        elif entries:
-            m["n"] = len(entries)
-        if negative:
-            m["neg"] = True
-        if getattr(msg, "pre_vote", False):
-            m["pre"] = True
-        self.messages.append(m)
+        refusal = msg.rejection()
+        if refusal is not None and not isinstance(msg, ClientReply):
+            # A redirect is not logged: the client's answer says how many attempts it took.
+            self.emit(sent, "reject", refusal)
+        self.messages.append(message_json(self.name, msg, sent, deliver))
 
     # -- after each run: role changes and client answers become events ---------------------
 
     def _role_change(self, t: float, nid: NodeId, st: Status,
                      before: tuple[str, int] | None) -> None:
         """Elections, new leaders and leaders stepping down, as they happen."""
-        paxos = self.name == "paxos"
-        what = f"ballot {st.ballot}" if paxos else f"term {st.term}"
+        algo = self.algorithm
+        what = f"{algo.term_label} {term_text(st)}"
         role, was = st.role, before[0] if before else None
         if role == "precandidate":
-            wants = "a new ballot" if paxos else f"term {st.term + 1}"
             again = "no majority yet; " if was in ("candidate", "precandidate") else ""
-            self.emit(t, "election", f"{nid} timed out: {again}pre-vote for {wants}")
+            self.emit(t, "election", f"{nid} timed out: {again}pre-vote for "
+                      + phrase(algo.pre_vote, algo, st))
         elif role == "candidate":
             again = "no majority, tries again: " if was == "candidate" else "starts an election: "
-            self.emit(t, "election", f"{nid} {again}" + (
-                f"Prepare with {what}" if paxos else f"{what}, votes for itself"))
+            self.emit(t, "election", f"{nid} {again}" + phrase(algo.campaign, algo, st))
         elif role == "leader":
             self.emit(t, "leader", f"{nid} is leader ({what})")
         elif was == "leader":
@@ -367,28 +390,9 @@ class ClusterSim:
             "commit_index": st.commit_index if st else 0,
             "last_index": st.last_index if st else 0,
             "election_deadline": _finite(st.election_deadline_ms) if st and node else None,
-            "log": self._log_tail(node) if node is not None else [],
+            "log": ([log_slot_json(slot) for slot in node.log_tail(LOG_TAIL)]
+                    if node is not None else []),
         }
-        return out
-
-    def _log_tail(self, node: Node) -> list[dict[str, Any]]:
-        commit = node.commit_index  # type: ignore[attr-defined]
-        out = []
-        if self.name == "raft":
-            entries = node.log.entries  # type: ignore[attr-defined]
-            for e in entries[max(1, len(entries) - LOG_TAIL):]:
-                out.append({"i": e.index, "b": str(e.term), "cmd": command_text(e.command),
-                            "ok": e.index <= commit})
-        else:
-            log = node.log  # type: ignore[attr-defined]
-            last = node.last_index  # type: ignore[attr-defined]
-            for slot in range(max(1, last - LOG_TAIL + 1), last + 1):
-                state = log.get(slot)
-                if state is None:
-                    out.append({"i": slot, "b": "", "cmd": "(empty)", "ok": False})
-                else:
-                    out.append({"i": slot, "b": str(state[0]), "cmd": command_text(state[1]),
-                                "ok": slot <= commit})
         return out
 
     def state_json(self) -> dict[str, Any]:
@@ -678,6 +682,7 @@ class SimBackend:
                        "pre_vote": cfg.pre_vote, "check_quorum": cfg.check_quorum},
             "preset": self.preset.to_json() if self.preset else None,
             "presets": [p.to_json() for p in PRESETS.values()],
+            "algorithms": {name: algorithm_json(c.algorithm) for name, c in self.clusters.items()},
             "capabilities": {"pause": True, "step": True, "drop_next": True, "reset": True,
                              "speed": True, "presets": True},
             "events": self.events.recent(),
@@ -690,4 +695,5 @@ class SimBackend:
                 "events": self.events.unsent()}
 
     def describe(self) -> Iterable[str]:
-        yield f"simulated Raft and Multi-Paxos, {self.nodes} nodes, seed {self.seed}"
+        titles = " and ".join(c.title for c in self.clusters.values())
+        yield f"simulated {titles}, {self.nodes} nodes, seed {self.seed}"

@@ -8,10 +8,11 @@ no-op (a gap a new leader filled).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from consensus.messages import Command, Message, NodeId
+from consensus.messages import Command, Message, NodeId, Phase
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -59,6 +60,8 @@ class Prepare(Message):
     first_slot: int
     pre_vote: bool = False
     kind: ClassVar[str] = "Prepare"
+    phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
+    label: ClassVar[str] = "Prepare (1a)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +81,9 @@ class Promise(Message):
     commit_index: int
     pre_vote: bool = False
     kind: ClassVar[str] = "Promise"
+    phase: ClassVar[Phase] = Phase.VOTE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "Promise (1b)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +100,15 @@ class Accept(Message):
     commands: tuple[Command | None, ...]
     commit_index: int
     kind: ClassVar[str] = "Accept"
+    phase: ClassVar[Phase] = Phase.REPLICATE
+    carries_entries: ClassVar[bool] = True
+    label: ClassVar[str] = "Accept (2a)"
+
+    def carried_entries(self) -> Sequence[Command | None]:
+        return self.commands
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((self.first_slot + i, str(self.ballot), c) for i, c in enumerate(self.commands))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +133,9 @@ class Accepted(Message):
     leader_commit: int
     accepted_through: int = 0
     kind: ClassVar[str] = "Accepted"
+    phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "Accepted (2b)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +147,15 @@ class Commit(Message):
     commands: tuple[Command | None, ...]
     commit_index: int
     kind: ClassVar[str] = "Commit"
+    phase: ClassVar[Phase] = Phase.COMMIT
+    carries_entries: ClassVar[bool] = True
+    label: ClassVar[str] = "Commit"
+
+    def carried_entries(self) -> Sequence[Command | None]:
+        return self.commands
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((self.first_slot + i, str(self.ballot), c) for i, c in enumerate(self.commands))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +165,12 @@ class Nack(Message):
     ballot: Ballot
     promised: Ballot
     kind: ClassVar[str] = "Nack"
+    phase: ClassVar[Phase] = Phase.REJECT
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "Nack"
+
+    def rejection(self) -> str | None:
+        return f"{self.src} Nack to {self.dst}: ballot {self.ballot} < promised {self.promised}"
 
 
 PaxosMessage = Prepare | Promise | Accept | Accepted | Commit | Nack

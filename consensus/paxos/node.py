@@ -64,7 +64,7 @@ from typing import Any
 
 from consensus import quorum
 from consensus.messages import ClientRequest, Command, Message, NodeId
-from consensus.node import Node, Status
+from consensus.node import LogSlot, Node, Status
 from consensus.paxos.messages import (
     ZERO_BALLOT,
     Accept,
@@ -807,3 +807,18 @@ class PaxosNode(Node):
             applied_index=self.applied, ballot=str(ballot),
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
         )
+
+    def log_tail(self, count: int) -> list[LogSlot]:
+        """The last ``count`` slots up to the highest accepted one, gaps included."""
+        st = self.status()
+        out = []
+        for slot in range(max(1, st.last_index - count + 1), st.last_index + 1):
+            state = self.log.get(slot)
+            if state is None:
+                out.append(LogSlot(slot, 0, "", None, False, empty=True))
+                continue
+            ballot, command = state
+            out.append(LogSlot(slot, ballot.round, str(ballot),
+                               None if command is None else command.text,
+                               slot <= st.commit_index))
+        return out

@@ -7,10 +7,11 @@ and the leader's term its ``term``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from consensus.messages import Command, Message, NodeId
+from consensus.messages import Command, Message, NodeId, Phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class RequestVote(Message):
     last_log_term: int
     pre_vote: bool = False
     kind: ClassVar[str] = "RequestVote"
+    phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
+    label: ClassVar[str] = "RequestVote"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +42,14 @@ class RequestVoteReply(Message):
     granted: bool
     pre_vote: bool = False
     kind: ClassVar[str] = "RequestVoteReply"
+    phase: ClassVar[Phase] = Phase.VOTE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "vote reply"
+
+    def rejection(self) -> str | None:
+        if self.granted:
+            return None
+        return f"{self.src} refused {'pre-vote' if self.pre_vote else 'vote'} to {self.dst}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +62,15 @@ class AppendEntries(Message):
     entries: tuple[Entry, ...]
     leader_commit: int
     kind: ClassVar[str] = "AppendEntries"
+    phase: ClassVar[Phase] = Phase.REPLICATE
+    carries_entries: ClassVar[bool] = True
+    label: ClassVar[str] = "AppendEntries"
+
+    def carried_entries(self) -> Sequence[Entry]:
+        return self.entries
+
+    def carried_slots(self) -> Iterator[tuple[int, str, Command | None]]:
+        return ((e.index, str(e.term), e.command) for e in self.entries)
 
     def validate(self) -> None:
         """Entries numbered from prev_log_index + 1, none from a later term than the leader's."""
@@ -81,6 +101,18 @@ class AppendEntriesReply(Message):
     conflict_term: int = 0
     conflict_index: int = 0
     kind: ClassVar[str] = "AppendEntriesReply"
+    phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "append reply"
+
+    def rejection(self) -> str | None:
+        if self.success:
+            return None
+        # A refusal for a log mismatch always carries a conflict hint (conflict_index >= 1);
+        # one without answers a leader whose term is stale.
+        why = (f"no matching entry at {self.reject_index}" if self.conflict_index
+               else "its term is newer")
+        return f"{self.src} refused AppendEntries from {self.dst}: {why}"
 
 
 # -- durable records (what Raft persists; Figure 2's "persistent state on all servers") -----

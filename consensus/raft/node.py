@@ -37,7 +37,7 @@ from typing import Any
 
 from consensus import quorum
 from consensus.messages import ClientRequest, Message, NodeId
-from consensus.node import Node, Status
+from consensus.node import LogSlot, Node, Status
 from consensus.raft.log import RaftLog
 from consensus.raft.messages import (
     AppendEntries,
@@ -497,3 +497,10 @@ class RaftNode(Node):
             last_index=self.log.last_index, applied_index=self.applied,
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
         )
+
+    def log_tail(self, count: int) -> list[LogSlot]:
+        entries = self.log.entries  # entries[0] is the sentinel before index 1
+        return [LogSlot(e.index, e.term, str(e.term),
+                        None if e.command is None else e.command.text,
+                        e.index <= self.commit_index)
+                for e in entries[max(1, len(entries) - count):]]

@@ -2,9 +2,10 @@
 
 Every function takes plain data and returns a :class:`~matplotlib.figure.Figure`, or None
 when the chart does not apply (no faults, no failovers, ...). Colours are fixed: one per
-algorithm from seaborn's colour-blind-safe palette (Raft blue, Multi-Paxos orange, the same
-everywhere), and one per message *role* so that the two algorithms' analogous messages
-(RequestVote ~ Prepare, AppendEntries ~ Accept, ...) share a colour.
+algorithm from seaborn's colour-blind-safe palette at the index the registry gives it (Raft
+blue, Multi-Paxos orange, the same everywhere), and one per message *phase*, which each
+message class declares, so that analogous messages (RequestVote ~ Prepare, AppendEntries ~
+Accept, ...) share a colour without this module knowing either algorithm.
 """
 
 from __future__ import annotations
@@ -30,27 +31,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from consensus.algorithms import get_algorithm, message_classes
+from consensus.messages import HEARTBEAT, Phase
 from consensus.report.data import Fault, title
 
 PALETTE = sns.color_palette("colorblind").as_hex()
-ALGORITHM_COLOURS = {"raft": PALETTE[0], "paxos": PALETTE[1]}
 
-# Message roles: (label, colour, kinds) in stacking order.
-ROLES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("replicate", PALETTE[2], ("AppendEntries", "Accept")),
-    ("acknowledge", PALETTE[9], ("AppendEntriesReply", "Accepted")),
-    ("heartbeat (empty)", PALETTE[7], ("AppendEntries (heartbeat)", "Accept (heartbeat)")),
-    ("commit notice", PALETTE[8], ("Commit",)),
-    ("ask for votes", PALETTE[4], ("RequestVote", "Prepare")),
-    ("vote / promise", PALETTE[5], ("RequestVoteReply", "Promise")),
-    ("rejection", PALETTE[3], ("Nack",)),
-]
-OTHER_ROLE = ("other", PALETTE[6])
-REPLIES = ("AppendEntriesReply", "Accepted", "RequestVoteReply", "Promise", "Nack")
+# Message phases in stacking order, with their colours; any other phase is drawn as "other".
+PHASE_COLOURS: dict[str, str] = {
+    Phase.REPLICATE: PALETTE[2], Phase.ACKNOWLEDGE: PALETTE[9], Phase.HEARTBEAT: PALETTE[7],
+    Phase.COMMIT: PALETTE[8], Phase.ASK_FOR_VOTES: PALETTE[4], Phase.VOTE: PALETTE[5],
+    Phase.REJECT: PALETTE[3],
+}
+OTHER_COLOUR = PALETTE[6]
 UNAVAILABLE_COLOUR = "#1a1a1a"
-_ROLE_OF = {kind: (label, colour) for label, colour, kinds in ROLES for kind in kinds}
-_ROLE_ORDER = {label: i for i, (label, _, _) in enumerate(ROLES)}
-ELECTION_ROLES = ("ask for votes", "vote / promise", "rejection")
+_PHASE_ORDER = {phase: i for i, phase in enumerate(PHASE_COLOURS)}
+ELECTION_PHASES = (Phase.ASK_FOR_VOTES, Phase.VOTE, Phase.REJECT)
 
 DPI = 80
 RC = {
@@ -61,15 +57,29 @@ RC = {
 
 
 def algorithm_colour(algorithm: str) -> str:
-    """The algorithm's colour in every chart."""
-    if algorithm in ALGORITHM_COLOURS:
-        return ALGORITHM_COLOURS[algorithm]
-    return PALETTE[2 + sum(map(ord, algorithm)) % 8]
+    """The algorithm's colour in every chart: the registry's palette index, or for a name it
+    does not know (an old run folder) a colour derived from the name."""
+    try:
+        index = get_algorithm(algorithm).palette
+    except ValueError:
+        index = 2 + sum(map(ord, algorithm)) % 8
+    return PALETTE[index % len(PALETTE)]
 
 
-def role_of(kind: str) -> tuple[str, str]:
-    """(role label, colour) of a message kind."""
-    return _ROLE_OF.get(kind, OTHER_ROLE)
+def phase_of(kind: str) -> tuple[str, str]:
+    """(phase label, colour) of a message kind as traces and metrics record it."""
+    if kind.endswith(HEARTBEAT):
+        phase = str(Phase.HEARTBEAT)
+    else:
+        cls = message_classes().get(kind)
+        phase = str(cls.phase) if cls is not None else str(Phase.OTHER)
+    return phase, PHASE_COLOURS.get(phase, OTHER_COLOUR)
+
+
+def is_reply(kind: str) -> bool:
+    """Whether a message kind answers another (drawn dashed)."""
+    cls = message_classes().get(kind)
+    return cls is not None and cls.is_reply
 
 
 def _styled(fn: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
@@ -217,11 +227,8 @@ def _draw_faults(ax: Any, faults: Sequence[Fault], labels: bool, span_s: float) 
     if not labels:
         return 0
     merged: dict[float, list[str]] = {}
-    for f in faults:
-        text = f.label
-        if f.end_ms is not None and f.action in ("loss", "delay", "duplicate"):
-            text += f" ({(f.end_ms - f.at_ms) / 1000:g} s)"
-        merged.setdefault(round(f.at_ms / 1000, 3), []).append(text)
+    for f in faults:  # a window's label says how long it lasts ("loss 30% for 1.0s")
+        merged.setdefault(round(f.at_ms / 1000, 3), []).append(f.label)
     xs = sorted(merged)
     texts = [" + ".join(_shorten(merged[x])) for x in xs]
     # Stagger the labels into rows so none overlap (~5.3 px per character at 7 pt, ~760 px).
@@ -349,18 +356,18 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     if not algorithms:
         return None
     fig, ax = plt.subplots(figsize=(5.5 + 1.4 * len(algorithms), 3.8))
-    roles_seen: dict[str, dict[str, None]] = {}
+    phases_seen: dict[str, dict[str, None]] = {}
     totals = []
     for x, algorithm in enumerate(algorithms):
         kinds = sorted(by_kind[algorithm].items(),
-                       key=lambda kv: (_ROLE_ORDER.get(role_of(kv[0])[0], 99), kv[0]))
+                       key=lambda kv: (_PHASE_ORDER.get(phase_of(kv[0])[0], 99), kv[0]))
         bottom = 0.0
         total = sum(v for _, v in kinds)
         totals.append(total)
         for kind, value in kinds:
-            role, colour = role_of(kind)
-            roles_seen.setdefault(role, {})[kind] = None
-            hatch = "//" if "heartbeat" in kind else None
+            phase, colour = phase_of(kind)
+            phases_seen.setdefault(phase, {})[kind] = None
+            hatch = "//" if kind.endswith(HEARTBEAT) else None
             ax.bar(x, value, bottom=bottom, color=colour, width=0.55, edgecolor="white",
                    lw=0.6, hatch=hatch)
             if value >= 0.06 * max(total, 1e-9):
@@ -390,11 +397,11 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     ax.set_ylabel("messages per committed operation")
     ax.set_title("Protocol messages per committed operation, by type (median of seeds; "
                  "client messages excluded)", loc="left", fontsize=9)
-    handles = [Patch(fc=dict((r, c) for r, c, _ in [*ROLES, (*OTHER_ROLE, ())])[role],
-                     hatch="//" if role.startswith("heartbeat") else None,
-                     label=f"{role}: {' / '.join(kinds)}")
-               for role, kinds in sorted(roles_seen.items(),
-                                         key=lambda kv: _ROLE_ORDER.get(kv[0], 99))]
+    handles = [Patch(fc=PHASE_COLOURS.get(phase, OTHER_COLOUR),
+                     hatch="//" if phase == Phase.HEARTBEAT else None,
+                     label=f"{phase}: {' / '.join(kinds)}")
+               for phase, kinds in sorted(phases_seen.items(),
+                                         key=lambda kv: _PHASE_ORDER.get(kv[0], 99))]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               title="message role", title_fontsize=8)
     ax.grid(axis="x", visible=False)
@@ -518,13 +525,11 @@ class SequenceData:
         out: dict[str, list[tuple[float, float]]] = {}
         since: dict[str, float] = {}
         for f in sorted(self.faults, key=lambda f: f.at_ms):
-            verb, _, rest = f.label.partition(" ")
-            nodes = [n for n in rest.split(",") if n]
-            if verb in ("crash", "pause"):
-                for n in nodes:
+            if f.action in ("crash", "pause"):
+                for n in f.nodes:
                     since.setdefault(n, f.at_ms)
-            elif verb in ("restart", "resume"):
-                for n in nodes:
+            elif f.action in ("restart", "resume"):
+                for n in f.nodes:
                     if n in since:
                         out.setdefault(n, []).append((since.pop(n), f.at_ms))
         for n, t in since.items():
@@ -553,8 +558,8 @@ def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
 
 def _thin(messages: list[Mapping[str, Any]], limit: int) -> tuple[list[Mapping[str, Any]], int]:
     """Keep every election message; keep one in k of the others so at most ``limit`` remain."""
-    keep = [m for m in messages if role_of(m["kind"])[0] in ELECTION_ROLES]
-    rest = [m for m in messages if role_of(m["kind"])[0] not in ELECTION_ROLES]
+    keep = [m for m in messages if phase_of(m["kind"])[0] in ELECTION_PHASES]
+    rest = [m for m in messages if phase_of(m["kind"])[0] not in ELECTION_PHASES]
     room = max(limit - len(keep), 1)
     k = max(1, math.ceil(len(rest) / room))
     return sorted(keep + rest[::k], key=lambda m: m["sent"]), k
@@ -593,10 +598,10 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
         for m in msgs:
             x0, x1 = xs[m["src"]], xs[m["dst"]]
             y0 = float(m["sent"]) - t_fault
-            role, colour = role_of(m["kind"])
+            phase, colour = phase_of(m["kind"])
             kinds_seen[m["kind"]] = None
-            lw = 1.1 if role in ELECTION_ROLES else 0.7
-            ls = (0, (3, 1.5)) if m["kind"] in REPLIES else "-"
+            lw = 1.1 if phase in ELECTION_PHASES else 0.7
+            ls = (0, (3, 1.5)) if is_reply(m["kind"]) else "-"
             if m.get("delivered") is None:
                 xe = x0 + (x1 - x0) * 0.35
                 ye = y0 + (end - start) * 0.012
@@ -646,9 +651,9 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
     axes[0][0].set_ylim(end - t_fault, start - t_fault)
     axes[0][0].set_ylabel("time relative to the fault (ms, flowing down)")
     handles = []
-    for kind in sorted(kinds_seen, key=lambda k: (_ROLE_ORDER.get(role_of(k)[0], 99), k)):
-        handles.append(Line2D([], [], color=role_of(kind)[1], lw=2, label=kind,
-                              ls=(0, (3, 1.5)) if kind in REPLIES else "-"))
+    for kind in sorted(kinds_seen, key=lambda k: (_PHASE_ORDER.get(phase_of(k)[0], 99), k)):
+        handles.append(Line2D([], [], color=phase_of(kind)[1], lw=2, label=kind,
+                              ls=(0, (3, 1.5)) if is_reply(kind) else "-"))
     handles += [Line2D([], [], color="0.4", lw=0, marker="x", mew=1.4, label="dropped"),
                 Line2D([], [], lw=0, marker="^", mfc="white", mec="black", label="candidate"),
                 Line2D([], [], lw=0, marker="^", mfc="0.85", mec="black",

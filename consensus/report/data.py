@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,14 @@ from typing import Any
 import orjson
 import yaml
 
-ALGORITHM_TITLES = {"raft": "Raft", "paxos": "Multi-Paxos"}
+from consensus.algorithms import get_algorithm
 
 
 def title(algorithm: str) -> str:
-    """The algorithm's display name (from the registry when it knows it)."""
-    if algorithm in ALGORITHM_TITLES:
-        return ALGORITHM_TITLES[algorithm]
+    """The algorithm's display name; an old run folder's unknown name as it is."""
     try:
-        from consensus.algorithms import get_algorithm
-
         return get_algorithm(algorithm).title
-    except (ValueError, ImportError):
+    except ValueError:
         return algorithm
 
 
@@ -154,44 +149,40 @@ class Fault:
     action: str
     label: str
     end_ms: float | None = None
-
-
-_STAMP = re.compile(r"^T=[\d.]+s\s+")
-_FOR = re.compile(r"\bfor ([\d.]+)s\b")
+    nodes: tuple[str, ...] = ()  # the nodes it acted on (crash, restart, pause, resume...)
 
 
 def parse_faults(events: list[dict[str, Any]], end_ms: float) -> list[Fault]:
-    """Faults from events.jsonl: windows get their duration, splits last until the next heal."""
-    raw = [(float(e["t"]), _STAMP.sub("", str(e.get("what", "")))) for e in events
-           if e.get("type") == "fault"]
+    """Faults from events.jsonl: windows get their duration, splits last until the next heal.
+
+    Each fault event is ``{"type": "fault", "t", "action", "label", "nodes", "duration_ms",
+    "skipped", "final"}``: ``duration_ms`` is set for windows, ``skipped`` for a fault that
+    could not fire, ``final`` for the heal-all that ends every run (it closes an open split
+    and is not drawn itself).
+    """
     out: list[Fault] = []
-    open_split: tuple[float, str, str] | None = None
-    for t, what in raw:
-        if what.startswith("skipped"):
+    split: Fault | None = None  # the partition in force, until a heal or a new split
+    for e in events:
+        if e.get("type") != "fault" or e.get("skipped"):
             continue
-        action = what.split(None, 1)[0] if what else "?"
-        final = what.startswith("heal all")
-        if action == "heal" or final:
-            if open_split is not None:
-                out.append(Fault(open_split[0], open_split[1], open_split[2], t))
-                open_split = None
-            if not final:
-                out.append(Fault(t, "heal", "heal"))
-            continue
-        if action in SPLIT_ACTIONS:
-            if open_split is not None:  # a new split replaces the old one
-                out.append(Fault(open_split[0], open_split[1], open_split[2], t))
-            open_split = (t, action, what)
-            continue
-        if action in WINDOW_ACTIONS:
-            m = _FOR.search(what)
-            duration = float(m.group(1)) * 1000 if m else 0.0
-            label = _FOR.sub("", what).strip()
-            out.append(Fault(t, action, label, t + duration))
-            continue
-        out.append(Fault(t, action, what))
-    if open_split is not None:
-        out.append(Fault(open_split[0], open_split[1], open_split[2], end_ms))
+        t, action, label = float(e["t"]), str(e["action"]), str(e["label"])
+        nodes = tuple(e.get("nodes") or ())
+        if action == "heal" or e.get("final"):
+            if split is not None:
+                out.append(replace(split, end_ms=t))
+                split = None
+            if not e.get("final"):
+                out.append(Fault(t, "heal", label))
+        elif action in SPLIT_ACTIONS:
+            if split is not None:  # a new split replaces the old one
+                out.append(replace(split, end_ms=t))
+            split = Fault(t, action, label, nodes=nodes)
+        elif action in WINDOW_ACTIONS:
+            out.append(Fault(t, action, label, t + float(e.get("duration_ms") or 0.0), nodes))
+        else:
+            out.append(Fault(t, action, label, nodes=nodes))
+    if split is not None:
+        out.append(replace(split, end_ms=end_ms))
     out.sort(key=lambda f: f.at_ms)
     return out
 

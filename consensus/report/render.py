@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-VERDICT_CLASS = {"pass": "pass", "fail": "fail"}
 
 
 @dataclass
@@ -242,6 +239,3 @@ def write(report: Report, folder: Path, stem: str = "report") -> list[Path]:
     md_path.write_text(to_markdown(report, folder), encoding="utf-8")
     return [html_path, md_path]
 
-
-def figure_list(figures: Sequence[Figure]) -> list[Path]:
-    return [f.path for f in figures]

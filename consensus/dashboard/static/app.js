@@ -9,8 +9,11 @@
 
 const SVGNS = "http://www.w3.org/2000/svg";
 const CX = 240, CY = 166, RING = 128, NODE_R = 30;
-const CLUSTERS = ["raft", "paxos"];
+// The clusters, their algorithms and message kinds all come from the server's state message,
+// so an algorithm the page has never heard of still gets a panel, a legend and coloured dots.
+let CLUSTERS = [];
 
+// Colours of the messages we know by name; any other kind is coloured by its phase.
 const MSG_COLORS = {
   RequestVote: "#f59e0b", RequestVoteReply: "#fde68a",
   AppendEntries: "#3b82f6", AppendEntriesReply: "#93c5fd",
@@ -19,6 +22,12 @@ const MSG_COLORS = {
   Commit: "#22c55e", Nack: "#ef4444",
   ClientRequest: "#f8fafc", ClientReply: "#cbd5e1",
 };
+const PHASE_COLORS = {
+  "replicate": "#3b82f6", "acknowledge": "#93c5fd", "commit notice": "#22c55e",
+  "ask for votes": "#f59e0b", "vote / promise": "#fde68a", "rejection": "#ef4444",
+  "client": "#f8fafc",
+};
+const colorOf = {};  // message kind -> colour, filled from each state message
 const ROLE_COLORS = {
   follower: "#475569", precandidate: "#ca8a04", candidate: "#ea580c", leader: "#059669",
   crashed: "#1e293b",
@@ -28,7 +37,8 @@ const state = {
   snap: null,            // last full state
   clusters: {},          // cluster name -> latest cluster state
   simBase: 0, wallBase: 0, running: false, speed: 0.1, shown: 0,
-  dots: { raft: [], paxos: [] },
+  dots: {},              // cluster name -> message dots in flight
+  meta: {},              // cluster name -> its algorithm: title, term_label, palette, messages
   groups: {},            // node id -> partition group (0..2)
   clickMode: "kill",
   ws: null, backoff: 500, seq: 0,
@@ -113,7 +123,23 @@ function simNow() {
 function onState(msg) {
   state.snap = msg;
   syncClock(msg, true);
-  state.dots = { raft: [], paxos: [] };
+  CLUSTERS = Object.keys(msg.clusters);
+  state.clusters = {};
+  state.meta = {};
+  state.dots = {};
+  CLUSTERS.forEach((name, i) => {
+    const cl = msg.clusters[name];
+    // A backend that sends no descriptions still gets a usable page.
+    state.meta[name] = (msg.algorithms || {})[name] || {
+      title: cl.title || name, palette: i, messages: [],
+      term_label: cl.nodes.some((n) => n.ballot) ? "ballot" : "term",
+    };
+    state.dots[name] = [];
+    for (const m of state.meta[name].messages) colorOf[m.kind] = MSG_COLORS[m.kind] || PHASE_COLORS[m.phase];
+  });
+  document.title = `consensus-lab · ${CLUSTERS.map((n) => state.meta[n].title).join(" and ")}, live`;
+  buildPanels();
+  legend();
   $("mode").textContent = msg.mode;
   $("seed").value = msg.seed;
   $("nodes").value = msg.node_ids.length;
@@ -163,6 +189,33 @@ function buildGroups(ids) {
   }
 }
 
+// One panel per cluster, and a "<title> only" choice for the commands.
+function buildPanels() {
+  const box = $("clusters");
+  const target = $("target");
+  const chosen = target.value;
+  box.innerHTML = "";
+  // "both" is the server's word for every cluster, however many there are.
+  target.innerHTML = `<option value="both">${CLUSTERS.length === 2 ? "both" : "all"} clusters</option>`;
+  for (const name of CLUSTERS) {
+    const meta = state.meta[name];
+    const sec = h("section", { class: "cluster", id: `cluster-${name}`, "data-cluster": name });
+    const h2 = h("h2");
+    h2.appendChild(h("span", { class: "algo" }, meta.title));
+    h2.appendChild(document.createTextNode(" "));
+    h2.appendChild(h("span", { class: "summary", id: `sum-${name}` }));
+    sec.appendChild(h2);
+    el("svg", { class: "ring", viewBox: "0 0 460 330", id: `svg-${name}`, "aria-label": `${meta.title} cluster` }, sec);
+    sec.appendChild(h("table", { class: "nodes", id: `table-${name}` }));
+    box.appendChild(sec);
+    target.appendChild(h("option", { value: name }, `${meta.title} only`));
+  }
+  target.value = [...target.options].some((o) => o.value === chosen) ? chosen : "both";
+}
+
+// The term as the algorithm shows it: a number, or Multi-Paxos's full ballot ("3.n2").
+function usesBallots(name) { return state.meta[name].term_label === "ballot"; }
+
 function nodePos(i, n) {
   if (n === 1) return [CX, CY];
   const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
@@ -172,14 +225,6 @@ function nodePos(i, n) {
 function buildCluster(name, cl) {
   const svg = $(`svg-${name}`);
   svg.innerHTML = "";
-  if (!cl) { // mqtt mode may watch one algorithm only
-    delete state.clusters[name];
-    $(`table-${name}`).innerHTML = "";
-    $(`sum-${name}`).textContent = "not watched";
-    el("text", { x: CX, y: CY, "text-anchor": "middle", fill: "#64748b" }, svg).textContent =
-      "no cluster of this algorithm is being watched";
-    return;
-  }
   const ids = cl.nodes.map((n) => n.id);
   const pos = {};
   ids.forEach((id, i) => { pos[id] = nodePos(i, ids.length); });
@@ -213,10 +258,11 @@ function buildCluster(name, cl) {
   el("g", { class: "dots" }, svg);
   state.clusters[name] = { ...cl, pos, circumference: C };
   const table = $(`table-${name}`);
+  const term = escapeHtml(state.meta[name].term_label);
   table.innerHTML = `<colgroup><col class="c-id"><col class="c-role"><col class="c-term">
     <col class="c-commit"><col></colgroup>
-    <thead><tr><th>node</th><th>role</th><th>${name === "raft" ? "term" : "ballot"}</th>
-    <th>commit</th><th>log tail: index·${name === "raft" ? "term" : "ballot"} command</th></tr></thead>`;
+    <thead><tr><th>node</th><th>role</th><th>${term}</th>
+    <th>commit</th><th>log tail: index·${term} command</th></tr></thead>`;
   const body = h("tbody");
   for (const id of ids) {
     const tr = h("tr", { "data-node": id });
@@ -259,19 +305,20 @@ function applyStatus(msg) {
       if (!g) continue;
       g.setAttribute("data-role", n.role);
       g.setAttribute("data-alive", n.alive ? "1" : "0");
-      const label = name === "raft" ? `T${n.term} · c${n.commit_index}` : `${n.ballot || "0"} · c${n.commit_index}`;
+      const ballots = usesBallots(name);
+      const label = ballots ? `${n.ballot || "0"} · c${n.commit_index}` : `T${n.term} · c${n.commit_index}`;
       g.querySelector(".sub").textContent = n.alive ? label : "down";
       const tr = table.querySelector(`tr[data-node="${n.id}"]`);
       tr.classList.toggle("down", !n.alive);
       tr.querySelector(".swatch").style.background = ROLE_COLORS[n.role] || "#475569";
       tr.querySelector(".role").textContent = n.role;
-      tr.querySelector(".term").textContent = name === "raft" ? n.term : (n.ballot || "–");
+      tr.querySelector(".term").textContent = ballots ? (n.ballot || "–") : n.term;
       tr.querySelector(".commit").textContent = n.commit_index;
       const log = tr.querySelector(".log");
       log.innerHTML = "";
       for (const e of n.log || []) {
         const chip = h("span", { class: `logchip${e.ok ? " committed" : " pending"}${e.cmd === "no-op" ? " noop" : ""}`,
-          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${name === "raft" ? "term" : "ballot"} ${e.b}` });
+          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${state.meta[name].term_label} ${e.b}` });
         chip.innerHTML = `<i>${e.i}·${escapeHtml(e.b)}</i>${escapeHtml(e.cmd)}`;
         log.appendChild(chip);
       }
@@ -294,7 +341,8 @@ function addEvents(events) {
     const li = h("li", { class: `k-${e.kind}` });
     const t = state.snap && state.snap.mode === "mqtt" ? (e.t / 1000).toFixed(1) + "s" : (e.t / 1000).toFixed(3) + "s";
     li.appendChild(h("span", { class: "t" }, t));
-    if (e.cluster) li.appendChild(h("span", { class: `c ${e.cluster}` }, e.cluster === "raft" ? "Raft" : "Paxos"));
+    const meta = state.meta[e.cluster];
+    if (meta) li.appendChild(h("span", { class: `c p${meta.palette}` }, meta.short || meta.title));
     li.appendChild(h("span", { class: "x" }, e.text));
     list.insertBefore(li, list.firstChild);
   }
@@ -330,7 +378,7 @@ function drawDots(name, now) {
     const dx = b[0] - a[0], dy = b[1] - a[1], len = Math.hypot(dx, dy) || 1;
     const ox = (-dy / len) * 4, oy = (dx / len) * 4;
     const x = a[0] + dx * f + ox, y = a[1] + dy * f + oy;
-    const color = MSG_COLORS[m.k] || "#e2e8f0";
+    const color = colorOf[m.k] || MSG_COLORS[m.k] || "#e2e8f0";
     const r = m.hb ? 3.2 : (m.n ? 5.5 : 4.4);
     if (m.t1 === null) {
       html += `<text class="drop" x="${x.toFixed(1)}" y="${(y + 4).toFixed(1)}">×</text>`;
@@ -394,13 +442,8 @@ function legend() {
     item(ROLE_COLORS.candidate, "candidate / proposer") + item(ROLE_COLORS.leader, "leader") +
     item(ROLE_COLORS.crashed + ";border:1px dashed #64748b", "crashed") +
     `<span><i style="background:none;border:3px solid #7dd3fc;width:12px;height:12px"></i>election timer</span>` +
-    "<h3>Raft messages</h3>" +
-    item(MSG_COLORS.RequestVote, "RequestVote") + item(MSG_COLORS.RequestVoteReply, "vote reply") +
-    item(MSG_COLORS.AppendEntries, "AppendEntries") + item(MSG_COLORS.AppendEntriesReply, "append reply") +
-    "<h3>Multi-Paxos messages</h3>" +
-    item(MSG_COLORS.Prepare, "Prepare (1a)") + item(MSG_COLORS.Promise, "Promise (1b)") +
-    item(MSG_COLORS.Accept, "Accept (2a)") + item(MSG_COLORS.Accepted, "Accepted (2b)") +
-    item(MSG_COLORS.Commit, "Commit") + item(MSG_COLORS.Nack, "Nack") +
+    CLUSTERS.filter((name) => state.meta[name].messages.length).map((name) => `<h3>${escapeHtml(state.meta[name].title)} messages</h3>` +
+      state.meta[name].messages.map((m) => item(colorOf[m.kind], escapeHtml(m.label))).join("")).join("") +
     "<h3>other</h3>" +
     item(MSG_COLORS.ClientRequest, "client request / reply") + item("#64748b", "refusal", true) +
     `<span><b style="color:#ef4444;width:10px;text-align:center">×</b>dropped</span>` +
@@ -438,7 +481,6 @@ function wire() {
   $("show-client").onchange = (e) => $("events").classList.toggle("hide-client", !e.target.checked);
 }
 
-legend();
 wire();
 connect();
 requestAnimationFrame(frame);
