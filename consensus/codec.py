@@ -37,6 +37,9 @@ _ALIASES: dict[str, dict[str, str]] = {
 }
 # Integer fields allowed below zero: (class name, field) -> minimum.
 _MINIMUM: dict[tuple[str, str], int] = {("Ballot", "rank"): -1}
+# Keys a payload may carry besides a class's fields: its kind and cluster. A class with a
+# field of that name (a StatusReport's ``cluster``) does not get the key twice.
+_ENVELOPE = ("type", "cluster")
 
 
 class DecodeError(ValueError):
@@ -183,6 +186,7 @@ class _Codec:
             enc, dec = self.converter(hints[f.name], owner, f.name)
             plan.append((f.name, aliases.get(f.name, f.name), enc, dec))
         expected = {wire for _, wire, _, _ in plan}
+        envelope = set(_ENVELOPE) - expected
         # Cross-field rules a type cannot say (e.g. entries numbered from prev_log_index + 1)
         # live in the class's ``validate()``, checked on input from the wire only.
         validate = getattr(cls, "validate", None)
@@ -196,7 +200,7 @@ class _Codec:
             missing = expected - data.keys()
             if missing:
                 raise DecodeError("bad-field", f"{where} lacks {', '.join(sorted(missing))}")
-            extra = data.keys() - expected - {"type", "cluster"}
+            extra = data.keys() - expected - envelope
             if extra:
                 raise DecodeError("bad-field",
                                   f"{where} has unknown fields {', '.join(sorted(extra))}")
@@ -275,13 +279,15 @@ class _Codec:
         owner = cls.__name__
         aliases = _ALIASES.get(getattr(cls, "kind", owner), {})
         names = [f.name for f in dataclasses.fields(cls) if f.init]
+        wires = [aliases.get(n, n) for n in names]
+        envelope = "".join(f" - ({k!r} in d)" for k in _ENVELOPE if k not in wires)
         env: dict[str, Any] = {"_INVALID": _INVALID, "_CLS": cls,
                                "_VALIDATE": getattr(cls, "validate", None)}
         body = ["if type(d) is not dict: raise _INVALID", "try:"]
-        body += [f"    a{i} = d[{aliases.get(n, n)!r}]" for i, n in enumerate(names)]
+        body += [f"    a{i} = d[{w!r}]" for i, w in enumerate(wires)]
         body += ["except KeyError: raise _INVALID from None",
-                 f"if len(d) != {len(names)} and "
-                 f"len(d) - ('type' in d) - ('cluster' in d) != {len(names)}: raise _INVALID"]
+                 f"if len(d) != {len(names)} and len(d){envelope} != {len(names)}: "
+                 "raise _INVALID"]
         for i, n in enumerate(names):
             lines, more = self._fast_check(hints[n], owner, n, f"a{i}", 0)
             env.update(more)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consensus.codec import MAX_PAYLOAD, encode_message
 from consensus.messages import ClientRequest
 from consensus.raft.messages import AppendEntries, Entry, RequestVote
 from consensus.runtime import NodeOptions, NodeRuntime
 from consensus.transport import topics
-from consensus.codec import MAX_PAYLOAD, encode_message
 
 
 class FakeMqtt:
