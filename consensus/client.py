@@ -1,11 +1,11 @@
 """A client of a running cluster over MQTT: `consensus-lab client 'SET x = 100'`.
 
-It learns the members and the leader from the nodes' status topic (each a
-:class:`~consensus.telemetry.StatusReport`; the leader is :func:`~consensus.telemetry.leader_of`
-them), sends the command to the
-leader, follows redirects, and on a timeout retries at another node with the *same*
-``(client_id, seq)`` -- so a retried write is applied once. When no node answers within the
-overall deadline (no majority reachable, or no cluster at all), it says so clearly.
+It learns the members and the leader from the nodes' status topic (each status a
+:class:`~consensus.telemetry.StatusReport`, the leader :func:`~consensus.telemetry.leader_of`
+them), sends the command to the leader, follows redirects, and on a timeout retries at
+another node with the *same* ``(client_id, seq)`` -- so a retried write is applied once.
+When no node answers within the overall deadline (no majority reachable, or no cluster at
+all), it says so clearly.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The codec: every message round-trips; anything malformed is refused with a reason."""
 
 import contextlib
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import orjson
 import pytest
@@ -337,3 +337,25 @@ def test_leader_of_takes_the_highest_term_among_the_live(roles, down, expected):
     statuses = {nid: replace(STATUS, id=nid, role=role, term=term)
                 for nid, (role, term) in roles.items()}
     assert leader_of(statuses, down=down) == expected
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.kind)
+def test_decoded_messages_are_as_frozen_and_hashable_as_constructed_ones(msg):
+    # The fast decoder stores fields without calling the generated __init__.
+    decoded = decode_message(encode_message(msg, "demo"))
+    assert hash(decoded) == hash(msg)
+    with pytest.raises(FrozenInstanceError):
+        decoded.src = "n9"
+
+
+@dataclass(frozen=True, slots=True)
+class _Normalised:
+    name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.lower())
+
+
+def test_a_class_with_post_init_is_built_through_its_constructor():
+    assert _codec.fast_struct(_Normalised)({"name": "N1"}) == _Normalised("n1")
+    assert _codec.fast_struct(_Normalised)({"name": "N1"}).name == "n1"
