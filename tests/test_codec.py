@@ -359,3 +359,15 @@ class _Normalised:
 def test_a_class_with_post_init_is_built_through_its_constructor():
     assert _codec.fast_struct(_Normalised)({"name": "N1"}) == _Normalised("n1")
     assert _codec.fast_struct(_Normalised)({"name": "N1"}).name == "n1"
+
+
+@dataclass(frozen=True, slots=True)
+class _HandInit:
+    name: str
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name.upper())
+
+
+def test_a_class_with_its_own_init_is_built_through_it():
+    assert _codec.fast_struct(_HandInit)({"name": "n1"}).name == "N1"
