@@ -116,23 +116,27 @@ def cluster_status(
     import asyncio
 
     from consensus import cluster as cl
+    from consensus.codec import to_jsonable
 
     try:
         state = cl.ClusterState.load(cluster)
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
-    statuses = asyncio.run(cl.fetch_status(state))
+    nodes = asyncio.run(cl.fetch_status(state))
     if json_out:
-        print(json.dumps(statuses, indent=2))
+        # The status as published, with the recorded pid and whether it still runs.
+        print(json.dumps({nid: {**(to_jsonable(p.status) if p.status else {}), "pid": p.pid,
+                                "alive": p.alive} for nid, p in nodes.items()}, indent=2))
         return
     table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})")
     for col in ("node", "pid", "alive", "role", "term", "commit", "leader", "rejected"):
         table.add_column(col)
-    for nid, st in statuses.items():
-        table.add_row(nid, str(st["pid"]), "yes" if st["alive"] else "[red]no",
-                      st.get("role", "?"), str(st.get("ballot") or st.get("term", "?")),
-                      str(st.get("commit_index", "?")), str(st.get("leader") or "-"),
-                      str(sum(st.get("rejected", {}).values())))
+    for nid, p in nodes.items():
+        st = p.status
+        shown = ("?", "?", "?", "-", "?") if st is None else (
+            st.role, str(st.ballot or st.term), str(st.commit_index), st.leader or "-",
+            str(sum(st.rejected.values())))
+        table.add_row(nid, str(p.pid), "yes" if p.alive else "[red]no", *shown)
     console.print(table)
 
 

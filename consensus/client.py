@@ -1,27 +1,31 @@
 """A client of a running cluster over MQTT: `consensus-lab client 'SET x = 100'`.
 
-It learns the members and the leader from the nodes' status topic, sends the command to the
-leader, follows redirects, and on a timeout retries at another node with the *same*
-``(client_id, seq)`` -- so a retried write is applied once. When no node answers within the
-overall deadline (no majority reachable, or no cluster at all), it says so clearly.
+It learns the members and the leader from the nodes' status topic (each status a
+:class:`~consensus.telemetry.StatusReport`, the leader :func:`~consensus.telemetry.leader_of`
+them), sends the command to the leader, follows redirects, and on a timeout retries at
+another node with the *same* ``(client_id, seq)`` -- so a retried write is applied once.
+When no node answers within the overall deadline (no majority reachable, or no cluster at
+all), it says so clearly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-
-from consensus.codec import DecodeError, decode_message, encode_message
+from consensus.codec import DecodeError, decode, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
+from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
+
+log = logging.getLogger("consensus.client")
 
 
 class ClusterUnavailable(RuntimeError):
@@ -47,7 +51,8 @@ class ClusterClient:
         self.cluster = topics.check_name("cluster", cluster)
         self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
         self.nodes: list[NodeId] = sorted(nodes or [])
-        self.statuses: dict[NodeId, dict[str, Any]] = {}
+        self.statuses: dict[NodeId, StatusReport] = {}  # the latest one from each node
+        self.rejected: Counter[str] = Counter()  # status payloads refused, by reason
         self.attempt_timeout_s = attempt_timeout_s
         self.deadline_s = deadline_s
         self.seq = 0
@@ -73,15 +78,7 @@ class ClusterClient:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic.endswith("/status"):
-            try:
-                st = orjson.loads(payload)
-                node = st["id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                return
-            self.statuses[node] = st
-            if node not in self.nodes:
-                self.nodes = sorted({*self.nodes, node})
-            self._status_seen.set()
+            self._on_status(topic, payload)
             return
         try:
             msg = decode_message(payload, cluster=self.cluster)
@@ -89,6 +86,23 @@ class ClusterClient:
             return
         if isinstance(msg, ClientReply) and msg.dst == self.id:
             self._replies.put_nowait(msg)
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        try:
+            st = decode(StatusReport, payload)
+            if st.cluster != self.cluster or topic != topics.status(self.cluster, st.id):
+                raise DecodeError("misrouted", f"status of {st.id!r} in {st.cluster!r} on "
+                                  f"{topic}")
+        except DecodeError as exc:
+            if not self.rejected[exc.reason]:
+                log.warning("ignoring a malformed status (%s) -- further ones of this kind "
+                            "are only counted", exc)
+            self.rejected[exc.reason] += 1
+            return
+        self.statuses[st.id] = st
+        if st.id not in self.nodes:
+            self.nodes = sorted({*self.nodes, st.id})
+        self._status_seen.set()
 
     async def discover(self, wait_s: float = 1.5) -> list[NodeId]:
         """Wait until some node's status was seen (or ``wait_s`` passed); return members."""
@@ -98,11 +112,11 @@ class ClusterClient:
         return self.nodes
 
     def leader_guess(self) -> NodeId | None:
-        leaders = [(st.get("term", 0), n) for n, st in self.statuses.items()
-                   if st.get("role") == "leader"]
-        if leaders:
-            return max(leaders)[1]
-        hinted = [st.get("leader") for st in self.statuses.values() if st.get("leader")]
+        """The leader by the statuses seen, else the leader some node names, else None."""
+        leader = leader_of(self.statuses)
+        if leader is not None:
+            return leader
+        hinted = [st.leader for st in self.statuses.values() if st.leader]
         return hinted[0] if hinted else None
 
     async def request(self, command: str) -> ClientResult:

@@ -19,8 +19,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
 
 STATE_ROOT = Path(".consensus-lab")
@@ -181,8 +181,18 @@ def stop_process(pid: int, grace_s: float = 3.0) -> bool:
     return True
 
 
-async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, dict[str, Any]]:
-    """The latest status each node published within ``wait_s``; pid liveness merged in."""
+@dataclass(frozen=True, slots=True)
+class NodeProcess:
+    """One recorded node process: its pid, whether it runs, and its latest status if any."""
+
+    id: str
+    pid: int
+    alive: bool
+    status: StatusReport | None  # None: nothing published within the wait
+
+
+async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, NodeProcess]:
+    """Each recorded node with the latest status it published within ``wait_s``."""
     from consensus.client import ClusterClient
 
     async with ClusterClient(state.broker, state.name, library=state.library) as client:
@@ -190,23 +200,19 @@ async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, di
         while time.monotonic() < end and len(client.statuses) < len(state.nodes):
             await asyncio.sleep(0.05)
         statuses = dict(client.statuses)
-    out = {}
-    for nid, pid in sorted(state.nodes.items()):
-        st = dict(statuses.get(nid, {}))
-        st["pid"] = pid
-        st["alive"] = is_ours(pid)
-        out[nid] = st
-    return out
+    return {nid: NodeProcess(nid, pid, is_ours(pid), statuses.get(nid))
+            for nid, pid in sorted(state.nodes.items())}
 
 
 async def wait_for_leader(state: ClusterState, timeout_s: float = 15.0) -> str | None:
+    """The leader once some node reports itself leader, or None after ``timeout_s``."""
     from consensus.client import ClusterClient
 
     async with ClusterClient(state.broker, state.name, library=state.library) as client:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            leader = client.leader_guess()
-            if leader and client.statuses.get(leader, {}).get("role") == "leader":
+            leader = leader_of(client.statuses)
+            if leader is not None:
                 return leader
             await asyncio.sleep(0.05)
     return None

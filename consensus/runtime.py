@@ -15,10 +15,13 @@ Hostile input (not JSON, unknown type, wrong field types, negative indexes, a se
 the cluster, another cluster, too large, misrouted) is dropped before it reaches the node,
 logged once per kind and counted in the published status; it never changes the node's state.
 
-The control topic carries fault hooks for experiments on the real bus: drop traffic to or from
-given peers (partitions, one-way cuts), drop a fraction of inbound messages, delay inbound
-messages, heal, or campaign now. Crash and pause are real signals (SIGKILL, SIGSTOP/SIGCONT)
-sent by the runner to the process.
+The control topic carries fault hooks for experiments on the real bus (a
+:class:`~consensus.telemetry.Control`, decoded as strictly as a protocol message): drop
+traffic to or from given peers (partitions, one-way cuts), drop a fraction of inbound
+messages, delay inbound messages, heal, or campaign now. A malformed one is dropped and
+counted like hostile protocol input. Crash and pause are real signals (SIGKILL,
+SIGSTOP/SIGCONT) sent by the runner to the process. The node publishes a
+:class:`~consensus.telemetry.StatusReport` on its status topic.
 """
 
 from __future__ import annotations
@@ -35,16 +38,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from consensus.algorithms import get_algorithm
-from consensus.codec import MAX_PAYLOAD, DecodeError, decode_message, encode_message
+from consensus.codec import (
+    MAX_PAYLOAD,
+    DecodeError,
+    decode,
+    decode_message,
+    encode,
+    encode_message,
+)
 from consensus.group_commit import GroupCommitter
 from consensus.messages import ClientReply, Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage
+from consensus.telemetry import Control, ControlOp, FaultSettings, StatusReport
 from consensus.transport import topics
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
@@ -76,20 +84,6 @@ class NodeOptions:
         return self.data_dir / f"{self.node_id}.wal"
 
 
-@dataclass(slots=True)
-class Faults:
-    """The fault hooks' current settings (set through the control topic)."""
-
-    drop_to: set[NodeId] = field(default_factory=set)
-    drop_from: set[NodeId] = field(default_factory=set)
-    loss: float = 0.0
-    delay_ms: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        return {"drop_to": sorted(self.drop_to), "drop_from": sorted(self.drop_from),
-                "loss": self.loss, "delay_ms": self.delay_ms}
-
-
 class NodeRuntime:
     """One node process; see the module docstring."""
 
@@ -116,7 +110,7 @@ class NodeRuntime:
             self.node.restore(records)
         # Records are written on the committer's thread while the node goes on.
         self.node.async_persist = group_commit
-        self.faults = Faults()
+        self.faults = FaultSettings()  # replaced (never mutated) by each control command
         self.rejected: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()  # protocol messages sent, by kind
@@ -234,31 +228,19 @@ class NodeRuntime:
         self.drain()
 
     def handle_control(self, payload: bytes) -> None:
-        """Fault hooks: {"op": "partition"|"drop_to"|"drop_from"|"loss"|"delay"|"heal"|...}."""
+        """Apply one :class:`Control`; anything the codec refuses is counted as bad-control."""
         try:
-            cmd = orjson.loads(payload)
-            op = cmd["op"]
-            f = self.faults
-            if op == "drop_to":
-                f.drop_to = {str(p) for p in cmd["peers"]}
-            elif op == "drop_from":
-                f.drop_from = {str(p) for p in cmd["peers"]}
-            elif op == "loss":
-                f.loss = min(1.0, max(0.0, float(cmd["rate"])))
-            elif op == "delay":
-                f.delay_ms = max(0.0, float(cmd["ms"]))
-            elif op == "heal":
-                self.faults = Faults()
-            elif op == "campaign":
-                self.node.tick(self.now())
-                self.node.campaign()  # type: ignore[attr-defined]
-                self.drain()
-            else:
-                raise ValueError(f"unknown op {op!r}")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            cmd = decode(Control, payload)
+        except DecodeError as exc:
             self.reject("bad-control", str(exc))
             return
-        log.info("control: %s -> faults %s", op, self.faults.as_json())
+        if cmd.op is ControlOp.CAMPAIGN:
+            self.node.tick(self.now())
+            self.node.campaign()  # type: ignore[attr-defined]
+            self.drain()
+        else:
+            self.faults = self.faults.apply(cmd)
+        log.info("control: %s -> %s", cmd.op.value, self.faults)
 
     # -- outbound ------------------------------------------------------------------------
 
@@ -349,28 +331,26 @@ class NodeRuntime:
 
     # -- status --------------------------------------------------------------------------
 
-    def status_json(self) -> dict[str, Any]:
+    def status_report(self) -> StatusReport:
+        """The core's status plus this process's counters and fault hooks."""
         st: Status = self.node.status()
-        return {
-            "id": st.id, "algorithm": st.algorithm, "role": st.role, "term": st.term,
-            "ballot": st.ballot, "leader": st.leader, "commit_index": st.commit_index,
-            "last_index": st.last_index, "applied_index": st.applied_index,
-            # Relative, since the node's clock is its own: ms until it would campaign.
-            "election_timeout_in_ms": (None if st.election_deadline_ms is None
-                                       or st.election_deadline_ms == float("inf")
-                                       else max(0.0, st.election_deadline_ms - self.now())),
-            "pid": os.getpid(), "cluster": self.opts.cluster, "library": self.opts.library,
-            "broker": self.opts.broker, "fsync": self.opts.fsync,
-            "messages_in": self.counts["in"], "messages_out": self.counts["out"],
-            "wal_fsyncs": self.committer.writes, "wal_fsynced_records": self.committer.records,
-            "dropped": self.counts["dropped"], "rejected": dict(self.rejected),
-            "sent_by_kind": dict(self.sent), "bytes_by_kind": dict(self.sent_bytes),
-            "faults": self.faults.as_json(), "time": time.time(),
-        }
+        deadline = st.election_deadline_ms
+        return StatusReport(
+            id=st.id, algorithm=st.algorithm, role=st.role, term=st.term, ballot=st.ballot,
+            leader=st.leader, commit_index=st.commit_index, last_index=st.last_index,
+            applied_index=st.applied_index,
+            election_timeout_in_ms=(None if deadline is None or deadline == float("inf")
+                                    else max(0.0, deadline - self.now())),
+            pid=os.getpid(), cluster=self.opts.cluster, library=self.opts.library,
+            broker=self.opts.broker, fsync=self.opts.fsync, messages_in=self.counts["in"],
+            messages_out=self.counts["out"], wal_fsyncs=self.committer.writes,
+            wal_fsynced_records=self.committer.records, dropped=self.counts["dropped"],
+            rejected=dict(self.rejected), sent_by_kind=dict(self.sent),
+            bytes_by_kind=dict(self.sent_bytes), faults=self.faults, time=time.time())
 
     def publish_status(self) -> None:
         self.client.publish(topics.status(self.opts.cluster, self.opts.node_id),
-                            orjson.dumps(self.status_json()))
+                            encode(self.status_report()))
 
     async def _publish_status_forever(self) -> None:
         while True:

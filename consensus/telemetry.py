@@ -14,7 +14,7 @@ simulator, the runners, the client, the dashboard and the benchmark alike.
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -24,29 +24,46 @@ from consensus.messages import NodeId
 class ControlOp(StrEnum):
     DROP_TO = "drop_to"  # drop every message this node sends to ``peers``
     DROP_FROM = "drop_from"  # drop every message this node receives from ``peers``
-    LOSS = "loss"  # drop each outgoing message with probability ``rate``
-    DELAY = "delay"  # hold each outgoing message ``ms`` before it leaves
+    LOSS = "loss"  # drop each inbound message with probability ``rate``
+    DELAY = "delay"  # hold each inbound message ``ms`` before the node sees it
     HEAL = "heal"  # clear every fault hook
     CAMPAIGN = "campaign"  # start an election now (the dashboard's "time out a node")
+
+
+# The one field each op takes; the other fields must be left out (or null).
+_OP_FIELD: dict[ControlOp, str | None] = {
+    ControlOp.DROP_TO: "peers", ControlOp.DROP_FROM: "peers", ControlOp.LOSS: "rate",
+    ControlOp.DELAY: "ms", ControlOp.HEAL: None, ControlOp.CAMPAIGN: None,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Control:
     """One operator command to a node process: ``{"op": "loss", "rate": 0.3}``.
 
-    Fields an op does not use may be left out on the wire; they take their defaults.
+    Each op takes exactly its own field (``peers``, ``rate`` or ``ms``; heal and campaign
+    none), which must be given; the others default to null. A ``{"op": "loss"}`` without a
+    rate, or a ``{"op": "delay", "rate": 0.3}`` that meant loss, is refused rather than
+    guessed at, as are a rate outside 0..1 and a negative delay.
     """
 
     op: ControlOp
-    peers: tuple[NodeId, ...] = ()
-    rate: float = 0.0
-    ms: float = 0.0
+    peers: tuple[NodeId, ...] | None = None  # drop_to / drop_from; [] clears that hook
+    rate: float | None = None  # loss
+    ms: float | None = None  # delay
 
     def validate(self) -> None:
-        if not 0.0 <= self.rate <= 1.0:
+        wanted = _OP_FIELD[self.op]
+        for name in ("peers", "rate", "ms"):
+            given = getattr(self, name) is not None
+            if name == wanted and not given:
+                raise ValueError(f"{self.op} needs {name}")
+            if name != wanted and given:
+                raise ValueError(f"{self.op} takes no {name}")
+        if self.rate is not None and not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be within 0..1, got {self.rate}")
-        if self.ms < 0:
-            raise ValueError(f"ms must not be negative, got {self.ms}")
+        if self.ms is not None and not 0.0 <= self.ms < float("inf"):
+            raise ValueError(f"ms must be a finite number >= 0, got {self.ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,21 @@ class FaultSettings:
     drop_from: tuple[NodeId, ...] = ()
     loss: float = 0.0
     delay_ms: float = 0.0
+
+    def apply(self, cmd: Control) -> FaultSettings:
+        """These settings with ``cmd`` applied (a campaign leaves them as they are)."""
+        match cmd.op:
+            case ControlOp.DROP_TO:
+                return replace(self, drop_to=tuple(sorted(set(cmd.peers or ()))))
+            case ControlOp.DROP_FROM:
+                return replace(self, drop_from=tuple(sorted(set(cmd.peers or ()))))
+            case ControlOp.LOSS:
+                return replace(self, loss=cmd.rate or 0.0)
+            case ControlOp.DELAY:
+                return replace(self, delay_ms=cmd.ms or 0.0)
+            case ControlOp.HEAL:
+                return FaultSettings()
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The codec: every message round-trips; anything malformed is refused with a reason."""
 
 import contextlib
+from dataclasses import FrozenInstanceError, dataclass, replace
 
 import orjson
 import pytest
@@ -12,16 +13,20 @@ from consensus.codec import (
     DecodeError,
     _codec,
     _Invalid,
+    decode,
     decode_message,
     decode_record,
+    encode,
     encode_message,
     encode_record,
     message_to_dict,
     record_to_dict,
+    to_jsonable,
 )
 from consensus.messages import ClientReply, ClientRequest, Command, ReplyStatus
 from consensus.paxos import messages as px
 from consensus.raft import messages as rf
+from consensus.telemetry import Control, ControlOp, FaultSettings, StatusReport, leader_of
 
 MEMBERS = ["n1", "n2", "n3"]
 CMD = Command("c1", 7, "SET x = 100")
@@ -170,3 +175,199 @@ def test_fast_decoder_agrees_with_the_strict_one(msg, key, value, nested):
     field = key if key not in ("", "type") else sorted(target)[len(key) % len(target)]
     target[field] = value
     fast_and_strict_agree(type(msg), data)
+
+
+# -- status reports and control commands ----------------------------------------------------
+
+STATUS = StatusReport(
+    id="n1", algorithm="paxos", role="leader", term=3, ballot="3.n1", leader="n1",
+    commit_index=42, last_index=43, applied_index=42, election_timeout_in_ms=None, pid=4242,
+    cluster="demo", library="gmqtt", broker="mqtt://127.0.0.1:1883", fsync=True,
+    messages_in=1200, messages_out=1180, wal_fsyncs=310, wal_fsynced_records=1190, dropped=2,
+    rejected={"not-json": 2}, sent_by_kind={"Accept": 900, "Accept (heartbeat)": 40},
+    bytes_by_kind={"Accept": 180_000}, faults=FaultSettings(("n3",), (), 0.1, 20.0),
+    time=1764170000.25)
+CONTROLS = [
+    Control(ControlOp.DROP_TO, peers=("n2", "n3")), Control(ControlOp.DROP_FROM, peers=()),
+    Control(ControlOp.LOSS, rate=0.3), Control(ControlOp.DELAY, ms=20.0),
+    Control(ControlOp.HEAL), Control(ControlOp.CAMPAIGN),
+]
+
+
+@pytest.mark.parametrize("obj", [STATUS, replace(STATUS, ballot=None, leader=None,
+                                                  election_timeout_in_ms=117.5,
+                                                  faults=FaultSettings()), *CONTROLS],
+                         ids=lambda o: getattr(o, "op", type(o).__name__))
+def test_status_and_control_round_trip(obj):
+    assert decode(type(obj), encode(obj)) == obj
+    # orjson's native dataclass encoding writes what the strict encoder spells out.
+    assert encode(obj) == orjson.dumps(to_jsonable(obj))
+
+
+def test_status_is_in_the_documented_shape():
+    data = orjson.loads(encode(STATUS))
+    assert data["faults"] == {"drop_to": ["n3"], "drop_from": [], "loss": 0.1, "delay_ms": 20.0}
+    assert (data["role"], data["term"], data["ballot"]) == ("leader", 3, "3.n1")
+    assert "type" not in data, "a status is not a protocol message"
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    (b'{"op": "heal"}', Control(ControlOp.HEAL)),
+    (b'{"op": "campaign"}', Control(ControlOp.CAMPAIGN)),
+    (b'{"op": "loss", "rate": 1}', Control(ControlOp.LOSS, rate=1.0)),
+    (b'{"op": "delay", "ms": 20}', Control(ControlOp.DELAY, ms=20.0)),
+    (b'{"op": "drop_to", "peers": []}', Control(ControlOp.DROP_TO, peers=())),
+    (b'{"op": "drop_from", "peers": ["n2"], "rate": null, "ms": null}',
+     Control(ControlOp.DROP_FROM, peers=("n2",))),
+])
+def test_control_fields_an_op_does_not_use_may_be_left_out(payload, expected):
+    assert decode(Control, payload) == expected
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"heal", "not-json"),
+    (b'["heal"]', "not-json"),
+    (b"{}", "bad-field"),  # no op
+    (b'{"op": "explode"}', "bad-field"),
+    (b'{"op": "partition", "peers": ["n2"]}', "bad-field"),  # not an op: drop_to + drop_from
+    (b'{"op": "loss"}', "bad-field"),  # an op's own field is required
+    (b'{"op": "delay", "ms": null}', "bad-field"),
+    (b'{"op": "drop_to"}', "bad-field"),
+    (b'{"op": "delay", "rate": 0.3}', "bad-field"),  # another op's field: a mistake, refused
+    (b'{"op": "heal", "peers": []}', "bad-field"),
+    (b'{"op": "loss", "rate": 1.5}', "bad-field"),
+    (b'{"op": "loss", "rate": -0.1}', "bad-field"),
+    (b'{"op": "loss", "rate": "0.3"}', "bad-field"),
+    (b'{"op": "loss", "rate": true}', "bad-field"),
+    (b'{"op": "delay", "ms": -5}', "bad-field"),
+    (b'{"op": "drop_to", "peers": "n2"}', "bad-field"),
+    (b'{"op": "drop_to", "peers": [2]}', "bad-field"),
+    (b'{"op": "heal", "now": true}', "bad-field"),
+    (b'{"op": "heal", "pad": "' + b"x" * MAX_PAYLOAD + b'"}', "too-large"),
+])
+def test_malformed_controls_are_refused_with_a_reason(payload, reason):
+    with pytest.raises(DecodeError) as info:
+        decode(Control, payload)
+    assert info.value.reason == reason
+
+
+def status_with(**changes) -> bytes:
+    data = orjson.loads(encode(STATUS))
+    for key, value in changes.items():
+        if value is ...:
+            del data[key]
+        else:
+            data[key] = value
+    return orjson.dumps(data)
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"", "not-json"),
+    (b"42", "not-json"),
+    (status_with(role=...), "bad-field"),
+    (status_with(term="3"), "bad-field"),
+    (status_with(term=-1), "negative"),
+    (status_with(dropped=1.0), "bad-field"),
+    (status_with(fsync=1), "bad-field"),
+    (status_with(rejected={"not-json": "2"}), "bad-field"),
+    (status_with(rejected=["not-json"]), "bad-field"),
+    (status_with(sent_by_kind={"Accept": -1}), "negative"),
+    (status_with(faults={"drop_to": [], "drop_from": [], "loss": "0", "delay_ms": 0}),
+     "bad-field"),
+    (status_with(faults={"drop_to": []}), "bad-field"),  # nested objects are whole
+    (status_with(uptime=5), "bad-field"),
+])
+def test_malformed_statuses_are_refused_with_a_reason(payload, reason):
+    with pytest.raises(DecodeError) as info:
+        decode(StatusReport, payload)
+    assert info.value.reason == reason
+
+
+def test_a_status_leaves_out_only_what_has_a_default():
+    # Counters and fault hooks default (a process that has nothing to report yet); the core's
+    # fields and the process's identity do not.
+    data = orjson.loads(encode(STATUS))
+    for key in ("rejected", "sent_by_kind", "bytes_by_kind", "faults", "time"):
+        del data[key]
+    st = decode(StatusReport, orjson.dumps(data))
+    assert st.faults == FaultSettings() and st.rejected == {} and st.time == 0.0
+
+
+def test_only_registered_types_are_decoded():
+    with pytest.raises(TypeError):
+        decode(FaultSettings, b"{}")
+
+
+@settings(max_examples=300)
+@given(st.sampled_from([StatusReport, Control]), st.binary(max_size=200))
+def test_arbitrary_bytes_as_status_or_control_raise_only_decode_error(cls, data):
+    with contextlib.suppress(DecodeError):
+        decode(cls, data)
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from([STATUS, *CONTROLS]), st.text(max_size=16), json_values, st.booleans(),
+       st.booleans())
+def test_fast_decoder_agrees_with_the_strict_one_on_status_and_control(
+        obj, key, value, nested, drop):
+    cls = type(obj)
+    data = orjson.loads(encode(obj))
+    fast_and_strict_agree(cls, data)
+    dicts = [v for v in data.values() if type(v) is dict and v]
+    target = dicts[len(key) % len(dicts)] if nested and dicts else data
+    field = key if key else sorted(target)[len(value if isinstance(value, str) else "")
+                                           % len(target)]
+    if drop:
+        target.pop(field, None)
+    else:
+        target[field] = value
+    fast_and_strict_agree(cls, data)
+    # decode() fills defaults first; whatever it returns, both paths agree on that too.
+    fast_and_strict_agree(cls, {**_codec.defaults(cls), **data})
+
+
+@pytest.mark.parametrize(("roles", "down", "expected"), [
+    ({"n1": ("leader", 2), "n2": ("leader", 3), "n3": ("follower", 3)}, (), "n2"),
+    ({"n1": ("leader", 2), "n2": ("leader", 3)}, ("n2",), "n1"),  # a deposed leader counts
+    ({"n1": ("leader", 3), "n3": ("leader", 3)}, (), "n3"),  # one round, higher rank wins
+    ({"n1": ("candidate", 4), "n2": ("follower", 4)}, (), None),
+    ({}, (), None),
+])
+def test_leader_of_takes_the_highest_term_among_the_live(roles, down, expected):
+    statuses = {nid: replace(STATUS, id=nid, role=role, term=term)
+                for nid, (role, term) in roles.items()}
+    assert leader_of(statuses, down=down) == expected
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: m.kind)
+def test_decoded_messages_are_as_frozen_and_hashable_as_constructed_ones(msg):
+    # The fast decoder stores fields without calling the generated __init__.
+    decoded = decode_message(encode_message(msg, "demo"))
+    assert hash(decoded) == hash(msg)
+    with pytest.raises(FrozenInstanceError):
+        decoded.src = "n9"
+
+
+@dataclass(frozen=True, slots=True)
+class _Normalised:
+    name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.lower())
+
+
+def test_a_class_with_post_init_is_built_through_its_constructor():
+    assert _codec.fast_struct(_Normalised)({"name": "N1"}) == _Normalised("n1")
+    assert _codec.fast_struct(_Normalised)({"name": "N1"}).name == "n1"
+
+
+@dataclass(frozen=True, slots=True)
+class _HandInit:
+    name: str
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name.upper())
+
+
+def test_a_class_with_its_own_init_is_built_through_it():
+    assert _codec.fast_struct(_HandInit)({"name": "n1"}).name == "N1"

@@ -379,7 +379,7 @@ def test_split_vote_preset() -> None:
 class FakeMqtt:
     def __init__(self, library: str, url: str, client_id: str, on_message: Any) -> None:
         self.on_message = on_message
-        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.published: list[tuple[str, Any]] = []  # (topic, the Control it decodes to)
         self.subscribed: list[str] = []
 
     async def connect(self) -> None:
@@ -389,9 +389,10 @@ class FakeMqtt:
         self.subscribed.extend(topics)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        import orjson
+        from consensus.codec import decode
+        from consensus.telemetry import Control
 
-        self.published.append((topic, orjson.loads(payload)))
+        self.published.append((topic, decode(Control, payload)))
 
     async def close(self) -> None:
         pass
@@ -401,10 +402,12 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    import orjson
-
     from consensus.cluster import ClusterState
+    from consensus.codec import encode, encode_message
     from consensus.dashboard.mqtt_backend import MqttBackend
+    from consensus.messages import Command
+    from consensus.raft.messages import AppendEntries, Entry, RequestVoteReply
+    from consensus.telemetry import ControlOp, FaultSettings, StatusReport
 
     state = ClusterState("demo", "raft", {"n1": os.getpid(), "n2": os.getpid(), "n3": 0},
                          "mqtt://127.0.0.1:1", None, "external", "gmqtt", False, 50.0,
@@ -418,15 +421,24 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         fake = backend.clusters["raft"].client
         assert set(fake.subscribed) == {"consensus/demo/+/status", "consensus/demo/+/in"}
         for nid, role in (("n1", "leader"), ("n2", "follower"), ("n3", "follower")):
-            fake.on_message(f"consensus/demo/{nid}/status", orjson.dumps(
-                {"id": nid, "role": role, "term": 2, "ballot": None, "leader": "n1",
-                 "commit_index": 1, "last_index": 1,
-                 "faults": {"drop_to": ["n3"] if nid == "n1" else [], "drop_from": []}}))
-        fake.on_message("consensus/demo/n2/in", orjson.dumps(
-            {"type": "AppendEntries", "cluster": "demo", "leader_id": "n1", "dst": "n2",
-             "leader_term": 2, "prev_log_index": 0, "prev_log_term": 0, "leader_commit": 0,
-             "entries": [{"term": 2, "index": 1,
-                          "command": {"client_id": "c", "seq": 1, "text": "SET x = 100"}}]}))
+            fake.on_message(f"consensus/demo/{nid}/status", encode(StatusReport(
+                id=nid, algorithm="raft", role=role, term=2, ballot=None, leader="n1",
+                commit_index=1, last_index=1, applied_index=1, election_timeout_in_ms=None,
+                pid=os.getpid(), cluster="demo", library="gmqtt", broker=state.broker,
+                fsync=False, messages_in=0, messages_out=0, wal_fsyncs=0,
+                wal_fsynced_records=0, dropped=0,
+                faults=FaultSettings(drop_to=("n3",) if nid == "n1" else ()))))
+        fake.on_message("consensus/demo/n2/in", encode_message(AppendEntries(
+            src="n1", dst="n2", term=2, prev_log_index=0, prev_log_term=0, leader_commit=0,
+            entries=(Entry(2, 1, Command("c", 1, "SET x = 100")),)), "demo"))
+        # What a node would refuse is not drawn: a status claiming to be another node, a
+        # half status, an outsider's vote, a message on the wrong inbox, junk.
+        fake.on_message("consensus/demo/n2/status", b'{"id": "n2", "role": "leader"}')
+        fake.on_message("consensus/demo/n3/in", encode_message(RequestVoteReply(
+            src="mallory", dst="n3", term=9, granted=False), "demo"))
+        fake.on_message("consensus/demo/n3/in", encode_message(RequestVoteReply(
+            src="n1", dst="n2", term=9, granted=False), "demo"))
+        fake.on_message("consensus/demo/n1/in", b"junk")
         snap = backend.snapshot()
         raft = snap["clusters"]["raft"]
         assert snap["mode"] == "mqtt" and not snap["capabilities"]["step"]
@@ -439,15 +451,19 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         assert [(m["k"], m["s"], m["d"]) for m in frame["messages"]] == [
             ("AppendEntries", "n1", "n2")]
         assert any("n1 is leader" in e["text"] for e in frame["events"])
+        assert raft["leader"] == "n1", "the half status changed nothing"
+        assert dict(backend.clusters["raft"].rejected) == {
+            "bad-field": 1, "foreign-sender": 1, "misrouted": 1, "not-json": 1}
+        assert sum("not drawn" in e["text"] for e in frame["events"]) == 4
 
         assert (await backend.apply({"op": "partition", "groups": [["n1"], ["n2", "n3"]]}))["ok"]
-        sent = {(t, p["op"], tuple(p.get("peers", ()))) for t, p in fake.published}
-        assert ("consensus/demo/n1/control", "drop_to", ("n2", "n3")) in sent
-        assert ("consensus/demo/n3/control", "drop_from", ("n1",)) in sent
+        sent = {(t, c.op, c.peers) for t, c in fake.published}
+        assert ("consensus/demo/n1/control", ControlOp.DROP_TO, ("n2", "n3")) in sent
+        assert ("consensus/demo/n3/control", ControlOp.DROP_FROM, ("n1",)) in sent
         fake.published.clear()
         assert (await backend.apply({"op": "timeout", "node": "n2"}))["ok"]
         assert (await backend.apply({"op": "heal"}))["ok"]
-        assert [p["op"] for _, p in fake.published] == ["campaign", "heal", "heal", "heal"]
+        assert [c.op for _, c in fake.published] == ["campaign", "heal", "heal", "heal"]
         refused = await backend.apply({"op": "step", "ms": 10})
         assert not refused["ok"] and "mqtt mode" in refused["error"]
         await backend.close()

@@ -22,6 +22,8 @@ import pytest
 from consensus import cluster as cl
 from consensus.broker import BrokerHandle, find_mosquitto, start_broker
 from consensus.client import ClusterClient
+from consensus.codec import decode
+from consensus.telemetry import FaultSettings, StatusReport
 from consensus.transport import topics
 from consensus.transport.mqtt import make_client
 
@@ -66,7 +68,7 @@ async def _request(state: cl.ClusterState, command: str) -> str | None:
         return result.reply.result
 
 
-async def _statuses(state: cl.ClusterState, wait_s: float = 1.0) -> dict:
+async def _statuses(state: cl.ClusterState, wait_s: float = 1.0) -> dict[str, cl.NodeProcess]:
     return await cl.fetch_status(state, wait_s)
 
 
@@ -86,7 +88,7 @@ def test_write_kill_leader_read_restart_catch_up(cluster_of, algorithm):
     assert asyncio.run(_request(state, "GET x")) == "100"
 
     st = asyncio.run(_statuses(state))
-    leader = next(n for n, s in st.items() if s.get("role") == "leader")
+    leader = next(n for n, p in st.items() if p.status and p.status.role == "leader")
     os.kill(state.nodes[leader], signal.SIGKILL)
     # A new leader serves the acknowledged write.
     assert asyncio.run(_request(state, "GET x")) == "100"
@@ -97,8 +99,8 @@ def test_write_kill_leader_read_restart_catch_up(cluster_of, algorithm):
 
     def caught_up() -> bool:
         st = asyncio.run(_statuses(state, 0.5))
-        commits = [s.get("commit_index", -1) for s in st.values()]
-        return st[leader].get("alive") and len(set(commits)) == 1 and commits[0] >= 3
+        commits = [p.status.commit_index if p.status else -1 for p in st.values()]
+        return st[leader].alive and len(set(commits)) == 1 and commits[0] >= 3
 
     assert _until(caught_up, 20), _logs(state)
     log = (Path(state.directory) / f"{leader}.log").read_text()
@@ -130,10 +132,10 @@ def test_hostile_payloads_change_nothing_and_are_counted(cluster_of):
 
     asyncio.run(barrage())
     after = asyncio.run(_statuses(state))
-    for nid, st in after.items():
-        assert st["alive"]
-        assert sum(st["rejected"].values()) >= 6, st["rejected"]
-        assert st["term"] == before[nid]["term"], "no term change from hostile input"
+    for nid, p in after.items():
+        assert p.alive and p.status is not None and before[nid].status is not None
+        assert sum(p.status.rejected.values()) >= 6, p.status.rejected
+        assert p.status.term == before[nid].status.term, "no term change from hostile input"
     assert asyncio.run(_request(state, "SET after = 2")) == "OK"
 
 
@@ -149,7 +151,8 @@ def test_a_cluster_driven_by_mosquitto_pub_and_sub_alone(cluster_of, broker):
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-t",
          f"consensus/{state.name}/+/status", "-C", "6", "-W", "10"],
         capture_output=True, text=True, check=True).stdout.splitlines()
-    leader = next(json.loads(s)["leader"] for s in statuses if json.loads(s)["leader"])
+    leader = next(st.leader for st in (decode(StatusReport, s) for s in statuses)
+                  if st.leader)
     sub = subprocess.Popen(
         ["mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-t",
          f"consensus/{state.name}/client/me", "-C", "1", "-W", "10"],
@@ -164,6 +167,20 @@ def test_a_cluster_driven_by_mosquitto_pub_and_sub_alone(cluster_of, broker):
     assert reply["type"] == "ClientReply" and reply["status"] == "ok" and reply["seq"] == 1
     assert reply["result"] == "OK" and reply["dst"] == "me"
     assert asyncio.run(_request(state, "GET x")) == "100"
+
+    # Fault hooks, as docs/protocol.md shows them: the node's status reports them in force.
+    def control(payload: str) -> None:
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t",
+                        f"consensus/{state.name}/{leader}/control", "-m", payload], check=True)
+
+    def faults() -> FaultSettings | None:
+        st = asyncio.run(_statuses(state, 0.5))[leader].status
+        return st.faults if st else None
+
+    control('{"op": "delay", "ms": 5}')
+    assert _until(lambda: faults() == FaultSettings(delay_ms=5.0), 10)
+    control('{"op": "heal"}')
+    assert _until(lambda: faults() == FaultSettings(), 10)
 
 
 def test_a_short_experiment_on_the_bus(broker, tmp_path):

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.codec import MAX_PAYLOAD, encode_message
+from consensus.codec import MAX_PAYLOAD, DecodeError, decode, encode, encode_message
 from consensus.messages import ClientRequest
 from consensus.raft.messages import AppendEntries, Entry, RequestVote
 from consensus.runtime import NodeOptions, NodeRuntime
+from consensus.telemetry import Control, ControlOp, FaultSettings, StatusReport
 from consensus.transport import topics
 
 
@@ -73,6 +74,9 @@ def barrage() -> list[tuple[bytes, str]]:
         (variant(vote, dst="n3"), "misrouted"),
         (variant(good, entries=[{"term": 1, "index": 7, "command": None}]), "bad-field"),
         (b"{" + b" " * MAX_PAYLOAD + b"}", "too-large"),
+        # A status or a control command is not a protocol message (no "type").
+        (encode(Control(ControlOp.HEAL)), "unknown-type"),
+        (b'{"id": "n1", "role": "leader", "term": 99}', "unknown-type"),
     ]
 
 
@@ -89,7 +93,7 @@ def test_hostile_barrage_changes_nothing_and_is_counted(tmp_path):
         for _, reason in barrage():
             expected[reason] = expected.get(reason, 0) + 1
         assert dict(rt.rejected) == expected
-        assert rt.status_json()["rejected"] == expected
+        assert rt.status_report().rejected == expected
         # ... and the node still works: a real AppendEntries is taken.
         rt.on_message(INBOX, encode_message(GOOD, "demo"))
         assert rt.node.log.last_index == 1 and rt.node.leader == "n1"
@@ -99,20 +103,75 @@ def test_hostile_barrage_changes_nothing_and_is_counted(tmp_path):
     asyncio.run(go())
 
 
-def test_bad_control_commands_are_counted_and_good_ones_applied(tmp_path):
+CONTROL = topics.control("demo", "n2")
+BAD_CONTROLS = [
+    b"nonsense", b'{"op": "explode"}', b'{"op": "loss"}', b'{"op": "loss", "rate": 7}',
+    b'{"op": "delay", "ms": -1}', b'{"op": "delay", "rate": 0.5}',
+    b'{"op": "drop_to", "peers": "n1"}', b'{"op": "heal", "extra": 1}', b"[]",
+    b'{"op": "heal", "pad": "' + b"x" * MAX_PAYLOAD + b'"}',
+]
+
+
+def test_bad_control_commands_are_counted_and_good_ones_applied(tmp_path, caplog):
     async def go():
         rt = make_runtime(tmp_path)
-        control = topics.control("demo", "n2")
-        rt.on_message(control, b"nonsense")
-        rt.on_message(control, b'{"op": "explode"}')
-        rt.on_message(control, b'{"op": "loss"}')
-        assert rt.rejected["bad-control"] == 3
-        rt.on_message(control, b'{"op": "drop_from", "peers": ["n1"]}')
+        rt.drain()
+        rt.on_message(CONTROL, encode(Control(ControlOp.LOSS, rate=0.25)))
+        before = (durable_state(rt), rt.faults)
+        # A status published to the control topic by mistake is refused like any other.
+        for payload in [*BAD_CONTROLS, encode(rt.status_report())]:
+            rt.on_message(CONTROL, payload)
+        assert (durable_state(rt), rt.faults) == before, "nothing changed"
+        assert dict(rt.rejected) == {"bad-control": len(BAD_CONTROLS) + 1}
+        assert rt.status_report().rejected == {"bad-control": len(BAD_CONTROLS) + 1}
+        logged = [r for r in caplog.records if "bad-control" in r.getMessage()]
+        assert len(logged) == 1, "the first one is logged, the rest only counted"
+
+        rt.on_message(CONTROL, b'{"op": "drop_from", "peers": ["n1"]}')
         rt.on_message(INBOX, encode_message(GOOD, "demo"))
         assert rt.node.log.last_index == 0, "dropped by the fault hook"
-        rt.on_message(control, b'{"op": "heal"}')
+        rt.on_message(CONTROL, encode(Control(ControlOp.DROP_TO, peers=("n3", "n1", "n3"))))
+        rt.on_message(CONTROL, encode(Control(ControlOp.DELAY, ms=5.0)))
+        assert rt.faults == FaultSettings(drop_to=("n1", "n3"), drop_from=("n1",), loss=0.25,
+                                          delay_ms=5.0)
+        rt.on_message(CONTROL, b'{"op": "heal"}')
+        assert rt.faults == FaultSettings()
         rt.on_message(INBOX, encode_message(GOOD, "demo"))
         assert rt.node.log.last_index == 1
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+def test_campaign_control_starts_an_election(tmp_path):
+    async def go():
+        rt = make_runtime(tmp_path)
+        rt.drain()
+        assert rt.node.status().role == "follower"
+        rt.on_message(CONTROL, encode(Control(ControlOp.CAMPAIGN)))
+        assert rt.node.status().role in ("precandidate", "candidate")
+        asked = {t for t, p in rt.client.published
+                 if t.endswith("/in") and b'"type":"RequestVote"' in p}
+        assert asked == {topics.node_in("demo", "n1"), topics.node_in("demo", "n3")}
+        assert not rt.rejected
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+def test_published_status_is_a_status_report_with_the_fault_hooks(tmp_path):
+    async def go():
+        rt = make_runtime(tmp_path)
+        rt.on_message(CONTROL, encode(Control(ControlOp.DROP_TO, peers=("n3",))))
+        rt.on_message(INBOX, b"junk")
+        rt.publish_status()
+        topic, payload = rt.client.published[-1]
+        assert topic == topics.status("demo", "n2")
+        st = decode(StatusReport, payload)
+        assert (st.id, st.algorithm, st.cluster, st.role) == ("n2", "raft", "demo", "follower")
+        assert st.faults == FaultSettings(drop_to=("n3",))
+        assert st.rejected == {"not-json": 1} and st.messages_in == 1
+        assert st.election_timeout_in_ms is not None and st.election_timeout_in_ms >= 0
         rt.storage.close()
 
     asyncio.run(go())
@@ -151,6 +210,34 @@ def test_fuzzed_input_never_crashes_or_changes_state(fuzz_dir, payload):
         rt.on_message(INBOX, payload)
         assert durable_state(rt) == before
         assert "handler-error" not in rt.rejected
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=100) | st.builds(
+    lambda d: orjson.dumps(d),
+    st.dictionaries(st.sampled_from(["op", "peers", "rate", "ms", "type"]),
+                    st.none() | st.floats(-1, 2) | st.integers(-3, 30) | st.text(max_size=4)
+                    | st.sampled_from([op.value for op in ControlOp])
+                    | st.lists(st.sampled_from(["n1", "n3", "zz"]), max_size=3),
+                    max_size=4)))
+def test_fuzzed_control_is_applied_or_counted_never_crashes(fuzz_dir, payload):
+    async def go():
+        rt = make_runtime(fuzz_dir)
+        before = durable_state(rt)
+        rt.on_message(CONTROL, payload)
+        try:
+            cmd = decode(Control, payload)
+        except DecodeError:
+            cmd = None
+        if cmd is None:
+            assert dict(rt.rejected) == {"bad-control": 1} and rt.faults == FaultSettings()
+        else:
+            assert not rt.rejected and rt.faults == FaultSettings().apply(cmd)
+        if cmd is None or cmd.op is not ControlOp.CAMPAIGN:
+            assert durable_state(rt) == before
         rt.storage.close()
 
     asyncio.run(go())

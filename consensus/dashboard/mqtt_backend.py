@@ -6,11 +6,16 @@ Theory of operation
 (algorithm, broker, node pids). This backend loads that record for each cluster it watches
 (at most one Raft and one Multi-Paxos cluster, shown side by side) and subscribes to:
 
-- ``consensus/<cluster>/+/status``: each node's status, a few times a second: role, term or
-  ballot, commit index, and the fault hooks in force (so partitions show as cut links);
+- ``consensus/<cluster>/+/status``: each node's :class:`~consensus.telemetry.StatusReport`, a
+  few times a second: role, term or ballot, commit index, and the fault hooks in force (so
+  partitions show as cut links);
 - ``consensus/<cluster>/+/in``: every node's inbox, so each protocol message and client
   request is seen as it passes the broker and drawn as a dot, and the entries carried by
   AppendEntries / Accept / Commit build each node's log tail.
+
+Both are decoded by :mod:`consensus.codec` exactly as a node decodes them, so what is drawn is
+what the nodes take; a payload a node would refuse is not drawn, only counted (and said once
+per kind in the event log).
 
 The broker tells us when a message passed, not when it left or arrived, so a dot's flight is
 a fixed visual duration here, not a measured latency. Time is the wall clock (ms since the
@@ -18,7 +23,8 @@ dashboard started); there is no pause, step, drop-next or reset for real process
 
 Commands: a kill is SIGKILL to the recorded pid (checked to still be a consensus-lab process);
 a revive is :func:`consensus.cluster.restart_node`, which recovers the node from its WAL;
-time out, partition, isolate and heal go through each node's control topic.
+time out, partition, isolate and heal go through each node's control topic as
+:class:`~consensus.telemetry.Control` commands.
 """
 
 from __future__ import annotations
@@ -28,14 +34,18 @@ import contextlib
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from consensus import cluster as cl
+from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.dashboard.sim_backend import LOG_TAIL, EventLog, take_messages
+from consensus.messages import ClientRequest, Command, Message
+from consensus.paxos import messages as px
+from consensus.raft import messages as rf
+from consensus.telemetry import Control, ControlOp, StatusReport, leader_of
 from consensus.transport import topics
 from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
 
@@ -65,7 +75,7 @@ class WatchedCluster:
         self.clock = clock
         self.emit = events
         self.client: MqttClient | None = None
-        self.statuses: dict[str, dict[str, Any]] = {}
+        self.statuses: dict[str, StatusReport] = {}
         self.seen_at: dict[str, float] = {}
         self.alive_pid: dict[str, bool] = dict.fromkeys(self.ids, True)
         self.pid_checked = -PID_CHECK_MS
@@ -74,89 +84,87 @@ class WatchedCluster:
         self.last_role: dict[str, tuple[str, int]] = {}
         self.committed = 0
         self.commands: dict[int, str] = {}  # index -> command text, from replication traffic
+        self.rejected: Counter[str] = Counter()  # payloads the codec refused, by reason
 
     # -- inbound -----------------------------------------------------------------------------
 
     def on_message(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
-        if len(parts) != 4 or parts[1] != self.name:
+        if len(parts) != 4 or parts[1] != self.name or parts[2] not in self.logs:
             return
         try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(data, dict):
-            return
-        if parts[3] == "status":
-            self.on_status(parts[2], data)
-        elif parts[3] == "in":
-            self.on_inbox(data)
+            if parts[3] == "status":
+                st = decode(StatusReport, payload)
+                if st.id != parts[2] or st.cluster != self.name:
+                    raise DecodeError("misrouted", f"status of {st.id!r} in {st.cluster!r}")
+                self.on_status(st)
+            elif parts[3] == "in":
+                msg = decode_message(payload, cluster=self.name, members=self.ids)
+                if msg.dst != parts[2]:
+                    raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
+                self.on_inbox(msg)
+        except DecodeError as exc:
+            if not self.rejected[exc.reason]:
+                self.emit(self.algorithm, "info", f"not drawn: a malformed {parts[3]} payload "
+                          f"for {parts[2]} ({exc}); further ones are only counted")
+            self.rejected[exc.reason] += 1
 
-    def on_status(self, nid: str, st: dict[str, Any]) -> None:
-        if nid not in self.logs:
-            return
+    def on_status(self, st: StatusReport) -> None:
+        nid = st.id
         now = self.clock()
         self.statuses[nid] = st
         self.seen_at[nid] = now
-        role, term = str(st.get("role", "?")), int(st.get("term") or 0)
+        role, term = st.role, st.term
         before = self.last_role.get(nid)
         if before != (role, term):
             self.last_role[nid] = (role, term)
-            what = f"ballot {st.get('ballot')}" if self.algorithm == "paxos" else f"term {term}"
+            what = f"ballot {st.ballot}" if self.algorithm == "paxos" else f"term {term}"
             if role == "leader":
                 self.emit(self.algorithm, "leader", f"{nid} is leader ({what})")
             elif role in ("candidate", "precandidate"):
                 self.emit(self.algorithm, "election", f"{nid} is {role} ({what})")
             elif before and before[0] == "leader":
                 self.emit(self.algorithm, "leader", f"{nid} steps down ({what})")
-        commit = int(st.get("commit_index") or 0)
+        commit = st.commit_index
         while self.committed < commit:
             self.committed += 1
             text = self.commands.get(self.committed)
             if text is not None and text != "no-op":
                 self.emit(self.algorithm, "commit", f"#{self.committed} committed: {text}")
 
-    def on_inbox(self, d: dict[str, Any]) -> None:
-        kind = str(d.get("type", "?"))
-        src, dst = d.get("src") or d.get("leader_id"), d.get("dst")
-        if not isinstance(src, str) or not isinstance(dst, str):
-            return
+    def on_inbox(self, msg: Message) -> None:
+        src, dst = msg.src, msg.dst
         now = self.clock()
-        m: dict[str, Any] = {"c": self.algorithm, "k": kind, "s": src if src in self.logs
-                             else "web", "d": dst, "t0": now, "t1": now + FLIGHT_MS}
-        if kind == "AppendEntries":
-            entries = d.get("entries") or []
-            _mark_batch(m, entries)
-            for e in entries:
-                self._learn(dst, src, int(e.get("index", 0)), str(e.get("term", "")),
-                            e.get("command"))
-        elif kind in ("Accept", "Commit"):
-            commands = d.get("commands") or []
-            if kind == "Accept":
-                _mark_batch(m, commands)
-            ballot = d.get("ballot") or {}
-            b = f"{ballot.get('round')}.{ballot.get('node')}" if isinstance(ballot, dict) else ""
-            first = int(d.get("first_slot", 0))
-            for i, c in enumerate(commands):
-                self._learn(dst, src, first + i, b, c)
-        elif kind == "AppendEntriesReply" and not d.get("success", True):
+        m: dict[str, Any] = {"c": self.algorithm, "k": msg.kind, "s": src, "d": dst,
+                             "t0": now, "t1": now + FLIGHT_MS}
+        if isinstance(msg, rf.AppendEntries):
+            _mark_batch(m, msg.entries)
+            for e in msg.entries:
+                self._learn(dst, src, e.index, str(e.term), e.command)
+        elif isinstance(msg, px.Accept | px.Commit):
+            if isinstance(msg, px.Accept):
+                _mark_batch(m, msg.commands)
+            for i, c in enumerate(msg.commands):
+                self._learn(dst, src, msg.first_slot + i, str(msg.ballot), c)
+        elif isinstance(msg, rf.AppendEntriesReply) and not msg.success:
             m["neg"] = True
             self.emit(self.algorithm, "reject", f"{src} refused AppendEntries from {dst}")
-        elif kind == "RequestVoteReply" and not d.get("granted", True):
+        elif isinstance(msg, rf.RequestVoteReply) and not msg.granted:
             m["neg"] = True
             self.emit(self.algorithm, "reject", f"{src} refused "
-                      f"{'pre-vote' if d.get('pre_vote') else 'vote'} to {dst}")
-        elif kind == "Nack":
+                      f"{'pre-vote' if msg.pre_vote else 'vote'} to {dst}")
+        elif isinstance(msg, px.Nack):
             m["neg"] = True
             self.emit(self.algorithm, "reject", f"{src} Nack to {dst}")
-        elif kind == "ClientRequest":
-            m["s"], m["d"] = "web", dst
-        if d.get("pre_vote"):
+        elif isinstance(msg, ClientRequest):
+            m["s"] = "web"
+        if getattr(msg, "pre_vote", False):
             m["pre"] = True
         self.messages.append(m)
 
-    def _learn(self, dst: str, src: str, index: int, ballot: str, command: Any) -> None:
-        text = command.get("text", "?") if isinstance(command, dict) else "no-op"
+    def _learn(self, dst: str, src: str, index: int, ballot: str,
+               command: Command | None) -> None:
+        text = "no-op" if command is None else command.text
         self.commands[index] = text
         for nid in (dst, src):
             if nid in self.logs:
@@ -183,19 +191,21 @@ class WatchedCluster:
         return fresh and self.alive_pid.get(nid, False)
 
     def node_json(self, nid: str) -> dict[str, Any]:
-        st = self.statuses.get(nid, {})
+        st = self.statuses.get(nid)
         alive = self.alive(nid)
-        commit = int(st.get("commit_index") or 0)
-        last = int(st.get("last_index") or 0)
+        commit = st.commit_index if st else 0
+        last = st.last_index if st else 0
         log = self.logs[nid]
         tail = [{"i": i, "b": log[i][0], "cmd": log[i][1], "ok": i <= commit}
                 for i in sorted(k for k in log if k <= last)[-LOG_TAIL:]]
         return {
             "id": nid, "alive": alive,
-            "role": str(st.get("role", "follower")) if alive else "crashed",
-            "term": int(st.get("term") or 0), "ballot": st.get("ballot"),
-            "leader": st.get("leader"), "commit_index": commit, "last_index": last,
-            "election_deadline": None,  # the runtime's status does not publish its timer
+            "role": (st.role if st else "follower") if alive else "crashed",
+            "term": st.term if st else 0, "ballot": st.ballot if st else None,
+            "leader": st.leader if st else None, "commit_index": commit, "last_index": last,
+            # Not drawn for real nodes: the status's election_timeout_in_ms is a snapshot,
+            # already up to a status interval old when it arrives.
+            "election_deadline": None,
             "log": tail, "pid": self.state.nodes.get(nid),
         }
 
@@ -204,20 +214,12 @@ class WatchedCluster:
         for nid, st in self.statuses.items():
             if not self.alive(nid):
                 continue
-            faults = st.get("faults") or {}
-            pairs |= {(nid, p) for p in faults.get("drop_to", [])}
-            pairs |= {(p, nid) for p in faults.get("drop_from", [])}
+            pairs |= {(nid, p) for p in st.faults.drop_to}
+            pairs |= {(p, nid) for p in st.faults.drop_from}
         return sorted([a, b] for a, b in pairs)
 
     def leader(self) -> str | None:
-        best: tuple[int, str] | None = None
-        for nid in self.ids:
-            st = self.statuses.get(nid)
-            if st and self.alive(nid) and st.get("role") == "leader":
-                term = int(st.get("term") or 0)
-                if best is None or term > best[0]:
-                    best = (term, nid)
-        return best[1] if best else None
+        return leader_of(self.statuses, down={n for n in self.ids if not self.alive(n)})
 
     def state_json(self) -> dict[str, Any]:
         self.check_pids()
@@ -235,9 +237,9 @@ class WatchedCluster:
             raise ValueError(f"unknown node {node!r} (nodes: {', '.join(self.ids)})")
         return node
 
-    def control(self, nid: str, payload: dict[str, Any]) -> None:
+    def control(self, nid: str, cmd: Control) -> None:
         assert self.client is not None, "not connected"
-        self.client.publish(topics.control(self.name, nid), orjson.dumps(payload))
+        self.client.publish(topics.control(self.name, nid), encode(cmd))
 
     def kill(self, node: str) -> None:
         nid = self.resolve(node)
@@ -276,13 +278,13 @@ class WatchedCluster:
         for group in groups:
             others = sorted(set(self.ids) - set(group))
             for nid in group:
-                self.control(nid, {"op": "drop_to", "peers": others})
-                self.control(nid, {"op": "drop_from", "peers": others})
+                self.control(nid, Control(ControlOp.DROP_TO, peers=tuple(others)))
+                self.control(nid, Control(ControlOp.DROP_FROM, peers=tuple(others)))
         self.emit(self.algorithm, "fault", "partition " + " | ".join(" ".join(sorted(g))
                                                                       for g in groups))
 
 
-def _mark_batch(m: dict[str, Any], batch: list[Any]) -> None:
+def _mark_batch(m: dict[str, Any], batch: tuple[Any, ...]) -> None:
     """An empty AppendEntries/Accept is a heartbeat (a small dot); else note its size."""
     if batch:
         m["n"] = len(batch)
@@ -375,7 +377,7 @@ class MqttBackend:
             elif op == "timeout":
                 nid = c.resolve(node)
                 if nid is not None:
-                    c.control(nid, {"op": "campaign"})
+                    c.control(nid, Control(ControlOp.CAMPAIGN))
                     self._emit(c.algorithm, "fault", f"{nid} times out now")
             elif op == "partition":
                 c.partition([[str(n) for n in g] for g in cmd["groups"]])
@@ -385,7 +387,7 @@ class MqttBackend:
                     c.partition([[nid], [n for n in c.ids if n != nid]])
             elif op == "heal":
                 for nid in c.ids:
-                    c.control(nid, {"op": "heal"})
+                    c.control(nid, Control(ControlOp.HEAL))
                 self._emit(c.algorithm, "fault", "network healed")
             elif op == "request":
                 task = asyncio.create_task(self._request(c, text))
