@@ -38,6 +38,7 @@ from consensus.group_commit import GroupCommitter
 from consensus.messages import ClientReply, ClientRequest, Message, NodeId
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import MemoryStorage
+from consensus.telemetry import leader_of
 
 _DELIVER, _TICK, _CALL = 0, 1, 2
 _INF = float("inf")
@@ -550,15 +551,8 @@ class Simulation:
     # -- observation ---------------------------------------------------------------------
 
     def leader(self) -> NodeId | None:
-        """The live, unpaused leader with the highest term, if any."""
-        best: tuple[int, NodeId] | None = None
-        for nid in self.ids:
-            st = self.statuses.get(nid)
-            if st is None or nid in self.paused or st.role != "leader":
-                continue
-            if best is None or st.term > best[0]:
-                best = (st.term, nid)
-        return best[1] if best else None
+        """The live, unpaused node that leads with the highest (term, id) (telemetry's rule)."""
+        return leader_of(self.statuses, down=self.paused)
 
     def status(self, nid: NodeId) -> Status | None:
         return self.statuses.get(nid)

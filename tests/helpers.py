@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from consensus.algorithms import NAMES
-from consensus.experiment.history import Operation
 from consensus.experiment.workload import SimClient, Workload
+from consensus.history import Operation
 from consensus.sim import Simulation
 
 
