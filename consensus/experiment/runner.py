@@ -13,12 +13,14 @@ result, and the command exits non-zero.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.experiment.cluster import Cluster, SimCluster
+from consensus.experiment.cluster import Cluster, Observed, SimCluster
 from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Fault, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
@@ -162,8 +164,21 @@ async def _run(cluster: Cluster, plan: RunPlan, seed: int,
         progress(1.0)
     ops = await cluster.history()
     seen = await cluster.finish(ops)
+    # Building the result allocates an object or more per operation and event while the
+    # cluster still holds millions (logs, checker state): the cyclic collector's passes over
+    # them found nothing and took a tenth of a simulate run, so it waits until we are done.
+    with _gc_paused():
+        result = _result(cluster.algorithm, plan, seed, t0, nemesis, ops, seen)
+    if plan.linearizability:
+        result.checks.append(linearizability_check(result.ops))
+    return result
 
-    ops = [_shift(op, t0) for op in ops]
+
+def _result(algorithm: str, plan: RunPlan, seed: int, t0: float, nemesis: Nemesis,
+            ops: list[Operation], seen: Observed) -> RunResult:
+    duration_ms, end_ms = plan.duration_ms, plan.end_ms
+    if t0:
+        ops = [_shift(op, t0) for op in ops]
     ops.sort(key=lambda op: (op.invoke_ms, op.client, op.seq))
     faults = [f for f in nemesis.applied if not f.final]
     leader_events = [(t - t0, n, term) for t, n, term in seen.leader_events]
@@ -179,8 +194,6 @@ async def _run(cluster: Cluster, plan: RunPlan, seed: int,
               "; ".join(seen.violations[:5])),
         Check("liveness after healing", "fail" if stalled else "pass", "; ".join(stalled[:5])),
     ]
-    if plan.linearizability:
-        checks.append(linearizability_check(ops))
     events = ([f.to_json(t0) for f in nemesis.applied]
               + [{"t": t, "type": "leader", "node": n, "term": term}
                  for t, n, term in leader_events]
@@ -190,7 +203,7 @@ async def _run(cluster: Cluster, plan: RunPlan, seed: int,
     trace = [{**m, "sent": m["sent"] - t0,
               "delivered": None if m["delivered"] is None else m["delivered"] - t0}
              for m in seen.trace]
-    return RunResult(cluster.algorithm, seed, ops, events, metrics, checks, trace, seen.info)
+    return RunResult(algorithm, seed, ops, events, metrics, checks, trace, seen.info)
 
 
 def sim_cluster(spec: ExperimentSpec, algorithm: str, seed: int) -> SimCluster:
@@ -206,6 +219,18 @@ def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """One algorithm, one seed of ``spec``, in the simulator."""
     return asyncio.run(run(sim_cluster(spec, algorithm, seed), plan_of(spec), seed, progress))
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _shift(op: Operation, t0: float) -> Operation:
