@@ -100,8 +100,6 @@ class Processing:
 class Stats:
     events: int = 0
     sent: int = 0
-    delivered: int = 0
-    dropped: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -459,7 +457,6 @@ class Simulation:
             loss = self._network.loss if self.loss_override is None else self.loss_override
             if ((msg.src, msg.dst) in self.blocked or (loss and rng.random() < loss)
                     or (self.filters and any(f(msg) for f in self.filters))):
-                stats.dropped += 1
                 for observe in self.observers:
                     observe(now, msg, None)
                 return
@@ -505,7 +502,6 @@ class Simulation:
             return
         node = self.nodes.get(dst)
         if node is None:
-            self.stats.dropped += 1
             return
         if self.paused:
             held = self.paused.get(dst)
@@ -518,7 +514,6 @@ class Simulation:
                 self._push(busy, _DELIVER, msg)  # still busy: wait in the node's queue
                 return
             self._busy_until[dst] = now + self._processing.cost(msg)
-        self.stats.delivered += 1
         node.tick(now)
         node.step(msg)
         self._drain(node)

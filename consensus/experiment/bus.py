@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -75,6 +76,9 @@ class BusOptions:
     fsync: bool = True
     base_loss: float = 0.0  # the network's own loss rate, restored when a loss window ends
     status_interval_ms: float = STATUS_INTERVAL_MS
+    # Another node program (the benchmark's null protocol): (node id, peers, cluster name,
+    # broker, data directory) -> argv. None: ``consensus-lab node`` with the algorithm.
+    node_command: Callable[[NodeId, list[NodeId], str, str, str], list[str]] | None = None
 
 
 class BusCluster:
@@ -132,7 +136,7 @@ class BusCluster:
         self.status.pop(nid, None)
 
     def restart(self, nid: NodeId) -> None:
-        spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
+        self._spawn(nid)
         self.crashed.discard(nid)
 
     def pause(self, nid: NodeId) -> None:
@@ -171,7 +175,19 @@ class BusCluster:
         await self.mqtt.subscribe(topics.status(self.name))
         self.origin = time.monotonic()
         for nid in self.ids:
+            self._spawn(nid)
+
+    def _spawn(self, nid: NodeId) -> None:
+        """Start one node process, detached, logging to <dir>/<id>.log."""
+        make = self.opts.node_command
+        if make is None:
             spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
+            return
+        argv = make(nid, list(self.ids), self.name, self.opts.broker, self.state.directory)
+        with open(Path(self.state.directory) / f"{nid}.log", "ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.state.nodes[nid] = proc.pid
 
     async def close(self) -> None:
         for task in self._clients:
