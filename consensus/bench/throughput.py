@@ -149,7 +149,7 @@ class BusCluster:
         from consensus.experiment import bus
 
         self.broker_pid = broker_pid
-        self.algorithm, self.n = algorithm, nodes
+        self.algorithm = algorithm
         self.label = f"{algorithm} {nodes}n"
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
         self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"

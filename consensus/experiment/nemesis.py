@@ -153,7 +153,8 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
 
 
 class FaultTarget(Protocol):
-    """What the nemesis needs of a cluster: the simulator, or the runner of real processes."""
+    """What the nemesis needs of a cluster (the fault hooks of every
+    :class:`~consensus.experiment.cluster.Cluster`, simulated or on the bus)."""
 
     ids: tuple[NodeId, ...]
     now: float
