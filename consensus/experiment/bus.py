@@ -111,6 +111,21 @@ class BusCluster:
         self.sessions: dict[str, str] = {}  # history client name -> its session id on the bus
         self._stop = asyncio.Event()
         self._clients: list[asyncio.Task[None]] = []
+        self.owned = True  # started its processes (and stops them); False: attached
+
+    @classmethod
+    def attach(cls, state: ClusterState, config: Config | None = None) -> BusCluster:
+        """A running cluster started elsewhere (``consensus-lab cluster up``): :meth:`start`
+        only subscribes to its statuses and :meth:`close` leaves its processes running."""
+        config = config or Config(heartbeat_ms=state.heartbeat_ms,
+                                  election_timeout_ms=state.election_timeout_ms)
+        cluster = cls(state.algorithm, tuple(sorted(state.nodes)), config,
+                      Path(state.directory),
+                      BusOptions(state.broker, state.library, state.fsync),
+                      name=state.name)
+        cluster.state = state
+        cluster.owned = False
+        return cluster
 
     # -- FaultTarget ---------------------------------------------------------------------
 
@@ -174,8 +189,9 @@ class BusCluster:
         await self.mqtt.connect()
         await self.mqtt.subscribe(topics.status(self.name))
         self.origin = time.monotonic()
-        for nid in self.ids:
-            self._spawn(nid)
+        if self.owned:
+            for nid in self.ids:
+                self._spawn(nid)
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""
@@ -193,6 +209,13 @@ class BusCluster:
         for task in self._clients:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
+        if self.owned:
+            await self._stop_nodes()
+        if self.mqtt is not None:
+            await self.mqtt.close()
+            self.mqtt = None
+
+    async def _stop_nodes(self) -> None:
         for nid in self.ids:
             pid = self.state.nodes[nid]
             if is_ours(pid):
@@ -204,9 +227,6 @@ class BusCluster:
             if is_ours(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if self.mqtt is not None:
-            await self.mqtt.close()
-            self.mqtt = None
 
     async def wait_for_leader(self, within_s: float = LEADER_WAIT_S) -> float:
         end = time.monotonic() + within_s
