@@ -38,6 +38,7 @@ from consensus.group_commit import GroupCommitter
 from consensus.messages import ClientReply, ClientRequest, Message, NodeId
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import MemoryStorage
+from consensus.telemetry import leader_of
 
 _DELIVER, _TICK, _CALL = 0, 1, 2
 _INF = float("inf")
@@ -99,8 +100,6 @@ class Processing:
 class Stats:
     events: int = 0
     sent: int = 0
-    delivered: int = 0
-    dropped: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -458,7 +457,6 @@ class Simulation:
             loss = self._network.loss if self.loss_override is None else self.loss_override
             if ((msg.src, msg.dst) in self.blocked or (loss and rng.random() < loss)
                     or (self.filters and any(f(msg) for f in self.filters))):
-                stats.dropped += 1
                 for observe in self.observers:
                     observe(now, msg, None)
                 return
@@ -504,7 +502,6 @@ class Simulation:
             return
         node = self.nodes.get(dst)
         if node is None:
-            self.stats.dropped += 1
             return
         if self.paused:
             held = self.paused.get(dst)
@@ -517,7 +514,6 @@ class Simulation:
                 self._push(busy, _DELIVER, msg)  # still busy: wait in the node's queue
                 return
             self._busy_until[dst] = now + self._processing.cost(msg)
-        self.stats.delivered += 1
         node.tick(now)
         node.step(msg)
         self._drain(node)
@@ -550,15 +546,8 @@ class Simulation:
     # -- observation ---------------------------------------------------------------------
 
     def leader(self) -> NodeId | None:
-        """The live, unpaused leader with the highest term, if any."""
-        best: tuple[int, NodeId] | None = None
-        for nid in self.ids:
-            st = self.statuses.get(nid)
-            if st is None or nid in self.paused or st.role != "leader":
-                continue
-            if best is None or st.term > best[0]:
-                best = (st.term, nid)
-        return best[1] if best else None
+        """The live, unpaused node that leads with the highest (term, id) (telemetry's rule)."""
+        return leader_of(self.statuses, down=self.paused)
 
     def status(self, nid: NodeId) -> Status | None:
         return self.statuses.get(nid)

@@ -1,21 +1,29 @@
 """One simulated run end to end: cluster, clients, faults, settle, checks, summary.
 
-This is what ``consensus-lab simulate`` runs. After the workload's duration every fault is
-healed and crashed nodes restart; the cluster then gets ``settle_s`` of quiet time so that
-in-flight commands finish and every node catches up before the final checks.
+This is what ``consensus-lab simulate`` runs: an experiment built from its flags (a seeded
+random fault schedule, closed-loop clients from time 0) run through the same pipeline as
+``consensus-lab run`` (:func:`consensus.experiment.runner.run`) on a simulated cluster, then
+summarised with what only the simulator knows (events, messages, the trace hash).
+
+After the workload's duration every fault is healed and crashed nodes restart; the cluster
+then gets ``settle_s`` of quiet time so that in-flight commands finish and every node catches
+up before the final checks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from consensus.algorithms import get_algorithm
-from consensus.experiment.history import Operation, unanswered
+from consensus.experiment.cluster import SimCluster
 from consensus.experiment.metrics import latency_summary
-from consensus.experiment.nemesis import Fault, Nemesis, random_schedule
-from consensus.experiment.workload import SimClient, Workload
+from consensus.experiment.nemesis import Fault, random_schedule
+from consensus.experiment.runner import RunPlan, run
+from consensus.experiment.workload import Workload
+from consensus.history import unanswered
 from consensus.node import Config
 from consensus.sim import Network, Simulation
 
@@ -67,42 +75,22 @@ def simulate(
 ) -> SimResult:
     """Run one seeded simulation and check it; see the module docstring."""
     algo = get_algorithm(algorithm)
-    workload = workload or Workload()
     sim = Simulation(algo, nodes, seed=seed, config=config, network=network,
                      node_class=node_class, disk_ms=disk_ms)
-    duration_ms = duration_s * 1000
-    if faults == "random":
-        schedule = random_schedule(sim.ids, duration_ms, seed)
-    elif faults == "none":
-        schedule = []
-    elif isinstance(faults, str):
-        raise ValueError(f"unknown fault mode {faults!r} (choose random or none)")
-    else:
-        schedule = list(faults)
-    nemesis = Nemesis(sim, schedule, seed)
-    clients = [SimClient(f"c{i}", sim, workload)
-               for i in range(1, workload.clients + 1)]
-    for client in clients:
-        client.start(0.0)
-
+    plan = RunPlan(tuple(_schedule(faults, sim.ids, duration_s * 1000, seed)),
+                   workload or Workload(), duration_s, settle_s,
+                   clock_from_leader=False, linearizability=False)
     started = time.perf_counter()
-    sim.run(duration_ms)
-    for client in clients:
-        client.stop()
-    nemesis.heal_all()
-    sim.run(duration_ms + settle_s * 1000)
+    result = asyncio.run(run(SimCluster(sim, measure=False), plan, seed))
     wall = time.perf_counter() - started
-    violations = sim.finish()
 
-    history: list[Operation] = [op for c in clients for op in c.history]
+    history = result.ops
     stalled = unanswered(history, settle_s)
     applied = {node.id: node.kv.applied for node in sim.live_nodes()}
     furthest = max(applied.values(), default=0)
     stalled += [f"{nid} applied {n} of {furthest} entries {settle_s:g}s after healing"
                 for nid, n in sorted(applied.items()) if n < furthest]
     done = [op.latency_ms for op in history if op.latency_ms is not None]
-    agreed = getattr(sim.checker, "agreed", {})
-    committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
     simulated = sim.now / 1000
     return SimResult(
         algorithm=algo.name,
@@ -112,19 +100,36 @@ def simulate(
         simulated_s=simulated,
         wall_s=wall,
         speedup=simulated / wall if wall > 0 else float("inf"),
-        committed=committed,
+        committed=result.metrics["committed"],
         acknowledged=sum(1 for op in history if op.outcome in ("ok", "fail")),
         unknown=sum(1 for op in history if op.outcome == "info"),
-        leader_changes=len(sim.leaders_seen),
+        leader_changes=result.metrics["leader_changes"],
         events=sim.stats.events,
         messages=sim.stats.sent,
         messages_by_kind=dict(sorted(sim.stats.by_kind.items())),
-        violations=[str(v) for v in violations],
+        violations=result.info["violations"],
         stalled=stalled,
-        trace_sha256=sim.trace_sha256,
-        fault_log=[f"T={t / 1000:.3f}s {what}" for t, what in nemesis.applied],
+        trace_sha256=result.info["trace_sha256"],
+        fault_log=[_fault_line(e) for e in result.events if e["type"] == "fault"],
         latency_ms=_latency(done),
     )
+
+
+def _schedule(faults: str | list[Fault], ids: tuple[str, ...], duration_ms: float,
+              seed: int) -> list[Fault]:
+    if faults == "random":
+        return random_schedule(ids, duration_ms, seed)
+    if faults == "none":
+        return []
+    if isinstance(faults, str):
+        raise ValueError(f"unknown fault mode {faults!r} (choose random or none)")
+    return list(faults)
+
+
+def _fault_line(event: dict[str, Any]) -> str:
+    """One fault event as ``--show-faults`` prints it: ``T=1.234s crash n3``."""
+    note = " (skipped: no such node now)" if event["skipped"] else ""
+    return f"T={event['t'] / 1000:.3f}s {event['label']}{note}"
 
 
 def _latency(done: list[float]) -> dict[str, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from consensus.algorithms import NAMES
-from consensus.experiment.history import Operation
 from consensus.experiment.workload import SimClient, Workload
+from consensus.history import Operation
 from consensus.sim import Simulation
 
 

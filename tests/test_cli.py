@@ -1,6 +1,7 @@
 """The command line as a user meets it."""
 
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -26,6 +27,15 @@ def test_simulate_prints_a_readable_summary():
     assert "commands committed" in result.stdout
     assert "all checks passed" in result.stdout
     assert "x real time" in result.stdout
+
+
+def test_simulate_show_faults_lists_them_stamped_in_simulated_time():
+    result = runner.invoke(app, ["simulate", "--duration", "5", "--nodes", "3", "--seed", "1",
+                                 "--show-faults"])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("T=")]
+    assert lines and all(re.match(r"T=\d+\.\d{3}s [a-z]", line) for line in lines)
+    assert lines[-1].endswith("heal all, resume and restart every node")
 
 
 def test_bad_options_get_clear_errors():

@@ -23,7 +23,7 @@ from consensus.check.linearizability import (
     format_result,
     load_history,
 )
-from consensus.experiment.history import Operation
+from consensus.history import Operation
 from consensus.kv import KVStore, parse
 from consensus.messages import Command, ReplyStatus
 

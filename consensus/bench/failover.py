@@ -12,70 +12,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from consensus.bench.search import percentile
 from consensus.bench.throughput import ELECTION_TIMEOUT_MS, HEARTBEAT_MS
-from consensus.cluster import ClusterState, spawn_node, stop_process
+from consensus.codec import DecodeError, decode_message, encode_message
+from consensus.experiment.bus import BusCluster, BusOptions
+from consensus.messages import ClientReply, ClientRequest, ReplyStatus
+from consensus.node import Config
 from consensus.transport import topics
 from consensus.transport.mqtt import make_client
 
 RESEND_S = 0.005
+STATUS_INTERVAL_MS = 20.0
 
 
 class _Failover:
+    """The rounds on one cluster: the experiment's bus cluster starts, kills and restarts
+    the nodes and says who leads; a writer of its own sends the timed requests."""
+
     def __init__(self, algorithm: str, broker: str, nodes: int) -> None:
-        self.ids = [f"n{i}" for i in range(1, nodes + 1)]
-        self.name = f"fail-{algorithm}-{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
-        self.state = ClusterState(self.name, algorithm, dict.fromkeys(self.ids, 0), broker, None,
-                                  "external", "gmqtt", True, HEARTBEAT_MS, ELECTION_TIMEOUT_MS,
-                                  str(self.dir))
-        self.statuses: dict[str, dict[str, Any]] = {}
+        self.cluster = BusCluster(
+            algorithm, tuple(f"n{i}" for i in range(1, nodes + 1)),
+            Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
+            self.dir, BusOptions(broker, status_interval_ms=STATUS_INTERVAL_MS),
+            name=f"fail-{algorithm}-{uuid.uuid4().hex[:6]}")
         self.client_id = f"failover-{uuid.uuid4().hex[:6]}"
         self.seq = 0
         self.ok: asyncio.Future[float] | None = None
-        self.dead: set[str] = set()
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_reply(self, topic: str, payload: bytes) -> None:
         now = time.perf_counter()
         try:
-            d = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+            reply = decode_message(payload, cluster=self.cluster.name)
+        except DecodeError:
             return
-        if topic.endswith("/status"):
-            if d.get("id") not in self.dead:
-                self.statuses[d["id"]] = d
-            return
-        if (d.get("seq") == self.seq and d.get("status") == "ok" and self.ok is not None
+        if (isinstance(reply, ClientReply) and reply.seq == self.seq
+                and reply.status == ReplyStatus.OK and self.ok is not None
                 and not self.ok.done()):
             self.ok.set_result(now)
-
-    def leader(self) -> str | None:
-        live = [(st.get("term", 0), n) for n, st in self.statuses.items()
-                if st.get("role") == "leader" and n not in self.dead]
-        return max(live)[1] if live else None
 
     async def write(self, targets: list[str], timeout: float = 10.0) -> float:
         """Send one write to ``targets`` every RESEND_S until acknowledged; the ack time."""
         self.seq += 1
         self.ok = asyncio.get_running_loop().create_future()
-        payload = {"type": "ClientRequest", "cluster": self.name, "src": self.client_id,
-                   "seq": self.seq, "command": f"SET failover = {self.seq}"}
+        name = self.cluster.name
+        payloads = {nid: encode_message(ClientRequest(
+            src=self.client_id, dst=nid, seq=self.seq, command=f"SET failover = {self.seq}"),
+            cluster=name) for nid in targets}
         end = time.perf_counter() + timeout
         while not self.ok.done() and time.perf_counter() < end:
-            for nid in targets:
-                self.mqtt.publish(topics.node_in(self.name, nid),
-                                  orjson.dumps({**payload, "dst": nid}))
+            for nid, payload in payloads.items():
+                self.writer.publish(topics.node_in(name, nid), payload)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.ok), RESEND_S)
         if not self.ok.done():
@@ -83,52 +77,46 @@ class _Failover:
         return self.ok.result()
 
     async def wait_leader(self, timeout: float = 15.0) -> str:
+        """A leader, once every live node has published its status."""
+        c = self.cluster
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            leader = self.leader()
-            if leader and len(self.statuses) == len(self.ids):
+            leader = c.leader()
+            if leader and len(c.statuses()) == len(c.ids):
                 return leader
             await asyncio.sleep(0.02)
         raise TimeoutError("no leader")
 
     async def run(self, rounds: int, log: Any = None) -> list[float]:
-        self.mqtt = make_client("gmqtt", self.state.broker, f"{self.name}-bench",
-                                self._on_message)
-        await self.mqtt.connect()
-        await self.mqtt.subscribe(topics.status(self.name),
-                                  topics.client(self.name, self.client_id))
-        for nid in self.ids:
-            spawn_node(self.state, nid, status_interval_ms=20)
+        c = self.cluster
+        self.writer = make_client("gmqtt", c.opts.broker, f"{c.name}-bench", self._on_reply)
+        await self.writer.connect()
+        await self.writer.subscribe(topics.client(c.name, self.client_id))
         times: list[float] = []
         try:
+            await c.start()
             for i in range(rounds):
                 leader = await self.wait_leader()
                 await self.write([leader])
                 await asyncio.sleep(0.3)
-                leader = self.leader() or leader
-                alive = [n for n in self.ids if n != leader]
-                self.dead.add(leader)
-                self.statuses.pop(leader, None)
+                leader = c.leader() or leader
+                alive = [n for n in c.ids if n != leader]
                 t_kill = time.perf_counter()
-                os.kill(self.state.nodes[leader], signal.SIGKILL)
+                c.crash(leader)
                 t_ok = await self.write(alive)
                 times.append((t_ok - t_kill) * 1000)
                 if log:
-                    log(f"  failover {self.state.algorithm} round {i + 1}: killed {leader}, "
+                    log(f"  failover {c.algorithm} round {i + 1}: killed {leader}, "
                         f"write acknowledged after {times[-1]:.0f} ms")
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self.state.nodes[leader], os.WNOHANG)
-                spawn_node(self.state, leader, status_interval_ms=20)
-                self.dead.discard(leader)
+                c.restart(leader)
                 # Let the restarted node rejoin and catch up before the next kill.
                 end = time.monotonic() + 10
-                while leader not in self.statuses and time.monotonic() < end:
+                while leader not in c.statuses() and time.monotonic() < end:
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(0.5)
         finally:
-            await self.mqtt.close()
-            for pid in self.state.nodes.values():
-                stop_process(pid)
+            await self.writer.close()
+            await c.close()
             shutil.rmtree(self.dir, ignore_errors=True)
         return times
 

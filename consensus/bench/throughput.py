@@ -16,19 +16,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from consensus.bench.search import Step, search_max
-from consensus.cluster import ClusterState, spawn_node, stop_process
+from consensus.node import Config
 
 HEARTBEAT_MS = 50.0
 ELECTION_TIMEOUT_MS = (150.0, 300.0)
 LIGHT_RATE = 100.0
+T = TypeVar("T")
 
 
 class System(Protocol):
@@ -115,49 +118,68 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class _LoopThread:
+    """An asyncio loop in a daemon thread: the bus cluster's MQTT client lives there while
+    this (blocking) benchmark drives the load generators."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
 class BusCluster:
     """Raft, Multi-Paxos (``consensus-lab node`` processes, fsync on) or the null protocol
-    on the same runtime, plus its load generators. Each step also says where the CPU went:
-    microseconds of CPU per offered operation in the leader, a follower (mean), the broker
-    (when ``broker_pid`` is given) and the load generators together."""
+    on the same runtime, plus its load generators. The nodes are the experiment's
+    :class:`~consensus.experiment.bus.BusCluster` (which also says who leads). Each step
+    also says where the CPU went: microseconds of CPU per offered operation in the leader, a
+    follower (mean), the broker (when ``broker_pid`` is given) and the load generators."""
 
     def __init__(self, algorithm: str, nodes: int, broker: str, *, fsync: bool = True,
                  generators: int = 2, connections: int = 4, ids: int = 64,
                  broker_pid: int | None = None) -> None:
+        from consensus.experiment import bus
+
         self.broker_pid = broker_pid
-        self.algorithm, self.n = algorithm, nodes
+        self.algorithm = algorithm
         self.label = f"{algorithm} {nodes}n"
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
         self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
         self.fsync = fsync and algorithm != "null"
-        self.state = ClusterState(self.name, algorithm, dict.fromkeys(self.ids, 0), broker, None,
-                                  "external", "gmqtt", self.fsync, HEARTBEAT_MS,
-                                  ELECTION_TIMEOUT_MS, str(self.dir))
-        if algorithm == "null":
-            from consensus.bench.null_protocol import node_command
-
-            for nid in self.ids:
-                with open(self.dir / f"{nid}.log", "ab") as out:
-                    proc = subprocess.Popen(
-                        node_command(sys.executable, nid, self.ids, self.name, broker,
-                                     str(self.dir)),
-                        stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                        start_new_session=True)
-                self.state.nodes[nid] = proc.pid
-        else:
-            for nid in self.ids:
-                spawn_node(self.state, nid, status_interval_ms=100)
-        self.leader = self.wait_leader()
-        self.gens = Generators(broker, self.name, self.ids, generators, connections, ids)
+        self.cluster = bus.BusCluster(
+            algorithm, tuple(self.ids),
+            Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
+            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100,
+                                     node_command=_null_node if algorithm == "null" else None),
+            name=self.name)
+        self.state = self.cluster.state
+        self.loop = _LoopThread()
+        try:
+            self.loop.call(self.cluster.start())
+            self.leader = self.wait_leader()
+            self.gens = Generators(broker, self.name, self.ids, generators, connections, ids)
+        except BaseException:
+            self.loop.call(self.cluster.close())
+            self.loop.stop()
+            raise
 
     def wait_leader(self, timeout_s: float = 20.0) -> str:
-        from consensus.cluster import wait_for_leader
-
-        leader = asyncio.run(wait_for_leader(self.state, timeout_s))
-        if leader is None:
+        try:
+            self.loop.call(self.cluster.wait_for_leader(timeout_s))
+        except RuntimeError:
             raise RuntimeError(f"{self.label}: no leader within {timeout_s} s "
-                               f"(logs in {self.dir})")
+                               f"(logs in {self.dir})") from None
+        leader = self.cluster.leader()
+        assert leader is not None
         return leader
 
     def step(self, rate: float, seconds: float) -> Step:
@@ -184,8 +206,8 @@ class BusCluster:
 
     def close(self) -> None:
         self.gens.close()
-        for pid in self.state.nodes.values():
-            stop_process(pid)
+        self.loop.call(self.cluster.close())
+        self.loop.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -214,3 +236,9 @@ def measure(system: System, *, step_s: float, start: float, bisections: int,
         points["90%"] = one(round(search.max_rate * 0.9)).to_json()
     return {"label": system.label, "max_sustained_ops_s": search.max_rate,
             "search": search.to_json(), "latency": points}
+
+
+def _null_node(nid: str, peers: list[str], cluster: str, broker: str, data: str) -> list[str]:
+    from consensus.bench.null_protocol import node_command
+
+    return node_command(sys.executable, nid, peers, cluster, broker, data)

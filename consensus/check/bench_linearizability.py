@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from consensus.check.linearizability import LinearizabilityResult, check_history
-from consensus.experiment.history import Operation
+from consensus.history import Operation
 from consensus.kv import KVStore
 from consensus.messages import Command, ReplyStatus
 

@@ -109,7 +109,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from consensus.experiment.history import Operation
+from consensus.history import Operation
 from consensus.kv import CommandError, parse
 
 __all__ = [

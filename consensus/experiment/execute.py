@@ -1,64 +1,101 @@
 """Run a whole experiment into a run folder: every algorithm, seed and (load sweep) rate.
 
 Used by ``consensus-lab run`` and by the report gallery, so both produce the same folders.
+A run is a function of (spec, algorithm, seed, cluster factory): the factory builds the
+simulated cluster, or real node processes on a broker that lives as long as the experiment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from consensus.algorithms import get_algorithm
 from consensus.experiment import results as res
-from consensus.experiment.runner import run_sim
+from consensus.experiment.cluster import Cluster
+from consensus.experiment.runner import RunResult, plan_of, run, sim_cluster
 from consensus.experiment.spec import ExperimentSpec
 
 # Given a label ("Raft seed 1"), returns the callback that reports that run's progress (0..1).
 ProgressFactory = Callable[[str], Callable[[float], None]]
+# Builds the cluster for one run: (spec, algorithm, seed, run folder) -> cluster.
+ClusterFactory = Callable[[ExperimentSpec, str, int, Path], Cluster]
 
 
 def _no_progress(label: str) -> Callable[[float], None]:
     return lambda fraction: None
 
 
+def simulated(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
+    return sim_cluster(spec, algorithm, seed)
+
+
+@contextlib.contextmanager
+def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str, Any]]]:
+    """A broker for the whole experiment (started unless the spec names one), a factory of
+    node-process clusters on it, and what the manifest records about them."""
+    from consensus.broker import start_broker
+    from consensus.experiment.bus import BusCluster, BusOptions, not_honoured
+
+    handle = None
+    url, kind = spec.mqtt.broker, "external"
+    if url is None:
+        handle = start_broker(prefer=spec.mqtt.prefer)
+        url, kind = handle.url, handle.kind
+    opts = BusOptions(url, spec.mqtt.library, spec.mqtt.fsync, spec.network.loss)
+
+    def factory(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
+        return BusCluster(algorithm, tuple(spec.cluster.ids), spec.timing.config(),
+                          run_dir / algorithm / f"seed-{seed}" / "nodes", opts,
+                          name=f"{spec.name}-{algorithm}-s{seed}-{uuid.uuid4().hex[:6]}")
+
+    try:
+        yield factory, {"broker": kind, "broker_url": url, "mqtt_client": spec.mqtt.library,
+                        "fsync": spec.mqtt.fsync, "not_honoured": not_honoured(spec)}
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+def run_one(spec: ExperimentSpec, algorithm: str, seed: int, factory: ClusterFactory,
+            run_dir: Path, progress: Callable[[float], None] | None = None) -> RunResult:
+    """One algorithm and seed of ``spec`` on the cluster ``factory`` builds."""
+    cluster = factory(spec, algorithm, seed, run_dir)
+    return asyncio.run(run(cluster, plan_of(spec), seed, progress))
+
+
 def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
                    progress: ProgressFactory = _no_progress,
                    manifest_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` (reports included); return its summary."""
-    runner: Any = None
-    extra = dict(manifest_extra or {})
-    try:
+    with contextlib.ExitStack() as stack:
+        extra = dict(manifest_extra or {})
+        factory: ClusterFactory = simulated
         if spec.transport == "mqtt":
-            from consensus.experiment.mqtt_runner import MqttExperiment
-
-            runner = MqttExperiment(spec, run_dir)
-            extra.update(runner.start())
+            factory, bus_info = stack.enter_context(on_the_bus(spec))
+            extra.update(bus_info)
         res.write_spec_and_manifest(run_dir, spec, res.manifest(spec, spec.seeds,
                                                                 spec.transport, extra))
         if spec.load_sweep:
-            summary = _load_sweep(spec, run_dir, runner, progress, extra)
+            summary = _load_sweep(spec, run_dir, factory, progress, extra)
         else:
-            summary = _runs(spec, run_dir, runner, progress)
-    finally:
-        if runner is not None:
-            runner.stop()
+            summary = _runs(spec, run_dir, factory, progress)
     render_report(run_dir)
     return summary
 
 
-def _runs(spec: ExperimentSpec, run_dir: Path, runner: Any, progress: ProgressFactory,
-          label: str = "") -> dict[str, Any]:
+def _runs(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
+          progress: ProgressFactory, label: str = "") -> dict[str, Any]:
     """Every algorithm on every seed of ``spec``, written into ``run_dir``; the summary."""
     results = []
     for algorithm in spec.algorithms:
         for seed in spec.seeds:
             advance = progress(f"{label}{get_algorithm(algorithm).title} seed {seed}")
-            if runner is not None:
-                runner.spec, runner.run_dir = spec, run_dir
-                result = runner.run(algorithm, seed, advance)
-            else:
-                result = run_sim(spec, algorithm, seed, advance)
+            result = run_one(spec, algorithm, seed, factory, run_dir, advance)
             res.write_run_result(run_dir, result)
             results.append(result)
     summary = res.summarise(results, spec)
@@ -66,8 +103,8 @@ def _runs(spec: ExperimentSpec, run_dir: Path, runner: Any, progress: ProgressFa
     return summary
 
 
-def _load_sweep(spec: ExperimentSpec, run_dir: Path, runner: Any, progress: ProgressFactory,
-                extra: dict[str, Any]) -> dict[str, Any]:
+def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
+                progress: ProgressFactory, extra: dict[str, Any]) -> dict[str, Any]:
     """One complete run per offered rate, each in ``rate-<r>/``; the summary of the curve."""
     points = []
     failures: list[str] = []
@@ -77,7 +114,7 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, runner: Any, progress: Prog
         sub_dir = run_dir / f"rate-{rate:g}"
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
-        summary = _runs(sub, sub_dir, runner, progress, f"{rate:g}/s ")
+        summary = _runs(sub, sub_dir, factory, progress, f"{rate:g}/s ")
         render_report(sub_dir)
         failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
         for algo, info in summary["algorithms"].items():

@@ -19,7 +19,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from consensus.experiment.history import Operation
+from consensus.history import Operation
 
 BIN_MS = 100.0
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)

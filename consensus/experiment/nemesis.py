@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from consensus.messages import NodeId
 
@@ -25,7 +25,8 @@ class Fault:
     amount: float = 0.0  # loss/duplicate probability, or extra delay in ms
     duration_ms: float = 0.0  # for loss/delay/duplicate windows
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """What the schedule asks for, in words: ``crash leader``, ``loss 20% for 1.5s``."""
         what = self.action
         if self.target:
             what += f" {self.target}"
@@ -37,7 +38,39 @@ class Fault:
             what += f" {self.amount:.0%} for {self.duration_ms / 1000:.1f}s"
         if self.action == "delay":
             what += f" +{self.amount:.0f}ms for {self.duration_ms / 1000:.1f}s"
-        return f"T={self.at_ms / 1000:.1f}s {what}"
+        return what
+
+    def describe(self) -> str:
+        """The label stamped with the scheduled time (the simulator's trace line)."""
+        return f"T={self.at_ms / 1000:.1f}s {self.label()}"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault as it was applied: what a run folder's ``events.jsonl`` records for it.
+
+    ``nodes`` are the ids the target resolved to at that moment; ``skipped`` marks a fault
+    that could not fire (no leader to crash, nothing paused to resume); ``final`` marks the
+    heal-all at the end of the workload.
+    """
+
+    t: float
+    action: str
+    label: str
+    nodes: tuple[NodeId, ...] = ()
+    duration_ms: float | None = None
+    skipped: bool = False
+    final: bool = False
+
+    def to_json(self, t0: float = 0.0) -> dict[str, Any]:
+        return {"type": "fault", "t": self.t - t0, "action": self.action, "label": self.label,
+                "nodes": list(self.nodes), "duration_ms": self.duration_ms,
+                "skipped": self.skipped, "final": self.final}
+
+    def line(self, t0: float = 0.0) -> str:
+        """One readable line: ``T=1.234s crash n3`` (``simulate --show-faults``)."""
+        note = " (skipped: no such node now)" if self.skipped else ""
+        return f"T={(self.t - t0) / 1000:.3f}s {self.label}{note}"
 
 
 @dataclass(slots=True)
@@ -120,7 +153,8 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
 
 
 class FaultTarget(Protocol):
-    """What the nemesis needs of a cluster: the simulator, or the runner of real processes."""
+    """What the nemesis needs of a cluster (the fault hooks of every
+    :class:`~consensus.experiment.cluster.Cluster`, simulated or on the bus)."""
 
     ids: tuple[NodeId, ...]
     now: float
@@ -179,7 +213,7 @@ class Nemesis:
         self.rng = random.Random(f"{seed}/nemesis")
         self.crashed: list[NodeId] = []
         self.paused: list[NodeId] = []
-        self.applied: list[tuple[float, str]] = []  # (time, what actually happened)
+        self.applied: list[FaultEvent] = []  # what actually happened, in order
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
         for fault in self.schedule:
             cluster.at(fault.at_ms, lambda f=fault: self.apply(f))
@@ -206,7 +240,7 @@ class Nemesis:
         c = self.cluster
         action = fault.action
         nodes = self.resolve(fault.target)
-        done = fault.describe()
+        label = fault.label()
         if action == "crash":
             nodes = [n for n in nodes if c.is_up(n)]
             for n in nodes:
@@ -214,55 +248,67 @@ class Nemesis:
                 self.crashed.append(n)
                 if n in self.paused:
                     self.paused.remove(n)
-            done = f"crash {','.join(nodes)}"
         elif action == "restart":
             nodes = [n for n in nodes if not c.is_up(n)]
             for n in nodes:
                 c.restart(n)
                 if n in self.crashed:
                     self.crashed.remove(n)
-            done = f"restart {','.join(nodes)}"
         elif action == "pause":
             nodes = [n for n in nodes if c.is_up(n) and n not in self.paused]
             for n in nodes:
                 c.pause(n)
                 self.paused.append(n)
-            done = f"pause {','.join(nodes)}"
         elif action == "resume":
             nodes = [n for n in nodes if n in self.paused]
             for n in nodes:
                 c.resume(n)
                 self.paused.remove(n)
-            done = f"resume {','.join(nodes)}"
         elif action == "isolate":
+            nodes = nodes[:1]
             if nodes:
                 c.set_blocked(_isolate(nodes[0], c.ids), f"isolate {nodes[0]}")
-            done = f"isolate {','.join(nodes)}"
         elif action == "partition":
-            if fault.shape == "majorities-ring":
-                c.set_blocked(majorities_ring(c.ids), "majorities-ring")
-            elif fault.shape == "bridge":
-                c.set_blocked(bridge(c.ids), "bridge")
-            elif fault.shape == "random-halves":
-                shuffled = list(c.ids)
-                self.rng.shuffle(shuffled)
-                half = len(shuffled) // 2
-                groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))
-                c.set_blocked(split(groups, c.ids), "partition " + " | ".join(
-                    ",".join(g) for g in groups))
-            else:
-                c.set_blocked(split(fault.groups, c.ids), done)
+            nodes, label = self._partition(fault)
         elif action == "cut":
             src, dst = fault.groups
-            c.set_blocked({(a, b) for a in src for b in dst if a != b}, done)
+            # The simulator's trace line keeps the scheduled-time stamp (trace hashes).
+            c.set_blocked({(a, b) for a in src for b in dst if a != b}, fault.describe())
+            nodes = sorted({*src, *dst})
         elif action == "heal":
             c.set_blocked(set(), "heal")
+            nodes = list(c.ids)
         elif action in ("loss", "duplicate", "delay"):
+            nodes = list(c.ids)  # every link between nodes
             self._set_window(action, fault.amount)
             c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        if action in ("crash", "restart", "pause", "resume", "isolate") and not nodes:
-            done = f"skipped: {fault.describe()} (no such node now)"
-        self.applied.append((c.now, done))
+        skipped = action in ("crash", "restart", "pause", "resume", "isolate") and not nodes
+        if action in ("crash", "restart", "pause", "resume", "isolate") and nodes:
+            label = f"{action} {','.join(nodes)}"
+        windowed = action in ("loss", "duplicate", "delay")
+        self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
+                                       fault.duration_ms if windowed else None, skipped))
+
+    def _partition(self, fault: Fault) -> tuple[list[NodeId], str]:
+        """Block the partition's pairs; the nodes it split and its label."""
+        c = self.cluster
+        if fault.shape == "majorities-ring":
+            c.set_blocked(majorities_ring(c.ids), "majorities-ring")
+            return list(c.ids), fault.label()
+        if fault.shape == "bridge":
+            c.set_blocked(bridge(c.ids), "bridge")
+            return list(c.ids), fault.label()
+        if fault.shape == "random-halves":
+            shuffled = list(c.ids)
+            self.rng.shuffle(shuffled)
+            half = len(shuffled) // 2
+            groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))
+            label = "partition " + " | ".join(",".join(g) for g in groups)
+            c.set_blocked(split(groups, c.ids), label)
+            return sorted(shuffled), label
+        # The simulator's trace line keeps the scheduled-time stamp (trace hashes).
+        c.set_blocked(split(fault.groups, c.ids), fault.describe())
+        return sorted(n for g in fault.groups for n in g), fault.label()
 
     def _set_window(self, action: str, amount: float | None) -> None:
         """Start or end one window; overlapping windows of other kinds stay in force."""
@@ -282,7 +328,8 @@ class Nemesis:
             c.restart(node)
         self.paused.clear()
         self.crashed.clear()
-        self.applied.append((c.now, "heal all, resume and restart every node"))
+        self.applied.append(FaultEvent(c.now, "heal", "heal all, resume and restart every node",
+                                       tuple(c.ids), final=True))
 
 
 def _isolate(node: NodeId, ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:

@@ -1,29 +1,31 @@
-"""The experiment runner: one spec, replayed on every algorithm with the same seeds, checked.
+"""The run pipeline: one plan, run on any :class:`~consensus.experiment.cluster.Cluster`.
 
-For each (algorithm, seed) the same clients (same ids, same random streams, so the same
-commands at the same times as long as the clusters answer alike) and the same fault schedule
-run against that algorithm's cluster; targets such as ``leader`` are resolved in each cluster
-at that moment. After the workload, every fault is healed and the cluster gets ``settle_s``
-of quiet, then the checks run: the simulator's continuous invariants, liveness after healing,
-and per-key linearizability of the client history. A run whose checks fail says so in its
+An experiment file is replayed on every algorithm with the same seeds. For each (algorithm,
+seed) the same clients (same ids, same random streams, so the same commands at the same times
+as long as the clusters answer alike) and the same fault schedule run against that
+algorithm's cluster; targets such as ``leader`` are resolved in each cluster at that moment.
+After the workload, every fault is healed and the cluster gets ``settle_s`` of quiet, then
+the checks run: the cluster's invariants (the shared checkers), liveness after healing, and
+per-key linearizability of the client history. A run whose checks fail says so in its
 result, and the command exits non-zero.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections import Counter
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.codec import encode_message
-from consensus.experiment.history import Operation, unanswered
+from consensus.experiment.cluster import Cluster, Observed, SimCluster
 from consensus.experiment.metrics import compute_metrics
 from consensus.experiment.nemesis import Fault, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
-from consensus.experiment.workload import SimClient, Workload
-from consensus.messages import Message, traffic_kind
+from consensus.experiment.workload import Workload
+from consensus.history import Operation, unanswered
 from consensus.sim import Network, Processing, Simulation
 
 TRACE_BEFORE_MS = 200.0  # message trace kept around the first fault (Lamport diagrams)
@@ -91,88 +93,144 @@ def network_of(spec: ExperimentSpec) -> Network:
                    distribution=n.latency_ms.distribution, loss=n.loss, duplicate=n.duplicate)
 
 
-def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
-            progress: Callable[[float], None] | None = None) -> RunResult:
-    """One algorithm, one seed, in the simulator."""
-    proc = spec.cluster.processing
-    sim = Simulation(algorithm, spec.cluster.nodes, seed=seed, config=spec.timing.config(),
-                     network=network_of(spec),
-                     processing=Processing(proc.per_message_ms, proc.per_entry_ms))
-    messages: Counter[str] = Counter()
-    message_bytes: Counter[str] = Counter()
-    trace: list[dict[str, Any]] = []
-    # The experiment's clock starts once a first leader is in place (as on the real bus), so
-    # the initial election does not count against either algorithm's latency.
-    t0 = _first_leader(sim)
-    first_fault = t0 + spec.faults[0].at * 1000 if spec.faults else None
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What one run does, whatever the cluster: built from an experiment file
+    (:func:`plan_of`) or from ``simulate``'s flags.
 
-    def observe(sent: float, msg: Message, delivered: float | None) -> None:
-        kind = traffic_kind(msg)
-        messages[kind] += 1
-        message_bytes[kind] += len(encode_message(msg))  # as it would cross the bus
-        if (first_fault is not None
-                and first_fault - TRACE_BEFORE_MS <= sent <= first_fault + TRACE_AFTER_MS):
-            trace.append({"sent": sent - t0, "delivered": None if delivered is None
-                          else delivered - t0, "src": msg.src, "dst": msg.dst, "kind": kind})
+    ``clock_from_leader``: the experiment's clock starts once a first leader is in place (as
+    on the real bus), so the initial election counts against neither algorithm's latency.
+    """
 
-    sim.observers.append(observe)
-    workload = workload_of(spec)
-    clients = [SimClient(f"c{i}", sim, workload) for i in range(1, workload.clients + 1)]
-    nemesis = Nemesis(sim, [dataclasses.replace(f, at_ms=f.at_ms + t0)
-                            for f in fault_schedule(spec)], seed)
-    for client in clients:
-        client.start(t0)
-    duration_ms = spec.workload.duration_s * 1000
-    end_ms = duration_ms + spec.settle_s * 1000
-    step = max(100.0, duration_ms / 50)
-    t = 0.0
-    while t < duration_ms:
-        t = min(duration_ms, t + step)
-        sim.run(t0 + t)
-        if progress:
+    schedule: tuple[Fault, ...]
+    workload: Workload
+    duration_s: float
+    settle_s: float
+    clock_from_leader: bool = True
+    linearizability: bool = True
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_s * 1000
+
+    @property
+    def end_ms(self) -> float:
+        return self.duration_ms + self.settle_s * 1000
+
+
+def plan_of(spec: ExperimentSpec) -> RunPlan:
+    return RunPlan(tuple(fault_schedule(spec)), workload_of(spec), spec.workload.duration_s,
+                   spec.settle_s)
+
+
+async def run(cluster: Cluster, plan: RunPlan, seed: int,
+              progress: Callable[[float], None] | None = None) -> RunResult:
+    """One run of ``plan`` on ``cluster``: the same steps for the simulator and the bus.
+
+    Start the cluster (and wait for a leader); schedule the faults; start the clients;
+    after the workload stop them, heal everything and let the cluster settle; then the
+    checks: the cluster's invariants, liveness after healing, linearizability.
+    """
+    await cluster.start()
+    try:
+        return await _run(cluster, plan, seed, progress)
+    finally:
+        await cluster.close()
+
+
+async def _run(cluster: Cluster, plan: RunPlan, seed: int,
+               progress: Callable[[float], None] | None) -> RunResult:
+    t0 = await cluster.wait_for_leader() if plan.clock_from_leader else cluster.now
+    first_fault = t0 + plan.schedule[0].at_ms if plan.schedule else None
+    cluster.measure(None if first_fault is None else
+                    (first_fault - TRACE_BEFORE_MS, first_fault + TRACE_AFTER_MS))
+    nemesis = Nemesis(cluster, [dataclasses.replace(f, at_ms=f.at_ms + t0)
+                                for f in plan.schedule], seed)
+    duration_ms, end_ms = plan.duration_ms, plan.end_ms
+    cluster.start_workload(plan.workload, seed, t0, t0 + end_ms)
+    if progress is None:
+        await cluster.run_until(t0 + duration_ms)
+    else:
+        step = max(100.0, duration_ms / 50)
+        t = 0.0
+        while t < duration_ms:
+            t = min(duration_ms, t + step)
+            await cluster.run_until(t0 + t)
             progress(t / end_ms)
-    for client in clients:
-        client.stop()
+    cluster.stop_workload()
     nemesis.heal_all()
-    sim.run(t0 + end_ms)
+    await cluster.run_until(t0 + end_ms)
     if progress:
         progress(1.0)
-    violations = sim.finish()
+    ops = await cluster.history()
+    seen = await cluster.finish(ops)
+    # Building the result allocates an object or more per operation and event while the
+    # cluster still holds millions (logs, checker state): the cyclic collector's passes over
+    # them found nothing and took a tenth of a simulate run, so it waits until we are done.
+    with _gc_paused():
+        result = _result(cluster.algorithm, plan, seed, t0, nemesis, ops, seen)
+    if plan.linearizability:
+        result.checks.append(linearizability_check(result.ops))
+    return result
 
-    ops = [_shift(op, t0) for c in clients for op in c.history]
+
+def _result(algorithm: str, plan: RunPlan, seed: int, t0: float, nemesis: Nemesis,
+            ops: list[Operation], seen: Observed) -> RunResult:
+    duration_ms, end_ms = plan.duration_ms, plan.end_ms
+    if t0:
+        ops = [_shift(op, t0) for op in ops]
     ops.sort(key=lambda op: (op.invoke_ms, op.client, op.seq))
-    applied = [(t - t0, what) for t, what in nemesis.applied]
-    leader_events = [(t - t0, n, term) for t, n, term in sim.leader_events]
-    role_events = [(t - t0, n, role, term) for t, n, role, term in sim.role_events]
-    agreed = getattr(sim.checker, "agreed", {})
-    committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
+    faults = [f for f in nemesis.applied if not f.final]
+    leader_events = [(t - t0, n, term) for t, n, term in seen.leader_events]
+    role_events = [(t - t0, n, role, term) for t, n, role, term in seen.role_events]
     metrics = compute_metrics(
-        ops, end_ms=end_ms, duration_ms=duration_ms, committed=committed, messages=messages,
-        message_bytes=message_bytes, faults=applied[:-1], role_events=role_events,
+        ops, end_ms=end_ms, duration_ms=duration_ms, committed=seen.committed,
+        messages=seen.messages, message_bytes=seen.message_bytes,
+        faults=[(f.t - t0, f.label) for f in faults], role_events=role_events,
         leader_events=leader_events)
-    stalled = unanswered(ops, spec.settle_s)
+    stalled = unanswered(ops, plan.settle_s)
     checks = [
-        Check("invariants", "fail" if violations else "pass",
-              "; ".join(str(v) for v in violations[:5])),
+        Check("invariants", "fail" if seen.violations else "pass",
+              "; ".join(seen.violations[:5])),
         Check("liveness after healing", "fail" if stalled else "pass", "; ".join(stalled[:5])),
-        linearizability_check(ops),
     ]
-    events = ([{"t": t, "type": "fault", "what": what} for t, what in applied]
+    events = ([f.to_json(t0) for f in nemesis.applied]
               + [{"t": t, "type": "leader", "node": n, "term": term}
                  for t, n, term in leader_events]
               + [{"t": t, "type": "role", "node": n, "role": role, "term": term}
                  for t, n, role, term in role_events])
     events.sort(key=lambda e: e["t"])
-    return RunResult(algorithm, seed, ops, events, metrics, checks, trace,
-                     {"trace_sha256": sim.trace_sha256, "events": sim.stats.events,
-                      "violations": [str(v) for v in violations]})
+    trace = [{**m, "sent": m["sent"] - t0,
+              "delivered": None if m["delivered"] is None else m["delivered"] - t0}
+             for m in seen.trace]
+    return RunResult(algorithm, seed, ops, events, metrics, checks, trace, seen.info)
 
 
-def _first_leader(sim: Simulation, within_ms: float = 10_000.0) -> float:
-    """Run until some node leads (or ``within_ms`` passed); the time it took."""
-    while sim.leader() is None and sim.now < within_ms:
-        sim.run(sim.now + 5.0)
-    return sim.now
+def sim_cluster(spec: ExperimentSpec, algorithm: str, seed: int) -> SimCluster:
+    """The simulated cluster an experiment file describes."""
+    proc = spec.cluster.processing
+    return SimCluster(Simulation(algorithm, spec.cluster.nodes, seed=seed,
+                                 config=spec.timing.config(), network=network_of(spec),
+                                 processing=Processing(proc.per_message_ms,
+                                                       proc.per_entry_ms)))
+
+
+def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,
+            progress: Callable[[float], None] | None = None) -> RunResult:
+    """One algorithm, one seed of ``spec``, in the simulator."""
+    return asyncio.run(run(sim_cluster(spec, algorithm, seed), plan_of(spec), seed, progress))
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _shift(op: Operation, t0: float) -> Operation:

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from consensus.experiment.history import Operation
+from consensus.history import Operation
 from consensus.messages import ClientReply, ClientRequest, Command, NodeId, ReplyStatus
 
 if TYPE_CHECKING:

@@ -1,0 +1,397 @@
+"""A :class:`~consensus.experiment.cluster.Cluster` of real node processes on the MQTT bus.
+
+One OS process per node (``consensus-lab node``), talking only through the broker; clients
+are asyncio tasks with their own MQTT connections; a crash is SIGKILL, a pause SIGSTOP /
+SIGCONT, and partitions, loss and delay are :class:`~consensus.telemetry.Control` commands on
+each node's control topic. Who leads comes from the nodes' published
+:class:`~consensus.telemetry.StatusReport` s.
+
+Checks at the end: every node is restored from its write-ahead log and fed to the
+:class:`~consensus.check.invariants.SharedChecker` (applied-prefix agreement, no acknowledged
+write lost), as the simulator's nodes are; and what the nodes published while running must
+show one leader per term or ballot and terms never going backwards.
+
+What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
+it): latency is the network's own, and duplication is not injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consensus.algorithms import get_algorithm
+from consensus.check.invariants import SharedChecker
+from consensus.client import ClusterClient, ClusterUnavailable
+from consensus.cluster import ClusterState, is_ours, spawn_node
+from consensus.codec import DecodeError, decode, encode
+from consensus.experiment.cluster import Observed
+from consensus.experiment.spec import ExperimentSpec
+from consensus.experiment.workload import KeyChooser, Workload
+from consensus.history import Operation
+from consensus.messages import ClientReply, Command, NodeId, ReplyStatus
+from consensus.node import Config, Node
+from consensus.storage import FileStorage
+from consensus.telemetry import Control, ControlOp, StatusReport, leader_of
+from consensus.transport import topics
+from consensus.transport.mqtt import make_client
+
+STATUS_INTERVAL_MS = 50.0
+LEADER_WAIT_S = 15.0
+
+
+def not_honoured(spec: ExperimentSpec) -> list[str]:
+    """The parts of ``spec`` that real processes on a real network cannot honour."""
+    out = []
+    net = spec.network
+    if (net.latency_ms.distribution, net.latency_ms.min, net.latency_ms.max) != (
+            "uniform", 1.0, 5.0):
+        out.append("network.latency_ms: the real network's latency applies")
+    if net.duplicate:
+        out.append("network.duplicate: the bus does not duplicate messages")
+    if spec.cluster.processing.per_message_ms or spec.cluster.processing.per_entry_ms:
+        out.append("cluster.processing: real processes take real CPU time")
+    if any(f.duplicate is not None for f in spec.faults):
+        out.append("duplicate windows: the bus does not duplicate messages")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BusOptions:
+    """How the node processes run: the broker, the MQTT library, the WAL's fsync."""
+
+    broker: str
+    library: str = "gmqtt"
+    fsync: bool = True
+    base_loss: float = 0.0  # the network's own loss rate, restored when a loss window ends
+    status_interval_ms: float = STATUS_INTERVAL_MS
+    # Another node program (the benchmark's null protocol): (node id, peers, cluster name,
+    # broker, data directory) -> argv. None: ``consensus-lab node`` with the algorithm.
+    node_command: Callable[[NodeId, list[NodeId], str, str, str], list[str]] | None = None
+
+
+class BusCluster:
+    """Real node processes of one algorithm; a :class:`Cluster`. See the module docstring."""
+
+    def __init__(self, algorithm: str, ids: tuple[NodeId, ...], config: Config,
+                 directory: Path, opts: BusOptions, name: str | None = None) -> None:
+        self.algorithm = algorithm
+        self.ids = tuple(ids)
+        self.config = config
+        self.opts = opts
+        self.name = name or f"{algorithm}-{uuid.uuid4().hex[:6]}"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.state = ClusterState(
+            self.name, algorithm, dict.fromkeys(self.ids, 0), opts.broker, None, "external",
+            opts.library, opts.fsync, config.heartbeat_ms, config.election_timeout_ms,
+            str(directory.resolve()))
+        self.origin = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.mqtt: Any = None
+        self.status: dict[NodeId, StatusReport] = {}
+        self.role_events: list[tuple[float, NodeId, str, int]] = []  # (t, node, role, term)
+        self.leader_events: list[tuple[float, NodeId, int]] = []
+        self.leader_ballots: list[tuple[float, NodeId, str]] = []  # (t, node, term or ballot)
+        self.crashed: set[NodeId] = set()
+        self.paused: set[NodeId] = set()
+        self.sent: Counter[str] = Counter()
+        self.sent_bytes: Counter[str] = Counter()
+        self.ops: list[Operation] = []
+        self.sessions: dict[str, str] = {}  # history client name -> its session id on the bus
+        self._stop = asyncio.Event()
+        self._clients: list[asyncio.Task[None]] = []
+        self.owned = True  # started its processes (and stops them); False: attached
+
+    @classmethod
+    def attach(cls, state: ClusterState, config: Config | None = None) -> BusCluster:
+        """A running cluster started elsewhere (``consensus-lab cluster up``): :meth:`start`
+        only subscribes to its statuses and :meth:`close` leaves its processes running."""
+        config = config or Config(heartbeat_ms=state.heartbeat_ms,
+                                  election_timeout_ms=state.election_timeout_ms)
+        cluster = cls(state.algorithm, tuple(sorted(state.nodes)), config,
+                      Path(state.directory),
+                      BusOptions(state.broker, state.library, state.fsync),
+                      name=state.name)
+        cluster.state = state
+        cluster.owned = False
+        return cluster
+
+    # -- FaultTarget ---------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return (time.monotonic() - self.origin) * 1000.0
+
+    def at(self, t: float, fn: Callable[[], None]) -> None:
+        assert self.loop is not None, "start() first"
+        self.loop.call_at(self.origin + t / 1000.0, fn)
+
+    def leader(self) -> NodeId | None:
+        return leader_of(self.status, down=self.paused | self.crashed)
+
+    def is_up(self, nid: NodeId) -> bool:
+        return nid not in self.crashed
+
+    def crash(self, nid: NodeId) -> None:
+        self._harvest_counts(nid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.state.nodes[nid], signal.SIGKILL)
+        self.crashed.add(nid)
+        self.status.pop(nid, None)
+
+    def restart(self, nid: NodeId) -> None:
+        self._spawn(nid)
+        self.crashed.discard(nid)
+
+    def pause(self, nid: NodeId) -> None:
+        os.kill(self.state.nodes[nid], signal.SIGSTOP)
+        self.paused.add(nid)
+
+    def resume(self, nid: NodeId) -> None:
+        os.kill(self.state.nodes[nid], signal.SIGCONT)
+        self.paused.discard(nid)
+
+    def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None:
+        for nid in self.ids:
+            self.control(nid, Control(ControlOp.DROP_TO,
+                                      peers=tuple(sorted(b for a, b in pairs if a == nid))))
+            self.control(nid, Control(ControlOp.DROP_FROM,
+                                      peers=tuple(sorted(a for a, b in pairs if b == nid))))
+
+    def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
+                   delay: float = 0.0) -> None:
+        rate = self.opts.base_loss if loss is None else loss
+        for nid in self.ids:
+            self.control(nid, Control(ControlOp.LOSS, rate=rate))
+            self.control(nid, Control(ControlOp.DELAY, ms=delay))
+
+    def control(self, nid: NodeId, cmd: Control) -> None:
+        """Send one fault-hook command to a node process."""
+        self.mqtt.publish(topics.control(self.name, nid), encode(cmd))
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.mqtt = make_client(self.opts.library, self.opts.broker, f"{self.name}-runner",
+                                self._on_status)
+        await self.mqtt.connect()
+        await self.mqtt.subscribe(topics.status(self.name))
+        self.origin = time.monotonic()
+        if self.owned:
+            for nid in self.ids:
+                self._spawn(nid)
+
+    def _spawn(self, nid: NodeId) -> None:
+        """Start one node process, detached, logging to <dir>/<id>.log."""
+        make = self.opts.node_command
+        if make is None:
+            spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
+            return
+        argv = make(nid, list(self.ids), self.name, self.opts.broker, self.state.directory)
+        with open(Path(self.state.directory) / f"{nid}.log", "ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.state.nodes[nid] = proc.pid
+
+    async def close(self) -> None:
+        for task in self._clients:
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        if self.owned:
+            await self._stop_nodes()
+        if self.mqtt is not None:
+            await self.mqtt.close()
+            self.mqtt = None
+
+    async def _stop_nodes(self) -> None:
+        for nid in self.ids:
+            pid = self.state.nodes[nid]
+            if is_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        for pid in self.state.nodes.values():
+            if is_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    async def wait_for_leader(self, within_s: float = LEADER_WAIT_S) -> float:
+        end = time.monotonic() + within_s
+        while self.leader() is None:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{self.algorithm}: no leader within {within_s:g}s; "
+                                   f"see the node logs in {self.state.directory}")
+            await asyncio.sleep(0.02)
+        if self.opts.base_loss:
+            self.set_window()
+        return self.now
+
+    async def run_until(self, t: float) -> None:
+        while self.now < t:
+            await asyncio.sleep(min(0.1, (t - self.now) / 1000))
+
+    def statuses(self) -> Mapping[NodeId, StatusReport]:
+        return self.status
+
+    def measure(self, trace_window: tuple[float, float] | None) -> None:
+        """Traffic comes from the nodes' own counters (no message trace on the bus)."""
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        try:
+            st = decode(StatusReport, payload)
+        except DecodeError:
+            return
+        nid = st.id
+        if nid not in self.ids or nid in self.crashed:
+            return
+        previous = self.status.get(nid)
+        self.status[nid] = st
+        if previous is None or previous.role != st.role:
+            now = self.now
+            self.role_events.append((now, nid, st.role, st.term))
+            if st.role == "leader":
+                self.leader_events.append((now, nid, st.term))
+                # Raft: one leader per term. Paxos: rounds repeat across nodes, ballots don't.
+                self.leader_ballots.append((now, nid, st.ballot or str(st.term)))
+
+    def _harvest_counts(self, nid: NodeId) -> None:
+        """Add a node's traffic counters (they restart at zero with the process)."""
+        st = self.status.get(nid)
+        if st is not None:
+            self.sent.update(st.sent_by_kind)
+            self.sent_bytes.update(st.bytes_by_kind)
+
+    # -- the workload ----------------------------------------------------------------------
+
+    def start_workload(self, workload: Workload, seed: int, at: float, end: float) -> None:
+        self._stop.clear()
+        self._clients = [asyncio.create_task(self._client(f"c{i}", workload, seed, end))
+                         for i in range(1, workload.clients + 1)]
+
+    def stop_workload(self) -> None:
+        self._stop.set()
+
+    async def history(self) -> list[Operation]:
+        for task in self._clients:
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        self._clients = []
+        return list(self.ops)
+
+    async def _client(self, name: str, w: Workload, seed: int, end_ms: float) -> None:
+        """One client: one command in flight, retried with the same seq until answered (the
+        redirects and retries are :class:`ClusterClient`'s, as for `consensus-lab client`)."""
+        rng = random.Random(f"{seed}/client/{name}")
+        keys = KeyChooser(w.keys, w.key_distribution, rng)
+        per_client = (w.rate / w.clients) if w.rate else None
+        next_arrival = self.now + (rng.expovariate(per_client / 1000) if per_client else 0)
+        # A fresh session id per run: the broker drops a connection whose id is reused.
+        session = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.sessions[name] = session
+        async with ClusterClient(
+                self.opts.broker, self.name, library=self.opts.library, nodes=list(self.ids),
+                client_id=session, attempt_timeout_s=w.request_timeout_ms / 1000,
+                watch_status=False) as client:
+            client.last_leader = self.leader()
+            while not self._stop.is_set():
+                if per_client:
+                    await asyncio.sleep(max(0.0, (next_arrival - self.now) / 1000))
+                    if self._stop.is_set():
+                        break
+                    scheduled: float | None = next_arrival
+                    next_arrival += rng.expovariate(per_client / 1000)
+                else:
+                    scheduled = None
+                seq = client.seq + 1  # the seq request() is about to use
+                key = keys()
+                text = (f"GET {key}" if rng.random() < w.read_ratio
+                        else f"SET {key} = {name}-{seq}")
+                op = Operation(name, seq, text, self.now, attempts=0, scheduled_ms=scheduled)
+                self.ops.append(op)
+                client.deadline_s = max(0.0, (end_ms - self.now) / 1000)
+                try:
+                    result = await client.request(text)
+                except ClusterUnavailable:
+                    break  # the run ended with it in flight: its outcome stays unknown
+                op.complete_ms = self.now
+                op.attempts = result.attempts
+                op.outcome = "ok" if result.reply.status == ReplyStatus.OK else "fail"
+                op.result = result.reply.result
+                if not per_client and w.think_ms:
+                    await asyncio.sleep(w.think_ms / 1000)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    async def finish(self, ops: list[Operation]) -> Observed:
+        await asyncio.sleep(3 * self.opts.status_interval_ms / 1000)  # the last counters
+        for nid in self.ids:
+            if nid not in self.crashed:
+                self._harvest_counts(nid)
+        checker = SharedChecker()
+        now = self.now
+        for op in ops:  # what the clients were told, as the simulator's clients report it
+            if op.outcome in ("ok", "fail"):
+                status = ReplyStatus.OK if op.outcome == "ok" else ReplyStatus.ERROR
+                command = Command(self.sessions.get(op.client, op.client), op.seq, op.command)
+                checker.on_client_reply(op.complete_ms or now, ClientReply(
+                    src="", dst=command.client_id, seq=op.seq, status=status), command)
+        # Each node as it restarts from its log: what it re-applies is checked like a drain.
+        # (The algorithms' own checkers follow durable records in the order the cluster made
+        # them; separate logs have no such order, so the bus runs the shared checks.)
+        nodes = self.restored_nodes()
+        for node in nodes.values():
+            assert node is not None
+            checker.after_ready(now, node, node.ready(), node.status())
+        checker.finish(now, nodes)
+        violations = self._published_violations() + [str(v) for v in checker.violations]
+        agreed = getattr(checker, "agreed", {})
+        committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
+        answered = sum(1 for op in ops if op.outcome in ("ok", "fail"))
+        return Observed(self.role_events, self.leader_events, violations,
+                        committed or answered, self.sent, self.sent_bytes, [],
+                        {"cluster": self.name, "nodes_dir": self.state.directory,
+                         "violations": violations})
+
+    def restored_nodes(self) -> dict[NodeId, Node | None]:
+        """Each node as it comes back from its write-ahead log (its committed prefix
+        re-applied), as a restart would bring it back."""
+        algo = get_algorithm(self.algorithm)
+        out: dict[NodeId, Node | None] = {}
+        for nid in self.ids:
+            wal = FileStorage(Path(self.state.directory) / f"{nid}.wal", fsync=False)
+            records = wal.load()
+            wal.close()
+            node: Node = algo.node_class(nid, self.ids, self.config, random.Random(0))
+            node.restore(records)
+            out[nid] = node
+        return out
+
+    def _published_violations(self) -> list[str]:
+        """One leader per term or ballot, terms never backwards, as the nodes published."""
+        problems: list[str] = []
+        leaders: dict[str, str] = {}
+        for t, nid, ballot in self.leader_ballots:
+            other = leaders.setdefault(ballot, nid)
+            if other != nid:
+                problems.append(f"two leaders in term/ballot {ballot}: {other} and {nid} "
+                                f"(T={t / 1000:.3f}s)")
+        last_term: dict[str, int] = {}
+        for t, nid, _, term in self.role_events:
+            if term < last_term.get(nid, 0):
+                problems.append(f"{nid}'s term went back from {last_term[nid]} to {term} "
+                                f"(T={t / 1000:.3f}s)")
+            last_term[nid] = max(term, last_term.get(nid, 0))
+        return problems

@@ -1,0 +1,197 @@
+"""The cluster a run drives: one interface, two implementations.
+
+:class:`Cluster` is what the run pipeline (``experiment/runner.py``), the nemesis, the
+workload, metrics, settle and checks need of a cluster, whichever way it runs:
+:class:`SimCluster` over the deterministic simulator, and
+:class:`~consensus.experiment.bus.BusCluster` over real node processes on the MQTT bus.
+
+Times are the cluster's own clock in ms (the simulator's virtual clock; wall time since the
+bus cluster started); the pipeline puts them on the experiment's clock (0 = first leader).
+The methods that take time are coroutines so that one pipeline drives both: the simulator's
+return at once, having run the events; the bus's sleep while the processes work.
+
+A dashboard backend can drive a cluster through the same calls: the fault hooks
+(:class:`~consensus.experiment.nemesis.FaultTarget`), ``leader()``, ``statuses()`` for the
+picture, and ``run_until`` to let time pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consensus.codec import encode_message
+from consensus.experiment.nemesis import FaultTarget
+from consensus.experiment.workload import SimClient, Workload
+from consensus.history import Operation
+from consensus.messages import Message, NodeId, traffic_kind
+from consensus.sim import Simulation
+
+
+@dataclass(slots=True)
+class Observed:
+    """What a cluster saw during a run, on its own clock, and its verdict at the end."""
+
+    role_events: list[tuple[float, NodeId, str, int]]  # (t, node, role, term)
+    leader_events: list[tuple[float, NodeId, int]]  # (t, new leader, term)
+    violations: list[str]  # safety invariants broken (the shared checkers' findings)
+    committed: int  # distinct client commands in the agreed sequence
+    messages: Counter[str] = field(default_factory=Counter)  # sent, by traffic kind
+    message_bytes: Counter[str] = field(default_factory=Counter)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # messages in the trace window
+    info: dict[str, Any] = field(default_factory=dict)  # goes into the run's metrics.json
+
+
+class Cluster(FaultTarget, Protocol):
+    """A cluster of one algorithm that a run drives; see the module docstring."""
+
+    algorithm: str
+
+    async def start(self) -> None:
+        """Bring the nodes up (the simulator's are up from the start)."""
+
+    async def close(self) -> None:
+        """Stop everything the cluster started."""
+
+    async def wait_for_leader(self) -> float:
+        """Let time pass until some node leads; the time (raises if none within a bound)."""
+
+    async def run_until(self, t: float) -> None:
+        """Let the cluster run until its clock reads ``t`` ms."""
+
+    def statuses(self) -> Mapping[NodeId, Any]:
+        """The latest status of every live node (``role`` and ``term`` at least)."""
+
+    def measure(self, trace_window: tuple[float, float] | None) -> None:
+        """Count traffic from now on, and keep the messages sent within ``trace_window``."""
+
+    def start_workload(self, workload: Workload, seed: int, at: float, end: float) -> None:
+        """Start the workload's clients at ``at``; ``end`` bounds their last request."""
+
+    def stop_workload(self) -> None:
+        """No new commands; commands in flight may still be answered until :meth:`history`."""
+
+    async def history(self) -> list[Operation]:
+        """End the clients; every operation they invoked, in the cluster's clock."""
+
+    async def finish(self, ops: list[Operation]) -> Observed:
+        """Run the end-of-run checks (``ops`` is the client history); what was observed."""
+
+
+class SimCluster:
+    """A :class:`Cluster` over :class:`~consensus.sim.Simulation`.
+
+    With ``measure`` every message sent after :meth:`measure` is seen by an observer that
+    counts it by traffic kind and encodes it once (as it would cross the bus) to count bytes:
+    the experiment's charts want that; ``simulate`` wants its speed, and counts by kind from
+    the simulator's own stats.
+    """
+
+    LEADER_WITHIN_MS = 10_000.0
+
+    def __init__(self, sim: Simulation, *, measure: bool = True) -> None:
+        self.sim = sim
+        self.algorithm = sim.algorithm.name
+        self.ids = sim.ids
+        self.measuring = measure
+        self.clients: list[SimClient] = []
+        self._messages: Counter[str] = Counter()
+        self._bytes: Counter[str] = Counter()
+        self._trace: list[dict[str, Any]] = []
+
+    # -- FaultTarget: the simulator's own hooks -------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.sim.now
+
+    def at(self, t: float, fn: Any) -> None:
+        self.sim.at(t, fn)
+
+    def leader(self) -> NodeId | None:
+        return self.sim.leader()
+
+    def is_up(self, nid: NodeId) -> bool:
+        return self.sim.is_up(nid)
+
+    def crash(self, nid: NodeId) -> None:
+        self.sim.crash(nid)
+
+    def restart(self, nid: NodeId) -> None:
+        self.sim.restart(nid)
+
+    def pause(self, nid: NodeId) -> None:
+        self.sim.pause(nid)
+
+    def resume(self, nid: NodeId) -> None:
+        self.sim.resume(nid)
+
+    def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None:
+        self.sim.set_blocked(pairs, label)
+
+    def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
+                   delay: float = 0.0) -> None:
+        self.sim.set_window(loss=loss, duplicate=duplicate, delay=delay)
+
+    # -- Cluster ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def wait_for_leader(self) -> float:
+        # Small steps, so the clock starts within 5 ms of the election (as on the bus).
+        sim = self.sim
+        while sim.leader() is None and sim.now < self.LEADER_WITHIN_MS:
+            sim.run(sim.now + 5.0)
+        return sim.now
+
+    async def run_until(self, t: float) -> None:
+        self.sim.run(t)
+
+    def statuses(self) -> Mapping[NodeId, Any]:
+        return self.sim.statuses
+
+    def measure(self, trace_window: tuple[float, float] | None) -> None:
+        if not self.measuring:
+            return
+        messages, sizes, trace = self._messages, self._bytes, self._trace
+
+        def observe(sent: float, msg: Message, delivered: float | None) -> None:
+            kind = traffic_kind(msg)
+            messages[kind] += 1
+            sizes[kind] += len(encode_message(msg))
+            if trace_window is not None and trace_window[0] <= sent <= trace_window[1]:
+                trace.append({"sent": sent, "delivered": delivered, "src": msg.src,
+                              "dst": msg.dst, "kind": kind})
+
+        self.sim.observers.append(observe)
+
+    def start_workload(self, workload: Workload, seed: int, at: float, end: float) -> None:
+        # The clients' random streams derive from the simulation's seed (Simulation.seed).
+        self.clients = [SimClient(f"c{i}", self.sim, workload)
+                        for i in range(1, workload.clients + 1)]
+        for client in self.clients:
+            client.start(at)
+
+    def stop_workload(self) -> None:
+        for client in self.clients:
+            client.stop()
+
+    async def history(self) -> list[Operation]:
+        return [op for c in self.clients for op in c.history]
+
+    async def finish(self, ops: list[Operation]) -> Observed:
+        sim = self.sim
+        violations = [str(v) for v in sim.finish()]
+        agreed = getattr(sim.checker, "agreed", {})
+        committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
+        messages = self._messages if self.measuring else Counter(sim.stats.by_kind)
+        return Observed(sim.role_events, sim.leader_events, violations, committed,
+                        messages, self._bytes, self._trace,
+                        {"trace_sha256": sim.trace_sha256, "events": sim.stats.events,
+                         "violations": violations})
