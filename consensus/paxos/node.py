@@ -192,7 +192,8 @@ class PaxosNode(Node):
     # -- role changes (the only place the role changes) ---------------------------------
 
     def become_follower(self, leader: NodeId | None) -> None:
-        """Step back to acceptor/learner, abandoning any campaign or leadership.
+        """Step back to acceptor/learner, abandoning any campaign or leadership (the
+        MultiPaxos-SMR spec has no action for it: a preempted proposer simply stops).
 
         A fresh randomised timeout is drawn each time: after a Nack it is the backoff that
         keeps two proposers from preempting each other forever.
@@ -212,9 +213,10 @@ class PaxosNode(Node):
         self.reset_election_timer()
 
     def become_pre_candidate(self) -> None:
-        """Pre-vote (Raft thesis §9.6, applied to Phase 1): ask whether a majority would promise
-        the ballot we would campaign with. Nothing is persisted and nobody promises anything,
-        so a node that cannot reach a majority leaves every acceptor's promise as it was."""
+        """No TLA+ action (an extension). Pre-vote (Raft thesis §9.6, applied to Phase 1): ask
+        whether a majority would promise the ballot we would campaign with. Nothing is
+        persisted and nobody promises anything, so a node that cannot reach a majority leaves
+        every acceptor's promise as it was."""
         self.role = PRE_CANDIDATE
         self.leader = None
         self.ballot = Ballot(self.next_round(), self.rank, self.id)
@@ -224,8 +226,9 @@ class PaxosNode(Node):
         self.bcast_prepare(pre_vote=True)
         self.maybe_win_pre_vote()
 
-    def become_leader(self) -> None:
-        """MultiPaxos ``BecomeLeader``, Phase 1a: Prepare every slot from the first unchosen.
+    def become_candidate(self) -> None:
+        """MultiPaxos ``BecomeLeader`` (its first half), Phase 1a: Prepare every slot from the
+        first unchosen one. The role is CANDIDATE until a majority promised.
 
         The new round is persisted before the Prepare leaves, so this ballot is never reused.
         Our own promise waits until the others' complete a quorum (see the module docstring).
@@ -242,10 +245,11 @@ class PaxosNode(Node):
         self.election_timeout_ms = self.election_timeout()
         self.reset_election_timer()
         self.bcast_prepare()
-        self.maybe_become_stable_leader()
+        self.maybe_win_election()
 
-    def become_stable_leader(self) -> None:
-        """MultiPaxos ``HandlePrepareReplies`` with a quorum: adopt, re-propose, fill gaps.
+    def become_leader(self) -> None:
+        """MultiPaxos ``HandlePrepareReplies`` with a quorum (Phase 1 done): adopt, re-propose,
+        fill gaps, then lead in Phase 2 only.
 
         For each slot from our first unchosen one: a value any promiser knows is chosen is
         adopted as chosen; otherwise the value accepted at the highest ballot is re-proposed
@@ -302,7 +306,7 @@ class PaxosNode(Node):
         if self.config.pre_vote:
             self.become_pre_candidate()
         else:
-            self.become_leader()
+            self.become_candidate()
 
     def next_round(self) -> int:
         """The round of our next ballot: above every round we used, promised or saw (so a
@@ -460,17 +464,17 @@ class PaxosNode(Node):
         if self.role != CANDIDATE:
             return
         self.promises[msg.src] = msg
-        self.maybe_become_stable_leader()
+        self.maybe_win_election()
 
     def maybe_win_pre_vote(self) -> bool:
         """With a majority willing to promise (us included), start Phase 1 for real."""
         if self.role != PRE_CANDIDATE or not quorum.has_quorum(len(self.pre_votes),
                                                                 len(self.peers)):
             return False
-        self.become_leader()
+        self.become_candidate()
         return True
 
-    def maybe_become_stable_leader(self) -> bool:
+    def maybe_win_election(self) -> bool:
         """With promises from a majority (counting our own, given now), take the lead."""
         if self.role != CANDIDATE or self.ballot is None:
             return False
@@ -480,7 +484,7 @@ class PaxosNode(Node):
             # We promised a higher ballot meanwhile, so cannot promise our own.
             self.become_follower(None)
             return False
-        self.become_stable_leader()
+        self.become_leader()
         return True
 
     def handle_accept(self, msg: Accept) -> None:

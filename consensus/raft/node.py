@@ -122,6 +122,8 @@ class RaftNode(Node):
     # -- role changes (the only place the role changes) ---------------------------------
 
     def become_follower(self, term: int, leader: NodeId | None) -> None:
+        """raft.tla ``UpdateTerm``'s role change (and a candidate's step back on seeing the
+        leader of its term, §5.2): follow ``leader`` in ``term``."""
         if self.role == LEADER:
             self.abandon_pending(leader)
         if term != self.term:
@@ -135,7 +137,8 @@ class RaftNode(Node):
         self.reset_election_timer()
 
     def become_pre_candidate(self) -> None:
-        """PreVote (thesis §9.6): ask for votes for term+1 without changing our own term."""
+        """No raft.tla action (an extension). PreVote (thesis §9.6): ask for votes for term+1
+        without changing our own term."""
         self.role = PRE_CANDIDATE
         self.leader = None
         self.votes = {self.id}
