@@ -81,16 +81,13 @@ from consensus.paxos.messages import (
     Promised,
     RoundUsed,
 )
+from consensus.paxos.slots import Slots, SlotState
 
 FOLLOWER = "follower"  # an acceptor and learner following a leader (or looking for one)
 PRE_CANDIDATE = "precandidate"  # asking whether a majority would promise (pre-vote)
 CANDIDATE = "candidate"  # running Phase 1 for its own ballot
 LEADER = "leader"  # Phase 1 done: proposes in Phase 2 only
 _NEVER = float("inf")
-
-# One slot's accepted state at this acceptor: (ballot, value). For a slot at or below the
-# commit index the value is the chosen one.
-SlotState = tuple[Ballot, Command | None]
 
 
 @dataclass(slots=True)
@@ -126,17 +123,12 @@ class PaxosNode(Node):
         # Durable state (rebuilt by ``restore``).
         self.promised: Ballot = ZERO_BALLOT  # acceptor: accept nothing below this
         self.round_used = 0  # highest round this node proposed with
-        self.log: dict[int, SlotState] = {}  # slot -> accepted (or chosen) state
+        self.log = Slots()  # slot -> accepted (or chosen) (ballot, value)
         # Invariant: every slot in 1..commit_index is chosen and its value is in ``log``.
         self.commit_index = 0
         # Volatile state. Invariant: applied == commit_index (chosen slots apply at once).
         self.applied = 0
-        self.last_index = 0  # highest slot with a value in ``log``
         self.round_seen = 0  # highest round seen in any ballot; the next ballot goes above it
-        # Acceptor: every slot above the leader's commit index up to ``through_slot`` is
-        # accepted at ``through_ballot`` (a cache, so a cumulative acknowledgement costs O(1)).
-        self.through_ballot: Ballot | None = None
-        self.through_slot = 0
         self.role = FOLLOWER
         self.leader: NodeId | None = None
         # The ballot this node asks pre-votes for, campaigns or leads with.
@@ -171,14 +163,9 @@ class PaxosNode(Node):
         commit = 0
         for rec in records:
             if isinstance(rec, AcceptedRun):
-                for i, command in enumerate(rec.commands):
-                    log[rec.first_slot + i] = (rec.ballot, command)
-                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+                log.accept_run(rec.first_slot, rec.ballot, rec.commands)
             elif isinstance(rec, ChosenRun):
-                for i, command in enumerate(rec.commands):
-                    prev = log.get(rec.first_slot + i)
-                    log[rec.first_slot + i] = (ZERO_BALLOT if prev is None else prev[0], command)
-                self.last_index = max(self.last_index, rec.first_slot + len(rec.commands) - 1)
+                log.learn_chosen(rec.first_slot, rec.commands)
             elif isinstance(rec, Promised):
                 self.promised = max(self.promised, rec.ballot)
             elif isinstance(rec, RoundUsed):
@@ -498,18 +485,8 @@ class PaxosNode(Node):
             self.persist(Promised(ballot))
         self.heard_from_leader(msg.src)
         commands = msg.commands
-        if commands:
-            log = self.log
-            first = msg.first_slot
-            changed = False
-            for i, command in enumerate(commands):
-                state = (ballot, command)
-                if log.get(first + i) != state:
-                    log[first + i] = state
-                    changed = True
-            if changed:
-                self.persist(AcceptedRun(first, ballot, commands))
-                self.last_index = max(self.last_index, first + len(commands) - 1)
+        if commands and self.log.accept_run(msg.first_slot, ballot, commands):
+            self.persist(AcceptedRun(msg.first_slot, ballot, commands))
         self.maybe_commit(ballot, msg.commit_index)
         self.send_accepted(msg.src, ballot, msg.first_slot, len(commands), msg.commit_index)
 
@@ -620,14 +597,9 @@ class PaxosNode(Node):
         """Record chosen values for ``first``.. (contiguous from our commit index) and apply."""
         if not commands:
             return
-        log = self.log
-        for i, command in enumerate(commands):
-            prev = log.get(first + i)
-            log[first + i] = (ZERO_BALLOT if prev is None else prev[0], command)
+        self.log.learn_chosen(first, commands)
         self.persist(ChosenRun(first, tuple(commands)))
-        last = first + len(commands) - 1
-        self.last_index = max(self.last_index, last)
-        self.set_commit(last)
+        self.set_commit(first + len(commands) - 1)
 
     def set_commit(self, index: int, *, persist: bool = True) -> bool:
         """Raise the commit index and apply every slot up to it, in order."""
@@ -652,12 +624,11 @@ class PaxosNode(Node):
         first = self.next_slot
         # Our own vote now, or once persisted() says our acceptance is durable.
         bit = 0 if self.async_persist else self.bit[self.id]
-        for i, command in enumerate(commands):
-            self.log[first + i] = (ballot, command)
-            self.votes[first + i] = bit
+        self.log.accept_run(first, ballot, commands)
+        for slot in range(first, first + len(commands)):
+            self.votes[slot] = bit
         self.persist(AcceptedRun(first, ballot, commands))
         self.next_slot = first + len(commands)
-        self.last_index = max(self.last_index, self.next_slot - 1)
         if self.async_persist:
             self.unsynced.append((self.ready_seq + 1, first, self.next_slot - 1))
         elif self.majority == 1:
@@ -728,34 +699,19 @@ class PaxosNode(Node):
     def send_accept(self, peer: NodeId, first: int, last: int) -> None:
         """One Accept for slots ``first``..``last``; none (``last < first``) is a heartbeat."""
         assert self.ballot is not None
-        log = self.log
         self.send_early(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
-                         commands=tuple(log[s][1] for s in range(first, last + 1)),
-                         commit_index=self.commit_index))
-
-    def accepted_through(self, ballot: Ballot, leader_commit: int) -> int:
-        """The highest slot ``t`` such that every slot in ``leader_commit + 1 .. t`` holds a
-        value we accepted at ``ballot`` (the cumulative part of an Accepted).
-
-        A slot's ballot in ``log`` is the ballot we last accepted it at (learning its chosen
-        value keeps the ballot), so the claim is always one we made durably. Within one ballot
-        the run only grows: a slot accepted at it changes only on accepting a higher ballot,
-        after which this ballot's Accepts are refused. So the scan resumes where it stopped.
-        """
-        if self.through_ballot != ballot:
-            self.through_ballot, self.through_slot = ballot, leader_commit
-        t = max(self.through_slot, leader_commit)
-        log = self.log
-        while (state := log.get(t + 1)) is not None and state[0] == ballot:
-            t += 1
-        self.through_slot = t
-        return t
+                               commands=self.log.commands(first, last),
+                               commit_index=self.commit_index))
 
     def send_accepted(self, leader: NodeId, ballot: Ballot, first: int, count: int,
                       leader_commit: int) -> None:
         self.send(Accepted(src=self.id, dst=leader, ballot=ballot, first_slot=first, count=count,
                            commit_index=self.commit_index, leader_commit=leader_commit,
                            accepted_through=self.accepted_through(ballot, leader_commit)))
+
+    def accepted_through(self, ballot: Ballot, leader_commit: int) -> int:
+        """The cumulative part of an Accepted: every open slot up to here is ours at ``ballot``."""
+        return self.log.accepted_through(ballot, leader_commit)
 
     def maybe_send_repair(self, peer: NodeId, below: int) -> None:
         """Resend ``peer`` the open slots it lacks below ``below + 1`` (a lost Accept), unless
@@ -791,13 +747,21 @@ class PaxosNode(Node):
         first = peer_commit + 1
         chunk = self.config.max_batch * self.config.max_inflight
         last = min(self.commit_index, first + chunk - 1)
-        log = self.log
         self.send(Commit(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
-                         commands=tuple(log[s][1] for s in range(first, last + 1)),
+                         commands=self.log.commands(first, last),
                          commit_index=self.commit_index))
         pr.commit_sent, pr.commit_sent_at = last, self.now
 
     # -- observation -----------------------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        """The highest slot with a value in ``log``."""
+        return self.log.last_index
+
+    @last_index.setter
+    def last_index(self, value: int) -> None:  # tests that fake a forgetful leader set it
+        self.log.last_index = value
 
     def role_term(self) -> tuple[str, int]:
         return self.role, max(self.promised.round, self.round_used)
