@@ -47,6 +47,8 @@ from typing import Any, ClassVar
 from consensus.kv import KVStore, Outcome
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
 
+_NEVER = float("inf")
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -152,6 +154,18 @@ class Node(ABC):
         self.ready_seq = 0
         # Client requests this node accepted and still owes an answer: (client, seq) -> index.
         self.pending: dict[tuple[str, int], int] = {}
+        # The election timer, one mechanism for both algorithms, as etcd-io/raft's
+        # ``randomizedElectionTimeout``: a timeout is drawn on every role change (become_*),
+        # and each sign of a live leader or of a vote given restarts the countdown with that
+        # same draw. (The Raft paper, §5.2, redraws on every reset.) Drawing per role change
+        # is enough for what the randomness is for: campaigners that collided, after a split
+        # vote or a Paxos Nack, draw afresh and spread out.
+        self.randomized_election_timeout = 0.0
+        # Invariant: _NEVER until the first tick (the node does not know the time before it,
+        # and a restarted node must restore its term or promise before it may campaign), and
+        # while leading.
+        self.election_deadline = _NEVER
+        self.started = False
 
     # -- the driver's side -------------------------------------------------------------
 
@@ -266,3 +280,21 @@ class Node(ABC):
         """A fresh randomised election timeout in ms, from the injected rng."""
         lo, hi = self.config.election_timeout_ms
         return lo if lo == hi else self.rng.uniform(lo, hi)
+
+    def reset_randomized_election_timeout(self) -> None:
+        """On a role change: draw a new timeout and start counting it down."""
+        self.randomized_election_timeout = self.election_timeout()
+        self.reset_election_timer()
+
+    def reset_election_timer(self) -> None:
+        """Restart the countdown with the current draw (a leader was heard from, a vote given)."""
+        self.election_deadline = (self.now + self.randomized_election_timeout if self.started
+                                  else _NEVER)
+
+    def start_timers(self) -> bool:
+        """At the first tick: start the election timer; True if this was the first tick."""
+        if self.started:
+            return False
+        self.started = True
+        self.reset_election_timer()
+        return True

@@ -145,15 +145,10 @@ class PaxosNode(Node):
         self.next_slot = 1  # leader: the next free slot
         self.progress: dict[NodeId, Progress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
-        self.election_timeout_ms = 0.0
-        # None until the first tick, so a node built before its clock is set (a restart)
-        # does not time out at once.
-        self.election_deadline: float | None = None
         self.heartbeat_deadline = _NEVER
         self.quorum_deadline = _NEVER
         self.leader_contact = -_NEVER  # last time the current leader was heard from
         self.become_follower(None)
-        self.election_deadline = None
 
     # -- restart -----------------------------------------------------------------------
 
@@ -196,8 +191,7 @@ class PaxosNode(Node):
         self.chosen = set()
         self.progress = {}
         self.heartbeat_deadline = self.quorum_deadline = _NEVER
-        self.election_timeout_ms = self.election_timeout()
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
 
     def become_pre_candidate(self) -> None:
         """No TLA+ action (an extension). Pre-vote (Raft thesis §9.6, applied to Phase 1): ask
@@ -208,8 +202,7 @@ class PaxosNode(Node):
         self.leader = None
         self.ballot = Ballot(self.next_round(), self.rank, self.id)
         self.pre_votes = {self.id}
-        self.election_timeout_ms = self.election_timeout()
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_prepare(pre_vote=True)
         self.maybe_win_pre_vote()
 
@@ -229,8 +222,7 @@ class PaxosNode(Node):
         self.ballot = Ballot(self.round_used, self.rank, self.id)
         self.pre_votes = set()
         self.promises = {}
-        self.election_timeout_ms = self.election_timeout()
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_prepare()
         self.maybe_win_election()
 
@@ -304,13 +296,13 @@ class PaxosNode(Node):
 
     def tick(self, now: float) -> None:
         self.now = now
+        if self.start_timers():
+            return
         if self.role == LEADER:
             if now >= self.quorum_deadline:
                 self.tick_check_quorum()
             if self.role == LEADER and now >= self.heartbeat_deadline:
                 self.bcast_heartbeat()
-        elif self.election_deadline is None:
-            self.reset_election_timer()
         elif now >= self.election_deadline:
             # A follower suspects the leader; a (pre-)candidate got no quorum in time.
             self.campaign()
@@ -318,7 +310,7 @@ class PaxosNode(Node):
     def next_deadline(self) -> float:
         if self.role == LEADER:
             return min(self.heartbeat_deadline, self.quorum_deadline)
-        return self.now if self.election_deadline is None else self.election_deadline
+        return self.election_deadline
 
     def tick_check_quorum(self) -> None:
         """Step down unless a majority was heard from lately (Raft's CheckQuorum, §6.2)."""
@@ -330,9 +322,6 @@ class PaxosNode(Node):
             p.active = False
         if not quorum.has_quorum(active, len(self.peers)):
             self.become_follower(None)
-
-    def reset_election_timer(self) -> None:
-        self.election_deadline = self.now + self.election_timeout_ms
 
     # -- inbound -------------------------------------------------------------------------
 

@@ -95,13 +95,9 @@ class RaftNode(Node):
         # ``unsynced`` holds (drain number, last index) of its appends not yet durable.
         self.durable_last = 0
         self.unsynced: deque[tuple[int, int]] = deque()
-        self.election_deadline = _NEVER
         self.heartbeat_deadline = _NEVER
         self.quorum_deadline = _NEVER
         self.leader_contact = -_NEVER  # last time a current leader was heard from
-        # Timers start at the first tick: before it the node does not know the time, and a
-        # restarted node must restore its term and vote before it may campaign.
-        self.started = False
         self.become_follower(0, None)
 
     # -- restart -----------------------------------------------------------------------
@@ -134,7 +130,7 @@ class RaftNode(Node):
         self.votes = set()
         self.progress = {}
         self.heartbeat_deadline = self.quorum_deadline = _NEVER
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
 
     def become_pre_candidate(self) -> None:
         """No raft.tla action (an extension). PreVote (thesis §9.6): ask for votes for term+1
@@ -142,7 +138,7 @@ class RaftNode(Node):
         self.role = PRE_CANDIDATE
         self.leader = None
         self.votes = {self.id}
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_request_vote(pre_vote=True)
         self.maybe_win_election(pre_vote=True)
 
@@ -154,7 +150,7 @@ class RaftNode(Node):
         self.voted_for = self.id
         self.persist(HardState(self.term, self.id))
         self.votes = {self.id}
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_request_vote(pre_vote=False)
         self.maybe_win_election(pre_vote=False)
 
@@ -186,9 +182,7 @@ class RaftNode(Node):
 
     def tick(self, now: float) -> None:
         self.now = now
-        if not self.started:
-            self.started = True
-            self.reset_election_timer()
+        if self.start_timers():
             return
         if self.role == LEADER:
             if now >= self.quorum_deadline:
@@ -213,9 +207,6 @@ class RaftNode(Node):
             p.active = False
         if not quorum.has_quorum(active, len(self.peers)):
             self.become_follower(self.term, None)
-
-    def reset_election_timer(self) -> None:
-        self.election_deadline = self.now + self.election_timeout() if self.started else _NEVER
 
     # -- inbound -------------------------------------------------------------------------
 
