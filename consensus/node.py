@@ -44,9 +44,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from consensus import quorum
 from consensus.kv import KVStore, Outcome
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
 
+# The roles both algorithms share (Multi-Paxos's candidate runs Phase 1).
+FOLLOWER = "follower"
+PRE_CANDIDATE = "precandidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
 _NEVER = float("inf")
 
 
@@ -154,18 +160,6 @@ class Node(ABC):
         self.ready_seq = 0
         # Client requests this node accepted and still owes an answer: (client, seq) -> index.
         self.pending: dict[tuple[str, int], int] = {}
-        # The election timer, one mechanism for both algorithms, as etcd-io/raft's
-        # ``randomizedElectionTimeout``: a timeout is drawn on every role change (become_*),
-        # and each sign of a live leader or of a vote given restarts the countdown with that
-        # same draw. (The Raft paper, §5.2, redraws on every reset.) Drawing per role change
-        # is enough for what the randomness is for: campaigners that collided, after a split
-        # vote or a Paxos Nack, draw afresh and spread out.
-        self.randomized_election_timeout = 0.0
-        # Invariant: _NEVER until the first tick (the node does not know the time before it,
-        # and a restarted node must restore its term or promise before it may campaign), and
-        # while leading.
-        self.election_deadline = _NEVER
-        self.started = False
 
     # -- the driver's side -------------------------------------------------------------
 
@@ -204,6 +198,11 @@ class Node(ABC):
     def has_output(self) -> bool:
         """Whether :meth:`ready` has anything to hand out."""
         return bool(self._out)
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
+        "time out a node"). A protocol without elections ignores it."""
+        return None
 
     def persisted(self, seq: int) -> None:
         """The driver: the records of every drain up to number ``seq`` are durable now.
@@ -276,6 +275,145 @@ class Node(ABC):
             ))
         self.pending.clear()
 
+
+@dataclass(slots=True)
+class Progress:
+    """A leader's view of one other node; each algorithm extends it (pipelining, repair)."""
+
+    next: int  # next index / slot to send
+    match: int = 0  # highest index / slot known to be held by the peer
+    # Probing (after a refusal or a suspected loss): one batch at a time until one is
+    # acknowledged, then the full pipelining window.
+    probe: bool = True
+    active: bool = False  # heard from since the last check-quorum round
+
+
+class ConsensusNode(Node):
+    """What Raft and Multi-Paxos do alike: roles and their timers, check-quorum, the leader
+    lease, the client front door and the commit/apply loop. The algorithms supply the
+    role changes (``become_*``), the heartbeat and the log, through the hooks below."""
+
+    def __init__(self, node_id: NodeId, peers: Iterable[NodeId], config: Config | None = None,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(node_id, peers, config, rng)
+        self.role = FOLLOWER
+        self.leader: NodeId | None = None  # who we believe leads; None while unknown
+        # Invariant: applied <= commit_index; every index up to commit_index is committed
+        # (Raft) or chosen (Multi-Paxos), and every one up to applied went to the kv store.
+        self.commit_index = 0
+        self.applied = 0
+        self.progress: dict[NodeId, Any] = {}  # leader only: a Progress per other node
+        # The election timer, one mechanism for both algorithms, as etcd-io/raft's
+        # ``randomizedElectionTimeout``: a timeout is drawn on every role change (become_*),
+        # and each sign of a live leader or of a vote given restarts the countdown with that
+        # same draw. (The Raft paper, §5.2, redraws on every reset.) Drawing per role change
+        # is enough for what the randomness is for: campaigners that collided, after a split
+        # vote or a Paxos Nack, draw afresh and spread out; and no draw per heartbeat.
+        self.randomized_election_timeout = 0.0
+        # Invariant: _NEVER until the first tick (the node does not know the time before it,
+        # and a restarted node must restore its term or promise before it may campaign), and
+        # while leading.
+        self.election_deadline = _NEVER
+        self.started = False
+        # Leader only, else _NEVER: the next heartbeat, and the next check-quorum round.
+        self.heartbeat_deadline = _NEVER
+        self.quorum_deadline = _NEVER
+        self.leader_contact = -_NEVER  # last time the current leader was heard from
+
+    # -- the algorithm's side ----------------------------------------------------------
+
+    @abstractmethod
+    def become_follower(self, leader: NodeId | None) -> None:
+        """Follow ``leader`` (None: unknown) in the current term or ballot."""
+
+    @abstractmethod
+    def become_pre_candidate(self) -> None:
+        """Ask whether a majority would elect us, changing nothing durable (thesis §9.6)."""
+
+    @abstractmethod
+    def become_candidate(self) -> None:
+        """Start a real election: a new term (Raft) or ballot (Multi-Paxos Phase 1a)."""
+
+    @abstractmethod
+    def bcast_heartbeat(self) -> None:
+        """Leader: tell every other node it is alive, resending what seems lost."""
+
+    @abstractmethod
+    def take_new_request(self, req: ClientRequest) -> None:
+        """Leader: place a new client request in the log (raft.tla ``ClientRequest``,
+        MultiPaxos ``TakeNewRequest``), recording it in ``pending``."""
+
+    @abstractmethod
+    def command_at(self, index: int) -> Command | None:
+        """The committed command at ``index`` (None for a no-op)."""
+
+    @abstractmethod
+    def commit_record(self, index: int) -> Any:
+        """The durable record that the commit index reached ``index``."""
+
+    # -- role changes --------------------------------------------------------------------
+
+    def step_down(self, leader: NodeId | None) -> None:
+        """What every ``become_follower`` does, whatever the algorithm: abandon leadership,
+        stop the leader's timers, and draw a new election timeout."""
+        if self.role == LEADER:
+            self.abandon_pending(leader)
+        self.role = FOLLOWER
+        self.leader = leader
+        self.progress = {}
+        self.heartbeat_deadline = self.quorum_deadline = _NEVER
+        self.reset_randomized_election_timeout()
+
+    def start_leading(self) -> None:
+        """What every ``become_leader`` does: take the role and start the leader's timers."""
+        self.role = LEADER
+        self.leader = self.id
+        self.election_deadline = _NEVER
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
+        "time out a node"); with ``pre_vote``, first ask whether it could succeed."""
+        if self.role == LEADER:
+            return
+        if self.config.pre_vote:
+            self.become_pre_candidate()
+        else:
+            self.become_candidate()
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats."""
+        self.now = now
+        if self.start_timers():
+            return
+        if self.role == LEADER:
+            if now >= self.quorum_deadline:
+                self.tick_check_quorum()
+            if self.role == LEADER and now >= self.heartbeat_deadline:
+                self.bcast_heartbeat()
+        elif now >= self.election_deadline:
+            # A follower suspects the leader; a (pre-)candidate got no majority in time.
+            self.campaign()
+
+    def next_deadline(self) -> float:
+        if self.role == LEADER:
+            return min(self.heartbeat_deadline, self.quorum_deadline)
+        return self.election_deadline
+
+    def tick_check_quorum(self) -> None:
+        """CheckQuorum (thesis §6.2): step down unless a majority was heard from lately."""
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        if not self.config.check_quorum:
+            return
+        active = 1 + sum(1 for p in self.progress.values() if p.active)
+        for p in self.progress.values():
+            p.active = False
+        if not quorum.has_quorum(active, len(self.peers)):
+            self.become_follower(None)
+
     def election_timeout(self) -> float:
         """A fresh randomised election timeout in ms, from the injected rng."""
         lo, hi = self.config.election_timeout_ms
@@ -297,4 +435,50 @@ class Node(ABC):
             return False
         self.started = True
         self.reset_election_timer()
+        return True
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def in_leader_lease(self, src: NodeId | None = None) -> bool:
+        """With check-quorum, whether a live leader other than ``src`` is known: we lead
+        (check-quorum deposes us if we lose the majority), or we heard from the leader within
+        the minimum election timeout. A vote request or Prepare is then ignored (thesis
+        §4.2.3), so a node rejoining after a partition cannot depose a healthy leader."""
+        if not self.config.check_quorum or (src is not None and src == self.leader):
+            return False
+        if self.role == LEADER:
+            return True
+        return (self.leader is not None
+                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+
+    def heard_from_leader(self, leader: NodeId) -> None:
+        """A valid AppendEntries, Accept or Commit: ``leader`` is alive; follow it, wait longer."""
+        if self.role != FOLLOWER or self.leader != leader:
+            self.become_follower(leader)
+        self.leader_contact = self.now
+        self.reset_election_timer()
+
+    def handle_client_request(self, req: ClientRequest) -> None:
+        """The front door: a non-leader redirects; a retry of an applied request is answered
+        from the reply cache; a duplicate of one still in progress is dropped (its answer
+        is on its way); anything else the leader takes into its log."""
+        if self.role != LEADER:
+            self.redirect(req, self.leader)
+            return
+        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
+            return
+        self.take_new_request(req)
+
+    # -- commitment ----------------------------------------------------------------------
+
+    def set_commit(self, index: int, *, persist: bool = True) -> bool:
+        """Raise the commit index and apply everything up to it, in order; True if raised."""
+        if index <= self.commit_index:
+            return False
+        self.commit_index = index
+        if persist:
+            self.persist(self.commit_record(index))
+        while self.applied < index:
+            self.applied += 1
+            self.apply_entry(self.applied, self.command_at(self.applied))
         return True

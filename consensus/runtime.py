@@ -251,7 +251,7 @@ class NodeRuntime:
                 self.faults = Faults()
             elif op == "campaign":
                 self.node.tick(self.now())
-                self.node.campaign()  # type: ignore[attr-defined]
+                self.node.campaign()
                 self.drain()
             else:
                 raise ValueError(f"unknown op {op!r}")

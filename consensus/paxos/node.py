@@ -64,7 +64,15 @@ from typing import Any
 
 from consensus import quorum
 from consensus.messages import ClientRequest, Command, Message, NodeId
-from consensus.node import Node, Status
+from consensus.node import (
+    CANDIDATE,
+    FOLLOWER,
+    LEADER,
+    PRE_CANDIDATE,
+    ConsensusNode,
+    Progress,
+    Status,
+)
 from consensus.paxos.messages import (
     ZERO_BALLOT,
     Accept,
@@ -83,33 +91,30 @@ from consensus.paxos.messages import (
 )
 from consensus.paxos.slots import Slots, SlotState
 
-FOLLOWER = "follower"  # an acceptor and learner following a leader (or looking for one)
-PRE_CANDIDATE = "precandidate"  # asking whether a majority would promise (pre-vote)
-CANDIDATE = "candidate"  # running Phase 1 for its own ballot
-LEADER = "leader"  # Phase 1 done: proposes in Phase 2 only
+# FOLLOWER: an acceptor and learner following a leader (or looking for one); PRE_CANDIDATE:
+# asking whether a majority would promise (pre-vote); CANDIDATE: running Phase 1 for its own
+# ballot; LEADER: Phase 1 done, proposing in Phase 2 only.
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "PaxosNode", "PaxosProgress"]
 _NEVER = float("inf")
 
 
 @dataclass(slots=True)
-class Progress:
-    """The leader's view of one acceptor (Raft's nextIndex/matchIndex, plus pipelining)."""
+class PaxosProgress(Progress):
+    """The leader's view of one acceptor (Raft's nextIndex/matchIndex, plus pipelining).
 
-    next: int  # next slot to send in an Accept
-    # Every open slot up to here is known accepted by the acceptor at our ballot (from its
-    # cumulative ``accepted_through``; below our commit index it means nothing).
-    match: int = 0
+    ``match``: every open slot up to it is known accepted by the acceptor at our ballot (from
+    its cumulative ``accepted_through``; below our commit index it means nothing). Probing
+    starts only after a suspected loss."""
+
     # (last slot, time sent) of each Accept run not yet acknowledged, oldest first.
     inflight: deque[tuple[int, float]] = field(default_factory=deque)
-    # After a suspected loss: one run at a time until one is acknowledged, then the window.
-    probe: bool = False
-    active: bool = False  # heard from since the last check-quorum round
     commit_sent: int = 0  # last slot sent in a Commit (catch-up)
     commit_sent_at: float = -_NEVER
     repair_from: int = 0  # first slot of the last gap resent (a lost Accept)
     repair_at: float = -_NEVER
 
 
-class PaxosNode(Node):
+class PaxosNode(ConsensusNode):
     """A complete Multi-Paxos node; see the module docstring."""
 
     algorithm = "paxos"
@@ -124,13 +129,9 @@ class PaxosNode(Node):
         self.promised: Ballot = ZERO_BALLOT  # acceptor: accept nothing below this
         self.round_used = 0  # highest round this node proposed with
         self.log = Slots()  # slot -> accepted (or chosen) (ballot, value)
-        # Invariant: every slot in 1..commit_index is chosen and its value is in ``log``.
-        self.commit_index = 0
-        # Volatile state. Invariant: applied == commit_index (chosen slots apply at once).
-        self.applied = 0
+        # Invariant: every slot in 1..commit_index is chosen and its value is in ``log``;
+        # applied == commit_index (chosen slots apply at once).
         self.round_seen = 0  # highest round seen in any ballot; the next ballot goes above it
-        self.role = FOLLOWER
-        self.leader: NodeId | None = None
         # The ballot this node asks pre-votes for, campaigns or leads with.
         self.ballot: Ballot | None = None
         self.pre_votes: set[NodeId] = set()  # pre-candidate: who would promise ``ballot``
@@ -143,11 +144,8 @@ class PaxosNode(Node):
         # (drain number, first slot, last slot) of its proposals not yet written.
         self.unsynced: deque[tuple[int, int, int]] = deque()
         self.next_slot = 1  # leader: the next free slot
-        self.progress: dict[NodeId, Progress] = {}
+        self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
-        self.heartbeat_deadline = _NEVER
-        self.quorum_deadline = _NEVER
-        self.leader_contact = -_NEVER  # last time the current leader was heard from
         self.become_follower(None)
 
     # -- restart -----------------------------------------------------------------------
@@ -180,18 +178,12 @@ class PaxosNode(Node):
         A fresh randomised timeout is drawn each time: after a Nack it is the backoff that
         keeps two proposers from preempting each other forever.
         """
-        if self.role == LEADER:
-            self.abandon_pending(leader)
-        self.role = FOLLOWER
-        self.leader = leader
         self.ballot = None
         self.pre_votes = set()
         self.promises = {}
         self.votes = {}
         self.chosen = set()
-        self.progress = {}
-        self.heartbeat_deadline = self.quorum_deadline = _NEVER
-        self.reset_randomized_election_timeout()
+        self.step_down(leader)
 
     def become_pre_candidate(self) -> None:
         """No TLA+ action (an extension). Pre-vote (Raft thesis §9.6, applied to Phase 1): ask
@@ -261,67 +253,23 @@ class PaxosNode(Node):
                         found[av.slot] = (av.ballot, av.command)
         end = max(found, default=start - 1)
         commands = tuple(found[s][1] if s in found else None for s in range(start, end + 1))
-        self.role = LEADER
-        self.leader = self.id
+        self.start_leading()
         self.promises = {}
-        self.election_deadline = _NEVER
         self.next_slot = start
         self.votes = {}
         self.chosen = set()
         self.unsynced.clear()
         self.hb_commit = self.commit_index
-        self.progress = {p: Progress(next=start) for p in self.others}
-        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
-        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        self.progress = {p: PaxosProgress(next=start, probe=False) for p in self.others}
         if commands:
             self.propose(commands)
         else:
             self.bcast_heartbeat()
 
-    def campaign(self) -> None:
-        """Start an election now (the simulator's and the dashboard's "time out a node")."""
-        if self.role == LEADER:
-            return
-        if self.config.pre_vote:
-            self.become_pre_candidate()
-        else:
-            self.become_candidate()
-
     def next_round(self) -> int:
         """The round of our next ballot: above every round we used, promised or saw (so a
         newer leader always has a higher round, which ``Status.term`` reports)."""
         return max(self.round_used, self.promised.round, self.round_seen) + 1
-
-    # -- time ----------------------------------------------------------------------------
-
-    def tick(self, now: float) -> None:
-        self.now = now
-        if self.start_timers():
-            return
-        if self.role == LEADER:
-            if now >= self.quorum_deadline:
-                self.tick_check_quorum()
-            if self.role == LEADER and now >= self.heartbeat_deadline:
-                self.bcast_heartbeat()
-        elif now >= self.election_deadline:
-            # A follower suspects the leader; a (pre-)candidate got no quorum in time.
-            self.campaign()
-
-    def next_deadline(self) -> float:
-        if self.role == LEADER:
-            return min(self.heartbeat_deadline, self.quorum_deadline)
-        return self.election_deadline
-
-    def tick_check_quorum(self) -> None:
-        """Step down unless a majority was heard from lately (Raft's CheckQuorum, §6.2)."""
-        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
-        if not self.config.check_quorum:
-            return
-        active = 1 + sum(1 for p in self.progress.values() if p.active)
-        for p in self.progress.values():
-            p.active = False
-        if not quorum.has_quorum(active, len(self.peers)):
-            self.become_follower(None)
 
     # -- inbound -------------------------------------------------------------------------
 
@@ -371,16 +319,6 @@ class PaxosNode(Node):
         if self.ballot is not None and ballot > self.ballot:
             self.become_follower(leader)
 
-    def in_leader_lease(self, src: NodeId) -> bool:
-        """True while a live leader other than ``src`` was heard from within the minimum
-        election timeout (we lead ourselves, or follow one): the Prepare is ignored."""
-        if not self.config.check_quorum or src == self.leader:
-            return False
-        if self.role == LEADER:
-            return True
-        return (self.leader is not None
-                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
-
     def handle_stale_message(self, msg: Message) -> None:
         """A Prepare, Accept or Commit below our promise: refuse it with a Nack carrying the
         promise, so a deposed leader or a stale proposer learns the newer ballot and steps
@@ -388,13 +326,8 @@ class PaxosNode(Node):
         ballot: Ballot = msg.ballot  # type: ignore[attr-defined]
         self.send(Nack(src=self.id, dst=msg.src, ballot=ballot, promised=self.promised))
 
-    def handle_client_request(self, req: ClientRequest) -> None:
+    def take_new_request(self, req: ClientRequest) -> None:
         """MultiPaxos ``TakeNewRequest``: the leader proposes it in the next free slot."""
-        if self.role != LEADER:
-            self.redirect(req, self.leader)
-            return
-        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
-            return
         self.pending[(req.src, req.seq)] = self.next_slot
         self.propose((req.as_command(),))
 
@@ -533,13 +466,6 @@ class PaxosNode(Node):
             self.promised = msg.promised
             self.persist(Promised(msg.promised))
 
-    def heard_from_leader(self, leader: NodeId) -> None:
-        """A valid Accept or Commit: ``leader`` is alive, so we follow it and wait longer."""
-        if self.role != FOLLOWER or self.leader != leader:
-            self.become_follower(leader)
-        self.leader_contact = self.now
-        self.reset_election_timer()
-
     # -- commitment ----------------------------------------------------------------------
 
     def advance_commit_index(self) -> None:
@@ -590,18 +516,11 @@ class PaxosNode(Node):
         self.persist(ChosenRun(first, tuple(commands)))
         self.set_commit(first + len(commands) - 1)
 
-    def set_commit(self, index: int, *, persist: bool = True) -> bool:
-        """Raise the commit index and apply every slot up to it, in order."""
-        if index <= self.commit_index:
-            return False
-        self.commit_index = index
-        if persist:
-            self.persist(Committed(index))
-        log = self.log
-        while self.applied < index:
-            self.applied += 1
-            self.apply_entry(self.applied, log[self.applied][1])
-        return True
+    def command_at(self, index: int) -> Command | None:
+        return self.log[index][1]
+
+    def commit_record(self, index: int) -> Committed:
+        return Committed(index)
 
     def propose(self, commands: tuple[Command | None, ...]) -> None:
         """Phase 2a for ``commands`` in the next free slots: accept them ourselves, then send.
