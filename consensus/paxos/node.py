@@ -148,7 +148,7 @@ class PaxosNode(ConsensusNode):
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
         self.become_follower(None)
 
-    # -- restart -----------------------------------------------------------------------
+    # -- restart ---------------------------------------------------------------------------
 
     def restore(self, records: Sequence[Any]) -> None:
         """Fold the persisted records back into promise, round, accepted slots and commit."""
@@ -169,7 +169,7 @@ class PaxosNode(ConsensusNode):
         self.become_follower(None)
         self.set_commit(commit, persist=False)
 
-    # -- role changes (the only place the role changes) ---------------------------------
+    # -- role changes (the only place the role changes) ------------------------------------
 
     def become_follower(self, leader: NodeId | None) -> None:
         """Step back to acceptor/learner, abandoning any campaign or leadership (the
@@ -271,7 +271,11 @@ class PaxosNode(ConsensusNode):
         newer leader always has a higher round, which ``Status.term`` reports)."""
         return max(self.round_used, self.promised.round, self.round_seen) + 1
 
-    # -- inbound -------------------------------------------------------------------------
+    # -- time ------------------------------------------------------------------------------
+    # ConsensusNode.tick (node.py) runs the timers alike for both algorithms: the election
+    # timeout calls campaign(), a leader runs check-quorum and then bcast_heartbeat (outbound).
+
+    # -- inbound ---------------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
         """Check the ballot once for every role, then hand the message to its handler."""
@@ -466,7 +470,7 @@ class PaxosNode(ConsensusNode):
             self.promised = msg.promised
             self.persist(Promised(msg.promised))
 
-    # -- commitment ----------------------------------------------------------------------
+    # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> None:
         """Raise the commit index over every chosen slot directly above it."""
@@ -545,14 +549,6 @@ class PaxosNode(ConsensusNode):
             self.advance_commit_index()
         self.bcast_accept()
 
-    # -- outbound ------------------------------------------------------------------------
-
-    def bcast_prepare(self, *, pre_vote: bool = False) -> None:
-        assert self.ballot is not None
-        for peer in self.others:
-            self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
-                              first_slot=self.commit_index + 1, pre_vote=pre_vote))
-
     def persisted(self, seq: int) -> None:
         """Our acceptances up to drain ``seq`` are durable: now they count as votes."""
         runs = []
@@ -563,6 +559,14 @@ class PaxosNode(ConsensusNode):
         for _, first, last in runs:
             self.count_votes(self.id, max(first, self.commit_index + 1), last)
         self.advance_commit_index()
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def bcast_prepare(self, *, pre_vote: bool = False) -> None:
+        assert self.ballot is not None
+        for peer in self.others:
+            self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
+                              first_slot=self.commit_index + 1, pre_vote=pre_vote))
 
     def bcast_accept(self) -> None:
         for peer in self.others:

@@ -94,7 +94,7 @@ class RaftNode(ConsensusNode):
         self.unsynced: deque[tuple[int, int]] = deque()
         self.become_follower(None)
 
-    # -- restart -----------------------------------------------------------------------
+    # -- restart ---------------------------------------------------------------------------
 
     def restore(self, records: Sequence[Any]) -> None:
         """Fold the persisted records back into term, vote, log and commit index."""
@@ -109,7 +109,7 @@ class RaftNode(ConsensusNode):
         self.become_follower(None)
         self.set_commit(min(commit, self.log.last_index), persist=False)
 
-    # -- role changes (the only place the role changes) ---------------------------------
+    # -- role changes (the only place the role changes) ------------------------------------
 
     def become_follower(self, leader: NodeId | None) -> None:
         """raft.tla ``UpdateTerm``'s role change (and a candidate's step back on seeing the
@@ -150,7 +150,11 @@ class RaftNode(ConsensusNode):
         self.append_entries_locally((None,))
         self.bcast_append()
 
-    # -- inbound -------------------------------------------------------------------------
+    # -- time ------------------------------------------------------------------------------
+    # ConsensusNode.tick (node.py) runs the timers alike for both algorithms: the election
+    # timeout calls campaign(), a leader runs check-quorum and then bcast_heartbeat (outbound).
+
+    # -- inbound ---------------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
         """raft.tla ``Receive``: the term check once for every role, then one handler each."""
@@ -305,7 +309,7 @@ class RaftNode(ConsensusNode):
             pr.probe = True
         self.maybe_send_append(msg.src)
 
-    # -- commitment ----------------------------------------------------------------------
+    # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
         """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
@@ -342,7 +346,7 @@ class RaftNode(ConsensusNode):
             self.durable_last = last
             self.advance_commit_index()
 
-    # -- outbound ------------------------------------------------------------------------
+    # -- outbound --------------------------------------------------------------------------
 
     def bcast_request_vote(self, *, pre_vote: bool) -> None:
         term = self.term + 1 if pre_vote else self.term
