@@ -21,12 +21,13 @@ so no slot is left open below the ones it goes on to propose.
 After that, the stable leader runs only Phase 2: each client command (reads included, which is
 what makes them linearizable) takes the next free slot, and Accepts (2a) carry runs of
 consecutive slots (``max_batch``), pipelined up to ``max_inflight`` unacknowledged runs per
-acceptor, like Raft's AppendEntries. A slot is chosen when a majority answered Accepted (2b)
-at the leader's ballot; slots are applied strictly in order, so a chosen slot waits for every
-slot below it. An Accepted also acknowledges cumulatively, like Raft's match index: it says up
-to which slot the acceptor holds every open slot at the leader's ballot. So a lost Accepted
-costs nothing once the next one arrives, and a lost Accept shows up as a gap below the run the
-next Accepted answers, which the leader fills at once (as a Raft follower's refusal makes its
+acceptor, like Raft's AppendEntries. A slot is chosen when a majority accepted it (2b) at the
+leader's ballot. Slots are applied strictly in order, so the leader need not count votes per
+slot: an Accepted acknowledges cumulatively, like Raft's match index, saying up to which slot
+the acceptor holds every open slot at the leader's ballot, and the commit index is the highest
+slot a majority acknowledged so (``quorum.committed_index``). A lost Accepted then costs
+nothing once the next one arrives, and a lost Accept shows up as a gap below the run the next
+Accepted answers, which the leader fills at once (as a Raft follower's refusal makes its
 leader resend) instead of waiting for a heartbeat. The leader's commit index rides on every
 Accept and heartbeat: an acceptor that accepted slot ``s`` at the leader's ballot learns from
 ``s <= commit_index`` that its value is the chosen one. An acceptor that cannot (it missed
@@ -123,8 +124,6 @@ class PaxosNode(ConsensusNode):
                  rng: Any = None) -> None:
         super().__init__(node_id, peers, config, rng)
         self.rank = self.peers.index(node_id)
-        self.bit = {p: 1 << i for i, p in enumerate(self.peers)}
-        self.majority = quorum.majority(len(self.peers))
         # Durable state (rebuilt by ``restore``).
         self.promised: Ballot = ZERO_BALLOT  # acceptor: accept nothing below this
         self.round_used = 0  # highest round this node proposed with
@@ -136,13 +135,10 @@ class PaxosNode(ConsensusNode):
         self.ballot: Ballot | None = None
         self.pre_votes: set[NodeId] = set()  # pre-candidate: who would promise ``ballot``
         self.promises: dict[NodeId, Promise] = {}  # candidate: Phase 1b answers
-        # Leader: slot -> bitmask of acceptors that accepted it at ``ballot``, for slots
-        # proposed and not yet chosen; chosen slots above the commit index wait in ``chosen``.
-        self.votes: dict[int, int] = {}
-        self.chosen: set[int] = set()
-        # With async_persist, the leader's own acceptance counts only once durable:
-        # (drain number, first slot, last slot) of its proposals not yet written.
-        self.unsynced: deque[tuple[int, int, int]] = deque()
+        # With async_persist, the leader's own acceptance counts only up to ``durable_last``;
+        # ``unsynced`` holds (drain number, last slot) of its proposals not yet durable.
+        self.durable_last = 0
+        self.unsynced: deque[tuple[int, int]] = deque()
         self.next_slot = 1  # leader: the next free slot
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
@@ -181,8 +177,6 @@ class PaxosNode(ConsensusNode):
         self.ballot = None
         self.pre_votes = set()
         self.promises = {}
-        self.votes = {}
-        self.chosen = set()
         self.step_down(leader)
 
     def become_pre_candidate(self) -> None:
@@ -256,8 +250,8 @@ class PaxosNode(ConsensusNode):
         self.start_leading()
         self.promises = {}
         self.next_slot = start
-        self.votes = {}
-        self.chosen = set()
+        # Our earlier acceptances may still be being written; the re-proposals' drain covers them.
+        self.durable_last = 0
         self.unsynced.clear()
         self.hb_commit = self.commit_index
         self.progress = {p: PaxosProgress(next=start, probe=False) for p in self.others}
@@ -417,32 +411,30 @@ class PaxosNode(ConsensusNode):
         self.send_accepted(msg.src, ballot, msg.first_slot, len(commands), msg.commit_index)
 
     def handle_accepted(self, msg: Accepted) -> None:
-        """MultiPaxos ``HandleAcceptReplies``: count votes per slot; chosen at a majority.
+        """MultiPaxos ``HandleAcceptReplies`` (Phase 2b answers): advance the acceptor's match.
 
-        The acceptor's vote counts for every slot up to ``accepted_through`` (cumulative, so a
-        lost Accepted is made up for) and for the run it answers. A run above a gap means an
-        Accept below it was lost: the gap is resent now rather than at the next heartbeat.
+        An Accepted acknowledges cumulatively: every open slot up to ``accepted_through`` is
+        accepted at our ballot, so a lost Accepted is made up for by the next one. A run
+        answered above the acceptor's match means an Accept below it was lost: the gap is
+        resent now rather than at the next heartbeat.
         """
         if self.role != LEADER:
             return
         peer = msg.src
         pr = self.progress[peer]
         pr.active = True
-        through = msg.accepted_through
+        # Only we propose at our ballot, so no honest claim goes past our last slot.
+        through = min(msg.accepted_through, self.next_slot - 1)
         if through > pr.match:
-            self.count_votes(peer, max(pr.match, self.commit_index) + 1, through)
             pr.match = through
-        done = max(pr.match, self.commit_index)  # chosen slots need no more votes
+            self.advance_commit_index()
+        done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
         while pr.inflight and pr.inflight[0][0] <= done:
             pr.inflight.popleft()
         if msg.count:
             pr.probe = False
-            last = msg.first_slot + msg.count - 1
-            self.count_votes(peer, max(msg.first_slot, pr.match + 1, self.commit_index + 1),
-                             last)
-        self.advance_commit_index()
-        if msg.count and msg.first_slot > max(pr.match, self.commit_index) + 1:
-            self.maybe_send_repair(peer, msg.first_slot - 1)
+            if msg.first_slot > done + 1:
+                self.maybe_send_repair(peer, msg.first_slot - 1)
         if msg.commit_index < msg.leader_commit:
             self.maybe_send_commit(peer, msg.commit_index)
         self.maybe_send_accept(peer)
@@ -472,30 +464,15 @@ class PaxosNode(ConsensusNode):
 
     # -- commitment ------------------------------------------------------------------------
 
-    def advance_commit_index(self) -> None:
-        """Raise the commit index over every chosen slot directly above it."""
-        chosen = self.chosen
-        c = self.commit_index
-        while c + 1 in chosen:
-            c += 1
-            chosen.discard(c)
-        self.set_commit(c)
-
-    def count_votes(self, peer: NodeId, first: int, last: int) -> None:
-        """``peer`` accepted slots ``first``..``last`` at our ballot: a slot whose votes reach
-        a majority is chosen (it joins the commit index once every slot below it has)."""
-        bit = self.bit[peer]
-        votes = self.votes
-        for slot in range(first, last + 1):
-            v = votes.get(slot)
-            if v is None or v & bit:
-                continue
-            v |= bit
-            if v.bit_count() >= self.majority:
-                del votes[slot]
-                self.chosen.add(slot)
-            else:
-                votes[slot] = v
+    def advance_commit_index(self) -> bool:
+        """MultiPaxos ``HandleAcceptReplies``' choice, by match index, as raft.tla's
+        ``AdvanceCommitIndex``: a slot is chosen once a majority accepted it at one ballot
+        (Paxos Made Simple §2.2), and slots apply strictly in order, so the commit index is the
+        highest slot that a majority holds at our ballot together with every open slot below
+        it. Unlike Raft no term check is needed: accepted at our ballot means our value."""
+        own = self.durable_last if self.async_persist else self.next_slot - 1
+        matches = [own] + [p.match for p in self.progress.values()]
+        return self.set_commit(quorum.committed_index(matches, len(self.peers)))
 
     def maybe_commit(self, ballot: Ballot, leader_commit: int) -> bool:
         """Learn from a leader's commit index: slots we accepted at its ballot are chosen.
@@ -534,31 +511,24 @@ class PaxosNode(ConsensusNode):
         ballot = self.ballot
         assert ballot is not None
         first = self.next_slot
-        # Our own vote now, or once persisted() says our acceptance is durable.
-        bit = 0 if self.async_persist else self.bit[self.id]
         self.log.accept_run(first, ballot, commands)
-        for slot in range(first, first + len(commands)):
-            self.votes[slot] = bit
         self.persist(AcceptedRun(first, ballot, commands))
         self.next_slot = first + len(commands)
+        # Our own acceptance counts now, or once persisted() says it is durable.
         if self.async_persist:
-            self.unsynced.append((self.ready_seq + 1, first, self.next_slot - 1))
-        elif self.majority == 1:
-            self.chosen.update(range(first, self.next_slot))
-            self.votes.clear()
+            self.unsynced.append((self.ready_seq + 1, self.next_slot - 1))
+        elif len(self.peers) == 1:
             self.advance_commit_index()
         self.bcast_accept()
 
     def persisted(self, seq: int) -> None:
-        """Our acceptances up to drain ``seq`` are durable: now they count as votes."""
-        runs = []
+        """Our acceptances up to drain ``seq`` are durable: count our own copy up to there."""
+        last = 0
         while self.unsynced and self.unsynced[0][0] <= seq:
-            runs.append(self.unsynced.popleft())
-        if self.role != LEADER or not runs:
-            return
-        for _, first, last in runs:
-            self.count_votes(self.id, max(first, self.commit_index + 1), last)
-        self.advance_commit_index()
+            last = self.unsynced.popleft()[1]
+        if self.role == LEADER and last > self.durable_last:
+            self.durable_last = last
+            self.advance_commit_index()
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -576,17 +546,17 @@ class PaxosNode(ConsensusNode):
         """Every heartbeat: an Accept to each acceptor (empty if nothing is new), resending
         what seems lost."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
-        blocked = self.commit_index == self.hb_commit and self.commit_index + 1 in self.votes
-        self.hb_commit = self.commit_index
+        commit = self.commit_index
+        blocked = commit == self.hb_commit and commit < self.next_slot - 1
+        self.hb_commit = commit
         hb = self.config.heartbeat_ms
         for peer in self.others:
             pr = self.progress[peer]
             stalled = pr.inflight and self.now - pr.inflight[0][1] >= hb
-            lacking = blocked and not self.votes[self.commit_index + 1] & self.bit[peer]
-            if stalled or lacking:
-                # No acknowledgement for a whole heartbeat, or the slot holding the commit
-                # index back is missing this acceptor's vote: resend from its first
-                # unacknowledged slot.
+            if stalled or (blocked and pr.match <= commit):
+                # No acknowledgement for a whole heartbeat, or the commit index has not
+                # moved and this acceptor has not acknowledged the slot above it: resend
+                # from its first unacknowledged slot.
                 pr.next = self.first_unacked(peer)
                 pr.inflight.clear()
                 pr.probe = True
@@ -640,12 +610,7 @@ class PaxosNode(ConsensusNode):
 
     def first_unacked(self, peer: NodeId) -> int:
         """The lowest open slot ``peer`` has not acknowledged at our ballot."""
-        bit = self.bit[peer]
-        slot = max(self.commit_index, self.progress[peer].match) + 1
-        votes = self.votes
-        while slot < self.next_slot and (slot not in votes or votes[slot] & bit):
-            slot += 1
-        return slot
+        return max(self.commit_index, self.progress[peer].match) + 1
 
     def maybe_send_commit(self, peer: NodeId, peer_commit: int) -> None:
         """Send a lagging acceptor the next chosen values it lacks, one message in flight."""
