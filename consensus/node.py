@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -319,6 +320,10 @@ class ConsensusNode(Node):
         self.heartbeat_deadline = _NEVER
         self.quorum_deadline = _NEVER
         self.leader_contact = -_NEVER  # last time the current leader was heard from
+        # With async_persist, a leader's own copy counts only up to ``durable_last``;
+        # ``unsynced`` holds (drain number, last index) of its writes not yet durable.
+        self.durable_last = 0
+        self.unsynced: deque[tuple[int, int]] = deque()
 
     # -- the algorithm's side ----------------------------------------------------------
 
@@ -342,6 +347,14 @@ class ConsensusNode(Node):
     def take_new_request(self, req: ClientRequest) -> None:
         """Leader: place a new client request in the log (raft.tla ``ClientRequest``,
         MultiPaxos ``TakeNewRequest``), recording it in ``pending``."""
+
+    @abstractmethod
+    def advance_commit_index(self) -> bool:
+        """Leader: raise the commit index to what a majority holds; True if it rose."""
+
+    @abstractmethod
+    def last_proposed(self) -> int:
+        """Leader: the last index / slot of its own copy, written or being written."""
 
     @abstractmethod
     def command_at(self, index: int) -> Command | None:
@@ -371,6 +384,10 @@ class ConsensusNode(Node):
         self.election_deadline = _NEVER
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
         self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        # Our copy from before may still be being written; the first drain as leader
+        # (a no-op, or the re-proposals of Phase 1) covers it.
+        self.durable_last = 0
+        self.unsynced.clear()
 
     def campaign(self) -> None:
         """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
@@ -470,6 +487,28 @@ class ConsensusNode(Node):
         self.take_new_request(req)
 
     # -- commitment ----------------------------------------------------------------------
+
+    def own_copy(self) -> int:
+        """How far the leader's own copy counts towards a majority: all of it, or with
+        ``async_persist`` only what is durable (thesis §10.2.1)."""
+        return self.durable_last if self.async_persist else self.last_proposed()
+
+    def wrote_own_copy(self) -> None:
+        """The leader has just put entries up to ``last_proposed()`` in this drain's records:
+        count them once :meth:`persisted` says so, or at once (a cluster of one commits)."""
+        if self.async_persist:
+            self.unsynced.append((self.ready_seq + 1, self.last_proposed()))
+        elif len(self.peers) == 1:
+            self.advance_commit_index()
+
+    def persisted(self, seq: int) -> None:
+        """Our writes up to drain ``seq`` are durable: count our own copy up to there."""
+        last = 0
+        while self.unsynced and self.unsynced[0][0] <= seq:
+            last = self.unsynced.popleft()[1]
+        if self.role == LEADER and last > self.durable_last:
+            self.durable_last = last
+            self.advance_commit_index()
 
     def set_commit(self, index: int, *, persist: bool = True) -> bool:
         """Raise the commit index and apply everything up to it, in order; True if raised."""

@@ -135,10 +135,6 @@ class PaxosNode(ConsensusNode):
         self.ballot: Ballot | None = None
         self.pre_votes: set[NodeId] = set()  # pre-candidate: who would promise ``ballot``
         self.promises: dict[NodeId, Promise] = {}  # candidate: Phase 1b answers
-        # With async_persist, the leader's own acceptance counts only up to ``durable_last``;
-        # ``unsynced`` holds (drain number, last slot) of its proposals not yet durable.
-        self.durable_last = 0
-        self.unsynced: deque[tuple[int, int]] = deque()
         self.next_slot = 1  # leader: the next free slot
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
@@ -250,9 +246,6 @@ class PaxosNode(ConsensusNode):
         self.start_leading()
         self.promises = {}
         self.next_slot = start
-        # Our earlier acceptances may still be being written; the re-proposals' drain covers them.
-        self.durable_last = 0
-        self.unsynced.clear()
         self.hb_commit = self.commit_index
         self.progress = {p: PaxosProgress(next=start, probe=False) for p in self.others}
         if commands:
@@ -470,8 +463,7 @@ class PaxosNode(ConsensusNode):
         (Paxos Made Simple §2.2), and slots apply strictly in order, so the commit index is the
         highest slot that a majority holds at our ballot together with every open slot below
         it. Unlike Raft no term check is needed: accepted at our ballot means our value."""
-        own = self.durable_last if self.async_persist else self.next_slot - 1
-        matches = [own] + [p.match for p in self.progress.values()]
+        matches = [self.own_copy()] + [p.match for p in self.progress.values()]
         return self.set_commit(quorum.committed_index(matches, len(self.peers)))
 
     def maybe_commit(self, ballot: Ballot, leader_commit: int) -> bool:
@@ -514,21 +506,11 @@ class PaxosNode(ConsensusNode):
         self.log.accept_run(first, ballot, commands)
         self.persist(AcceptedRun(first, ballot, commands))
         self.next_slot = first + len(commands)
-        # Our own acceptance counts now, or once persisted() says it is durable.
-        if self.async_persist:
-            self.unsynced.append((self.ready_seq + 1, self.next_slot - 1))
-        elif len(self.peers) == 1:
-            self.advance_commit_index()
+        self.wrote_own_copy()
         self.bcast_accept()
 
-    def persisted(self, seq: int) -> None:
-        """Our acceptances up to drain ``seq`` are durable: count our own copy up to there."""
-        last = 0
-        while self.unsynced and self.unsynced[0][0] <= seq:
-            last = self.unsynced.popleft()[1]
-        if self.role == LEADER and last > self.durable_last:
-            self.durable_last = last
-            self.advance_commit_index()
+    def last_proposed(self) -> int:
+        return self.next_slot - 1
 
     # -- outbound --------------------------------------------------------------------------
 

@@ -88,10 +88,6 @@ class RaftNode(ConsensusNode):
         # applied <= commit_index).
         self.votes: set[NodeId] = set()  # (pre-)candidate: who granted us their vote
         self.progress: dict[NodeId, RaftProgress] = {}
-        # With async_persist, a leader's own copy counts only up to ``durable_last``;
-        # ``unsynced`` holds (drain number, last index) of its appends not yet durable.
-        self.durable_last = 0
-        self.unsynced: deque[tuple[int, int]] = deque()
         self.become_follower(None)
 
     # -- restart ---------------------------------------------------------------------------
@@ -144,9 +140,6 @@ class RaftNode(ConsensusNode):
         self.start_leading()
         nxt = self.log.last_index + 1
         self.progress = {p: RaftProgress(next=nxt, progress_at=self.now) for p in self.others}
-        # Our log from before may still be being written; the no-op's drain covers it.
-        self.durable_last = 0
-        self.unsynced.clear()
         self.append_entries_locally((None,))
         self.bcast_append()
 
@@ -313,8 +306,7 @@ class RaftNode(ConsensusNode):
 
     def advance_commit_index(self) -> bool:
         """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
-        own = self.durable_last if self.async_persist else self.log.last_index
-        matches = [own] + [p.match for p in self.progress.values()]
+        matches = [self.own_copy()] + [p.match for p in self.progress.values()]
         n = quorum.committed_index(matches, len(self.peers))
         if n > self.commit_index and self.log.term_at(n) == self.term:
             self.set_commit(n)
@@ -332,19 +324,10 @@ class RaftNode(ConsensusNode):
         new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
         self.log.write(new)
         self.persist(LogAppend(new))
-        if self.async_persist:
-            self.unsynced.append((self.ready_seq + 1, self.log.last_index))
-        elif len(self.peers) == 1:
-            self.advance_commit_index()
+        self.wrote_own_copy()
 
-    def persisted(self, seq: int) -> None:
-        """Our appends up to drain ``seq`` are durable: count our own copy up to there."""
-        last = 0
-        while self.unsynced and self.unsynced[0][0] <= seq:
-            last = self.unsynced.popleft()[1]
-        if self.role == LEADER and last > self.durable_last:
-            self.durable_last = last
-            self.advance_commit_index()
+    def last_proposed(self) -> int:
+        return self.log.last_index
 
     # -- outbound --------------------------------------------------------------------------
 
