@@ -189,8 +189,9 @@ class PaxosNode(ConsensusNode):
         self.maybe_win_pre_vote()
 
     def become_candidate(self) -> None:
-        """MultiPaxos ``BecomeLeader`` (its first half), Phase 1a: Prepare every slot from the
-        first unchosen one. The role is CANDIDATE until a majority promised.
+        """MultiPaxos ``BecomeLeader`` (its first half), Phase 1a (§3: one Phase 1 for every
+        instance): Prepare every slot from the first unchosen one. The role is CANDIDATE
+        until a majority promised.
 
         The new round is persisted before the Prepare leaves, so this ballot is never reused.
         Our own promise waits until the others' complete a quorum (see the module docstring).
@@ -265,7 +266,8 @@ class PaxosNode(ConsensusNode):
     # -- inbound ---------------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
-        """Check the ballot once for every role, then hand the message to its handler."""
+        """The ballot check once for every role (the guards of MultiPaxos's Handle* actions;
+        Paxos Made Simple §2.2), then one handler per message."""
         if isinstance(msg, ClientRequest):
             self.handle_client_request(msg)
             return
@@ -323,7 +325,7 @@ class PaxosNode(ConsensusNode):
         self.propose((req.as_command(),))
 
     def handle_prepare(self, msg: Prepare) -> None:
-        """MultiPaxos ``HandlePrepare``, Phase 1b: promise, and report what we know.
+        """MultiPaxos ``HandlePrepare``, Phase 1b (§2.2): promise, and report what we know.
 
         The promise is persisted in this same ``Ready``, so it is durable before it leaves.
         A pre-vote is answered without promising (``step`` already refused a ballot below our
@@ -388,7 +390,7 @@ class PaxosNode(ConsensusNode):
         return True
 
     def handle_accept(self, msg: Accept) -> None:
-        """MultiPaxos ``HandleAccept``, Phase 2b: accept the run (or heartbeat), then learn.
+        """MultiPaxos ``HandleAccept``, Phase 2b (§2.2): accept the run (or heartbeat), learn.
 
         Accepting at ``ballot`` implies promising it; both are persisted before the Accepted.
         """
@@ -433,7 +435,7 @@ class PaxosNode(ConsensusNode):
         self.maybe_send_accept(peer)
 
     def handle_commit(self, msg: Commit) -> None:
-        """MultiPaxos ``HandleCommitNotice``: learn chosen values we missed (catch-up)."""
+        """MultiPaxos ``HandleCommitNotice`` (learning, §2.3): chosen values we missed."""
         self.heard_from_leader(msg.src)
         commands = msg.commands
         start = self.commit_index + 1
@@ -445,7 +447,8 @@ class PaxosNode(ConsensusNode):
         self.send_accepted(msg.src, msg.ballot, first, 0, msg.commit_index)
 
     def handle_nack(self, msg: Nack) -> None:
-        """Preempted: someone promised a higher ballot. Step back and wait a random timeout.
+        """Preempted (no TLA+ action; §3's "progress"): someone promised a higher ballot.
+        Step back and wait a random timeout.
 
         We promise that ballot too (a promise only ever refuses more), so a deposed leader
         refuses its own stale ballot's messages and reports the newer round, as Raft does.
@@ -496,7 +499,8 @@ class PaxosNode(ConsensusNode):
         return Committed(index)
 
     def propose(self, commands: tuple[Command | None, ...]) -> None:
-        """Phase 2a for ``commands`` in the next free slots: accept them ourselves, then send.
+        """Phase 2a (§2.2) for ``commands`` in the next free slots: accept them ourselves,
+        then send.
 
         Our own acceptance is persisted in the same ``Ready`` as the Accepts.
         """
