@@ -34,6 +34,11 @@ exactly that instead of polling, which is much of why it runs far faster than re
 
 Randomness (election timeouts, backoff) comes from the ``random.Random`` injected at
 construction, so a seeded run is reproducible bit for bit.
+
+:class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
+(roles and their timers, check-quorum, the leader lease, the client front door, counting the
+leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
+what differs, in the same sections in the same order.
 """
 
 from __future__ import annotations
