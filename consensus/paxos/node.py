@@ -79,7 +79,6 @@ from consensus.paxos.messages import (
     Accept,
     Accepted,
     AcceptedRun,
-    AcceptedValue,
     Ballot,
     ChosenRun,
     Commit,
@@ -227,9 +226,7 @@ class PaxosNode(ConsensusNode):
         """
         ballot = self.ballot
         assert ballot is not None
-        if self.promised < ballot:
-            self.promised = ballot
-            self.persist(Promised(ballot))
+        self.maybe_promise(ballot)
         first = self.commit_index + 1
         promises = [self.promises[p] for p in sorted(self.promises)]
         # Chosen values: the promiser with the highest commit index knows a contiguous run.
@@ -344,19 +341,13 @@ class PaxosNode(ConsensusNode):
                               first_slot=msg.first_slot, chosen=(), accepted=(),
                               commit_index=self.commit_index, pre_vote=True))
             return
-        if msg.ballot > self.promised:
-            self.promised = msg.ballot
-            self.persist(Promised(msg.ballot))
+        if self.maybe_promise(msg.ballot):
             self.leader = None
         if self.role == FOLLOWER:
             self.reset_election_timer()  # give the proposer time to finish Phase 1
         first = msg.first_slot
-        log = self.log
-        chosen = tuple(log[s][1] for s in range(first, self.commit_index + 1))
-        accepted = tuple(
-            AcceptedValue(s, log[s][0], log[s][1])
-            for s in range(max(first, self.commit_index + 1), self.last_index + 1) if s in log
-        )
+        chosen = self.log.commands(first, self.commit_index)
+        accepted = self.log.accepted(max(first, self.commit_index + 1))
         self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
                           chosen=chosen, accepted=accepted, commit_index=self.commit_index))
 
@@ -403,9 +394,7 @@ class PaxosNode(ConsensusNode):
         Accepting at ``ballot`` implies promising it; both are persisted before the Accepted.
         """
         ballot = msg.ballot
-        if ballot > self.promised:
-            self.promised = ballot
-            self.persist(Promised(ballot))
+        self.maybe_promise(ballot)
         self.heard_from_leader(msg.src)
         commands = msg.commands
         if commands and self.log.accept_run(msg.first_slot, ballot, commands):
@@ -469,9 +458,16 @@ class PaxosNode(ConsensusNode):
         refuses its own stale ballot's messages and reports the newer round, as Raft does.
         """
         self.update_ballot(msg.promised, None)
-        if msg.promised > self.promised:
-            self.promised = msg.promised
-            self.persist(Promised(msg.promised))
+        self.maybe_promise(msg.promised)
+
+    def maybe_promise(self, ballot: Ballot) -> bool:
+        """Promise ``ballot`` if it is above our promise; True if so. Persisted in this same
+        ``Ready``, so durable before any message that depends on it leaves."""
+        if ballot <= self.promised:
+            return False
+        self.promised = ballot
+        self.persist(Promised(ballot))
+        return True
 
     # -- commitment ------------------------------------------------------------------------
 

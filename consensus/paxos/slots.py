@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.messages import Command
-from consensus.paxos.messages import ZERO_BALLOT, Ballot
+from consensus.paxos.messages import ZERO_BALLOT, AcceptedValue, Ballot
 
 # One slot's accepted state: (ballot, value). At or below the commit index, the chosen value.
 SlotState = tuple[Ballot, Command | None]
@@ -43,6 +43,12 @@ class Slots:
         """The values of slots ``first..last``, every one of which must be held."""
         entries = self.entries
         return tuple(entries[s][1] for s in range(first, last + 1))
+
+    def accepted(self, first: int) -> tuple[AcceptedValue, ...]:
+        """What a Promise reports from ``first`` on: every held slot's (ballot, value)."""
+        entries = self.entries
+        return tuple(AcceptedValue(s, entries[s][0], entries[s][1])
+                     for s in range(first, self.last_index + 1) if s in entries)
 
     def accept_run(self, first: int, ballot: Ballot,
                    commands: Sequence[Command | None]) -> bool:
