@@ -34,18 +34,32 @@ exactly that instead of polling, which is much of why it runs far faster than re
 
 Randomness (election timeouts, backoff) comes from the ``random.Random`` injected at
 construction, so a seeded run is reproducible bit for bit.
+
+:class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
+(roles and their timers, check-quorum, the leader lease, the client front door, counting the
+leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
+what differs, in the same sections in the same order.
 """
 
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from consensus import quorum
 from consensus.kv import KVStore, Outcome
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+
+# The roles both algorithms share (Multi-Paxos's candidate runs Phase 1).
+FOLLOWER = "follower"
+PRE_CANDIDATE = "precandidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+_NEVER = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +116,18 @@ class Ready:
 
     def __bool__(self) -> bool:
         return bool(self.persist or self.messages or self.applied or self.replies or self.early)
+
+
+@dataclass(slots=True)
+class LogSlot:
+    """One log entry or slot as an observer sees it, the same for every algorithm."""
+
+    index: int
+    term: int  # Raft's term; Multi-Paxos's ballot round (0 for an empty slot)
+    label: str  # the term as shown: "3" (Raft), "3.n2" (a Multi-Paxos ballot), "" when empty
+    command: str | None  # the command's text; None for a no-op, or for an empty slot
+    committed: bool
+    empty: bool = False  # a slot nothing was accepted in yet (a gap behind a later slot)
 
 
 # Not frozen: the simulator takes one after every drain, and a frozen dataclass's __init__ costs
@@ -175,6 +201,11 @@ class Node(ABC):
     def next_deadline(self) -> float:
         """The next time (ms) at which :meth:`tick` has work to do."""
 
+    @abstractmethod
+    def log_tail(self, count: int) -> list[LogSlot]:
+        """The last ``count`` entries or slots of this node's log, oldest first: how the
+        dashboard shows any algorithm's log without reading its internals."""
+
     def ready(self) -> Ready:
         """Drain and return everything produced since the last call."""
         out, self._out = self._out, Ready()
@@ -190,6 +221,11 @@ class Node(ABC):
     def has_output(self) -> bool:
         """Whether :meth:`ready` has anything to hand out."""
         return bool(self._out)
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
+        "time out a node"). A protocol without elections ignores it."""
+        return None
 
     def persisted(self, seq: int) -> None:
         """The driver: the records of every drain up to number ``seq`` are durable now.
@@ -262,26 +298,248 @@ class Node(ABC):
             ))
         self.pending.clear()
 
+
+@dataclass(slots=True)
+class Progress:
+    """A leader's view of one other node; each algorithm extends it (pipelining, repair)."""
+
+    next: int  # next index / slot to send
+    match: int = 0  # highest index / slot known to be held by the peer
+    # Probing (after a refusal or a suspected loss): one batch at a time until one is
+    # acknowledged, then the full pipelining window.
+    probe: bool = True
+    active: bool = False  # heard from since the last check-quorum round
+
+
+class ConsensusNode(Node):
+    """What Raft and Multi-Paxos do alike: roles and their timers, check-quorum, the leader
+    lease, the client front door and the commit/apply loop. The algorithms supply the
+    role changes (``become_*``), the heartbeat and the log, through the hooks below."""
+
+    def __init__(self, node_id: NodeId, peers: Iterable[NodeId], config: Config | None = None,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(node_id, peers, config, rng)
+        self.role = FOLLOWER
+        self.leader: NodeId | None = None  # who we believe leads; None while unknown
+        # Invariant: applied <= commit_index; every index up to commit_index is committed
+        # (Raft) or chosen (Multi-Paxos), and every one up to applied went to the kv store.
+        self.commit_index = 0
+        self.applied = 0
+        self.progress: dict[NodeId, Any] = {}  # leader only: a Progress per other node
+        # The election timer, one mechanism for both algorithms, as etcd-io/raft's
+        # ``randomizedElectionTimeout``: a timeout is drawn on every role change (become_*),
+        # and each sign of a live leader or of a vote given restarts the countdown with that
+        # same draw. (The Raft paper, §5.2, redraws on every reset.) Drawing per role change
+        # is enough for what the randomness is for: campaigners that collided, after a split
+        # vote or a Paxos Nack, draw afresh and spread out; and no draw per heartbeat.
+        self.randomized_election_timeout = 0.0
+        # Invariant: _NEVER until the first tick (the node does not know the time before it,
+        # and a restarted node must restore its term or promise before it may campaign), and
+        # while leading.
+        self.election_deadline = _NEVER
+        self.started = False
+        # Leader only, else _NEVER: the next heartbeat, and the next check-quorum round.
+        self.heartbeat_deadline = _NEVER
+        self.quorum_deadline = _NEVER
+        self.leader_contact = -_NEVER  # last time the current leader was heard from
+        # With async_persist, a leader's own copy counts only up to ``durable_last``;
+        # ``unsynced`` holds (drain number, last index) of its writes not yet durable.
+        self.durable_last = 0
+        self.unsynced: deque[tuple[int, int]] = deque()
+
+    # -- the algorithm's side ----------------------------------------------------------
+
+    @abstractmethod
+    def become_follower(self, leader: NodeId | None) -> None:
+        """Follow ``leader`` (None: unknown) in the current term or ballot."""
+
+    @abstractmethod
+    def become_pre_candidate(self) -> None:
+        """Ask whether a majority would elect us, changing nothing durable (thesis §9.6)."""
+
+    @abstractmethod
+    def become_candidate(self) -> None:
+        """Start a real election: a new term (Raft) or ballot (Multi-Paxos Phase 1a)."""
+
+    @abstractmethod
+    def bcast_heartbeat(self) -> None:
+        """Leader: tell every other node it is alive, resending what seems lost."""
+
+    @abstractmethod
+    def take_new_request(self, req: ClientRequest) -> None:
+        """Leader: place a new client request in the log (raft.tla ``ClientRequest``,
+        MultiPaxos ``TakeNewRequest``), recording it in ``pending``."""
+
+    @abstractmethod
+    def advance_commit_index(self) -> bool:
+        """Leader: raise the commit index to what a majority holds; True if it rose."""
+
+    @abstractmethod
+    def last_proposed(self) -> int:
+        """Leader: the last index / slot of its own copy, written or being written."""
+
+    @abstractmethod
+    def command_at(self, index: int) -> Command | None:
+        """The committed command at ``index`` (None for a no-op)."""
+
+    @abstractmethod
+    def commit_record(self, index: int) -> Any:
+        """The durable record that the commit index reached ``index``."""
+
+    # -- role changes --------------------------------------------------------------------
+
+    def step_down(self, leader: NodeId | None) -> None:
+        """What every ``become_follower`` does, whatever the algorithm: abandon leadership,
+        stop the leader's timers, and draw a new election timeout."""
+        if self.role == LEADER:
+            self.abandon_pending(leader)
+        self.role = FOLLOWER
+        self.leader = leader
+        self.progress = {}
+        self.heartbeat_deadline = self.quorum_deadline = _NEVER
+        self.reset_randomized_election_timeout()
+
+    def start_leading(self) -> None:
+        """What every ``become_leader`` does: take the role and start the leader's timers."""
+        self.role = LEADER
+        self.leader = self.id
+        self.election_deadline = _NEVER
+        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        # Our copy from before may still be being written; the first drain as leader
+        # (a no-op, or the re-proposals of Phase 1) covers it.
+        self.durable_last = 0
+        self.unsynced.clear()
+
+    def campaign(self) -> None:
+        """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
+        "time out a node"); with ``pre_vote``, first ask whether it could succeed."""
+        if self.role == LEADER:
+            return
+        if self.config.pre_vote:
+            self.become_pre_candidate()
+        else:
+            self.become_candidate()
+
+    # -- time ----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats."""
+        self.now = now
+        if self.start_timers():
+            return
+        if self.role == LEADER:
+            if now >= self.quorum_deadline:
+                self.tick_check_quorum()
+            if self.role == LEADER and now >= self.heartbeat_deadline:
+                self.bcast_heartbeat()
+        elif now >= self.election_deadline:
+            # A follower suspects the leader; a (pre-)candidate got no majority in time.
+            self.campaign()
+
+    def next_deadline(self) -> float:
+        if self.role == LEADER:
+            return min(self.heartbeat_deadline, self.quorum_deadline)
+        return self.election_deadline
+
+    def tick_check_quorum(self) -> None:
+        """CheckQuorum (thesis §6.2): step down unless a majority was heard from lately."""
+        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
+        if not self.config.check_quorum:
+            return
+        active = 1 + sum(1 for p in self.progress.values() if p.active)
+        for p in self.progress.values():
+            p.active = False
+        if not quorum.has_quorum(active, len(self.peers)):
+            self.become_follower(None)
+
     def election_timeout(self) -> float:
         """A fresh randomised election timeout in ms, from the injected rng."""
         lo, hi = self.config.election_timeout_ms
         return lo if lo == hi else self.rng.uniform(lo, hi)
 
-    # -- observation -------------------------------------------------------------------
+    def reset_randomized_election_timeout(self) -> None:
+        """On a role change: draw a new timeout and start counting it down."""
+        self.randomized_election_timeout = self.election_timeout()
+        self.reset_election_timer()
 
-    @abstractmethod
-    def log_tail(self, count: int) -> list[LogSlot]:
-        """The last ``count`` entries or slots of this node's log, oldest first: how the
-        dashboard shows any algorithm's log without reading its internals."""
+    def reset_election_timer(self) -> None:
+        """Restart the countdown with the current draw (a leader was heard from, a vote given)."""
+        self.election_deadline = (self.now + self.randomized_election_timeout if self.started
+                                  else _NEVER)
 
+    def start_timers(self) -> bool:
+        """At the first tick: start the election timer; True if this was the first tick."""
+        if self.started:
+            return False
+        self.started = True
+        self.reset_election_timer()
+        return True
 
-@dataclass(slots=True)
-class LogSlot:
-    """One log entry or slot as an observer sees it, the same for every algorithm."""
+    # -- inbound -------------------------------------------------------------------------
 
-    index: int
-    term: int  # Raft's term; Multi-Paxos's ballot round (0 for an empty slot)
-    label: str  # the term as shown: "3" (Raft), "3.n2" (a Multi-Paxos ballot), "" when empty
-    command: str | None  # the command's text; None for a no-op, or for an empty slot
-    committed: bool
-    empty: bool = False  # a slot nothing was accepted in yet (a gap behind a later slot)
+    def in_leader_lease(self, src: NodeId | None = None) -> bool:
+        """With check-quorum, whether a live leader other than ``src`` is known: we lead
+        (check-quorum deposes us if we lose the majority), or we heard from the leader within
+        the minimum election timeout. A vote request or Prepare is then ignored (thesis
+        §4.2.3), so a node rejoining after a partition cannot depose a healthy leader."""
+        if not self.config.check_quorum or (src is not None and src == self.leader):
+            return False
+        if self.role == LEADER:
+            return True
+        return (self.leader is not None
+                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+
+    def heard_from_leader(self, leader: NodeId) -> None:
+        """A valid AppendEntries, Accept or Commit: ``leader`` is alive; follow it, wait longer."""
+        if self.role != FOLLOWER or self.leader != leader:
+            self.become_follower(leader)
+        self.leader_contact = self.now
+        self.reset_election_timer()
+
+    def handle_client_request(self, req: ClientRequest) -> None:
+        """The front door: a non-leader redirects; a retry of an applied request is answered
+        from the reply cache; a duplicate of one still in progress is dropped (its answer
+        is on its way); anything else the leader takes into its log."""
+        if self.role != LEADER:
+            self.redirect(req, self.leader)
+            return
+        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
+            return
+        self.take_new_request(req)
+
+    # -- commitment ----------------------------------------------------------------------
+
+    def own_copy(self) -> int:
+        """How far the leader's own copy counts towards a majority: all of it, or with
+        ``async_persist`` only what is durable (thesis §10.2.1)."""
+        return self.durable_last if self.async_persist else self.last_proposed()
+
+    def wrote_own_copy(self) -> None:
+        """The leader has just put entries up to ``last_proposed()`` in this drain's records:
+        count them once :meth:`persisted` says so, or at once (a cluster of one commits)."""
+        if self.async_persist:
+            self.unsynced.append((self.ready_seq + 1, self.last_proposed()))
+        elif len(self.peers) == 1:
+            self.advance_commit_index()
+
+    def persisted(self, seq: int) -> None:
+        """Our writes up to drain ``seq`` are durable: count our own copy up to there."""
+        last = 0
+        while self.unsynced and self.unsynced[0][0] <= seq:
+            last = self.unsynced.popleft()[1]
+        if self.role == LEADER and last > self.durable_last:
+            self.durable_last = last
+            self.advance_commit_index()
+
+    def set_commit(self, index: int, *, persist: bool = True) -> bool:
+        """Raise the commit index and apply everything up to it, in order; True if raised."""
+        if index <= self.commit_index:
+            return False
+        self.commit_index = index
+        if persist:
+            self.persist(self.commit_record(index))
+        while self.applied < index:
+            self.applied += 1
+            self.apply_entry(self.applied, self.command_at(self.applied))
+        return True

@@ -236,7 +236,7 @@ class NodeRuntime:
             return
         if cmd.op is ControlOp.CAMPAIGN:
             self.node.tick(self.now())
-            self.node.campaign()  # type: ignore[attr-defined]
+            self.node.campaign()
             self.drain()
         else:
             self.faults = self.faults.apply(cmd)

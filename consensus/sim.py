@@ -264,7 +264,7 @@ class Simulation:
             return
         self._record(f"campaign {nid}")
         node.tick(self.now)
-        node.campaign()  # type: ignore[attr-defined]
+        node.campaign()
         self._drain(node)
 
     # -- network faults ------------------------------------------------------------------

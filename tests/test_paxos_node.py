@@ -478,3 +478,21 @@ def test_same_seed_same_messages(seed):
         return [repr(m) for m in c.sent]
 
     assert run() == run()
+
+
+def test_the_election_timeout_is_drawn_per_role_change_and_reused_on_each_heartbeat():
+    """The same timer as Raft's (node.py): drawn on a role change, reused by every reset."""
+    node = PaxosNode("a1", ["a1", "a2", "a3"], Config(), random.Random(3))
+    node.tick(0)
+    ballot = Ballot(1, 1, "a2")
+    heartbeat = Accept(src="a2", dst="a1", ballot=ballot, first_slot=1, commands=(),
+                       commit_index=0)
+    node.tick(10)
+    node.step(heartbeat)  # a new leader: a role change, so a fresh draw
+    draw = node.randomized_election_timeout
+    for t in (60, 110, 160):
+        node.tick(t)
+        node.step(heartbeat)
+        assert node.randomized_election_timeout == draw and node.election_deadline == t + draw
+    node.tick(node.election_deadline)
+    assert node.role == PRE_CANDIDATE and node.randomized_election_timeout != draw

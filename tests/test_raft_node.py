@@ -222,3 +222,22 @@ def test_restart_keeps_term_vote_log_and_reapplies_committed_prefix():
     again.restore(records)
     assert (again.term, again.log.last_index, again.commit_index) == (1, 2, 2)
     assert [a.index for a in again.ready().applied] == [1, 2]
+
+
+def test_the_election_timeout_is_drawn_per_role_change_and_reused_on_each_heartbeat():
+    """etcd-io/raft's randomizedElectionTimeout, the mechanism both algorithms share: drawn
+    on a role change (here: following n2 in term 1), then every heartbeat restarts the
+    countdown with that same draw; a new role draws afresh."""
+    n = node(config=Config())
+    heartbeat = AppendEntries(src="n2", dst="n1", term=1, prev_log_index=0, prev_log_term=0,
+                              entries=(), leader_commit=0)
+    n.tick(10)
+    n.step(heartbeat)
+    draw = n.randomized_election_timeout
+    assert n.election_deadline == 10 + draw
+    for t in (60, 110, 160):
+        n.tick(t)
+        n.step(heartbeat)
+        assert n.randomized_election_timeout == draw and n.election_deadline == t + draw
+    n.tick(n.election_deadline)  # n2 went quiet: a pre-vote round, with a new draw
+    assert n.randomized_election_timeout != draw

@@ -33,10 +33,6 @@ class RaftLog:
         """Entries ``lo..hi`` inclusive (clipped to the log)."""
         return tuple(self.entries[lo:hi + 1])
 
-    def append(self, entry: Entry) -> None:
-        assert entry.index == len(self.entries), (entry, self.last_index)
-        self.entries.append(entry)
-
     def truncate_from(self, index: int) -> None:
         """Drop the entries at ``index`` and after (a conflicting suffix, §5.3)."""
         del self.entries[index:]

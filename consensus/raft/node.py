@@ -36,8 +36,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consensus import quorum
-from consensus.messages import ClientRequest, Message, NodeId
-from consensus.node import LogSlot, Node, Status
+from consensus.messages import ClientRequest, Command, Message, NodeId
+from consensus.node import (
+    CANDIDATE,
+    FOLLOWER,
+    LEADER,
+    PRE_CANDIDATE,
+    ConsensusNode,
+    LogSlot,
+    Progress,
+    Status,
+)
 from consensus.raft.log import RaftLog
 from consensus.raft.messages import (
     AppendEntries,
@@ -50,29 +59,21 @@ from consensus.raft.messages import (
     RequestVoteReply,
 )
 
-FOLLOWER = "follower"
-PRE_CANDIDATE = "precandidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
-_NEVER = float("inf")
+__all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode", "RaftProgress"]
 
 
 @dataclass(slots=True)
-class Progress:
-    """The leader's view of one follower (Figure 2's nextIndex/matchIndex, plus pipelining)."""
+class RaftProgress(Progress):
+    """The leader's view of one follower (Figure 2's nextIndex/matchIndex, plus pipelining).
 
-    next: int  # next index to send. Invariant: match < next
-    match: int = 0  # highest index known to be replicated on the follower
+    Invariant: match < next. Probing starts on a new election and after a refusal."""
+
     # Last index of each batch sent and not yet acknowledged, oldest first (etcd's inflights).
     inflight: deque[int] = field(default_factory=deque)
-    # Probing (after a refusal or a new election): one batch at a time until one is accepted,
-    # then the full pipelining window.
-    probe: bool = True
     progress_at: float = 0.0  # last time ``match`` advanced: a stalled pipeline is resent
-    active: bool = False  # heard from since the last check-quorum round
 
 
-class RaftNode(Node):
+class RaftNode(ConsensusNode):
     """A complete Raft node; see the module docstring."""
 
     algorithm = "raft"
@@ -84,27 +85,13 @@ class RaftNode(Node):
         self.term = 0
         self.voted_for: NodeId | None = None
         self.log = RaftLog()
-        # Volatile state. Invariant: applied <= commit_index <= log.last_index.
-        self.commit_index = 0
-        self.applied = 0
-        self.role = FOLLOWER
-        self.leader: NodeId | None = None
-        self.votes: set[NodeId] = set()
-        self.progress: dict[NodeId, Progress] = {}
-        # With async_persist, a leader's own copy counts only up to ``durable_last``;
-        # ``unsynced`` holds (drain number, last index) of its appends not yet durable.
-        self.durable_last = 0
-        self.unsynced: deque[tuple[int, int]] = deque()
-        self.election_deadline = _NEVER
-        self.heartbeat_deadline = _NEVER
-        self.quorum_deadline = _NEVER
-        self.leader_contact = -_NEVER  # last time a current leader was heard from
-        # Timers start at the first tick: before it the node does not know the time, and a
-        # restarted node must restore its term and vote before it may campaign.
-        self.started = False
-        self.become_follower(0, None)
+        # Volatile state. Invariant: commit_index <= log.last_index (and the base's
+        # applied <= commit_index).
+        self.votes: set[NodeId] = set()  # (pre-)candidate: who granted us their vote
+        self.progress: dict[NodeId, RaftProgress] = {}
+        self.become_follower(None)
 
-    # -- restart -----------------------------------------------------------------------
+    # -- restart ---------------------------------------------------------------------------
 
     def restore(self, records: Sequence[Any]) -> None:
         """Fold the persisted records back into term, vote, log and commit index."""
@@ -116,30 +103,24 @@ class RaftNode(Node):
                 self.log.write(rec.entries)
             elif isinstance(rec, CommitMark):
                 commit = max(commit, rec.index)
-        self.become_follower(self.term, None)
+        self.become_follower(None)
         self.set_commit(min(commit, self.log.last_index), persist=False)
 
-    # -- role changes (the only place the role changes) ---------------------------------
+    # -- role changes (the only place the role changes) ------------------------------------
 
-    def become_follower(self, term: int, leader: NodeId | None) -> None:
-        if self.role == LEADER:
-            self.abandon_pending(leader)
-        if term != self.term:
-            self.term, self.voted_for = term, None
-            self.persist(HardState(term, None))
-        self.role = FOLLOWER
-        self.leader = leader
+    def become_follower(self, leader: NodeId | None) -> None:
+        """raft.tla ``UpdateTerm``'s role change (and a candidate's step back on seeing the
+        leader of its term, §5.2): follow ``leader`` in the current term."""
         self.votes = set()
-        self.progress = {}
-        self.heartbeat_deadline = self.quorum_deadline = _NEVER
-        self.reset_election_timer()
+        self.step_down(leader)
 
     def become_pre_candidate(self) -> None:
-        """PreVote (thesis §9.6): ask for votes for term+1 without changing our own term."""
+        """No raft.tla action (an extension). PreVote (thesis §9.6): ask for votes for term+1
+        without changing our own term."""
         self.role = PRE_CANDIDATE
         self.leader = None
         self.votes = {self.id}
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_request_vote(pre_vote=True)
         self.maybe_win_election(pre_vote=True)
 
@@ -151,70 +132,23 @@ class RaftNode(Node):
         self.voted_for = self.id
         self.persist(HardState(self.term, self.id))
         self.votes = {self.id}
-        self.reset_election_timer()
+        self.reset_randomized_election_timeout()
         self.bcast_request_vote(pre_vote=False)
         self.maybe_win_election(pre_vote=False)
 
     def become_leader(self) -> None:
         """raft.tla ``BecomeLeader``: reset every follower's progress, append a no-op (§8)."""
-        self.role = LEADER
-        self.leader = self.id
-        self.election_deadline = _NEVER
+        self.start_leading()
         nxt = self.log.last_index + 1
-        self.progress = {p: Progress(next=nxt, progress_at=self.now) for p in self.others}
-        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
-        self.heartbeat_deadline = self.now + self.config.heartbeat_ms
-        # Our log from before may still be being written; the no-op's drain covers it.
-        self.durable_last = 0
-        self.unsynced.clear()
+        self.progress = {p: RaftProgress(next=nxt, progress_at=self.now) for p in self.others}
         self.append_entries_locally((None,))
         self.bcast_append()
 
-    def campaign(self) -> None:
-        """Start an election now (the dashboard's "time out a node", etcd's ``campaign``)."""
-        if self.role == LEADER:
-            return
-        if self.config.pre_vote:
-            self.become_pre_candidate()
-        else:
-            self.become_candidate()
+    # -- time ------------------------------------------------------------------------------
+    # ConsensusNode.tick (node.py) runs the timers alike for both algorithms: the election
+    # timeout calls campaign(), a leader runs check-quorum and then bcast_heartbeat (outbound).
 
-    # -- time ----------------------------------------------------------------------------
-
-    def tick(self, now: float) -> None:
-        self.now = now
-        if not self.started:
-            self.started = True
-            self.reset_election_timer()
-            return
-        if self.role == LEADER:
-            if now >= self.quorum_deadline:
-                self.tick_check_quorum()
-            if self.role == LEADER and now >= self.heartbeat_deadline:
-                self.bcast_heartbeat()
-        elif now >= self.election_deadline:
-            self.campaign()
-
-    def next_deadline(self) -> float:
-        if self.role == LEADER:
-            return min(self.heartbeat_deadline, self.quorum_deadline)
-        return self.election_deadline
-
-    def tick_check_quorum(self) -> None:
-        """CheckQuorum (thesis §6.2): step down unless a majority was heard from lately."""
-        self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
-        if not self.config.check_quorum:
-            return
-        active = 1 + sum(1 for p in self.progress.values() if p.active)
-        for p in self.progress.values():
-            p.active = False
-        if not quorum.has_quorum(active, len(self.peers)):
-            self.become_follower(self.term, None)
-
-    def reset_election_timer(self) -> None:
-        self.election_deadline = self.now + self.election_timeout() if self.started else _NEVER
-
-    # -- inbound -------------------------------------------------------------------------
+    # -- inbound ---------------------------------------------------------------------------
 
     def step(self, msg: Message) -> None:
         """raft.tla ``Receive``: the term check once for every role, then one handler each."""
@@ -245,17 +179,9 @@ class RaftNode(Node):
 
     def update_term(self, term: int, leader: NodeId | None) -> None:
         """raft.tla ``UpdateTerm``: a newer term seen anywhere makes us a follower in it."""
-        self.become_follower(term, leader)
-
-    def in_leader_lease(self) -> bool:
-        """With check-quorum, a live leader is known: we lead (and check-quorum will depose us
-        if we lose the majority), or we heard from the leader within the minimum timeout."""
-        if not self.config.check_quorum:
-            return False
-        if self.role == LEADER:
-            return True
-        return (self.leader is not None
-                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+        self.term, self.voted_for = term, None
+        self.persist(HardState(term, None))
+        self.become_follower(leader)
 
     def handle_stale_message(self, msg: Message) -> None:
         """raft.tla ``DropStaleResponse``, plus an answer that makes a stale sender step down.
@@ -271,13 +197,8 @@ class RaftNode(Node):
             self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=False,
                                        pre_vote=True))
 
-    def handle_client_request(self, req: ClientRequest) -> None:
-        """raft.tla ``ClientRequest``: the leader appends; anyone else redirects."""
-        if self.role != LEADER:
-            self.redirect(req, self.leader)
-            return
-        if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
-            return
+    def take_new_request(self, req: ClientRequest) -> None:
+        """raft.tla ``ClientRequest``: the leader appends the command and replicates it."""
         self.pending[(req.src, req.seq)] = self.log.last_index + 1
         self.append_entries_locally((req.as_command(),))
         self.bcast_append()
@@ -322,10 +243,7 @@ class RaftNode(Node):
 
     def handle_append_entries(self, msg: AppendEntries) -> None:
         """raft.tla ``HandleAppendEntriesRequest`` (§5.3): check, truncate, append, commit."""
-        if self.role != FOLLOWER or self.leader != msg.src:
-            self.become_follower(self.term, msg.src)
-        self.leader_contact = self.now
-        self.reset_election_timer()
+        self.heard_from_leader(msg.src)
         log = self.log
         prev = msg.prev_log_index
         entries = msg.entries
@@ -385,50 +303,34 @@ class RaftNode(Node):
             pr.probe = True
         self.maybe_send_append(msg.src)
 
-    # -- commitment ----------------------------------------------------------------------
+    # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
         """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
-        own = self.durable_last if self.async_persist else self.log.last_index
-        matches = [own] + [p.match for p in self.progress.values()]
+        matches = [self.own_copy()] + [p.match for p in self.progress.values()]
         n = quorum.committed_index(matches, len(self.peers))
         if n > self.commit_index and self.log.term_at(n) == self.term:
             self.set_commit(n)
             return True
         return False
 
-    def set_commit(self, index: int, *, persist: bool = True) -> None:
-        """Raise the commit index and apply everything up to it, in order."""
-        if index <= self.commit_index:
-            return
-        self.commit_index = index
-        if persist:
-            self.persist(CommitMark(index))
-        entries = self.log.entries
-        while self.applied < index:
-            self.applied += 1
-            self.apply_entry(self.applied, entries[self.applied].command)
+    def command_at(self, index: int) -> Command | None:
+        return self.log.entries[index].command
+
+    def commit_record(self, index: int) -> CommitMark:
+        return CommitMark(index)
 
     def append_entries_locally(self, commands: tuple[Any, ...]) -> None:
         start = self.log.last_index + 1
         new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
         self.log.write(new)
         self.persist(LogAppend(new))
-        if self.async_persist:
-            self.unsynced.append((self.ready_seq + 1, self.log.last_index))
-        elif len(self.peers) == 1:
-            self.advance_commit_index()
+        self.wrote_own_copy()
 
-    def persisted(self, seq: int) -> None:
-        """Our appends up to drain ``seq`` are durable: count our own copy up to there."""
-        last = 0
-        while self.unsynced and self.unsynced[0][0] <= seq:
-            last = self.unsynced.popleft()[1]
-        if self.role == LEADER and last > self.durable_last:
-            self.durable_last = last
-            self.advance_commit_index()
+    def last_proposed(self) -> int:
+        return self.log.last_index
 
-    # -- outbound ------------------------------------------------------------------------
+    # -- outbound --------------------------------------------------------------------------
 
     def bcast_request_vote(self, *, pre_vote: bool) -> None:
         term = self.term + 1 if pre_vote else self.term
@@ -464,7 +366,7 @@ class RaftNode(Node):
             sent = True
         return sent
 
-    def send_append(self, peer: NodeId, pr: Progress, *, heartbeat: bool = False) -> None:
+    def send_append(self, peer: NodeId, pr: RaftProgress, *, heartbeat: bool = False) -> None:
         """One AppendEntries. A heartbeat carries no entries and checks only ``match``, which
         the follower is known to hold, so a reordered heartbeat never causes a refusal."""
         entries: tuple[Entry, ...] = ()
