@@ -404,6 +404,19 @@ def _register_builtin() -> None:
                       px.AcceptedRun, px.ChosenRun, px.Committed])
 
 
+def _json_object(payload: bytes | str) -> dict[str, Any]:
+    """The payload as a JSON object, or a DecodeError: too large, not JSON, not an object."""
+    if len(payload) > MAX_PAYLOAD:
+        raise DecodeError("too-large", f"{len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("not-json", str(exc)) from None
+    if type(data) is not dict:
+        raise DecodeError("not-json", f"expected a JSON object, got {_show(data)}")
+    return data
+
+
 # -- messages -------------------------------------------------------------------------------
 
 
@@ -429,14 +442,7 @@ def decode_message(payload: bytes | str, *, cluster: str | None = None,
     protocol message whose sender is not a member is refused (client requests come from
     outside, so their sender is only checked to be a sensible client id).
     """
-    if len(payload) > MAX_PAYLOAD:
-        raise DecodeError("too-large", f"{len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("not-json", str(exc)) from None
-    if type(data) is not dict:
-        raise DecodeError("not-json", f"expected a JSON object, got {_show(data)}")
+    data = _json_object(payload)
     kind = data.get("type")
     cls = _codec.messages.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -505,14 +511,7 @@ def decode(cls: type[T], payload: bytes | str) -> T:
     """
     if _codec.structs.get(cls.__name__) is not cls:
         raise TypeError(f"{cls.__name__} is not registered with the codec")
-    if len(payload) > MAX_PAYLOAD:
-        raise DecodeError("too-large", f"{len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError("not-json", str(exc)) from None
-    if type(data) is not dict:
-        raise DecodeError("not-json", f"expected a JSON object, got {_show(data)}")
+    data = _json_object(payload)
     defaults = _codec.defaults(cls)
     if defaults.keys() - data.keys():
         data = {**defaults, **data}

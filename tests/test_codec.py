@@ -90,7 +90,12 @@ GOOD = encode_message(MESSAGES[4], "demo")
 
 
 def mutate(**changes) -> bytes:
-    data = orjson.loads(GOOD)
+    return edited(GOOD, **changes)
+
+
+def edited(payload: bytes, **changes) -> bytes:
+    """``payload`` with fields replaced, or removed where the value is ``...``."""
+    data = orjson.loads(payload)
     for key, value in changes.items():
         if value is ...:
             del data[key]
@@ -252,13 +257,7 @@ def test_malformed_controls_are_refused_with_a_reason(payload, reason):
 
 
 def status_with(**changes) -> bytes:
-    data = orjson.loads(encode(STATUS))
-    for key, value in changes.items():
-        if value is ...:
-            del data[key]
-        else:
-            data[key] = value
-    return orjson.dumps(data)
+    return edited(encode(STATUS), **changes)
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
