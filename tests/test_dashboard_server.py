@@ -444,6 +444,7 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         assert snap["mode"] == "mqtt" and not snap["capabilities"]["step"]
         # Titles and term labels from the registry, as in sim mode.
         assert snap["algorithms"]["raft"]["term_label"] == "term"
+        assert snap["algorithms"]["raft"]["title"] == "Raft (demo)"
         assert raft["title"] == "Raft (demo)"
         assert raft["leader"] == "n1" and raft["blocked"] == [["n1", "n3"]]
         n2 = next(n for n in raft["nodes"] if n["id"] == "n2")

@@ -207,6 +207,12 @@ class WatchedCluster:
             pairs |= {(p, nid) for p in st.faults.drop_from}
         return sorted([a, b] for a, b in pairs)
 
+    def algorithm_json(self) -> dict[str, Any]:
+        """The registry's description, named after the watched cluster (the page's panel
+        title and event tags say which cluster it is)."""
+        return {**algorithm_json(self.info), "title": f"{self.title} ({self.name})",
+                "short": f"{self.info.short} ({self.name})"}
+
     def state_json(self) -> dict[str, Any]:
         self.cluster.refresh()
         return {"algorithm": self.algorithm, "title": f"{self.title} ({self.name})",
@@ -385,7 +391,7 @@ class MqttBackend:
                        "election_timeout_ms": list(s.election_timeout_ms),
                        "latency_ms": None, "pre_vote": None, "check_quorum": None},
             "preset": None, "presets": [],
-            "algorithms": {a: algorithm_json(c.info) for a, c in self.clusters.items()},
+            "algorithms": {a: c.algorithm_json() for a, c in self.clusters.items()},
             "capabilities": {"pause": False, "step": False, "drop_next": False,
                              "reset": False, "speed": False, "presets": False},
             "events": self.events.recent(),
