@@ -478,6 +478,12 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
             after[topic] = after.get(topic, dirty).apply(c)
         assert after == {f"consensus/demo/{n}/control": FaultSettings()
                          for n in ("n1", "n2", "n3")}
+        # A node whose statuses stopped (a stopped process) is shown down and cannot lead.
+        bus = backend.clusters["raft"].cluster
+        bus.seen["n1"] -= 2000.0
+        later = backend.snapshot()["clusters"]["raft"]
+        assert later["leader"] is None
+        assert next(n for n in later["nodes"] if n["id"] == "n1")["role"] == "crashed"
         refused = await backend.apply({"op": "step", "ms": 10})
         assert not refused["ok"] and "mqtt mode" in refused["error"]
         await backend.close()

@@ -11,6 +11,9 @@ Checks at the end: every node is restored from its write-ahead log and fed to th
 write lost), as the simulator's nodes are; and what the nodes published while running must
 show one leader per term or ballot and terms never going backwards.
 
+A cluster started elsewhere (``consensus-lab cluster up``) is driven through the same calls
+without owning its processes: :meth:`BusCluster.attach` (the dashboard's live mode).
+
 What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
 it): latency is the network's own, and duplication is not injected.
 """
