@@ -154,7 +154,7 @@ class BusCluster:
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
         self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
-        self.fsync = fsync and algorithm != "null"  # it persists nothing: no fsync to report
+        self.fsync = fsync
         self.cluster = bus.BusCluster(
             algorithm, tuple(self.ids),
             Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
