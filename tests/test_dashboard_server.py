@@ -22,10 +22,8 @@ from consensus.dashboard.sim_backend import (
     PRESETS,
     ClusterSim,
     SimBackend,
-    algorithm_json,
-    log_slot_json,
-    message_json,
 )
+from consensus.dashboard.view import algorithm_json, log_slot_json, message_json
 from consensus.messages import ClientReply, ReplyStatus
 from consensus.node import Config, LogSlot
 from consensus.paxos.messages import Accept, Ballot, Nack
@@ -413,10 +411,10 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
                          "mqtt://127.0.0.1:1", None, "external", "gmqtt", False, 50.0,
                          (150.0, 300.0), str(tmp_path / "demo"))
     # Our own pid stands in for running nodes; pid 0 for a dead one.
-    monkeypatch.setattr("consensus.cluster.is_ours", lambda pid: pid > 0)
+    monkeypatch.setattr("consensus.experiment.bus.is_ours", lambda pid: pid > 0)
 
     async def main() -> None:
-        backend = MqttBackend([state], root=tmp_path, client_factory=FakeMqtt)
+        backend = MqttBackend([state], client_factory=FakeMqtt)
         await backend.start()
         fake = backend.clusters["raft"].client
         assert set(fake.subscribed) == {"consensus/demo/+/status", "consensus/demo/+/in"}
@@ -439,17 +437,25 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         fake.on_message("consensus/demo/n3/in", encode_message(RequestVoteReply(
             src="n1", dst="n2", term=9, granted=False), "demo"))
         fake.on_message("consensus/demo/n1/in", b"junk")
+        fake.on_message("consensus/demo/n1/in", encode_message(RequestVoteReply(
+            src="n3", dst="n1", term=2, granted=False), "demo"))  # a refusal: an event, a ring
         snap = backend.snapshot()
         raft = snap["clusters"]["raft"]
         assert snap["mode"] == "mqtt" and not snap["capabilities"]["step"]
+        # Titles and term labels from the registry, as in sim mode.
+        assert snap["algorithms"]["raft"]["term_label"] == "term"
+        assert snap["algorithms"]["raft"]["title"] == "Raft (demo)"
+        assert raft["title"] == "Raft (demo)"
         assert raft["leader"] == "n1" and raft["blocked"] == [["n1", "n3"]]
         n2 = next(n for n in raft["nodes"] if n["id"] == "n2")
         assert n2["log"] == [{"i": 1, "b": "2", "cmd": "SET x = 100", "ok": True}]
         n3 = next(n for n in raft["nodes"] if n["id"] == "n3")
         assert n3["alive"] is False and n3["role"] == "crashed"  # pid 0 is no node of ours
         frame = backend.frame()
-        assert [(m["k"], m["s"], m["d"]) for m in frame["messages"]] == [
-            ("AppendEntries", "n1", "n2")]
+        assert [(m["k"], m["s"], m["d"], m.get("neg")) for m in frame["messages"]] == [
+            ("AppendEntries", "n1", "n2", None), ("RequestVoteReply", "n3", "n1", True)]
+        assert any(e["kind"] == "reject" and e["text"] == "n3 refused vote to n1"
+                   for e in frame["events"])
         assert any("n1 is leader" in e["text"] for e in frame["events"])
         assert raft["leader"] == "n1", "the half status changed nothing"
         assert dict(backend.clusters["raft"].rejected) == {
@@ -463,7 +469,21 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         fake.published.clear()
         assert (await backend.apply({"op": "timeout", "node": "n2"}))["ok"]
         assert (await backend.apply({"op": "heal"}))["ok"]
-        assert [c.op for _, c in fake.published] == ["campaign", "heal", "heal", "heal"]
+        (topic, first), *healing = fake.published
+        assert (topic, first.op) == ("consensus/demo/n2/control", ControlOp.CAMPAIGN)
+        # A heal clears every fault hook on every node, whatever was in force.
+        dirty = FaultSettings(drop_to=("n1",), drop_from=("n2",), loss=0.5, delay_ms=9.0)
+        after: dict[str, FaultSettings] = {}
+        for topic, c in healing:
+            after[topic] = after.get(topic, dirty).apply(c)
+        assert after == {f"consensus/demo/{n}/control": FaultSettings()
+                         for n in ("n1", "n2", "n3")}
+        # A node whose statuses stopped (a stopped process) is shown down and cannot lead.
+        bus = backend.clusters["raft"].cluster
+        bus.seen["n1"] -= 2000.0
+        later = backend.snapshot()["clusters"]["raft"]
+        assert later["leader"] is None
+        assert next(n for n in later["nodes"] if n["id"] == "n1")["role"] == "crashed"
         refused = await backend.apply({"op": "step", "ms": 10})
         assert not refused["ok"] and "mqtt mode" in refused["error"]
         await backend.close()

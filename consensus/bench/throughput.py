@@ -137,8 +137,8 @@ class _LoopThread:
 
 
 class BusCluster:
-    """Raft, Multi-Paxos (``consensus-lab node`` processes, fsync on) or the null protocol
-    on the same runtime, plus its load generators. The nodes are the experiment's
+    """Raft, Multi-Paxos (fsync on) or the null protocol: registered algorithms, each started
+    as ``consensus-lab node`` processes, plus its load generators. The nodes are the experiment's
     :class:`~consensus.experiment.bus.BusCluster` (which also says who leads). Each step
     also says where the CPU went: microseconds of CPU per offered operation in the leader, a
     follower (mean), the broker (when ``broker_pid`` is given) and the load generators."""
@@ -154,12 +154,11 @@ class BusCluster:
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
         self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
-        self.fsync = fsync and algorithm != "null"
+        self.fsync = fsync
         self.cluster = bus.BusCluster(
             algorithm, tuple(self.ids),
             Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
-            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100,
-                                     node_command=_null_node if algorithm == "null" else None),
+            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100),
             name=self.name)
         self.state = self.cluster.state
         self.loop = _LoopThread()
@@ -237,8 +236,3 @@ def measure(system: System, *, step_s: float, start: float, bisections: int,
     return {"label": system.label, "max_sustained_ops_s": search.max_rate,
             "search": search.to_json(), "latency": points}
 
-
-def _null_node(nid: str, peers: list[str], cluster: str, broker: str, data: str) -> list[str]:
-    from consensus.bench.null_protocol import node_command
-
-    return node_command(sys.executable, nid, peers, cluster, broker, data)

@@ -21,18 +21,20 @@ The broker tells us when a message passed, not when it left or arrived, so a dot
 a fixed visual duration here, not a measured latency. Time is the wall clock (ms since the
 dashboard started); there is no pause, step, drop-next or reset for real processes.
 
-Commands: a kill is SIGKILL to the recorded pid (checked to still be a consensus-lab process);
-a revive is :func:`consensus.cluster.restart_node`, which recovers the node from its WAL;
-time out, partition, isolate and heal go through each node's control topic as
-:class:`~consensus.telemetry.Control` commands.
+Commands and who is up or leads go through the run pipeline's
+:class:`~consensus.experiment.bus.BusCluster`, attached to the recorded cluster (its processes
+keep running when the dashboard stops) and sharing this backend's connection: a kill is SIGKILL
+to the recorded pid, a revive restarts the node from its WAL as ``cluster restart`` does, and
+time out, partition, isolate and heal are :class:`~consensus.telemetry.Control` commands on
+each node's control topic.
+
+Nothing here knows an algorithm by name: titles and term labels come from the registry, and
+messages say themselves what they refuse and which log slots they carry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -40,19 +42,29 @@ from pathlib import Path
 from typing import Any
 
 from consensus import cluster as cl
-from consensus.codec import DecodeError, decode, decode_message, encode
-from consensus.dashboard.sim_backend import LOG_TAIL, EventLog, take_messages
-from consensus.messages import ClientRequest, Command, Message
-from consensus.paxos import messages as px
-from consensus.raft import messages as rf
-from consensus.telemetry import Control, ControlOp, StatusReport, leader_of
+from consensus.algorithms import get_algorithm
+from consensus.codec import DecodeError, decode, decode_message
+from consensus.dashboard.view import (
+    LOG_TAIL,
+    EventLog,
+    algorithm_json,
+    command_text,
+    message_json,
+    partition_groups,
+    refusal,
+    take_messages,
+    term_text,
+)
+from consensus.experiment.bus import BusCluster
+from consensus.experiment.nemesis import split
+from consensus.messages import Command, Message, NodeId
+from consensus.telemetry import StatusReport
 from consensus.transport import topics
 from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
 
 FLIGHT_MS = 350.0  # how long a dot takes on the page (visual only; see the module doc)
-STATUS_STALE_MS = 1500.0  # no status for this long: the node is shown as down
-PID_CHECK_MS = 500.0
 MAX_MESSAGES_PER_FRAME = 300
+CLIENT = "web"  # where the page draws every client's requests from
 
 ClientFactory = Callable[[str, str, str, Callable[[str, bytes], None]], MqttClient]
 
@@ -62,29 +74,42 @@ class UnsupportedCommand(ValueError):
 
 
 class WatchedCluster:
-    """One real cluster: its recorded state, what its nodes last said, what passed by."""
+    """One real cluster: the bus cluster that drives it, and what passed by for the page."""
 
-    def __init__(self, state: cl.ClusterState, root: Path, clock: Callable[[], float],
-                 events: Callable[[str, str, str], None]) -> None:
-        self.state = state
-        self.root = root
+    def __init__(self, state: cl.ClusterState, client_factory: ClientFactory,
+                 clock: Callable[[], float], events: Callable[[str, str, str], None]) -> None:
+        # One connection: this watcher subscribes to statuses and inboxes, hands each status
+        # to the bus cluster, which sends its controls on the same connection.
+        self.client = client_factory(state.library, state.broker,
+                                     fresh_client_id(f"dashboard-{state.name}"), self.on_message)
+        self.cluster = BusCluster.attach(state, client=self.client)
         self.name = state.name
         self.algorithm = state.algorithm
-        self.title = "Raft" if state.algorithm == "raft" else "Multi-Paxos"
+        self.info = get_algorithm(state.algorithm)
+        self.title = self.info.title
         self.ids = sorted(state.nodes)
         self.clock = clock
         self.emit = events
-        self.client: MqttClient | None = None
-        self.statuses: dict[str, StatusReport] = {}
-        self.seen_at: dict[str, float] = {}
-        self.alive_pid: dict[str, bool] = dict.fromkeys(self.ids, True)
-        self.pid_checked = -PID_CHECK_MS
+        self.last_status: dict[NodeId, StatusReport] = {}  # shown greyed while it is down
         self.logs: dict[str, dict[int, tuple[str, str]]] = {n: {} for n in self.ids}
         self.messages: list[dict[str, Any]] = []
         self.last_role: dict[str, tuple[str, int]] = {}
         self.committed = 0
         self.commands: dict[int, str] = {}  # index -> command text, from replication traffic
         self.rejected: Counter[str] = Counter()  # payloads the codec refused, by reason
+
+    @property
+    def state(self) -> cl.ClusterState:
+        return self.cluster.state
+
+    async def start(self) -> None:
+        await self.cluster.start()
+        await self.client.connect()
+        await self.client.subscribe(topics.status(self.name), topics.all_inboxes(self.name))
+
+    async def close(self) -> None:
+        await self.cluster.close()  # leaves the nodes running
+        await self.client.close()
 
     # -- inbound -----------------------------------------------------------------------------
 
@@ -110,15 +135,14 @@ class WatchedCluster:
             self.rejected[exc.reason] += 1
 
     def on_status(self, st: StatusReport) -> None:
+        self.cluster.on_status(st)
         nid = st.id
-        now = self.clock()
-        self.statuses[nid] = st
-        self.seen_at[nid] = now
+        self.last_status[nid] = st
         role, term = st.role, st.term
         before = self.last_role.get(nid)
         if before != (role, term):
             self.last_role[nid] = (role, term)
-            what = f"ballot {st.ballot}" if self.algorithm == "paxos" else f"term {term}"
+            what = f"{self.info.term_label} {term_text(st)}"
             if role == "leader":
                 self.emit(self.algorithm, "leader", f"{nid} is leader ({what})")
             elif role in ("candidate", "precandidate"):
@@ -133,66 +157,33 @@ class WatchedCluster:
                 self.emit(self.algorithm, "commit", f"#{self.committed} committed: {text}")
 
     def on_inbox(self, msg: Message) -> None:
-        src, dst = msg.src, msg.dst
         now = self.clock()
-        m: dict[str, Any] = {"c": self.algorithm, "k": msg.kind, "s": src, "d": dst,
-                             "t0": now, "t1": now + FLIGHT_MS}
-        if isinstance(msg, rf.AppendEntries):
-            _mark_batch(m, msg.entries)
-            for e in msg.entries:
-                self._learn(dst, src, e.index, str(e.term), e.command)
-        elif isinstance(msg, px.Accept | px.Commit):
-            if isinstance(msg, px.Accept):
-                _mark_batch(m, msg.commands)
-            for i, c in enumerate(msg.commands):
-                self._learn(dst, src, msg.first_slot + i, str(msg.ballot), c)
-        elif isinstance(msg, rf.AppendEntriesReply) and not msg.success:
-            m["neg"] = True
-            self.emit(self.algorithm, "reject", f"{src} refused AppendEntries from {dst}")
-        elif isinstance(msg, rf.RequestVoteReply) and not msg.granted:
-            m["neg"] = True
-            self.emit(self.algorithm, "reject", f"{src} refused "
-                      f"{'pre-vote' if msg.pre_vote else 'vote'} to {dst}")
-        elif isinstance(msg, px.Nack):
-            m["neg"] = True
-            self.emit(self.algorithm, "reject", f"{src} Nack to {dst}")
-        elif isinstance(msg, ClientRequest):
-            m["s"] = "web"
-        if getattr(msg, "pre_vote", False):
-            m["pre"] = True
-        self.messages.append(m)
+        refused = refusal(msg)
+        if refused is not None:
+            self.emit(self.algorithm, "reject", refused)
+        for index, label, command in msg.carried_slots():
+            self._learn(msg.dst, msg.src, index, label, command)
+        # A client is any sender that is not a member; the page draws them all as one box.
+        src = None if msg.src in self.logs else CLIENT
+        self.messages.append(message_json(self.algorithm, msg, now, now + FLIGHT_MS, src))
 
-    def _learn(self, dst: str, src: str, index: int, ballot: str,
+    def _learn(self, dst: str, src: str, index: int, label: str,
                command: Command | None) -> None:
-        text = "no-op" if command is None else command.text
+        text = command_text(command)
         self.commands[index] = text
         for nid in (dst, src):
             if nid in self.logs:
                 log = self.logs[nid]
-                log[index] = (ballot, text)
+                log[index] = (label, text)
                 if len(log) > 4 * LOG_TAIL:
                     for old in sorted(log)[: len(log) - 2 * LOG_TAIL]:
                         del log[old]
 
     # -- observation -------------------------------------------------------------------------
 
-    def check_pids(self) -> None:
-        now = self.clock()
-        if now - self.pid_checked < PID_CHECK_MS:
-            return
-        self.pid_checked = now
-        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-            self.state = cl.ClusterState.load(self.name, self.root)  # revives change pids
-        for nid in self.ids:
-            self.alive_pid[nid] = cl.is_ours(self.state.nodes.get(nid, 0))
-
-    def alive(self, nid: str) -> bool:
-        fresh = self.clock() - self.seen_at.get(nid, -1e18) < STATUS_STALE_MS
-        return fresh and self.alive_pid.get(nid, False)
-
     def node_json(self, nid: str) -> dict[str, Any]:
-        st = self.statuses.get(nid)
-        alive = self.alive(nid)
+        alive = self.cluster.is_up(nid) and nid in self.cluster.statuses()
+        st = self.last_status.get(nid)
         commit = st.commit_index if st else 0
         last = st.last_index if st else 0
         log = self.logs[nid]
@@ -211,20 +202,21 @@ class WatchedCluster:
 
     def blocked(self) -> list[list[str]]:
         pairs: set[tuple[str, str]] = set()
-        for nid, st in self.statuses.items():
-            if not self.alive(nid):
-                continue
+        for nid, st in self.cluster.statuses().items():
             pairs |= {(nid, p) for p in st.faults.drop_to}
             pairs |= {(p, nid) for p in st.faults.drop_from}
         return sorted([a, b] for a, b in pairs)
 
-    def leader(self) -> str | None:
-        return leader_of(self.statuses, down={n for n in self.ids if not self.alive(n)})
+    def algorithm_json(self) -> dict[str, Any]:
+        """The registry's description, named after the watched cluster (the page's panel
+        title and event tags say which cluster it is)."""
+        return {**algorithm_json(self.info), "title": f"{self.title} ({self.name})",
+                "short": f"{self.info.short} ({self.name})"}
 
     def state_json(self) -> dict[str, Any]:
-        self.check_pids()
+        self.cluster.refresh()
         return {"algorithm": self.algorithm, "title": f"{self.title} ({self.name})",
-                "leader": self.leader(), "nodes": [self.node_json(n) for n in self.ids],
+                "leader": self.cluster.leader(), "nodes": [self.node_json(n) for n in self.ids],
                 "blocked": self.blocked(), "committed": self.committed, "violations": [],
                 "pending_requests": 0}
 
@@ -232,69 +224,50 @@ class WatchedCluster:
 
     def resolve(self, node: str) -> str | None:
         if node == "leader":
-            return self.leader()
+            return self.cluster.leader()
         if node not in self.logs:
             raise ValueError(f"unknown node {node!r} (nodes: {', '.join(self.ids)})")
         return node
-
-    def control(self, nid: str, cmd: Control) -> None:
-        assert self.client is not None, "not connected"
-        self.client.publish(topics.control(self.name, nid), encode(cmd))
 
     def kill(self, node: str) -> None:
         nid = self.resolve(node)
         if nid is None:
             return
-        pid = self.state.nodes[nid]
-        if not cl.is_ours(pid):
+        self.cluster.refresh()
+        if not self.cluster.is_up(nid):
             self.emit(self.algorithm, "info", f"{nid} is not running")
             return
-        os.kill(pid, signal.SIGKILL)
-        self.alive_pid[nid] = False
-        self.seen_at.pop(nid, None)
-        self.emit(self.algorithm, "fault", f"{nid} killed (SIGKILL pid {pid})")
-        # A node we restarted is our child: reap it so it does not linger as a zombie.
-        asyncio.get_running_loop().call_later(0.2, _reap, pid)
+        self.cluster.crash(nid)
+        self.emit(self.algorithm, "fault", f"{nid} killed (SIGKILL pid {self.state.nodes[nid]})")
 
     def revive(self, node: str) -> None:
         nid = self.resolve(node)
         if nid is None:
             return
         try:
-            pid = cl.restart_node(self.name, nid, self.root)
+            self.cluster.restart(nid)
         except RuntimeError:
             self.emit(self.algorithm, "info", f"{nid} is still running")
             return
-        self.state.nodes[nid] = pid
-        self.pid_checked = -PID_CHECK_MS
-        self.emit(self.algorithm, "fault", f"{nid} restarted (pid {pid}), recovering its WAL")
+        self.emit(self.algorithm, "fault",
+                  f"{nid} restarted (pid {self.state.nodes[nid]}), recovering its WAL")
+
+    def timeout(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is not None:
+            self.cluster.campaign(nid)
+            self.emit(self.algorithm, "fault", f"{nid} times out now")
 
     def partition(self, groups: list[list[str]]) -> None:
-        named = [n for g in groups for n in g]
-        if len(named) != len(set(named)) or not set(named) <= set(self.ids) or len(groups) < 2:
-            raise ValueError("partition needs two or more disjoint groups of known nodes")
-        rest = sorted(set(self.ids) - set(named))
-        groups = [g for g in groups if g] + ([rest] if rest else [])
-        for group in groups:
-            others = sorted(set(self.ids) - set(group))
-            for nid in group:
-                self.control(nid, Control(ControlOp.DROP_TO, peers=tuple(others)))
-                self.control(nid, Control(ControlOp.DROP_FROM, peers=tuple(others)))
-        self.emit(self.algorithm, "fault", "partition " + " | ".join(" ".join(sorted(g))
-                                                                      for g in groups))
+        groups = partition_groups(self.ids, groups)
+        label = "partition " + " | ".join(" ".join(g) for g in groups)
+        self.cluster.set_blocked(split(groups, self.ids), label)
+        self.emit(self.algorithm, "fault", label)
 
-
-def _mark_batch(m: dict[str, Any], batch: tuple[Any, ...]) -> None:
-    """An empty AppendEntries/Accept is a heartbeat (a small dot); else note its size."""
-    if batch:
-        m["n"] = len(batch)
-    else:
-        m["hb"] = True
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    def heal(self) -> None:
+        self.cluster.set_blocked(set(), "heal")
+        self.cluster.set_window()
+        self.emit(self.algorithm, "fault", "network healed")
 
 
 class MqttBackend:
@@ -302,7 +275,7 @@ class MqttBackend:
 
     mode = "mqtt"
 
-    def __init__(self, states: Iterable[cl.ClusterState], root: Path = cl.STATE_ROOT,
+    def __init__(self, states: Iterable[cl.ClusterState],
                  client_factory: ClientFactory = make_client) -> None:
         self.t0 = time.monotonic()
         self.events = EventLog()
@@ -312,16 +285,16 @@ class MqttBackend:
                 raise ValueError(f"watch at most one cluster per algorithm: "
                                  f"{self.clusters[state.algorithm].name!r} and {state.name!r} "
                                  f"are both {state.algorithm}")
-            self.clusters[state.algorithm] = WatchedCluster(state, root, self.now_ms, self._emit)
+            self.clusters[state.algorithm] = WatchedCluster(state, client_factory, self.now_ms,
+                                                            self._emit)
         if not self.clusters:
             raise ValueError("no cluster to watch")
-        self.client_factory = client_factory
         self.value = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
     def from_clusters(cls, names: Iterable[str], root: Path = cl.STATE_ROOT) -> MqttBackend:
-        return cls([cl.ClusterState.load(n, root) for n in names], root)
+        return cls([cl.ClusterState.load(n, root) for n in names])
 
     def now_ms(self) -> float:
         return (time.monotonic() - self.t0) * 1000.0
@@ -331,11 +304,7 @@ class MqttBackend:
 
     async def start(self) -> None:
         for c in self.clusters.values():
-            client = self.client_factory(c.state.library, c.state.broker,
-                                         fresh_client_id(f"dashboard-{c.name}"), c.on_message)
-            c.client = client
-            await client.connect()
-            await client.subscribe(topics.status(c.name), topics.all_inboxes(c.name))
+            await c.start()
             self._emit(c.algorithm, "info", f"watching {c.title} cluster {c.name!r} on "
                        f"{c.state.broker}")
 
@@ -343,8 +312,7 @@ class MqttBackend:
         for task in list(self._tasks):
             task.cancel()
         for c in self.clusters.values():
-            if c.client is not None:
-                await c.client.close()
+            await c.close()
 
     def advance_wall(self, wall_ms: float) -> None:
         """Real time runs by itself."""
@@ -375,10 +343,7 @@ class MqttBackend:
             elif op == "revive":
                 c.revive(node)
             elif op == "timeout":
-                nid = c.resolve(node)
-                if nid is not None:
-                    c.control(nid, Control(ControlOp.CAMPAIGN))
-                    self._emit(c.algorithm, "fault", f"{nid} times out now")
+                c.timeout(node)
             elif op == "partition":
                 c.partition([[str(n) for n in g] for g in cmd["groups"]])
             elif op == "isolate":
@@ -386,9 +351,7 @@ class MqttBackend:
                 if nid is not None:
                     c.partition([[nid], [n for n in c.ids if n != nid]])
             elif op == "heal":
-                for nid in c.ids:
-                    c.control(nid, Control(ControlOp.HEAL))
-                self._emit(c.algorithm, "fault", "network healed")
+                c.heal()
             elif op == "request":
                 task = asyncio.create_task(self._request(c, text))
                 self._tasks.add(task)
@@ -428,6 +391,7 @@ class MqttBackend:
                        "election_timeout_ms": list(s.election_timeout_ms),
                        "latency_ms": None, "pre_vote": None, "check_quorum": None},
             "preset": None, "presets": [],
+            "algorithms": {a: c.algorithm_json() for a, c in self.clusters.items()},
             "capabilities": {"pause": False, "step": False, "drop_next": False,
                              "reset": False, "speed": False, "presets": False},
             "events": self.events.recent(),

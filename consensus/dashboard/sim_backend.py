@@ -19,6 +19,9 @@ What the page sees: :meth:`SimBackend.snapshot` (everything, for a page that con
 with their simulated send and delivery times, new events). The messages come from the
 simulator's observers, so a dot's flight on the page is the message's simulated latency.
 
+Faults and who leads go through :class:`~consensus.experiment.cluster.SimCluster`, the run
+pipeline's cluster interface (the MQTT backend drives :class:`BusCluster` the same way).
+
 Nothing here knows an algorithm by name: its title, term label and colour come from the
 registry, its messages say what they are (phase, refusal, entries carried) and its nodes show
 their logs through ``log_tail``, so a newly registered algorithm gets a panel of its own.
@@ -33,9 +36,24 @@ from typing import Any
 
 from consensus.algorithms import NAMES, Algorithm, get_algorithm
 from consensus.check.invariants import Checker
+from consensus.dashboard.view import (
+    LOG_TAIL,
+    CommandError,
+    EventLog,
+    algorithm_json,
+    command_text,
+    log_slot_json,
+    message_json,
+    partition_groups,
+    refusal,
+    take_messages,
+    term_text,
+)
+from consensus.experiment.cluster import SimCluster
+from consensus.experiment.nemesis import split
 from consensus.experiment.workload import SimClient, Workload
 from consensus.messages import ClientReply, Command, Message, NodeId
-from consensus.node import Config, LogSlot, Node, Ready, Status
+from consensus.node import Config, Node, Ready, Status
 from consensus.sim import Network, Simulation
 
 ALGORITHMS = NAMES  # every listed algorithm, side by side
@@ -45,9 +63,6 @@ DEFAULT_NETWORK = Network(latency_ms=(20.0, 40.0))
 DEFAULT_SPEED = 0.1  # simulated ms per wall ms: 10x slow motion, an election takes seconds
 MIN_SPEED, MAX_SPEED = 0.005, 20.0
 MAX_WALL_STEP_MS = 250.0  # a stalled event loop must not make the simulation leap
-LOG_TAIL = 3
-EVENT_HISTORY = 300
-MAX_MESSAGES_PER_FRAME = 400
 CLIENT_ID = "web"
 
 
@@ -55,92 +70,10 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def command_text(command: Command | None) -> str:
-    return "no-op" if command is None else command.text
-
-
-# -- how any algorithm looks on the page (the MQTT backend shows the same) ----------------------
-
-def algorithm_json(algorithm: Algorithm) -> dict[str, Any]:
-    """What the page needs to draw an algorithm it does not know: its names, colour and the
-    legend of its messages."""
-    return {"title": algorithm.title, "short": algorithm.short, "term_label": algorithm.term_label,
-            "palette": algorithm.palette,
-            "messages": [{"kind": m.kind, "label": m.label or m.kind, "phase": str(m.phase)}
-                         for m in algorithm.messages]}
-
-
-def term_text(st: Status) -> str:
-    """The term as the algorithm shows it: Raft's number, Multi-Paxos's full ballot."""
-    return str(st.term) if st.ballot is None else st.ballot
-
-
 def phrase(template: str, algorithm: Algorithm, st: Status) -> str:
     """Fill one of the registry's phrases (``campaign``, ``pre_vote``) from a status."""
     return template.format(term=st.term, next_term=st.term + 1, ballot=st.ballot,
                            term_label=algorithm.term_label)
-
-
-def message_json(cluster: str, msg: Message, sent: float,
-                 deliver: float | None) -> dict[str, Any]:
-    """One message as the page animates it: a dot from ``s`` to ``d`` between ``t0`` and
-    ``t1`` (None: dropped), small for a heartbeat, large for a batch, ringed for a refusal."""
-    m: dict[str, Any] = {"c": cluster, "k": msg.kind, "s": msg.src, "d": msg.dst,
-                         "t0": round(sent, 3),
-                         "t1": None if deliver is None else round(deliver, 3)}
-    if msg.carries_entries:
-        n = len(msg.carried_entries())
-        if n:
-            m["n"] = n
-        else:
-            m["hb"] = True
-    if msg.is_rejection():
-        m["neg"] = True
-    return m
-
-
-def log_slot_json(slot: LogSlot) -> dict[str, Any]:
-    """One chip of a node's log tail: index, term label, command, committed."""
-    cmd = "(empty)" if slot.empty else "no-op" if slot.command is None else slot.command
-    return {"i": slot.index, "b": slot.label, "cmd": cmd, "ok": slot.committed}
-
-
-@dataclass(slots=True)
-class Event:
-    """One line of the page's event log, stamped with simulated (or wall) time in ms."""
-
-    seq: int
-    t: float
-    cluster: str | None
-    kind: str  # election | leader | commit | reject | fault | client | info
-    text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "t": round(self.t, 3), "cluster": self.cluster,
-                "kind": self.kind, "text": self.text}
-
-
-class EventLog:
-    """A bounded history of events plus a cursor for what the last frame already sent."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.seq = 0
-        self.sent = 0  # seq of the last event a frame carried
-
-    def add(self, t: float, cluster: str | None, kind: str, text: str) -> None:
-        self.seq += 1
-        self.events.append(Event(self.seq, t, cluster, kind, text))
-        if len(self.events) > EVENT_HISTORY:
-            del self.events[: len(self.events) - EVENT_HISTORY]
-
-    def recent(self) -> list[dict[str, Any]]:
-        return [e.to_json() for e in self.events]
-
-    def unsent(self) -> list[dict[str, Any]]:
-        out = [e.to_json() for e in self.events if e.seq > self.sent]
-        self.sent = self.seq
-        return out
 
 
 class _Tap(Checker):
@@ -173,10 +106,6 @@ class _Tap(Checker):
         self.inner.finish(t, nodes)
 
 
-class CommandError(ValueError):
-    """A command the page sent that cannot be applied (unknown node, bad groups...)."""
-
-
 class ClusterSim:
     """One simulated cluster, its web client, and the bookkeeping that feeds the page."""
 
@@ -189,6 +118,10 @@ class ClusterSim:
         # changes are read afterwards, so the backend sorts them before logging.
         self.pending: list[tuple[float, str, str]] = []
         self.sim = Simulation(algorithm, nodes, seed, config, network)
+        # Faults and who leads go through the run pipeline's cluster interface, as on the bus;
+        # the clock, the observers and filters, the checker tap, the client and live timing
+        # changes are the simulator's own and have no counterpart there, so they use ``sim``.
+        self.cluster = SimCluster(self.sim, measure=False)
         self.sim.checker = _Tap(self.sim.checker, self._on_ready)
         self.sim.observers.append(self._observe)
         # Clients live outside the cluster; 1 s before retrying elsewhere keeps a stuck write
@@ -231,10 +164,9 @@ class ClusterSim:
         return True
 
     def _observe(self, sent: float, msg: Message, deliver: float | None) -> None:
-        refusal = msg.rejection()
-        if refusal is not None and not isinstance(msg, ClientReply):
-            # A redirect is not logged: the client's answer says how many attempts it took.
-            self.emit(sent, "reject", refusal)
+        refused = refusal(msg)
+        if refused is not None:
+            self.emit(sent, "reject", refused)
         self.messages.append(message_json(self.name, msg, sent, deliver))
 
     # -- after each run: role changes and client answers become events ---------------------
@@ -275,39 +207,39 @@ class ClusterSim:
     def resolve(self, node: str) -> NodeId | None:
         """A node id, or ``leader`` / ``isolated``, which differ per cluster."""
         if node == "leader":
-            return self.sim.leader()
+            return self.cluster.leader()
         if node == "isolated":
             return self.isolated
-        if node not in self.sim.ids:
-            raise CommandError(f"unknown node {node!r} (nodes: {', '.join(self.sim.ids)})")
+        if node not in self.cluster.ids:
+            raise CommandError(f"unknown node {node!r} (nodes: {', '.join(self.cluster.ids)})")
         return node
 
     def kill(self, node: str) -> None:
         nid = self.resolve(node)
         if nid is None:
             self.emit(self.sim.now, "info", f"no {node} to kill")
-        elif self.sim.is_up(nid):
-            st = self.sim.statuses.get(nid)
+        elif self.cluster.is_up(nid):
+            st = self.cluster.statuses().get(nid)
             if st is not None:
                 self.last_status[nid] = st  # shown greyed while it is down
-            self.sim.crash(nid)
+            self.cluster.crash(nid)
             self.last_role.pop(nid, None)  # a restarted node starts as a follower again
             self.emit(self.sim.now, "fault", f"{nid} killed")
 
     def revive(self, node: str) -> None:
         nid = self.resolve(node)
-        if nid is not None and not self.sim.is_up(nid):
-            self.sim.restart(nid)
+        if nid is not None and not self.cluster.is_up(nid):
+            self.cluster.restart(nid)
             self.emit(self.sim.now, "fault",
                             f"{nid} restarted from its persisted state")
 
     def timeout(self, node: str) -> None:
         nid = self.resolve(node)
-        if nid is None or not self.sim.is_up(nid):
+        if nid is None or not self.cluster.is_up(nid):
             self.emit(self.sim.now, "info", f"{nid or node} is down: no timeout")
             return
         self.emit(self.sim.now, "fault", f"{nid} times out now")
-        self.sim.campaign(nid)
+        self.cluster.campaign(nid)
 
     def request(self, text: str, node: str | None = None) -> None:
         target = self.resolve(node) if node else None
@@ -316,15 +248,10 @@ class ClusterSim:
         self.client.submit(text, target)
 
     def partition(self, groups: list[list[NodeId]]) -> None:
-        ids = set(self.sim.ids)
-        named = [n for g in groups for n in g]
-        if len(named) != len(set(named)) or not set(named) <= ids or len(groups) < 2:
-            raise CommandError("partition needs two or more disjoint groups of known nodes")
-        rest = sorted(ids - set(named))
-        groups = [sorted(g) for g in groups if g] + ([rest] if rest else [])
-        self.sim.partition(groups)
-        self.emit(self.sim.now, "fault",
-                        "partition " + " | ".join(" ".join(g) for g in groups))
+        groups = partition_groups(self.cluster.ids, groups)
+        label = "partition " + " | ".join(" ".join(g) for g in groups)
+        self.cluster.set_blocked(split(groups, self.cluster.ids), label)
+        self.emit(self.sim.now, "fault", label)
 
     def isolate(self, node: str) -> None:
         nid = self.resolve(node)
@@ -332,16 +259,17 @@ class ClusterSim:
             self.emit(self.sim.now, "info", f"no {node} to isolate")
             return
         self.isolated = nid
-        self.sim.isolate(nid)
+        others = [n for n in self.cluster.ids if n != nid]
+        self.cluster.set_blocked(split([[nid], others], self.cluster.ids), f"isolate {nid}")
         self.emit(self.sim.now, "fault", f"{nid} isolated from the others")
 
     def heal(self) -> None:
-        self.sim.heal()
-        self.sim.set_window()
+        self.cluster.set_blocked(set(), "heal")
+        self.cluster.set_window()
         self.emit(self.sim.now, "fault", "network healed")
 
     def delay(self, ms: float) -> None:
-        self.sim.set_window(delay=ms)
+        self.cluster.set_window(delay=ms)
         self.emit(self.sim.now, "fault", f"network adds up to {ms:.0f} ms")
 
     def drop(self) -> None:
@@ -361,12 +289,12 @@ class ClusterSim:
 
     def split_vote(self) -> None:
         """Kill the leader, and time out at once enough of the others that nobody can win."""
-        sim = self.sim
-        leader = sim.leader()
+        cluster = self.cluster
+        leader = cluster.leader()
         if leader is not None:
             self.kill(leader)
-        live = [n for n in sim.ids if sim.is_up(n)]
-        majority = len(sim.ids) // 2 + 1
+        live = [n for n in cluster.ids if cluster.is_up(n)]
+        majority = len(cluster.ids) // 2 + 1
         # Each candidate votes for itself; with k candidates the others hold len(live) - k
         # votes, so a candidate gets at most 1 + len(live) - k: below a majority when
         # k >= len(live) + 2 - majority.
@@ -377,8 +305,8 @@ class ClusterSim:
     # -- observation -------------------------------------------------------------------------
 
     def node_json(self, nid: NodeId) -> dict[str, Any]:
-        node = self.sim.nodes.get(nid)
-        st = self.sim.statuses.get(nid) if node is not None else self.last_status.get(nid)
+        node = self.sim.nodes.get(nid)  # its log tail: the simulator holds the node itself
+        st = self.cluster.statuses().get(nid) if node is not None else self.last_status.get(nid)
         if node is not None and st is not None:
             self.last_status[nid] = st
         out: dict[str, Any] = {
@@ -398,7 +326,7 @@ class ClusterSim:
     def state_json(self) -> dict[str, Any]:
         sim = self.sim
         return {
-            "algorithm": self.name, "title": self.title, "leader": sim.leader(),
+            "algorithm": self.name, "title": self.title, "leader": self.cluster.leader(),
             "nodes": [self.node_json(n) for n in sim.ids],
             "blocked": sorted([a, b] for a, b in sim.blocked),
             "committed": self.committed,
@@ -475,17 +403,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         steps=((1200, {"op": "split_vote"}),),
     ),
 )}
-
-
-def take_messages(clusters: Iterable[Any],
-                  limit: int = MAX_MESSAGES_PER_FRAME) -> list[dict[str, Any]]:
-    """Every cluster's messages queued since the last frame (emptying the queues); when there
-    are more than a frame can animate, the latest ones (too fast to watch anyway)."""
-    messages: list[dict[str, Any]] = []
-    for c in clusters:
-        messages.extend(c.messages)
-        c.messages = []
-    return messages[-limit:]
 
 
 class SimBackend:

@@ -11,6 +11,9 @@ Checks at the end: every node is restored from its write-ahead log and fed to th
 write lost), as the simulator's nodes are; and what the nodes published while running must
 show one leader per term or ballot and terms never going backwards.
 
+A cluster started elsewhere (``consensus-lab cluster up``) is driven through the same calls
+without owning its processes: :meth:`BusCluster.attach` (the dashboard's live mode).
+
 What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
 it): latency is the network's own, and duplication is not injected.
 """
@@ -19,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -34,7 +37,7 @@ from typing import Any
 from consensus.algorithms import get_algorithm
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClusterClient, ClusterUnavailable
-from consensus.cluster import ClusterState, is_ours, spawn_node
+from consensus.cluster import ClusterState, is_ours, restart_node, spawn_node
 from consensus.codec import DecodeError, decode, encode
 from consensus.experiment.cluster import Observed
 from consensus.experiment.spec import ExperimentSpec
@@ -45,10 +48,14 @@ from consensus.node import Config, Node
 from consensus.storage import FileStorage
 from consensus.telemetry import Control, ControlOp, StatusReport, leader_of
 from consensus.transport import topics
-from consensus.transport.mqtt import make_client
+from consensus.transport.mqtt import MqttClient, make_client
 
 STATUS_INTERVAL_MS = 50.0
 LEADER_WAIT_S = 15.0
+# An attached cluster: a status older than this is not believed (its process is gone or
+# stopped), and who runs is re-read from the record and /proc at most this often.
+STALE_STATUS_MS = 1500.0
+RECHECK_MS = 500.0
 
 
 def not_honoured(spec: ExperimentSpec) -> list[str]:
@@ -76,9 +83,6 @@ class BusOptions:
     fsync: bool = True
     base_loss: float = 0.0  # the network's own loss rate, restored when a loss window ends
     status_interval_ms: float = STATUS_INTERVAL_MS
-    # Another node program (the benchmark's null protocol): (node id, peers, cluster name,
-    # broker, data directory) -> argv. None: ``consensus-lab node`` with the algorithm.
-    node_command: Callable[[NodeId, list[NodeId], str, str, str], list[str]] | None = None
 
 
 class BusCluster:
@@ -112,11 +116,19 @@ class BusCluster:
         self._stop = asyncio.Event()
         self._clients: list[asyncio.Task[None]] = []
         self.owned = True  # started its processes (and stops them); False: attached
+        self.client_owned = True  # False: the connection is the caller's (see attach)
+        self.seen: dict[NodeId, float] = {}  # when each node's latest status arrived
+        self.rechecked = -RECHECK_MS
 
     @classmethod
-    def attach(cls, state: ClusterState, config: Config | None = None) -> BusCluster:
+    def attach(cls, state: ClusterState, config: Config | None = None,
+               client: MqttClient | None = None) -> BusCluster:
         """A running cluster started elsewhere (``consensus-lab cluster up``): :meth:`start`
-        only subscribes to its statuses and :meth:`close` leaves its processes running."""
+        only subscribes to its statuses and :meth:`close` leaves its processes running.
+
+        With ``client``, a connection the caller owns (the dashboard's, which also watches
+        the inboxes): controls go out on it, and the caller hands each status it receives
+        to :meth:`on_status`. Call :meth:`refresh` before reading who is up or leads."""
         config = config or Config(heartbeat_ms=state.heartbeat_ms,
                                   election_timeout_ms=state.election_timeout_ms)
         cluster = cls(state.algorithm, tuple(sorted(state.nodes)), config,
@@ -125,6 +137,8 @@ class BusCluster:
                       name=state.name)
         cluster.state = state
         cluster.owned = False
+        if client is not None:
+            cluster.mqtt, cluster.client_owned = client, False
         return cluster
 
     # -- FaultTarget ---------------------------------------------------------------------
@@ -145,14 +159,31 @@ class BusCluster:
 
     def crash(self, nid: NodeId) -> None:
         self._harvest_counts(nid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.state.nodes[nid], signal.SIGKILL)
+        if not self.owned:
+            self._reload()  # `cluster restart` elsewhere may have changed the pid
+        pid = self.state.nodes[nid]
+        if is_ours(pid):  # never signal a recycled pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if self.loop is not None:  # a node we restarted is our child: no zombie left
+                self.loop.call_later(0.2, _reap, pid)
         self.crashed.add(nid)
         self.status.pop(nid, None)
 
     def restart(self, nid: NodeId) -> None:
-        self._spawn(nid)
+        """Start a crashed node again; it recovers from its WAL. An attached cluster's node
+        starts as `cluster restart` starts it, and its record gets the new pid (so that
+        `cluster down` stops it); RuntimeError if it still runs."""
+        if self.owned:
+            self._spawn(nid)
+        else:
+            restart_node(self.name, nid, self._root)
+            self._reload()
         self.crashed.discard(nid)
+
+    def campaign(self, nid: NodeId) -> None:
+        """Make a node start an election now."""
+        self.control(nid, Control(ControlOp.CAMPAIGN))
 
     def pause(self, nid: NodeId) -> None:
         os.kill(self.state.nodes[nid], signal.SIGSTOP)
@@ -180,14 +211,44 @@ class BusCluster:
         """Send one fault-hook command to a node process."""
         self.mqtt.publish(topics.control(self.name, nid), encode(cmd))
 
+    # -- an attached cluster's processes live and die outside this object ----------------
+
+    @property
+    def _root(self) -> Path:
+        return Path(self.state.directory).parent  # `cluster up` keeps <root>/<name>/
+
+    def _reload(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            self.state = ClusterState.load(self.name, self._root)
+
+    def refresh(self) -> None:
+        """An attached cluster: who runs, from the record and /proc (`cluster restart` or a
+        kill in another terminal), and no belief in a status older than STALE_STATUS_MS (a
+        stopped process). Owned clusters know this already; nothing changes for them."""
+        if self.owned:
+            return
+        now = self.now
+        if now - self.rechecked >= RECHECK_MS:
+            self.rechecked = now
+            self._reload()
+            for nid in self.ids:
+                if is_ours(self.state.nodes.get(nid, 0)):
+                    self.crashed.discard(nid)
+                else:
+                    self.crashed.add(nid)
+        for nid in list(self.status):
+            if nid in self.crashed or now - self.seen.get(nid, -math.inf) > STALE_STATUS_MS:
+                del self.status[nid]
+
     # -- life ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.mqtt = make_client(self.opts.library, self.opts.broker, f"{self.name}-runner",
-                                self._on_status)
-        await self.mqtt.connect()
-        await self.mqtt.subscribe(topics.status(self.name))
+        if self.client_owned:
+            self.mqtt = make_client(self.opts.library, self.opts.broker,
+                                    f"{self.name}-runner", self._on_status)
+            await self.mqtt.connect()
+            await self.mqtt.subscribe(topics.status(self.name))
         self.origin = time.monotonic()
         if self.owned:
             for nid in self.ids:
@@ -195,15 +256,7 @@ class BusCluster:
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""
-        make = self.opts.node_command
-        if make is None:
-            spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
-            return
-        argv = make(nid, list(self.ids), self.name, self.opts.broker, self.state.directory)
-        with open(Path(self.state.directory) / f"{nid}.log", "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        self.state.nodes[nid] = proc.pid
+        spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
 
     async def close(self) -> None:
         for task in self._clients:
@@ -211,9 +264,9 @@ class BusCluster:
         await asyncio.gather(*self._clients, return_exceptions=True)
         if self.owned:
             await self._stop_nodes()
-        if self.mqtt is not None:
+        if self.mqtt is not None and self.client_owned:
             await self.mqtt.close()
-            self.mqtt = None
+        self.mqtt = None
 
     async def _stop_nodes(self) -> None:
         for nid in self.ids:
@@ -254,11 +307,16 @@ class BusCluster:
             st = decode(StatusReport, payload)
         except DecodeError:
             return
+        self.on_status(st)
+
+    def on_status(self, st: StatusReport) -> None:
+        """A node's published status (decoded)."""
         nid = st.id
         if nid not in self.ids or nid in self.crashed:
             return
         previous = self.status.get(nid)
         self.status[nid] = st
+        self.seen[nid] = self.now
         if previous is None or previous.role != st.role:
             now = self.now
             self.role_events.append((now, nid, st.role, st.term))
@@ -395,3 +453,8 @@ class BusCluster:
                                 f"(T={t / 1000:.3f}s)")
             last_term[nid] = max(term, last_term.get(nid, 0))
         return problems
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

@@ -10,9 +10,9 @@ bus cluster started); the pipeline puts them on the experiment's clock (0 = firs
 The methods that take time are coroutines so that one pipeline drives both: the simulator's
 return at once, having run the events; the bus's sleep while the processes work.
 
-A dashboard backend can drive a cluster through the same calls: the fault hooks
-(:class:`~consensus.experiment.nemesis.FaultTarget`), ``leader()``, ``statuses()`` for the
-picture, and ``run_until`` to let time pass.
+A dashboard backend drives a cluster through the same calls: the fault hooks
+(:class:`~consensus.experiment.nemesis.FaultTarget`), ``campaign``, ``leader()`` and
+``statuses()`` for the picture.
 """
 
 from __future__ import annotations
@@ -134,6 +134,10 @@ class SimCluster:
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None:
         self.sim.set_window(loss=loss, duplicate=duplicate, delay=delay)
+
+    def campaign(self, nid: NodeId) -> None:
+        """Make a node start an election now (the dashboard's "time out")."""
+        self.sim.campaign(nid)
 
     # -- Cluster ---------------------------------------------------------------------------
 

@@ -1,0 +1,144 @@
+"""What both dashboard backends show, and how: shared by the simulated and the MQTT backend.
+
+The page draws any algorithm from what the registry and the messages say about themselves:
+:func:`algorithm_json` (title, colour, term label, message legend), :func:`message_json` (a
+dot: heartbeat, batch or refusal), :func:`log_slot_json` (a log chip) and :func:`refusal`
+(the event a refused vote, append or promise becomes). The event log, the message queue a
+frame empties, and the checks on a partition the page asks for are the same in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from consensus.algorithms import Algorithm
+from consensus.messages import ClientReply, Command, Message, NodeId
+from consensus.node import LogSlot
+
+LOG_TAIL = 3  # log chips per node
+EVENT_HISTORY = 300
+MAX_MESSAGES_PER_FRAME = 400
+
+
+class CommandError(ValueError):
+    """A command the page sent that cannot be applied (unknown node, bad groups...)."""
+
+
+class _HasTerm(Protocol):
+    @property
+    def term(self) -> int: ...
+    @property
+    def ballot(self) -> str | None: ...
+
+
+def command_text(command: Command | None) -> str:
+    return "no-op" if command is None else command.text
+
+
+def algorithm_json(algorithm: Algorithm) -> dict[str, Any]:
+    """What the page needs to draw an algorithm it does not know: its names, colour and the
+    legend of its messages."""
+    return {"title": algorithm.title, "short": algorithm.short, "term_label": algorithm.term_label,
+            "palette": algorithm.palette,
+            "messages": [{"kind": m.kind, "label": m.label or m.kind, "phase": str(m.phase)}
+                         for m in algorithm.messages]}
+
+
+def term_text(st: _HasTerm) -> str:
+    """The term as the algorithm shows it (a Status or a StatusReport): Raft's number,
+    Multi-Paxos's full ballot."""
+    return str(st.term) if st.ballot is None else st.ballot
+
+
+def message_json(cluster: str, msg: Message, sent: float, deliver: float | None,
+                 src: NodeId | None = None) -> dict[str, Any]:
+    """One message as the page animates it: a dot from ``s`` to ``d`` between ``t0`` and
+    ``t1`` (None: dropped), small for a heartbeat, large for a batch, ringed for a refusal.
+    ``src`` overrides where the dot starts (a client the page draws as its one client box)."""
+    m: dict[str, Any] = {"c": cluster, "k": msg.kind, "s": src or msg.src, "d": msg.dst,
+                         "t0": round(sent, 3),
+                         "t1": None if deliver is None else round(deliver, 3)}
+    if msg.carries_entries:
+        n = len(msg.carried_entries())
+        if n:
+            m["n"] = n
+        else:
+            m["hb"] = True
+    if msg.is_rejection():
+        m["neg"] = True
+    return m
+
+
+def refusal(msg: Message) -> str | None:
+    """The event log line for a message that refuses something, or None. A redirect to the
+    client is not logged: the client's answer says how many attempts it took."""
+    return None if isinstance(msg, ClientReply) else msg.rejection()
+
+
+def log_slot_json(slot: LogSlot) -> dict[str, Any]:
+    """One chip of a node's log tail: index, term label, command, committed."""
+    cmd = "(empty)" if slot.empty else "no-op" if slot.command is None else slot.command
+    return {"i": slot.index, "b": slot.label, "cmd": cmd, "ok": slot.committed}
+
+
+def partition_groups(ids: Sequence[NodeId],
+                     groups: Iterable[Iterable[NodeId]]) -> list[list[NodeId]]:
+    """The page's groups, checked (disjoint, known nodes, two or more), sorted, and with the
+    nodes it named in none as one more group."""
+    groups = [sorted(str(n) for n in g) for g in groups]
+    named = [n for g in groups for n in g]
+    if len(named) != len(set(named)) or not set(named) <= set(ids) or len(groups) < 2:
+        raise CommandError("partition needs two or more disjoint groups of known nodes")
+    rest = sorted(set(ids) - set(named))
+    return [g for g in groups if g] + ([rest] if rest else [])
+
+
+@dataclass(slots=True)
+class Event:
+    """One line of the page's event log, stamped with simulated (or wall) time in ms."""
+
+    seq: int
+    t: float
+    cluster: str | None
+    kind: str  # election | leader | commit | reject | fault | client | info
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "t": round(self.t, 3), "cluster": self.cluster,
+                "kind": self.kind, "text": self.text}
+
+
+class EventLog:
+    """A bounded history of events plus a cursor for what the last frame already sent."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.seq = 0
+        self.sent = 0  # seq of the last event a frame carried
+
+    def add(self, t: float, cluster: str | None, kind: str, text: str) -> None:
+        self.seq += 1
+        self.events.append(Event(self.seq, t, cluster, kind, text))
+        if len(self.events) > EVENT_HISTORY:
+            del self.events[: len(self.events) - EVENT_HISTORY]
+
+    def recent(self) -> list[dict[str, Any]]:
+        return [e.to_json() for e in self.events]
+
+    def unsent(self) -> list[dict[str, Any]]:
+        out = [e.to_json() for e in self.events if e.seq > self.sent]
+        self.sent = self.seq
+        return out
+
+
+def take_messages(clusters: Iterable[Any],
+                  limit: int = MAX_MESSAGES_PER_FRAME) -> list[dict[str, Any]]:
+    """Every cluster's messages queued since the last frame (emptying the queues); when there
+    are more than a frame can animate, the latest ones (too fast to watch anyway)."""
+    messages: list[dict[str, Any]] = []
+    for c in clusters:
+        messages.extend(c.messages)
+        c.messages = []
+    return messages[-limit:]
