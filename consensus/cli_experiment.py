@@ -1,4 +1,4 @@
-"""`consensus-lab` commands for experiments: run, check."""
+"""`consensus-lab` commands for experiments: run, check, experiments (the library)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,24 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _experiment_file(arg: Path) -> Path:
+    """A path as given (it wins), else the library experiment of that name."""
+    from consensus import library
+
+    path = library.resolve(arg)
+    if not path.exists() and "/" not in str(arg):
+        names = ", ".join(e.name for e in library.entries()) or "none installed"
+        raise typer.BadParameter(f"no file {str(arg)!r} and no library experiment of that "
+                                 f"name (library: {names})", param_hint="SPEC_PATH")
+    return path
+
+
 @app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(help="An experiment file, e.g. "
-                                                   "experiments/leader-crash.yaml.")],
+                                                   "experiments/leader-crash.yaml, or the name "
+                                                   "of one in the library (`consensus-lab "
+                                                   "experiments`), e.g. leader-crash.")],
     transport: Annotated[str | None, typer.Option(help="sim | mqtt (overrides the file).")]
         = None,
     seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 1,2,3 or 1-10 "
@@ -54,7 +68,7 @@ def run(
     from consensus.experiment.spec import SpecError, load_spec
 
     try:
-        spec = load_spec(spec_path)
+        spec = load_spec(_experiment_file(spec_path))
     except SpecError as exc:
         err.print(f"[bold red]invalid experiment[/] {exc}")
         raise typer.Exit(2) from None
@@ -169,3 +183,33 @@ def check(
     console.print(format_result(result))
     if result.verdict != "ok":
         raise typer.Exit(1)
+
+
+@app.command()
+def experiments(
+    json_out: Annotated[bool, typer.Option("--json", help="Print name, path and question of "
+                                                          "each as JSON.")] = False,
+) -> None:
+    """List the experiment library with the question each experiment answers.
+
+    Run one by name: `consensus-lab run leader-crash` (a file path works too, and wins).
+    """
+    from consensus import library
+
+    found = library.entries()
+    if json_out:
+        print(json.dumps([{"name": e.name, "path": str(e.path), "description": e.description}
+                          for e in found], indent=2))
+        return
+    if not found:
+        err.print("[bold red]error:[/] no experiment library found (neither the package's "
+                  "copy nor a checkout's experiments/ folder)")
+        raise typer.Exit(1)
+    table = Table(title=f"experiment library ({library.library_dir()})", show_lines=True)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("the question it answers")
+    for e in found:
+        table.add_row(e.name, e.description)
+    console.print(table)
+    console.print("run one: [bold]consensus-lab run NAME[/] (e.g. leader-crash; "
+                  "--transport sim|mqtt, --seeds 1-5)")
