@@ -1,4 +1,8 @@
-"""The benchmark's outputs: a rich table, ``bench.json``, charts and the manifest."""
+"""The benchmark's outputs: rich tables, ``bench.json``, a Markdown page, charts, the manifest.
+
+``python -m consensus.bench.report reports/bench/bench.json`` rebuilds the Markdown page
+(``README.md`` beside it) from a recorded ``bench.json`` without rerunning the benchmark.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,24 +59,28 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.0f}")
 
 
-def tables(result: dict[str, Any]) -> list[Table]:
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One table of the benchmark's results, rendered both as a rich table and as Markdown."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    left: int = 1  # how many leading columns are text (left-aligned); the rest are figures
+
+
+def sections(result: dict[str, Any]) -> list[Section]:
     out = []
     bus = result.get("bus") or []
     if bus:
-        t = Table(title="1. Bus ceiling (mosquitto, QoS 0, 200-byte payloads)")
-        for col in ("library", "msgs/s one way", "RTT p50 µs", "RTT p99 µs"):
-            t.add_column(col, justify="right")
-        for row in bus:
-            t.add_row(row["library"], f"{row['msgs_per_s']:,}", f"{row['rtt_p50_us']:.0f}",
-                      f"{row['rtt_p99_us']:.0f}")
-        out.append(t)
+        out.append(Section(
+            "1. Bus ceiling (mosquitto, QoS 0, 200-byte payloads)",
+            ("library", "msgs/s one way", "RTT p50 µs", "RTT p99 µs"),
+            [(row["library"], f"{row['msgs_per_s']:,}", f"{row['rtt_p50_us']:.0f}",
+              f"{row['rtt_p99_us']:.0f}") for row in bus]))
     systems = result.get("throughput") or []
     if systems:
-        t = Table(title="2/5/6. Max sustained throughput (>=99% acked within 1 s) and latency "
-                        "p50/p99 ms")
-        for col in ("system", "fsync", "max ops/s", "100/s p50", "100/s p99", "50% p50",
-                    "50% p99", "90% p50", "90% p99"):
-            t.add_column(col, justify="right")
+        rows = []
         for s in systems:
             lat = s.get("latency", {})
             cells = []
@@ -84,68 +93,121 @@ def tables(result: dict[str, Any]) -> list[Table]:
                 top = f"{s['max_sustained_ops_s']:,.0f}"
             else:
                 top = "(not searched)"
-            t.add_row(s["label"], "yes" if s.get("fsync") else "no", top, *cells)
-        out.append(t)
-    cpu_rows = [(s, (s.get("latency", {}).get("50%") or {}).get("extra", {})
-                 .get("cpu_us_per_op")) for s in systems]
-    if any(cpu for _, cpu in cpu_rows):
-        t = Table(title="Where the CPU goes at 50% of the maximum: µs of CPU per operation "
-                        "(follower: each one; clients: the load generators)")
-        roles = ("leader", "follower", "broker", "clients")
-        for col in ("system", *roles, "total"):
-            t.add_column(col, justify="right")
-        for s, cpu in cpu_rows:
-            if not cpu:
-                continue
-            total = (sum(cpu.get(r, 0.0) for r in ("leader", "broker", "clients"))
-                     + cpu.get("follower", 0.0) * (s.get("nodes", 1) - 1))
-            t.add_row(s["label"], *(f"{cpu[r]:.0f}" if r in cpu else "-" for r in roles),
-                      f"{total:.0f}")
-        out.append(t)
+            rows.append((s["label"], "yes" if s.get("fsync") else "no", top, *cells))
+        out.append(Section(
+            "2/5/6. Max sustained throughput (>=99% acked within 1 s) and latency p50/p99 ms",
+            ("system", "fsync", "max ops/s", "100/s p50", "100/s p99", "50% p50", "50% p99",
+             "90% p50", "90% p99"), rows))
+    cpu_rows = []
+    roles = ("leader", "follower", "broker", "clients")
+    for s in systems:
+        cpu = (s.get("latency", {}).get("50%") or {}).get("extra", {}).get("cpu_us_per_op")
+        if not cpu:
+            continue
+        total = (sum(cpu.get(r, 0.0) for r in ("leader", "broker", "clients"))
+                 + cpu.get("follower", 0.0) * (s.get("nodes", 1) - 1))
+        cpu_rows.append((s["label"], *(f"{cpu[r]:.0f}" if r in cpu else "-" for r in roles),
+                         f"{total:.0f}"))
+    if cpu_rows:
+        out.append(Section(
+            "Where the CPU goes at 50% of the maximum: µs of CPU per operation "
+            "(follower: each one; clients: the load generators)",
+            ("system", *roles, "total"), cpu_rows))
     ratios = result.get("ratios") or {}
     if ratios:
-        t = Table(title="Ratios of max sustained throughput (3 nodes)")
-        t.add_column("ratio")
-        t.add_column("value", justify="right")
-        for k, v in ratios.items():
-            t.add_row(k, "-" if v is None else f"{v:.2f}x")
-        out.append(t)
+        out.append(Section("Ratios of max sustained throughput (3 nodes)", ("ratio", "value"),
+                           [(k, "-" if v is None else f"{v:.2f}x") for k, v in ratios.items()]))
     fails = result.get("failover") or []
     if fails:
-        t = Table(title="3. Failover: kill -9 of the leader -> first acknowledged write (3 nodes)")
-        for col in ("algorithm", "rounds", "p50 ms", "p99 ms", "max ms"):
-            t.add_column(col, justify="right")
+        rows = []
         for f in fails:
             if "error" in f:
-                t.add_row(f.get("algorithm", "?"), "error", f["error"][:60], "", "")
-                continue
-            t.add_row(f["algorithm"], str(f["rounds"]), _ms(f["p50_ms"]), _ms(f["p99_ms"]),
-                      _ms(f["max_ms"]))
-        out.append(t)
+                rows.append((f.get("algorithm", "?"), "error", f["error"][:60], "", ""))
+            else:
+                rows.append((f["algorithm"], str(f["rounds"]), _ms(f["p50_ms"]),
+                             _ms(f["p99_ms"]), _ms(f["max_ms"])))
+        out.append(Section(
+            "3. Failover: kill -9 of the leader -> first acknowledged write (3 nodes)",
+            ("algorithm", "rounds", "p50 ms", "p99 ms", "max ms"), rows))
     other = result.get("simulator") or []
     chk = result.get("checker")
     if other or chk:
-        t = Table(title="4. Simulator speed and linearizability checker")
-        t.add_column("what")
-        t.add_column("figure", justify="right")
-        for s in other:
-            t.add_row(f"simulate {s['algorithm']} {s['nodes']} nodes, faults none, "
-                      f"{s['committed']:,} commits",
-                      f"{s['speedup']:,.0f}x real time")
+        rows = [(f"simulate {s['algorithm']} {s['nodes']} nodes, faults none, "
+                 f"{s['committed']:,} commits", f"{s['speedup']:,.0f}x real time")
+                for s in other]
         if chk:
-            t.add_row(f"check {chk['ops']:,} ops ({chk['keys']} keys), {chk['verdict']}",
-                      f"{chk['check_s']:.2f} s")
-        out.append(t)
+            rows.append((f"check {chk['ops']:,} ops ({chk['keys']} keys), {chk['verdict']}",
+                         f"{chk['check_s']:.2f} s"))
+        out.append(Section("4. Simulator speed and linearizability checker",
+                           ("what", "figure"), rows))
     goals = result.get("goals") or []
     if goals:
-        t = Table(title="Goals of issue 8")
-        t.add_column("goal")
-        t.add_column("measured", justify="right")
-        t.add_column("met")
-        for g in goals:
-            t.add_row(g["goal"], g["measured"], "yes" if g["met"] else "NO")
+        out.append(Section("Goals of issue 8", ("goal", "measured", "met"),
+                           [(g["goal"], g["measured"], "yes" if g["met"] else "NO")
+                            for g in goals]))
+    return out
+
+
+def tables(result: dict[str, Any]) -> list[Table]:
+    out = []
+    for section in sections(result):
+        t = Table(title=section.title)
+        for i, col in enumerate(section.columns):
+            t.add_column(col, justify="left" if i < section.left else "right")
+        for row in section.rows:
+            t.add_row(*row)
         out.append(t)
     return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The same tables as the terminal shows, as a Markdown page for ``reports/bench/``."""
+    m = result.get("manifest") or {}
+    machine = m.get("machine") or {}
+    broker = m.get("broker") or {}
+    git = m.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    lines = [
+        "# Benchmark",
+        "",
+        "Written by `consensus-lab bench` (`make bench`) from the run recorded in "
+        "[bench.json](bench.json); its manifest is [manifest.json](manifest.json). "
+        "`python -m consensus.bench.report reports/bench/bench.json` rebuilds this page from "
+        "bench.json without rerunning the benchmark.",
+        "",
+        f"Commit {commit}; {machine.get('cpus', '?')} CPUs ({machine.get('cpu') or '?'}); "
+        f"broker {broker.get('kind', '?')} {broker.get('version') or ''}".rstrip()
+        + f"; MQTT client {m.get('mqtt_client', '?')}"
+        + (f"; {m['wall_s']:.0f} s wall" if isinstance(m.get("wall_s"), int | float) else "")
+        + ". The broker, the nodes and the load generators share the machine, so figures vary "
+        "from run to run.",
+        "",
+    ]
+    for section in sections(result):
+        lines += [f"## {section.title}", "", _md_table(section), ""]
+    if any("search" in s for s in result.get("throughput") or []):
+        lines += ["## Latency against throughput", "",
+                  "![latency p50 and p99 against throughput, sustained steps only]"
+                  "(throughput_latency.png)", ""]
+    return "\n".join(lines)
+
+
+def _md_table(section: Section) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    align = [":---" if i < section.left else "---:" for i in range(len(section.columns))]
+    rows = [section.columns, *section.rows]
+    out = ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows[:1]]
+    out.append("| " + " | ".join(align) + " |")
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows[1:]]
+    return "\n".join(out)
+
+
+def write_markdown(result: dict[str, Any], out: Path) -> Path:
+    path = out / "README.md"
+    path.write_text(markdown(result))
+    return path
 
 
 def write_json(result: dict[str, Any], out: Path) -> Path:
@@ -188,3 +250,19 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Rebuild reports/bench/README.md from a "
+                                                 "recorded bench.json (no benchmark is run).")
+    parser.add_argument("bench_json", type=Path, nargs="?",
+                        default=Path("reports/bench/bench.json"))
+    args = parser.parse_args(argv)
+    result = json.loads(args.bench_json.read_text())
+    print(write_markdown(result, args.bench_json.parent))
+
+
+if __name__ == "__main__":
+    main()

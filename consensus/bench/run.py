@@ -274,4 +274,5 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
     manifest.write_text(json.dumps(result["manifest"], indent=2))
     paths.append(manifest)
     paths += report.charts(result, out)
+    paths.append(report.write_markdown(result, out))
     return paths

@@ -1,0 +1,58 @@
+"""The benchmark's Markdown page: the tables the terminal shows, CPU per operation included,
+and the committed reports/bench/README.md is what its bench.json gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from consensus.bench import report
+from consensus.bench.run import write_outputs
+
+BENCH = Path(__file__).resolve().parent.parent / "reports" / "bench"
+
+
+def _result() -> dict:
+    step = {"offered": 100, "throughput": 100, "sustained": True, "p50_ms": 3.0, "p99_ms": 5.0}
+    return {
+        "manifest": {"broker": {"kind": "mosquitto", "version": "2.0.11"},
+                     "mqtt_client": "gmqtt", "git": {"commit": "0123456789abcdef"},
+                     "machine": {"cpus": 2, "cpu": "test"}, "wall_s": 12.0},
+        "throughput": [{
+            "label": "raft 3n", "system": "raft", "nodes": 3, "fsync": True,
+            "max_sustained_ops_s": 8000,
+            "search": {"steps": [step]},
+            "latency": {"light": step, "50%": {**step, "extra": {"cpu_us_per_op": {
+                "leader": 40.0, "follower": 15.0, "broker": 20.0, "clients": 30.0}}}},
+        }],
+        "failover": [{"algorithm": "raft", "rounds": 3, "p50_ms": 150.0, "p99_ms": 200.0,
+                      "max_ms": 210.0}],
+    }
+
+
+def test_the_markdown_page_has_the_cpu_table_and_every_terminal_table():
+    result = _result()
+    page = report.markdown(result)
+    titles = [s.title for s in report.sections(result)]
+    assert [t.title for t in report.tables(result)] == titles
+    for title in titles:
+        assert f"## {title}" in page
+    # 40 (leader) + 2 x 15 (followers) + 20 (broker) + 30 (clients) = 120 µs per operation.
+    assert "| system | leader | follower | broker | clients | total |" in page
+    assert "| raft 3n | 40 | 15 | 20 | 30 | 120 |" in page
+    assert "Commit 0123456789ab; 2 CPUs (test); broker mosquitto 2.0.11" in page
+    assert "(throughput_latency.png)" in page
+
+
+def test_the_bench_writes_the_page_beside_bench_json(tmp_path):
+    paths = write_outputs(_result(), tmp_path)
+    assert tmp_path / "README.md" in paths
+    report.main([str(tmp_path / "bench.json")])  # rebuilt from the JSON alone: the same page
+    assert (tmp_path / "README.md").read_text() == report.markdown(_result())
+
+
+def test_the_committed_page_is_the_committed_bench_json():
+    result = json.loads((BENCH / "bench.json").read_text())
+    assert (BENCH / "README.md").read_text() == report.markdown(result), (
+        "regenerate it: python -m consensus.bench.report reports/bench/bench.json")
+    assert "Where the CPU goes" in report.markdown(result)
