@@ -150,9 +150,11 @@ class ClusterClient:
             self.last_leader = reply.src
             return ClientResult(command, reply, len(path),
                                 (time.monotonic() - started) * 1000, path)
+        # One sentence: what failed, how often over how long, and the last attempt's fate.
+        last = f"; the last, to {path[-1]}, got no answer in time" if path else ""
         raise ClusterUnavailable(
-            f"no answer for {command!r} within {self.deadline_s:g}s after {len(path)} attempts "
-            f"({' -> '.join(path)}): no majority of {', '.join(self.nodes)} is reachable")
+            f"no majority of the {len(self.nodes)} nodes answered {command!r}: {len(path)} "
+            f"attempts over {self.deadline_s:g}s{last}")
 
     async def _await_reply(self, seq: int, timeout: float) -> ClientReply | None:
         end = time.monotonic() + max(0.0, timeout)
