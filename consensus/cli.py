@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -233,7 +234,20 @@ def _register_subcommands() -> None:
     )
 
 
+def _full_short_help(typer_app: typer.Typer) -> None:
+    """List each command with its docstring's whole first paragraph (wrapped): click's default
+    cuts it at the first ". " or at the terminal width with "..."."""
+    for info in typer_app.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            first = inspect.cleandoc(info.callback.__doc__).split("\n\n", 1)[0]
+            info.short_help = " ".join(first.split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _full_short_help(group.typer_instance)
+
+
 _register_subcommands()
+_full_short_help(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -96,10 +96,10 @@ def cluster_up(
                       heartbeat_ms, _timeouts(election_timeout_ms))
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"broker: {state.broker} ({state.broker_kind}), client library "
+    console.print(f"broker: {escape(state.broker)} ({state.broker_kind}), client library "
                   f"{state.library}")
     for nid, pid in state.nodes.items():
-        console.print(f"  {nid}: pid {pid}, log {state.directory}/{nid}.log")
+        console.print(f"  {nid}: pid {pid}, log {escape(state.directory)}/{nid}.log")
     leader = asyncio.run(cl.wait_for_leader(state))
     if leader is None:
         raise _fail(f"no leader elected within 15 s; see the logs in {state.directory}")

@@ -121,11 +121,11 @@ def run(
             print_sweep(summary)
         else:
             print_summary(summary)
-        console.print(f"\nresults: [bold]{run_dir}[/] (summary.json, histories, metrics, "
-                      f"report.html)")
+        console.print(f"\nresults: [bold]{escape(str(run_dir))}[/] (summary.json, histories, "
+                      f"metrics, report.html)")
     if not summary["passed"]:
         for failure in summary["failures"]:
-            err.print(f"[bold red]CHECK FAILED[/] {failure}")
+            err.print(f"[bold red]CHECK FAILED[/] {escape(failure)}")
         raise typer.Exit(1)
 
 

@@ -49,6 +49,19 @@ def test_help_wraps_at_80_columns_and_never_truncates(command):
         assert "mqtt://127.0.0.1:1883" in result.output
 
 
+@pytest.mark.parametrize("group", [[], ["cluster"]])
+def test_command_lists_show_each_first_paragraph_whole(group):
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    commands = result.output.split("Commands:", 1)[1]
+    assert "..." not in commands and "…" not in commands
+    flat = " ".join(commands.split())
+    if not group:
+        assert "compare.html and .md" in flat and "(3 and 5 nodes)" in flat
+    else:
+        assert "as last published" in flat
+
+
 def test_simulate_says_the_last_seconds_are_a_settle_period():
     help_text = runner.invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"}).output
     assert "settle period" in " ".join(help_text.split())
