@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -10,32 +11,57 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consensus.algorithms import NAMES, get_algorithm
 from consensus.node import Config
 from consensus.sim import Network
-from consensus.simulate import SWEEP_SETTLE_S, SimResult, simulate, sweep_run
+from consensus.simulate import SETTLE_S, SWEEP_SETTLE_S, SimResult, simulate, sweep_run
 
+# Plain (click) help: rich's option table squeezes long option names and unbreakable words
+# into "…" on an 80-column terminal; click wraps them instead (up to 120 columns).
+HELP_SETTINGS = {"max_content_width": 120}
 app = typer.Typer(
     help="Study Multi-Paxos and Raft side by side: simulate, check and compare.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
 console = Console()
 err = Console(stderr=True)
 
+
+def fail(message: str, *, kind: str = "error", code: int = 1,
+         json_out: bool = False) -> typer.Exit:
+    """Say what went wrong in one line on stderr (and, for ``--json``, as a JSON object on
+    stdout, so a script reading stdout always gets JSON); return the Exit to raise."""
+    if json_out:
+        print(json.dumps({"error": message, "kind": kind}))
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def bad_parameter(message: str, *, param_hint: str | None = None,
+                  json_out: bool = False) -> Exception:
+    """A usage error (exit 2): click's usual message, or a JSON error object for ``--json``."""
+    if json_out:
+        return fail(message if param_hint is None else f"{param_hint}: {message}",
+                    kind="usage", code=2, json_out=True)
+    return typer.BadParameter(message, param_hint=param_hint)
+
 ALGORITHM_HELP = f"Algorithm to run: {', '.join(NAMES)}, or 'both' (same seed and faults)."
 
 
-def _algorithms(name: str) -> list[str]:
+def _algorithms(name: str, json_out: bool = False) -> list[str]:
     names = list(NAMES) if name == "both" else [name]
     for n in names:
         try:
             get_algorithm(n)
         except (ValueError, ImportError) as exc:
-            raise typer.BadParameter(str(exc), param_hint="--algorithm") from None
+            raise bad_parameter(str(exc), param_hint="--algorithm", json_out=json_out) from None
     return names
 
 
@@ -55,7 +81,10 @@ def _timeouts(text: str) -> tuple[float, float]:
 def simulate_cmd(
     algorithm: Annotated[str, typer.Option(help=ALGORITHM_HELP)] = "raft",
     nodes: Annotated[int, typer.Option(min=1, max=99, help="Cluster size.")] = 5,
-    duration: Annotated[float, typer.Option(min=0.1, help="Simulated seconds of workload.")] = 60,
+    duration: Annotated[float, typer.Option(min=0.1, help=(
+        f"Simulated seconds of workload. A {SETTLE_S:g} s settle period follows (faults "
+        f"healed, no new requests) before the checks, so the run lasts {SETTLE_S:g} s "
+        f"longer."))] = 60,
     seed: Annotated[int, typer.Option(help="Seed for network, clients and faults.")] = 7,
     faults: Annotated[str, typer.Option(
         help="'random': a seeded schedule of crashes, restarts, pauses, partitions, one-way "
@@ -81,23 +110,26 @@ def simulate_cmd(
     """
     from consensus.experiment.workload import Workload
 
-    names = _algorithms(algorithm)
+    names = _algorithms(algorithm, json_out)
     try:
         config = Config(heartbeat_ms=heartbeat_ms,
                         election_timeout_ms=_timeouts(election_timeout_ms))
         network = Network(latency_ms=_timeouts(latency_ms), loss=loss)
+    except typer.BadParameter as exc:  # from _timeouts
+        raise bad_parameter(exc.message, json_out=json_out) from None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise bad_parameter(str(exc), json_out=json_out) from None
     results = []
     for name in names:
         if not json_out:
-            err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s, seed {seed}...")
+            err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s + {SETTLE_S:g}s "
+                      f"settle, seed {seed}...")
         try:
             results.append(simulate(name, nodes, duration, seed, faults, config=config,
                                     network=network, workload=Workload(clients=clients),
-                                    disk_ms=disk_ms))
+                                    settle_s=SETTLE_S, disk_ms=disk_ms))
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise bad_parameter(str(exc), json_out=json_out) from None
     if json_out:
         payload = [r.to_json() for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
@@ -108,13 +140,17 @@ def simulate_cmd(
 
 
 def _print_results(results: list[SimResult], show_faults: bool) -> None:
+    settle = results[0].settle_s
     table = Table(title=f"seed {results[0].seed}, {results[0].nodes} nodes, "
-                        f"faults: {results[0].faults}")
+                        f"faults: {results[0].faults}",
+                  caption=f"simulated time includes a {settle:g} s settle period at the end: "
+                          f"faults healed, crashed nodes restarted, no new requests")
     table.add_column("")
     for r in results:
         table.add_column(get_algorithm(r.algorithm).title, justify="right")
     rows = [
-        ("simulated", lambda r: f"{r.simulated_s:.1f} s"),
+        ("simulated", lambda r: f"{r.simulated_s:.1f} s "
+                                f"({r.simulated_s - r.settle_s:g} + {r.settle_s:g} settle)"),
         ("wall clock", lambda r: f"{r.wall_s:.2f} s"),
         ("speed", lambda r: f"{r.speedup:.0f}x real time"),
         ("commands committed", lambda r: f"{r.committed:,}"),
@@ -135,13 +171,13 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
     console.print(table)
     for r in results:
         for v in r.violations[:20]:
-            console.print(f"[bold red]{r.algorithm} VIOLATION[/] {v}")
+            console.print(f"[bold red]{r.algorithm} VIOLATION[/] {escape(v)}")
         for line in r.stalled[:10]:
-            console.print(f"[yellow]{r.algorithm} stalled[/] {line}")
+            console.print(f"[yellow]{r.algorithm} stalled[/] {escape(line)}")
         if show_faults:
             console.print(f"[bold]{r.algorithm} faults:[/]")
             for line in r.fault_log:
-                console.print(f"  {line}")
+                console.print(f"  {escape(line)}")
 
 
 def _sweep_one(args: tuple[str, int, int, float]) -> tuple[int, list[str], int]:
@@ -198,7 +234,20 @@ def _register_subcommands() -> None:
     )
 
 
+def _full_short_help(typer_app: typer.Typer) -> None:
+    """List each command with its docstring's whole first paragraph (wrapped): click's default
+    cuts it at the first ". " or at the terminal width with "..."."""
+    for info in typer_app.registered_commands:
+        if info.short_help is None and info.callback is not None and info.callback.__doc__:
+            first = inspect.cleandoc(info.callback.__doc__).split("\n\n", 1)[0]
+            info.short_help = " ".join(first.split())
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _full_short_help(group.typer_instance)
+
+
 _register_subcommands()
+_full_short_help(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

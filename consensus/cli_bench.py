@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from consensus.cli import app, console, err
+from consensus.cli import app, console, err, fail
 
 
 @app.command()
@@ -30,8 +30,7 @@ def bench(
     try:
         result = run_bench(quick=quick, log=log)
     except NoMosquitto as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(str(exc), kind="no-mosquitto", code=2, json_out=as_json) from None
     paths = write_outputs(result, out)
     if as_json:
         print(json.dumps(result, indent=2, default=str))

@@ -7,22 +7,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from consensus.cli import _algorithms, _timeouts, app, console, err
+from consensus.cli import HELP_SETTINGS, _algorithms, _timeouts, app, console, err, fail
 from consensus.node import Config
 
 cluster_app = typer.Typer(help="Run a local cluster of node processes over MQTT.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode=None,
+                          context_settings=HELP_SETTINGS)
 app.add_typer(cluster_app, name="cluster")
 
 BROKER_HELP = "Broker URL (mqtt://127.0.0.1:1883). Omitted: start one (mosquitto if installed)."
 CLIENT_LIB_HELP = "MQTT client library: gmqtt (faster) or aiomqtt."
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1, *, kind: str = "error",
+          json_out: bool = False) -> typer.Exit:
+    return fail(message, kind=kind, code=code, json_out=json_out)
 
 
 @app.command()
@@ -94,10 +96,10 @@ def cluster_up(
                       heartbeat_ms, _timeouts(election_timeout_ms))
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"broker: {state.broker} ({state.broker_kind}), client library "
+    console.print(f"broker: {escape(state.broker)} ({state.broker_kind}), client library "
                   f"{state.library}")
     for nid, pid in state.nodes.items():
-        console.print(f"  {nid}: pid {pid}, log {state.directory}/{nid}.log")
+        console.print(f"  {nid}: pid {pid}, log {escape(state.directory)}/{nid}.log")
     leader = asyncio.run(cl.wait_for_leader(state))
     if leader is None:
         raise _fail(f"no leader elected within 15 s; see the logs in {state.directory}")
@@ -121,8 +123,12 @@ def cluster_status(
     try:
         state = cl.ClusterState.load(cluster)
     except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
-    nodes = asyncio.run(cl.fetch_status(state))
+        raise _fail(str(exc), kind="no-cluster", json_out=json_out) from None
+    try:
+        nodes = asyncio.run(cl.fetch_status(state))
+    except (OSError, ValueError) as exc:  # the broker is gone (TransportError is an OSError)
+        raise _fail(f"cannot reach broker {state.broker}: {exc}", kind="broker-unreachable",
+                    json_out=json_out) from None
     if json_out:
         # The status as published, with the recorded pid and whether it still runs.
         print(json.dumps({nid: {**(to_jsonable(p.status) if p.status else {}), "pid": p.pid,
@@ -165,8 +171,11 @@ def cluster_down(
 
     try:
         stopped = cl.down(cluster, keep_data)
-    except FileNotFoundError as exc:
-        raise _fail(str(exc)) from None
+    except FileNotFoundError:
+        # Already down (or never up): the wanted state holds, so this is not an error.
+        console.print(f"nothing to stop: no cluster {cluster!r} is recorded in "
+                      f"{cl.STATE_ROOT / cluster}")
+        return
     console.print("stopped: " + (", ".join(stopped) or "nothing was running"))
 
 
@@ -191,7 +200,8 @@ def client(
         try:
             broker_url = cl.ClusterState.load(cluster).broker
         except FileNotFoundError as exc:
-            raise _fail(f"{exc}, or pass --broker") from None
+            raise _fail(f"{exc}, or pass --broker", kind="no-cluster",
+                        json_out=json_out) from None
 
     async def go():
         async with ClusterClient(broker_url, cluster, library=mqtt_client,
@@ -201,18 +211,21 @@ def client(
     try:
         result = asyncio.run(go())
     except ClusterUnavailable as exc:
-        raise _fail(str(exc), 3) from None
+        raise _fail(str(exc), 3, kind="unavailable", json_out=json_out) from None
     except (OSError, ValueError) as exc:
-        raise _fail(f"cannot reach broker {broker_url}: {exc}") from None
+        raise _fail(f"cannot reach broker {broker_url}: {exc}", kind="broker-unreachable",
+                    json_out=json_out) from None
     reply = result.reply
     if json_out:
         print(json.dumps({"command": command, "status": reply.status.value,
                           "result": reply.result, "node": reply.src,
                           "attempts": result.attempts, "latency_ms": result.latency_ms}))
     elif reply.status.value == "ok":
-        console.print(reply.result if reply.result is not None else "(nil)")
+        # A stored value is data, not rich markup ("SET x = [/b]" must print as is).
+        console.print(reply.result if reply.result is not None else "(nil)", markup=False,
+                      highlight=False)
     else:
-        err.print(f"[red]{reply.result}")
+        err.print(f"[red]{escape(str(reply.result))}")
     if reply.status.value != "ok":
         raise typer.Exit(4)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from consensus.cli import app, console, err
+from consensus.cli import app, console, fail
 
 
 @app.command()
@@ -38,8 +38,7 @@ def dashboard(
         try:
             backend = MqttBackend.from_clusters(cluster or ["demo"])  # type: ignore[assignment]
         except (FileNotFoundError, ValueError) as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            raise fail(str(exc)) from None
     else:
         raise typer.BadParameter("expected sim or mqtt", param_hint="--transport")
 
@@ -60,5 +59,4 @@ def dashboard(
     except KeyboardInterrupt:
         console.print("stopped")
     except OSError as exc:
-        err.print(f"[bold red]error:[/] cannot serve on 127.0.0.1:{port}: {exc}")
-        raise typer.Exit(1) from None
+        raise fail(f"cannot serve on 127.0.0.1:{port}: {exc}") from None

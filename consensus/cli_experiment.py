@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consensus.algorithms import get_algorithm
-from consensus.cli import app, console, err
+from consensus.cli import app, bad_parameter, console, err, fail
 
 
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = []
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
-            elif part.strip():
+def _parse_seeds(text: str, json_out: bool = False) -> list[int]:
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            if "-" in part[1:]:  # a range; a leading "-" is a negative seed's sign
+                cut = part.index("-", 1)
+                lo, hi = int(part[:cut]), int(part[cut + 1:])
+                if lo > hi:
+                    raise bad_parameter(f"the range {part} is reversed (write {hi}-{lo})",
+                                        param_hint="--seeds", json_out=json_out)
+                seeds.extend(range(lo, hi + 1))
+            elif part:
                 seeds.append(int(part))
-    except ValueError:
-        raise typer.BadParameter(f"expected seeds like 1,2,3 or 1-10, got {text!r}") from None
+        except ValueError:
+            raise bad_parameter(f"expected seeds like 1,2,3 or 1-10, got {text!r}",
+                                param_hint="--seeds", json_out=json_out) from None
     if not seeds:
-        raise typer.BadParameter("no seeds given")
+        raise bad_parameter("no seeds given", param_hint="--seeds", json_out=json_out)
     return seeds
 
 
@@ -57,33 +64,48 @@ def run(
     broker: Annotated[str | None, typer.Option(
         help="mqtt transport: a broker URL to use, or 'mosquitto' / 'amqtt' to start that one "
              "(default: start mosquitto if installed, else the embedded amqtt).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the run folder given with --out if it holds a previous "
+                        "run (without it, such a folder is refused: seeds would mix).")]
+        = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
 ) -> None:
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
 
-    Exits 1 if any check failed (invariants, liveness after healing, linearizability).
+    Exits 1 if any check failed (invariants, liveness after healing, linearizability),
+    130 on Ctrl-C (after saving the runs that finished: `report` draws them).
     """
     from consensus.experiment import results as res
-    from consensus.experiment.execute import run_experiment
+    from consensus.experiment.execute import RunInterrupted, run_experiment
     from consensus.experiment.spec import SpecError, load_spec
 
     try:
         spec = load_spec(_experiment_file(spec_path))
     except SpecError as exc:
-        err.print(f"[bold red]invalid experiment[/] {exc}")
+        if json_out:
+            print(json.dumps({"error": str(exc), "kind": "invalid-experiment",
+                              "errors": exc.errors}))
+        err.print(f"[bold red]invalid experiment[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     updates: dict[str, Any] = {}
     if transport:
         if transport not in ("sim", "mqtt"):
-            raise typer.BadParameter("expected sim or mqtt", param_hint="--transport")
+            raise bad_parameter("expected sim or mqtt", param_hint="--transport",
+                                json_out=json_out)
         updates["transport"] = transport
     if seeds:
-        updates["seeds"] = _parse_seeds(seeds)
+        updates["seeds"] = _parse_seeds(seeds, json_out)
     if broker:
         key = "prefer" if broker in ("mosquitto", "amqtt", "auto") else "broker"
         updates["mqtt"] = spec.mqtt.model_copy(update={key: broker})
     spec = spec.model_copy(update=updates)
     run_dir = out or res.default_run_dir(spec)
+    if res.existing_run(run_dir):
+        if not force:
+            raise fail(f"{run_dir} already holds a run (its seeds would mix with this one's); "
+                       f"choose another --out, or add --force to replace it",
+                       kind="run-folder-exists", code=2, json_out=json_out)
+        shutil.rmtree(run_dir)
     columns = (TextColumn("{task.description:<30}"), BarColumn(), TextColumn(
         "{task.percentage:>3.0f}%"), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=json_out) as progress:
@@ -95,8 +117,17 @@ def run(
         try:
             summary = run_experiment(spec, run_dir, progress=track)
         except (RuntimeError, OSError) as exc:  # a broker or a node that would not start
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            raise fail(str(exc), json_out=json_out) from None
+        except RunInterrupted as stop:
+            summary = stop.summary
+            interrupted = True
+        else:
+            interrupted = False
+    if interrupted:
+        note = next((f for f in summary["failures"] if f.startswith("interrupted")),
+                    "interrupted")
+        raise fail(f"{note}; they are saved in {run_dir} (`consensus-lab report {run_dir}` "
+                   f"draws them)", kind="interrupted", code=130, json_out=json_out)
     if json_out:
         print(json.dumps(summary, indent=2))
     else:
@@ -104,11 +135,11 @@ def run(
             print_sweep(summary)
         else:
             print_summary(summary)
-        console.print(f"\nresults: [bold]{run_dir}[/] (summary.json, histories, metrics, "
-                      f"report.html)")
+        console.print(f"\nresults: [bold]{escape(str(run_dir))}[/] (summary.json, histories, "
+                      f"metrics, report.html)")
     if not summary["passed"]:
         for failure in summary["failures"]:
-            err.print(f"[bold red]CHECK FAILED[/] {failure}")
+            err.print(f"[bold red]CHECK FAILED[/] {escape(failure)}")
         raise typer.Exit(1)
 
 
@@ -177,10 +208,11 @@ def check(
     try:
         ops = load_history(history)
     except (OSError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(str(exc), code=2) from None
     result = check_history(ops, time_budget_s=budget)
-    console.print(format_result(result))
+    # Plain text: the explanation's "[ok, T=...]" notes and the commands' own values are
+    # not rich markup, and its lines are laid out already (no re-wrapping).
+    typer.echo(format_result(result))
     if result.verdict != "ok":
         raise typer.Exit(1)
 

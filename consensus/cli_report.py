@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
-from consensus.cli import app, console, err
+from consensus.algorithms import get_algorithm
+from consensus.cli import app, console, fail
 
 
 @app.command()
@@ -20,9 +24,8 @@ def report(
     try:
         written = build_report(run_dir)
     except FileNotFoundError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"report: [bold]{written[0]}[/] ({len(written)} files)")
+        raise fail(str(exc), code=2) from None
+    console.print(f"report: [bold]{escape(str(written[0]))}[/] ({len(written)} files)")
 
 
 @app.command()
@@ -39,12 +42,49 @@ def compare(
     from consensus.report import compare_runs
 
     out_dir = out or run_a.parent / f"compare-{run_a.name}-vs-{run_b.name}"
+    runs = [run_a, run_b, *(more or [])]
     try:
         written = compare_runs(run_a, run_b, out_dir, *(more or []))
     except FileNotFoundError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"comparison: [bold]{written[0]}[/] ({len(written)} files)")
+        raise fail(str(exc), code=2) from None
+    table = comparison_table(runs)
+    if table is not None:
+        console.print(table)
+    console.print(f"comparison: [bold]{escape(str(written[0]))}[/] ({len(written)} files, "
+                  f"with intervals, verdicts and figures)")
+
+
+def comparison_table(runs: list[Path]) -> Table | None:
+    """Per algorithm and headline metric: each run's median across seeds and its difference
+    to the first run, read from the runs' summary.json (None for load sweeps: no medians)."""
+    summaries: list[dict[str, Any]] = [json.loads((r / "summary.json").read_text())
+                                       for r in runs]
+    if any("algorithms" not in s for s in summaries):
+        return None
+    names = [r.name for r in runs]
+    table = Table(title="median across seeds; difference to " + names[0])
+    for col in ("algorithm", "metric", *names, *(f"{n} - {names[0]}" for n in names[1:])):
+        table.add_column(escape(col), justify="left" if col in ("algorithm", "metric")
+                         else "right")
+    algos = list(dict.fromkeys(a for s in summaries for a in s["algorithms"]))
+    for a in algos:
+        if not all(a in s["algorithms"] for s in summaries):
+            continue
+        for m in summaries[0].get("metrics", []):
+            values = [s["algorithms"][a]["median"].get(m["label"]) for s in summaries]
+            diffs = ["-" if v is None or values[0] is None else _num(v - values[0], m["unit"],
+                                                                     signed=True)
+                     for v in values[1:]]
+            table.add_row(get_algorithm(a).title, m["label"],
+                          *(_num(v, m["unit"]) for v in values), *diffs)
+        table.add_section()
+    return table
+
+
+def _num(v: float | None, unit: str, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    return (f"{v:+,.1f}" if signed else f"{v:,.1f}") + (f" {unit}" if unit else "")
 
 
 @app.command()

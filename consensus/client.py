@@ -131,6 +131,7 @@ class ClusterClient:
         deadline = started + self.deadline_s
         target = self.last_leader or self.leader_guess() or random.choice(self.nodes)
         path: list[NodeId] = []
+        last_error = "no attempt fitted in the deadline"
         while time.monotonic() < deadline:
             path.append(target)
             self._mqtt.publish(topics.node_in(self.cluster, target), encode_message(
@@ -138,21 +139,24 @@ class ClusterClient:
             reply = await self._await_reply(seq, min(self.attempt_timeout_s,
                                                      deadline - time.monotonic()))
             if reply is None:  # timed out: try someone else, same seq
+                last_error = f"{target} did not answer in time"
                 target = self._another(target)
                 continue
             if reply.status == ReplyStatus.REDIRECT:
                 if reply.leader and reply.leader != reply.src:
                     target = reply.leader
                 else:
+                    last_error = f"{reply.src} knew no leader"
                     await asyncio.sleep(0.05)  # an election is under way
                     target = self._another(reply.src)
                 continue
             self.last_leader = reply.src
             return ClientResult(command, reply, len(path),
                                 (time.monotonic() - started) * 1000, path)
+        # One sentence: what failed, how often over how long, and the last error.
         raise ClusterUnavailable(
-            f"no answer for {command!r} within {self.deadline_s:g}s after {len(path)} attempts "
-            f"({' -> '.join(path)}): no majority of {', '.join(self.nodes)} is reachable")
+            f"no majority answered {command!r}: {len(path)} attempts at "
+            f"{', '.join(sorted(set(path)))} over {self.deadline_s:g}s (last: {last_error})")
 
     async def _await_reply(self, seq: int, timeout: float) -> ClientReply | None:
         end = time.monotonic() + max(0.0, timeout)

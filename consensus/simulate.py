@@ -27,6 +27,9 @@ from consensus.history import unanswered
 from consensus.node import Config
 from consensus.sim import Network, Simulation
 
+# Quiet time after the workload (faults healed, no new requests) before the final checks.
+SETTLE_S = 5.0
+
 
 @dataclass(slots=True)
 class SimResult:
@@ -51,6 +54,8 @@ class SimResult:
     trace_sha256: str
     fault_log: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # The last settle_s of simulated_s: faults healed, crashed nodes back, no new requests.
+    settle_s: float = 0.0
 
     @property
     def safe(self) -> bool:
@@ -69,7 +74,7 @@ def simulate(
     config: Config | None = None,
     network: Network | None = None,
     workload: Workload | None = None,
-    settle_s: float = 5.0,
+    settle_s: float = SETTLE_S,
     node_class: type | None = None,
     disk_ms: float = 0.0,
 ) -> SimResult:
@@ -112,6 +117,7 @@ def simulate(
         trace_sha256=result.info["trace_sha256"],
         fault_log=[_fault_line(e) for e in result.events if e["type"] == "fault"],
         latency_ms=_latency(done),
+        settle_s=settle_s,
     )
 
 

@@ -85,3 +85,20 @@ def test_not_yaml_and_not_a_mapping():
         parse_spec("name: [unclosed")
     with pytest.raises(SpecError, match="must be a YAML mapping"):
         parse_spec("- just\n- a list\n")
+
+
+def test_fault_errors_name_the_fault_field_and_its_line():
+    text = ("name: x\n"
+            "workload: {duration_s: 5}\n"
+            "faults:\n"
+            "  - {at: 1, heal: true}\n"
+            "  - at: 2\n"
+            "    crash: n9\n"
+            "  - {at: 6, heal: true}\n")
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "faults.yaml")
+    errors = info.value.errors
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("faults[1].crash (line 6): names n9"), errors
+    assert errors[1].startswith("faults[2].at (line 7): 6s is not before the end"), errors
+    assert not any("top level" in e for e in errors)

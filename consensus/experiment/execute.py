@@ -26,6 +26,16 @@ ProgressFactory = Callable[[str], Callable[[float], None]]
 ClusterFactory = Callable[[ExperimentSpec, str, int, Path], Cluster]
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an experiment, after what finished was saved: ``summary`` covers the
+    completed runs and says ``"interrupted": true``, and the report draws them."""
+
+    def __init__(self, run_dir: Path, summary: dict[str, Any]) -> None:
+        super().__init__(f"interrupted; the finished runs are in {run_dir}")
+        self.run_dir = run_dir
+        self.summary = summary
+
+
 def _no_progress(label: str) -> Callable[[float], None]:
     return lambda fraction: None
 
@@ -78,13 +88,21 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
         if spec.transport == "mqtt":
             factory, bus_info = stack.enter_context(on_the_bus(spec))
             extra.update(bus_info)
-        res.write_spec_and_manifest(run_dir, spec, res.manifest(spec, spec.seeds,
-                                                                spec.transport, extra))
-        if spec.load_sweep:
-            summary = _load_sweep(spec, run_dir, factory, progress, extra)
+        man = res.manifest(spec, spec.seeds, spec.transport, extra)
+        res.write_spec_and_manifest(run_dir, spec, man)
+        try:
+            if spec.load_sweep:
+                summary = _load_sweep(spec, run_dir, factory, progress, extra)
+            else:
+                summary = _runs(spec, run_dir, factory, progress)
+        except RunInterrupted as stop:
+            res.mark_interrupted(run_dir, stop.summary, man)
+            interrupted = stop
         else:
-            summary = _runs(spec, run_dir, factory, progress)
+            interrupted = None
     render_report(run_dir)
+    if interrupted is not None:
+        raise interrupted
     return summary
 
 
@@ -92,12 +110,18 @@ def _runs(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
           progress: ProgressFactory, label: str = "") -> dict[str, Any]:
     """Every algorithm on every seed of ``spec``, written into ``run_dir``; the summary."""
     results = []
-    for algorithm in spec.algorithms:
-        for seed in spec.seeds:
-            advance = progress(f"{label}{get_algorithm(algorithm).title} seed {seed}")
-            result = run_one(spec, algorithm, seed, factory, run_dir, advance)
-            res.write_run_result(run_dir, result)
-            results.append(result)
+    try:
+        for algorithm in spec.algorithms:
+            for seed in spec.seeds:
+                advance = progress(f"{label}{get_algorithm(algorithm).title} seed {seed}")
+                result = run_one(spec, algorithm, seed, factory, run_dir, advance)
+                res.write_run_result(run_dir, result)
+                results.append(result)
+    except KeyboardInterrupt:
+        # Keep what finished: a summary of the completed runs, marked interrupted.
+        summary = res.summarise(results, spec, interrupted=True)
+        res.write_summary(run_dir, summary)
+        raise RunInterrupted(run_dir, summary) from None
     summary = res.summarise(results, spec)
     res.write_summary(run_dir, summary)
     return summary
@@ -114,7 +138,14 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
         sub_dir = run_dir / f"rate-{rate:g}"
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
-        summary = _runs(sub, sub_dir, factory, progress, f"{rate:g}/s ")
+        try:
+            summary = _runs(sub, sub_dir, factory, progress, f"{rate:g}/s ")
+        except RunInterrupted as stop:
+            res.mark_interrupted(sub_dir, stop.summary)
+            render_report(sub_dir)
+            summary = res.summarise_sweep(spec, points, failures, interrupted=True)
+            res.write_summary(run_dir, summary)
+            raise RunInterrupted(run_dir, summary) from None
         render_report(sub_dir)
         failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
         for algo, info in summary["algorithms"].items():

@@ -120,8 +120,13 @@ def _get(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def summarise(results: Sequence[RunResult], spec: ExperimentSpec) -> dict[str, Any]:
-    """Per algorithm: each headline metric's median across seeds, and every check verdict."""
+def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
+              interrupted: bool = False) -> dict[str, Any]:
+    """Per algorithm: each headline metric's median across seeds, and every check verdict.
+
+    ``interrupted``: the run was stopped (Ctrl-C) and ``results`` are the runs that finished;
+    an interrupted run never passes.
+    """
     by_algo: dict[str, list[RunResult]] = {}
     for r in results:
         by_algo.setdefault(r.algorithm, []).append(r)
@@ -149,10 +154,39 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec) -> dict[str, A
         "metrics": [{"label": label, "unit": unit, "better": better}
                     for label, _, unit, better in HEADLINE],
         "algorithms": algorithms,
-        "passed": all(a["passed"] for a in algorithms.values()),
+        "passed": all(a["passed"] for a in algorithms.values()) and not interrupted,
         "failures": [f"{r.algorithm} seed {r.seed}: {c.name}: {c.detail or c.verdict}"
-                     for r in results for c in r.checks if c.verdict != "pass"],
+                     for r in results for c in r.checks if c.verdict != "pass"]
+                    + ([_interrupted_note(results, spec)] if interrupted else []),
+        **({"interrupted": True} if interrupted else {}),
     }
+
+
+def _interrupted_note(results: Sequence[RunResult], spec: ExperimentSpec) -> str:
+    planned = len(spec.algorithms) * len(spec.seeds)
+    return f"interrupted: {len(results)} of {planned} runs finished"
+
+
+def mark_interrupted(run_dir: Path, summary: dict[str, Any],
+                     man: dict[str, Any] | None = None) -> None:
+    """Record in manifest.json that the run was interrupted (Ctrl-C), when, and what finished
+    (as a note, which the report prints)."""
+    path = run_dir / "manifest.json"
+    if man is None:
+        man = json.loads(path.read_text()) if path.exists() else {}
+    done = next((f.removeprefix("interrupted: ") for f in summary.get("failures", [])
+                 if f.startswith("interrupted: ")), "")
+    note = f"Interrupted (Ctrl-C): {done}; this report shows only those."
+    man = {**man, "interrupted": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+           "note": " ".join(filter(None, (man.get("note"), note)))}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(man, indent=2))
+
+
+def existing_run(run_dir: Path) -> bool:
+    """True if ``run_dir`` holds (part of) a run folder: a new run there would mix seeds."""
+    return any((run_dir / name).exists() for name in ("manifest.json", "summary.json",
+                                                      "spec.yaml"))
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -168,8 +202,12 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[s
 
 
 def summarise_sweep(spec: ExperimentSpec, points: list[dict[str, Any]],
-                    failures: list[str]) -> dict[str, Any]:
+                    failures: list[str], interrupted: bool = False) -> dict[str, Any]:
     """The summary of a load sweep: one (rate, algorithm) point per run, and the verdict."""
+    if interrupted:
+        done = len({p["rate"] for p in points})
+        failures = [*failures, f"interrupted: {done} of {len(spec.load_sweep or [])} rates "
+                               f"finished"]
     return {
         "experiment": spec.name,
         "description": spec.description,
@@ -177,4 +215,5 @@ def summarise_sweep(spec: ExperimentSpec, points: list[dict[str, Any]],
         "rates": list(spec.load_sweep or []),
         "passed": not failures,
         "failures": failures,
+        **({"interrupted": True} if interrupted else {}),
     }

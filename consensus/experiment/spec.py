@@ -21,6 +21,24 @@ FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", 
 PARTITION_SHAPES = ("majorities-ring", "bridge", "random-halves")
 
 
+class LocatedErrors(ValueError):
+    """Problems a whole-spec validator found, each at its own field: ``[(loc, message)]``.
+
+    Pydantic places a model validator's error at the model itself ("(top level)"); this
+    carries each problem's real path (``faults[2].crash``) so :func:`parse_spec` can name the
+    field and its line.
+    """
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_where(loc)}: {msg}" for loc, msg in problems))
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    text = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
+    return text.replace(".[", "[") or "(top level)"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -176,6 +194,7 @@ class ExperimentSpec(_Strict):
     def _nodes_exist(self) -> ExperimentSpec:
         ids = set(self.cluster.ids)
         specials = {"leader", "crashed", "paused", "random", "random-minority", "followers"}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for i, f in enumerate(self.faults):
             named: list[str] = []
             for action in ("crash", "restart", "pause", "resume", "isolate"):
@@ -188,12 +207,16 @@ class ExperimentSpec(_Strict):
                 named += f.cut.from_ + f.cut.to
             unknown = sorted(set(named) - ids)
             if unknown:
-                raise ValueError(f"faults[{i}] names {', '.join(unknown)}, but the cluster has "
+                problems.append((("faults", i, f.action),
+                                 f"names {', '.join(unknown)}, but the cluster has "
                                  f"{', '.join(sorted(ids))} (targets may also be "
-                                 f"{', '.join(sorted(specials))})")
+                                 f"{', '.join(sorted(specials))})"))
             if f.at >= self.workload.duration_s:
-                raise ValueError(f"faults[{i}] at {f.at:g}s is not before the end of the "
-                                 f"workload ({self.workload.duration_s:g}s)")
+                problems.append((("faults", i, "at"),
+                                 f"{f.at:g}s is not before the end of the workload "
+                                 f"({self.workload.duration_s:g}s)"))
+        if problems:
+            raise LocatedErrors(problems)
         return self
 
 
@@ -246,13 +269,16 @@ def parse_spec(text: str, source: str = "<spec>") -> ExperimentSpec:
         errors = []
         for e in exc.errors():
             loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
-            where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
-            where = where.replace(".[", "[") or "(top level)"
-            line = _line_of(lines, loc)
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown key (not part of an experiment spec)"
-            errors.append(f"{where} (line {line}): {msg}" if line else f"{where}: {msg}")
+            cause = e.get("ctx", {}).get("error")
+            located = cause.problems if isinstance(cause, LocatedErrors) else [((), msg)]
+            for sub, text in located:
+                full = (*loc, *sub)
+                line = _line_of(lines, full)
+                errors.append(f"{_where(full)} (line {line}): {text}" if line
+                              else f"{_where(full)}: {text}")
         raise SpecError(source, errors) from None
 
 
