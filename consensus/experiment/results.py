@@ -140,7 +140,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec) -> dict[str, A
             "median": medians,
             "per_seed": per_seed,
             "checks": {f"seed-{r.seed}": {c.name: c.verdict for c in r.checks} for r in runs},
-            "passed": all(r.passed for r in runs),
+            "passed": all(r.passed and r.checks for r in runs),  # no verdict is no pass
             "committed": sum(r.metrics["committed"] for r in runs),
         }
     return {
@@ -149,9 +149,11 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec) -> dict[str, A
         "metrics": [{"label": label, "unit": unit, "better": better}
                     for label, _, unit, better in HEADLINE],
         "algorithms": algorithms,
-        "passed": all(a["passed"] for a in algorithms.values()),
+        "passed": bool(algorithms) and all(a["passed"] for a in algorithms.values()),
         "failures": [f"{r.algorithm} seed {r.seed}: {c.name}: {c.detail or c.verdict}"
-                     for r in results for c in r.checks if c.verdict != "pass"],
+                     for r in results for c in r.checks if c.verdict != "pass"]
+                    + [f"{r.algorithm} seed {r.seed}: no checks ran" for r in results
+                       if not r.checks],
     }
 
 
@@ -175,6 +177,6 @@ def summarise_sweep(spec: ExperimentSpec, points: list[dict[str, Any]],
         "description": spec.description,
         "load_sweep": points,
         "rates": list(spec.load_sweep or []),
-        "passed": not failures,
+        "passed": bool(points) and not failures,  # a sweep with no run checked nothing
         "failures": failures,
     }

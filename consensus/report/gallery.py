@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from consensus.report.data import folder_verdicts, passed
 
 README_HEAD = """# Report gallery
 
@@ -56,8 +59,17 @@ def _one(spec_path: Path, out: Path, runs: Path, rerun: bool = True) -> tuple[st
     else:
         build_report(run_dir)
     copy_report(run_dir, out / name)
-    passed = bool(json.loads((run_dir / "summary.json").read_text()).get("passed"))
-    return name, passed
+    return name, checks_word(run_dir)
+
+
+def checks_word(run_dir: Path) -> str:
+    """"passed" only with at least one verdict and none failing; "no verdicts" when nothing
+    was checked (never a pass); else "failed"."""
+    if passed(run_dir):
+        return "passed"
+    total, _ = folder_verdicts(run_dir)
+    failures = json.loads((run_dir / "summary.json").read_text()).get("failures")
+    return "no verdicts" if total == 0 and not failures else "failed"
 
 
 def copy_report(run_dir: Path, dest: Path) -> None:
@@ -94,8 +106,9 @@ def build_gallery(experiments: Path, out: Path, *, only: Sequence[str] | None = 
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_one, p, out, runs, rerun) for p in specs]
         for future in futures:
-            name, passed = future.result()
-            log(f"{name}: {'all checks passed' if passed else 'CHECK FAILED'}")
+            name, word = future.result()
+            log(f"{name}: " + {"passed": "all checks passed", "failed": "CHECK FAILED"}.get(
+                word, "NO VERDICTS (no checks ran; not passed)"))
     write_index(out, experiments)
     return out / "README.md"
 
@@ -110,7 +123,7 @@ def write_index(out: Path, experiments: Path) -> Path:
         spec_path = experiments / f"{name}.yaml"
         description = load_spec(spec_path).description if spec_path.exists() else ""
         text = report.read_text()
-        checks = "❌ **FAILED**" if "CHECK FAILED" in text else "✅ passed"
+        checks = index_checks(text)
         if spec_path.exists() and load_spec(spec_path).transport != "sim":
             description += " (Run here on the simulator, not over MQTT.)"
         sentence = _first_sentence(description)
@@ -123,10 +136,22 @@ def write_index(out: Path, experiments: Path) -> Path:
     return path
 
 
+def index_checks(report_md: str) -> str:
+    """The gallery's checks cell, read from a report's banner: passed only under the green
+    banner (which needs at least one verdict), never by default."""
+    if "CHECK FAILED" in report_md:
+        return "❌ **FAILED**"
+    match = re.search(r"All checks passed\*\*: (\d+) verdicts", report_md)
+    if match and int(match.group(1)) > 0:
+        return f"✅ passed ({match.group(1)} verdicts)"
+    return "⚠️ **no verdicts** (not passed)"
+
+
 README_TAIL = """
 Each report has, when it applies: a correctness panel (every check, every algorithm and
-seed), a summary table (medians, paired differences with bootstrap 95% intervals, verdicts in
-words only when the interval excludes zero), the latency ECDF per operation type, throughput
+seed), a summary table (medians, paired per-seed differences with Student's t 95% intervals
+and their n, verdicts in words only when the interval excludes zero from at least 5 seeds,
+and how many comparisons the table makes), the latency ECDF per operation type, throughput
 over time with the faults and unavailability windows, messages per committed operation by
 type, failover times, and a message-sequence diagram of the first fault. Compare two runs
 with `consensus-lab compare RUN_A RUN_B`.
