@@ -52,7 +52,9 @@ CAPTIONS = {
                 "from the fault to the first node campaigning (detect), to a new leader "
                 "(elect), and the longest gap between answers (unavailable).",
     "load": "Each point is one run at an offered rate (label, ops/s): the throughput it "
-            "achieved against its median and p99 latency. A curve bending up marks saturation.",
+            "achieved (median of seeds) against its median and p99 latency. Both axes are "
+            "logarithmic, since rates and latencies span decades. A curve bending up marks "
+            "saturation; the table above gives each rate's spread over seeds.",
     "sequence": "A lifeline per node, time flowing down from just before the first fault. "
                 "Each arrow is one message from its sender (at the send time) to its "
                 "receiver (at the delivery time), coloured by role; an x marks a message "
