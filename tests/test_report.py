@@ -421,3 +421,17 @@ def test_load_sweep_with_a_failing_rate_is_not_passed(sweep_run: Path, tmp_path:
     build_report(run)
     md = (run / "report.md").read_text()
     assert "CHECK FAILED" in md and checks_word(run) == "failed"
+
+
+def test_gallery_gives_an_mqtt_experiment_five_seeds_on_the_simulator(tmp_path: Path) -> None:
+    from consensus.report.gallery import run_experiment
+
+    spec_path = tmp_path / "tiny-mqtt.yaml"
+    spec_path.write_text(SPEC.replace("name: tiny-crash", "name: tiny-mqtt").replace(
+        "seeds: [1, 2]", "seeds: [1]\ntransport: mqtt").replace("duration_s: 2.5",
+                                                               "duration_s: 1.5"))
+    summary = run_experiment(spec_path, tmp_path / "run")
+    assert all(info["seeds"] == [1, 2, 3, 4, 5] for info in summary["algorithms"].values())
+    note = json.loads((tmp_path / "run" / "manifest.json").read_text())["note"]
+    assert "raised to 5" in note and "Exploratory" not in (tmp_path / "run" / "report.md"
+                                                           ).read_text()
