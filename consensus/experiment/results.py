@@ -145,7 +145,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
             "median": medians,
             "per_seed": per_seed,
             "checks": {f"seed-{r.seed}": {c.name: c.verdict for c in r.checks} for r in runs},
-            "passed": all(r.passed for r in runs),
+            "passed": all(r.passed and r.checks for r in runs),  # no verdict is no pass
             "committed": sum(r.metrics["committed"] for r in runs),
         }
     return {
@@ -154,9 +154,12 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
         "metrics": [{"label": label, "unit": unit, "better": better}
                     for label, _, unit, better in HEADLINE],
         "algorithms": algorithms,
-        "passed": all(a["passed"] for a in algorithms.values()) and not interrupted,
+        "passed": (bool(algorithms) and all(a["passed"] for a in algorithms.values())
+                   and not interrupted),
         "failures": [f"{r.algorithm} seed {r.seed}: {c.name}: {c.detail or c.verdict}"
                      for r in results for c in r.checks if c.verdict != "pass"]
+                    + [f"{r.algorithm} seed {r.seed}: no checks ran" for r in results
+                       if not r.checks]
                     + ([_interrupted_note(results, spec)] if interrupted else []),
         **({"interrupted": True} if interrupted else {}),
     }
@@ -213,7 +216,7 @@ def summarise_sweep(spec: ExperimentSpec, points: list[dict[str, Any]],
         "description": spec.description,
         "load_sweep": points,
         "rates": list(spec.load_sweep or []),
-        "passed": not failures,
+        "passed": bool(points) and not failures,  # a sweep with no run checked nothing
         "failures": failures,
         **({"interrupted": True} if interrupted else {}),
     }

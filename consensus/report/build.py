@@ -9,15 +9,26 @@ from pathlib import Path
 from typing import Any
 
 from consensus.report import charts
-from consensus.report.data import RunData, SeedRun, load, parse_faults, title, unavailability
+from consensus.report.data import (
+    RunData,
+    SeedRun,
+    load,
+    parse_faults,
+    sweep_runs,
+    title,
+    unavailability,
+    verdict_tally,
+)
 from consensus.report.render import Figure, Report, Table, write
 from consensus.report.stats import (
+    MIN_FINDING_SEEDS,
     Interval,
+    chance_note,
     fmt_number,
-    paired_bootstrap,
     paired_by_seed,
-    unpaired_bootstrap,
+    paired_t,
     verdict,
+    welch_t,
 )
 
 FIGURES_DIR = "figures"
@@ -41,7 +52,9 @@ CAPTIONS = {
                 "from the fault to the first node campaigning (detect), to a new leader "
                 "(elect), and the longest gap between answers (unavailable).",
     "load": "Each point is one run at an offered rate (label, ops/s): the throughput it "
-            "achieved against its median and p99 latency. A curve bending up marks saturation.",
+            "achieved (median of seeds) against its median and p99 latency. Both axes are "
+            "logarithmic, since rates and latencies span decades. A curve bending up marks "
+            "saturation; the table above gives each rate's spread over seeds.",
     "sequence": "A lifeline per node, time flowing down from just before the first fault. "
                 "Each arrow is one message from its sender (at the send time) to its "
                 "receiver (at the delivery time), coloured by role; an x marks a message "
@@ -176,17 +189,26 @@ def _spec_text(folder: Path) -> str:
 
 # -- one run -----------------------------------------------------------------------------------
 
-def summary_rows(data: RunData) -> tuple[Table, list[str]]:
-    """The summary table (median per algorithm, paired difference, 95% CI, verdict) and the
-    verdicts worded for the findings list."""
+INTERVAL_NOTE = (
+    "Difference: the mean over seeds of the paired per-seed difference; 95% CI: Student's t "
+    "interval on those differences (n - 1 degrees of freedom), n: the paired seeds behind it. "
+    f"A difference is worded as a finding only when the interval excludes zero and n >= "
+    f"{MIN_FINDING_SEEDS}; with fewer seeds the comparison is exploratory (run more, e.g. "
+    "--seeds 1-10). Failover metrics are per-seed medians over faults.")
+
+
+def summary_rows(data: RunData) -> tuple[Table, list[str], list[Interval | None]]:
+    """The summary table (median per algorithm, paired difference, 95% t-interval, n,
+    verdict), the verdicts worded for the findings list, and every interval computed."""
     algos = data.algorithms
     info = data.summary.get("algorithms", {})
     headers = ["metric", *(f"{title(a)} (median)" for a in algos)]
     pair = len(algos) == 2
     if pair:
         a, b = algos
-        headers += [f"difference {title(b)} - {title(a)} (mean of seeds)", "95% CI", "verdict"]
-    rows, findings = [], []
+        headers += [f"difference {title(b)} - {title(a)} (mean of seeds)", "95% CI", "n",
+                    "verdict"]
+    rows, findings, intervals = [], [], []
     for metric in data.summary.get("metrics", []):
         label, unit = metric["label"], metric.get("unit", "")
         row = [f"{label} ({unit})" if unit else label]
@@ -194,17 +216,15 @@ def summary_rows(data: RunData) -> tuple[Table, list[str]]:
         if pair:
             xa, xb = paired_by_seed(info[a]["seeds"], info[a]["per_seed"][label],
                                     info[b]["seeds"], info[b]["per_seed"][label])
-            interval = paired_bootstrap(xa, xb)
+            interval = paired_t(xa, xb)
+            intervals.append(interval)
             words = verdict(label, unit, title(a), title(b), interval)
-            row += [_signed(interval), _ci(interval), words or _no_verdict(interval)]
+            row += [_signed(interval), _ci(interval), _n(interval),
+                    words or _no_verdict(interval)]
             if words:
                 findings.append(words)
         rows.append(row)
-    note = ("Difference: the mean over seeds of the paired per-seed difference; interval: "
-            "percentile bootstrap of that mean (10,000 resamples, fixed seed); with only a few "
-            "seeds it is rough, so run more seeds (--seeds 1-10) before trusting a close call. "
-            "Failover metrics are per-seed medians over faults.") if pair else ""
-    return Table(headers, rows, note), findings
+    return Table(headers, rows, INTERVAL_NOTE if pair else ""), findings, intervals
 
 
 def _signed(interval: Interval | None) -> str:
@@ -220,6 +240,10 @@ def _ci(interval: Interval | None) -> str:
     return f"{_num(interval.lo)} to {_num(interval.hi)}"
 
 
+def _n(interval: Interval | None) -> str:
+    return "0" if interval is None else str(interval.n)
+
+
 def _num(x: float) -> str:
     return ("-" if x < 0 else "") + fmt_number(abs(x))
 
@@ -229,13 +253,45 @@ def _no_verdict(interval: Interval | None) -> str:
         return "no data"
     if interval.lo is None:
         return f"no interval ({interval.n} seed{'s' if interval.n != 1 else ''})"
+    if interval.exploratory:
+        return (f"exploratory (n = {interval.n} < {MIN_FINDING_SEEDS})"
+                + (": interval excludes zero" if interval.excludes_zero else ""))
     return "no clear difference"
+
+
+def _exploratory(intervals: Sequence[Interval | None]) -> str:
+    """Why no finding can be worded, when every comparison has too few seeds."""
+    ns = [i.n for i in intervals if i is not None]
+    if not ns or max(ns) >= MIN_FINDING_SEEDS:
+        return ""
+    n = max(ns)
+    return (f"only {n} paired seed{'s' if n != 1 else ''} per comparison (a finding needs at "
+            f"least {MIN_FINDING_SEEDS}), so no difference here is worded as a finding. Run "
+            "more seeds (--seeds 1-10) before drawing a conclusion.")
+
+
+def figure_definitions() -> Table | None:
+    """What each headline figure includes, from ``consensus.experiment.metrics``'s
+    ``FIGURE_DEFINITIONS`` (figure -> definition) when that module has one."""
+    from consensus.experiment import metrics
+
+    definitions: dict[str, str] = getattr(metrics, "FIGURE_DEFINITIONS", None) or {}
+    if not definitions:
+        return None
+    return Table(["figure", "what it includes"], [[k, str(v)] for k, v in definitions.items()])
+
+
+def _definitions_section() -> list[tuple[str, Table]]:
+    table = figure_definitions()
+    return [("What each figure includes", table)] if table is not None else []
 
 
 def build_report(run_dir: Path) -> list[Path]:
     """Write report.html, report.md and figures/*.png into ``run_dir``; return the paths."""
     run_dir = Path(run_dir)
     data = load(run_dir)
+    if "load_sweep" in data.summary:
+        return build_sweep_report(run_dir, data)
     algos = [a for a in data.algorithms if data.runs.get(a)]
     figures: list[Figure] = []
     _save(charts.latency_ecdf({a: _latencies(data.runs[a]) for a in algos}), run_dir,
@@ -253,7 +309,7 @@ def build_report(run_dir: Path) -> list[Path]:
     seqs = [s for s in (_sequence(data, a) for a in algos) if s is not None]
     _save(charts.sequence_diagram(seqs), run_dir, "sequence", "Messages around the first "
           "fault", CAPTIONS["sequence"], figures)
-    table, findings = summary_rows(data)
+    table, findings, intervals = summary_rows(data)
     notes = []
     if data.manifest.get("note"):
         notes.append(str(data.manifest["note"]))
@@ -262,7 +318,9 @@ def build_report(run_dir: Path) -> list[Path]:
         description=str(data.summary.get("description") or "").strip(),
         checks=_checks(data), failures=_failures(data), findings=findings, summary=table,
         figures=figures, faults=_fault_lines(data), manifest=data.manifest,
-        spec_text=_spec_text(run_dir), notes=notes)
+        spec_text=_spec_text(run_dir), notes=notes, extra_tables=_definitions_section(),
+        chance=chance_note(intervals) if len(data.algorithms) == 2 else "",
+        exploratory=_exploratory(intervals))
     return [*write(report, run_dir), *(f.path for f in figures)]
 
 
@@ -295,6 +353,86 @@ def load_points(folders: Sequence[Path]) -> list[charts.LoadPoint]:
     return points
 
 
+SWEEP_METRICS = (("throughput", "achieved (ops/s)"), ("latency p50", "p50 (ms)"),
+                 ("latency p99", "p99 (ms)"))
+
+
+def _spread(values: Sequence[float | None]) -> str:
+    """``median (min-max)`` over seeds, or the one value."""
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return "-"
+    med = fmt_number(statistics.median(present))
+    if len(present) == 1:
+        return med
+    return f"{med} ({fmt_number(present[0])}\u2013{fmt_number(present[-1])})"
+
+
+def sweep_table(rates: Sequence[tuple[float, RunData]]) -> Table:
+    """One row per offered rate and algorithm: achieved throughput, p50 and p99 latency,
+    each as the median over seeds with the range across seeds, and how many seeds."""
+    headers = ["offered (ops/s)", "algorithm", *(h for _, h in SWEEP_METRICS),
+               "achieved / offered", "seeds"]
+    rows = []
+    for rate, data in rates:
+        for a, info in data.summary.get("algorithms", {}).items():
+            per_seed = info.get("per_seed", {})
+            cells = [_spread(per_seed.get(label, [])) for label, _ in SWEEP_METRICS]
+            achieved = info.get("median", {}).get("throughput")
+            ratio = "-" if achieved is None or not rate else f"{achieved / rate:.0%}"
+            rows.append([f"{rate:g}", title(a), *cells, ratio, str(len(info.get("seeds", [])))])
+    note = ("Each cell: the median over seeds, with the range across seeds (min\u2013max) in "
+            "brackets. Latency counts from each operation's scheduled arrival, so queueing "
+            "behind a saturated leader is included. Each rate is a complete run with its own "
+            "report (rate-<r>/report.html in the run folder).")
+    return Table(headers, rows, note)
+
+
+def _sweep_checks(rates: Sequence[tuple[float, RunData]]) -> dict[str, dict[str, str]]:
+    """Check -> "<algorithm> @ <rate>/s" -> the worst verdict over that rate's seeds."""
+    rank = {"pass": 0, "unknown": 1, "fail": 2}
+    out: dict[str, dict[str, str]] = {}
+    for rate, data in rates:
+        for a, info in data.summary.get("algorithms", {}).items():
+            column = f"{title(a)} @ {rate:g}/s"
+            for checks in info.get("checks", {}).values():
+                for name, v in checks.items():
+                    old = out.setdefault(name, {}).get(column, "pass")
+                    out[name][column] = max(old, str(v), key=lambda x: rank.get(x, 2))
+    return out
+
+
+def build_sweep_report(run_dir: Path, data: RunData) -> list[Path]:
+    """A load sweep's report: every rate's checks, the per-rate table and the load curve."""
+    rates = sweep_runs(run_dir)
+    algos = list(dict.fromkeys(a for _, d in rates for a in d.algorithms))
+    figures: list[Figure] = []
+    _save(charts.load_curve(load_points([d.folder for _, d in rates])), run_dir, "load-curve",
+          "Throughput vs latency", CAPTIONS["load"], figures)
+    failures = list(data.summary.get("failures") or [])
+    for rate, d in rates:
+        prefix = f"rate {rate:g}: "
+        failures += [prefix + f for f in _failures(d) if prefix + f not in failures]
+    seeds = sorted({len(info.get("seeds", [])) for _, d in rates
+                    for info in d.summary.get("algorithms", {}).values()})
+    notes = [str(data.manifest["note"])] if data.manifest.get("note") else []
+    report = Report(
+        title=f"{data.name}: {' vs '.join(title(a) for a in algos) or 'no runs'} "
+              "by offered load",
+        description=str(data.summary.get("description") or "").strip(),
+        checks=_sweep_checks(rates), failures=failures, findings=[],
+        summary=sweep_table(rates), summary_heading="Throughput and latency by offered load",
+        chance="No differences are tested in this report: it shows each algorithm's spread "
+               "over seeds at every rate.",
+        exploratory=(f"{max(seeds)} seed{'s' if max(seeds) != 1 else ''} per rate: the spread "
+                     "over seeds is a rough guide only." if seeds and max(seeds) <
+                     MIN_FINDING_SEEDS else ""),
+        verdicts=sum(verdict_tally(d.summary)[0] for _, d in rates),
+        figures=figures, faults=_fault_lines(data), manifest=data.manifest,
+        spec_text=_spec_text(run_dir), notes=notes, extra_tables=_definitions_section())
+    return [*write(report, run_dir), *(f.path for f in figures)]
+
+
 def _labels(datas: Sequence[RunData]) -> list[str]:
     """Short, distinct labels for compared runs: the experiment name, else the folder."""
     names = [d.name for d in datas]
@@ -320,9 +458,9 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path,
     """Put two (or more) runs side by side in ``out_dir``/compare.html and compare.md.
 
     Per algorithm and headline metric: each run's median, the difference to the first run
-    with a bootstrap 95% interval (paired by seed when the runs share seeds), and a verdict
-    only when the interval excludes zero. Runs of one experiment at different
-    ``workload.rate`` also get the throughput-vs-latency chart.
+    with a 95% t-interval (paired by seed when the runs share seeds, else Welch's), and a
+    verdict only when the interval excludes zero from at least 5 seeds. Runs of one
+    experiment at different ``workload.rate`` also get the throughput-vs-latency chart.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -350,8 +488,9 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path,
     rows, findings = [], []
     headers = ["algorithm", "metric", *(f"{lb} (median)" for lb in labels)]
     for lb in labels[1:]:
-        headers += [f"{lb} - {labels[0]}", "95% CI"]
+        headers += [f"{lb} - {labels[0]}", "95% CI", "n"]
     headers.append("verdict")
+    intervals: list[Interval | None] = []
     for a in algos:
         if not all(a in d.summary.get("algorithms", {}) for d in datas):
             continue
@@ -360,25 +499,31 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path,
             infos = [d.summary["algorithms"][a] for d in datas]
             row = [title(a), f"{label} ({unit})" if unit else label]
             row += [fmt_number(i["median"].get(label)) for i in infos]
-            words_all = []
+            words_all, others = [], []
             for lb, info in zip(labels[1:], infos[1:], strict=True):
                 ref = infos[0]
                 if sorted(ref["seeds"]) == sorted(info["seeds"]):
                     xa, xb = paired_by_seed(ref["seeds"], ref["per_seed"][label],
                                             info["seeds"], info["per_seed"][label])
-                    interval = paired_bootstrap(xa, xb)
+                    interval = paired_t(xa, xb)
                 else:
-                    interval = unpaired_bootstrap(ref["per_seed"][label], info["per_seed"][label])
-                row += [_signed(interval), _ci(interval)]
+                    interval = welch_t(ref["per_seed"][label], info["per_seed"][label])
+                intervals.append(interval)
+                row += [_signed(interval), _ci(interval), _n(interval)]
                 words = verdict(label, unit, f"{title(a)} in {labels[0]}",
                                 f"{title(a)} in {lb}", interval)
                 if words:
                     words_all.append(words)
-            row.append("; ".join(words_all) or "no clear difference")
+                else:
+                    others.append(_no_verdict(interval))
+            row.append("; ".join(words_all) or "; ".join(dict.fromkeys(others)))
             findings += words_all
             rows.append(row)
-    table = Table(headers, rows, "Differences are to the first run; paired by seed when the "
-                  "runs share their seeds, otherwise resampled independently.")
+    table = Table(headers, rows, "Differences are to the first run. When the runs share "
+                  "their seeds: the mean paired per-seed difference with Student's t interval; "
+                  "otherwise the difference of means with Welch's t interval (n: the smaller "
+                  f"run's seeds). A finding needs an interval excluding zero and n >= "
+                  f"{MIN_FINDING_SEEDS}.")
     spec_rows = []
     flat = [_flatten({k: v for k, v in d.spec.items() if k not in ("description",)})
             for d in datas]
@@ -398,10 +543,11 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path,
         description="Runs compared: " + "; ".join(f"{lb} ({d.folder})" for lb, d in zip(
             labels, datas, strict=True)),
         checks=checks, failures=failures, findings=findings, summary=table, figures=figures,
-        faults=[], manifest={f"{lb}: {k}": v for lb, d in zip(labels, datas, strict=True)
-                             for k, v in d.manifest.items()
-                             if k in ("experiment", "version", "git_commit", "transport",
-                                      "seeds", "started")},
+        chance=chance_note(intervals), exploratory=_exploratory(intervals), faults=[],
+        manifest={f"{lb}: {k}": v for lb, d in zip(labels, datas, strict=True)
+                  for k, v in d.manifest.items()
+                  if k in ("experiment", "version", "git_commit", "transport", "seeds",
+                           "started")},
         extra_tables=[("What differs between the runs", Table(["setting", *labels],
                                                                 spec_rows))]
         if spec_rows else [])

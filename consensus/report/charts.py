@@ -477,21 +477,29 @@ def load_curve(points: Sequence[LoadPoint]) -> Figure | None:
     rate; needs at least two rates."""
     if len({p.offered for p in points}) < 2:
         return None
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     for ax, attr, name in ((axes[0], "p50", "median (p50)"), (axes[1], "p99", "p99")):
-        for algorithm in dict.fromkeys(p.algorithm for p in points):
+        for i, algorithm in enumerate(dict.fromkeys(p.algorithm for p in points)):
             pts = sorted((p for p in points if p.algorithm == algorithm),
                          key=lambda p: p.offered)
             ax.plot([p.throughput for p in pts], [getattr(p, attr) for p in pts], marker="o",
                     ms=4, color=algorithm_colour(algorithm), label=title(algorithm))
-            for p in pts:
-                ax.annotate(f"{p.offered:g}", (p.throughput, getattr(p, attr)), fontsize=6.5,
-                            xytext=(3, 3), textcoords="offset points", color="0.3")
+            for p in pts:  # first algorithm's labels above its points, the second's below
+                ax.annotate(f"{p.offered:g}", (p.throughput, getattr(p, attr)), fontsize=7,
+                            xytext=(3, 4 if i % 2 == 0 else -10), textcoords="offset points",
+                            color=algorithm_colour(algorithm))
+        # Rates and latencies span decades: log both axes, ticks only at 1-2-3-5 steps, plain
+        # numbers (no 6x10^1), no labelled minor ticks to crowd them.
+        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.tick_params(axis="y", which="minor", labelsize=7)
-        ax.set_xlabel("throughput answered ok (ops/s)")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1
+                                                   else f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("throughput answered ok (ops/s, log scale)")
         ax.set_ylabel(f"{name} latency (ms, log scale)")
         ax.set_title(f"{name} latency vs throughput", fontsize=9)
         ax.legend(loc="upper left")

@@ -112,6 +112,44 @@ class RunData:
         return len(bins) * float(run.metrics.get("bin_ms", 100.0))
 
 
+def verdict_tally(summary: dict[str, Any]) -> tuple[int, int]:
+    """(verdicts recorded, verdicts that are not "pass") in one run summary."""
+    verdicts = [v for info in summary.get("algorithms", {}).values()
+                for checks in info.get("checks", {}).values() for v in checks.values()]
+    return len(verdicts), sum(v != "pass" for v in verdicts)
+
+
+def folder_verdicts(folder: Path) -> tuple[int, int]:
+    """:func:`verdict_tally` of a run folder, a load sweep's per-rate runs included."""
+    total = bad = 0
+    for path in [Path(folder) / "summary.json", *sorted(Path(folder).glob("*/summary.json"))]:
+        if path.exists():
+            n, b = verdict_tally(json.loads(path.read_text()))
+            total, bad = total + n, bad + b
+    return total, bad
+
+
+def passed(folder: Path) -> bool:
+    """A run passes when it recorded at least one verdict, all "pass", and no failure:
+    zero verdicts is never a pass."""
+    total, bad = folder_verdicts(folder)
+    summary_path = Path(folder) / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return total > 0 and bad == 0 and not summary.get("failures") and bool(
+        summary.get("passed", True))
+
+
+def sweep_runs(folder: Path) -> list[tuple[float, RunData]]:
+    """A load sweep's per-rate runs (child run folders with a ``workload.rate``), by rate."""
+    out = []
+    for child in sorted(p.parent for p in Path(folder).glob("*/summary.json")):
+        data = load(child)
+        rate = (data.spec.get("workload") or {}).get("rate")
+        if rate is not None:
+            out.append((float(rate), data))
+    return sorted(out, key=lambda item: item[0])
+
+
 def load(folder: Path) -> RunData:
     """Load a run folder; a clear error when it is not one."""
     folder = Path(folder)

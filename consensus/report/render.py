@@ -44,11 +44,30 @@ class Report:
     spec_text: str = ""
     notes: list[str] = field(default_factory=list)
     extra_tables: list[tuple[str, Table]] = field(default_factory=list)
+    summary_heading: str = "Summary"
+    # how many comparisons the summary makes, and how many would exclude zero by chance
+    chance: str = ""
+    # set when too few seeds to word any finding: why the report is exploratory
+    exploratory: str = ""
+    # verdicts behind ``checks`` when its cells aggregate several (a load sweep's seeds)
+    verdicts: int | None = None
+
+    @property
+    def verdict_count(self) -> int:
+        if self.verdicts is not None:
+            return self.verdicts
+        return sum(len(per) for per in self.checks.values())
 
     @property
     def passed(self) -> bool:
-        return not self.failures and all(v == "pass" for per in self.checks.values()
-                                         for v in per.values())
+        """At least one verdict, every one a pass: zero verdicts is never "passed"."""
+        return (not self.failures and self.verdict_count > 0
+                and all(v == "pass" for per in self.checks.values() for v in per.values()))
+
+    @property
+    def unchecked(self) -> bool:
+        """Nothing failed because nothing was checked."""
+        return not self.failures and self.verdict_count == 0
 
 
 CSS = """
@@ -66,6 +85,8 @@ td.verdict{text-align:left;max-width:28em}
 .banner{padding:.8em 1em;border-radius:6px;font-weight:600;margin:1em 0}
 .banner.ok{background:#e3f4e8;color:#0b5d1e;border:1px solid #9dd3ac}
 .banner.bad{background:#b00020;color:#fff;font-size:1.25em;border:3px solid #6d0014}
+.banner.none{background:#ffe9a8;color:#5a4500;border:1px solid #d9b94a}
+.banner.explore{background:#eef3fb;color:#1d3a66;border:1px solid #a9bfe3;font-weight:500}
 .banner.bad ul{font-size:.8em;font-weight:500;margin:.4em 0 0}
 figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.92em;margin-top:.3em}
@@ -106,14 +127,26 @@ def checks_table(checks: dict[str, dict[str, str]]) -> Table:
     return Table(["check", *columns], rows)
 
 
+NO_VERDICTS = ("No checks ran: 0 verdicts were recorded, so this run is not marked as "
+               "passed.")
+FINDINGS_RULE = ("Only differences whose 95% t-interval on the paired per-seed differences "
+                 "excludes zero, from at least 5 paired seeds, are worded here.")
+
+
 def _banner_html(report: Report) -> str:
     if report.passed:
-        n = sum(len(per) for per in report.checks.values())
+        n = report.verdict_count
         return (f'<div class="banner ok">&#10004; All checks passed: {n} verdicts across every '
                 f"algorithm and seed.</div>")
+    if report.unchecked:
+        return f'<div class="banner none">&#9888; {_e(NO_VERDICTS)}</div>'
     items = "".join(f"<li>{_e(f)}</li>" for f in report.failures) or "<li>see the table</li>"
     return (f'<div class="banner bad">&#10008; CHECK FAILED: this run violated a correctness '
             f"check.<ul>{items}</ul></div>")
+
+
+def _verdict_col(table: Table) -> int | None:
+    return len(table.headers) - 1 if table.headers and table.headers[-1] == "verdict" else None
 
 
 def _image_data(path: Path) -> str:
@@ -127,16 +160,20 @@ def to_html(report: Report) -> str:
              f"<title>{_e(report.title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{_e(report.title)}</h1>",
              f'<p class="desc">{_e(report.description)}</p>' if report.description else "",
-             _banner_html(report),
-             "<h2>Correctness</h2>", _html_table(checks_table(report.checks))]
+             _banner_html(report)]
+    if report.exploratory:
+        parts.append(f'<div class="banner explore">Exploratory: {_e(report.exploratory)}</div>')
+    parts.append("<h2>Correctness</h2>")
+    parts.append(_html_table(checks_table(report.checks)) if report.checks
+                 else '<p class="note">No correctness verdicts were recorded.</p>')
     if report.findings:
-        parts += ["<h2>Findings</h2>",
-                  '<p class="note">Only differences whose 95% bootstrap interval across seeds '
-                  "excludes zero are worded here.</p>",
+        parts += ["<h2>Findings</h2>", f'<p class="note">{_e(FINDINGS_RULE)}</p>',
                   '<ul class="findings">', *(f"<li>{_e(f)}</li>" for f in report.findings),
                   "</ul>"]
-    parts += ["<h2>Summary</h2>", _html_table(report.summary, verdict_col=len(
-        report.summary.headers) - 1)]
+    if report.summary.rows:
+        parts += [f"<h2>{_e(report.summary_heading)}</h2>",
+                  f'<p class="note">{_e(report.chance)}</p>' if report.chance else "",
+                  _html_table(report.summary, verdict_col=_verdict_col(report.summary))]
     for heading, table in report.extra_tables:
         parts += [f"<h2>{_e(heading)}</h2>", _html_table(table)]
     if report.faults:
@@ -204,17 +241,26 @@ def to_markdown(report: Report, base: Path) -> str:
     if report.description:
         out += [report.description, ""]
     if report.passed:
-        n = sum(len(per) for per in report.checks.values())
+        n = report.verdict_count
         out += [f"> ✅ **All checks passed**: {n} verdicts across every algorithm and seed.", ""]
+    elif report.unchecked:
+        out += [f"> ⚠️ **{NO_VERDICTS}**", ""]
     else:
         out += ["> ❌ **CHECK FAILED: this run violated a correctness check.**", ">"]
         out += [f"> - {_md_escape(f)}" for f in report.failures] + [""]
-    out += ["## Correctness", "", _md_table(checks_table(report.checks)), ""]
+    if report.exploratory:
+        out += [f"> **Exploratory:** {_md_escape(report.exploratory)}", ""]
+    out += ["## Correctness", ""]
+    out += [_md_table(checks_table(report.checks)) if report.checks
+            else "_No correctness verdicts were recorded._", ""]
     if report.findings:
-        out += ["## Findings", "",
-                "_Only differences whose 95% bootstrap interval across seeds excludes zero._", ""]
+        out += ["## Findings", "", f"_{FINDINGS_RULE}_", ""]
         out += [f"- {f}" for f in report.findings] + [""]
-    out += ["## Summary", "", _md_table(report.summary), ""]
+    if report.summary.rows:
+        out += [f"## {report.summary_heading}", ""]
+        if report.chance:
+            out += [f"_{report.chance}_", ""]
+        out += [_md_table(report.summary), ""]
     for heading, table in report.extra_tables:
         out += [f"## {heading}", "", _md_table(table), ""]
     if report.faults:
