@@ -588,13 +588,18 @@ def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
                     after_leader_ms: float = 30.0, default_ms: float = 150.0,
                     max_ms: float = 700.0) -> tuple[float, float]:
     """The time window (ms) to draw: just before the fault until shortly after the last
-    algorithm has a new leader (or ``default_ms`` after the fault when none is elected)."""
+    algorithm has a new leader; when none is elected, shortly after the first campaign (a
+    partitioned minority trying), else ``default_ms`` after the fault."""
     t0 = min(d.fault_ms for d in items)
     ends = []
     for d in items:
         elected = [float(e["t"]) for e in d.events if e.get("type") == "leader"
                    and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
-        ends.append(elected[0] + after_leader_ms if elected else d.fault_ms + default_ms)
+        tried = [float(e["t"]) for e in d.events if e.get("type") == "role"
+                 and e.get("role") in ("candidate", "precandidate")
+                 and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
+        first = elected or tried
+        ends.append(first[0] + after_leader_ms if first else d.fault_ms + default_ms)
         last = max((float(m["sent"]) for m in d.trace), default=t0 + default_ms)
         ends[-1] = min(ends[-1], last)
     return t0 - before_ms, max(max(ends), t0 + 60.0)
@@ -833,7 +838,7 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
     kinds_seen: dict[str, None] = {}
     for ax, d in zip(axes[0], items, strict=True):
         _sequence_panel(ax, d, kinds_seen, panel_px=(height - 2.2) * DPI)
-    axes[0][0].set_ylabel("ms after the fault (time flows down; axis broken)")
+    axes[0][0].set_ylabel("ms after the fault (time flows down)")
     handles = []
     for kind in sorted(kinds_seen, key=lambda k: (_PHASE_ORDER.get(phase_of(k)[0], 99), k)):
         handles.append(Line2D([], [], color=phase_of(kind)[1], lw=2, label=kind,
