@@ -582,6 +582,7 @@ FAULT_AFTER_MS = 15.0
 MERGE_GAP_MS = 25.0
 MAX_SEGMENTS = 4
 BREAK_MS = 9.0
+LABEL_CHAR_PX = 7.0  # a 9 pt character's width, roughly, at DPI
 
 
 def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
@@ -702,14 +703,19 @@ def _thin(messages: list[Mapping[str, Any]], limit: int) -> tuple[list[Mapping[s
     return sorted(keep + rest[::k], key=lambda m: m["sent"]), k
 
 
-def _stagger(wanted: list[tuple[float, int]], gap: float) -> list[float]:
-    """Label positions near ``wanted`` (y, column) so that labels in one column are at least
-    ``gap`` apart: each moves down just enough (labels are placed in time order)."""
-    last: dict[int, float] = {}
+def _stagger(wanted: Sequence[tuple[float, float, float]], gap: float) -> list[float]:
+    """Label positions near ``wanted`` (y, x from, x to), in order, so that no two labels
+    whose x ranges overlap are closer than ``gap`` in y: each moves down just enough."""
+    placed: list[tuple[float, float, float]] = []
     out = []
-    for y, column in wanted:
-        y = max(y, last.get(column, -math.inf) + gap)
-        last[column] = y
+    for y, x0, x1 in wanted:
+        moved = True
+        while moved:
+            moved = False
+            for py, px0, px1 in placed:
+                if px0 < x1 and x0 < px1 and abs(py - y) < gap:
+                    y, moved = py + gap, True
+        placed.append((y, x0, x1))
         out.append(y)
     return out
 
@@ -724,8 +730,7 @@ _ROLE_MARKS = {"leader": ("*", 15, "gold", "leader"), "candidate": ("^", 10, "wh
                "precandidate": ("^", 9, "0.85", "pre-vote")}
 
 
-def _sequence_panel(ax: Any, d: SequenceData, kinds_seen: dict[str, None],
-                    panel_px: float) -> None:
+def _sequence_panel(ax: Any, d: SequenceData, kinds_seen: dict[str, None]) -> None:
     """One algorithm's lifelines, arrows, role marks and breaks on ``ax``."""
     start, end = sequence_window([d])
     axis = BrokenAxis(sequence_segments(d, start, end))
@@ -735,7 +740,8 @@ def _sequence_panel(ax: Any, d: SequenceData, kinds_seen: dict[str, None],
                  and start <= float(m["sent"]) <= end]
     shown = [m for m in in_window if axis.shown(float(m["sent"]))]
     msgs, k = _thin(shown, MAX_ARROWS)
-    gap = axis.length * 16 / panel_px  # one label's height (9 pt text plus a little)
+    box = ax.get_window_extent()  # before tight_layout: near enough to size the labels
+    gap = axis.length * 16 / box.height  # one label's height (9 pt text plus a little)
     flat = _from_broker(d)
     down = d.down_intervals(end)
     for n, x in xs.items():
@@ -783,7 +789,9 @@ def _sequence_panel(ax: Any, d: SequenceData, kinds_seen: dict[str, None],
         ax.plot(xs[n], y(t), marker=style[0], ms=style[1], mfc=style[2], mec="black",
                 mew=0.8, zorder=7)
     labels.sort(key=lambda lb: (lb[0], xs[lb[1]]))
-    placed = _stagger([(y(t), xs[n]) for t, n, _ in labels], gap)
+    col_px = box.width / max(len(d.nodes), 1)
+    placed = _stagger([(y(t), xs[n], xs[n] + 0.1 + len(text) * LABEL_CHAR_PX / col_px)
+                       for t, n, text in labels], gap)
     for (_t, n, text), yl in zip(labels, placed, strict=True):
         ax.text(xs[n] + 0.1, yl, text, fontsize=9, va="top", ha="left", zorder=8,
                 bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 0.6})
@@ -837,7 +845,7 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
     fig, axes = plt.subplots(1, len(items), figsize=(5.6 * len(items), height), squeeze=False)
     kinds_seen: dict[str, None] = {}
     for ax, d in zip(axes[0], items, strict=True):
-        _sequence_panel(ax, d, kinds_seen, panel_px=(height - 2.2) * DPI)
+        _sequence_panel(ax, d, kinds_seen)
     axes[0][0].set_ylabel("ms after the fault (time flows down)")
     handles = []
     for kind in sorted(kinds_seen, key=lambda k: (_PHASE_ORDER.get(phase_of(k)[0], 99), k)):
