@@ -601,8 +601,10 @@ def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
                  and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
         first = elected or tried
         ends.append(first[0] + after_leader_ms if first else d.fault_ms + default_ms)
-        last = max((float(m["sent"]) for m in d.trace), default=t0 + default_ms)
-        ends[-1] = min(ends[-1], last)
+        # Not past the trace's end, but always past the role change that ends the window.
+        last = max((float(m["delivered"] if m.get("delivered") is not None else m["sent"])
+                    for m in d.trace), default=t0 + default_ms)
+        ends[-1] = min(ends[-1], max(last, first[0] + 5.0 if first else last))
     return t0 - before_ms, max(max(ends), t0 + 60.0)
 
 
@@ -713,7 +715,8 @@ def _stagger(wanted: Sequence[tuple[float, float, float]], gap: float) -> list[f
         while moved:
             moved = False
             for py, px0, px1 in placed:
-                if px0 < x1 and x0 < px1 and abs(py - y) < gap:
+                # y only ever grows (so this ends); the tolerance absorbs rounding.
+                if px0 < x1 and x0 < px1 and py - gap < y < py + gap * (1 - 1e-9):
                     y, moved = py + gap, True
         placed.append((y, x0, x1))
         out.append(y)
