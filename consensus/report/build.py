@@ -50,10 +50,15 @@ CAPTIONS = {
                 "that was dropped. Triangles mark nodes that start campaigning, stars the new "
                 "leader. The time axis is broken (zig-zag marks) so that each window shows "
                 "what matters at a readable scale: the fault, the first campaign and the "
-                "election; quiet stretches between them are cut out. On the MQTT bus the "
-                "runner sees messages as the broker hands them to its own subscriber, so an "
-                "arrow is drawn flat at that arrival time (send and delivery times are not "
-                "known), and a message to a crashed node is drawn as dropped.",
+                "election; quiet stretches between them are cut out.",
+    "sequence-bus": "On the MQTT bus the runner sees each message when the broker hands it "
+                    "to the runner's own subscriber (times are arrivals at the runner's "
+                    "subscriber), so an arrow is drawn flat at that time: send and delivery "
+                    "times are not known. A message to a crashed node is drawn as dropped; "
+                    "one a partition drops at its sender never reaches the broker and is not "
+                    "shown, nor is a loss window's drop at the receiver. Role changes come "
+                    "from the nodes' published status (every 50 ms), so they may trail the "
+                    "messages that caused them.",
 }
 
 
@@ -135,6 +140,12 @@ def _save(fig: Any, folder: Path, name: str, heading: str, caption: str,
 
 def _figure_paths(figures: Sequence[Figure]) -> list[Path]:
     return [p for f in figures for p in (f.path, f.svg) if p is not None]
+
+
+def _sequence_caption(data: RunData) -> str:
+    if data.manifest.get("transport") == "mqtt":
+        return f"{CAPTIONS['sequence']} {CAPTIONS['sequence-bus']}"
+    return CAPTIONS["sequence"]
 
 
 def _sequence_notes(data: RunData, algos: Sequence[str],
@@ -281,7 +292,7 @@ def build_report(run_dir: Path) -> list[Path]:
           CAPTIONS["load"], figures)
     seqs = [s for s in (_sequence(data, a) for a in algos) if s is not None]
     _save(charts.sequence_diagram(seqs), run_dir, "sequence", "Messages around the first "
-          "fault", CAPTIONS["sequence"], figures)
+          "fault", _sequence_caption(data), figures)
     table, findings = summary_rows(data)
     notes = _sequence_notes(data, algos, seqs)
     if data.manifest.get("note"):
