@@ -389,7 +389,11 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     algorithms = [a for a, kinds in by_kind.items() if kinds]
     if not algorithms:
         return None
-    fig, ax = plt.subplots(figsize=(5.5 + 1.4 * len(algorithms), 3.8))
+    # The legend and the note on thin segments get a row of their own under the bars, so
+    # the bars are wide enough for their labels.
+    fig, (ax, lax) = plt.subplots(2, 1, figsize=(max(8.5, 2.6 * len(algorithms)), 6.4),
+                                  gridspec_kw={"height_ratios": [3.3, 1.3]})
+    lax.axis("off")
     phases_seen: dict[str, dict[str, None]] = {}
     totals = []
     for x, algorithm in enumerate(algorithms):
@@ -405,8 +409,8 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
             ax.bar(x, value, bottom=bottom, color=colour, width=0.55, edgecolor="white",
                    lw=0.6, hatch=hatch)
             if value >= 0.06 * max(total, 1e-9):
-                ax.text(x, bottom + value / 2, f"{kind}  {value:.2f}", ha="center",
-                        va="center", fontsize=9.5)
+                ax.text(x, bottom + value / 2, f"{kind}\n{value:.2f}", ha="center",
+                        va="center", fontsize=9.5, linespacing=1.1)
             bottom += value
         ax.text(x, total, f"{total:.2f}", ha="center", va="bottom", fontsize=11,
                 fontweight="bold")
@@ -418,14 +422,14 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
         if tiny:
             small.append(f"{series_name(algorithm)}: {', '.join(tiny)}")
     if small:
-        fig.text(0.01, 0.01, "Too thin to label: " + "; ".join(small), fontsize=9,
-                 color="0.25", ha="left", va="bottom", wrap=True)
+        lax.text(0.0, 0.0, "Too thin to label: " + "; ".join(small), fontsize=9,
+                 color="0.25", ha="left", va="bottom", wrap=True, transform=lax.transAxes)
     ax.set_xticks(range(len(algorithms)), [series_name(a).replace(" · ", "\n")
                                            for a in algorithms])
     for tick, algorithm in zip(ax.get_xticklabels(), algorithms, strict=True):
         tick.set_color(algorithm_colour(_algo(algorithm)))
         tick.set_fontweight("bold")
-        tick.set_fontsize(10)
+        tick.set_fontsize(11)
     ax.set_xlim(-0.6, len(algorithms) - 0.4)
     ax.set_ylim(0, max(totals) * 1.12)
     ax.set_ylabel("messages per committed operation")
@@ -433,13 +437,13 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
                  "client messages excluded)", loc="left", fontsize=11)
     handles = [Patch(fc=PHASE_COLOURS.get(phase, OTHER_COLOUR),
                      hatch="//" if phase == Phase.HEARTBEAT else None,
-                     label=f"{phase}: {' / '.join(kinds)}")
+                     label=f"{phase}: {' / '.join(k.removesuffix(HEARTBEAT) for k in kinds)}")
                for phase, kinds in sorted(phases_seen.items(),
                                          key=lambda kv: _PHASE_ORDER.get(kv[0], 99))]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              title="message role", title_fontsize=10)
+    lax.legend(handles=handles, loc="upper left", ncol=2, frameon=False,
+               title="message role", title_fontsize=10, alignment="left")
     ax.grid(axis="x", visible=False)
-    fig.tight_layout(rect=(0, 0.07 * math.ceil(len(small) / 1) if small else 0, 1, 1))
+    fig.tight_layout()
     return fig
 
 
