@@ -273,7 +273,8 @@ def _no_verdict(interval: Interval | None) -> str:
 
 
 def build_report(run_dir: Path) -> list[Path]:
-    """Write report.html, report.md and figures/*.png into ``run_dir``; return the paths."""
+    """Write report.html, report.md and figures/*.png and *.svg into ``run_dir``; return the
+    paths."""
     run_dir = Path(run_dir)
     data = load(run_dir)
     algos = [a for a in data.algorithms if data.runs.get(a)]
