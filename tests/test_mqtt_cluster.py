@@ -211,6 +211,32 @@ def test_a_short_experiment_on_the_bus(broker, tmp_path):
         # The invariants come from the shared checker, fed the nodes restored from their WALs.
         assert {c["name"]: c["verdict"] for c in metrics["checks"]}["invariants"] == "pass"
         assert metrics["metrics"]["committed"] > 0
+        _assert_bus_trace(out / algo / "seed-1", crash)
+    # ... which the report draws as a message-sequence diagram.
+    assert (out / "figures" / "sequence.svg").exists()
+    assert "arrivals at the runner's subscriber" in (out / "report.md").read_text()
+
+
+def _assert_bus_trace(seed_dir: Path, crash: dict) -> None:
+    """The runner traced the inboxes around the first fault: protocol messages only, each
+    with its arrival time at the runner's subscriber, the election after the crash among
+    them, and messages to the crashed node marked lost."""
+    from consensus.algorithms import message_classes
+    from consensus.messages import Phase
+
+    trace = [json.loads(line) for line in (seed_dir / "trace.jsonl").read_text().splitlines()]
+    assert trace
+    members = {"n1", "n2", "n3"}
+    for m in trace:
+        assert m["observed"] == "broker" and {m["src"], m["dst"]} <= members, m
+        assert m["delivered"] in (None, m["sent"]), m
+        assert crash["t"] - 200 - 1 <= m["sent"] <= crash["t"] + 800 + 1, m
+    after = [m for m in trace if m["sent"] > crash["t"]]
+    kinds = message_classes()
+    assert any(kinds[m["kind"]].phase == Phase.ASK_FOR_VOTES for m in after
+               if m["kind"] in kinds), sorted({m["kind"] for m in after})
+    crashed = crash["nodes"][0]
+    assert all(m["delivered"] is None for m in after if m["dst"] == crashed)
 
 
 def test_the_experiment_bus_cluster_attaches_to_a_running_cluster(cluster_of):

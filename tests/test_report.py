@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -88,7 +89,11 @@ def test_html_is_self_contained(saved_run: Path, report_files: list[Path]) -> No
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
     assert "<link" not in text and "<script" not in text
     images = re.findall(r'<img[^>]+src="([^"]+)"', text)
-    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+    # Figures are embedded as SVG (sharp at any zoom); the SVG itself fetches nothing either.
+    assert images and all(src.startswith("data:image/svg+xml;base64,") for src in images)
+    for src in images:
+        svg = base64.b64decode(src.split(",", 1)[1]).decode()
+        assert not re.search(r"""(src|href)\s*=\s*["']\s*(https?:)?//""", svg, re.I)
 
 
 def test_markdown_links_images_beside_it(saved_run: Path, report_files: list[Path]) -> None:

@@ -16,6 +16,12 @@ without owning its processes: :meth:`BusCluster.attach` (the dashboard's live mo
 
 What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
 it): latency is the network's own, and duplication is not injected.
+
+Messages around the first fault are traced for the sequence diagram by a second connection
+that subscribes to every node's inbox for the trace window only (see :meth:`measure`). It sees
+each message when the broker hands it to that subscriber: one time per message (recorded as
+both send and delivery, ``"observed": "broker"``); messages a sender's partition drops never
+reach the broker, and a receiver's loss window is not seen.
 """
 
 from __future__ import annotations
@@ -38,17 +44,17 @@ from consensus.algorithms import get_algorithm
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, is_ours, restart_node, spawn_node
-from consensus.codec import DecodeError, decode, encode
+from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
 from consensus.experiment.spec import ExperimentSpec
 from consensus.experiment.workload import KeyChooser, Workload
 from consensus.history import Operation
-from consensus.messages import ClientReply, Command, NodeId, ReplyStatus
+from consensus.messages import ClientReply, Command, NodeId, ReplyStatus, traffic_kind
 from consensus.node import Config, Node
 from consensus.storage import FileStorage
 from consensus.telemetry import Control, ControlOp, StatusReport, leader_of
 from consensus.transport import topics
-from consensus.transport.mqtt import MqttClient, make_client
+from consensus.transport.mqtt import MqttClient, TransportError, make_client
 
 STATUS_INTERVAL_MS = 50.0
 LEADER_WAIT_S = 15.0
@@ -56,6 +62,7 @@ LEADER_WAIT_S = 15.0
 # stopped), and who runs is re-read from the record and /proc at most this often.
 STALE_STATUS_MS = 1500.0
 RECHECK_MS = 500.0
+TRACE_CONNECT_MS = 150.0  # the tracer connects this long before its window opens
 
 
 def not_honoured(spec: ExperimentSpec) -> list[str]:
@@ -119,6 +126,9 @@ class BusCluster:
         self.client_owned = True  # False: the connection is the caller's (see attach)
         self.seen: dict[NodeId, float] = {}  # when each node's latest status arrived
         self.rechecked = -RECHECK_MS
+        self.trace: list[dict[str, Any]] = []  # inbox messages seen in the trace window
+        self.trace_error: str | None = None
+        self._tracer: asyncio.Task[None] | None = None
 
     @classmethod
     def attach(cls, state: ClusterState, config: Config | None = None,
@@ -262,6 +272,7 @@ class BusCluster:
         for task in self._clients:
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
+        await self._stop_tracer()
         if self.owned:
             await self._stop_nodes()
         if self.mqtt is not None and self.client_owned:
@@ -300,7 +311,49 @@ class BusCluster:
         return self.status
 
     def measure(self, trace_window: tuple[float, float] | None) -> None:
-        """Traffic comes from the nodes' own counters (no message trace on the bus)."""
+        """Traffic counts come from the nodes' own counters; the messages in ``trace_window``
+        from a tracer connection subscribed to every inbox for that window only (so the rest
+        of the run carries no extra subscriber)."""
+        if trace_window is None or self.loop is None or self._tracer is not None:
+            return
+        self._tracer = self.loop.create_task(self._trace_inboxes(trace_window))
+
+    async def _trace_inboxes(self, window: tuple[float, float]) -> None:
+        lo, hi = window
+        await asyncio.sleep(max(0.0, (lo - TRACE_CONNECT_MS - self.now) / 1000))
+        members = set(self.ids)
+
+        def on_message(topic: str, payload: bytes) -> None:
+            t = self.now
+            if not lo <= t <= hi:
+                return
+            try:
+                msg = decode_message(payload, cluster=self.name)
+            except DecodeError:
+                return
+            if msg.src not in members or msg.dst not in members:
+                return  # client requests: the sequence diagram shows protocol messages
+            # A crashed node has no session on the broker: the message is lost.
+            delivered = None if msg.dst in self.crashed else t
+            self.trace.append({"sent": t, "delivered": delivered, "src": msg.src,
+                               "dst": msg.dst, "kind": traffic_kind(msg),
+                               "observed": "broker"})
+
+        tracer = make_client(self.opts.library, self.opts.broker, f"{self.name}-tracer",
+                             on_message)
+        try:
+            await tracer.connect()
+            await tracer.subscribe(topics.all_inboxes(self.name))
+            await asyncio.sleep(max(0.0, (hi - self.now) / 1000))
+        except TransportError as exc:
+            self.trace_error = str(exc)
+        finally:
+            await tracer.close()
+
+    async def _stop_tracer(self) -> None:
+        if self._tracer is not None and not self._tracer.done():
+            self._tracer.cancel()
+            await asyncio.gather(self._tracer, return_exceptions=True)
 
     def _on_status(self, topic: str, payload: bytes) -> None:
         try:
@@ -418,10 +471,14 @@ class BusCluster:
         agreed = getattr(checker, "agreed", {})
         committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
         answered = sum(1 for op in ops if op.outcome in ("ok", "fail"))
+        await self._stop_tracer()
+        info: dict[str, Any] = {"cluster": self.name, "nodes_dir": self.state.directory,
+                                "violations": violations}
+        if self.trace_error:
+            info["trace_error"] = self.trace_error
         return Observed(self.role_events, self.leader_events, violations,
-                        committed or answered, self.sent, self.sent_bytes, [],
-                        {"cluster": self.name, "nodes_dir": self.state.directory,
-                         "violations": violations})
+                        committed or answered, self.sent, self.sent_bytes,
+                        sorted(self.trace, key=lambda m: m["sent"]), info)
 
     def restored_nodes(self) -> dict[NodeId, Node | None]:
         """Each node as it comes back from its write-ahead log (its committed prefix

@@ -42,8 +42,10 @@ CAPTIONS = {
     "throughput": "Operations answered ok per second in 100 ms bins, one panel per algorithm "
                   "on the same time axis (bold: median of seeds; thin: each seed). Vertical "
                   "lines are crashes and restarts, shaded bands are loss/delay/duplicate "
-                  "windows and partitions (until healed); the red bars at the bottom mark each "
-                  "seed's longest stretch without an answer after a fault (>= 100 ms).",
+                  "windows and partitions (until healed); the thick black bars at the bottom "
+                  "mark each seed's longest stretch without an answer after a fault "
+                  "(>= 100 ms). The chart ends with the workload: a last bin only partly "
+                  "inside it is not drawn (it would look like an outage).",
     "messages": "Protocol messages sent per committed operation (median across seeds), "
                 "stacked by message type; analogous messages share a colour (RequestVote and "
                 "Prepare, AppendEntries and Accept, ...); empty AppendEntries/Accept are "
@@ -59,7 +61,17 @@ CAPTIONS = {
                 "Each arrow is one message from its sender (at the send time) to its "
                 "receiver (at the delivery time), coloured by role; an x marks a message "
                 "that was dropped. Triangles mark nodes that start campaigning, stars the new "
-                "leader. Read down each panel to watch the election happen.",
+                "leader. The time axis is broken (zig-zag marks) so that each window shows "
+                "what matters at a readable scale: the fault, the first campaign and the "
+                "election; quiet stretches between them are cut out.",
+    "sequence-bus": "On the MQTT bus the runner sees each message when the broker hands it "
+                    "to the runner's own subscriber (times are arrivals at the runner's "
+                    "subscriber), so an arrow is drawn flat at that time: send and delivery "
+                    "times are not known. A message to a crashed node is drawn as dropped; "
+                    "one a partition drops at its sender never reaches the broker and is not "
+                    "shown, nor is a loss window's drop at the receiver. Role changes come "
+                    "from the nodes' published status (every 50 ms), so they may trail the "
+                    "messages that caused them.",
 }
 
 
@@ -135,8 +147,36 @@ def _save(fig: Any, folder: Path, name: str, heading: str, caption: str,
           figures: list[Figure]) -> None:
     if fig is None:
         return
-    path = charts.save_png(fig, folder / FIGURES_DIR / f"{name}.png")
-    figures.append(Figure(path, heading, caption))
+    png, svg = charts.save_figure(fig, folder / FIGURES_DIR, name)
+    figures.append(Figure(png, heading, caption, svg))
+
+
+def _figure_paths(figures: Sequence[Figure]) -> list[Path]:
+    return [p for f in figures for p in (f.path, f.svg) if p is not None]
+
+
+def _sequence_caption(data: RunData) -> str:
+    if data.manifest.get("transport") == "mqtt":
+        return f"{CAPTIONS['sequence']} {CAPTIONS['sequence-bus']}"
+    return CAPTIONS["sequence"]
+
+
+def _sequence_notes(data: RunData, algos: Sequence[str],
+                    seqs: Sequence[charts.SequenceData]) -> list[str]:
+    """Say why a run with faults has no message-sequence diagram (or not for every algorithm)
+    instead of leaving it out silently."""
+    if not any(data.faults(a) for a in algos):
+        return []
+    missing = [a for a in algos if a not in {s.algorithm for s in seqs}]
+    if not missing:
+        return []
+    names = ", ".join(title(a) for a in missing)
+    if data.manifest.get("transport") == "mqtt":
+        why = ("the run folder holds no message trace for it (runs on the bus written before "
+               "the runner traced the inboxes, or no message crossed the bus in the window)")
+    else:
+        why = "no message was traced around its first fault"
+    return [f"No message-sequence diagram for {names}: {why}."]
 
 
 def _checks(data: RunData) -> dict[str, dict[str, str]]:
@@ -287,7 +327,8 @@ def _definitions_section() -> list[tuple[str, Table]]:
 
 
 def build_report(run_dir: Path) -> list[Path]:
-    """Write report.html, report.md and figures/*.png into ``run_dir``; return the paths."""
+    """Write report.html, report.md and figures/*.png and *.svg into ``run_dir``; return the
+    paths."""
     run_dir = Path(run_dir)
     data = load(run_dir)
     if "load_sweep" in data.summary:
@@ -308,9 +349,9 @@ def build_report(run_dir: Path) -> list[Path]:
           CAPTIONS["load"], figures)
     seqs = [s for s in (_sequence(data, a) for a in algos) if s is not None]
     _save(charts.sequence_diagram(seqs), run_dir, "sequence", "Messages around the first "
-          "fault", CAPTIONS["sequence"], figures)
+          "fault", _sequence_caption(data), figures)
     table, findings, intervals = summary_rows(data)
-    notes = []
+    notes = _sequence_notes(data, algos, seqs)
     if data.manifest.get("note"):
         notes.append(str(data.manifest["note"]))
     report = Report(
@@ -321,7 +362,7 @@ def build_report(run_dir: Path) -> list[Path]:
         spec_text=_spec_text(run_dir), notes=notes, extra_tables=_definitions_section(),
         chance=chance_note(intervals) if len(data.algorithms) == 2 else "",
         exploratory=_exploratory(intervals))
-    return [*write(report, run_dir), *(f.path for f in figures)]
+    return [*write(report, run_dir), *_figure_paths(figures)]
 
 
 # -- load sweeps and comparisons ---------------------------------------------------------------
@@ -551,4 +592,4 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path,
         extra_tables=[("What differs between the runs", Table(["setting", *labels],
                                                                 spec_rows))]
         if spec_rows else [])
-    return [*write(report, out_dir, "compare"), *(f.path for f in figures)]
+    return [*write(report, out_dir, "compare"), *_figure_paths(figures)]

@@ -48,10 +48,14 @@ UNAVAILABLE_COLOUR = "#1a1a1a"
 _PHASE_ORDER = {phase: i for i, phase in enumerate(PHASE_COLOURS)}
 ELECTION_PHASES = (Phase.ASK_FOR_VOTES, Phase.VOTE, Phase.REJECT)
 
+# Figures are drawn about 10 in wide at DPI, i.e. as wide as the report's column (~800 px),
+# so a point is a CSS pixel there: text below 9 pt would read as tiny, hence the floor.
+# The Markdown's PNGs are rendered at PNG_SCALE x for sharpness; the HTML gets SVG.
 DPI = 80
+PNG_SCALE = 2
 RC = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
-    "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 11,
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+    "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 13,
     "axes.titleweight": "bold", "figure.dpi": DPI, "savefig.dpi": DPI,
 }
 
@@ -92,13 +96,15 @@ def _styled(fn: Callable[..., Figure | None]) -> Callable[..., Figure | None]:
     return wrapper
 
 
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write a compact PNG (palette-quantised: line charts need few colours) and close."""
+def save_png(fig: Figure, path: Path, *, close: bool = True) -> Path:
+    """Write a compact PNG at PNG_SCALE x (palette-quantised: charts need few colours), so
+    that it stays sharp on GitHub and high-density screens."""
     from PIL import Image
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=DPI * PNG_SCALE, bbox_inches="tight", pad_inches=0.08)
+    if close:
+        plt.close(fig)
     buf.seek(0)
     image = Image.open(buf).convert("RGB")
     # Octree keeps rare colours (legend swatches) that median cut would merge away.
@@ -107,6 +113,26 @@ def save_png(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", optimize=True)
     return path
+
+
+def save_svg(fig: Figure, path: Path, *, close: bool = True) -> Path:
+    """Write the figure as SVG (the HTML report's: sharp at any zoom). Ids and metadata are
+    fixed, so the same run gives the same bytes. Text stays text (DejaVu Sans, else the
+    browser's sans-serif): glyphs as paths made each report's HTML 1.7x larger."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context({"svg.hashsalt": "consensus-lab", "svg.fonttype": "none"}):
+        fig.savefig(path, format="svg", bbox_inches="tight", pad_inches=0.08,
+                    metadata={"Date": None, "Creator": None})
+    if close:
+        plt.close(fig)
+    return path
+
+
+def save_figure(fig: Figure, folder: Path, name: str) -> tuple[Path, Path]:
+    """``<name>.png`` (2x, for Markdown) and ``<name>.svg`` (for HTML) in ``folder``."""
+    svg = save_svg(fig, folder / f"{name}.svg", close=False)
+    png = save_png(fig, folder / f"{name}.png")
+    return png, svg
 
 
 # A series is one algorithm, or (algorithm, variant) when runs are compared: the colour says
@@ -177,7 +203,7 @@ def latency_ecdf(latencies: Mapping[SeriesKey, Mapping[str, Sequence[float]]]) -
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             ax.axhline(q, color="0.45", lw=0.8, ls=":")
             ax.text(1.0, q, f" {name}", transform=mtransforms.blended_transform_factory(
-                ax.transAxes, ax.transData), va="center", ha="left", fontsize=7, color="0.35")
+                ax.transAxes, ax.transData), va="center", ha="left", fontsize=9, color="0.35")
         ax.set_title(f"{op} operations")
         ax.set_xlabel("latency (ms, log scale)")
         ax.legend(loc="lower right", frameon=True)
@@ -231,11 +257,11 @@ def _draw_faults(ax: Any, faults: Sequence[Fault], labels: bool, span_s: float) 
         merged.setdefault(round(f.at_ms / 1000, 3), []).append(f.label)
     xs = sorted(merged)
     texts = [" + ".join(_shorten(merged[x])) for x in xs]
-    # Stagger the labels into rows so none overlap (~5.3 px per character at 7 pt, ~760 px).
+    # Stagger the labels into rows so none overlap (~6.6 px per character at 9 pt, ~760 px).
     rows = []
     last_end: list[float] = []
     for x, text in zip(xs, texts, strict=True):
-        width = len(text) * 5.3 / 760 * span_s
+        width = len(text) * 6.6 / 760 * span_s
         for row, end in enumerate(last_end):
             if x - width / 2 > end + 0.01 * span_s:
                 last_end[row] = x + width / 2
@@ -247,7 +273,7 @@ def _draw_faults(ax: Any, faults: Sequence[Fault], labels: bool, span_s: float) 
     trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     for x, text, row in zip(xs, texts, rows, strict=True):
         ax.text(x, 1.03 + 0.11 * row, text, transform=trans, ha="center", va="bottom",
-                fontsize=7, color="#222222", clip_on=False,
+                fontsize=9, color="#222222", clip_on=False,
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "0.7", "lw": 0.5})
     return max(rows) + 1 if rows else 0
 
@@ -264,6 +290,14 @@ def _shorten(texts: list[str]) -> list[str]:
     return out
 
 
+def full_bins(bins: Sequence[int], bin_ms: float, end_ms: float | None) -> list[int]:
+    """The bins that lie wholly inside the workload (``end_ms``; all when unknown): the one
+    the workload ends in, and the settle time after it, would read as an outage."""
+    if not end_ms:
+        return list(bins)
+    return list(bins[:int(end_ms // bin_ms)])
+
+
 @_styled
 def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
     """Throughput over time (100 ms bins), one panel per algorithm on a shared time axis,
@@ -275,7 +309,7 @@ def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
     span_s = max(len(b) * t.bin_ms for t in timelines for b in t.bins_by_seed.values()) / 1000
     ends = [t.end_ms for t in timelines if t.end_ms]
     if ends:
-        span_s = min(span_s, max(ends) / 1000 + 0.2)
+        span_s = min(span_s, max(ends) / 1000)
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 2.3 * n), sharex=True, sharey=True,
                              squeeze=False)
     rows_used = 0
@@ -284,7 +318,8 @@ def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
         colour = algorithm_colour(tl.algorithm)
         series = []
         for _seed, bins in sorted(tl.bins_by_seed.items()):
-            rate = np.asarray(bins, dtype=float) * (1000 / tl.bin_ms)
+            rate = np.asarray(full_bins(bins, tl.bin_ms, tl.end_ms),
+                              dtype=float) * (1000 / tl.bin_ms)
             xs = (np.arange(len(rate)) + 0.5) * tl.bin_ms / 1000
             series.append(rate)
             if len(tl.bins_by_seed) > 1:
@@ -313,12 +348,12 @@ def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
         ax.set_ylim(bottom=0)
         name = series_name(tl.algorithm if tl.variant is None else (tl.algorithm, tl.variant))
         ax.text(0.005, 0.97, name, transform=ax.transAxes, ha="left", va="top",
-                fontsize=10, fontweight="bold", color=colour,
+                fontsize=12, fontweight="bold", color=colour,
                 bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1.5})
     axes[-1, 0].set_xlabel("time since start (s)")
     axes[-1, 0].set_xlim(0, span_s)
-    peak = max((max(b, default=0) * 1000 / t.bin_ms for t in timelines
-                for b in t.bins_by_seed.values()), default=1)
+    peak = max((max(full_bins(b, t.bin_ms, t.end_ms), default=0) * 1000 / t.bin_ms
+                for t in timelines for b in t.bins_by_seed.values()), default=1)
     axes[-1, 0].set_ylim(0, max(peak, 1) * 1.08)
     handles = [Line2D([], [], color="0.3", lw=1.6, label="median of seeds"),
                Line2D([], [], color="0.3", lw=0.6, alpha=0.5, label="one seed"),
@@ -355,7 +390,11 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
     algorithms = [a for a, kinds in by_kind.items() if kinds]
     if not algorithms:
         return None
-    fig, ax = plt.subplots(figsize=(5.5 + 1.4 * len(algorithms), 3.8))
+    # The legend and the note on thin segments get a row of their own under the bars, so
+    # the bars are wide enough for their labels.
+    fig, (ax, lax) = plt.subplots(2, 1, figsize=(max(8.5, 2.6 * len(algorithms)), 6.4),
+                                  gridspec_kw={"height_ratios": [3.3, 1.3]})
+    lax.axis("off")
     phases_seen: dict[str, dict[str, None]] = {}
     totals = []
     for x, algorithm in enumerate(algorithms):
@@ -371,10 +410,10 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
             ax.bar(x, value, bottom=bottom, color=colour, width=0.55, edgecolor="white",
                    lw=0.6, hatch=hatch)
             if value >= 0.06 * max(total, 1e-9):
-                ax.text(x, bottom + value / 2, f"{kind}  {value:.2f}", ha="center",
-                        va="center", fontsize=7.5)
+                ax.text(x, bottom + value / 2, f"{kind}\n{value:.2f}", ha="center",
+                        va="center", fontsize=9.5, linespacing=1.1)
             bottom += value
-        ax.text(x, total, f"{total:.2f}", ha="center", va="bottom", fontsize=9,
+        ax.text(x, total, f"{total:.2f}", ha="center", va="bottom", fontsize=11,
                 fontweight="bold")
     small = []
     for algorithm in algorithms:
@@ -384,28 +423,28 @@ def messages_per_op(by_kind: Mapping[SeriesKey, Mapping[str, float]]) -> Figure 
         if tiny:
             small.append(f"{series_name(algorithm)}: {', '.join(tiny)}")
     if small:
-        fig.text(0.01, 0.01, "Too thin to label: " + "; ".join(small), fontsize=7,
-                 color="0.25", ha="left", va="bottom", wrap=True)
+        lax.text(0.0, 0.0, "Too thin to label: " + "; ".join(small), fontsize=9,
+                 color="0.25", ha="left", va="bottom", wrap=True, transform=lax.transAxes)
     ax.set_xticks(range(len(algorithms)), [series_name(a).replace(" · ", "\n")
                                            for a in algorithms])
     for tick, algorithm in zip(ax.get_xticklabels(), algorithms, strict=True):
         tick.set_color(algorithm_colour(_algo(algorithm)))
         tick.set_fontweight("bold")
-        tick.set_fontsize(10)
+        tick.set_fontsize(11)
     ax.set_xlim(-0.6, len(algorithms) - 0.4)
     ax.set_ylim(0, max(totals) * 1.12)
     ax.set_ylabel("messages per committed operation")
     ax.set_title("Protocol messages per committed operation, by type (median of seeds; "
-                 "client messages excluded)", loc="left", fontsize=9)
+                 "client messages excluded)", loc="left", fontsize=11)
     handles = [Patch(fc=PHASE_COLOURS.get(phase, OTHER_COLOUR),
                      hatch="//" if phase == Phase.HEARTBEAT else None,
-                     label=f"{phase}: {' / '.join(kinds)}")
+                     label=f"{phase}: {' / '.join(k.removesuffix(HEARTBEAT) for k in kinds)}")
                for phase, kinds in sorted(phases_seen.items(),
                                          key=lambda kv: _PHASE_ORDER.get(kv[0], 99))]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              title="message role", title_fontsize=8)
+    lax.legend(handles=handles, loc="upper left", ncol=2, frameon=False,
+               title="message role", title_fontsize=10, alignment="left")
     ax.grid(axis="x", visible=False)
-    fig.tight_layout(rect=(0, 0.07 * math.ceil(len(small) / 1) if small else 0, 1, 1))
+    fig.tight_layout()
     return fig
 
 
@@ -447,8 +486,8 @@ def failover(values: Mapping[SeriesKey, Mapping[str, Sequence[float]]]) -> Figur
         for i, a in enumerate(algorithms):
             n = len(values[a].get(key) or [])
             ax.text(i, 0.0, f"n={n}", transform=mtransforms.blended_transform_factory(
-                ax.transData, ax.transAxes), ha="center", va="bottom", fontsize=7, color="0.3")
-        ax.set_title(label, fontsize=9)
+                ax.transData, ax.transAxes), ha="center", va="bottom", fontsize=9, color="0.3")
+        ax.set_title(label, fontsize=11)
         ax.set_ylabel("ms after the fault" if key != "unavailable_ms" else "ms")
         ax.set_ylim(bottom=0)
         ymax = ax.get_ylim()[1]
@@ -487,7 +526,7 @@ def load_curve(points: Sequence[LoadPoint]) -> Figure | None:
             ax.plot([p.throughput for p in pts], [getattr(p, attr) for p in pts], marker="o",
                     ms=4, color=algorithm_colour(algorithm), label=title(algorithm))
             for p in pts:  # first algorithm's labels above its points, the second's below
-                ax.annotate(f"{p.offered:g}", (p.throughput, getattr(p, attr)), fontsize=7,
+                ax.annotate(f"{p.offered:g}", (p.throughput, getattr(p, attr)), fontsize=9,
                             xytext=(3, 4 if i % 2 == 0 else -10), textcoords="offset points",
                             color=algorithm_colour(algorithm))
         # Rates and latencies span decades: log both axes, ticks only at 1-2-3-5 steps, plain
@@ -501,7 +540,7 @@ def load_curve(points: Sequence[LoadPoint]) -> Figure | None:
             axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("throughput answered ok (ops/s, log scale)")
         ax.set_ylabel(f"{name} latency (ms, log scale)")
-        ax.set_title(f"{name} latency vs throughput", fontsize=9)
+        ax.set_title(f"{name} latency vs throughput", fontsize=11)
         ax.legend(loc="upper left")
     fig.suptitle("Throughput vs latency (labels: offered rate, ops/s)", x=0.01, ha="left")
     fig.tight_layout()
@@ -546,22 +585,128 @@ class SequenceData:
 
 
 MAX_ARROWS = 220
+# The broken time axis: each interesting moment (the fault, a role change, an election
+# message) gets SEGMENT_PAD ms around it; moments closer than MERGE_GAP_MS share a segment;
+# what lies between segments is cut and drawn as a BREAK_MS-high zig-zag band.
+SEGMENT_BEFORE_MS = 8.0
+SEGMENT_AFTER_MS = 14.0
+FAULT_BEFORE_MS = 15.0
+FAULT_AFTER_MS = 15.0
+MERGE_GAP_MS = 25.0
+MAX_SEGMENTS = 4
+BREAK_MS = 9.0
+LABEL_CHAR_PX = 7.0  # a 9 pt character's width, roughly, at DPI
 
 
 def sequence_window(items: Sequence[SequenceData], before_ms: float = 25.0,
                     after_leader_ms: float = 30.0, default_ms: float = 150.0,
                     max_ms: float = 700.0) -> tuple[float, float]:
     """The time window (ms) to draw: just before the fault until shortly after the last
-    algorithm has a new leader (or ``default_ms`` after the fault when none is elected)."""
+    algorithm has a new leader; when none is elected, shortly after the first campaign (a
+    partitioned minority trying), else ``default_ms`` after the fault."""
     t0 = min(d.fault_ms for d in items)
     ends = []
     for d in items:
         elected = [float(e["t"]) for e in d.events if e.get("type") == "leader"
                    and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
-        ends.append(elected[0] + after_leader_ms if elected else d.fault_ms + default_ms)
-        last = max((float(m["sent"]) for m in d.trace), default=t0 + default_ms)
-        ends[-1] = min(ends[-1], last)
+        tried = [float(e["t"]) for e in d.events if e.get("type") == "role"
+                 and e.get("role") in ("candidate", "precandidate")
+                 and d.fault_ms < float(e["t"]) <= d.fault_ms + max_ms]
+        first = elected or tried
+        ends.append(first[0] + after_leader_ms if first else d.fault_ms + default_ms)
+        # Not past the trace's end, but always past the role change that ends the window.
+        last = max((float(m["delivered"] if m.get("delivered") is not None else m["sent"])
+                    for m in d.trace), default=t0 + default_ms)
+        ends[-1] = min(ends[-1], max(last, first[0] + 5.0 if first else last))
     return t0 - before_ms, max(max(ends), t0 + 60.0)
+
+
+def _moments(d: SequenceData, start: float, end: float) -> list[float]:
+    """When something worth seeing happens: role changes and election messages."""
+    out = [float(e["t"]) for e in d.events
+           if e.get("type") in ("role", "leader") and start <= float(e["t"]) <= end]
+    for m in d.trace:
+        if phase_of(m["kind"])[0] in ELECTION_PHASES and start <= float(m["sent"]) <= end:
+            out.append(float(m["sent"]))
+            if m.get("delivered") is not None:
+                out.append(float(m["delivered"]))
+    return out
+
+
+def sequence_segments(d: SequenceData, start: float, end: float) -> list[tuple[float, float]]:
+    """The stretches of [start, end] (ms) the broken axis shows: one around the fault, one
+    around each cluster of role changes and election messages; at most MAX_SEGMENTS (the
+    closest ones are merged first)."""
+    f = d.fault_ms
+    spans = [(max(start, f - FAULT_BEFORE_MS), min(end, f + FAULT_AFTER_MS))]
+    spans += [(max(start, t - SEGMENT_BEFORE_MS), min(end, t + SEGMENT_AFTER_MS))
+              for t in _moments(d, start, end)]
+    spans.sort()
+    merged: list[list[float]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1] + MERGE_GAP_MS:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    while len(merged) > MAX_SEGMENTS:
+        gaps = [merged[i + 1][0] - merged[i][1] for i in range(len(merged) - 1)]
+        i = gaps.index(min(gaps))
+        merged[i][1] = merged[i + 1][1]
+        del merged[i + 1]
+    return [(a, b) for a, b in merged]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenAxis:
+    """Maps a time (ms) onto a compressed axis: the segments keep their length, each cut
+    between two of them becomes BREAK_MS high."""
+
+    segments: Sequence[tuple[float, float]]
+
+    @property
+    def length(self) -> float:
+        return sum(b - a for a, b in self.segments) + BREAK_MS * (len(self.segments) - 1)
+
+    def y(self, t: float) -> float:
+        """Position of time ``t``; a time inside a cut lands inside its break band."""
+        offset = 0.0
+        for i, (a, b) in enumerate(self.segments):
+            if t < a:
+                if i == 0:
+                    return t - a
+                prev = self.segments[i - 1][1]
+                return offset - BREAK_MS + BREAK_MS * (t - prev) / max(a - prev, 1e-9)
+            if t <= b:
+                return offset + t - a
+            offset += b - a + BREAK_MS
+        return offset - BREAK_MS + t - self.segments[-1][1]
+
+    def shown(self, t: float) -> bool:
+        return any(a <= t <= b for a, b in self.segments)
+
+    def breaks(self) -> list[tuple[float, float, float]]:
+        """(y of the band's middle, cut from, cut to) for each cut."""
+        out = []
+        offset = 0.0
+        for i, (a, b) in enumerate(self.segments[:-1]):
+            offset += b - a
+            out.append((offset + BREAK_MS / 2, b, self.segments[i + 1][0]))
+            offset += BREAK_MS
+        return out
+
+    def ticks(self, origin: float, target: int = 9) -> tuple[list[float], list[str]]:
+        """Tick positions and labels (ms relative to ``origin``), a nice step per segment."""
+        total = sum(b - a for a, b in self.segments) or 1.0
+        step_ms = total / target
+        step = min((s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500) if s >= step_ms),
+                   default=1000)
+        ys, labels = [], []
+        for a, b in self.segments:
+            first = math.ceil((a - origin) / step) * step
+            for rel in np.arange(first, b - origin + 1e-9, step):
+                ys.append(self.y(origin + float(rel)))
+                labels.append(f"{float(rel):+g}" if rel else "0")
+        return ys, labels
 
 
 def _thin(messages: list[Mapping[str, Any]], limit: int) -> tuple[list[Mapping[str, Any]], int]:
@@ -573,91 +718,151 @@ def _thin(messages: list[Mapping[str, Any]], limit: int) -> tuple[list[Mapping[s
     return sorted(keep + rest[::k], key=lambda m: m["sent"]), k
 
 
+def _stagger(wanted: Sequence[tuple[float, float, float]], gap: float) -> list[float]:
+    """Label positions near ``wanted`` (y, x from, x to), in order, so that no two labels
+    whose x ranges overlap are closer than ``gap`` in y: each moves down just enough."""
+    placed: list[tuple[float, float, float]] = []
+    out = []
+    for y, x0, x1 in wanted:
+        moved = True
+        while moved:
+            moved = False
+            for py, px0, px1 in placed:
+                # y only ever grows (so this ends); the tolerance absorbs rounding.
+                if px0 < x1 and x0 < px1 and py - gap < y < py + gap * (1 - 1e-9):
+                    y, moved = py + gap, True
+        placed.append((y, x0, x1))
+        out.append(y)
+    return out
+
+
+def _from_broker(d: SequenceData) -> bool:
+    """Whether the trace was taken on the bus (times are arrivals at the runner's
+    subscriber, not send and delivery times)."""
+    return any(m.get("observed") == "broker" for m in d.trace)
+
+
+_ROLE_MARKS = {"leader": ("*", 15, "gold", "leader"), "candidate": ("^", 10, "white", "candidate"),
+               "precandidate": ("^", 9, "0.85", "pre-vote")}
+
+
+def _sequence_panel(ax: Any, d: SequenceData, kinds_seen: dict[str, None]) -> None:
+    """One algorithm's lifelines, arrows, role marks and breaks on ``ax``."""
+    start, end = sequence_window([d])
+    axis = BrokenAxis(sequence_segments(d, start, end))
+    y, f = axis.y, d.fault_ms
+    xs = {n: i for i, n in enumerate(d.nodes)}
+    in_window = [m for m in d.trace if m["src"] in xs and m["dst"] in xs
+                 and start <= float(m["sent"]) <= end]
+    shown = [m for m in in_window if axis.shown(float(m["sent"]))]
+    msgs, k = _thin(shown, MAX_ARROWS)
+    box = ax.get_window_extent()  # before tight_layout: near enough to size the labels
+    gap = axis.length * 16 / box.height  # one label's height (9 pt text plus a little)
+    flat = _from_broker(d)
+    down = d.down_intervals(end)
+    for n, x in xs.items():
+        ax.plot([x, x], [0, axis.length], color="0.35", lw=1.2, zorder=1)
+        for a, b in down.get(n, []):
+            if b < start or a > end:
+                continue
+            a, b = max(a, start), min(b, end)
+            ax.plot([x, x], [y(a), y(b)], color="white", lw=3, zorder=2)
+            ax.plot([x, x], [y(a), y(b)], color="0.6", lw=1.0, ls=(0, (2, 3)), zorder=2)
+            ax.plot(x, y(a), marker="X", ms=12, color="black", zorder=6)
+    for m in msgs:
+        x0, x1 = xs[m["src"]], xs[m["dst"]]
+        y0 = y(float(m["sent"]))
+        phase, colour = phase_of(m["kind"])
+        kinds_seen[m["kind"]] = None
+        lw = 1.3 if phase in ELECTION_PHASES else 0.8
+        ls = (0, (3, 1.5)) if is_reply(m["kind"]) else "-"
+        if m.get("delivered") is None:
+            xe = x0 + (x1 - x0) * 0.35
+            ye = y0 + (0 if flat else axis.length * 0.012)
+            ax.annotate("", xy=(xe, ye), xytext=(x0, y0), arrowprops={
+                "arrowstyle": "-", "color": colour, "lw": lw, "shrinkA": 0, "shrinkB": 0,
+                "linestyle": ls})
+            ax.plot(xe, ye, marker="x", ms=6, mew=1.5, color=colour)
+        else:
+            ax.annotate("", xy=(x1, y(float(m["delivered"]))), xytext=(x0, y0), arrowprops={
+                "arrowstyle": "-|>,head_length=0.4,head_width=0.18", "color": colour,
+                "lw": lw, "shrinkA": 0, "shrinkB": 0, "linestyle": ls})
+    # Labels beside the lifelines: crashes and role changes, staggered so none overlap.
+    labels: list[tuple[float, str, str]] = []  # (t, node, text)
+    for n, spans in down.items():
+        labels += [(a, n, "down") for a, _ in spans if n in xs and start <= a <= end]
+    marks = []
+    for e in d.events:
+        t = float(e["t"])
+        style = _ROLE_MARKS.get(str(e.get("role")))
+        if e.get("type") != "role" or style is None or e.get("node") not in xs:
+            continue
+        if not (start <= t <= end and axis.shown(t)):
+            continue
+        marks.append((t, e["node"], style))
+        labels.append((t, e["node"], f"{style[3]} (term {e.get('term')})"))
+    for t, n, style in marks:
+        ax.plot(xs[n], y(t), marker=style[0], ms=style[1], mfc=style[2], mec="black",
+                mew=0.8, zorder=7)
+    labels.sort(key=lambda lb: (lb[0], xs[lb[1]]))
+    col_px = box.width / max(len(d.nodes), 1)
+    placed = _stagger([(y(t), xs[n], xs[n] + 0.1 + len(text) * LABEL_CHAR_PX / col_px)
+                       for t, n, text in labels], gap)
+    for (_t, n, text), yl in zip(labels, placed, strict=True):
+        ax.text(xs[n] + 0.1, yl, text, fontsize=9, va="top", ha="left", zorder=8,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 0.6})
+    # The fault line, its label on the left above it; the breaks as zig-zag bands.
+    ax.axhline(y(f), color="black", lw=1.2, ls="--", zorder=5)
+    label = " + ".join(_shorten([x.label for x in d.first_faults()]))
+    ax.text(-0.47, y(f) - gap * 0.15, f"fault: {label}", color="black", fontsize=9.5,
+            ha="left", va="bottom", fontweight="bold", zorder=9,
+            bbox={"fc": "white", "ec": "0.5", "lw": 0.5, "pad": 1.5})
+    for mid, a, b in axis.breaks():
+        _draw_break(ax, mid, len(d.nodes))
+        hidden = sum(1 for m in in_window if a < float(m["sent"]) < b)
+        ax.text(len(d.nodes) - 0.5, mid, f"{b - a:.0f} ms cut ({hidden} msgs) ",
+                fontsize=9, color="0.25", ha="right", va="center", zorder=9,
+                bbox={"fc": "white", "ec": "none", "pad": 0.5})
+    ticks, tick_labels = axis.ticks(f)
+    ax.set_yticks(ticks, tick_labels)
+    ax.set_ylim(axis.length, 0)
+    ax.set_xticks(range(len(d.nodes)), list(d.nodes))
+    ax.xaxis.tick_top()
+    ax.set_xlim(-0.5, len(d.nodes) - 0.5)
+    ax.grid(axis="x", visible=False)
+    notes = [f"seed {d.seed}"]
+    if k > 1:
+        notes.append(f"1 in {k} replication/heartbeat messages shown")
+    if flat:
+        notes.append("bus: times are arrivals at the runner's subscriber")
+    ax.set_title(f"{title(d.algorithm)}\n({'; '.join(notes)})",
+                 color=algorithm_colour(d.algorithm), loc="left", pad=26, fontsize=11)
+
+
+def _draw_break(ax: Any, mid: float, n_nodes: int) -> None:
+    """A white band with zig-zag edges across the panel: time is cut here."""
+    ax.axhspan(mid - BREAK_MS * 0.35, mid + BREAK_MS * 0.35, color="white", zorder=3)
+    xs = np.linspace(-0.5, n_nodes - 0.5, 4 * n_nodes + 1)
+    zig = np.where(np.arange(len(xs)) % 2 == 0, -1.0, 1.0) * BREAK_MS * 0.12
+    for edge in (-BREAK_MS * 0.35, BREAK_MS * 0.35):
+        ax.plot(xs, mid + edge + zig, color="0.45", lw=0.9, zorder=4, clip_on=False)
+
+
 @_styled
 def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
     """Message-sequence diagrams around the first fault, one panel per algorithm: a lifeline
-    per node, time flowing down, an arrow per message coloured by role; dropped messages end
-    in an x; role changes (candidate, leader) marked on the lifelines."""
+    per node, time flowing down on a broken axis (the fault and the election, quiet stretches
+    cut), an arrow per message coloured by role; dropped messages end in an x; role changes
+    (candidate, leader) marked on the lifelines."""
     items = [d for d in items if d.trace]
     if not items:
         return None
-    start, end = sequence_window(items)
-    t_fault = min(d.fault_ms for d in items)
-    fig, axes = plt.subplots(1, len(items), figsize=(5.4 * len(items), 7.4), sharey=True,
-                             squeeze=False)
+    height = 8.0
+    fig, axes = plt.subplots(1, len(items), figsize=(5.6 * len(items), height), squeeze=False)
     kinds_seen: dict[str, None] = {}
     for ax, d in zip(axes[0], items, strict=True):
-        xs = {n: i for i, n in enumerate(d.nodes)}
-        msgs = [m for m in d.trace if m["src"] in xs and m["dst"] in xs
-                and start <= float(m["sent"]) <= end]
-        msgs, k = _thin(msgs, MAX_ARROWS)
-        down = d.down_intervals(end)
-        for n, x in xs.items():
-            ax.plot([x, x], [start - t_fault, end - t_fault], color="0.35", lw=1.2, zorder=1)
-            for a, b in down.get(n, []):
-                if b < start or a > end:
-                    continue
-                a, b = max(a, start), min(b, end)
-                ax.plot([x, x], [a - t_fault, b - t_fault], color="white", lw=3, zorder=2)
-                ax.plot([x, x], [a - t_fault, b - t_fault], color="0.6", lw=1.0,
-                        ls=(0, (2, 3)), zorder=2)
-                ax.plot(x, a - t_fault, marker="X", ms=11, color="black", zorder=6)
-                ax.text(x + 0.1, a - t_fault, "down", fontsize=7, va="bottom", color="black")
-        for m in msgs:
-            x0, x1 = xs[m["src"]], xs[m["dst"]]
-            y0 = float(m["sent"]) - t_fault
-            phase, colour = phase_of(m["kind"])
-            kinds_seen[m["kind"]] = None
-            lw = 1.1 if phase in ELECTION_PHASES else 0.7
-            ls = (0, (3, 1.5)) if is_reply(m["kind"]) else "-"
-            if m.get("delivered") is None:
-                xe = x0 + (x1 - x0) * 0.35
-                ye = y0 + (end - start) * 0.012
-                ax.annotate("", xy=(xe, ye), xytext=(x0, y0), arrowprops={
-                    "arrowstyle": "-", "color": colour, "lw": lw, "shrinkA": 0, "shrinkB": 0,
-                    "linestyle": ls})
-                ax.plot(xe, ye, marker="x", ms=5, mew=1.4, color=colour)
-            else:
-                y1 = float(m["delivered"]) - t_fault
-                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={
-                    "arrowstyle": "-|>,head_length=0.35,head_width=0.16", "color": colour,
-                    "lw": lw, "shrinkA": 0, "shrinkB": 0, "linestyle": ls})
-        label_y: dict[str, float] = {}
-        gap = (end - start) * 0.022
-        for e in sorted(d.events, key=lambda e: float(e["t"])):
-            t = float(e["t"])
-            if e.get("type") != "role" or not start <= t <= end or e.get("node") not in xs:
-                continue
-            role = e.get("role")
-            style = {"leader": ("*", 13, "gold"), "candidate": ("^", 8, "white"),
-                     "precandidate": ("^", 7, "0.85")}.get(str(role))
-            if style is None:
-                continue
-            x = xs[e["node"]]
-            ax.plot(x, t - t_fault, marker=style[0], ms=style[1], mfc=style[2], mec="black",
-                    mew=0.8, zorder=7)
-            short = {"leader": "leader", "candidate": "candidate",
-                     "precandidate": "pre-vote"}[str(role)]
-            y_text = max(t - t_fault, label_y.get(e["node"], -math.inf) + gap)
-            label_y[e["node"]] = y_text
-            ax.text(x + 0.09, y_text, f"{short} (term {e.get('term')})", fontsize=6.5,
-                    va="center", ha="left", zorder=8,
-                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.5})
-        ax.axhline(0, color="black", lw=1.2, ls="--", zorder=5)
-        label = " + ".join(_shorten([f.label for f in d.first_faults()]))
-        ax.text(len(d.nodes) - 0.52, gap * 0.3, f"fault: {label}", color="black",
-                fontsize=7.5, ha="right", va="top", fontweight="bold", zorder=9,
-                bbox={"fc": "white", "ec": "0.5", "lw": 0.5, "pad": 1.5})
-        ax.set_xticks(range(len(d.nodes)), list(d.nodes))
-        ax.xaxis.tick_top()
-        ax.set_xlim(-0.5, len(d.nodes) - 0.5)
-        ax.grid(axis="x", visible=False)
-        note = f"seed {d.seed}" + (f"; 1 in {k} replication/heartbeat messages shown"
-                                   if k > 1 else "")
-        ax.set_title(f"{title(d.algorithm)}  ({note})", color=algorithm_colour(d.algorithm),
-                     loc="left", pad=22)
-    axes[0][0].set_ylim(end - t_fault, start - t_fault)
-    axes[0][0].set_ylabel("time relative to the fault (ms, flowing down)")
+        _sequence_panel(ax, d, kinds_seen)
+    axes[0][0].set_ylabel("ms after the fault (time flows down)")
     handles = []
     for kind in sorted(kinds_seen, key=lambda k: (_PHASE_ORDER.get(phase_of(k)[0], 99), k)):
         handles.append(Line2D([], [], color=phase_of(kind)[1], lw=2, label=kind,
@@ -666,11 +871,12 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
                 Line2D([], [], lw=0, marker="^", mfc="white", mec="black", label="candidate"),
                 Line2D([], [], lw=0, marker="^", mfc="0.85", mec="black",
                        label="pre-vote candidate"),
-                Line2D([], [], lw=0, marker="*", ms=11, mfc="gold", mec="black",
+                Line2D([], [], lw=0, marker="*", ms=12, mfc="gold", mec="black",
                        label="becomes leader")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
+    ncol = 4
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False)
     fig.suptitle("Messages around the first fault (client messages not shown)", x=0.01,
                  ha="left")
-    rows = math.ceil(len(handles) / 5)
-    fig.tight_layout(rect=(0, 0.035 * rows, 1, 1))
+    rows = math.ceil(len(handles) / ncol)
+    fig.tight_layout(rect=(0, 0.032 * rows, 1, 1))
     return fig

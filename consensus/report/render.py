@@ -1,7 +1,8 @@
 """Render a :class:`Report` as self-contained HTML and as Markdown.
 
-The HTML embeds every image as a base64 PNG and all its CSS inline: it opens from disk with
-no server and fetches nothing. The Markdown links the same PNGs, which sit beside it.
+The HTML embeds every figure as a base64 SVG (sharp at any zoom; a PNG when a figure has no
+SVG) and all its CSS inline: it opens from disk with no server and fetches nothing. The
+Markdown links the figures' 2x PNGs, which sit beside it (GitHub shows them).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 @dataclass
 class Figure:
-    path: Path  # the PNG, inside the output folder
+    path: Path  # the PNG (2x), inside the output folder: the Markdown's
     title: str
     caption: str
+    svg: Path | None = None  # the same figure as SVG, beside it: the HTML's
 
 
 @dataclass
@@ -149,8 +151,12 @@ def _verdict_col(table: Table) -> int | None:
     return len(table.headers) - 1 if table.headers and table.headers[-1] == "verdict" else None
 
 
-def _image_data(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def _image_data(fig: Figure) -> str:
+    """The figure as a data URI: its SVG when it has one, else its PNG."""
+    if fig.svg is not None and fig.svg.exists():
+        return "data:image/svg+xml;base64," + base64.b64encode(fig.svg.read_bytes()).decode(
+            "ascii")
+    return "data:image/png;base64," + base64.b64encode(fig.path.read_bytes()).decode("ascii")
 
 
 def to_html(report: Report) -> str:
@@ -181,7 +187,7 @@ def to_html(report: Report) -> str:
                   "</ul>"]
     for fig in report.figures:
         parts += [f"<h2>{_e(fig.title)}</h2>", "<figure>",
-                  f'<img alt="{_e(fig.title)}" src="{_image_data(fig.path)}">',
+                  f'<img alt="{_e(fig.title)}" src="{_image_data(fig)}">',
                   f"<figcaption>{_e(fig.caption)}</figcaption></figure>"]
     if report.notes:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{_e(n)}</li>" for n in report.notes), "</ul>"]
