@@ -122,6 +122,17 @@ class Retrier:
                         if s.leader is not None and not self.is_down(now, s.leader))
         return max(named, key=named.count) if named else None
 
+    def first_target(self, now: float) -> NodeId:
+        """Where a new operation goes: the leader hint or the leader by status, else a live
+        node at random (spreading clients that know nothing yet)."""
+        for guess in (self.leader_hint, self.status_leader(now)):
+            if guess is not None and not self.is_down(now, guess):
+                return guess
+        live = [n for n in self.nodes if not self.is_down(now, n)]
+        if not (live or self.nodes):
+            raise ValueError("no nodes known")
+        return self.rng.choice(live or self.nodes)
+
     def next_target(self, now: float, avoid: NodeId | None = None) -> NodeId:
         """The leader hint, else the leader by status, else the next live node after
         ``avoid`` in id order (else the next node at all)."""
