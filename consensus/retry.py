@@ -69,11 +69,17 @@ class Retrier:
 
     def observe_status(self, now: float, nid: NodeId, role: str, term: int,
                        leader: NodeId | None) -> None:
-        """A status published by ``nid``: it is alive, and says who it thinks leads."""
+        """A status ``nid`` published at ``now``: it was alive then, and says who it thinks
+        leads. A feed may repeat a status; only a newer one counts, and only one published
+        after an attempt at the node timed out clears the suspicion."""
         if nid not in self.nodes:
             self.add_nodes([nid])
+        seen = self.seen.get(nid)
+        if seen is not None and seen.at >= now:
+            return
         self.seen[nid] = _Seen(now, role, term, leader)
-        self.suspect.pop(nid, None)
+        if self.suspect.get(nid, now) < now:
+            del self.suspect[nid]
 
     def on_reply_from(self, nid: NodeId, attempt_ms: float) -> None:
         """An ok/fail answer from ``nid`` that took ``attempt_ms`` (send to answer)."""

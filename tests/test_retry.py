@@ -64,3 +64,12 @@ def test_status_gives_the_leader_and_silence_marks_a_node_down():
     assert r.next_target(250.0, avoid="n1") == "n3"
     r.observe_status(300.0, "n3", "leader", 5, "n3")
     assert r.first_target(300.0) == "n3"
+
+
+def test_a_repeated_old_status_does_not_revive_a_suspect():
+    r = _retrier()
+    r.observe_status(100.0, "n1", "leader", 3, "n1")
+    r.on_timeout(400.0, "n1")
+    r.observe_status(100.0, "n1", "leader", 3, "n1")  # the feed repeats what it had
+    r.observe_status(390.0, "n1", "leader", 3, "n1")  # published before the timeout
+    assert r.is_down(410.0, "n1")

@@ -115,6 +115,7 @@ class BusCluster:
         self.sessions: dict[str, str] = {}  # history client name -> its session id on the bus
         self._stop = asyncio.Event()
         self._clients: list[asyncio.Task[None]] = []
+        self._fed: dict[NodeId, StatusReport] = {}  # the clients' status feed (status_feed)
         self.owned = True  # started its processes (and stops them); False: attached
         self.client_owned = True  # False: the connection is the caller's (see attach)
         self.seen: dict[NodeId, float] = {}  # when each node's latest status arrived
@@ -349,11 +350,14 @@ class BusCluster:
         self._clients = []
         return list(self.ops)
 
-    def _status_feed(self) -> list[tuple[float, StatusReport]]:
+    def status_feed(self) -> list[tuple[float, StatusReport]]:
         """The statuses this cluster watched, with their age (the clients' leader hints and
         down detection, without every client subscribing to the status topic)."""
+        # A crashed node's status is dropped at once (the harness knows it killed it); a real
+        # client only sees its statuses stop, so the feed keeps the last one, growing older.
+        self._fed.update(self.status)
         now = self.now
-        return [(now - self.seen[nid], st) for nid, st in sorted(self.status.items())
+        return [(now - self.seen[nid], st) for nid, st in sorted(self._fed.items())
                 if nid in self.seen]
 
     async def _client(self, name: str, w: Workload, seed: int, end_ms: float) -> None:
@@ -370,7 +374,7 @@ class BusCluster:
         async with ClusterClient(
                 self.opts.broker, self.name, library=self.opts.library, nodes=list(self.ids),
                 client_id=session, watch_status=False, policy=w.retry,
-                status_feed=self._status_feed) as client:
+                status_feed=self.status_feed) as client:
             client.last_leader = self.leader()
             while not self._stop.is_set():
                 if per_client:
