@@ -34,7 +34,9 @@ class RetryPolicy:
     backoff_base_ms: float = 10.0  # first wait; doubles per retry of one operation
     backoff_max_ms: float = 100.0
     jitter: float = 0.5  # a wait is drawn from [(1 - jitter) * d, d]
-    down_after_ms: float = 200.0  # no status for this long: the node is down (4 intervals)
+    # No status for this long, or for 3 of the node's own publishing intervals if longer:
+    # the node is down (a status every 50 ms on the bus runner, 200 ms from `cluster up`).
+    down_after_ms: float = 200.0
 
 
 @dataclass(slots=True)
@@ -43,6 +45,7 @@ class _Seen:
     role: str
     term: int
     leader: NodeId | None
+    interval: float = 0.0  # time since the status before it (how often the node publishes)
 
 
 class Retrier:
@@ -77,7 +80,8 @@ class Retrier:
         seen = self.seen.get(nid)
         if seen is not None and seen.at >= now:
             return
-        self.seen[nid] = _Seen(now, role, term, leader)
+        self.seen[nid] = _Seen(now, role, term, leader,
+                               0.0 if seen is None else now - seen.at)
         if self.suspect.get(nid, now) < now:
             del self.suspect[nid]
 
@@ -115,7 +119,8 @@ class Retrier:
         if nid in self.suspect:
             return True
         seen = self.seen.get(nid)
-        return seen is not None and now - seen.at > self.policy.down_after_ms
+        return seen is not None and now - seen.at > max(self.policy.down_after_ms,
+                                                        3 * seen.interval)
 
     def status_leader(self, now: float) -> NodeId | None:
         """The live node claiming leadership with the highest term, else the leader most live

@@ -73,3 +73,12 @@ def test_a_repeated_old_status_does_not_revive_a_suspect():
     r.observe_status(100.0, "n1", "leader", 3, "n1")  # the feed repeats what it had
     r.observe_status(390.0, "n1", "leader", 3, "n1")  # published before the timeout
     assert r.is_down(410.0, "n1")
+
+
+def test_a_node_publishing_slowly_is_not_taken_for_down():
+    r = _retrier(down_after_ms=200)
+    r.observe_status(0.0, "n1", "leader", 1, "n1")
+    r.observe_status(200.0, "n1", "leader", 1, "n1")  # every 200 ms (`cluster up`'s nodes)
+    assert not r.is_down(450.0, "n1")
+    assert not r.is_down(790.0, "n1")
+    assert r.is_down(810.0, "n1")  # three intervals without a word
