@@ -63,7 +63,8 @@ FIGURE_DEFINITIONS: dict[str, str] = {
     "latency p50": "median time from a command's arrival (open loop) or invocation to its ok "
                    "answer, retries and redirects included; unanswered operations excluded",
     "latency p99": "99th percentile of the same latencies (HdrHistogram, 3 significant digits)",
-    "latency max": "the slowest ok answer; at most the request deadline (request_timeout_ms)",
+    "latency max": "the slowest ok answer, retries included (a command still unanswered at "
+                   "its request_timeout_ms is given up as unknown instead)",
     "messages per op": "protocol messages sent (client requests and replies excluded) per "
                        "distinct committed client command",
     "bytes per op": "encoded bytes of those protocol messages per committed command",
