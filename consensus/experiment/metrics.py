@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -77,7 +78,8 @@ FIGURE_DEFINITIONS: dict[str, str] = {
     "failover: commit": "per leader-losing fault: fault -> the first write answered ok after "
                         "the new leader's election, i.e. committed under the new term/ballot",
     "failover: client gap": "per leader-losing fault: median over clients of the gap between a "
-                            "client's last ok answer before the fault and its first after",
+                            "client's last ok answer before the fault and its first after (an "
+                            "answer already in flight at the fault does not end it)",
     "failover: client gap max": "per leader-losing fault: the longest such gap of any client",
     "operations unknown": "operations whose outcome is unknown (info): given up at the "
                           "request deadline, or still in flight when the run ended",
@@ -96,7 +98,7 @@ class FaultImpact:
     detect_ms: float | None  # first node to start an election after the fault
     elect_ms: float | None
     commit_ms: float | None  # first write answered ok after the new leader's election
-    client_gap_ms: float | None  # median over clients of (first ok after - last ok before)
+    client_gap_ms: float | None  # median over clients of their gap (see client_gaps)
     client_gap_max_ms: float | None
     clients_measured: int  # clients with an ok answer both before and after the fault
 
@@ -105,19 +107,21 @@ class FaultImpact:
 
 
 def client_gaps(ops: Sequence[Operation], t: float, horizon: float) -> list[float]:
-    """Per client: its first ok answer in ``(t, horizon]`` minus its last at or before ``t``
-    (clients lacking either are left out)."""
-    last: dict[str, float] = {}
-    first: dict[str, float] = {}
+    """Per client: the longest wait between its consecutive ok answers, from its last one at or
+    before ``t`` to its answers up to ``horizon`` -- the gap from its last success before the
+    fault to its first after, unless an answer already in flight at the fault came in between
+    (then the outage is the gap after that one). Clients lacking either end are left out."""
+    answers: dict[str, list[float]] = defaultdict(list)
     for op in ops:
-        done = op.complete_ms
-        if op.outcome != "ok" or done is None:
-            continue
-        if done <= t:
-            last[op.client] = max(done, last.get(op.client, done))
-        elif done <= horizon:
-            first[op.client] = min(done, first.get(op.client, done))
-    return [first[c] - last[c] for c in sorted(last) if c in first]
+        if op.outcome == "ok" and op.complete_ms is not None and op.complete_ms <= horizon:
+            answers[op.client].append(op.complete_ms)
+    gaps = []
+    for client in sorted(answers):
+        times = sorted(answers[client])
+        k = bisect.bisect_right(times, t)
+        if 0 < k < len(times):
+            gaps.append(max(b - a for a, b in itertools.pairwise(times[k - 1:])))
+    return gaps
 
 
 def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
