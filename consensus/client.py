@@ -2,8 +2,9 @@
 
 It learns the members and the leader from the nodes' status topic (each status a
 :class:`~consensus.telemetry.StatusReport`, the leader :func:`~consensus.telemetry.leader_of`
-them), sends the command to the leader, follows redirects, and on a timeout retries at
-another node with the *same* ``(client_id, seq)`` -- so a retried write is applied once.
+them), sends the command to the leader, and retries as :mod:`consensus.retry` decides (short
+attempt timeouts, jittered backoff, redirects and status as leader hints, the next node when
+one is known down) with the *same* ``(client_id, seq)`` -- so a retried write is applied once.
 When no node answers within the overall deadline (no majority reachable, or no cluster at
 all), it says so clearly.
 """
@@ -17,15 +18,20 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from consensus.codec import DecodeError, decode, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
+from consensus.retry import Retrier, RetryPolicy
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 log = logging.getLogger("consensus.client")
+
+# What a caller that watches the status topic itself can feed a client: (age in ms, status).
+StatusFeed = Callable[[], Iterable[tuple[float, StatusReport]]]
 
 
 class ClusterUnavailable(RuntimeError):
@@ -46,20 +52,22 @@ class ClusterClient:
 
     def __init__(self, broker: str, cluster: str, *, library: str = DEFAULT_LIBRARY,
                  nodes: list[NodeId] | None = None, client_id: str | None = None,
-                 attempt_timeout_s: float = 0.5, deadline_s: float = 10.0,
-                 watch_status: bool = True) -> None:
+                 deadline_s: float = 10.0, watch_status: bool = True,
+                 policy: RetryPolicy | None = None,
+                 status_feed: StatusFeed | None = None) -> None:
         self.cluster = topics.check_name("cluster", cluster)
         self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
         self.nodes: list[NodeId] = sorted(nodes or [])
         self.statuses: dict[NodeId, StatusReport] = {}  # the latest one from each node
         self.rejected: Counter[str] = Counter()  # status payloads refused, by reason
-        self.attempt_timeout_s = attempt_timeout_s
-        self.deadline_s = deadline_s
+        self.deadline_s = deadline_s  # overall, per command
         self.seq = 0
-        # Without the status topic (``watch_status=False``, for load generators that know the
-        # members), the node that answered last is the leader guess.
+        self.last_path: list[NodeId] = []  # the nodes the last request tried, in order
+        self.retry = Retrier(self.nodes, random.Random(), policy)
+        # Without the status topic (``watch_status=False``: load generators that know the
+        # members) a caller may feed statuses it watches itself, as (age in ms, status).
         self.watch_status = watch_status
-        self.last_leader: NodeId | None = None
+        self.status_feed = status_feed
         self._replies: asyncio.Queue[ClientReply] = asyncio.Queue()
         self._status_seen = asyncio.Event()
         self._mqtt: MqttClient = make_client(library, broker, f"{cluster}-{self.id}",
@@ -100,6 +108,7 @@ class ClusterClient:
             self.rejected[exc.reason] += 1
             return
         self.statuses[st.id] = st
+        self.retry.observe_status(_now_ms(), st.id, st.role, st.term, st.leader)
         if st.id not in self.nodes:
             self.nodes = sorted({*self.nodes, st.id})
         self._status_seen.set()
@@ -111,6 +120,15 @@ class ClusterClient:
                 await asyncio.wait_for(self._status_seen.wait(), wait_s)
         return self.nodes
 
+    @property
+    def last_leader(self) -> NodeId | None:
+        """The node the retry policy would try first (the last that answered, or a hint)."""
+        return self.retry.leader_hint
+
+    @last_leader.setter
+    def last_leader(self, nid: NodeId | None) -> None:
+        self.retry.leader_hint = nid
+
     def leader_guess(self) -> NodeId | None:
         """The leader by the statuses seen, else the leader some node names, else None."""
         leader = leader_of(self.statuses)
@@ -119,44 +137,66 @@ class ClusterClient:
         hinted = [st.leader for st in self.statuses.values() if st.leader]
         return hinted[0] if hinted else None
 
-    async def request(self, command: str) -> ClientResult:
-        """Run one command to completion; raise :class:`ClusterUnavailable` on the deadline."""
+    async def request(self, command: str, *, again: bool = False) -> ClientResult:
+        """Run one command to completion; raise :class:`ClusterUnavailable` on the deadline.
+
+        Where to send, how long to wait per attempt and between attempts is
+        :class:`~consensus.retry.Retrier`'s decision, as for the simulator's clients; every
+        attempt carries the same ``(client, seq)`` and command; ``again`` sends the previous
+        command's seq once more (its deadline passed, the caller still wants an answer).
+        """
         await self.discover()
         if not self.nodes:
             raise ClusterUnavailable(f"no node of cluster {self.cluster!r} is publishing its "
                                      f"status on this broker (is the cluster up?)")
-        self.seq += 1
+        retry = self.retry
+        retry.add_nodes(self.nodes)
+        if not again:
+            self.seq += 1
         seq = self.seq
         started = time.monotonic()
         deadline = started + self.deadline_s
-        target = self.last_leader or self.leader_guess() or random.choice(self.nodes)
+        self._refresh()
+        target = retry.first_target(_now_ms())
         path: list[NodeId] = []
+        self.last_path = path
+        retries = 0
         last_error = "no attempt fitted in the deadline"
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             path.append(target)
+            sent = time.monotonic()
             self._mqtt.publish(topics.node_in(self.cluster, target), encode_message(
                 ClientRequest(src=self.id, dst=target, seq=seq, command=command), self.cluster))
-            reply = await self._await_reply(seq, min(self.attempt_timeout_s,
-                                                     deadline - time.monotonic()))
-            if reply is None:  # timed out: try someone else, same seq
+            reply = await self._await_reply(seq, retry.attempt_timeout(left * 1000) / 1000)
+            self._refresh()
+            if reply is not None and reply.status != ReplyStatus.REDIRECT:
+                retry.on_reply_from(reply.src, (time.monotonic() - sent) * 1000)
+                return ClientResult(command, reply, len(path),
+                                    (time.monotonic() - started) * 1000, path)
+            if reply is None:  # no answer in time: the next node, same seq
                 last_error = f"{target} did not answer in time"
-                target = self._another(target)
-                continue
-            if reply.status == ReplyStatus.REDIRECT:
-                if reply.leader and reply.leader != reply.src:
-                    target = reply.leader
-                else:
+                target, back_off = retry.on_timeout(_now_ms(), target), True
+            else:
+                if not reply.leader or reply.leader == reply.src:
                     last_error = f"{reply.src} knew no leader"
-                    await asyncio.sleep(0.05)  # an election is under way
-                    target = self._another(reply.src)
-                continue
-            self.last_leader = reply.src
-            return ClientResult(command, reply, len(path),
-                                (time.monotonic() - started) * 1000, path)
+                target, back_off = retry.on_redirect(_now_ms(), reply.src, reply.leader)
+            if back_off:
+                retries += 1
+                await asyncio.sleep(max(0.0, min(retry.backoff(retries) / 1000,
+                                                  deadline - time.monotonic())))
         # One sentence: what failed, how often over how long, and the last error.
         raise ClusterUnavailable(
             f"no majority answered {command!r}: {len(path)} attempts at "
-            f"{', '.join(sorted(set(path)))} over {self.deadline_s:g}s (last: {last_error})")
+            f"{', '.join(sorted(set(path))) or 'no node'} over {self.deadline_s:g}s "
+            f"(last: {last_error})")
+
+    def _refresh(self) -> None:
+        """Feed the retry policy what the status feed (if any) knows now."""
+        if self.status_feed is None:
+            return
+        now = _now_ms()
+        for age_ms, st in self.status_feed():
+            self.retry.observe_status(now - age_ms, st.id, st.role, st.term, st.leader)
 
     async def _await_reply(self, seq: int, timeout: float) -> ClientReply | None:
         end = time.monotonic() + max(0.0, timeout)
@@ -171,6 +211,6 @@ class ClusterClient:
             if reply.seq == seq:
                 return reply
 
-    def _another(self, than: NodeId) -> NodeId:
-        others = [n for n in self.nodes if n != than]
-        return random.choice(others) if others else than
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000

@@ -264,8 +264,11 @@ def test_the_no_majority_error_is_one_short_sentence():
         def publish(self, topic: str, payload: bytes) -> None:
             pass
 
+    from consensus.retry import RetryPolicy
+
     client = ClusterClient("mqtt://127.0.0.1:1", "demo", nodes=["n1", "n2", "n3", "n4", "n5"],
-                           attempt_timeout_s=0.01, deadline_s=0.2)
+                           deadline_s=0.2, policy=RetryPolicy(min_attempt_ms=10.0,
+                                                              max_attempt_ms=10.0))
     client._mqtt = Silent()  # type: ignore[assignment]
     with pytest.raises(ClusterUnavailable) as info:
         asyncio.run(client.request("SET x = 100"))

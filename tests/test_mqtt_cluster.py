@@ -68,6 +68,17 @@ async def _request(state: cl.ClusterState, command: str) -> str | None:
         return result.reply.result
 
 
+async def _request_path(state: cl.ClusterState, hint: str, command: str,
+                        expected: str) -> list[str]:
+    """Run ``command`` from a client whose leader hint is ``hint``; the nodes it tried."""
+    async with ClusterClient(state.broker, state.name, deadline_s=15,
+                             watch_status=False, nodes=sorted(state.nodes)) as c:
+        c.last_leader = hint
+        result = await c.request(command)
+        assert (result.reply.status.value, result.reply.result) == ("ok", expected), result
+        return result.path
+
+
 async def _statuses(state: cl.ClusterState, wait_s: float = 1.0) -> dict[str, cl.NodeProcess]:
     return await cl.fetch_status(state, wait_s)
 
@@ -90,8 +101,10 @@ def test_write_kill_leader_read_restart_catch_up(cluster_of, algorithm):
     st = asyncio.run(_statuses(state))
     leader = next(n for n, p in st.items() if p.status and p.status.role == "leader")
     os.kill(state.nodes[leader], signal.SIGKILL)
-    # A new leader serves the acknowledged write.
-    assert asyncio.run(_request(state, "GET x")) == "100"
+    # A client that knew the old leader tries it once, then finds the new one; a new leader
+    # serves the acknowledged write.
+    path = asyncio.run(_request_path(state, leader, "GET x", "100"))
+    assert path[0] == leader and path.count(leader) == 1, path
     assert asyncio.run(_request(state, "SET y = 2")) == "OK"
 
     cl.restart_node(state.name, leader, root=Path(state.directory).parent)

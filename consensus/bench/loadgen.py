@@ -13,8 +13,10 @@ run from an operation's *scheduled* time, so a generator that falls behind, or r
 free client ids, shows up as latency rather than hiding it (no coordinated omission): the
 "acknowledged within 1 s" criterion uses these. ``service_ms`` run from the request's first
 publish to its reply: what the p50/p99 columns show, without the generator's own wake-up
-lag (asyncio timers fire up to ~1 ms late). A redirect
-is followed at once; an operation unanswered for 1 s is resent with the same seq.
+lag (asyncio timers fire up to ~1 ms late). Where a redirected or unanswered request goes next
+is :class:`~consensus.retry.Retrier`'s choice, as for every client: a redirect naming a live
+leader is followed after 5 ms, one naming nobody after a jittered backoff; an operation
+unanswered for 1 s is resent, same seq and command, to the next node.
 
 Requests and replies go through :mod:`consensus.codec` like any client's (its generated fast
 path keeps that to a few microseconds per operation).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import random
 import sys
 import time
 from collections import deque
@@ -34,6 +37,7 @@ import orjson
 
 from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, ReplyStatus
+from consensus.retry import Retrier
 from consensus.transport import topics
 from consensus.transport.mqtt import make_client
 
@@ -49,6 +53,8 @@ class _Op:
     sent: float  # last (re)send
     target: str
     first_sent: float = 0.0
+    command: str = ""  # the same text on every resend: exactly-once needs (client, seq, command)
+    retries: int = 0
 
 
 class LoadGen:
@@ -64,6 +70,9 @@ class LoadGen:
         # (scheduled, ms from the scheduled time, ms from the first publish)
         self.latencies: list[tuple[float, float, float]] = []
         self.target = nodes[0]
+        # Target choice (redirect hints, the next node after a silent one, backoff when no
+        # leader is known) is the shared client policy's; the hot path stays here.
+        self.retry = Retrier(nodes, random.Random(name))
         self.clients = [make_client(library, broker, f"{cluster}-{name}-{c}", self._on_reply)
                         for c in range(connections)]
         self.redirects = 0
@@ -76,9 +85,8 @@ class LoadGen:
             await client.subscribe(*(topics.client(self.cluster, cid) for cid in self.ids[c]))
 
     def _send(self, op: _Op) -> None:
-        n = next(self.counter)
         payload = encode_message(ClientRequest(src=op.client_id, dst=op.target, seq=op.seq,
-                                               command=f"SET k{n % 100} = {n}"), self.cluster)
+                                               command=op.command), self.cluster)
         self.clients[op.conn].publish(topics.node_in(self.cluster, op.target), payload)
 
     def _issue(self, scheduled: float) -> bool:
@@ -88,7 +96,8 @@ class LoadGen:
         seq = self.seqs.get(cid, 0) + 1
         self.seqs[cid] = seq
         now = time.perf_counter()
-        op = _Op(scheduled, seq, cid, conn, now, self.target, now)
+        n = next(self.counter)
+        op = _Op(scheduled, seq, cid, conn, now, self.target, now, f"SET k{n % 100} = {n}")
         self.outstanding[cid] = op
         self._send(op)
         return True
@@ -107,14 +116,15 @@ class LoadGen:
             return
         if reply.status is ReplyStatus.REDIRECT:
             self.redirects += 1
-            leader = reply.leader
-            if leader and leader in self.nodes and leader != op.target:
-                self.target = leader
-            elif op.target == self.target:
-                self.target = self.nodes[(self.nodes.index(self.target) + 1) % len(self.nodes)]
+            leader = reply.leader if reply.leader in self.nodes else None
+            self.target, back_off = self.retry.on_redirect(now * 1000, reply.src, leader)
+            op.retries += 1
             op.target, op.sent = self.target, now
-            asyncio.get_running_loop().call_later(0.005 if leader else 0.05, self._send, op)
+            delay = self.retry.backoff(op.retries) / 1000 if back_off else 0.005
+            asyncio.get_running_loop().call_later(delay, self._send, op)
             return
+        if self.retry.leader_hint != reply.src:
+            self.retry.leader_hint = reply.src
         del self.outstanding[cid]
         self.free.append((op.conn, cid))
         self.latencies.append((op.scheduled, (now - op.scheduled) * 1000,
@@ -123,7 +133,7 @@ class LoadGen:
     async def run(self, rate: float, duration: float, start_at: float, target: str,
                   grace: float) -> dict[str, object]:
         if target in self.nodes:
-            self.target = target
+            self.target = self.retry.leader_hint = target
         self.latencies = []
         t0 = time.perf_counter() + max(0.0, start_at - time.time())
         t_end = t0 + duration
@@ -148,6 +158,7 @@ class LoadGen:
                 next_resend_scan = now + 0.25
                 for op in self.outstanding.values():
                     if now - op.sent > RESEND_AFTER_S:
+                        self.target = self.retry.on_timeout(now * 1000, op.target)
                         op.sent, op.target = now, self.target
                         self.resends += 1
                         self._send(op)

@@ -42,7 +42,7 @@ from typing import Any
 
 from consensus.algorithms import get_algorithm
 from consensus.check.invariants import SharedChecker
-from consensus.client import ClusterClient, ClusterUnavailable
+from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, is_ours, restart_node, spawn_node
 from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
@@ -122,6 +122,7 @@ class BusCluster:
         self.sessions: dict[str, str] = {}  # history client name -> its session id on the bus
         self._stop = asyncio.Event()
         self._clients: list[asyncio.Task[None]] = []
+        self._fed: dict[NodeId, StatusReport] = {}  # the clients' status feed (status_feed)
         self.owned = True  # started its processes (and stops them); False: attached
         self.client_owned = True  # False: the connection is the caller's (see attach)
         self.seen: dict[NodeId, float] = {}  # when each node's latest status arrived
@@ -402,9 +403,20 @@ class BusCluster:
         self._clients = []
         return list(self.ops)
 
+    def status_feed(self) -> list[tuple[float, StatusReport]]:
+        """The statuses this cluster watched, with their age (the clients' leader hints and
+        down detection, without every client subscribing to the status topic)."""
+        # A crashed node's status is dropped at once (the harness knows it killed it); a real
+        # client only sees its statuses stop, so the feed keeps the last one, growing older.
+        self._fed.update(self.status)
+        now = self.now
+        return [(now - self.seen[nid], st) for nid, st in sorted(self._fed.items())
+                if nid in self.seen]
+
     async def _client(self, name: str, w: Workload, seed: int, end_ms: float) -> None:
-        """One client: one command in flight, retried with the same seq until answered (the
-        redirects and retries are :class:`ClusterClient`'s, as for `consensus-lab client`)."""
+        """One client: one command in flight, retried with the same seq (the retries are
+        :class:`ClusterClient`'s, as for `consensus-lab client`), given up as unknown at the
+        request deadline while the workload runs, and at the run's end after it."""
         rng = random.Random(f"{seed}/client/{name}")
         keys = KeyChooser(w.keys, w.key_distribution, rng)
         per_client = (w.rate / w.clients) if w.rate else None
@@ -414,8 +426,8 @@ class BusCluster:
         self.sessions[name] = session
         async with ClusterClient(
                 self.opts.broker, self.name, library=self.opts.library, nodes=list(self.ids),
-                client_id=session, attempt_timeout_s=w.request_timeout_ms / 1000,
-                watch_status=False) as client:
+                client_id=session, watch_status=False, policy=w.retry,
+                status_feed=self.status_feed) as client:
             client.last_leader = self.leader()
             while not self._stop.is_set():
                 if per_client:
@@ -432,17 +444,37 @@ class BusCluster:
                         else f"SET {key} = {name}-{seq}")
                 op = Operation(name, seq, text, self.now, attempts=0, scheduled_ms=scheduled)
                 self.ops.append(op)
-                client.deadline_s = max(0.0, (end_ms - self.now) / 1000)
-                try:
-                    result = await client.request(text)
-                except ClusterUnavailable:
-                    break  # the run ended with it in flight: its outcome stays unknown
+                result = await self._request(client, op, w, end_ms)
+                if result is None:
+                    if self.now >= end_ms:
+                        break  # the run ended with it in flight: its outcome stays unknown
+                    continue  # given up at the deadline: unknown (info); the next command
                 op.complete_ms = self.now
-                op.attempts = result.attempts
+                op.attempts += result.attempts
                 op.outcome = "ok" if result.reply.status == ReplyStatus.OK else "fail"
                 op.result = result.reply.result
                 if not per_client and w.think_ms:
                     await asyncio.sleep(w.think_ms / 1000)
+
+    async def _request(self, client: ClusterClient, op: Operation, w: Workload,
+                       end_ms: float) -> ClientResult | None:
+        """One command: None if given up (``op`` then says so) or the run ended first."""
+        again = False
+        while True:
+            until_end = max(0.0, (end_ms - self.now) / 1000)
+            # After the workload the command retries until the end, for the liveness check.
+            client.deadline_s = (until_end if self._stop.is_set()
+                                 else min(until_end, w.request_timeout_ms / 1000))
+            try:
+                return await client.request(op.command, again=again)
+            except ClusterUnavailable:
+                op.attempts += len(client.last_path)
+                if self.now >= end_ms:
+                    return None
+                if not self._stop.is_set():
+                    op.complete_ms = self.now  # outcome stays info
+                    return None
+                again = True
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -3,8 +3,10 @@
 - latency percentiles per operation type (HdrHistogram, microsecond resolution);
 - throughput over time in 100 ms bins (operations answered ok);
 - messages and bytes per committed operation, by message type;
-- for every fault: time to detect (first node to campaign), time to elect (a new leader), and
-  the unavailability window (last answer before the fault to first answer after it);
+- for every fault, from the system's side: time to detect (first node to campaign), to elect
+  (a new leader) and to commit (first write answered under the new leader); from the clients'
+  side: each client's gap between its last ok answer before the fault and its first after
+  (median and max over clients). :data:`FIGURE_DEFINITIONS` says what every figure includes;
 - leader changes, term/ballot churn, and counts of ok/fail/info operations.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 from consensus.history import Operation
 
 BIN_MS = 100.0
+FAILOVER_KEYS = ("detect_ms", "elect_ms", "commit_ms", "client_gap_ms", "client_gap_max_ms")
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
@@ -53,20 +57,71 @@ def throughput_bins(ops: Sequence[Operation], end_ms: float) -> list[int]:
     return bins
 
 
+# What each figure includes, one line each, keyed by the label the reports show.
+FIGURE_DEFINITIONS: dict[str, str] = {
+    "throughput": "operations answered ok during the workload, per second of workload (the "
+                  "settle period after it excluded)",
+    "latency p50": "median time from a command's arrival (open loop) or invocation to its ok "
+                   "answer, retries and redirects included; unanswered operations excluded",
+    "latency p99": "99th percentile of the same latencies (HdrHistogram, 3 significant digits)",
+    "latency max": "the slowest ok answer, retries included (a command still unanswered at "
+                   "its request_timeout_ms is given up as unknown instead)",
+    "messages per op": "protocol messages sent (client requests and replies excluded) per "
+                       "distinct committed client command",
+    "bytes per op": "encoded bytes of those protocol messages per committed command",
+    "leader changes": "times some node became leader of a new term/ballot, the first election "
+                      "included",
+    "elections started": "times a node became candidate (Raft) / began Phase 1 (Paxos)",
+    "failover: detect": "per leader-losing fault: fault -> the first node starting an election "
+                        "(system side)",
+    "failover: elect": "per leader-losing fault: fault -> a new leader elected (system side)",
+    "failover: commit": "per leader-losing fault: fault -> the first write answered ok after "
+                        "the new leader's election, i.e. committed under the new term/ballot",
+    "failover: client gap": "per leader-losing fault: median over clients of the gap between a "
+                            "client's last ok answer before the fault and its first after (an "
+                            "answer already in flight at the fault does not end it)",
+    "failover: client gap max": "per leader-losing fault: the longest such gap of any client",
+    "operations unknown": "operations whose outcome is unknown (info): given up at the "
+                          "request deadline, or still in flight when the run ended",
+}
+
+
 @dataclass(slots=True)
 class FaultImpact:
+    """How one fault disturbed the cluster; times in ms after the fault, None if it did not
+    happen before the next fault (or the end). See :data:`FIGURE_DEFINITIONS`."""
+
     at_ms: float
     fault: str
     leader_before: str | None
     new_leader: str | None  # first leader elected after the fault (before the next fault)
     detect_ms: float | None  # first node to start an election after the fault
     elect_ms: float | None
-    # The longest stretch without an ok answer from the last one before the fault until the
-    # next fault: the outage the fault caused (answers already in flight do not hide it).
-    unavailable_ms: float | None
+    commit_ms: float | None  # first write answered ok after the new leader's election
+    client_gap_ms: float | None  # median over clients of their gap (see client_gaps)
+    client_gap_max_ms: float | None
+    clients_measured: int  # clients with an ok answer both before and after the fault
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
+
+
+def client_gaps(ops: Sequence[Operation], t: float, horizon: float) -> list[float]:
+    """Per client: the longest wait between its consecutive ok answers, from its last one at or
+    before ``t`` to its answers up to ``horizon`` -- the gap from its last success before the
+    fault to its first after, unless an answer already in flight at the fault came in between
+    (then the outage is the gap after that one). Clients lacking either end are left out."""
+    answers: dict[str, list[float]] = defaultdict(list)
+    for op in ops:
+        if op.outcome == "ok" and op.complete_ms is not None and op.complete_ms <= horizon:
+            answers[op.client].append(op.complete_ms)
+    gaps = []
+    for client in sorted(answers):
+        times = sorted(answers[client])
+        k = bisect.bisect_right(times, t)
+        if 0 < k < len(times):
+            gaps.append(max(b - a for a, b in itertools.pairwise(times[k - 1:])))
+    return gaps
 
 
 def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
@@ -74,8 +129,8 @@ def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
                   leader_events: Sequence[tuple[float, str, int]],
                   end_ms: float) -> list[FaultImpact]:
     """How each fault disturbed the cluster (see the module docstring)."""
-    answers = sorted(op.complete_ms for op in ops
-                     if op.outcome == "ok" and op.complete_ms is not None)
+    writes = sorted(op.complete_ms for op in ops if op.outcome == "ok"
+                    and op.complete_ms is not None and op_type(op) in _WRITES)
     campaigns = [(t, n) for t, n, role, _ in role_events if role in ("candidate", "precandidate")]
     out = []
     for i, (t, what) in enumerate(faults):
@@ -84,16 +139,24 @@ def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
         leader_before = before[-1][1] if before else None
         new = next(((lt, n) for lt, n, _ in leader_events if t < lt <= horizon), None)
         detect = next((ct for ct, _ in campaigns if t < ct <= horizon), None)
-        k = bisect.bisect_right(answers, t)
-        window = answers[max(0, k - 1):bisect.bisect_right(answers, horizon)]
-        gaps = [b - a for a, b in itertools.pairwise(window)]
+        commit = None
+        if new is not None:
+            k = bisect.bisect_right(writes, new[0])
+            commit = writes[k] if k < len(writes) and writes[k] <= horizon else None
+        gaps = client_gaps(ops, t, horizon)
         out.append(FaultImpact(
             at_ms=t, fault=what, leader_before=leader_before,
             new_leader=new[1] if new else None,
             detect_ms=None if detect is None else detect - t,
             elect_ms=None if new is None else new[0] - t,
-            unavailable_ms=max(gaps) if gaps else None))
+            commit_ms=None if commit is None else commit - t,
+            client_gap_ms=statistics.median(gaps) if gaps else None,
+            client_gap_max_ms=max(gaps) if gaps else None,
+            clients_measured=len(gaps)))
     return out
+
+
+_WRITES = frozenset({"SET", "DEL", "CAS"})
 
 
 def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: float,
@@ -133,10 +196,8 @@ def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: flo
         "elections_started": sum(1 for _, _, role, _ in role_events if role == "candidate"),
         "max_term": max((term for _, _, term in leader_events), default=0),
         "faults": [i.to_json() for i in impacts],
-        "failover": {
-            "detect_ms": [i.detect_ms for i in impacts if i.new_leader and i.detect_ms is not None],
-            "elect_ms": [i.elect_ms for i in impacts if i.elect_ms is not None],
-            "unavailable_ms": [i.unavailable_ms for i in impacts
-                               if i.new_leader and i.unavailable_ms is not None],
-        },
+        # Over the faults after which a new leader was elected.
+        "failover": {key: [getattr(i, key) for i in impacts
+                           if i.new_leader and getattr(i, key) is not None]
+                     for key in FAILOVER_KEYS},
     }

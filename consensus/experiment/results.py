@@ -39,7 +39,8 @@ HEADLINE = [
     ("leader changes", ("leader_changes",), "", "lower"),
     ("elections started", ("elections_started",), "", "lower"),
     ("failover: elect", ("failover", "elect_ms"), "ms", "lower"),
-    ("failover: unavailable", ("failover", "unavailable_ms"), "ms", "lower"),
+    ("failover: commit", ("failover", "commit_ms"), "ms", "lower"),
+    ("failover: client gap", ("failover", "client_gap_ms"), "ms", "lower"),
     ("operations unknown", ("operations", "info"), "", "lower"),
 ]
 

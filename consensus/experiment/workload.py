@@ -5,9 +5,15 @@ loop (``rate`` ops/s in total): commands arrive at Poisson times whether or not 
 keeps up; an arrival while the client is busy waits in its queue, and its latency counts from
 its arrival (no coordinated omission), while the history records when it was actually sent.
 
-A client follows redirects to the leader, and after a timeout retries at another node with
-the *same* ``(client_id, seq)``, so the state machine applies a retried command once. Writes
-carry unique values (``SET k = c3-17``) so a history can tell every write apart.
+Clients retry as :mod:`consensus.retry` decides, like the bus's and the CLI's: a short
+per-attempt timeout, jittered backoff (from the client's seeded rng), leader hints from
+redirects and from the nodes' status (read every 50 ms from the nodes that would publish it:
+up and not paused), and the next node when the current one is known down. Every retry keeps
+the *same* ``(client_id, seq)``, so the state machine applies a retried command once. While
+the workload runs, a command unanswered ``request_timeout_ms`` after its invocation is given
+up as unknown (``info``) and the client moves on; after :meth:`SimClient.stop` the last one
+retries until answered. Writes carry unique values (``SET k = c3-17``) so a history can tell
+every write apart.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ from typing import TYPE_CHECKING
 
 from consensus.history import Operation
 from consensus.messages import ClientReply, ClientRequest, Command, NodeId, ReplyStatus
+from consensus.retry import Retrier, RetryPolicy
 
 if TYPE_CHECKING:
     from consensus.sim import Simulation
+
+DEFAULT_POLICY = RetryPolicy()
+STATUS_INTERVAL_MS = 50.0  # how often a simulated client reads the nodes' status, as on the bus
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +41,10 @@ class Workload:
     think_ms: float = 10.0  # closed loop: pause between an answer and the next command
     read_ratio: float = 0.3
     keys: int = 10
-    request_timeout_ms: float = 500.0
-    redirect_backoff_ms: float = 20.0  # wait before retrying when no leader is known
+    request_timeout_ms: float = 500.0  # overall deadline; then the outcome is unknown (info)
     rate: float | None = None  # total ops/s over all clients (open loop); None: closed loop
     key_distribution: str = "uniform"  # uniform | zipfian | hotspot
+    retry: RetryPolicy = DEFAULT_POLICY  # attempt timeouts, backoff, next target
 
 
 class KeyChooser:
@@ -79,7 +89,11 @@ class SimClient:
         self.queue: list[tuple[Operation, NodeId | None]] = []
         self.history: list[Operation] = []
         self.running = False
+        self.retry = Retrier(sim.ids, self.rng, self.workload.retry)
         self._attempt = 0  # tells a stale timeout from the live one
+        self._retries = 0  # of the current operation
+        self._sent_at = 0.0
+        self._polling = False
         sim.clients[client_id] = self
 
     def start(self, at: float = 0.0) -> None:
@@ -130,57 +144,108 @@ class SimClient:
 
     def _begin_next(self) -> None:
         op, node = self.queue.pop(0)
-        op.invoke_ms = self.sim.now
+        now = self.sim.now
+        op.invoke_ms = now
+        retry = self.retry
         if node is not None:
             self.target = node
+        else:
+            guess = retry.leader_hint or retry.status_leader(now)
+            if guess is not None and not retry.is_down(now, guess):
+                self.target = guess
+            elif retry.is_down(now, self.target):
+                self.target = retry.next_target(now, avoid=self.target)
         self.current = op
+        self._retries = 0
         self.history.append(op)
+        if not self._polling:
+            self._polling = True
+            self.sim.at(now, self._poll)
         self._send()
+
+    def _poll(self) -> None:
+        """Read the statuses the nodes would publish now (up and not paused ones only)."""
+        sim = self.sim
+        now = sim.now
+        for nid in sim.ids:
+            st = sim.statuses.get(nid)
+            if st is not None and sim.is_up(nid) and nid not in sim.paused:
+                self.retry.observe_status(now, nid, st.role, st.term, st.leader)
+        if self.running or self.current is not None:
+            sim.at(now + STATUS_INTERVAL_MS, self._poll)
+        else:
+            self._polling = False
+
+    def _expired(self, op: Operation) -> bool:
+        """Past the overall deadline while the workload runs (after :meth:`stop` the last
+        command retries until answered, so the liveness check can tell a stuck cluster)."""
+        return self.running and self.sim.now >= op.invoke_ms + self.workload.request_timeout_ms
 
     def _send(self) -> None:
         op = self.current
         assert op is not None
+        now = self.sim.now
+        if self._expired(op):
+            self._give_up(op)
+            return
         op.attempts += 1
         self._attempt += 1
         attempt = self._attempt
+        self._sent_at = now
         self.sim.send_client_request(ClientRequest(src=self.id, dst=self.target, seq=op.seq,
                                                    command=op.command))
-        self.sim.at(self.sim.now + self.workload.request_timeout_ms,
-                    lambda: self._on_timeout(attempt))
+        left = (op.invoke_ms + self.workload.request_timeout_ms - now if self.running
+                else float("inf"))
+        wait = self.retry.attempt_timeout(left)
+        self.sim.at(now + wait, lambda: self._on_timeout(attempt))
 
     def _on_timeout(self, attempt: int) -> None:
         if self.current is None or attempt != self._attempt:
             return
-        self.target = self._another_node(self.target)
-        self._send()
+        self.target = self.retry.on_timeout(self.sim.now, self.target)
+        self._retry_later()
 
-    def _another_node(self, than: NodeId) -> NodeId:
-        others = [n for n in self.sim.ids if n != than]
-        return self.rng.choice(others) if others else than
+    def _retry_later(self) -> None:
+        op = self.current
+        assert op is not None
+        self._retries += 1
+        self._attempt += 1  # no attempt is live while we back off
+        self.sim.at(self.sim.now + self.retry.backoff(self._retries), lambda: self._resend(op))
+
+    def _resend(self, op: Operation) -> None:
+        if self.current is op:
+            self._send()
+
+    def _give_up(self, op: Operation) -> None:
+        """The overall deadline passed: the outcome is unknown (it may still take effect)."""
+        self._attempt += 1
+        op.complete_ms = self.sim.now
+        op.outcome = "info"
+        self._finish()
 
     def on_reply(self, reply: ClientReply) -> None:
         op = self.current
         if op is None or reply.seq != op.seq:
-            return  # an answer to an attempt we already gave up on
+            return  # an answer to an operation we already gave up on
+        now = self.sim.now
         self._attempt += 1  # cancels the pending timeout
         if reply.status == ReplyStatus.REDIRECT:
-            if reply.leader is not None and reply.leader != reply.src:
-                self.target = reply.leader
-                self._send()
+            self.target, back_off = self.retry.on_redirect(now, reply.src, reply.leader)
+            if back_off:
+                self._retry_later()
             else:
-                self.target = self._another_node(reply.src)
-                self.sim.at(self.sim.now + self.workload.redirect_backoff_ms, self._resend)
+                self._send()
             return
-        op.complete_ms = self.sim.now
+        self.retry.on_reply_from(reply.src, now - self._sent_at)
+        op.complete_ms = now
         op.outcome = "ok" if reply.status == ReplyStatus.OK else "fail"
         op.result = reply.result
-        self.current = None
         self.sim.on_client_reply(reply, Command(self.id, op.seq, op.command))
+        self._finish()
+
+    def _finish(self) -> None:
+        self.current = None
         if self.queue:
             self._begin_next()
         elif self.running and not self.workload.rate:
             self.sim.at(self.sim.now + self.workload.think_ms, self._next_random)
-
-    def _resend(self) -> None:
-        if self.current is not None:
-            self._send()
