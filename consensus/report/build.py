@@ -52,7 +52,9 @@ CAPTIONS = {
                 "heartbeats (hatched). Client requests and replies are excluded.",
     "failover": "For every fault after which a new leader was elected, on every seed: time "
                 "from the fault to the first node campaigning (detect), to a new leader "
-                "(elect), and the longest gap between answers (unavailable).",
+                "(elect), to the first write answered ok after that (commit), and each "
+                "client's wait from its last answer before the fault to its first after "
+                "(client gap, the median over clients); see 'What each figure includes'.",
     "load": "Each point is one run at an offered rate (label, ops/s): the throughput it "
             "achieved (median of seeds) against its median and p99 latency. Both axes are "
             "logarithmic, since rates and latencies span decades. A curve bending up marks "

@@ -202,8 +202,10 @@ _PHRASES: dict[str, tuple[str, str, str, bool]] = {
                           False),
     "failover: detect": ("{b} notices a lost leader {x} {dir} than {a}", "sooner", "later", True),
     "failover: elect": ("{b} elects a new leader {x} {dir} than {a}", "sooner", "later", True),
-    "failover: unavailable": ("{b} is unavailable {x} {dir} per failover than {a}", "shorter",
-                              "longer", True),
+    "failover: commit": ("{b} commits again {x} {dir} after a failover than {a}", "sooner",
+                         "later", True),
+    "failover: client gap": ("{b}'s clients wait {x} {dir} per failover than {a}'s", "less",
+                             "longer", True),
     "operations unknown": ("{b} leaves {x} {dir} operations of unknown outcome than {a}",
                            "fewer", "more", False),
 }
