@@ -68,6 +68,12 @@ class Network:
     distribution: str = "uniform"  # uniform | constant (min) | exponential (min + exp(mean-min))
     loss: float = 0.0
     duplicate: float = 0.0
+    # Whether messages on one link (sender -> receiver) may overtake each other. Off, each
+    # link is FIFO, as TCP and the MQTT broker are (a message is delivered no earlier than the
+    # one sent before it on its link): the real bus never reorders a link, and reordering
+    # costs Raft refusals and resends (its log must arrive in order) that Multi-Paxos's
+    # independent slots do not pay. On, it is a stress test (the safety sweep).
+    reorder: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.latency_ms
@@ -197,6 +203,8 @@ class Simulation:
         self._lat_span = hi - lo
         # 0: constant, 1: uniform, 2: exponential, exactly as Network.sample draws them;
         # 3: a subclass's own sample().
+        self._reorder = network.reorder
+        self._link_last: dict[tuple[NodeId, NodeId], float] = {}  # FIFO links: last delivery
         self._lat_mode = (3 if type(network).sample is not Network.sample
                           else 0 if network.distribution == "constant" or lo == hi
                           else 1 if network.distribution == "uniform" else 2)
@@ -483,11 +491,18 @@ class Simulation:
             latency = self._lat_lo
         else:
             latency = self._lat_lo + rng.expovariate(1.0 / self._lat_span)
+        at = now + latency
+        if not self._reorder:
+            link = (msg.src, msg.dst)
+            last = self._link_last.get(link, 0.0)
+            if at < last:
+                at = last  # FIFO link: not before the message sent ahead of it
+            self._link_last[link] = at
         self._seq += 1
-        heapq.heappush(self._heap, (now + latency, self._seq, _DELIVER, msg))
+        heapq.heappush(self._heap, (at, self._seq, _DELIVER, msg))
         if self.observers:
             for observe in self.observers:
-                observe(now, msg, now + latency)
+                observe(now, msg, at)
         if between_nodes:
             dup = (self._network.duplicate if self.duplicate_override is None
                    else self.duplicate_override)
