@@ -16,9 +16,11 @@ is. Every delivery (time, type, sender, receiver), fault, leader change and appl
 folded into ``trace_sha256``.
 
 The network model: a latency distribution, independent loss and duplication, reordering (from
-the latency spread), partitions and one-way cuts between nodes, and message filters for
-scenario tests (etcd's ``deliver-msgs drop=...``). A crash loses everything but what the node
-persisted; a paused node keeps its state but hears nothing until resumed (like SIGSTOP).
+the latency spread; off with ``Network(reorder=False)``, which makes every link FIFO as the
+MQTT bus is, and which the experiment runner uses), partitions and one-way cuts between
+nodes, and message filters for scenario tests (etcd's ``deliver-msgs drop=...``). A crash
+loses everything but what the node persisted; a paused node keeps its state but hears nothing
+until resumed (like SIGSTOP).
 Clients are outside the cluster: partitions and loss apply between nodes only.
 
 What a simulated millisecond is: a millisecond of wall time on a network whose one-way delay
@@ -27,12 +29,12 @@ that take no CPU time (unless ``processing`` charges some per message) and a dis
 no time (unless ``disk_ms``). Time passes only in the links, so a client's latency is the sum
 of its path's link delays: client -> leader, leader -> followers and back (the majority's
 slower half), leader -> client; with the library's 1-5 ms links that is about 11.5 ms at the
-median (measured 12.5 ms; batching and the odd reordered message add the rest). Loopback
-MQTT, where the real bus runs, is more like 0.2-0.6 ms per hop: the simulator with those links
-gives a median of 1.6 ms, as the bus's 2-3 ms. The rest of a simulated open-loop latency is
-the client's own queue: each workload client has one command in flight (a Jepsen-style
-process), so at 400 ops/s over 8 clients a command arriving every 20 ms on average waits
-behind one served in 12.5 ms (62% busy), which adds about 7 ms at the median.
+median (measured 12.1 ms on FIFO links). Loopback MQTT, where the real bus runs, is more like
+0.2-0.6 ms per hop: the simulator with those links gives a median of 1.6 ms, as the bus's
+2-3 ms. The rest of a simulated open-loop latency is the client's own queue: each workload
+client has one command in flight (a Jepsen-style process), so at 400 ops/s over 8 clients a
+command arriving every 20 ms on average waits behind one served in 12.1 ms (60% busy), which
+adds about 5 ms at the median (docs/comparison.md).
 """
 
 from __future__ import annotations
