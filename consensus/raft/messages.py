@@ -88,7 +88,7 @@ EntryRun = tuple[int, tuple[Command | None, ...]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppendEntriesWire(Message):
+class AppendEntriesWire:
     """AppendEntries as it crosses the wire: the entries as runs of one term.
 
     In memory an entry carries its own term and index (what the log and the handlers want);
@@ -96,9 +96,12 @@ class AppendEntriesWire(Message):
     first slot) and consecutive entries of one term share it: ``[[term, [command, ...]], ...]``.
     A batch is almost always one run, so its bytes are the commands plus a constant, not a
     term and an index repeated per entry (which made Raft's traffic look dearer than
-    Multi-Paxos's for no reason of the algorithm's). Only the codec uses this class.
+    Multi-Paxos's for no reason of the algorithm's). Only the codec uses this class; it is
+    not a :class:`Message` (no node or observer ever sees one).
     """
 
+    src: NodeId
+    dst: NodeId
     term: int
     prev_log_index: int
     prev_log_term: int
