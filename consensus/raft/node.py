@@ -66,7 +66,9 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode", "Raft
 class RaftProgress(Progress):
     """The leader's view of one follower (Figure 2's nextIndex/matchIndex, plus pipelining).
 
-    Invariant: match < next. Probing starts on a new election and after a refusal."""
+    Invariant: match < next. Probing (``Progress``) starts on a new election, after a refusal
+    and after a heartbeat without progress; a probe batch does not move ``next``, so it is
+    sent again from the same index when the follower answers without acknowledging it."""
 
     # Last index of each batch sent and not yet acknowledged, oldest first (etcd's inflights).
     inflight: deque[int] = field(default_factory=deque)
