@@ -2,8 +2,10 @@
 
 Payloads are JSON objects readable in ``mosquitto_sub`` and in a browser, in the tutorial's
 shape: an AppendEntries reads ``{"type": "AppendEntries", "leader_term": 3, "leader_id":
-"n1", "prev_log_index": 41, "prev_log_term": 3, "entries": [{"term": 3, "index": 42,
-"command": "SET x = 100", ...}], "leader_commit": 41, ...}``.
+"n1", "prev_log_index": 41, "prev_log_term": 3, "entries": [[3, [{"text": "SET x = 100",
+...}, ...]]], "leader_commit": 41, ...}``: its entries travel as runs of one term from
+``prev_log_index + 1`` (a message class may have a separate *wire form*, see
+:func:`register_wire_form`), so an entry's term and index are not repeated in each one.
 
 Encoding and decoding are derived from each dataclass's type hints, so a new message type
 needs only registering. Decoding validates everything: the payload must be a JSON object of a
@@ -144,7 +146,7 @@ class _Codec:
             if len(args) == 2 and args[1] is Ellipsis:
                 enc, dec = self.converter(args[0], owner, name)
                 return self._sequence(enc, dec)
-            raise TypeError(f"{owner}.{name}: only tuple[X, ...] is supported")
+            return self._fixed([self.converter(a, owner, name) for a in args])
         if origin is dict:
             key, value = typing.get_args(hint)
             if key is not str:
@@ -182,6 +184,17 @@ class _Codec:
                 raise DecodeError("bad-field", f"{where} must be a list, got {_show(v)}")
             return tuple(dec(item, f"{where}[{i}]") for i, item in enumerate(v))
         return (lambda v: [enc(item) for item in v]), decode
+
+    @staticmethod
+    def _fixed(items: list[tuple[Encoder, Decoder]]) -> tuple[Encoder, Decoder]:
+        """``tuple[A, B]``: a JSON list of exactly that many items, each of its own type."""
+        def decode(v: Any, where: str) -> tuple:
+            if type(v) is not list or len(v) != len(items):
+                raise DecodeError("bad-field",
+                                  f"{where} must be a list of {len(items)}, got {_show(v)}")
+            return tuple(dec(x, f"{where}[{i}]")
+                         for i, (x, (_, dec)) in enumerate(zip(v, items, strict=True)))
+        return (lambda v: [enc(x) for x, (enc, _) in zip(v, items, strict=True)]), decode
 
     def struct(self, cls: type) -> tuple[Encoder, Decoder]:
         """Encoder/decoder for a dataclass, as a JSON object of its init fields."""
@@ -266,11 +279,16 @@ class _Codec:
             lines, env = self._fast_check(inner, owner, name, var, depth + 1)
             return [f"if {var} is not None:"] + [f"    {line}" for line in lines], env
         if origin is tuple:
-            item = self.fast(typing.get_args(hint)[0], owner, name)
+            args = typing.get_args(hint)
             fn = f"_T{depth}_{name}"
-            env[fn] = item
-            return [f"if type({var}) is not list: raise _INVALID",
-                    f"{var} = tuple([{fn}(x) for x in {var}])"], env
+            if len(args) == 2 and args[1] is Ellipsis:
+                env[fn] = self.fast(args[0], owner, name)
+                return [f"if type({var}) is not list: raise _INVALID",
+                        f"{var} = tuple([{fn}(x) for x in {var}])"], env
+            env[fn] = tuple(self.fast(a, owner, name) for a in args)
+            items = ", ".join(f"{fn}[{i}]({var}[{i}])" for i in range(len(args)))
+            return [f"if type({var}) is not list or len({var}) != {len(args)}: raise _INVALID",
+                    f"{var} = ({items},)"], env
         if origin is dict:
             item = self.fast(typing.get_args(hint)[1], owner, name)
             fn = f"_D{depth}_{name}"
@@ -364,6 +382,8 @@ class _Codec:
 
 
 _codec = _Codec()
+# Message class -> the class it crosses the wire as (same kind); see register_wire_form.
+_WIRE_FORMS: dict[type, Any] = {}
 
 
 def register_messages(classes: Iterable[type]) -> None:
@@ -372,6 +392,15 @@ def register_messages(classes: Iterable[type]) -> None:
         _codec.messages[cls.kind] = cls
         _codec.struct(cls)
         _codec.fast_struct(cls)
+
+
+def register_wire_form(cls: type, wire: Any) -> None:
+    """Send ``cls`` as ``wire``: a registered-like dataclass of the same ``kind`` with
+    ``wire.from_message(msg)`` and ``wire_msg.to_message()``, and a ``validate()`` for its
+    own form. The handlers keep the in-memory form; only the bytes differ."""
+    _codec.struct(wire)
+    _codec.fast_struct(wire)
+    _WIRE_FORMS[cls] = wire
 
 
 def register_records(classes: Iterable[type]) -> None:
@@ -400,6 +429,7 @@ def _register_builtin() -> None:
     register_messages([ClientRequest, ClientReply, rf.RequestVote, rf.RequestVoteReply,
                        rf.AppendEntries, rf.AppendEntriesReply, px.Prepare, px.Promise,
                        px.Accept, px.Accepted, px.Commit, px.Nack])
+    register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
     register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
 
@@ -421,6 +451,9 @@ def _json_object(payload: bytes | str) -> dict[str, Any]:
 
 
 def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
+    wire = _WIRE_FORMS.get(type(msg))
+    if wire is not None:
+        msg = wire.from_message(msg)
     encode, _ = _codec.struct(type(msg))
     out = {"type": msg.kind}
     if cluster is not None:
@@ -431,6 +464,9 @@ def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
 
 def encode_message(msg: Message, cluster: str | None = None) -> bytes:
     """``msg`` as a JSON payload (with the cluster's name when given)."""
+    wire = _WIRE_FORMS.get(type(msg))
+    if wire is not None:
+        msg = wire.from_message(msg)
     return orjson.dumps(_codec.envelope(type(msg))(msg, cluster))
 
 
@@ -450,11 +486,14 @@ def decode_message(payload: bytes | str, *, cluster: str | None = None,
     if cluster is not None and data.get("cluster", cluster) != cluster:
         raise DecodeError("foreign-cluster",
                           f"for cluster {_show(data.get('cluster'))}, this is {cluster!r}")
+    wire = _WIRE_FORMS.get(cls, cls)
     try:
-        msg = _codec.fast_struct(cls)(data)
+        msg = _codec.fast_struct(wire)(data)
     except _Invalid:
-        _, decode = _codec.struct(cls)
+        _, decode = _codec.struct(wire)
         msg = decode(data, kind)  # raises DecodeError saying what is wrong
+    if wire is not cls:
+        msg = msg.to_message()
     if members is not None:
         member_set = set(members)
         if cls is ClientRequest:
@@ -547,5 +586,6 @@ __all__ = [
     "register_messages",
     "register_records",
     "register_structs",
+    "register_wire_form",
     "to_jsonable",
 ]

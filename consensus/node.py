@@ -301,14 +301,58 @@ class Node(ABC):
 
 @dataclass(slots=True)
 class Progress:
-    """A leader's view of one other node; each algorithm extends it (pipelining, repair)."""
+    """A leader's view of one other node; each algorithm extends it (what is in flight, repair).
+
+    Flow control is the same for both algorithms, after etcd-io/raft's progress states:
+
+    - *replicate* (``probe`` off): up to ``max_inflight`` batches in flight, the pipeline.
+    - *probe* (after a refusal or a suspected loss): one batch, and then nothing but heartbeats
+      until the peer answers anything (``probe_sent``). A peer that is down or cut off thus
+      costs a heartbeat per interval, not a batch of up to ``max_batch`` entries resent every
+      interval. An answer that acknowledges the batch returns the peer to *replicate*; any
+      other answer lets the batch go once more (it, or its answer, was lost).
+    """
 
     next: int  # next index / slot to send
     match: int = 0  # highest index / slot known to be held by the peer
-    # Probing (after a refusal or a suspected loss): one batch at a time until one is
-    # acknowledged, then the full pipelining window.
     probe: bool = True
+    # Invariant: probe_sent implies probe. A probe batch went out and nothing came back since.
+    probe_sent: bool = False
     active: bool = False  # heard from since the last check-quorum round
+
+    def window(self, max_inflight: int) -> int:
+        """How many batches may be in flight to the peer now."""
+        if not self.probe:
+            return max_inflight
+        return 0 if self.probe_sent else 1
+
+    def sent_batch(self) -> None:
+        """A batch of entries went out (not a heartbeat)."""
+        if self.probe:
+            self.probe_sent = True
+
+    def heard(self) -> bool:
+        """Any answer from the peer: it is alive. True if a probe batch was waiting for it;
+        unless this answer acknowledges that batch, the caller sends it again."""
+        self.active = True
+        waiting, self.probe_sent = self.probe_sent, False
+        return waiting
+
+    def become_probe(self, next_index: int) -> None:
+        """Stop pipelining; send from ``next_index``, one batch at a time."""
+        self.next = next_index
+        self.probe = True
+        self.probe_sent = False
+
+    def become_replicate(self) -> None:
+        """The peer acknowledged entries: pipeline again."""
+        self.probe = False
+        self.probe_sent = False
+
+    def may_resend(self) -> bool:
+        """At a heartbeat: whether what seems lost may be sent again. Not while a probe is
+        unanswered: the peer may be down, and the heartbeat will tell when it is back."""
+        return not self.probe_sent
 
 
 class ConsensusNode(Node):

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.codec import (
+    _WIRE_FORMS,
     MAX_PAYLOAD,
     DecodeError,
     _codec,
@@ -39,6 +40,11 @@ MESSAGES = [
     rf.RequestVoteReply(src="n2", dst="n1", term=4, granted=True),
     rf.AppendEntries(src="n1", dst="n2", term=3, prev_log_index=41, prev_log_term=3,
                      entries=(rf.Entry(3, 42, CMD), rf.Entry(3, 43, None)), leader_commit=41),
+    rf.AppendEntries(src="n1", dst="n3", term=5, prev_log_index=9, prev_log_term=1,
+                     entries=(rf.Entry(1, 10, CMD), rf.Entry(4, 11, None), rf.Entry(4, 12, CMD),
+                              rf.Entry(5, 13, None)), leader_commit=9),
+    rf.AppendEntries(src="n1", dst="n2", term=3, prev_log_index=43, prev_log_term=3,
+                     entries=(), leader_commit=43),
     rf.AppendEntriesReply(src="n2", dst="n1", term=3, success=False, reject_index=41,
                           conflict_term=2, conflict_index=30),
     px.Prepare(src="n1", dst="n2", ballot=B, first_slot=5),
@@ -64,8 +70,28 @@ def test_append_entries_is_in_the_tutorials_shape():
     assert data["type"] == "AppendEntries"
     assert (data["leader_term"], data["leader_id"]) == (3, "n1")
     assert (data["prev_log_index"], data["prev_log_term"], data["leader_commit"]) == (41, 3, 41)
-    assert data["entries"][0]["index"] == 42 and data["entries"][0]["term"] == 3
-    assert data["entries"][0]["command"]["text"] == "SET x = 100"
+    # Entries travel as runs of one term from prev_log_index + 1: [[term, [commands]], ...].
+    assert data["entries"] == [[3, [{"client_id": "c1", "seq": 7, "text": "SET x = 100"}, None]]]
+
+
+def test_append_entries_runs_decode_back_to_the_same_entries():
+    msg = MESSAGES[5]
+    data = orjson.loads(encode_message(msg))
+    assert [run[0] for run in data["entries"]] == [1, 4, 5]
+    assert [len(run[1]) for run in data["entries"]] == [1, 2, 1]
+    assert decode_message(encode_message(msg)).entries == msg.entries
+    assert [(e.term, e.index) for e in decode_message(encode_message(msg)).entries] == [
+        (1, 10), (4, 11), (4, 12), (5, 13)]
+
+
+def test_a_batch_costs_its_commands_and_a_constant_not_a_term_and_index_per_entry():
+    def size(n: int) -> int:
+        entries = tuple(rf.Entry(3, 42 + i, CMD) for i in range(n))
+        return len(encode_message(rf.AppendEntries(
+            src="n1", dst="n2", term=3, prev_log_index=41, prev_log_term=3, entries=entries,
+            leader_commit=41)))
+    command = len(orjson.dumps(CMD)) + 1  # the command and its comma
+    assert size(20) - size(10) == 10 * command
 
 
 @pytest.mark.parametrize("record", [
@@ -118,8 +144,15 @@ def edited(payload: bytes, **changes) -> bytes:
     (mutate(extra=1), "bad-field"),
     (mutate(leader_id="mallory"), "foreign-sender"),
     (mutate(cluster="other"), "foreign-cluster"),
-    (mutate(entries=[{"term": 3, "index": 99, "command": None}]), "bad-field"),  # wrong index
-    (mutate(entries=[{"term": 9, "index": 42, "command": None}]), "bad-field"),  # future term
+    (mutate(entries=[{"term": 3, "index": 42, "command": None}]), "bad-field"),  # old form
+    (mutate(entries=[[9, [None]]]), "bad-field"),  # a term after the leader's
+    (mutate(entries=[[2, [None]]]), "bad-field"),  # a term before prev_log_term
+    (mutate(entries=[[3, []]]), "bad-field"),  # an empty run
+    (mutate(entries=[[3, [None]], [3, [None]]]), "bad-field"),  # one term split in two runs
+    (mutate(prev_log_term=1, entries=[[3, [None]], [2, [None]]]), "bad-field"),  # falling
+    (mutate(entries=[[3]]), "bad-field"),  # not a pair
+    (mutate(entries=[[3, [None], 4]]), "bad-field"),  # not a pair
+    (mutate(entries=[[0, [None]]]), "bad-field"),  # term 0 holds no entries
     (b" " * (MAX_PAYLOAD + 1), "too-large"),
 ])
 def test_malformed_payloads_are_refused_with_a_reason(payload, reason):
@@ -159,6 +192,7 @@ def test_any_field_replaced_by_any_json_is_decoded_or_refused_cleanly(msg, key, 
 
 def fast_and_strict_agree(cls: type, data: object) -> None:
     """The generated fast decoder accepts exactly what the strict one accepts, equal."""
+    cls = _WIRE_FORMS.get(cls, cls)  # what the payload is decoded as
     try:
         fast = _codec.fast_struct(cls)(data)
     except _Invalid:
@@ -176,6 +210,17 @@ def test_fast_decoder_agrees_with_the_strict_one(msg, key, value, nested):
     data = orjson.loads(encode_message(msg, "demo"))
     fast_and_strict_agree(type(msg), data)
     lists = [k for k, v in data.items() if type(v) is list and v and type(v[0]) is dict]
+    runs = [k for k, v in data.items() if type(v) is list and v and type(v[0]) is list]
+    if nested and runs:
+        # Inside a run: its term, its command list, or one of its commands.
+        run = data[runs[0]][0]
+        spot = len(key) % 3
+        if spot < 2:
+            run[spot] = value
+        else:
+            run[1][0] = value
+        fast_and_strict_agree(type(msg), data)
+        return
     target = data[lists[0]][0] if nested and lists else data
     field = key if key not in ("", "type") else sorted(target)[len(key) % len(target)]
     target[field] = value

@@ -90,7 +90,8 @@ def workload_of(spec: ExperimentSpec) -> Workload:
 def network_of(spec: ExperimentSpec) -> Network:
     n = spec.network
     return Network(latency_ms=(n.latency_ms.min, n.latency_ms.max),
-                   distribution=n.latency_ms.distribution, loss=n.loss, duplicate=n.duplicate)
+                   distribution=n.latency_ms.distribution, loss=n.loss, duplicate=n.duplicate,
+                   reorder=False)  # FIFO links, as the bus's (sim.Network.reorder)
 
 
 @dataclass(frozen=True, slots=True)

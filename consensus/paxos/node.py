@@ -415,7 +415,7 @@ class PaxosNode(ConsensusNode):
             return
         peer = msg.src
         pr = self.progress[peer]
-        pr.active = True
+        probing = pr.heard()
         # Only we propose at our ballot, so no honest claim goes past our last slot.
         through = min(msg.accepted_through, self.next_slot - 1)
         counted = through > pr.match
@@ -425,7 +425,7 @@ class PaxosNode(ConsensusNode):
         while pr.inflight and pr.inflight[0][0] <= done:
             pr.inflight.popleft()
         if msg.count:
-            pr.probe = False
+            pr.become_replicate()
             bit, votes = self.bit[peer], self.votes
             for slot in range(max(msg.first_slot, done + 1),
                               min(msg.first_slot + msg.count, self.next_slot)):
@@ -433,6 +433,10 @@ class PaxosNode(ConsensusNode):
                 counted = True
         if counted:
             self.advance_commit_index()
+        if probing and pr.probe and not msg.count and pr.inflight:
+            # Alive (a heartbeat's answer), but the probe went unanswered: send it again.
+            pr.become_probe(self.first_unacked(peer))
+            pr.inflight.clear()
         if msg.count and msg.first_slot > max(pr.match, self.commit_index) + 1:
             self.maybe_send_repair(peer, msg.first_slot - 1)
         if msg.commit_index < msg.leader_commit:
@@ -564,7 +568,8 @@ class PaxosNode(ConsensusNode):
 
     def bcast_heartbeat(self) -> None:
         """Every heartbeat: an Accept to each acceptor (empty if nothing is new), resending
-        what seems lost."""
+        what seems lost (once: then heartbeats only until the acceptor answers, see
+        ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
         commit = self.commit_index
         blocked = commit == self.hb_commit and commit < self.next_slot - 1
@@ -573,14 +578,14 @@ class PaxosNode(ConsensusNode):
         for peer in self.others:
             pr = self.progress[peer]
             stalled = pr.inflight and self.now - pr.inflight[0][1] >= hb
-            if stalled or (blocked and pr.match <= commit
-                           and not self.votes.get(commit + 1, 0) & self.bit[peer]):
+            if pr.may_resend() and (stalled or (
+                    blocked and pr.match <= commit
+                    and not self.votes.get(commit + 1, 0) & self.bit[peer])):
                 # No acknowledgement for a whole heartbeat, or the commit index has not
-                # moved and this acceptor has not acknowledged the slot above it: resend
+                # moved and this acceptor has not acknowledged the slot above it: probe
                 # from its first unacknowledged slot.
-                pr.next = self.first_unacked(peer)
+                pr.become_probe(self.first_unacked(peer))
                 pr.inflight.clear()
-                pr.probe = True
             if not self.maybe_send_accept(peer):
                 self.send_accept(peer, pr.next, pr.next - 1)
 
@@ -589,13 +594,14 @@ class PaxosNode(ConsensusNode):
         pr = self.progress[peer]
         if pr.next <= self.commit_index:
             pr.next = self.commit_index + 1  # chosen slots reach it through Commit instead
-        window = 1 if pr.probe else self.config.max_inflight
+        window = pr.window(self.config.max_inflight)
         sent = False
         while len(pr.inflight) < window and pr.next < self.next_slot:
             last = min(pr.next + self.config.max_batch, self.next_slot) - 1
             self.send_accept(peer, pr.next, last)
             pr.next = last + 1
             pr.inflight.append((last, self.now))
+            pr.sent_batch()
             sent = True
         return sent
 

@@ -83,6 +83,78 @@ class AppendEntries(Message):
             raise ValueError(f"prev_log_term {self.prev_log_term} is after term {self.term}")
 
 
+# One run on the wire: a term and the commands of consecutive entries created in it.
+EntryRun = tuple[int, tuple[Command | None, ...]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesWire:
+    """AppendEntries as it crosses the wire: the entries as runs of one term.
+
+    In memory an entry carries its own term and index (what the log and the handlers want);
+    on the wire the first index is implied (``prev_log_index + 1``, as Paxos's Accept names a
+    first slot) and consecutive entries of one term share it: ``[[term, [command, ...]], ...]``.
+    A batch is almost always one run, so its bytes are the commands plus a constant, not a
+    term and an index repeated per entry (which made Raft's traffic look dearer than
+    Multi-Paxos's for no reason of the algorithm's). Only the codec uses this class; it is
+    not a :class:`Message` (no node or observer ever sees one).
+    """
+
+    src: NodeId
+    dst: NodeId
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[EntryRun, ...]
+    leader_commit: int
+    kind: ClassVar[str] = "AppendEntries"
+
+    @classmethod
+    def from_message(cls, msg: AppendEntries) -> AppendEntriesWire:
+        runs: list[EntryRun] = []
+        term = 0
+        commands: list[Command | None] = []
+        for entry in msg.entries:
+            if entry.term != term:
+                if commands:
+                    runs.append((term, tuple(commands)))
+                term, commands = entry.term, []
+            commands.append(entry.command)
+        if commands:
+            runs.append((term, tuple(commands)))
+        return cls(src=msg.src, dst=msg.dst, term=msg.term, prev_log_index=msg.prev_log_index,
+                   prev_log_term=msg.prev_log_term, entries=tuple(runs),
+                   leader_commit=msg.leader_commit)
+
+    def to_message(self) -> AppendEntries:
+        index = self.prev_log_index
+        entries = []
+        for term, commands in self.entries:
+            for command in commands:
+                index += 1
+                entries.append(Entry(term, index, command))
+        return AppendEntries(src=self.src, dst=self.dst, term=self.term,
+                             prev_log_index=self.prev_log_index,
+                             prev_log_term=self.prev_log_term, entries=tuple(entries),
+                             leader_commit=self.leader_commit)
+
+    def validate(self) -> None:
+        """Runs not empty, their terms rising from prev_log_term (a log's terms never fall,
+        and one term is one run), none after the leader's term, nor prev_log_term."""
+        last = 0
+        for term, commands in self.entries:
+            if not commands:
+                raise ValueError(f"the run of term {term} has no commands")
+            if term <= last or term < self.prev_log_term:
+                raise ValueError(f"run term {term} does not follow term "
+                                 f"{max(last, self.prev_log_term)}")
+            if term > self.term:
+                raise ValueError(f"entry term {term} outside 1..{self.term}")
+            last = term
+        if self.prev_log_term > self.term:
+            raise ValueError(f"prev_log_term {self.prev_log_term} is after term {self.term}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntriesReply(Message):
     """The follower's answer.

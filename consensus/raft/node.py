@@ -66,7 +66,9 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode", "Raft
 class RaftProgress(Progress):
     """The leader's view of one follower (Figure 2's nextIndex/matchIndex, plus pipelining).
 
-    Invariant: match < next. Probing starts on a new election and after a refusal."""
+    Invariant: match < next. Probing (``Progress``) starts on a new election, after a refusal
+    and after a heartbeat without progress; a probe batch does not move ``next``, so it is
+    sent again from the same index when the follower answers without acknowledging it."""
 
     # Last index of each batch sent and not yet acknowledged, oldest first (etcd's inflights).
     inflight: deque[int] = field(default_factory=deque)
@@ -280,14 +282,19 @@ class RaftNode(ConsensusNode):
         pr = self.progress.get(msg.src)
         if pr is None:
             return
-        pr.active = True
+        probing = pr.heard()
         if msg.success:
             if msg.match_index > pr.match:
                 pr.match = msg.match_index
                 pr.next = max(pr.next, pr.match + 1)
                 pr.progress_at = self.now
-                pr.probe = False
+                pr.become_replicate()
                 self.advance_commit_index()
+            elif probing:
+                # Alive (a heartbeat's answer), but the probe went unanswered: probe again,
+                # from the first index the follower is known to lack.
+                pr.become_probe(pr.match + 1)
+                pr.inflight.clear()
             while pr.inflight and pr.inflight[0] <= msg.match_index:
                 pr.inflight.popleft()
         else:
@@ -298,9 +305,8 @@ class RaftNode(ConsensusNode):
                 target = ours + 1 if ours else msg.conflict_index
             else:
                 target = msg.conflict_index
-            pr.next = max(pr.match + 1, min(target, msg.reject_index))
+            pr.become_probe(max(pr.match + 1, min(target, msg.reject_index)))
             pr.inflight.clear()
-            pr.probe = True
         self.maybe_send_append(msg.src)
 
     # -- commitment ------------------------------------------------------------------------
@@ -344,14 +350,16 @@ class RaftNode(ConsensusNode):
             self.maybe_send_append(peer)
 
     def bcast_heartbeat(self) -> None:
-        """Every heartbeat: an AppendEntries to each follower, resending what seems lost."""
+        """Every heartbeat: an AppendEntries to each follower, resending what seems lost
+        (once: then heartbeats only until the follower answers, see ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
         for peer in self.others:
             pr = self.progress[peer]
-            if pr.next > pr.match + 1 and self.now - pr.progress_at >= self.config.heartbeat_ms:
+            if (pr.inflight and self.now - pr.progress_at >= self.config.heartbeat_ms
+                    and pr.may_resend()):
                 # Entries outstanding and no progress for a whole heartbeat: assume they were
-                # lost, and resend from the last acknowledged index.
-                pr.next, pr.probe = pr.match + 1, True
+                # lost, and probe from the last acknowledged index.
+                pr.become_probe(pr.match + 1)
                 pr.inflight.clear()
             if not self.maybe_send_append(peer):
                 self.send_append(peer, pr, heartbeat=True)
@@ -359,10 +367,11 @@ class RaftNode(ConsensusNode):
     def maybe_send_append(self, peer: NodeId) -> bool:
         """Send new entries to ``peer`` while its pipeline has room; True if anything went."""
         pr = self.progress[peer]
-        window = 1 if pr.probe else self.config.max_inflight
+        window = pr.window(self.config.max_inflight)
         sent = False
         while len(pr.inflight) < window and pr.next <= self.log.last_index:
             self.send_append(pr=pr, peer=peer)
+            pr.sent_batch()
             sent = True
         return sent
 
@@ -375,8 +384,9 @@ class RaftNode(ConsensusNode):
         else:
             prev = pr.next - 1
             entries = self.log.slice(pr.next, pr.next + self.config.max_batch - 1)
-            pr.next += len(entries)
-            pr.inflight.append(pr.next - 1)
+            if not pr.probe:  # a probe is sent again from the same index until answered
+                pr.next += len(entries)
+            pr.inflight.append(prev + len(entries))
         self.send_early(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                 prev_log_term=self.log.term_at(prev), entries=entries,
                                 leader_commit=self.commit_index))
