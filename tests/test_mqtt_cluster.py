@@ -243,7 +243,8 @@ def _assert_bus_trace(seed_dir: Path, crash: dict) -> None:
     for m in trace:
         assert m["observed"] == "broker" and {m["src"], m["dst"]} <= members, m
         assert m["delivered"] in (None, m["sent"]), m
-        assert crash["t"] - 200 - 1 <= m["sent"] <= crash["t"] + 800 + 1, m
+        # The window is set around the fault's scheduled time (1 s); it may fire a little later.
+        assert 1000 - 200 - 1 <= m["sent"] <= 1000 + 800 + 1, m
     after = [m for m in trace if m["sent"] > crash["t"]]
     kinds = message_classes()
     assert any(kinds[m["kind"]].phase == Phase.ASK_FOR_VOTES for m in after
