@@ -181,3 +181,19 @@ def test_every_chart_has_readable_text() -> None:
         assert fig is not None
         _assert_readable(fig)
         charts.plt.close(fig)
+
+
+def test_segments_stay_inside_the_window_when_messages_arrive_after_it():
+    """A message sent inside the window but delivered after its end (a delay fault) must not
+    open a segment that ends before it starts (the axis would run backwards)."""
+    d = charts.SequenceData(
+        "raft", 1, ["n1", "n2"],
+        [{"kind": "RequestVote", "src": "n1", "dst": "n2", "sent": 1100.0,
+          "delivered": 1900.0}],
+        [{"type": "role", "t": 1100.0, "node": "n1", "role": "candidate", "term": 2}],
+        [Fault(1000.0, "delay", "delay +120ms", 2000.0)])
+    start, end = charts.sequence_window([d])
+    segments = charts.sequence_segments(d, start, end)
+    assert segments and all(a < b for a, b in segments)
+    assert all(start <= a and b <= end for a, b in segments)
+    assert charts.BrokenAxis(segments).length > 0

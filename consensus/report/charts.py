@@ -629,7 +629,7 @@ def _moments(d: SequenceData, start: float, end: float) -> list[float]:
     for m in d.trace:
         if phase_of(m["kind"])[0] in ELECTION_PHASES and start <= float(m["sent"]) <= end:
             out.append(float(m["sent"]))
-            if m.get("delivered") is not None:
+            if m.get("delivered") is not None and float(m["delivered"]) <= end:
                 out.append(float(m["delivered"]))
     return out
 
@@ -642,7 +642,7 @@ def sequence_segments(d: SequenceData, start: float, end: float) -> list[tuple[f
     spans = [(max(start, f - FAULT_BEFORE_MS), min(end, f + FAULT_AFTER_MS))]
     spans += [(max(start, t - SEGMENT_BEFORE_MS), min(end, t + SEGMENT_AFTER_MS))
               for t in _moments(d, start, end)]
-    spans.sort()
+    spans = sorted((a, b) for a, b in spans if a < b)  # nothing outside the window
     merged: list[list[float]] = []
     for a, b in spans:
         if merged and a <= merged[-1][1] + MERGE_GAP_MS:
