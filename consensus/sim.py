@@ -183,6 +183,9 @@ class Simulation:
         self.stats = Stats()
         self.leaders_seen: set[tuple[int, NodeId]] = set()
         self.leader_events: list[tuple[float, NodeId, int]] = []  # (time, leader, term)
+        # (time, leader, term): a leader's first commit of a client command in its term.
+        self.commit_events: list[tuple[float, NodeId, int]] = []
+        self._leaders_committed: set[tuple[int, NodeId]] = set()
         self.statuses: dict[NodeId, Status] = {}
         self.role_events: list[tuple[float, NodeId, str, int]] = []  # (time, node, role, term)
         # Called for every message sent: (send time, message, delivery time or None if dropped).
@@ -419,6 +422,11 @@ class Simulation:
             self.leaders_seen.add((status.term, nid))
             self.leader_events.append((now, nid, status.term))
             self._record(f"leader {nid} term {status.term}")
+        if (role == "leader" and ready.applied
+                and (status.term, nid) not in self._leaders_committed
+                and any(a.command is not None for a in ready.applied)):
+            self._leaders_committed.add((status.term, nid))
+            self.commit_events.append((now, nid, status.term))
         self.checker.after_ready(now, node, ready, status)
         if nid not in self.paused:
             due = node.next_deadline()

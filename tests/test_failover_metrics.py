@@ -89,3 +89,24 @@ def test_client_gap_follows_the_election_timeout_not_the_request_timeout(algorit
     assert high < 600, f"clients still wait out a request timeout: {by_timeout}"
     slower = _median_gap(algorithm, 1000, (300, 600))
     assert slower >= by_timeout[1000] + 100, (slower, by_timeout)
+
+
+def test_commit_is_the_new_leaders_first_commit_when_the_cluster_reports_it():
+    """With commit events (the simulator and the bus record them), 'commit' is the system's:
+    the new leader's first commit in its term, not a client's answer."""
+    ops = [_op("a", 1, "SET x = 1", 95), _op("a", 2, "SET x = 2", 300)]
+    roles = [(0.0, "n1", "leader", 1), (180.0, "n2", "candidate", 2), (200.0, "n2", "leader", 2)]
+    leaders = [(0.0, "n1", 1), (200.0, "n2", 2)]
+    commits = [(10.0, "n1", 1), (230.0, "n2", 2)]
+    (crash,) = fault_impacts([(100.0, "crash n1")], ops, roles, leaders, 1_000.0, commits)
+    assert crash.commit_ms == 130.0  # not 200.0, the first write answered
+
+
+@pytest.mark.parametrize("algorithm", ["raft", "paxos"])
+def test_on_the_simulator_commit_follows_elect_and_precedes_the_clients(algorithm):
+    spec = parse_spec(SPEC.format(rt=1000, lo=150, hi=300))
+    for seed in (1, 2, 3):
+        failover = run_sim(spec, algorithm, seed).metrics["failover"]
+        (elect,), (commit,), (gap,) = (failover[k] for k in ("elect_ms", "commit_ms",
+                                                               "client_gap_ms"))
+        assert elect <= commit < gap, failover

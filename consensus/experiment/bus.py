@@ -113,6 +113,10 @@ class BusCluster:
         self.status: dict[NodeId, StatusReport] = {}
         self.role_events: list[tuple[float, NodeId, str, int]] = []  # (t, node, role, term)
         self.leader_events: list[tuple[float, NodeId, int]] = []
+        # A leader's commit index when it was elected; its first rise above it (seen in the
+        # 50 ms statuses, so up to one interval late) is its first commit in its term.
+        self._commit_at_election: dict[tuple[NodeId, int], int] = {}
+        self.commit_events: list[tuple[float, NodeId, int]] = []
         self.leader_ballots: list[tuple[float, NodeId, str]] = []  # (t, node, term or ballot)
         self.crashed: set[NodeId] = set()
         self.paused: set[NodeId] = set()
@@ -378,6 +382,13 @@ class BusCluster:
                 self.leader_events.append((now, nid, st.term))
                 # Raft: one leader per term. Paxos: rounds repeat across nodes, ballots don't.
                 self.leader_ballots.append((now, nid, st.ballot or str(st.term)))
+                self._commit_at_election[(nid, st.term)] = st.commit_index
+        elif st.role == "leader":
+            base = self._commit_at_election.pop((nid, st.term), None)
+            if base is not None and st.commit_index > base:
+                self.commit_events.append((self.now, nid, st.term))
+            elif base is not None:
+                self._commit_at_election[(nid, st.term)] = base
 
     def _harvest_counts(self, nid: NodeId) -> None:
         """Add a node's traffic counters (they restart at zero with the process)."""
@@ -510,7 +521,8 @@ class BusCluster:
             info["trace_error"] = self.trace_error
         return Observed(self.role_events, self.leader_events, violations,
                         committed or answered, self.sent, self.sent_bytes,
-                        sorted(self.trace, key=lambda m: m["sent"]), info)
+                        sorted(self.trace, key=lambda m: m["sent"]), info,
+                        self.commit_events)
 
     def restored_nodes(self) -> dict[NodeId, Node | None]:
         """Each node as it comes back from its write-ahead log (its committed prefix

@@ -42,6 +42,8 @@ class Observed:
     message_bytes: Counter[str] = field(default_factory=Counter)
     trace: list[dict[str, Any]] = field(default_factory=list)  # messages in the trace window
     info: dict[str, Any] = field(default_factory=dict)  # goes into the run's metrics.json
+    # (t, leader, term): a leader's first commit of a client command in its term/ballot.
+    commit_events: list[tuple[float, NodeId, int]] = field(default_factory=list)
 
 
 class Cluster(FaultTarget, Protocol):
@@ -198,4 +200,4 @@ class SimCluster:
         return Observed(sim.role_events, sim.leader_events, violations, committed,
                         messages, self._bytes, self._trace,
                         {"trace_sha256": sim.trace_sha256, "events": sim.stats.events,
-                         "violations": violations})
+                         "violations": violations}, sim.commit_events)

@@ -75,8 +75,11 @@ FIGURE_DEFINITIONS: dict[str, str] = {
     "failover: detect": "per leader-losing fault: fault -> the first node starting an election "
                         "(system side)",
     "failover: elect": "per leader-losing fault: fault -> a new leader elected (system side)",
-    "failover: commit": "per leader-losing fault: fault -> the first write answered ok after "
-                        "the new leader's election, i.e. committed under the new term/ballot",
+    "failover: commit": "per leader-losing fault: fault -> the new leader first commits a "
+                        "client command in its term/ballot (system side, in the simulator). "
+                        "On the bus: its commit index first rising after its election, seen "
+                        "in its 50 ms statuses (up to one interval late; for Raft that is "
+                        "its no-op, which it commits before any client command)",
     "failover: client gap": "per leader-losing fault: median over clients of the gap between a "
                             "client's last ok answer before the fault and its first after (an "
                             "answer already in flight at the fault does not end it)",
@@ -97,7 +100,7 @@ class FaultImpact:
     new_leader: str | None  # first leader elected after the fault (before the next fault)
     detect_ms: float | None  # first node to start an election after the fault
     elect_ms: float | None
-    commit_ms: float | None  # first write answered ok after the new leader's election
+    commit_ms: float | None  # the new leader's first commit of a client command
     client_gap_ms: float | None  # median over clients of their gap (see client_gaps)
     client_gap_max_ms: float | None
     clients_measured: int  # clients with an ok answer both before and after the fault
@@ -127,7 +130,8 @@ def client_gaps(ops: Sequence[Operation], t: float, horizon: float) -> list[floa
 def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
                   role_events: Sequence[tuple[float, str, str, int]],
                   leader_events: Sequence[tuple[float, str, int]],
-                  end_ms: float) -> list[FaultImpact]:
+                  end_ms: float,
+                  commit_events: Sequence[tuple[float, str, int]] = ()) -> list[FaultImpact]:
     """How each fault disturbed the cluster (see the module docstring)."""
     writes = sorted(op.complete_ms for op in ops if op.outcome == "ok"
                     and op.complete_ms is not None and op_type(op) in _WRITES)
@@ -140,7 +144,10 @@ def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
         new = next(((lt, n) for lt, n, _ in leader_events if t < lt <= horizon), None)
         detect = next((ct for ct, _ in campaigns if t < ct <= horizon), None)
         commit = None
-        if new is not None:
+        if new is not None and commit_events:  # system side: the leader commits
+            commit = next((ct for ct, n, _ in commit_events
+                           if n == new[1] and new[0] <= ct <= horizon), None)
+        elif new is not None:  # no commit events recorded: the first write answered after
             k = bisect.bisect_right(writes, new[0])
             commit = writes[k] if k < len(writes) and writes[k] <= horizon else None
         gaps = client_gaps(ops, t, horizon)
@@ -164,14 +171,15 @@ def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: flo
                     messages: Counter[str], message_bytes: Counter[str],
                     faults: Sequence[tuple[float, str]],
                     role_events: Sequence[tuple[float, str, str, int]],
-                    leader_events: Sequence[tuple[float, str, int]]) -> dict[str, Any]:
+                    leader_events: Sequence[tuple[float, str, int]],
+                    commit_events: Sequence[tuple[float, str, int]] = ()) -> dict[str, Any]:
     by_type: dict[str, list[float]] = defaultdict(list)
     for op in ops:
         if op.outcome == "ok" and op.latency_ms is not None:
             by_type[op_type(op)].append(op.latency_ms)
     all_ok = [x for values in by_type.values() for x in values]
     outcomes = Counter(op.outcome for op in ops)
-    impacts = fault_impacts(faults, ops, role_events, leader_events, end_ms)
+    impacts = fault_impacts(faults, ops, role_events, leader_events, end_ms, commit_events)
     per_op = max(committed, 1)
     protocol = {k: v for k, v in messages.items() if not k.startswith("Client")}
     return {

@@ -184,11 +184,12 @@ def _result(algorithm: str, plan: RunPlan, seed: int, t0: float, nemesis: Nemesi
     faults = [f for f in nemesis.applied if not f.final]
     leader_events = [(t - t0, n, term) for t, n, term in seen.leader_events]
     role_events = [(t - t0, n, role, term) for t, n, role, term in seen.role_events]
+    commit_events = [(t - t0, n, term) for t, n, term in seen.commit_events]
     metrics = compute_metrics(
         ops, end_ms=end_ms, duration_ms=duration_ms, committed=seen.committed,
         messages=seen.messages, message_bytes=seen.message_bytes,
         faults=[(f.t - t0, f.label) for f in faults], role_events=role_events,
-        leader_events=leader_events)
+        leader_events=leader_events, commit_events=commit_events)
     stalled = unanswered(ops, plan.settle_s)
     checks = [
         Check("invariants", "fail" if seen.violations else "pass",
