@@ -29,9 +29,13 @@ def test_client_gap_is_per_client_last_ok_before_to_first_ok_after():
            _op("c", 1, "GET x", None, "info"),  # never answered ok: not measured
            _op("d", 1, "GET x", 300)]  # nothing before the fault: not measured
     assert client_gaps(ops, 100.0, 10_000.0) == [310.0, 650.0]
-    # An answer already in flight at the fault does not hide the outage after it.
+    # An answer already in flight at the fault (invoked at 99) does not end the gap: the first
+    # success of a request made after the fault does.
     in_flight = [_op("a", 1, "GET x", 90), _op("a", 2, "GET x", 104), _op("a", 3, "GET x", 400)]
-    assert client_gaps(in_flight, 100.0, 10_000.0) == [296.0]
+    assert client_gaps(in_flight, 100.0, 10_000.0) == [310.0]
+    # A client's ordinary pause between requests after it got through is not an outage.
+    sparse = [_op("a", 1, "GET x", 90), _op("a", 2, "GET x", 300), _op("a", 3, "GET x", 1_200)]
+    assert client_gaps(sparse, 100.0, 10_000.0) == [210.0]
 
 
 def test_fault_impacts_from_both_sides():
