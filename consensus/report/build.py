@@ -49,7 +49,11 @@ CAPTIONS = {
     "messages": "Protocol messages sent per committed operation (median across seeds), "
                 "stacked by message type; analogous messages share a colour (RequestVote and "
                 "Prepare, AppendEntries and Accept, ...); empty AppendEntries/Accept are "
-                "heartbeats (hatched). Client requests and replies are excluded.",
+                "heartbeats (hatched). Client requests and replies are excluded. Both "
+                "algorithms use the same flow control and a compact wire form, so what "
+                "differs is the algorithms': the Commit catch-up against Raft's "
+                "AppendEntries, a Promise's accepted values against a yes/no vote "
+                "(docs/comparison.md in the package's repository breaks it down).",
     "failover": "For every fault after which a new leader was elected, on every seed: time "
                 "from the fault to the first node campaigning (detect), to a new leader "
                 "(elect), to the first write answered ok after that (commit), and each "
