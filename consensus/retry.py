@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.messages import NodeId
+from consensus.telemetry import leader_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +127,9 @@ class Retrier:
         """The live node claiming leadership with the highest term, else the leader most live
         nodes name (followers learn it first from heartbeats), else None."""
         live = {n: s for n, s in self.seen.items() if not self.is_down(now, n)}
-        best = max(((s.term, n) for n, s in live.items() if s.role == "leader"), default=None)
+        best = leader_of(live)
         if best is not None:
-            return best[1]
+            return best
         named = sorted(s.leader for s in live.values()
                         if s.leader is not None and not self.is_down(now, s.leader))
         return max(named, key=named.count) if named else None

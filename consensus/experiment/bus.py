@@ -384,11 +384,10 @@ class BusCluster:
                 self.leader_ballots.append((now, nid, st.ballot or str(st.term)))
                 self._commit_at_election[(nid, st.term)] = st.commit_index
         elif st.role == "leader":
-            base = self._commit_at_election.pop((nid, st.term), None)
+            base = self._commit_at_election.get((nid, st.term))
             if base is not None and st.commit_index > base:
+                del self._commit_at_election[(nid, st.term)]
                 self.commit_events.append((self.now, nid, st.term))
-            elif base is not None:
-                self._commit_at_election[(nid, st.term)] = base
 
     def _harvest_counts(self, nid: NodeId) -> None:
         """Add a node's traffic counters (they restart at zero with the process)."""
