@@ -10,6 +10,12 @@ a child process (``python -m consensus.broker --embedded --port P``) so that the
 works on a fresh machine. It is an order of magnitude slower than mosquitto; results
 record which broker was used.
 
+With a :class:`~consensus.auth.Realm` (``start_broker(realm=...)``) the broker is
+authenticated: mosquitto gets ``allow_anonymous false`` and the realm's password and ACL
+files (copied into its private directory, owned by the user mosquitto drops privileges to),
+amqtt its FileAuthPlugin and :class:`~consensus.broker_acl.ClusterAclPlugin`. Without one it
+is open (the ``--insecure`` teaching mode); :func:`warn_insecure` says so loudly.
+
 Either way the broker is a child process in its own session (so a terminal's Ctrl-C
 reaches us, not it, and we stop it cleanly), bound to 127.0.0.1, and logs to a file in its
 private temporary directory, whose tail is shown when it fails to start.
@@ -32,10 +38,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from consensus.codec import MAX_PAYLOAD
+
+if TYPE_CHECKING:
+    from consensus.auth import Realm
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +188,25 @@ def find_mosquitto() -> str | None:
     return None
 
 
+def chosen_kind(prefer: str = "auto") -> BrokerKind:
+    """The broker :func:`start_broker` would start for ``prefer`` (credentials are made
+    for it before it starts)."""
+    if prefer == "amqtt" or (prefer == "auto" and find_mosquitto() is None):
+        return "amqtt"
+    return "mosquitto"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-def mosquitto_config(port: int, base: Path | None = None) -> str:
-    """The shared settings of ``base`` (default ``mosquitto/mosquitto.conf``), on ``port``."""
+def mosquitto_config(port: int, base: Path | None = None,
+                     auth_files: tuple[Path, Path] | None = None) -> str:
+    """The shared settings of ``base`` (default ``mosquitto/mosquitto.conf``), on ``port``;
+    with ``auth_files`` (password file, ACL file), authenticated and without anonymous
+    access whatever ``base`` says."""
     path = base or MOSQUITTO_CONF
     try:
         text = path.read_text()
@@ -195,19 +215,26 @@ def mosquitto_config(port: int, base: Path | None = None) -> str:
             raise BrokerError(f"mosquitto config {path} does not exist") from None
         log.warning("%s not found; using built-in mosquitto settings", path)
         text = _FALLBACK_SETTINGS
-    kept = [line for line in text.splitlines()
-            if line.split(maxsplit=1)[:1] not in (["listener"], ["port"], ["bind_address"])]
+    dropped = [["listener"], ["port"], ["bind_address"]]
+    if auth_files is not None:
+        dropped += [["allow_anonymous"], ["password_file"], ["acl_file"]]
+    kept = [line for line in text.splitlines() if line.split(maxsplit=1)[:1] not in dropped]
+    if auth_files is not None:
+        kept += ["", "allow_anonymous false", f"password_file {auth_files[0]}",
+                 f"acl_file {auth_files[1]}"]
     return "\n".join([*kept, "", f"listener {port} {HOST}", ""])
 
 
 def start_broker(port: int | None = None, prefer: str = "auto", *,
-                 config: Path | None = None, timeout: float = 10.0) -> BrokerHandle:
+                 config: Path | None = None, timeout: float = 10.0,
+                 realm: Realm | None = None) -> BrokerHandle:
     """Start a broker on 127.0.0.1 and return once it accepts TCP connections.
 
     ``prefer``: ``"auto"`` (mosquitto when installed, else amqtt), ``"mosquitto"`` (an
     error when it is not installed) or ``"amqtt"``. With no ``port``, a free one is chosen
     (and, should another process grab it first, another). ``config`` overrides
-    ``mosquitto/mosquitto.conf``. Raises :class:`BrokerError` with the broker's own
+    ``mosquitto/mosquitto.conf``. ``realm``: accept only its users, under its ACL (else
+    anyone, anonymously). Raises :class:`BrokerError` with the broker's own
     error output when it does not come up within ``timeout`` seconds.
     """
     if prefer not in PREFERENCES:
@@ -229,8 +256,8 @@ def start_broker(port: int | None = None, prefer: str = "auto", *,
         chosen = port if port is not None else _free_port()
         try:
             if mosquitto is not None:
-                return _start_mosquitto(mosquitto, chosen, config, timeout)
-            return _start_amqtt(chosen, timeout)
+                return _start_mosquitto(mosquitto, chosen, config, timeout, realm)
+            return _start_amqtt(chosen, timeout, realm)
         except _PortTaken:
             if attempt == attempts:
                 raise BrokerError(f"port {chosen} on {HOST} is already in use") from None
@@ -242,12 +269,13 @@ class _PortTaken(BrokerError):
 
 
 def _start_mosquitto(binary: str, port: int, config: Path | None,
-                     timeout: float) -> BrokerHandle:
+                     timeout: float, realm: Realm | None = None) -> BrokerHandle:
     workdir = Path(tempfile.mkdtemp(prefix="consensus-mosquitto-"))
     conf = workdir / "mosquitto.conf"
     try:
-        conf.write_text(mosquitto_config(port, config))
-    except BrokerError:
+        auth_files = None if realm is None else _mosquitto_auth_files(realm, workdir)
+        conf.write_text(mosquitto_config(port, config, auth_files))
+    except (BrokerError, OSError):
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     # Mosquitto run as root drops privileges to user 'mosquitto'; the config is read before.
@@ -255,7 +283,27 @@ def _start_mosquitto(binary: str, port: int, config: Path | None,
     return _spawn("mosquitto", [binary, "-c", str(conf)], port, workdir, timeout)
 
 
-def _start_amqtt(port: int, timeout: float) -> BrokerHandle:
+def _mosquitto_auth_files(realm: Realm, workdir: Path) -> tuple[Path, Path]:
+    """Copies of the realm's password and ACL files that mosquitto can read after it drops
+    root privileges to its own user: owned by that user, still mode 0600 (hashes only)."""
+    if not realm.mosquitto_passwd.exists():
+        raise BrokerError(f"{realm.directory} has no mosquitto password file; the realm was "
+                          f"made for another broker")
+    copies = (workdir / "passwd", workdir / "acl")
+    for src, dst in zip((realm.mosquitto_passwd, realm.mosquitto_acl), copies, strict=True):
+        shutil.copyfile(src, dst)
+        dst.chmod(0o600)
+    if os.geteuid() == 0:
+        import pwd
+
+        with contextlib.suppress(KeyError):
+            owner = pwd.getpwnam("mosquitto")
+            for path in (workdir, *copies):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+    return copies
+
+
+def _start_amqtt(port: int, timeout: float, realm: Realm | None = None) -> BrokerHandle:
     try:
         import amqtt  # noqa: F401
     except ImportError:
@@ -263,6 +311,11 @@ def _start_amqtt(port: int, timeout: float) -> BrokerHandle:
                           "(apt-get install mosquitto) or the Python package amqtt") from None
     workdir = Path(tempfile.mkdtemp(prefix="consensus-amqtt-"))
     argv = [sys.executable, "-m", "consensus.broker", "--embedded", "--port", str(port)]
+    if realm is not None:
+        if not realm.amqtt_passwd.exists():
+            raise BrokerError(f"{realm.directory} has no amqtt password file; the realm was "
+                              f"made for another broker")
+        argv += ["--realm", str(realm.directory)]
     return _spawn("amqtt", argv, port, workdir, timeout)
 
 
@@ -310,9 +363,10 @@ def broker(url: str | None = None, prefer: str = "auto") -> Iterator[str]:
         handle.stop()
 
 
-def run_broker_foreground(port: int | None = None, prefer: str = "auto") -> None:
+def run_broker_foreground(port: int | None = None, prefer: str = "auto",
+                          realm: Realm | None = None) -> None:
     """Start a broker, say where and which, and keep it up until Ctrl-C or SIGTERM."""
-    handle = start_broker(port, prefer)
+    handle = start_broker(port, prefer, realm=realm)
     stop = False
 
     def on_term(signum: int, frame: Any) -> None:
@@ -322,6 +376,9 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto") -> None
     previous = signal.signal(signal.SIGTERM, on_term)
     print(f"{handle.kind} broker (pid {handle.pid}) listening at {handle.url}", flush=True)
     print(f"  log: {handle.log_path}", flush=True)
+    if realm is not None:
+        print(f"  authenticated: users of cluster {realm.cluster!r}, credentials in "
+              f"{realm.directory}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while not stop:
@@ -341,16 +398,24 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto") -> None
 # -- the embedded broker (child process) --------------------------------------------------
 
 
-def amqtt_config(port: int) -> dict[str, Any]:
-    """amqtt 0.12 broker config: one TCP listener on loopback, anonymous, no plugins that
-    write files or publish $SYS (only the auth plugin, without which amqtt refuses every
-    client)."""
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{HOST}:{port}",
-                                  "max_connections": 0}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                    {"allow_anonymous": True}},
-    }
+def amqtt_config(port: int, realm_dir: Path | None = None) -> dict[str, Any]:
+    """amqtt 0.12 broker config: one TCP listener on loopback, no plugins that write files
+    or publish $SYS. Without ``realm_dir``, anonymous (the auth plugin is still needed: without
+    one amqtt refuses every client); with it, the realm's users and ACL only."""
+    listeners = {"default": {"type": "tcp", "bind": f"{HOST}:{port}", "max_connections": 0}}
+    if realm_dir is None:
+        return {"listeners": listeners,
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                            {"allow_anonymous": True}}}
+    import json
+
+    from consensus.auth import AMQTT_ACL, AMQTT_PASSWD
+
+    acl = json.loads((realm_dir / AMQTT_ACL).read_text())
+    return {"listeners": listeners,
+            "plugins": {"amqtt.plugins.authentication.FileAuthPlugin":
+                        {"password_file": str(realm_dir / AMQTT_PASSWD)},
+                        "consensus.broker_acl.ClusterAclPlugin": acl}}
 
 
 def _make_amqtt_broker(config: dict[str, Any]) -> Any:
@@ -376,13 +441,13 @@ def _make_amqtt_broker(config: dict[str, Any]) -> Any:
     return LimitedBroker(config)
 
 
-async def serve_embedded(port: int) -> None:
-    """Run amqtt on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
+async def serve_embedded(port: int, realm_dir: Path | None = None) -> None:
+    """Run amqtt on 127.0.0.1:``port`` until SIGTERM or SIGINT (see :func:`amqtt_config`)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = _make_amqtt_broker(amqtt_config(port))
+    server = _make_amqtt_broker(amqtt_config(port, realm_dir))
     await server.start()
     log.warning("amqtt broker listening on %s:%d", HOST, port)
     await stopping.wait()
@@ -397,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the embedded amqtt broker in this process")
     parser.add_argument("--port", type=int, default=None,
                         help="TCP port on 127.0.0.1 (default: 1883 embedded, else a free one)")
+    parser.add_argument("--realm", type=Path, default=None,
+                        help="with --embedded: the realm's secrets folder (authenticated)")
     parser.add_argument("--prefer", choices=PREFERENCES, default="auto",
                         help="which broker to start (without --embedded)")
     args = parser.parse_args(argv)
@@ -406,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         # amqtt logs every connection at INFO and more at DEBUG; keep to warnings.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         try:
-            asyncio.run(serve_embedded(args.port or DEFAULT_PORT))
+            asyncio.run(serve_embedded(args.port or DEFAULT_PORT, args.realm))
         except Exception as exc:  # amqtt wraps bind errors in its own BrokerError
             print(f"amqtt: cannot serve on {HOST}:{args.port or DEFAULT_PORT}: {exc}",
                   file=sys.stderr)

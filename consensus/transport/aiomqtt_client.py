@@ -30,6 +30,7 @@ from collections import deque
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
 
+from consensus.auth import Identity
 from consensus.transport.mqtt import (
     CONNECT_TIMEOUT,
     KEEPALIVE,
@@ -50,8 +51,10 @@ _FAIRNESS = 256  # yield to the loop after this many sends in one burst
 class AiomqttClient:
     library = "aiomqtt"
 
-    def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage) -> None:
+    def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage,
+                 identity: Identity | None = None) -> None:
         self.host = host
+        self.identity = identity
         self.port = port
         self.client_id = client_id
         self.url = f"mqtt://{host}:{port}"
@@ -136,11 +139,13 @@ class AiomqttClient:
     # -- connection -----------------------------------------------------------------------
 
     async def _open(self) -> None:
+        identity = self.identity
         client = aiomqtt.Client(
             self.host, self.port, identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V311, clean_session=True,
             keepalive=KEEPALIVE, timeout=CONNECT_TIMEOUT, socket_options=[_NODELAY],
-            logger=log)
+            logger=log, username=identity.username if identity else None,
+            password=identity.password if identity else None)
         stack = contextlib.AsyncExitStack()
         try:
             await asyncio.wait_for(stack.enter_async_context(client), CONNECT_TIMEOUT + 1)

@@ -23,6 +23,7 @@ from gmqtt import Client, Message, Subscription
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv311
 from gmqtt.mqtt.package import PublishPacket
 
+from consensus.auth import Identity
 from consensus.transport.mqtt import (
     CONNECT_TIMEOUT,
     KEEPALIVE,
@@ -40,8 +41,10 @@ log = logging.getLogger(__name__)
 class GmqttClient:
     library = "gmqtt"
 
-    def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage) -> None:
+    def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage,
+                 identity: Identity | None = None) -> None:
         self.host = host
+        self.identity = identity
         self.port = port
         self.client_id = client_id
         self.url = f"mqtt://{host}:{port}"
@@ -72,6 +75,8 @@ class GmqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
+        if self.identity is not None:
+            client.set_auth_credentials(self.identity.username, self.identity.password)
         try:
             await asyncio.wait_for(
                 client.connect(self.host, self.port, keepalive=KEEPALIVE, version=MQTTv311),

@@ -14,6 +14,8 @@ Both implementations behave the same way, which is what the rest of the package 
 - ``on_message(topic, payload)`` runs on the asyncio loop for every message received,
   except retained ones: a retained message is stale state from some earlier publisher
   and is discarded (counted in ``stats``).
+- With an :class:`~consensus.auth.Identity`, the CONNECT carries its user name and
+  password; a broker that refuses them fails :meth:`connect` with a TransportError.
 - A lost broker does not end the client: it reconnects with a short delay, forever, and
   subscribes again to everything it had subscribed to, until :meth:`close`.
 
@@ -29,7 +31,10 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from consensus.auth import Identity
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +94,11 @@ class MqttClient(Protocol):
         """Whether Nagle is off on the current socket (None when not connected)."""
 
 
-def make_client(library: str, url: str, client_id: str, on_message: OnMessage) -> MqttClient:
+def make_client(library: str, url: str, client_id: str, on_message: OnMessage,
+                identity: Identity | None = None) -> MqttClient:
     """A client for ``url`` (``mqtt://host:port``) using ``library`` ("gmqtt" or
-    "aiomqtt"). Nothing happens on the network until :meth:`MqttClient.connect`."""
+    "aiomqtt"), presenting ``identity`` (user name, password, TLS material) when given,
+    else anonymous. Nothing happens on the network until :meth:`MqttClient.connect`."""
     from consensus.broker import parse_broker_url
 
     host, port = parse_broker_url(url)
@@ -100,11 +107,11 @@ def make_client(library: str, url: str, client_id: str, on_message: OnMessage) -
     if library == "gmqtt":
         from consensus.transport.gmqtt_client import GmqttClient
 
-        return GmqttClient(host, port, client_id, on_message)
+        return GmqttClient(host, port, client_id, on_message, identity)
     if library == "aiomqtt":
         from consensus.transport.aiomqtt_client import AiomqttClient
 
-        return AiomqttClient(host, port, client_id, on_message)
+        return AiomqttClient(host, port, client_id, on_message, identity)
     raise ValueError(f"unknown MQTT client library {library!r}; choose one of "
                      f"{', '.join(LIBRARIES)}")
 
