@@ -20,6 +20,15 @@ app.add_typer(cluster_app, name="cluster")
 
 BROKER_HELP = "Broker URL (mqtt://127.0.0.1:1883). Omitted: start one (mosquitto if installed)."
 CLIENT_LIB_HELP = "MQTT client library: gmqtt (faster) or aiomqtt."
+INSECURE_HELP = ("Open broker: anyone who reaches it may connect and publish anything "
+                 "(for teaching with mosquitto_pub only).")
+
+
+def warn_insecure(what: str) -> None:
+    """The loud line every open-broker start prints (stderr, red)."""
+    err.print(f"[bold red]WARNING: {what} runs with an OPEN broker (--insecure): anyone who "
+              f"can reach it can forge protocol messages, control commands and client "
+              f"requests.[/]")
 
 
 def _fail(message: str, code: int = 1, *, kind: str = "error",
@@ -31,12 +40,31 @@ def _fail(message: str, code: int = 1, *, kind: str = "error",
 def broker(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: pick a free one).")] = 1883,
     prefer: Annotated[str, typer.Option(help="auto | mosquitto | amqtt")] = "auto",
+    cluster: Annotated[str, typer.Option(
+        help="Make new credentials for this cluster (for `cluster up --broker`).")] = "demo",
+    nodes: Annotated[int, typer.Option(min=1, max=15, help="Its number of nodes.")] = 3,
+    insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
-    """Start an MQTT broker on 127.0.0.1: mosquitto if installed, else the embedded amqtt."""
-    from consensus.broker import run_broker_foreground
+    """Start an MQTT broker on 127.0.0.1: mosquitto if installed, else the embedded amqtt.
 
+    Authenticated by default: new credentials for --cluster's nodes, clients and control
+    are written (owner-only) to .consensus-lab/<cluster>/secrets; run `cluster up --broker
+    URL --cluster <cluster>` against it.
+    """
+    from consensus import cluster as cl
+    from consensus.auth import Realm
+    from consensus.broker import PREFERENCES, chosen_kind, run_broker_foreground
+
+    if prefer not in PREFERENCES:
+        raise _fail(f"unknown broker {prefer!r}; choose one of {', '.join(PREFERENCES)}")
     try:
-        run_broker_foreground(port or None, prefer)
+        realm = None
+        if insecure:
+            warn_insecure("this broker")
+        else:
+            realm = Realm.create(cluster, [f"n{i}" for i in range(1, nodes + 1)],
+                                 cl.STATE_ROOT / cluster, brokers=(chosen_kind(prefer),))
+        run_broker_foreground(port or None, prefer, realm)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
 
@@ -56,6 +84,12 @@ def node(
     election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
     status_interval_ms: Annotated[float, typer.Option(help="How often to publish status.")]
         = 200,
+    credentials: Annotated[Path | None, typer.Option(
+        help="File with this node's broker user name and password (JSON, mode 0600). "
+             "Omitted: connect anonymously (an --insecure broker).")] = None,
+    incarnation: Annotated[str | None, typer.Option(
+        help="The cluster incarnation's id; peer messages of another one are refused.")]
+        = None,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
     from consensus.runtime import NodeOptions, run_node
@@ -68,8 +102,12 @@ def node(
             algorithm, node_id, tuple(sorted(p.strip() for p in peers.split(",") if p.strip())),
             cluster, broker_url, data_dir, fsync == "always", mqtt_client,
             Config(heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
-            status_interval_ms)
-    except ValueError as exc:
+            status_interval_ms, credentials, incarnation)
+        if credentials is not None:
+            from consensus.auth import Identity
+
+            Identity.load(credentials)  # a clear error now rather than in the node's log
+    except (ValueError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     run_node(options)
 
@@ -84,20 +122,29 @@ def cluster_up(
     fsync: Annotated[str, typer.Option(help="always | never")] = "always",
     heartbeat_ms: Annotated[float, typer.Option()] = 50,
     election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
+    insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
-    """Start a broker (unless --broker) and one process per node; wait for a leader."""
+    """Start a broker (unless --broker) and one process per node; wait for a leader.
+
+    The broker is authenticated with new per-cluster credentials (in
+    .consensus-lab/<cluster>/secrets, owner-only) unless --insecure.
+    """
     import asyncio
 
     from consensus import cluster as cl
 
     _algorithms(algorithm)
+    if insecure:
+        warn_insecure(f"cluster {cluster}")
     try:
         state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
-                      heartbeat_ms, _timeouts(election_timeout_ms))
+                      heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"broker: {escape(state.broker)} ({state.broker_kind}), client library "
-                  f"{state.library}")
+    security = ("[red]OPEN (insecure)[/]" if state.insecure else
+                f"authenticated, credentials in {escape(str(state.secrets))}")
+    console.print(f"broker: {escape(state.broker)} ({state.broker_kind}, {security}), client "
+                  f"library {state.library}")
     for nid, pid in state.nodes.items():
         console.print(f"  {nid}: pid {pid}, log {escape(state.directory)}/{nid}.log")
     leader = asyncio.run(cl.wait_for_leader(state))
@@ -126,7 +173,7 @@ def cluster_status(
         raise _fail(str(exc), kind="no-cluster", json_out=json_out) from None
     try:
         nodes = asyncio.run(cl.fetch_status(state))
-    except (OSError, ValueError) as exc:  # the broker is gone (TransportError is an OSError)
+    except (OSError, ValueError, RuntimeError) as exc:  # the broker is gone (TransportError is an OSError)
         raise _fail(f"cannot reach broker {state.broker}: {exc}", kind="broker-unreachable",
                     json_out=json_out) from None
     if json_out:
@@ -194,18 +241,26 @@ def client(
 
     from consensus.client import ClusterClient, ClusterUnavailable
 
-    if broker_url is None:
-        from consensus import cluster as cl
+    from consensus import cluster as cl
+    from consensus.auth import CLIENT_USER, AuthError, Identity
 
-        try:
-            broker_url = cl.ClusterState.load(cluster).broker
-        except FileNotFoundError as exc:
+    identity: Identity | None = None
+    try:
+        state = cl.ClusterState.load(cluster)
+    except FileNotFoundError as exc:
+        if broker_url is None:
             raise _fail(f"{exc}, or pass --broker", kind="no-cluster",
                         json_out=json_out) from None
+    else:
+        try:
+            identity = state.identity(CLIENT_USER)
+        except AuthError as exc:
+            raise _fail(str(exc), kind="no-credentials", json_out=json_out) from None
+        broker_url = broker_url or state.broker
 
     async def go():
         async with ClusterClient(broker_url, cluster, library=mqtt_client,
-                                 deadline_s=timeout) as c:
+                                 deadline_s=timeout, identity=identity) as c:
             return await c.request(command)
 
     try:

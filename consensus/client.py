@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from consensus.auth import Identity
 from consensus.codec import DecodeError, decode, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
 from consensus.retry import Retrier, RetryPolicy
@@ -54,7 +55,8 @@ class ClusterClient:
                  nodes: list[NodeId] | None = None, client_id: str | None = None,
                  deadline_s: float = 10.0, watch_status: bool = True,
                  policy: RetryPolicy | None = None,
-                 status_feed: StatusFeed | None = None) -> None:
+                 status_feed: StatusFeed | None = None,
+                 identity: Identity | None = None) -> None:
         self.cluster = topics.check_name("cluster", cluster)
         self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
         self.nodes: list[NodeId] = sorted(nodes or [])
@@ -70,12 +72,14 @@ class ClusterClient:
         self.status_feed = status_feed
         self._replies: asyncio.Queue[ClientReply] = asyncio.Queue()
         self._status_seen = asyncio.Event()
-        self._mqtt: MqttClient = make_client(library, broker, f"{cluster}-{self.id}",
-                                             self._on_message)
+        # Replies come to this connection's topic (the broker lets only it read there).
+        self.conn = f"{cluster}-{self.id}"
+        self._mqtt: MqttClient = make_client(library, broker, self.conn, self._on_message,
+                                             identity)
 
     async def __aenter__(self) -> ClusterClient:
         await self._mqtt.connect()
-        wanted = [topics.client(self.cluster, self.id)]
+        wanted = [topics.client(self.cluster, self.conn)]
         if self.watch_status:
             wanted.append(topics.status(self.cluster))
         await self._mqtt.subscribe(*wanted)
@@ -165,7 +169,7 @@ class ClusterClient:
         while (left := deadline - time.monotonic()) > 0:
             path.append(target)
             sent = time.monotonic()
-            self._mqtt.publish(topics.node_in(self.cluster, target), encode_message(
+            self._mqtt.publish(topics.request(self.cluster, target, self.conn), encode_message(
                 ClientRequest(src=self.id, dst=target, seq=seq, command=command), self.cluster))
             reply = await self._await_reply(seq, retry.attempt_timeout(left * 1000) / 1000)
             self._refresh()

@@ -2,7 +2,11 @@
 
 ``up`` starts a broker when none is given, then one OS process per node, each with its own
 WAL and log file under ``.consensus-lab/<cluster>/``, and records what it started in
-``cluster.json`` there. ``status`` reads the nodes' status topic; ``down`` stops exactly the
+``cluster.json`` there. Unless ``insecure``, the broker is authenticated: ``up`` makes a new
+:class:`~consensus.auth.Realm` (users, passwords, ACL) in ``.consensus-lab/<cluster>/secrets``
+for the broker it starts (with ``--broker``, the realm ``consensus-lab broker --cluster``
+made for that broker is used), and a new incarnation id the nodes check on every peer
+message. ``status`` reads the nodes' status topic; ``down`` stops exactly the
 processes recorded (checking each pid still runs a consensus-lab node before signalling it).
 """
 
@@ -20,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from consensus.auth import CONTROL_USER, AuthError, Identity, Realm, new_incarnation
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
 
@@ -41,6 +46,27 @@ class ClusterState:
     directory: str
     broker_dir: str | None = None  # the started broker's config and log, removed on `down`
     started: float = field(default_factory=time.time)
+    insecure: bool = False  # an open broker: anyone may connect (teaching mode)
+    incarnation: str | None = None  # this `up`'s id; nodes refuse peer messages of others
+
+    @property
+    def secrets(self) -> Path:
+        return Path(self.directory) / "secrets"
+
+    def credentials_path(self, user: str) -> Path | None:
+        """Where ``user``'s credentials file is, or None on an insecure cluster."""
+        if self.insecure:
+            return None
+        realm = Realm.open(self.name, Path(self.directory))
+        if realm is None:
+            raise AuthError(f"cluster {self.name!r} has no credentials in {self.secrets}; "
+                            f"start it again with `consensus-lab cluster up`")
+        return realm.identity_path(user)
+
+    def identity(self, user: str = CONTROL_USER) -> Identity | None:
+        """What a connection as ``user`` presents (None: anonymous, insecure cluster)."""
+        path = self.credentials_path(user)
+        return None if path is None else Identity.load(path)
 
     @property
     def path(self) -> Path:
@@ -64,6 +90,11 @@ def node_command(state: ClusterState, node_id: str,
                  status_interval_ms: float | None = None) -> list[str]:
     lo, hi = state.election_timeout_ms
     extra = [] if status_interval_ms is None else ["--status-interval-ms", str(status_interval_ms)]
+    credentials = state.credentials_path(node_id)
+    if credentials is not None:
+        extra += ["--credentials", str(credentials)]
+    if state.incarnation is not None:
+        extra += ["--incarnation", state.incarnation]
     return [sys.executable, "-m", "consensus", "node", "--algorithm", state.algorithm,
             "--id", node_id, "--peers", ",".join(sorted(state.nodes)), "--cluster", state.name,
             "--broker", state.broker, "--data-dir", state.directory,
@@ -86,9 +117,14 @@ def spawn_node(state: ClusterState, node_id: str,
 
 def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, fsync: bool,
        heartbeat_ms: float, election_timeout_ms: tuple[float, float],
-       root: Path = STATE_ROOT) -> ClusterState:
-    """Start the broker (if no URL is given) and the node processes; return what started."""
-    from consensus.broker import start_broker
+       root: Path = STATE_ROOT, *, insecure: bool = False,
+       prefer: str = "auto") -> ClusterState:
+    """Start the broker (if no URL is given) and the node processes; return what started.
+
+    Unless ``insecure``: a new realm for a started broker; with ``broker`` given, the realm
+    `consensus-lab broker --cluster` left for it (an error when there is none).
+    """
+    from consensus.broker import chosen_kind, start_broker
 
     topics.check_name("cluster", name)
     directory = root / name
@@ -101,16 +137,29 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.wal"):
         stale.unlink()  # a new cluster starts empty; `restart` keeps a node's WAL
+    ids = [f"n{i}" for i in range(1, nodes + 1)]
+    realm = None
+    if insecure:
+        shutil.rmtree(directory / "secrets", ignore_errors=True)
+    elif broker is None:
+        realm = Realm.create(name, ids, directory, brokers=(chosen_kind(prefer),))
+    else:
+        realm = Realm.open(name, directory)
+        if realm is None or set(realm.nodes) != set(ids):
+            raise AuthError(f"broker {broker} needs credentials for cluster {name!r} with "
+                            f"nodes {','.join(ids)}: start it with `consensus-lab broker "
+                            f"--cluster {name} --nodes {nodes}`, or pass --insecure for an "
+                            f"open broker")
     broker_pid, kind, broker_dir = None, "external", None
     if broker is None:
         # The broker runs in its own session: it outlives this command, like the nodes.
-        handle = start_broker()
+        handle = start_broker(prefer=prefer, realm=realm)
         broker, broker_pid, kind = handle.url, handle.pid, handle.kind
         broker_dir = str(handle.log_path.parent) if handle.log_path else None
-    ids = [f"n{i}" for i in range(1, nodes + 1)]
     state = ClusterState(name, algorithm, dict.fromkeys(ids, 0), broker, broker_pid, kind,
                          library, fsync, heartbeat_ms, election_timeout_ms,
-                         str(directory.resolve()), broker_dir)
+                         str(directory.resolve()), broker_dir, insecure=insecure,
+                         incarnation=new_incarnation())
     for nid in ids:
         spawn_node(state, nid)
     state.save()
@@ -140,6 +189,7 @@ def down(name: str, keep_data: bool = False, root: Path = STATE_ROOT) -> list[st
             stopped.append(f"{label} (pid {pid})")
     if state.broker_dir and Path(state.broker_dir).name.startswith("consensus-"):
         shutil.rmtree(state.broker_dir, ignore_errors=True)
+    shutil.rmtree(state.secrets, ignore_errors=True)  # dead with this incarnation
     if keep_data:
         state.path.unlink(missing_ok=True)
     else:
@@ -195,7 +245,8 @@ async def fetch_status(state: ClusterState, wait_s: float = 1.0) -> dict[str, No
     """Each recorded node with the latest status it published within ``wait_s``."""
     from consensus.client import ClusterClient
 
-    async with ClusterClient(state.broker, state.name, library=state.library) as client:
+    async with ClusterClient(state.broker, state.name, library=state.library,
+                             identity=state.identity()) as client:
         end = time.monotonic() + wait_s
         while time.monotonic() < end and len(client.statuses) < len(state.nodes):
             await asyncio.sleep(0.05)
@@ -208,7 +259,8 @@ async def wait_for_leader(state: ClusterState, timeout_s: float = 15.0) -> str |
     """The leader once some node reports itself leader, or None after ``timeout_s``."""
     from consensus.client import ClusterClient
 
-    async with ClusterClient(state.broker, state.name, library=state.library) as client:
+    async with ClusterClient(state.broker, state.name, library=state.library,
+                             identity=state.identity()) as client:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             leader = leader_of(client.statuses)

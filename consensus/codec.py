@@ -39,9 +39,10 @@ _ALIASES: dict[str, dict[str, str]] = {
 }
 # Integer fields allowed below zero: (class name, field) -> minimum.
 _MINIMUM: dict[tuple[str, str], int] = {("Ballot", "rank"): -1}
-# Keys a payload may carry besides a class's fields: its kind and cluster. A class with a
-# field of that name (a StatusReport's ``cluster``) does not get the key twice.
-_ENVELOPE = ("type", "cluster")
+# Keys a payload may carry besides a class's fields: its kind, cluster and the cluster's
+# incarnation (one `cluster up`). A class with a field of that name (a StatusReport's
+# ``cluster``) does not get the key twice.
+_ENVELOPE = ("type", "cluster", "incarnation")
 
 
 class DecodeError(ValueError):
@@ -462,21 +463,29 @@ def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
     return out
 
 
-def encode_message(msg: Message, cluster: str | None = None) -> bytes:
-    """``msg`` as a JSON payload (with the cluster's name when given)."""
+def encode_message(msg: Message, cluster: str | None = None,
+                   incarnation: str | None = None) -> bytes:
+    """``msg`` as a JSON payload (with the cluster's name and incarnation when given)."""
     wire = _WIRE_FORMS.get(type(msg))
     if wire is not None:
         msg = wire.from_message(msg)
-    return orjson.dumps(_codec.envelope(type(msg))(msg, cluster))
+    data = _codec.envelope(type(msg))(msg, cluster)
+    if incarnation is not None:
+        data["incarnation"] = incarnation
+    return orjson.dumps(data)
 
 
 def decode_message(payload: bytes | str, *, cluster: str | None = None,
-                   members: Iterable[NodeId] | None = None) -> Message:
+                   members: Iterable[NodeId] | None = None,
+                   incarnation: str | None = None) -> Message:
     """Parse and validate one payload; see the module docstring for what is refused.
 
     With ``cluster``, a payload naming another cluster is refused. With ``members``, a
     protocol message whose sender is not a member is refused (client requests come from
-    outside, so their sender is only checked to be a sensible client id).
+    outside, so their sender is only checked to be a sensible client id). With
+    ``incarnation``, a protocol message of another incarnation of the cluster (a replay,
+    or a node left over from an earlier `cluster up`) or of none is refused; client
+    requests need not carry it (their dedup is per client and sequence number).
     """
     data = _json_object(payload)
     kind = data.get("type")
@@ -486,6 +495,10 @@ def decode_message(payload: bytes | str, *, cluster: str | None = None,
     if cluster is not None and data.get("cluster", cluster) != cluster:
         raise DecodeError("foreign-cluster",
                           f"for cluster {_show(data.get('cluster'))}, this is {cluster!r}")
+    if (incarnation is not None and cls is not ClientRequest
+            and data.get("incarnation") != incarnation):
+        raise DecodeError("stale-incarnation", f"from incarnation "
+                          f"{_show(data.get('incarnation'))}, this is {incarnation!r}")
     wire = _WIRE_FORMS.get(cls, cls)
     try:
         msg = _codec.fast_struct(wire)(data)

@@ -14,6 +14,12 @@ records with one fsync and sends all their output in one socket write.
 Hostile input (not JSON, unknown type, wrong field types, negative indexes, a sender outside
 the cluster, another cluster, too large, misrouted) is dropped before it reaches the node,
 logged once per kind and counted in the published status; it never changes the node's state.
+So is a protocol message whose claimed sender differs from the sender in its topic
+(``sender-mismatch``: on an authenticated broker the topic's sender is the publisher's user
+name, vouched for by the ACL), one of another incarnation of the cluster
+(``stale-incarnation``), a client request on a peer topic or a protocol message on the
+client request topic (``wrong-topic``). Client requests arrive on
+``<node>/request/<connection>``; their replies go back to that connection's reply topic.
 
 The control topic carries fault hooks for experiments on the real bus (a
 :class:`~consensus.telemetry.Control`, decoded as strictly as a protocol message): drop
@@ -34,7 +40,7 @@ import random
 import signal
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +55,8 @@ from consensus.codec import (
     encode_message,
 )
 from consensus.group_commit import GroupCommitter
-from consensus.messages import ClientReply, Message, NodeId, traffic_kind
+from consensus.auth import Identity
+from consensus.messages import ClientReply, ClientRequest, Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage
 from consensus.telemetry import Control, ControlOp, FaultSettings, StatusReport
@@ -57,6 +64,8 @@ from consensus.transport import topics
 from consensus.transport.mqtt import DEFAULT_LIBRARY, MqttClient, make_client
 
 log = logging.getLogger("consensus.node")
+
+REPLY_ROUTES = 4096  # client id -> reply connection, the most recently heard from
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,11 @@ class NodeOptions:
     library: str = DEFAULT_LIBRARY
     config: Config = field(default_factory=Config)
     status_interval_ms: float = 200.0
+    # The file holding this node's broker credentials (never the password itself: argv is
+    # visible to everyone in `ps`); None connects anonymously (an --insecure broker).
+    credentials: Path | None = None
+    # This `cluster up`'s id: peer messages of any other one are refused. None: not checked.
+    incarnation: str | None = None
 
     def __post_init__(self) -> None:
         topics.check_name("cluster", self.cluster)
@@ -122,11 +136,19 @@ class NodeRuntime:
         self._drain_scheduled = False
         self._flush_scheduled = False
         self._stop = asyncio.Event()
-        self._inbox = topics.node_in(options.cluster, options.node_id)
+        self._from = topics.peer_prefix(options.cluster, options.node_id)
+        self._requests = topics.request_prefix(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
-        self.client = client_factory(options.library, options.broker,
-                                  f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}",
-                                  self.on_message)
+        self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
+        identity = (None if options.credentials is None
+                    else Identity.load(options.credentials))
+        client_id = f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}"
+        if identity is None:
+            self.client = client_factory(options.library, options.broker, client_id,
+                                         self.on_message)
+        else:
+            self.client = client_factory(options.library, options.broker, client_id,
+                                         self.on_message, identity=identity)
         log.info("%s %s starting (pid %d): %d records restored from %s, peers %s, broker %s "
                  "via %s", options.algorithm, options.node_id, os.getpid(), len(records),
                  options.wal_path, ",".join(options.peers), options.broker, options.library)
@@ -142,7 +164,7 @@ class NodeRuntime:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self._stop.set)
         await self.client.connect()
-        await self.client.subscribe(self._inbox, self._control)
+        await self.client.subscribe(self._from + "+", self._requests + "+", self._control)
         self.drain()
         status_task = asyncio.create_task(self._publish_status_forever())
         try:
@@ -172,9 +194,7 @@ class NodeRuntime:
             return
         self.counts["in"] += 1
         try:
-            msg = decode_message(payload, cluster=self.opts.cluster, members=self.opts.peers)
-            if msg.dst != self.opts.node_id:
-                raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
+            msg = self.check_inbound(topic, payload)
         except DecodeError as exc:
             self.reject(exc.reason, exc.detail)
             return
@@ -186,6 +206,40 @@ class NodeRuntime:
             asyncio.get_running_loop().call_later(f.delay_ms / 1000, self.deliver, msg)
         else:
             self.deliver(msg)
+
+    def check_inbound(self, topic: str, payload: bytes) -> Message:
+        """Decode one message and check it against its topic; raise DecodeError if refused.
+
+        On a peer topic the sender in the topic (on an authenticated broker, the publisher's
+        own user name) must be the message's claimed sender, and the message must be of this
+        incarnation; on the request topic only a client request is taken, and the
+        connection it came from is remembered as where its replies go.
+        """
+        opts = self.opts
+        if topic.startswith(self._from):
+            msg = decode_message(payload, cluster=opts.cluster, members=opts.peers,
+                                 incarnation=opts.incarnation)
+            sender = topic[len(self._from):]
+            if isinstance(msg, ClientRequest):
+                raise DecodeError("wrong-topic", f"a client request on peer topic {topic}")
+            if msg.src != sender:
+                raise DecodeError("sender-mismatch",
+                                  f"{msg.kind} claims to be from {msg.src!r}, published as "
+                                  f"{sender!r}")
+        elif topic.startswith(self._requests):
+            msg = decode_message(payload, cluster=opts.cluster, members=opts.peers)
+            if not isinstance(msg, ClientRequest):
+                raise DecodeError("wrong-topic", f"{msg.kind} on client topic {topic}")
+            routes = self._reply_to
+            routes[msg.src] = topic[len(self._requests):]
+            routes.move_to_end(msg.src)
+            if len(routes) > REPLY_ROUTES:
+                routes.popitem(last=False)
+        else:
+            raise DecodeError("misrouted", f"unexpected topic {topic}")
+        if msg.dst != opts.node_id:
+            raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
+        return msg
 
     def reject(self, reason: str, detail: str) -> None:
         if not self.rejected[reason]:
@@ -289,18 +343,23 @@ class NodeRuntime:
             cork()
         drop_to = self.faults.drop_to
         sent, sent_bytes, counts = self.sent, self.sent_bytes, self.counts
+        me, incarnation = self.opts.node_id, self.opts.incarnation
         for msg in messages:
             if msg.dst in drop_to:
                 counts["dropped"] += 1
                 continue
-            payload = encode_message(msg, cluster)
-            publish(topics.node_in(cluster, msg.dst), payload)
+            payload = encode_message(msg, cluster, incarnation)
+            publish(topics.peer(cluster, msg.dst, me), payload)
             kind = traffic_kind(msg)
             sent[kind] += 1
             sent_bytes[kind] += len(payload)
             counts["out"] += 1
         for reply in replies:
-            publish(topics.client(cluster, reply.dst), encode_message(reply, cluster))
+            conn = self._reply_to.get(reply.dst)
+            if conn is None:  # its request came before a restart, or the route was evicted
+                counts["reply-unroutable"] += 1
+                continue
+            publish(topics.client(cluster, conn), encode_message(reply, cluster))
         if cork is not None:
             self.client.flush()  # type: ignore[attr-defined]
 
