@@ -173,7 +173,7 @@ def cluster_status(
         raise _fail(str(exc), kind="no-cluster", json_out=json_out) from None
     try:
         nodes = asyncio.run(cl.fetch_status(state))
-    except (OSError, ValueError, RuntimeError) as exc:  # the broker is gone (TransportError is an OSError)
+    except (OSError, ValueError, RuntimeError) as exc:  # no broker, or no credentials
         raise _fail(f"cannot reach broker {state.broker}: {exc}", kind="broker-unreachable",
                     json_out=json_out) from None
     if json_out:
@@ -239,10 +239,9 @@ def client(
     """Send one command to a cluster: follows redirects, retries safely, prints the result."""
     import asyncio
 
-    from consensus.client import ClusterClient, ClusterUnavailable
-
     from consensus import cluster as cl
     from consensus.auth import CLIENT_USER, AuthError, Identity
+    from consensus.client import ClusterClient, ClusterUnavailable
 
     identity: Identity | None = None
     try:

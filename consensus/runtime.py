@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consensus.algorithms import get_algorithm
+from consensus.auth import Identity
 from consensus.codec import (
     MAX_PAYLOAD,
     DecodeError,
@@ -55,7 +56,6 @@ from consensus.codec import (
     encode_message,
 )
 from consensus.group_commit import GroupCommitter
-from consensus.auth import Identity
 from consensus.messages import ClientReply, ClientRequest, Message, NodeId, traffic_kind
 from consensus.node import Config, Node, Ready, Status
 from consensus.storage import FileStorage

@@ -409,7 +409,7 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
 
     state = ClusterState("demo", "raft", {"n1": os.getpid(), "n2": os.getpid(), "n3": 0},
                          "mqtt://127.0.0.1:1", None, "external", "gmqtt", False, 50.0,
-                         (150.0, 300.0), str(tmp_path / "demo"))
+                         (150.0, 300.0), str(tmp_path / "demo"), insecure=True)
     # Our own pid stands in for running nodes; pid 0 for a dead one.
     monkeypatch.setattr("consensus.experiment.bus.is_ours", lambda pid: pid > 0)
 
@@ -417,7 +417,8 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         backend = MqttBackend([state], client_factory=FakeMqtt)
         await backend.start()
         fake = backend.clusters["raft"].client
-        assert set(fake.subscribed) == {"consensus/demo/+/status", "consensus/demo/+/in"}
+        assert set(fake.subscribed) == {"consensus/demo/+/status",
+                                        "consensus/demo/+/from/+"}
         for nid, role in (("n1", "leader"), ("n2", "follower"), ("n3", "follower")):
             fake.on_message(f"consensus/demo/{nid}/status", encode(StatusReport(
                 id=nid, algorithm="raft", role=role, term=2, ballot=None, leader="n1",
@@ -426,18 +427,21 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
                 fsync=False, messages_in=0, messages_out=0, wal_fsyncs=0,
                 wal_fsynced_records=0, dropped=0,
                 faults=FaultSettings(drop_to=("n3",) if nid == "n1" else ()))))
-        fake.on_message("consensus/demo/n2/in", encode_message(AppendEntries(
+        fake.on_message("consensus/demo/n2/from/n1", encode_message(AppendEntries(
             src="n1", dst="n2", term=2, prev_log_index=0, prev_log_term=0, leader_commit=0,
             entries=(Entry(2, 1, Command("c", 1, "SET x = 100")),)), "demo"))
         # What a node would refuse is not drawn: a status claiming to be another node, a
-        # half status, an outsider's vote, a message on the wrong inbox, junk.
+        # half status, an outsider's vote, a message on the wrong inbox, one whose claimed
+        # sender is not the topic's, junk.
         fake.on_message("consensus/demo/n2/status", b'{"id": "n2", "role": "leader"}')
-        fake.on_message("consensus/demo/n3/in", encode_message(RequestVoteReply(
+        fake.on_message("consensus/demo/n3/from/mallory", encode_message(RequestVoteReply(
             src="mallory", dst="n3", term=9, granted=False), "demo"))
-        fake.on_message("consensus/demo/n3/in", encode_message(RequestVoteReply(
+        fake.on_message("consensus/demo/n3/from/n1", encode_message(RequestVoteReply(
             src="n1", dst="n2", term=9, granted=False), "demo"))
-        fake.on_message("consensus/demo/n1/in", b"junk")
-        fake.on_message("consensus/demo/n1/in", encode_message(RequestVoteReply(
+        fake.on_message("consensus/demo/n3/from/n2", encode_message(RequestVoteReply(
+            src="n1", dst="n3", term=9, granted=False), "demo"))
+        fake.on_message("consensus/demo/n1/from/n2", b"junk")
+        fake.on_message("consensus/demo/n1/from/n3", encode_message(RequestVoteReply(
             src="n3", dst="n1", term=2, granted=False), "demo"))  # a refusal: an event, a ring
         snap = backend.snapshot()
         raft = snap["clusters"]["raft"]
@@ -459,8 +463,9 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         assert any("n1 is leader" in e["text"] for e in frame["events"])
         assert raft["leader"] == "n1", "the half status changed nothing"
         assert dict(backend.clusters["raft"].rejected) == {
-            "bad-field": 1, "foreign-sender": 1, "misrouted": 1, "not-json": 1}
-        assert sum("not drawn" in e["text"] for e in frame["events"]) == 4
+            "bad-field": 1, "foreign-sender": 1, "misrouted": 1, "not-json": 1,
+            "sender-mismatch": 1}
+        assert sum("not drawn" in e["text"] for e in frame["events"]) == 5
 
         assert (await backend.apply({"op": "partition", "groups": [["n1"], ["n2", "n3"]]}))["ok"]
         sent = {(t, c.op, c.peers) for t, c in fake.published}

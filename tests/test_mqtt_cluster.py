@@ -1,7 +1,9 @@
 """Real node processes over a real broker (mosquitto, and the embedded amqtt broker).
 
 Each test starts its own cluster, bounded waits only ("until it happens, or give up after N
-seconds"), no timing assertions.
+seconds"), no timing assertions. These clusters share one open broker (`--insecure`): they
+test the mechanism, and hostile input must be refused by the nodes themselves; the
+authenticated bus is tested in test_bus_auth.py.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def cluster_of(broker: BrokerHandle, tmp_path: Path):
 
     def up(algorithm: str, name: str) -> cl.ClusterState:
         state = cl.up(algorithm, 3, name, broker.url, "gmqtt", True, 50, (150, 300),
-                      root=tmp_path)
+                      root=tmp_path, insecure=True)
         started.append(name)
         leader = asyncio.run(cl.wait_for_leader(state, 15))
         assert leader is not None, _logs(state)
@@ -139,7 +141,7 @@ def test_hostile_payloads_change_nothing_and_are_counted(cluster_of):
                  b'"pre_vote": false}']
         for nid in state.nodes:
             for payload in bad:
-                raw.publish(topics.node_in(state.name, nid), payload)
+                raw.publish(topics.peer(state.name, nid, "n2"), payload)
         await asyncio.sleep(0.5)
         await raw.close()
 
@@ -174,7 +176,7 @@ def test_a_cluster_driven_by_mosquitto_pub_and_sub_alone(cluster_of, broker):
     request = json.dumps({"type": "ClientRequest", "cluster": state.name, "src": "me",
                           "dst": leader, "seq": 1, "command": "SET x = 100"})
     subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t",
-                    f"consensus/{state.name}/{leader}/in", "-m", request], check=True)
+                    f"consensus/{state.name}/{leader}/request/me", "-m", request], check=True)
     out, _ = sub.communicate(timeout=15)
     reply = json.loads(out)
     assert reply["type"] == "ClientReply" and reply["status"] == "ok" and reply["seq"] == 1

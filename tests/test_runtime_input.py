@@ -20,7 +20,7 @@ class FakeMqtt:
 
     library = "fake"
 
-    def __init__(self, library, url, client_id, on_message):
+    def __init__(self, library, url, client_id, on_message, identity=None):
         self.on_message = on_message
         self.published: list[tuple[str, bytes]] = []
 
@@ -37,9 +37,9 @@ class FakeMqtt:
         pass
 
 
-def make_runtime(tmp_path) -> NodeRuntime:
+def make_runtime(tmp_path, incarnation: str | None = None) -> NodeRuntime:
     opts = NodeOptions("raft", "n2", ("n1", "n2", "n3"), "demo", "mqtt://127.0.0.1:1",
-                       tmp_path, fsync=False)
+                       tmp_path, fsync=False, incarnation=incarnation)
     return NodeRuntime(opts, client_factory=FakeMqtt)
 
 
@@ -49,7 +49,7 @@ def durable_state(rt: NodeRuntime):
             rt.storage.path.read_bytes())
 
 
-INBOX = topics.node_in("demo", "n2")
+INBOX = topics.peer("demo", "n2", "n1")  # n2's inbox for what n1 sends
 GOOD = AppendEntries(src="n1", dst="n2", term=1, prev_log_index=0, prev_log_term=0,
                      entries=(Entry(1, 1, None),), leader_commit=0)
 
@@ -151,8 +151,8 @@ def test_campaign_control_starts_an_election(tmp_path):
         rt.on_message(CONTROL, encode(Control(ControlOp.CAMPAIGN)))
         assert rt.node.status().role in ("precandidate", "candidate")
         asked = {t for t, p in rt.client.published
-                 if t.endswith("/in") and b'"type":"RequestVote"' in p}
-        assert asked == {topics.node_in("demo", "n1"), topics.node_in("demo", "n3")}
+                 if "/from/" in t and b'"type":"RequestVote"' in p}
+        assert asked == {topics.peer("demo", "n1", "n2"), topics.peer("demo", "n3", "n2")}
         assert not rt.rejected
         rt.storage.close()
 
@@ -177,14 +177,45 @@ def test_published_status_is_a_status_report_with_the_fault_hooks(tmp_path):
     asyncio.run(go())
 
 
-def test_client_redirect_is_published_to_the_clients_topic(tmp_path):
+def test_client_redirect_is_published_to_the_requesting_connection(tmp_path):
     async def go():
         rt = make_runtime(tmp_path)
+        # One connection ("conn1") carries two logical clients; both replies go back to it.
+        for client in ("me", "you"):
+            rt.on_message(topics.request("demo", "n2", "conn1"), encode_message(
+                ClientRequest(src=client, dst="n2", seq=1, command="GET x"), "demo"))
+        replies = [orjson.loads(p) for t, p in rt.client.published
+                   if t == topics.client("demo", "conn1")]
+        assert [(r["dst"], r["status"]) for r in replies] == [("me", "redirect"),
+                                                               ("you", "redirect")]
+        assert not [t for t, _ in rt.client.published if t.endswith("/client/me")]
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
+def test_a_claimed_sender_other_than_the_topics_is_dropped_and_counted(tmp_path):
+    """On an authenticated broker the topic's sender is the publisher's user name: n3 may
+    not speak for n1, and a message that says otherwise never reaches the node."""
+    async def go():
+        rt = make_runtime(tmp_path, incarnation="inc-2")
+        rt.drain()
+        before = durable_state(rt)
+        forged = encode_message(GOOD, "demo", "inc-2")  # claims n1, a valid current message
+        rt.on_message(topics.peer("demo", "n2", "n3"), forged)
+        # A protocol message on the client request topic, and a request on a peer topic.
+        rt.on_message(topics.request("demo", "n2", "mallory"), forged)
         rt.on_message(INBOX, encode_message(
-            ClientRequest(src="me", dst="n2", seq=1, command="GET x"), "demo"))
-        replies = [p for t, p in rt.client.published if t == topics.client("demo", "me")]
-        assert len(replies) == 1
-        assert orjson.loads(replies[0])["status"] == "redirect"
+            ClientRequest(src="me", dst="n2", seq=1, command="SET x = 1"), "demo", "inc-2"))
+        # A real message of n1 from an earlier incarnation (a replay), and one with none.
+        rt.on_message(INBOX, encode_message(GOOD, "demo", "inc-1"))
+        rt.on_message(INBOX, encode_message(GOOD, "demo"))
+        assert durable_state(rt) == before
+        assert dict(rt.rejected) == {"sender-mismatch": 1, "wrong-topic": 2,
+                                     "stale-incarnation": 2}
+        assert rt.status_report().rejected == dict(rt.rejected)
+        rt.on_message(INBOX, forged)  # the same bytes on n1's own topic are taken
+        assert rt.node.log.last_index == 1 and rt.node.leader == "n1"
         rt.storage.close()
 
     asyncio.run(go())
@@ -199,15 +230,22 @@ def fuzz_dir(tmp_path_factory):
 @given(st.binary(max_size=300) | st.builds(
     lambda d: orjson.dumps(d),
     st.dictionaries(st.sampled_from(["type", "src", "dst", "cluster", "term", "leader_term",
-                                     "entries", "seq", "command", "ballot"]),
+                                     "entries", "seq", "command", "ballot", "incarnation"]),
                     st.none() | st.integers(-3, 5) | st.text(max_size=5)
-                    | st.sampled_from(["AppendEntries", "RequestVote", "n1", "demo", "Accept"]),
-                    max_size=8)))
-def test_fuzzed_input_never_crashes_or_changes_state(fuzz_dir, payload):
+                    | st.sampled_from(["AppendEntries", "RequestVote", "n1", "demo", "Accept",
+                                       "inc"]),
+                    max_size=8)),
+       st.sampled_from([INBOX, topics.peer("demo", "n2", "n3"),
+                        topics.peer("demo", "n2", "mallory"),
+                        topics.request("demo", "n2", "c1"), topics.status("demo", "n1")]),
+       st.sampled_from([None, "inc"]))
+def test_fuzzed_input_never_crashes_or_changes_state(fuzz_dir, payload, topic, incarnation):
+    """On every topic a node listens to (and one it does not), as the authenticated
+    cluster's node (incarnation checked) and as an open one."""
     async def go():
-        rt = make_runtime(fuzz_dir)
+        rt = make_runtime(fuzz_dir, incarnation)
         before = durable_state(rt)
-        rt.on_message(INBOX, payload)
+        rt.on_message(topic, payload)
         assert durable_state(rt) == before
         assert "handler-error" not in rt.rejected
         rt.storage.close()

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from consensus.auth import CLIENT_USER
 from consensus.bench.search import percentile
 from consensus.bench.throughput import ELECTION_TIMEOUT_MS, HEARTBEAT_MS
 from consensus.client import ClusterClient
@@ -68,9 +69,11 @@ class _Failover:
         times: list[float] = []
         try:
             await c.start()
-            async with ClusterClient(c.opts.broker, c.name, library="gmqtt", nodes=list(c.ids),
-                                     client_id=self.client_id, deadline_s=10.0,
-                                     watch_status=False, status_feed=c.status_feed) as client:
+            async with ClusterClient(c.state.broker, c.name, library="gmqtt",
+                                     nodes=list(c.ids), client_id=self.client_id,
+                                     deadline_s=10.0, watch_status=False,
+                                     status_feed=c.status_feed,
+                                     identity=c.identity(CLIENT_USER)) as client:
                 for i in range(rounds):
                     leader = await self.wait_leader()
                     client.last_leader = leader

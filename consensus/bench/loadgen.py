@@ -18,6 +18,11 @@ is :class:`~consensus.retry.Retrier`'s choice, as for every client: a redirect n
 leader is followed after 5 ms, one naming nobody after a jittered backoff; an operation
 unanswered for 1 s is resent, same seq and command, to the next node.
 
+Each connection publishes requests on its own request topic and reads replies on its own
+reply topic (``topics.request`` / ``topics.client`` keyed by its MQTT client id, as the
+broker's ACL requires); the ``dst`` of a reply names the logical client. ``--credentials``
+(a 0600 JSON file, as ``cluster up`` writes for the ``client`` user) authenticates them.
+
 Requests and replies go through :mod:`consensus.codec` like any client's (its generated fast
 path keeps that to a few microseconds per operation).
 """
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from consensus.auth import Identity
 from consensus.codec import DecodeError, decode_message, encode_message
 from consensus.messages import ClientReply, ClientRequest, ReplyStatus
 from consensus.retry import Retrier
@@ -59,7 +65,8 @@ class _Op:
 
 class LoadGen:
     def __init__(self, broker: str, cluster: str, name: str, connections: int, ids: int,
-                 nodes: list[str], library: str = "gmqtt") -> None:
+                 nodes: list[str], library: str = "gmqtt",
+                 identity: Identity | None = None) -> None:
         self.broker, self.cluster, self.name = broker, cluster, name
         self.nodes = nodes
         self.ids = {c: [f"{name}c{c}k{i}" for i in range(ids)] for c in range(connections)}
@@ -73,8 +80,9 @@ class LoadGen:
         # Target choice (redirect hints, the next node after a silent one, backoff when no
         # leader is known) is the shared client policy's; the hot path stays here.
         self.retry = Retrier(nodes, random.Random(name))
-        self.clients = [make_client(library, broker, f"{cluster}-{name}-{c}", self._on_reply)
-                        for c in range(connections)]
+        self.conns = [f"{cluster}-{name}-{c}" for c in range(connections)]
+        self.clients = [make_client(library, broker, conn, self._on_reply, identity)
+                        for conn in self.conns]
         self.redirects = 0
         self.resends = 0
         self.counter = itertools.count()
@@ -82,12 +90,13 @@ class LoadGen:
     async def connect(self) -> None:
         for c, client in enumerate(self.clients):
             await client.connect()
-            await client.subscribe(*(topics.client(self.cluster, cid) for cid in self.ids[c]))
+            await client.subscribe(topics.client(self.cluster, self.conns[c]))
 
     def _send(self, op: _Op) -> None:
         payload = encode_message(ClientRequest(src=op.client_id, dst=op.target, seq=op.seq,
                                                command=op.command), self.cluster)
-        self.clients[op.conn].publish(topics.node_in(self.cluster, op.target), payload)
+        self.clients[op.conn].publish(
+            topics.request(self.cluster, op.target, self.conns[op.conn]), payload)
 
     def _issue(self, scheduled: float) -> bool:
         if not self.free:
@@ -180,8 +189,9 @@ class LoadGen:
 
 
 async def _main(args: argparse.Namespace) -> None:
+    identity = None if args.credentials is None else Identity.load(args.credentials)
     gen = LoadGen(args.broker, args.cluster, args.name, args.connections, args.ids,
-                  args.nodes.split(","), args.library)
+                  args.nodes.split(","), args.library, identity)
     await gen.connect()
     loop = asyncio.get_running_loop()
     print(orjson.dumps({"ready": True}).decode(), flush=True)
@@ -209,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--ids", type=int, default=64, help="client ids per connection")
     p.add_argument("--library", default="gmqtt")
+    p.add_argument("--credentials", default=None,
+                   help="broker credentials file (JSON, mode 0600); omitted: anonymous")
     asyncio.run(_main(p.parse_args(argv)))
 
 

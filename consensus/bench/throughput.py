@@ -50,13 +50,15 @@ class Generators:
     ``ids`` client ids per connection; a step splits the rate evenly between them."""
 
     def __init__(self, broker: str, cluster: str, nodes: list[str], count: int = 2,
-                 connections: int = 4, ids: int = 64) -> None:
+                 connections: int = 4, ids: int = 64, credentials: Path | None = None) -> None:
         self.count, self.connections, self.ids = count, connections, ids
         self.procs = []
         for i in range(count):
             argv = [sys.executable, "-m", "consensus.bench.loadgen", "--broker", broker,
                     "--cluster", cluster, "--nodes", ",".join(nodes), "--name", f"g{i + 1}",
                     "--connections", str(connections), "--ids", str(ids)]
+            if credentials is not None:
+                argv += ["--credentials", str(credentials)]
             self.procs.append(subprocess.Popen(argv, stdin=subprocess.PIPE,
                                                stdout=subprocess.PIPE, text=True))
         for proc in self.procs:
@@ -165,7 +167,10 @@ class BusCluster:
         try:
             self.loop.call(self.cluster.start())
             self.leader = self.wait_leader()
-            self.gens = Generators(broker, self.name, self.ids, generators, connections, ids)
+            from consensus.auth import CLIENT_USER
+
+            self.gens = Generators(self.state.broker, self.name, self.ids, generators,
+                                   connections, ids, self.state.credentials_path(CLIENT_USER))
         except BaseException:
             self.loop.call(self.cluster.close())
             self.loop.stop()

@@ -43,6 +43,7 @@ from typing import Any
 
 from consensus import cluster as cl
 from consensus.algorithms import get_algorithm
+from consensus.auth import CLIENT_USER
 from consensus.codec import DecodeError, decode, decode_message
 from consensus.dashboard.view import (
     LOG_TAIL,
@@ -80,8 +81,13 @@ class WatchedCluster:
                  clock: Callable[[], float], events: Callable[[str, str, str], None]) -> None:
         # One connection: this watcher subscribes to statuses and inboxes, hands each status
         # to the bus cluster, which sends its controls on the same connection.
-        self.client = client_factory(state.library, state.broker,
-                                     fresh_client_id(f"dashboard-{state.name}"), self.on_message)
+        # As the cluster's control user (it sends fault hooks and reads all traffic).
+        identity = state.identity()
+        client_id = fresh_client_id(f"dashboard-{state.name}")
+        self.client = (client_factory(state.library, state.broker, client_id, self.on_message)
+                       if identity is None else
+                       client_factory(state.library, state.broker, client_id, self.on_message,
+                                      identity=identity))
         self.cluster = BusCluster.attach(state, client=self.client)
         self.name = state.name
         self.algorithm = state.algorithm
@@ -115,18 +121,21 @@ class WatchedCluster:
 
     def on_message(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
-        if len(parts) != 4 or parts[1] != self.name or parts[2] not in self.logs:
+        if len(parts) not in (4, 5) or parts[1] != self.name or parts[2] not in self.logs:
             return
         try:
-            if parts[3] == "status":
+            if len(parts) == 4 and parts[3] == "status":
                 st = decode(StatusReport, payload)
                 if st.id != parts[2] or st.cluster != self.name:
                     raise DecodeError("misrouted", f"status of {st.id!r} in {st.cluster!r}")
                 self.on_status(st)
-            elif parts[3] == "in":
+            elif len(parts) == 5 and parts[3] == "from":
                 msg = decode_message(payload, cluster=self.name, members=self.ids)
                 if msg.dst != parts[2]:
                     raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
+                if msg.src != parts[4]:
+                    raise DecodeError("sender-mismatch", f"claims {msg.src!r}, published as "
+                                      f"{parts[4]!r}")
                 self.on_inbox(msg)
         except DecodeError as exc:
             if not self.rejected[exc.reason]:
@@ -365,7 +374,8 @@ class MqttBackend:
         self._emit(c.algorithm, "client", f"client sends {text}")
         try:
             async with ClusterClient(c.state.broker, c.name, library=c.state.library,
-                                     deadline_s=10.0) as client:
+                                     deadline_s=10.0,
+                                     identity=c.state.identity(CLIENT_USER)) as client:
                 result = await client.request(text)
         except (ClusterUnavailable, OSError, ValueError) as exc:
             self._emit(c.algorithm, "client", f"{text} \u2192 failed: {exc}")

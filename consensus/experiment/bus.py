@@ -14,6 +14,12 @@ show one leader per term or ballot and terms never going backwards.
 A cluster started elsewhere (``consensus-lab cluster up``) is driven through the same calls
 without owning its processes: :meth:`BusCluster.attach` (the dashboard's live mode).
 
+The bus is authenticated when the cluster has a broker of its own (``BusOptions.broker``
+None): :meth:`BusCluster.start` makes per-run credentials (:class:`~consensus.auth.Realm`)
+and starts a broker that accepts only them; the nodes connect as themselves, the workload's
+clients as ``client``, the runner and the tracer as ``control``. On a broker given by URL
+the run is in open mode, as that broker is.
+
 What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
 it): latency is the network's own, and duplication is not injected.
 
@@ -31,6 +37,7 @@ import contextlib
 import math
 import os
 import random
+import shutil
 import signal
 import time
 import uuid
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus.algorithms import get_algorithm
+from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, Realm, new_incarnation
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, is_ours, restart_node, spawn_node
@@ -83,13 +91,17 @@ def not_honoured(spec: ExperimentSpec) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class BusOptions:
-    """How the node processes run: the broker, the MQTT library, the WAL's fsync."""
+    """How the node processes run: the broker, the MQTT library, the WAL's fsync.
 
-    broker: str
+    ``broker`` None: each cluster starts its own authenticated broker (``prefer`` says
+    which kind); a URL: that broker, open (it knows none of the run's users)."""
+
+    broker: str | None
     library: str = "gmqtt"
     fsync: bool = True
     base_loss: float = 0.0  # the network's own loss rate, restored when a loss window ends
     status_interval_ms: float = STATUS_INTERVAL_MS
+    prefer: str = "auto"
 
 
 class BusCluster:
@@ -104,9 +116,11 @@ class BusCluster:
         self.name = name or f"{algorithm}-{uuid.uuid4().hex[:6]}"
         directory.mkdir(parents=True, exist_ok=True)
         self.state = ClusterState(
-            self.name, algorithm, dict.fromkeys(self.ids, 0), opts.broker, None, "external",
-            opts.library, opts.fsync, config.heartbeat_ms, config.election_timeout_ms,
-            str(directory.resolve()))
+            self.name, algorithm, dict.fromkeys(self.ids, 0), opts.broker or "", None,
+            "external", opts.library, opts.fsync, config.heartbeat_ms,
+            config.election_timeout_ms, str(directory.resolve()),
+            insecure=opts.broker is not None, incarnation=new_incarnation())
+        self.broker: Any = None  # the BrokerHandle of a broker this cluster started
         self.origin = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mqtt: Any = None
@@ -257,17 +271,34 @@ class BusCluster:
 
     # -- life ----------------------------------------------------------------------------
 
+    def identity(self, user: str) -> Identity | None:
+        """What a connection of this run presents as ``user`` (None: an open broker)."""
+        return self.state.identity(user)
+
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.owned and self.opts.broker is None and self.broker is None:
+            await asyncio.to_thread(self._start_broker)
         if self.client_owned:
-            self.mqtt = make_client(self.opts.library, self.opts.broker,
-                                    f"{self.name}-runner", self._on_status)
+            self.mqtt = make_client(self.opts.library, self.state.broker,
+                                    f"{self.name}-runner", self._on_status,
+                                    self.identity(CONTROL_USER))
             await self.mqtt.connect()
             await self.mqtt.subscribe(topics.status(self.name))
         self.origin = time.monotonic()
         if self.owned:
             for nid in self.ids:
                 self._spawn(nid)
+
+    def _start_broker(self) -> None:
+        """Per-run credentials, and a broker that accepts only them."""
+        from consensus.broker import chosen_kind, start_broker
+
+        folder = Path(self.state.directory)
+        realm = Realm.create(self.name, self.ids, folder,
+                             brokers=(chosen_kind(self.opts.prefer),))
+        self.broker = start_broker(prefer=self.opts.prefer, realm=realm)
+        self.state.broker, self.state.broker_kind = self.broker.url, self.broker.kind
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""
@@ -283,6 +314,11 @@ class BusCluster:
         if self.mqtt is not None and self.client_owned:
             await self.mqtt.close()
         self.mqtt = None
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+            self.broker = None
+            # The run's credentials die with its broker; none stays in the run folder.
+            shutil.rmtree(self.state.secrets, ignore_errors=True)
 
     async def _stop_nodes(self) -> None:
         for nid in self.ids:
@@ -344,8 +380,8 @@ class BusCluster:
                                "dst": msg.dst, "kind": traffic_kind(msg),
                                "observed": "broker"})
 
-        tracer = make_client(self.opts.library, self.opts.broker, f"{self.name}-tracer",
-                             on_message)
+        tracer = make_client(self.opts.library, self.state.broker, f"{self.name}-tracer",
+                             on_message, self.identity(CONTROL_USER))
         try:
             await tracer.connect()
             await tracer.subscribe(topics.all_inboxes(self.name))
@@ -435,9 +471,9 @@ class BusCluster:
         session = f"{name}-{uuid.uuid4().hex[:6]}"
         self.sessions[name] = session
         async with ClusterClient(
-                self.opts.broker, self.name, library=self.opts.library, nodes=list(self.ids),
+                self.state.broker, self.name, library=self.opts.library, nodes=list(self.ids),
                 client_id=session, watch_status=False, policy=w.retry,
-                status_feed=self.status_feed) as client:
+                status_feed=self.status_feed, identity=self.identity(CLIENT_USER)) as client:
             client.last_leader = self.leader()
             while not self._stop.is_set():
                 if per_client:
