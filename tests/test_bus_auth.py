@@ -175,6 +175,42 @@ def test_the_issues_anonymous_mosquitto_pub_append_entries_is_refused(
 # -- with the client's credentials ---------------------------------------------------------------
 
 
+@pytest.mark.skipif(not shutil.which("mosquitto_rr"),
+                    reason="needs mosquitto-clients (apt-get install mosquitto-clients)")
+def test_mosquitto_rr_with_the_client_credentials_as_docs_show(raft: cl.ClusterState) -> None:
+    """docs/protocol.md: one connection (-i me) asks on its request topic and reads its
+    reply topic; the control user's mosquitto_pub sets a fault hook."""
+    if raft.broker_kind != "mosquitto":
+        pytest.skip("mosquitto_rr speaks MQTT 5, which the embedded broker lacks")
+    before = _snapshot(raft)
+    leader, _ = _leader_and_follower(before)
+    host, port = parse_broker_url(raft.broker)
+    auth = ["-h", host, "-p", str(port), "-u", CLIENT_USER, "-P",
+            raft.identity(CLIENT_USER).password]
+    request = json.dumps({"type": "ClientRequest", "cluster": raft.name, "src": "me",
+                          "dst": leader, "seq": 1, "command": "GET x"})
+    done = subprocess.run(["mosquitto_rr", *auth, "-i", "me", "-W", "10",
+                           "-t", topics.request(raft.name, leader, "me"),
+                           "-e", topics.client(raft.name, "me"), "-m", request],
+                          capture_output=True, text=True, timeout=15)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert (reply["status"], reply["result"], reply["dst"]) == ("ok", "100", "me")
+
+    control = ["-h", host, "-p", str(port), "-u", CONTROL_USER, "-P",
+               raft.identity(CONTROL_USER).password, "-t", topics.control(raft.name, leader)]
+    subprocess.run(["mosquitto_pub", *control, "-m", '{"op": "delay", "ms": 5}'], check=True,
+                   timeout=10)
+    end = time.monotonic() + 5
+    while _snapshot(raft)[leader][5] != FaultSettings(delay_ms=5.0):
+        assert time.monotonic() < end, "the control user's command took effect"
+    subprocess.run(["mosquitto_pub", *control, "-m", '{"op": "heal"}'], check=True,
+                   timeout=10)
+    end = time.monotonic() + 5
+    while _snapshot(raft)[leader][5] != FaultSettings():
+        assert time.monotonic() < end
+
+
 def test_a_client_cannot_publish_on_a_peer_topic(raft: cl.ClusterState) -> None:
     before = _snapshot(raft)
     leader, follower = _leader_and_follower(before)
