@@ -189,7 +189,10 @@ def down(name: str, keep_data: bool = False, root: Path = STATE_ROOT) -> list[st
             stopped.append(f"{label} (pid {pid})")
     if state.broker_dir and Path(state.broker_dir).name.startswith("consensus-"):
         shutil.rmtree(state.broker_dir, ignore_errors=True)
-    shutil.rmtree(state.secrets, ignore_errors=True)  # dead with this incarnation
+    if state.broker_pid:
+        # The credentials die with the broker `up` started. A broker started apart
+        # (`consensus-lab broker --cluster`) outlives the cluster and keeps its users.
+        shutil.rmtree(state.secrets, ignore_errors=True)
     if keep_data:
         state.path.unlink(missing_ok=True)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -375,3 +376,54 @@ def test_an_experiment_cluster_runs_on_its_own_authenticated_broker(
 
     assert asyncio.run(go()) == ("OK", kind)
     assert not bus.state.insecure and not bus.state.secrets.exists()
+
+
+def test_cluster_up_against_a_broker_started_apart_uses_its_credentials(
+        kind: str, tmp_path: Path) -> None:
+    """`consensus-lab broker --cluster c` then `cluster up --broker URL --cluster c`."""
+    from consensus.auth import AuthError, Realm
+    from consensus.broker import chosen_kind, start_broker
+
+    with pytest.raises(AuthError, match="needs credentials"):
+        cl.up("raft", 3, "apart", "mqtt://127.0.0.1:1", "gmqtt", False, 50, (500, 900),
+              root=tmp_path)
+    realm = Realm.create("apart", ["n1", "n2", "n3"], tmp_path / "apart",
+                         brokers=(chosen_kind(kind),))
+    handle = start_broker(prefer=kind, realm=realm)
+    try:
+        state = cl.up("raft", 3, "apart", handle.url, "gmqtt", False, 50, (500, 900),
+                      root=tmp_path)
+        try:
+            assert asyncio.run(cl.wait_for_leader(state, 20)) is not None, _logs(state)
+            assert _request(state, "SET z = 3") == "OK"
+        finally:
+            cl.down("apart", root=tmp_path)
+        assert realm.identity_path(CLIENT_USER).exists(), "the broker outlives the cluster"
+    finally:
+        handle.stop()
+
+
+def test_the_cli_warns_loudly_in_open_mode(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import consensus
+    from consensus.cli import app
+
+    # The node processes must import this checkout's package from the new working directory.
+    root = str(Path(consensus.__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["cluster", "up", "--cluster", "open", "--insecure",
+                                     "--fsync", "never", "--election-timeout-ms", "500-900"])
+        assert result.exit_code == 0, result.output
+        assert "WARNING" in result.output and "OPEN broker" in result.output
+        assert not (tmp_path / ".consensus-lab/open/secrets").exists()
+        state = cl.ClusterState.load("open", tmp_path / ".consensus-lab")
+        assert state.insecure and state.identity() is None
+        assert _request(state, "SET x = 1") == "OK"  # anonymous, as mosquitto_pub would be
+    finally:
+        runner.invoke(app, ["cluster", "down", "--cluster", "open"])
