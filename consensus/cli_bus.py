@@ -171,9 +171,13 @@ def cluster_status(
         state = cl.ClusterState.load(cluster)
     except FileNotFoundError as exc:
         raise _fail(str(exc), kind="no-cluster", json_out=json_out) from None
+    from consensus.auth import AuthError
+
     try:
         nodes = asyncio.run(cl.fetch_status(state))
-    except (OSError, ValueError, RuntimeError) as exc:  # no broker, or no credentials
+    except AuthError as exc:
+        raise _fail(str(exc), kind="no-credentials", json_out=json_out) from None
+    except (OSError, ValueError) as exc:  # the broker is gone (TransportError is an OSError)
         raise _fail(f"cannot reach broker {state.broker}: {exc}", kind="broker-unreachable",
                     json_out=json_out) from None
     if json_out:

@@ -83,6 +83,8 @@ class ClusterState:
                                     f"missing); start one with `consensus-lab cluster up`")
         data = json.loads(path.read_text())
         data["election_timeout_ms"] = tuple(data["election_timeout_ms"])
+        # A record without the field predates authentication: its broker was open.
+        data.setdefault("insecure", True)
         return cls(**data)
 
 
