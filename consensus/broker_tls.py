@@ -90,10 +90,11 @@ def stage_for_mosquitto(files: TlsFiles, folder: Path, user: str = "mosquitto") 
     return staged
 
 
-def with_tls_listener(settings: str, listener_block: str) -> str:
-    """``settings`` (a mosquitto config) with its listeners replaced by ``listener_block``."""
+def with_listener(settings: str, listener_block: str) -> str:
+    """``settings`` (a mosquitto config) with its listeners, and their TLS settings, replaced
+    by ``listener_block`` (from :func:`mosquitto_tls_listener`, or a plain ``listener``)."""
     kept = [line for line in settings.splitlines()
-            if line.split(maxsplit=1)[:1] == [] or line.split(maxsplit=1)[0] not in _LISTENER_KEYS]
+            if line.split(maxsplit=1)[:1] == [] or line.split()[0] not in _LISTENER_KEYS]
     return "\n".join([*kept, "", listener_block])
 
 

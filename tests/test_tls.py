@@ -26,7 +26,7 @@ from consensus.broker_tls import (
     amqtt_tls_config,
     mosquitto_tls_listener,
     stage_for_mosquitto,
-    with_tls_listener,
+    with_listener,
 )
 from consensus.tls import TlsError, TlsFiles, client_context, server_context
 from tests.mosquitto_proc import free_port, log_of, mosquitto
@@ -265,7 +265,7 @@ def test_mosquitto_listener_block_requires_and_uses_client_certificates(tmp_path
     assert staged.key.read_bytes() == server.key.read_bytes()
     block = mosquitto_tls_listener(port, HOST, staged)
     assert "require_certificate true" in block and "use_identity_as_username true" in block
-    config = with_tls_listener(mosquitto_config(port), block)
+    config = with_listener(mosquitto_config(port), block)
     config = config.replace("allow_anonymous true", "allow_anonymous false")
     config += f"acl_file {_acl(tmp_path)}\n"
     assert [ln for ln in config.splitlines() if ln.startswith("listener")] == \
