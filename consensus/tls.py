@@ -146,6 +146,39 @@ def ensure_cluster(folder: Path | str, users: Iterable[str], addresses: Iterable
     return server, {user: ensure_client(folder, user) for user in sorted(set(users))}
 
 
+def load(folder: Path | str, name: str) -> TlsFiles:
+    """The existing material of ``name`` (a user, or ``"server"``) in ``folder``; never makes
+    anything. For a host that was given only its own files (``ca.crt``, ``<name>.crt``,
+    ``<name>.key``, and no CA key, which the ``ensure_*`` functions would take as a reason to
+    make a new CA). Raises :class:`TlsError` saying what is wrong with them.
+    """
+    if name != SERVER_NAME:
+        check_user(name)
+    folder = Path(folder)
+    files = TlsFiles(folder / f"{CA_NAME}.crt", folder / f"{name}.crt", folder / f"{name}.key")
+    _require(files)
+    try:
+        cert, key = _load_pair(files)
+        ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    except (ValueError, TypeError) as exc:
+        raise TlsError(f"{files.cert} or {files.key} is not a PEM certificate and EC key: "
+                       f"{exc}") from None
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise TlsError(f"{files.cert} was not signed by the CA in {files.ca}") from None
+    if not _matches(cert, key):
+        raise TlsError(f"{files.key} is not the key of {files.cert}")
+    now = _now()
+    if not cert.not_valid_before_utc <= now + CLOCK_SKEW < cert.not_valid_after_utc + CLOCK_SKEW:
+        raise TlsError(f"{files.cert} is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+                       f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not now (is this "
+                       f"host's clock right?)")
+    if name != SERVER_NAME and certificate_user(cert) != name:
+        raise TlsError(f"{files.cert} is {certificate_user(cert)!r}'s certificate, not {name!r}'s")
+    return files
+
+
 def check_user(user: str) -> str:
     """``user`` when it can name a certificate and a file, else :class:`TlsError`."""
     if not isinstance(user, str) or not _USER.fullmatch(user):

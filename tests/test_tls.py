@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import stat
 import tempfile
@@ -100,6 +101,33 @@ def test_ensuring_again_reuses_what_is_valid_and_reissues_what_is_not(tmp_path, 
     n1 = tls.ensure_client(folder, "n1")
     assert n1.cert.read_bytes() != before["n1.crt"]
     _cert(n1).verify_directly_issued_by(x509.load_pem_x509_certificate(n1.ca.read_bytes()))
+
+
+def test_a_host_loads_only_its_own_files_and_never_makes_a_ca(tmp_path, material):
+    server, clients = material
+    host = tmp_path / "host"
+    host.mkdir()
+    for path in (server.ca, clients["n1"].cert, clients["n1"].key):
+        (host / path.name).write_bytes(path.read_bytes())
+    files = tls.load(host, "n1")
+    assert files == TlsFiles(host / "ca.crt", host / "n1.crt", host / "n1.key")
+    assert sorted(p.name for p in host.iterdir()) == ["ca.crt", "n1.crt", "n1.key"]
+    assert tls.load(server.ca.parent, "server") == server
+
+    with pytest.raises(TlsError, match="missing"):
+        tls.load(host, "n2")
+    (host / "n2.crt").write_bytes(clients["n2"].cert.read_bytes())
+    (host / "n2.key").write_bytes(clients["n1"].key.read_bytes())
+    with pytest.raises(TlsError, match="is not the key of"):
+        tls.load(host, "n2")
+    (host / "n3.crt").write_bytes(clients["n1"].cert.read_bytes())
+    (host / "n3.key").write_bytes(clients["n1"].key.read_bytes())
+    with pytest.raises(TlsError, match="certificate, not 'n3'"):
+        tls.load(host, "n3")
+    _, strangers = tls.ensure_cluster(tmp_path / "other", ["n1"])
+    (host / "ca.crt").write_bytes(strangers["n1"].ca.read_bytes())
+    with pytest.raises(TlsError, match="not signed by the CA"):
+        tls.load(host, "n1")
 
 
 @pytest.mark.parametrize("user", ["", "ca", "server", "../n1", "a b", "x" * 65])
@@ -235,6 +263,16 @@ async def _refused(port: int, ctx: ssl.SSLContext) -> bool:
     return False
 
 
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def _reachable_folder(tmp_path: Path) -> Path:
     """``tmp_path`` made traversable (not listable) by others: mosquitto started as root
     reads its TLS and ACL files after dropping to its own user."""
@@ -257,13 +295,17 @@ def _acl(folder: Path) -> Path:
 
 
 @needs_mosquitto
-def test_mosquitto_listener_block_requires_and_uses_client_certificates(tmp_path, material):
+@pytest.mark.parametrize("version", ["tlsv1.2", "tlsv1.3"])
+def test_mosquitto_listener_block_requires_and_uses_client_certificates(tmp_path, material,
+                                                                        version):
     server, clients = material
     port = free_port()
     staged = stage_for_mosquitto(server, _reachable_folder(tmp_path) / "broker-tls")
     assert stat.S_IMODE(staged.key.stat().st_mode) == 0o600
     assert staged.key.read_bytes() == server.key.read_bytes()
-    block = mosquitto_tls_listener(port, HOST, staged)
+    if os.geteuid() == 0 and _has_user("mosquitto"):
+        assert staged.key.owner() == "mosquitto"  # it reads the key after dropping root
+    block = mosquitto_tls_listener(port, HOST, staged, tls_version=version)
     assert "require_certificate true" in block and "use_identity_as_username true" in block
     config = with_listener(mosquitto_config(port), block)
     config = config.replace("allow_anonymous true", "allow_anonymous false")
