@@ -228,8 +228,11 @@ async def main(host, port, folder, user):
     except Exception as exc:
         print("refused", type(exc).__name__)
         return
-    print("connected")
-    await c.disconnect()
+    print("connected", flush=True)
+    try:
+        await c.disconnect()
+    except ssl.SSLError:
+        pass  # a late packet crossing close_notify
 
 asyncio.run(main(*sys.argv[1:]))
 """
