@@ -73,6 +73,7 @@ def ensure_ca(folder: Path | str, name: str = "consensus-lab") -> TlsFiles:
     ``name`` goes into the CA's CN (for example the cluster name), so that a reader of a
     certificate can tell which cluster's CA issued it. A new CA invalidates every certificate
     it did not sign; :func:`ensure_server` and :func:`ensure_client` then reissue them.
+    The result's ``cert`` is the CA's own certificate (same as ``ca``), its ``key`` the CA key.
     """
     folder = _private_folder(folder)
     files = TlsFiles(folder / f"{CA_NAME}.crt", folder / f"{CA_NAME}.crt",
