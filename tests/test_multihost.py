@@ -133,6 +133,11 @@ def test_a_cluster_spread_over_namespaces_elects_commits_and_survives_a_leader_k
 
             leader = asyncio.run(cl.wait_for_leader(state, 15))
             assert leader is not None, _logs(state)
+            # A majority elects; wait for the third node too (it may start last).
+            everyone = _until(lambda: True if all(
+                p.status for p in asyncio.run(cl.fetch_status(state, 0.5)).values()) else None,
+                15)
+            assert everyone, _logs(state)
             # Each node is in its own namespace and reaches the broker from its own address.
             mine = _net_namespace(os.getpid())
             spaces = {_net_namespace(p.pid) for p in procs.values()}
