@@ -14,6 +14,7 @@ writes them, so no shared file system is assumed. Dask is optional (``pip instal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -202,6 +203,26 @@ class Executor:
         else:
             for future in self._pending:
                 future.cancel()
+
+
+def parallel(spec: ExecutorSpec, workers: int | None, jobs: int) -> ExecutorSpec | None:
+    """``spec`` for ``jobs`` jobs, or None to run them one after another in this process: a
+    local pool of one worker would only add a process. Without ``--workers``: one worker
+    per core, at most one per job."""
+    n = workers or max(1, min(default_workers(), jobs))
+    if spec.kind == "local" and n == 1:
+        return None
+    return ExecutorSpec(spec.kind, n, spec.address)
+
+
+@contextlib.contextmanager
+def started(spec: ExecutorSpec | None) -> Iterator[Executor | None]:
+    """The executor ``spec`` describes, running for the block (None stays None)."""
+    if spec is None:
+        yield None
+        return
+    with Executor(spec) as running:
+        yield running
 
 
 class ExecutorError(RuntimeError):

@@ -3,6 +3,11 @@
 Used by ``consensus-lab run`` and by the report gallery, so both produce the same folders.
 A run is a function of (spec, algorithm, seed, cluster factory): the factory builds the
 simulated cluster, or real node processes on a broker that lives as long as the experiment.
+
+Simulated runs may go to an :class:`~consensus.executor.Executor` (a process pool or Dask):
+each worker gets (spec, algorithm, seed) and returns the :class:`RunResult`; this process
+writes the run folder from the results, so it is the same files as one run after another.
+Runs on the bus stay here, one at a time: they start real node processes on one broker.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.algorithms import get_algorithm
 from consensus.experiment import results as res
 from consensus.experiment.cluster import Cluster
-from consensus.experiment.runner import RunResult, plan_of, run, sim_cluster
+from consensus.experiment.runner import RunResult, plan_of, run, run_sim, sim_cluster
 from consensus.experiment.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from consensus.executor import Executor
 
 # Given a label ("Raft seed 1"), returns the callback that reports that run's progress (0..1).
 ProgressFactory = Callable[[str], Callable[[float], None]]
@@ -80,19 +89,30 @@ def run_one(spec: ExperimentSpec, algorithm: str, seed: int, factory: ClusterFac
 
 def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
                    progress: ProgressFactory = _no_progress,
-                   manifest_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``spec`` into ``run_dir`` (reports included); return its summary."""
+                   manifest_extra: dict[str, Any] | None = None,
+                   executor: Executor | None = None) -> dict[str, Any]:
+    """Run ``spec`` into ``run_dir`` (reports included); return its summary.
+
+    With an ``executor`` (already started), a simulated experiment's runs execute there in
+    parallel; without one, or on the bus, one after another in this process."""
     with contextlib.ExitStack() as stack:
         extra = dict(manifest_extra or {})
         factory: ClusterFactory = simulated
         if spec.transport == "mqtt":
             factory, bus_info = stack.enter_context(on_the_bus(spec))
             extra.update(bus_info)
+            executor = None
+        if executor is not None:
+            extra["executor"] = executor.describe()
         man = res.manifest(spec, spec.seeds, spec.transport, extra)
         res.write_spec_and_manifest(run_dir, spec, man)
         try:
-            if spec.load_sweep:
+            if spec.load_sweep and executor is not None:
+                summary = _load_sweep_parallel(spec, run_dir, executor, progress, extra)
+            elif spec.load_sweep:
                 summary = _load_sweep(spec, run_dir, factory, progress, extra)
+            elif executor is not None:
+                summary = _runs_parallel(spec, run_dir, executor, progress)
             else:
                 summary = _runs(spec, run_dir, factory, progress)
         except RunInterrupted as stop:
@@ -133,8 +153,7 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
     points = []
     failures: list[str] = []
     for rate in spec.load_sweep or []:
-        sub = spec.model_copy(update={
-            "workload": spec.workload.model_copy(update={"rate": rate}), "load_sweep": None})
+        sub = _rate_spec(spec, rate)
         sub_dir = run_dir / f"rate-{rate:g}"
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
@@ -147,13 +166,121 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
             res.write_summary(run_dir, summary)
             raise RunInterrupted(run_dir, summary) from None
         render_report(sub_dir)
-        failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
-        for algo, info in summary["algorithms"].items():
-            points.append({"rate": rate, "algorithm": algo, **{
-                k: info["median"][k] for k in ("throughput", "latency p50", "latency p99")}})
+        _add_points(rate, summary, points, failures)
     summary = res.summarise_sweep(spec, points, failures)
     res.write_summary(run_dir, summary)
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """One simulated run as a worker receives it: the spec, not the run folder."""
+
+    spec: ExperimentSpec
+    algorithm: str
+    seed: int
+
+
+def run_job(job: RunJob) -> RunResult:
+    """A worker's side of a parallel experiment: run it, return the result (pickled back)."""
+    return run_sim(job.spec, job.algorithm, job.seed)
+
+
+def _jobs(spec: ExperimentSpec) -> list[RunJob]:
+    """Every run of ``spec`` in the order :func:`_runs` makes them (the summary's order)."""
+    return [RunJob(spec, a, s) for a in spec.algorithms for s in spec.seeds]
+
+
+def _execute(jobs: list[RunJob], dirs: list[Path], executor: Executor,
+             progress: ProgressFactory, label: str) -> tuple[list[RunResult | None], bool]:
+    """Run ``jobs`` on ``executor``, writing each result into its folder as it arrives; the
+    results in job order (None for a run that did not finish) and whether Ctrl-C came."""
+    results: list[RunResult | None] = [None] * len(jobs)
+    advance = progress(f"{label}{len(jobs)} runs on {executor.describe()}")
+    done = 0
+
+    def take(i: int, result: RunResult) -> None:
+        nonlocal done
+        res.write_run_result(dirs[i], result)
+        results[i] = result
+        done += 1
+        advance(done / len(jobs))
+
+    try:
+        for i, result in executor.map(run_job, jobs, chunk=1):
+            take(i, result)
+    except KeyboardInterrupt:
+        executor.cancel()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C drops running runs
+            for i, result in executor.drain():
+                take(i, result)
+        return results, True
+    return results, False
+
+
+def _runs_parallel(spec: ExperimentSpec, run_dir: Path, executor: Executor,
+                   progress: ProgressFactory) -> dict[str, Any]:
+    """:func:`_runs` with the runs on ``executor``: the same files and summary."""
+    jobs = _jobs(spec)
+    results, interrupted = _execute(jobs, [run_dir] * len(jobs), executor, progress, "")
+    finished = [r for r in results if r is not None]
+    summary = res.summarise(finished, spec, interrupted=interrupted)
+    res.write_summary(run_dir, summary)
+    if interrupted:
+        raise RunInterrupted(run_dir, summary)
+    return summary
+
+
+def _load_sweep_parallel(spec: ExperimentSpec, run_dir: Path, executor: Executor,
+                         progress: ProgressFactory, extra: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_load_sweep` with every run of every rate on ``executor`` at once; then each
+    rate is summarised and reported in order, as one after another would."""
+    subs = []
+    for rate in spec.load_sweep or []:
+        sub = _rate_spec(spec, rate)
+        sub_dir = run_dir / f"rate-{rate:g}"
+        res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
+                                                               extra))
+        subs.append((rate, sub, sub_dir))
+    jobs = [job for _, sub, _ in subs for job in _jobs(sub)]
+    dirs = [sub_dir for _, sub, sub_dir in subs for _ in _jobs(sub)]
+    results, interrupted = _execute(jobs, dirs, executor, progress, "load sweep: ")
+    points: list[dict[str, Any]] = []
+    failures: list[str] = []
+    start = 0
+    for rate, sub, sub_dir in subs:
+        n = len(_jobs(sub))
+        mine, start = results[start:start + n], start + n
+        finished = [r for r in mine if r is not None]
+        if len(finished) < n:  # only after Ctrl-C: this rate is incomplete
+            if finished:
+                partial = res.summarise(finished, sub, interrupted=True)
+                res.write_summary(sub_dir, partial)
+                res.mark_interrupted(sub_dir, partial)
+                render_report(sub_dir)
+            continue
+        summary = res.summarise(finished, sub)
+        res.write_summary(sub_dir, summary)
+        render_report(sub_dir)
+        _add_points(rate, summary, points, failures)
+    summary = res.summarise_sweep(spec, points, failures, interrupted=interrupted)
+    res.write_summary(run_dir, summary)
+    if interrupted:
+        raise RunInterrupted(run_dir, summary)
+    return summary
+
+
+def _rate_spec(spec: ExperimentSpec, rate: float) -> ExperimentSpec:
+    return spec.model_copy(update={
+        "workload": spec.workload.model_copy(update={"rate": rate}), "load_sweep": None})
+
+
+def _add_points(rate: float, summary: dict[str, Any], points: list[dict[str, Any]],
+                failures: list[str]) -> None:
+    failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
+    for algo, info in summary["algorithms"].items():
+        points.append({"rate": rate, "algorithm": algo, **{
+            k: info["median"][k] for k in ("throughput", "latency p50", "latency p99")}})
 
 
 def render_report(run_dir: Path) -> None:
