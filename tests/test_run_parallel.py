@@ -93,3 +93,31 @@ def test_run_rejects_a_bad_executor(tmp_path):
     result = runner.invoke(app, ["run", str(spec), "--executor", "threads"])
     assert result.exit_code == 2
     assert "unknown executor 'threads'" in result.output
+
+
+def test_ctrl_c_with_workers_keeps_the_finished_runs_and_exits_130(tmp_path, monkeypatch):
+    from consensus.experiment import execute
+
+    real_write = execute.res.write_run_result
+    calls = []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C while the client writes the second result
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(execute.res, "write_run_result", interrupted_second)
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SMALL)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(spec), "--out", str(out), "--json",
+                                 "--workers", "2"])
+    assert result.exit_code == 130
+    assert json.loads(result.stdout)["kind"] == "interrupted"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["passed"] is False
+    kept = sorted(p.parent.relative_to(out) for p in out.rglob("metrics.json"))
+    assert 1 <= len(kept) < 6
+    assert sum(len(a["seeds"]) for a in summary["algorithms"].values()) == len(kept)
+    assert (out / "report.md").is_file()
