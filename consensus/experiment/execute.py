@@ -95,24 +95,22 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
 
     With an ``executor`` (already started), a simulated experiment's runs execute there in
     parallel; without one, or on the bus, one after another in this process."""
+    if executor is not None and spec.transport == "sim":
+        planned = plan_experiment(spec, run_dir, executor, manifest_extra)
+        results, interrupted = execute_runs(planned.jobs, planned.dirs, executor, progress,
+                                            planned.label)
+        return finish_experiment(planned, results, interrupted)
     with contextlib.ExitStack() as stack:
         extra = dict(manifest_extra or {})
         factory: ClusterFactory = simulated
         if spec.transport == "mqtt":
             factory, bus_info = stack.enter_context(on_the_bus(spec))
             extra.update(bus_info)
-            executor = None
-        if executor is not None:
-            extra["executor"] = executor.describe()
         man = res.manifest(spec, spec.seeds, spec.transport, extra)
         res.write_spec_and_manifest(run_dir, spec, man)
         try:
-            if spec.load_sweep and executor is not None:
-                summary = _load_sweep_parallel(spec, run_dir, executor, progress, extra)
-            elif spec.load_sweep:
+            if spec.load_sweep:
                 summary = _load_sweep(spec, run_dir, factory, progress, extra)
-            elif executor is not None:
-                summary = _runs_parallel(spec, run_dir, executor, progress)
             else:
                 summary = _runs(spec, run_dir, factory, progress)
         except RunInterrupted as stop:
@@ -191,8 +189,49 @@ def _jobs(spec: ExperimentSpec) -> list[RunJob]:
     return [RunJob(spec, a, s) for a in spec.algorithms for s in spec.seeds]
 
 
-def _execute(jobs: list[RunJob], dirs: list[Path], executor: Executor,
-             progress: ProgressFactory, label: str) -> tuple[list[RunResult | None], bool]:
+@dataclass(frozen=True, slots=True)
+class PlannedExperiment:
+    """A simulated experiment laid out for an executor: its folder (spec and manifest
+    written), and per part (the experiment, or each rate of a load sweep) the spec and
+    folder. ``jobs`` and ``dirs`` list every run in :func:`_runs`'s order."""
+
+    spec: ExperimentSpec
+    run_dir: Path
+    manifest: dict[str, Any]
+    parts: tuple[tuple[float | None, ExperimentSpec, Path], ...]
+
+    @property
+    def jobs(self) -> list[RunJob]:
+        return [job for _, sub, _ in self.parts for job in _jobs(sub)]
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [sub_dir for _, sub, sub_dir in self.parts for _ in _jobs(sub)]
+
+    @property
+    def label(self) -> str:
+        return "load sweep: " if self.spec.load_sweep else ""
+
+
+def plan_experiment(spec: ExperimentSpec, run_dir: Path, executor: Executor,
+                    manifest_extra: dict[str, Any] | None = None) -> PlannedExperiment:
+    """Write the folders' spec and manifest (as :func:`run_experiment` does) and lay out the
+    runs of a simulated ``spec`` for ``executor``."""
+    extra = {**(manifest_extra or {}), "executor": executor.describe()}
+    man = res.manifest(spec, spec.seeds, spec.transport, extra)
+    res.write_spec_and_manifest(run_dir, spec, man)
+    parts: list[tuple[float | None, ExperimentSpec, Path]] = []
+    for rate in spec.load_sweep or []:
+        sub, sub_dir = _rate_spec(spec, rate), run_dir / f"rate-{rate:g}"
+        res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
+                                                               extra))
+        parts.append((rate, sub, sub_dir))
+    return PlannedExperiment(spec, run_dir, man, tuple(parts or [(None, spec, run_dir)]))
+
+
+def execute_runs(jobs: list[RunJob], dirs: list[Path], executor: Executor,
+                 progress: ProgressFactory = _no_progress,
+                 label: str = "") -> tuple[list[RunResult | None], bool]:
     """Run ``jobs`` on ``executor``, writing each result into its folder as it arrives; the
     results in job order (None for a run that did not finish) and whether Ctrl-C came."""
     results: list[RunResult | None] = [None] * len(jobs)
@@ -218,53 +257,38 @@ def _execute(jobs: list[RunJob], dirs: list[Path], executor: Executor,
     return results, False
 
 
-def _runs_parallel(spec: ExperimentSpec, run_dir: Path, executor: Executor,
-                   progress: ProgressFactory) -> dict[str, Any]:
-    """:func:`_runs` with the runs on ``executor``: the same files and summary."""
-    jobs = _jobs(spec)
-    results, interrupted = _execute(jobs, [run_dir] * len(jobs), executor, progress, "")
-    finished = [r for r in results if r is not None]
-    summary = res.summarise(finished, spec, interrupted=interrupted)
-    res.write_summary(run_dir, summary)
-    if interrupted:
-        raise RunInterrupted(run_dir, summary)
-    return summary
-
-
-def _load_sweep_parallel(spec: ExperimentSpec, run_dir: Path, executor: Executor,
-                         progress: ProgressFactory, extra: dict[str, Any]) -> dict[str, Any]:
-    """:func:`_load_sweep` with every run of every rate on ``executor`` at once; then each
-    rate is summarised and reported in order, as one after another would."""
-    subs = []
-    for rate in spec.load_sweep or []:
-        sub = _rate_spec(spec, rate)
-        sub_dir = run_dir / f"rate-{rate:g}"
-        res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
-                                                               extra))
-        subs.append((rate, sub, sub_dir))
-    jobs = [job for _, sub, _ in subs for job in _jobs(sub)]
-    dirs = [sub_dir for _, sub, sub_dir in subs for _ in _jobs(sub)]
-    results, interrupted = _execute(jobs, dirs, executor, progress, "load sweep: ")
+def finish_experiment(planned: PlannedExperiment, results: list[RunResult | None],
+                      interrupted: bool = False) -> dict[str, Any]:
+    """Summaries and reports from the runs' results (in ``planned.jobs`` order): the same
+    files as :func:`run_experiment` running them one after another. After Ctrl-C
+    (``interrupted``), what finished is summarised, marked interrupted, and raised as
+    :class:`RunInterrupted`."""
+    spec, run_dir = planned.spec, planned.run_dir
     points: list[dict[str, Any]] = []
     failures: list[str] = []
+    summary: dict[str, Any] = {}
     start = 0
-    for rate, sub, sub_dir in subs:
-        n = len(_jobs(sub))
-        mine, start = results[start:start + n], start + n
-        finished = [r for r in mine if r is not None]
-        if len(finished) < n:  # only after Ctrl-C: this rate is incomplete
-            if finished:
-                partial = res.summarise(finished, sub, interrupted=True)
-                res.write_summary(sub_dir, partial)
-                res.mark_interrupted(sub_dir, partial)
-                render_report(sub_dir)
-            continue
-        summary = res.summarise(finished, sub)
-        res.write_summary(sub_dir, summary)
-        render_report(sub_dir)
-        _add_points(rate, summary, points, failures)
-    summary = res.summarise_sweep(spec, points, failures, interrupted=interrupted)
-    res.write_summary(run_dir, summary)
+    for rate, sub, sub_dir in planned.parts:
+        n = len(sub.algorithms) * len(sub.seeds)
+        finished = [r for r in results[start:start + n] if r is not None]
+        start += n
+        if rate is None:  # a plain experiment: its one part is the run folder
+            summary = res.summarise(finished, sub, interrupted=interrupted)
+            res.write_summary(run_dir, summary)
+        elif finished:  # a load sweep's rate: its own folder, summary and report
+            part = res.summarise(finished, sub, interrupted=len(finished) < n)
+            res.write_summary(sub_dir, part)
+            if len(finished) < n:
+                res.mark_interrupted(sub_dir, part)
+            else:
+                _add_points(rate, part, points, failures)
+            render_report(sub_dir)
+    if spec.load_sweep:
+        summary = res.summarise_sweep(spec, points, failures, interrupted=interrupted)
+        res.write_summary(run_dir, summary)
+    if interrupted:
+        res.mark_interrupted(run_dir, summary, planned.manifest)
+    render_report(run_dir)
     if interrupted:
         raise RunInterrupted(run_dir, summary)
     return summary
