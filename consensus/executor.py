@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -92,10 +94,20 @@ def _run_chunk(fn: Callable[[Any], Any], chunk: Sequence[tuple[int, Any]]) -> li
     return [(i, fn(job)) for i, job in chunk]
 
 
-def _ignore_sigint() -> None:
+def _worker_init() -> None:
     # Ctrl-C is the client's to handle: it cancels what has not started and keeps what
     # finished. Workers that died of the same SIGINT would break the pool instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A client killed outright (SIGKILL, SIGTERM) cannot shut the pool down, and its workers
+    # would wait on the job queue forever: each leaves when its parent is gone.
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class Executor:
@@ -112,7 +124,7 @@ class Executor:
 
     def __enter__(self) -> Executor:
         if self.spec.kind == "local":
-            self._pool = ProcessPoolExecutor(self.spec.workers, initializer=_ignore_sigint)
+            self._pool = ProcessPoolExecutor(self.spec.workers, initializer=_worker_init)
             return self
         distributed = _import_distributed()
         if self.spec.kind == "dask":

@@ -103,3 +103,42 @@ def test_a_missing_dask_says_how_to_install_it(monkeypatch, tmp_path):
     assert result.exit_code == 1
     assert not (tmp_path / "sweep").exists()
     assert "consensus-lab[dask]" in result.stdout
+
+
+def test_pool_workers_leave_when_the_client_is_killed(tmp_path):
+    """SIGKILL gives the client no chance to shut its pool down: the workers must notice."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    client = subprocess.Popen(
+        [sys.executable, "-m", "consensus", "sweep", "--seeds", "200", "--duration", "3",
+         "--workers", "2", "--out", str(tmp_path / "sweep")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        workers: list[str] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = subprocess.run(["pgrep", "-P", str(client.pid)], capture_output=True,
+                                     text=True).stdout.split()
+        assert len(workers) >= 2, "the pool did not start"
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+
+    def alive(pid: str) -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "zombie" not in f.read()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if alive(w)]
+    for pid in left:  # do not leave them running if the check fails
+        os.kill(int(pid), signal.SIGKILL)
+    assert not left
