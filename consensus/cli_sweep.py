@@ -147,8 +147,10 @@ def sweep(
                              spec.to_option(), workers, root)
     failing = sum(1 for r in records.values() if r["violations"] or r["stalled"])
     interrupted = stopped_early = False
+    error: str | None = None
     ran = 0
     started = time.perf_counter()
+
     def take(record: dict[str, Any]) -> None:
         nonlocal ran, failing, stopped_early
         folder.write(record)
@@ -182,6 +184,9 @@ def sweep(
                 with contextlib.suppress(KeyboardInterrupt):
                     for _, record in ex.drain():
                         take(record)
+            except Exception as exc:  # a job that raised; a worker or scheduler that failed
+                error = f"{type(exc).__name__}: {exc}"
+                ex.cancel()
             workers_used = ex.workers
             executor_desc = ex.describe()
     except ExecutorError as exc:
@@ -210,6 +215,7 @@ def sweep(
         "max_failures": max_failures,
         "stopped_early": stopped_early,
         "interrupted": interrupted,
+        "error": error,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -219,6 +225,10 @@ def sweep(
                           "run_list": [{f: r[f] for f in RUN_FIELDS} for r in done]}, indent=2))
     else:
         _print_sweep(summary, root)
+    if error is not None:
+        raise fail(f"the sweep stopped after {len(done)} of {len(wanted)} seeds: {error} "
+                   f"(the finished seeds are kept; continue with --resume --out {root})",
+                   kind="executor", json_out=False)
     if interrupted:
         raise fail(f"interrupted after {len(done)} of {len(wanted)} seeds; continue with "
                    f"--resume --out {root}", kind="interrupted", code=130)

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from consensus.cli import app
+from consensus.raft.node import RaftNode
 
 runner = CliRunner()
 UNSAFE = "tests.scenario_driver:UnsafeRaftNode"
@@ -123,3 +124,23 @@ def test_replay_of_a_file_that_is_not_a_failure_record_is_a_clear_error(tmp_path
     result = runner.invoke(app, ["replay", str(bad)])
     assert result.exit_code == 2
     assert "cannot read failure file" in result.output
+
+
+class ExplodingRaftNode(RaftNode):
+    """A node class with a bug: its first tick raises (a job that fails on a worker)."""
+
+    def tick(self, now: float) -> None:
+        raise RuntimeError("boom in tick")
+
+
+def test_a_job_that_raises_stops_the_sweep_with_a_clear_error(tmp_path):
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", "--algorithm", "raft", "--seeds", "3",
+                                 "--duration", "1", "--workers", "1", "--out", str(out),
+                                 "--json", "--node-class",
+                                 "tests.test_sweep_resume:ExplodingRaftNode"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["error"] == "RuntimeError: boom in tick"
+    assert "the sweep stopped after 0 of 3 seeds: RuntimeError: boom in tick" in result.stderr
+    assert json.loads((out / "summary.json").read_text())["error"] == summary["error"]
