@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consensus.algorithms import NAMES, get_algorithm
 from consensus.node import Config
 from consensus.sim import Network
-from consensus.simulate import SETTLE_S, SWEEP_SETTLE_S, SimResult, simulate, sweep_run
+from consensus.simulate import SETTLE_S, SimResult, load_node_class, simulate
 
 # Plain (click) help: rich's option table squeezes long option names and unbreakable words
 # into "…" on an 80-column terminal; click wraps them instead (up to 120 columns).
@@ -82,9 +78,8 @@ def simulate_cmd(
     algorithm: Annotated[str, typer.Option(help=ALGORITHM_HELP)] = "raft",
     nodes: Annotated[int, typer.Option(min=1, max=99, help="Cluster size.")] = 5,
     duration: Annotated[float, typer.Option(min=0.1, help=(
-        f"Simulated seconds of workload. A {SETTLE_S:g} s settle period follows (faults "
-        f"healed, no new requests) before the checks, so the run lasts {SETTLE_S:g} s "
-        f"longer."))] = 60,
+        "Simulated seconds of workload. A settle period follows (--settle: faults healed, "
+        "no new requests) before the checks, so the run lasts that much longer."))] = 60,
     seed: Annotated[int, typer.Option(help="Seed for network, clients and faults.")] = 7,
     faults: Annotated[str, typer.Option(
         help="'random': a seeded schedule of crashes, restarts, pauses, partitions, one-way "
@@ -100,6 +95,18 @@ def simulate_cmd(
         "Time one write-ahead-log write takes. 0 writes at once; above 0, writes overlap "
         "with the run as in the node runtime (group commit, a leader replicating while it "
         "writes) and a crash loses what was not written yet."))] = 0.0,
+    settle: Annotated[float, typer.Option(min=0, help=(
+        "Quiet seconds after the workload (faults healed, crashed nodes restarted, no new "
+        "requests) before the final checks."))] = SETTLE_S,
+    pre_vote: Annotated[bool, typer.Option(help="Pre-vote round before a real election.")]
+        = True,
+    check_quorum: Annotated[bool, typer.Option(
+        help="A leader steps down when it has not heard from a majority for an election "
+             "timeout.")] = True,
+    node_class: Annotated[str | None, typer.Option(
+        metavar="MODULE:CLASS",
+        help="Run this node class instead of the algorithm's (e.g. a deliberately broken "
+             "variant: tests.scenario_driver:UnsafeRaftNode).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_faults: Annotated[bool, typer.Option(help="List the faults as applied.")] = False,
 ) -> None:
@@ -113,21 +120,26 @@ def simulate_cmd(
     names = _algorithms(algorithm, json_out)
     try:
         config = Config(heartbeat_ms=heartbeat_ms,
-                        election_timeout_ms=_timeouts(election_timeout_ms))
+                        election_timeout_ms=_timeouts(election_timeout_ms),
+                        pre_vote=pre_vote, check_quorum=check_quorum)
         network = Network(latency_ms=_timeouts(latency_ms), loss=loss)
     except typer.BadParameter as exc:  # from _timeouts
         raise bad_parameter(exc.message, json_out=json_out) from None
     except ValueError as exc:
         raise bad_parameter(str(exc), json_out=json_out) from None
+    try:
+        cls = load_node_class(node_class) if node_class else None
+    except ValueError as exc:
+        raise bad_parameter(str(exc), param_hint="--node-class", json_out=json_out) from None
     results = []
     for name in names:
         if not json_out:
-            err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s + {SETTLE_S:g}s "
+            err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s + {settle:g}s "
                       f"settle, seed {seed}...")
         try:
             results.append(simulate(name, nodes, duration, seed, faults, config=config,
                                     network=network, workload=Workload(clients=clients),
-                                    settle_s=SETTLE_S, disk_ms=disk_ms))
+                                    settle_s=settle, disk_ms=disk_ms, node_class=cls))
         except ValueError as exc:
             raise bad_parameter(str(exc), json_out=json_out) from None
     if json_out:
@@ -180,49 +192,6 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
                 console.print(f"  {escape(line)}")
 
 
-def _sweep_one(args: tuple[str, int, int, float]) -> tuple[int, list[str], int]:
-    name, seed, nodes, duration = args
-    r = sweep_run(name, seed, nodes, duration)
-    return seed, r.violations + [f"liveness: {s}" for s in r.stalled], r.committed
-
-
-@app.command()
-def sweep(
-    algorithm: Annotated[str, typer.Option(help=ALGORITHM_HELP)] = "both",
-    seeds: Annotated[int, typer.Option(min=1, help="How many seeds (1..N).")] = 1000,
-    first_seed: Annotated[int, typer.Option(help="First seed.")] = 1,
-    nodes: Annotated[int, typer.Option(min=1, max=99)] = 5,
-    duration: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per seed.")] = 10,
-    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = os.cpu_count() or 1,
-) -> None:
-    """Run many seeds of random fault schedules and report any safety violation."""
-    names = _algorithms(algorithm)
-    tasks = [(n, s, nodes, duration) for n in names
-             for s in range(first_seed, first_seed + seeds)]
-    failures: list[tuple[str, int, list[str]]] = []
-    committed = 0
-    started = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err) as progress, ProcessPoolExecutor(jobs) as pool:
-        bar = progress.add_task(f"sweep {'+'.join(names)}", total=len(tasks))
-        for task, (seed, violations, n) in zip(tasks, pool.map(_sweep_one, tasks, chunksize=4),
-                                                strict=True):
-            committed += n
-            if violations:
-                failures.append((task[0], seed, violations))
-                err.print(f"[bold red]{task[0]} seed {seed}: {violations[0]}")
-            progress.advance(bar)
-    wall = time.perf_counter() - started
-    simulated = len(tasks) * (duration + SWEEP_SETTLE_S)
-    console.print(f"{len(tasks)} runs ({', '.join(names)}; seeds {first_seed}.."
-                  f"{first_seed + seeds - 1}), {simulated:,.0f} simulated s in {wall:.1f} s "
-                  f"wall ({simulated / wall:.0f}x real time on {jobs} workers), "
-                  f"{committed:,} commands committed, {len(failures)} with violations or stalls")
-    if failures:
-        raise typer.Exit(1)
-
-
 def _register_subcommands() -> None:
     # Imported here: each module adds its commands to `app` (they import this module).
     from consensus import (  # noqa: F401
@@ -231,6 +200,7 @@ def _register_subcommands() -> None:
         cli_dashboard,
         cli_experiment,
         cli_report,
+        cli_sweep,
     )
 
 

@@ -14,6 +14,17 @@ from rich.table import Table
 
 from consensus.algorithms import get_algorithm
 from consensus.cli import app, bad_parameter, console, err, fail
+from consensus.executor import EXECUTOR_HELP, ExecutorSpec, parallel, parse_executor, started
+
+
+def executor_for(spec: Any, executor: str, workers: int | None) -> ExecutorSpec | None:
+    """The executor for a simulated experiment's runs, or None to run them one after another
+    here (one worker, or runs on the bus). Raises ValueError for a bad ``--executor``."""
+    parsed = parse_executor(executor, workers)
+    if spec.transport != "sim":
+        return None
+    runs = len(spec.algorithms) * len(spec.seeds) * len(spec.load_sweep or [None])
+    return parallel(parsed, workers, runs)
 
 
 def _parse_seeds(text: str, json_out: bool = False) -> list[int]:
@@ -68,6 +79,14 @@ def run(
         "--force", help="Replace the run folder given with --out if it holds a previous "
                         "run (without it, such a folder is refused: seeds would mix).")]
         = False,
+    executor: Annotated[str, typer.Option(help=EXECUTOR_HELP + " Simulator runs only: "
+                                          "mqtt experiments run here, one run at a time "
+                                          "(they start real node processes on one broker).")]
+        = "local",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", min=1,
+        help="Simulator runs in parallel (default: one per core, at most one per run); 1 "
+             "runs them one after another in this process.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
 ) -> None:
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
@@ -99,6 +118,14 @@ def run(
         key = "prefer" if broker in ("mosquitto", "amqtt", "auto") else "broker"
         updates["mqtt"] = spec.mqtt.model_copy(update={key: broker})
     spec = spec.model_copy(update=updates)
+    try:
+        pool = executor_for(spec, executor, workers)
+    except ValueError as exc:
+        raise bad_parameter(str(exc), param_hint="--executor", json_out=json_out) from None
+    if spec.transport == "mqtt" and (executor != "local" or (workers or 1) > 1) \
+            and not json_out:
+        err.print("[dim]mqtt runs execute here, one at a time (one broker, real node "
+                  "processes): --executor and --workers apply to simulator runs only")
     run_dir = out or res.default_run_dir(spec)
     if res.existing_run(run_dir):
         if not force:
@@ -115,7 +142,8 @@ def run(
             return lambda fraction: progress.update(task, completed=fraction)
 
         try:
-            summary = run_experiment(spec, run_dir, progress=track)
+            with started(pool) as running:
+                summary = run_experiment(spec, run_dir, progress=track, executor=running)
         except (RuntimeError, OSError) as exc:  # a broker or a node that would not start
             raise fail(str(exc), json_out=json_out) from None
         except RunInterrupted as stop:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from consensus.algorithms import get_algorithm
 from consensus.cli import app, console, fail
+from consensus.executor import EXECUTOR_HELP
 
 
 @app.command()
@@ -94,11 +95,28 @@ def gallery(
         = Path("experiments"),
     only: Annotated[list[str] | None, typer.Option(help="Only these experiment names.")]
         = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Experiments run in parallel.")] = 2,
+    executor: Annotated[str, typer.Option(help=EXECUTOR_HELP)] = "local",
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "--jobs", "-j", min=1,
+        help="Runs in parallel (default: one per core); 1 runs them one after another in "
+             "this process.")] = None,
     rerun: Annotated[bool, typer.Option(help="--no-rerun: rebuild the reports from the run "
                                              "data kept in <out>/runs/gallery.")] = True,
 ) -> None:
-    """Run every experiment on the simulator (default seeds) and write the report gallery."""
+    """Run every experiment on the simulator (default seeds) and write the report gallery.
+
+    Every experiment's runs go to the executor together; each report is written as soon as
+    its experiment's runs are in.
+    """
+    from consensus.executor import ExecutorError, parse_executor
     from consensus.report.gallery import build_gallery
 
-    build_gallery(experiments, out, only=only, jobs=jobs, rerun=rerun, log=console.print)
+    try:
+        parse_executor(executor, workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--executor") from None
+    try:
+        build_gallery(experiments, out, only=only, executor=executor, workers=workers,
+                      rerun=rerun, log=console.print)
+    except ExecutorError as exc:
+        raise fail(str(exc)) from None

@@ -13,8 +13,10 @@ up before the final checks.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from consensus.algorithms import get_algorithm
@@ -24,7 +26,7 @@ from consensus.experiment.nemesis import Fault, random_schedule
 from consensus.experiment.runner import RunPlan, run
 from consensus.experiment.workload import Workload
 from consensus.history import unanswered
-from consensus.node import Config
+from consensus.node import Config, Node
 from consensus.sim import Network, Simulation
 
 # Quiet time after the workload (faults healed, no new requests) before the final checks.
@@ -149,15 +151,150 @@ def _latency(done: list[float]) -> dict[str, float]:
 SWEEP_SETTLE_S = 5.0
 
 
-def sweep_run(algorithm: str, seed: int, nodes: int = 5, duration_s: float = 10.0) -> SimResult:
+@dataclass(frozen=True, slots=True)
+class SweepKnobs:
+    """The leader-stability knobs a sweep seed picks (see :func:`sweep_run`)."""
+
+    pre_vote: bool
+    check_quorum: bool
+    disk_ms: float
+
+    def variant(self) -> str:
+        """A short name for the combination: ``prevote+cq``, ``cq+disk6ms``, ``plain``."""
+        parts = [name for name, on in (("prevote", self.pre_vote),
+                                       ("cq", self.check_quorum)) if on]
+        if self.disk_ms:
+            parts.append(f"disk{self.disk_ms:g}ms")
+        return "+".join(parts) or "plain"
+
+
+def sweep_knobs(seed: int) -> SweepKnobs:
+    """PreVote on even seeds, CheckQuorum off on multiples of 3, a 1-7 ms disk on one in four."""
+    return SweepKnobs(seed % 2 == 0, seed % 3 != 0, sweep_disk_ms(seed))
+
+
+def sweep_run(algorithm: str, seed: int, nodes: int = 5, duration_s: float = 10.0,
+              node_class: type | None = None) -> SimResult:
     """One seed of a randomised sweep: the seed picks the faults *and* the leader-stability
     knobs (PreVote and CheckQuorum on or off), so every combination gets exercised; one seed
     in four gives the disk 1-7 ms per write, so leaders write their logs in parallel with
     replicating them and crashes lose unwritten records (the node runtime's path)."""
-    config = Config(pre_vote=seed % 2 == 0, check_quorum=seed % 3 != 0)
+    knobs = sweep_knobs(seed)
+    config = Config(pre_vote=knobs.pre_vote, check_quorum=knobs.check_quorum)
     return simulate(algorithm, nodes, duration_s, seed, "random", config=config,
-                    settle_s=SWEEP_SETTLE_S, disk_ms=sweep_disk_ms(seed))
+                    settle_s=SWEEP_SETTLE_S, disk_ms=knobs.disk_ms, node_class=node_class)
 
 
 def sweep_disk_ms(seed: int) -> float:
     return float(1 + seed % 7) if seed % 4 == 1 else 0.0
+
+
+def load_node_class(path: str) -> type[Node]:
+    """``module:Class`` -> the class, importable by whoever runs it (workers too); a clear
+    ValueError when it is not a node class."""
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"a node class is module:Class, e.g. "
+                         f"tests.scenario_driver:UnsafeRaftNode; got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r} for node class {path!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise ValueError(f"{path!r} is not a node class (a subclass of consensus.node.Node)")
+    return cls
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """Every ``consensus-lab simulate`` option that changes a run, expanded: what a failing
+    sweep seed records so that it can be rerun on one machine, by :meth:`run` or by the
+    command line :meth:`command` prints (the two give the same trace)."""
+
+    algorithm: str
+    seed: int
+    nodes: int = 5
+    duration: float = 60.0
+    settle: float = SETTLE_S
+    faults: str = "random"
+    clients: int = 4
+    heartbeat_ms: float = 50.0
+    election_timeout_ms: tuple[float, float] = (150.0, 300.0)
+    latency_ms: tuple[float, float] = (1.0, 5.0)
+    loss: float = 0.0
+    disk_ms: float = 0.0
+    pre_vote: bool = True
+    check_quorum: bool = True
+    node_class: str | None = None
+
+    @classmethod
+    def for_sweep(cls, algorithm: str, seed: int, nodes: int, duration: float,
+                  node_class: str | None = None, settle: float = SWEEP_SETTLE_S) -> SimOptions:
+        """The options :func:`sweep_run` uses for this seed."""
+        knobs = sweep_knobs(seed)
+        return cls(algorithm, seed, nodes, duration, settle, disk_ms=knobs.disk_ms,
+                   pre_vote=knobs.pre_vote, check_quorum=knobs.check_quorum,
+                   node_class=node_class)
+
+    def run(self, faults: list[Fault] | None = None) -> SimResult:
+        """Simulate with these options; ``faults`` replaces the seeded schedule (a prefix)."""
+        config = Config(heartbeat_ms=self.heartbeat_ms,
+                        election_timeout_ms=self.election_timeout_ms,
+                        pre_vote=self.pre_vote, check_quorum=self.check_quorum)
+        network = Network(latency_ms=self.latency_ms, loss=self.loss)
+        node_class = load_node_class(self.node_class) if self.node_class else None
+        return simulate(self.algorithm, self.nodes, self.duration, self.seed,
+                        self.faults if faults is None else faults, config=config,
+                        network=network, workload=Workload(clients=self.clients),
+                        settle_s=self.settle, node_class=node_class, disk_ms=self.disk_ms)
+
+    def schedule(self) -> list[Fault]:
+        """The fault schedule this run applies (the seeded one for ``faults=random``)."""
+        ids = tuple(f"n{i}" for i in range(1, self.nodes + 1))
+        return _schedule(self.faults, ids, self.duration * 1000, self.seed)
+
+    def command(self) -> str:
+        """The shell command that runs exactly this simulation."""
+        argv = ["consensus-lab", "simulate", "--algorithm", self.algorithm,
+                "--seed", str(self.seed), "--nodes", str(self.nodes),
+                "--duration", f"{self.duration:g}", "--settle", f"{self.settle:g}",
+                "--faults", self.faults, "--clients", str(self.clients),
+                "--heartbeat-ms", f"{self.heartbeat_ms:g}",
+                "--election-timeout-ms", _range(self.election_timeout_ms),
+                "--latency-ms", _range(self.latency_ms), "--loss", f"{self.loss:g}",
+                "--disk-ms", f"{self.disk_ms:g}",
+                "--pre-vote" if self.pre_vote else "--no-pre-vote",
+                "--check-quorum" if self.check_quorum else "--no-check-quorum"]
+        if self.node_class:
+            argv += ["--node-class", self.node_class]
+        return shlex.join(argv)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SimOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown simulate options: {', '.join(unknown)}")
+        values = dict(data)
+        for name in ("election_timeout_ms", "latency_ms"):
+            if name in values:
+                values[name] = tuple(float(x) for x in values[name])
+        return cls(**values)
+
+
+def _range(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:g}-{bounds[1]:g}"
+
+
+def fault_to_json(fault: Fault) -> dict[str, Any]:
+    return asdict(fault)
+
+
+def fault_from_json(data: dict[str, Any]) -> Fault:
+    values = dict(data)
+    values["groups"] = tuple(tuple(g) for g in values.get("groups", ()))
+    return Fault(**values)

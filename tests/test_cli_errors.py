@@ -188,7 +188,9 @@ def test_ctrl_c_in_the_run_command_says_so_and_exits_130(tmp_path, monkeypatch):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["run", str(spec), "--out", str(out), "--json"])
+    # One worker: the runs go one after another through run_one, in this process.
+    result = runner.invoke(app, ["run", str(spec), "--out", str(out), "--json",
+                                 "--workers", "1"])
     assert result.exit_code == 130
     error = json.loads(result.stdout)
     assert error["kind"] == "interrupted" and "1 of 4 runs finished" in error["error"]

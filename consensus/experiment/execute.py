@@ -3,6 +3,11 @@
 Used by ``consensus-lab run`` and by the report gallery, so both produce the same folders.
 A run is a function of (spec, algorithm, seed, cluster factory): the factory builds the
 simulated cluster, or real node processes on a broker that lives as long as the experiment.
+
+Simulated runs may go to an :class:`~consensus.executor.Executor` (a process pool or Dask):
+each worker gets (spec, algorithm, seed) and returns the :class:`RunResult`; this process
+writes the run folder from the results, so it is the same files as one run after another.
+Runs on the bus stay here, one at a time: they start real node processes on one broker.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.algorithms import get_algorithm
 from consensus.experiment import results as res
 from consensus.experiment.cluster import Cluster
-from consensus.experiment.runner import RunResult, plan_of, run, sim_cluster
+from consensus.experiment.runner import RunResult, plan_of, run, run_sim, sim_cluster
 from consensus.experiment.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from consensus.executor import Executor
 
 # Given a label ("Raft seed 1"), returns the callback that reports that run's progress (0..1).
 ProgressFactory = Callable[[str], Callable[[float], None]]
@@ -80,8 +89,17 @@ def run_one(spec: ExperimentSpec, algorithm: str, seed: int, factory: ClusterFac
 
 def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
                    progress: ProgressFactory = _no_progress,
-                   manifest_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``spec`` into ``run_dir`` (reports included); return its summary."""
+                   manifest_extra: dict[str, Any] | None = None,
+                   executor: Executor | None = None) -> dict[str, Any]:
+    """Run ``spec`` into ``run_dir`` (reports included); return its summary.
+
+    With an ``executor`` (already started), a simulated experiment's runs execute there in
+    parallel; without one, or on the bus, one after another in this process."""
+    if executor is not None and spec.transport == "sim":
+        planned = plan_experiment(spec, run_dir, executor, manifest_extra)
+        results, interrupted = execute_runs(planned.jobs, planned.dirs, executor, progress,
+                                            planned.label)
+        return finish_experiment(planned, results, interrupted)
     with contextlib.ExitStack() as stack:
         extra = dict(manifest_extra or {})
         factory: ClusterFactory = simulated
@@ -133,8 +151,7 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
     points = []
     failures: list[str] = []
     for rate in spec.load_sweep or []:
-        sub = spec.model_copy(update={
-            "workload": spec.workload.model_copy(update={"rate": rate}), "load_sweep": None})
+        sub = _rate_spec(spec, rate)
         sub_dir = run_dir / f"rate-{rate:g}"
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
@@ -147,13 +164,147 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
             res.write_summary(run_dir, summary)
             raise RunInterrupted(run_dir, summary) from None
         render_report(sub_dir)
-        failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
-        for algo, info in summary["algorithms"].items():
-            points.append({"rate": rate, "algorithm": algo, **{
-                k: info["median"][k] for k in ("throughput", "latency p50", "latency p99")}})
+        _add_points(rate, summary, points, failures)
     summary = res.summarise_sweep(spec, points, failures)
     res.write_summary(run_dir, summary)
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """One simulated run as a worker receives it: the spec, not the run folder."""
+
+    spec: ExperimentSpec
+    algorithm: str
+    seed: int
+
+
+def run_job(job: RunJob) -> RunResult:
+    """A worker's side of a parallel experiment: run it, return the result (pickled back)."""
+    return run_sim(job.spec, job.algorithm, job.seed)
+
+
+def _jobs(spec: ExperimentSpec) -> list[RunJob]:
+    """Every run of ``spec`` in the order :func:`_runs` makes them (the summary's order)."""
+    return [RunJob(spec, a, s) for a in spec.algorithms for s in spec.seeds]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedExperiment:
+    """A simulated experiment laid out for an executor: its folder (spec and manifest
+    written), and per part (the experiment, or each rate of a load sweep) the spec and
+    folder. ``jobs`` and ``dirs`` list every run in :func:`_runs`'s order."""
+
+    spec: ExperimentSpec
+    run_dir: Path
+    manifest: dict[str, Any]
+    parts: tuple[tuple[float | None, ExperimentSpec, Path], ...]
+
+    @property
+    def jobs(self) -> list[RunJob]:
+        return [job for _, sub, _ in self.parts for job in _jobs(sub)]
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [sub_dir for _, sub, sub_dir in self.parts for _ in _jobs(sub)]
+
+    @property
+    def label(self) -> str:
+        return "load sweep: " if self.spec.load_sweep else ""
+
+
+def plan_experiment(spec: ExperimentSpec, run_dir: Path, executor: Executor,
+                    manifest_extra: dict[str, Any] | None = None) -> PlannedExperiment:
+    """Write the folders' spec and manifest (as :func:`run_experiment` does) and lay out the
+    runs of a simulated ``spec`` for ``executor``."""
+    extra = {**(manifest_extra or {}), "executor": executor.describe()}
+    man = res.manifest(spec, spec.seeds, spec.transport, extra)
+    res.write_spec_and_manifest(run_dir, spec, man)
+    parts: list[tuple[float | None, ExperimentSpec, Path]] = []
+    for rate in spec.load_sweep or []:
+        sub, sub_dir = _rate_spec(spec, rate), run_dir / f"rate-{rate:g}"
+        res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
+                                                               extra))
+        parts.append((rate, sub, sub_dir))
+    return PlannedExperiment(spec, run_dir, man, tuple(parts or [(None, spec, run_dir)]))
+
+
+def execute_runs(jobs: list[RunJob], dirs: list[Path], executor: Executor,
+                 progress: ProgressFactory = _no_progress,
+                 label: str = "") -> tuple[list[RunResult | None], bool]:
+    """Run ``jobs`` on ``executor``, writing each result into its folder as it arrives; the
+    results in job order (None for a run that did not finish) and whether Ctrl-C came."""
+    results: list[RunResult | None] = [None] * len(jobs)
+    advance = progress(f"{label}{len(jobs)} runs on {executor.describe()}")
+    done = 0
+
+    def take(i: int, result: RunResult) -> None:
+        nonlocal done
+        res.write_run_result(dirs[i], result)
+        results[i] = result
+        done += 1
+        advance(done / len(jobs))
+
+    try:
+        for i, result in executor.map(run_job, jobs, chunk=1):
+            take(i, result)
+    except KeyboardInterrupt:
+        executor.cancel()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C drops running runs
+            for i, result in executor.drain():
+                take(i, result)
+        return results, True
+    return results, False
+
+
+def finish_experiment(planned: PlannedExperiment, results: list[RunResult | None],
+                      interrupted: bool = False) -> dict[str, Any]:
+    """Summaries and reports from the runs' results (in ``planned.jobs`` order): the same
+    files as :func:`run_experiment` running them one after another. After Ctrl-C
+    (``interrupted``), what finished is summarised, marked interrupted, and raised as
+    :class:`RunInterrupted`."""
+    spec, run_dir = planned.spec, planned.run_dir
+    points: list[dict[str, Any]] = []
+    failures: list[str] = []
+    summary: dict[str, Any] = {}
+    start = 0
+    for rate, sub, sub_dir in planned.parts:
+        n = len(sub.algorithms) * len(sub.seeds)
+        finished = [r for r in results[start:start + n] if r is not None]
+        start += n
+        if rate is None:  # a plain experiment: its one part is the run folder
+            summary = res.summarise(finished, sub, interrupted=interrupted)
+            res.write_summary(run_dir, summary)
+        elif finished:  # a load sweep's rate: its own folder, summary and report
+            part = res.summarise(finished, sub, interrupted=len(finished) < n)
+            res.write_summary(sub_dir, part)
+            if len(finished) < n:
+                res.mark_interrupted(sub_dir, part)
+            else:
+                _add_points(rate, part, points, failures)
+            render_report(sub_dir)
+    if spec.load_sweep:
+        summary = res.summarise_sweep(spec, points, failures, interrupted=interrupted)
+        res.write_summary(run_dir, summary)
+    if interrupted:
+        res.mark_interrupted(run_dir, summary, planned.manifest)
+    render_report(run_dir)
+    if interrupted:
+        raise RunInterrupted(run_dir, summary)
+    return summary
+
+
+def _rate_spec(spec: ExperimentSpec, rate: float) -> ExperimentSpec:
+    return spec.model_copy(update={
+        "workload": spec.workload.model_copy(update={"rate": rate}), "load_sweep": None})
+
+
+def _add_points(rate: float, summary: dict[str, Any], points: list[dict[str, Any]],
+                failures: list[str]) -> None:
+    failures += [f"rate {rate:g}: {f}" for f in summary["failures"]]
+    for algo, info in summary["algorithms"].items():
+        points.append({"rate": rate, "algorithm": algo, **{
+            k: info["median"][k] for k in ("throughput", "latency p50", "latency p99")}})
 
 
 def render_report(run_dir: Path) -> None:

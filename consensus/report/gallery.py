@@ -14,12 +14,16 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.report.data import folder_verdicts, passed
 from consensus.report.stats import MIN_FINDING_SEEDS
+
+if TYPE_CHECKING:
+    from consensus.executor import Executor
+    from consensus.experiment.runner import RunResult
+    from consensus.experiment.spec import ExperimentSpec
 
 README_HEAD = """# Report gallery
 
@@ -39,9 +43,9 @@ are not committed (run an experiment yourself to get them: `consensus-lab run FI
 MIN_SIM_SEEDS = MIN_FINDING_SEEDS
 
 
-def run_experiment(spec_path: Path, run_dir: Path) -> dict[str, Any]:
-    """Run one experiment file on the simulator into ``run_dir``; return its summary."""
-    from consensus.experiment.execute import run_experiment as execute
+def gallery_spec(spec_path: Path) -> tuple[ExperimentSpec, str | None]:
+    """The experiment as the gallery runs it (on the simulator), and a note saying what was
+    changed for that, if anything."""
     from consensus.experiment.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -55,22 +59,17 @@ def run_experiment(spec_path: Path, run_dir: Path) -> dict[str, Any]:
             note += (f" Its {len(spec.seeds)} seed(s) are raised to {MIN_SIM_SEEDS} there, "
                      "where a run is cheap.")
         spec = spec.model_copy(update=update)
-    return execute(spec, run_dir, manifest_extra={"note": note} if note else None)
+    return spec, note
 
 
-def _one(spec_path: Path, out: Path, runs: Path, rerun: bool = True) -> tuple[str, bool]:
-    from consensus.report import build_report
+def run_experiment(spec_path: Path, run_dir: Path,
+                   executor: Executor | None = None) -> dict[str, Any]:
+    """Run one experiment file on the simulator into ``run_dir``; return its summary."""
+    from consensus.experiment.execute import run_experiment as execute
 
-    name = spec_path.stem
-    run_dir = runs / name
-    if rerun or not (run_dir / "summary.json").exists():
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_experiment(spec_path, run_dir)
-    else:
-        build_report(run_dir)
-    copy_report(run_dir, out / name)
-    return name, checks_word(run_dir)
+    spec, note = gallery_spec(spec_path)
+    return execute(spec, run_dir, manifest_extra={"note": note} if note else None,
+                   executor=executor)
 
 
 def checks_word(run_dir: Path) -> str:
@@ -103,25 +102,85 @@ def _first_sentence(text: str) -> str:
 
 
 def build_gallery(experiments: Path, out: Path, *, only: Sequence[str] | None = None,
-                  jobs: int = 2, rerun: bool = True, runs: Path | None = None,
-                  log: Callable[[str], Any] = print) -> Path:
+                  executor: str = "local", workers: int | None = None, rerun: bool = True,
+                  runs: Path | None = None, log: Callable[[str], Any] = print) -> Path:
     """Run every experiment file (or ``only`` these names) and write the gallery.
 
-    ``rerun=False`` rebuilds the reports from run data kept by an earlier gallery run.
+    All the experiments' runs go to one executor (``local``: a process pool, one worker per
+    core unless ``workers``; ``dask``; ``tcp://HOST:PORT``) at once; this process writes each
+    experiment's folder and report as soon as its runs are in, while the workers go on with
+    the next. ``rerun=False`` rebuilds the reports from run data kept by an earlier gallery
+    run. Raises ValueError for a bad ``executor``.
     """
+    from consensus.executor import parallel, parse_executor, started
+    from consensus.report import build_report
+
+    chosen = parse_executor(executor, workers)
     specs = sorted(experiments.glob("*.yaml"))
     if only:
         specs = [p for p in specs if p.stem in set(only)]
     runs = runs or out / "runs" / "gallery"
     out.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_one, p, out, runs, rerun) for p in specs]
-        for future in futures:
-            name, word = future.result()
-            log(f"{name}: " + {"passed": "all checks passed", "failed": "CHECK FAILED"}.get(
-                word, "NO VERDICTS (no checks ran; not passed)"))
+    todo = [p for p in specs if rerun or not (runs / p.stem / "summary.json").exists()]
+    for p in specs:
+        if p not in todo:
+            build_report(runs / p.stem)
+            _copy_and_log(p, out, runs, log)
+    runs_to_do = sum(_run_count(gallery_spec(p)[0]) for p in todo)
+    with started(parallel(chosen, workers, runs_to_do)) as running:
+        if running is None:
+            for p in todo:
+                _fresh(runs / p.stem)
+                run_experiment(p, runs / p.stem)
+                _copy_and_log(p, out, runs, log)
+        else:
+            _run_all(todo, runs, running, lambda p: _copy_and_log(p, out, runs, log))
     write_index(out, experiments)
     return out / "README.md"
+
+
+def _run_count(spec: ExperimentSpec) -> int:
+    return len(spec.algorithms) * len(spec.seeds) * len(spec.load_sweep or [None])
+
+
+def _fresh(run_dir: Path) -> None:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def _copy_and_log(spec_path: Path, out: Path, runs: Path, log: Callable[[str], Any]) -> None:
+    name = spec_path.stem
+    copy_report(runs / name, out / name)
+    word = checks_word(runs / name)
+    log(f"{name}: " + {"passed": "all checks passed", "failed": "CHECK FAILED"}.get(
+        word, "NO VERDICTS (no checks ran; not passed)"))
+
+
+def _run_all(specs: list[Path], runs: Path, executor: Executor,
+             done: Callable[[Path], None]) -> None:
+    """Every experiment's runs in one map; this process finishes each experiment (summary,
+    report) as soon as its last run is in, while the workers run the next ones."""
+    from consensus.experiment.execute import finish_experiment, plan_experiment, run_job
+    from consensus.experiment.results import write_run_result
+
+    planned = []
+    for p in specs:
+        _fresh(runs / p.stem)
+        spec, note = gallery_spec(p)
+        planned.append(plan_experiment(spec, runs / p.stem, executor,
+                                       {"note": note} if note else None))
+    jobs = [job for plan in planned for job in plan.jobs]
+    where = [(e, j) for e, plan in enumerate(planned) for j in range(len(plan.jobs))]
+    results: list[list[RunResult | None]] = [[None] * len(plan.jobs) for plan in planned]
+    left = [len(plan.jobs) for plan in planned]
+    for i, result in executor.map(run_job, jobs, chunk=1):
+        e, j = where[i]
+        write_run_result(planned[e].dirs[j], result)
+        results[e][j] = result
+        left[e] -= 1
+        if left[e] == 0:
+            finish_experiment(planned[e], results[e])
+            done(specs[e])
 
 
 def write_index(out: Path, experiments: Path) -> Path:
@@ -174,12 +233,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--experiments", type=Path, default=Path("experiments"))
     parser.add_argument("--only", nargs="*")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--executor", default="local")
+    parser.add_argument("--workers", "--jobs", type=int, default=None)
     parser.add_argument("--no-rerun", action="store_true",
                         help="Rebuild the reports from the kept run data (no simulation).")
     args = parser.parse_args(argv)
-    build_gallery(args.experiments, args.out, only=args.only, jobs=args.jobs,
-                  rerun=not args.no_rerun)
+    build_gallery(args.experiments, args.out, only=args.only, executor=args.executor,
+                  workers=args.workers, rerun=not args.no_rerun)
 
 
 if __name__ == "__main__":
