@@ -55,29 +55,31 @@ def simulated(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) ->
 
 @contextlib.contextmanager
 def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str, Any]]]:
-    """A broker for the whole experiment (started unless the spec names one), a factory of
-    node-process clusters on it, and what the manifest records about them."""
-    from consensus.broker import start_broker
+    """A factory of node-process clusters and what the manifest records about them.
+
+    Unless the spec names a broker, each cluster starts its own broker with a fresh realm
+    (per-run users, passwords and ACLs: :mod:`consensus.auth`), so no run can hear or speak
+    for another and nothing outside the run can speak for its nodes. A broker named by URL
+    knows none of the run's users, so the nodes use it in open mode (the manifest says so).
+    """
+    from consensus.broker import chosen_kind
     from consensus.experiment.bus import BusCluster, BusOptions, not_honoured
 
-    handle = None
-    url, kind = spec.mqtt.broker, "external"
-    if url is None:
-        handle = start_broker(prefer=spec.mqtt.prefer)
-        url, kind = handle.url, handle.kind
-    opts = BusOptions(url, spec.mqtt.library, spec.mqtt.fsync, spec.network.loss)
+    url = spec.mqtt.broker
+    opts = BusOptions(url, spec.mqtt.library, spec.mqtt.fsync, spec.network.loss,
+                      prefer=spec.mqtt.prefer)
 
     def factory(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
         return BusCluster(algorithm, tuple(spec.cluster.ids), spec.timing.config(),
                           run_dir / algorithm / f"seed-{seed}" / "nodes", opts,
                           name=f"{spec.name}-{algorithm}-s{seed}-{uuid.uuid4().hex[:6]}")
 
-    try:
-        yield factory, {"broker": kind, "broker_url": url, "mqtt_client": spec.mqtt.library,
-                        "fsync": spec.mqtt.fsync, "not_honoured": not_honoured(spec)}
-    finally:
-        if handle is not None:
-            handle.stop()
+    yield factory, {
+        "broker": chosen_kind(spec.mqtt.prefer) if url is None else "external",
+        "broker_url": url or "one per run, on 127.0.0.1",
+        "authenticated": url is None,
+        "mqtt_client": spec.mqtt.library, "fsync": spec.mqtt.fsync,
+        "not_honoured": not_honoured(spec)}
 
 
 def run_one(spec: ExperimentSpec, algorithm: str, seed: int, factory: ClusterFactory,
