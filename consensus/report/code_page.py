@@ -208,9 +208,11 @@ def _shared_cell(col: _Column, key: str, span: int, page_keys: list[str]) -> str
     homed = [s for s in src.sections if shared_home(s.key, page_keys) == key]
     for s in homed:
         parts.append(col.chunk(s.header))
+        # Folded where it is the interface (Node, the abstract hooks), not the section's code.
+        unfold = " open" if s.key == key else ""
         for method, chunk in s.methods.items():
-            parts.append(col.chunk(chunk, (f"shared-{method}",),
-                                   f"<code>{method}</code>"))
+            parts.append(f'<details class="fold" id="shared-{method}"{unfold}>'
+                         f"<summary><code>{method}</code></summary>{col.chunk(chunk)}</details>")
     if not parts:
         parts.append('<div class="empty">nothing shared here</div>')
     return (f'<div class="cell shared" style="grid-row: 1 / span {span}">'
@@ -341,7 +343,7 @@ nav{display:flex;gap:2rem;font-size:13px} nav ol{margin:.2rem 0}
 .cell{overflow-x:auto;font-size:12px;border-top:1px solid #ddd;padding:.2rem 0}
 .cell.raft{grid-column:1}.cell.paxos{grid-column:2}
 .cell.shared{display:none;grid-column:3;background:#f7f7fb;border-left:2px solid #99c}
-#t-shared:checked ~ main .grid{grid-template-columns:repeat(3,minmax(0,1fr))}
+#t-shared:checked ~ main .grid{grid-template-columns:minmax(0,1fr) minmax(0,1fr) minmax(0,.85fr)}
 #t-shared:checked ~ main .cell.shared{display:block}
 #t-shared:checked ~ main .label{grid-column:1 / 3}
 .label{grid-column:1 / -1;background:#eef2f7;padding:.25rem .5rem;margin-top:.5rem;
@@ -357,7 +359,12 @@ nav{display:flex;gap:2rem;font-size:13px} nav ol{margin:.2rem 0}
 a.call{color:inherit;text-decoration:underline dotted #66c}
 .empty,.missing{color:#999;font-style:italic;font-size:12px;padding:.3rem}
 .missing{color:#c33}
-.anchor{display:block;position:relative;top:-1rem}
+.anchor{display:block;position:relative;top:-2.5rem}
+details.fold summary{font-size:12px;color:#555;cursor:pointer}
+.heads{position:sticky;top:0;background:#fff;z-index:2;border-bottom:1px solid #bbb}
+.heads h3{margin:.3rem 0;font-size:14px}
+.controls label{border:1px solid #99c;border-radius:4px;padding:.15rem .5rem;background:#f3f3fb}
+#t-shared:checked ~ header .controls label{background:#ccd}
 """
 # Docstrings are the prose of these files (theory of operation, the TLA+ action): read as
 # text, not in the string colour. After pygments' rules, so they win.
