@@ -433,6 +433,8 @@ def add_to_gallery(gallery: Path) -> str:
     """Write the page into the gallery (``<gallery>/code/index.html``) and return the lines
     the gallery's index adds for it."""
     write_code_page(gallery / "code" / "index.html", reports=gallery)
-    return ("\nThe two node modules side by side, aligned handler by handler with their TLA+ "
-            "actions, each variant's lines highlighted: [code/index.html](code/index.html) "
-            "(`consensus-lab code`).\n")
+    return ("\n## The code side by side\n\n"
+            "[code/index.html](code/index.html) (open it from disk; `consensus-lab code` writes\n"
+            "it): `raft/node.py` and `paxos/node.py` in two columns, aligned handler by handler\n"
+            "and anchored with their TLA+ actions, each variant's lines highlighted, each\n"
+            "difference linked to the report above that shows it.\n")
