@@ -29,6 +29,7 @@ from consensus.report.code_map import (
     Side,
 )
 from consensus.report.code_source import (
+    BANNER,
     Chunk,
     SourceMap,
     algorithm_source,
@@ -131,7 +132,8 @@ class _Column:
 
     def line(self, number: int) -> str:
         variants = self.source.variant_lines.get(number, [])
-        classes = " ".join(["ln", *(f"v-{v}" for v in variants)])
+        banner = ["bn"] if BANNER.match(self.source.lines[number - 1]) else []
+        classes = " ".join(["ln", *banner, *(f"v-{v}" for v in variants)])
         marks = "".join(f'<i class="m m-{v}" title="{v}"></i>' for v in variants)
         code = re.sub(r'<span( class="[^"]*")? data-self="([^"]+)">([^<]*)</span>',
                       self._link, self.html[number - 1])
@@ -342,6 +344,7 @@ nav{display:flex;gap:2rem;font-size:13px} nav ol{margin:.2rem 0}
 }
 .cell{overflow-x:auto;font-size:12px;border-top:1px solid #ddd;padding:.2rem 0}
 .cell.raft{grid-column:1}.cell.paxos{grid-column:2}
+.chunk{background:#fbfbfb}
 .cell.shared{display:none;grid-column:3;background:#f7f7fb;border-left:2px solid #99c}
 #t-shared:checked ~ main .grid{grid-template-columns:minmax(0,1fr) minmax(0,1fr) minmax(0,.85fr)}
 #t-shared:checked ~ main .cell.shared{display:block}
@@ -352,7 +355,10 @@ nav{display:flex;gap:2rem;font-size:13px} nav ol{margin:.2rem 0}
 .tla{font-family:ui-monospace,monospace;background:#fff3c4;padding:0 .2rem;border-radius:3px}
 .exp{font-weight:400;margin-left:.5rem}
 .chunk{margin-bottom:.4rem}.chunk-title{font-size:12px;color:#555;margin:.2rem 0}
-.ln{display:flex;white-space:pre}.ln:target{outline:2px solid #e55}
+.ln{display:flex;white-space:pre}
+.ln .src{white-space:pre-wrap;overflow-wrap:anywhere;min-width:0;padding-left:4ch;
+ text-indent:-4ch}
+.ln.bn .src{white-space:pre;overflow:hidden}.ln:target{outline:2px solid #e55}
 .no{color:#999;text-decoration:none;min-width:2.6rem;text-align:right;padding-right:.4rem;
  user-select:none}
 .ms{min-width:1.2rem;display:inline-flex}
@@ -368,7 +374,8 @@ details.fold summary{font-size:12px;color:#555;cursor:pointer}
 """
 # Docstrings are the prose of these files (theory of operation, the TLA+ action): read as
 # text, not in the string colour. After pygments' rules, so they win.
-DOC_CSS = ".src .sd{color:#33415c;font-style:normal}\n"
+# pygments gives .src a background, which would hide a variant's colour on the line under it.
+DOC_CSS = ".src .sd{color:#33415c;font-style:normal}\n.ln .src{background:transparent}\n"
 
 
 def build_page(sources: Sources | None = None, *, reports: str = "..") -> str:
