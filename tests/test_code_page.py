@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_variant_lines_are_marked(sources, parsed):
         src = sources.of(col)
         for i, line in enumerate(src.lines, 1):
             for v in variant_fields():
-                if f"config.{v}" in line or f"{v}=" in line.replace(" ", ""):
+                if re.search(rf"config\.{v}\b|\b{v}=", line):
                     assert f"v-{v}" in parsed.classes_by_id[f"{col}-L{i}"], (col, i, line)
     # check_quorum reaches the algorithms through the shared predicate in_leader_lease.
     raft_lines = sources.raft.lines

@@ -194,12 +194,16 @@ def _side_cell(col: _Column, side: Side, section: str) -> str:
     return f'<div class="cell {col.name}">{"".join(parts)}</div>'
 
 
-def shared_home(key: str, page_keys: list[str]) -> str:
-    """The page section where a section of node.py is shown: its namesake, else its home in
-    ``SHARED_SECTION_HOME``, else beside the node class's state."""
-    if key in page_keys:
-        return key
-    return SHARED_SECTION_HOME.get(key, PREAMBLE[3])
+def shared_homes(shared: SourceMap, page_keys: list[str]) -> dict[str, str]:
+    """Section of node.py -> the page section it is shown in: its namesake; else its place in
+    ``SHARED_SECTION_HOME``; else wherever the section before it in node.py went (a section
+    only node.py has, such as the read paths, stays beside the code it follows)."""
+    homes: dict[str, str] = {}
+    last = PREAMBLE[3]
+    for s in shared.sections:
+        last = s.key if s.key in page_keys else SHARED_SECTION_HOME.get(s.key, last)
+        homes[s.key] = last
+    return homes
 
 
 def _shared_cell(col: _Column, key: str, span: int, page_keys: list[str]) -> str:
@@ -207,7 +211,8 @@ def _shared_cell(col: _Column, key: str, span: int, page_keys: list[str]) -> str
     parts = []
     if key in src.preamble:
         parts.append(col.chunk(src.preamble[key]))
-    homed = [s for s in src.sections if shared_home(s.key, page_keys) == key]
+    homes = shared_homes(src, page_keys)
+    homed = [s for s in src.sections if homes[s.key] == key]
     for s in homed:
         parts.append(col.chunk(s.header))
         # Folded where it is the interface (Node, the abstract hooks), not the section's code.

@@ -11,8 +11,9 @@ A variant is a field of :class:`consensus.node.Config` that is not a timing or f
 (``code_map.TUNING_KNOBS``). Its lines are found by the field's name: an attribute, a name, a
 keyword argument or a parameter spelt like the field (``self.config.pre_vote``, ``msg.pre_vote``,
 ``pre_vote=True``); a call to a shared predicate that reads the field (``in_leader_lease`` reads
-``check_quorum``); and a docstring paragraph that names it in double backquotes. A reference
-in the condition of an ``if`` marks the whole branch it guards.
+``check_quorum``); and a docstring paragraph that names it in double backquotes, alone or
+with a value (``election: any``). A reference in the condition of an ``if`` marks the whole
+branch it guards.
 """
 
 from __future__ import annotations
@@ -296,8 +297,9 @@ def _variant_lines(tree: ast.Module, lines: list[str],
         for i in range(lo, hi + 1):
             marks.setdefault(i, set()).add(name)
     for name in variant_fields():
+        named = re.compile(rf"``{name}\b")  # ``election`` or ``election: any``
         for lo, hi, text in _docstring_paragraphs(tree, lines):
-            if f"``{name}``" in text:
+            if named.search(text):
                 for i in range(lo, hi + 1):
                     marks.setdefault(i, set()).add(name)
     order = {n: i for i, n in enumerate(variant_fields())}
