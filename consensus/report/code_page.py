@@ -19,8 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from consensus.algorithms import get_algorithm
 from consensus.node import Config
 from consensus.report.code_map import (
+    ALGORITHMS,
     PREAMBLE,
     ROWS,
     SHARED_SECTION_HOME,
@@ -287,6 +289,24 @@ def _section_html(key: str, cols: dict[str, _Column], sources: Sources, reports:
             f'<div class="grid">{"".join(items)}</div></section>')
 
 
+def _switch(field: str) -> str:
+    """Where the algorithm registry declares switches (``Algorithm.variants``: field -> the
+    values it accepts, None for any), what each algorithm accepts for ``field``."""
+    parts = []
+    for alg in ALGORITHMS:
+        declared = getattr(get_algorithm(alg), "variants", None)
+        if declared is None:
+            return ""  # a registry without declared switches: nothing to say
+        if field not in declared:
+            parts.append(f"{TITLES[alg]}: not a switch")
+        else:
+            values = declared[field]
+            parts.append(f"{TITLES[alg]}: " + (" | ".join(
+                str(x).lower() if isinstance(x, bool) else str(x) for x in values)
+                if values else "any value"))
+    return "; " + ", ".join(parts)
+
+
 def _legend(sources: Sources, reports: str) -> str:
     rows = []
     defaults = {f: getattr(Config(), f) for f in variant_fields()}
@@ -298,8 +318,8 @@ def _legend(sources: Sources, reports: str) -> str:
             counts.append(f"{first} in {TITLES[col]}")
         exp = _experiment_link(v, reports)
         rows.append(f'<li><label for="t-v-{v}"><i class="m m-{v}"></i> <code>{v}</code>'
-                    f"</label> (default {html.escape(repr(defaults[v]))}): "
-                    f"{', '.join(counts)} lines {exp}</li>")
+                    f"</label> (default {html.escape(repr(defaults[v]))}"
+                    f"{html.escape(_switch(v))}): {', '.join(counts)} lines {exp}</li>")
     return ('<div class="legend"><b>Variants</b> (fields of <code>Config</code>; untick to '
             "hide a colour). A line is marked when it reads the field, passes it, tests it in "
             "an <code>if</code> (the whole branch), calls a shared predicate that reads it, or "
