@@ -264,3 +264,18 @@ def test_the_gallery_index_links_the_page(tmp_path):
     path = write_index(tmp_path, tmp_path / "no-experiments")
     assert "(code/index.html)" in path.read_text()
     assert (tmp_path / "code" / "index.html").is_file()
+
+
+def test_without_pygments_the_code_is_plain_escaped_and_still_linked(monkeypatch, sources):
+    import sys
+
+    for name in ("pygments.lexers", "pygments.token", "pygments.formatters"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    page = build_page(sources)
+    p = _Page()
+    p.feed(page)
+    assert not p.errors and p.stack == []
+    assert 'class="k"' not in page  # no token colours
+    assert "    def handle_request_vote(self, msg: RequestVote) -&gt; None:" in page
+    assert 'href="#shared-ConsensusNode.step_down"' in page
+    assert p.ids["raft-L1"] == 1 and p.ids["paxos-HandleAcceptReplies"] == 1

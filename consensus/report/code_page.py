@@ -67,39 +67,47 @@ def load_sources(package: Path = PACKAGE) -> Sources:
 
 # -- syntax colours ------------------------------------------------------------------------
 
-def _highlighted_lines(text: str) -> list[str]:
-    """The file's lines as HTML, one per source line (token spans never cross a line)."""
+def _call_link(name: str, text: str, links: dict[str, str]) -> str:
+    """``text`` (the method name after ``self.``) as a link to the method's code, if shown."""
+    target = links.get(name)
+    if target is None:
+        return text
+    where = "in node.py" if target.startswith("shared-") else "in this file"
+    return f'<a class="call" href="#{target}" title="{name}, {where}">{text}</a>'
+
+
+def _highlighted_lines(text: str, links: dict[str, str]) -> list[str]:
+    """The file's lines as HTML, one per source line (token spans never cross a line), with
+    each ``self.<method>`` call linked through ``links`` (method -> anchor)."""
+    lines = text.splitlines()
     try:
         from pygments.lexers import PythonLexer
         from pygments.token import STANDARD_TYPES
-    except ImportError:  # plain text, still escaped and numbered
-        return [html.escape(line) for line in text.splitlines()]
+    except ImportError:  # plain text, still escaped, numbered and linked
+        return [re.sub(r"(?<=\bself\.)(\w+)", lambda m: _call_link(m[1], m[1], links),
+                       html.escape(line)) for line in lines]
     out: list[str] = []
     current: list[str] = []
     prev: list[str] = []  # the last two significant token values: "self", "."
     for ttype, value in PythonLexer().get_tokens(text):
-        css = ""
         t = ttype
         while t not in STANDARD_TYPES and t.parent is not None:
             t = t.parent
         css = STANDARD_TYPES.get(t, "")
-        pieces = value.split("\n")
-        for n, piece in enumerate(pieces):
+        for n, piece in enumerate(value.split("\n")):
             if n:
                 out.append("".join(current))
                 current = []
-            if piece:
-                text_html = html.escape(piece)
-                name = piece if prev[-2:] == ["self", "."] and css.startswith("n") else ""
-                cls = f' class="{css}"' if css else ""
-                data = f' data-self="{name}"' if name else ""
-                current.append(f"<span{cls}{data}>{text_html}</span>" if cls or data
-                               else text_html)
+            if not piece:
+                continue
+            span = f'<span class="{css}">{html.escape(piece)}</span>' if css else html.escape(piece)
+            if prev == ["self", "."] and css.startswith("n"):
+                span = _call_link(piece, span, links)
+            current.append(span)
         if value.strip():
             prev = [*prev, value.strip()][-2:]
     if current:
         out.append("".join(current))
-    lines = text.splitlines()
     return (out + [""] * len(lines))[:len(lines)]
 
 
@@ -123,8 +131,8 @@ class _Column:
     def __init__(self, name: str, source: SourceMap, link_targets: dict[str, str]) -> None:
         self.name = name
         self.source = source
-        self.html = _highlighted_lines("\n".join(source.lines))
-        self.links = link_targets  # a method called as self.<name> -> the anchor it goes to
+        # A method called as self.<name> links to the anchor of its code.
+        self.html = _highlighted_lines("\n".join(source.lines), link_targets)
 
     def chunk(self, chunk: Chunk, anchors: tuple[str, ...] = (), title: str = "") -> str:
         ids = "".join(f'<span class="anchor" id="{html.escape(a)}"></span>' for a in anchors)
@@ -137,20 +145,10 @@ class _Column:
         banner = ["bn"] if BANNER.match(self.source.lines[number - 1]) else []
         classes = " ".join(["ln", *banner, *(f"v-{v}" for v in variants)])
         marks = "".join(f'<i class="m m-{v}" title="{v}"></i>' for v in variants)
-        code = re.sub(r'<span( class="[^"]*")? data-self="([^"]+)">([^<]*)</span>',
-                      self._link, self.html[number - 1])
+        code = self.html[number - 1]
         lid = f"{self.name}-L{number}"
         return (f'<div class="{classes}" id="{lid}"><a class="no" href="#{lid}">{number}</a>'
                 f'<span class="ms">{marks}</span><span class="src">{code}</span></div>')
-
-    def _link(self, m: re.Match[str]) -> str:
-        cls, name, text = m.group(1) or "", m.group(2), m.group(3)
-        target = self.links.get(name)
-        if target is None:
-            return f"<span{cls}>{text}</span>"
-        where = "in node.py" if target.startswith("shared-") else "here"
-        return (f'<a class="call" href="#{target}" title="{name} ({where})">'
-                f"<span{cls}>{text}</span></a>")
 
 
 def _link_targets(column: str, sources: Sources) -> dict[str, str]:
