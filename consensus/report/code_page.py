@@ -177,7 +177,7 @@ def page_sections(sources: Sources) -> list[str]:
 
 def _side_cell(col: _Column, side: Side, section: str) -> str:
     if not side.methods:
-        return '<div class="cell empty">no counterpart</div>'
+        return f'<div class="cell {col.name} empty">no counterpart</div>'
     parts = []
     found = col.source.section(section)
     for n, method in enumerate(side.methods):
@@ -261,7 +261,6 @@ def _unpaired(sources: Sources, key: str) -> Row | None:
 def _section_html(key: str, cols: dict[str, _Column], sources: Sources, reports: str) -> str:
     items = []
     if key in PREAMBLE:
-        row = Row(key, key, Side(), Side())
         for alg in ("raft", "paxos"):
             chunk = sources.of(alg).preamble.get(key)
             body = cols[alg].chunk(chunk) if chunk else '<div class="empty">-</div>'
@@ -318,10 +317,11 @@ def _legend(sources: Sources, reports: str) -> str:
         rows.append(f'<li><label for="t-v-{v}"><i class="m m-{v}"></i> <code>{v}</code>'
                     f"</label> (default {html.escape(repr(defaults[v]))}"
                     f"{html.escape(_switch(v))}): {', '.join(counts)} lines {exp}</li>")
-    return ('<div class="legend"><b>Variants</b> (fields of <code>Config</code>; untick to '
-            "hide a colour). A line is marked when it reads the field, passes it, tests it in "
-            "an <code>if</code> (the whole branch), calls a shared predicate that reads it, or "
-            "sits in a docstring paragraph naming it in double backquotes."
+    return ('<div class="legend"><b>Variants</b> (fields of <code>Config</code>; click a '
+            "name to hide or show its colour). A line is marked when it reads the field, "
+            "passes it, tests it in an <code>if</code> (the whole branch), calls a shared "
+            "predicate that reads it, or sits in a docstring paragraph naming it in double "
+            "backquotes."
             f'<ul>{"".join(rows)}</ul></div>')
 
 
