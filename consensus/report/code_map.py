@@ -149,8 +149,10 @@ TOPICS: dict[str, str] = {
     "restart": "rolling-restarts",
     "elections": "quiz3-randomised-timeouts",
     "stale": "quiz4-stale-leader",
-    "replication": "leader-crash",
-    "catch-up": "minority-partition",
+    # The old leader's uncommitted entries: truncated (Raft) or overwritten slot by slot.
+    "replication": "minority-partition",
+    # A restarted leader catches up: AppendEntries walking back vs Commit messages.
+    "catch-up": "leader-crash",
     "quorum": "quiz1-quorum",
     "throughput": "load-sweep",
     "heartbeat": "quiz2-heartbeat",
