@@ -181,7 +181,8 @@ def test_variant_lines_are_marked(sources, parsed):
 
 def test_a_new_variant_lights_up_without_touching_the_generator(tmp_path, monkeypatch):
     """A field added to Config (as the read-path and election variants do) is found in the
-    code by its name: the branch its ``if`` guards, a keyword, a docstring paragraph."""
+    code by its name: the branch its ``if`` guards, a keyword, a parameter, a docstring
+    paragraph, and a method called only inside its branches."""
     @dataclasses.dataclass(frozen=True)
     class Wider(Config):
         read_path: str = "log"
@@ -210,12 +211,20 @@ class N(ConsensusNode):
             self.answer(req)
             return
         self.send_read(req, read_path="log")
+
+    def answer(self, req):
+        """Called only where read_path is lease: runs only under it."""
+        self.reply(req, "ok")
+
+    def send_read(self, req, read_path):
+        self.send(req)
 ''')
     src = algorithm_source(module)
     marked = {i for i, vs in src.variant_lines.items() if "read_path" in vs}
     lines = src.lines
     expect = {i for i, t in enumerate(lines, 1) if t.strip().startswith(
-        ('if self.config.read_path', 'self.answer', 'return', 'self.send_read', 'Reads go'))}
+        ('if self.config.read_path', 'self.answer', 'return', 'self.send_read', 'Reads go',
+         'def answer', '"""Called only', 'self.reply', 'def send_read'))}
     assert marked == expect
     assert "read_path" in variant_fields()
 

@@ -12,7 +12,6 @@ text otherwise.
 
 from __future__ import annotations
 
-import ast
 import html
 import os
 import re
@@ -35,7 +34,7 @@ from consensus.report.code_source import (
     Chunk,
     SourceMap,
     algorithm_source,
-    shared_predicates,
+    shared_facts,
     shared_source,
     variant_fields,
 )
@@ -59,9 +58,9 @@ class Sources:
 def load_sources(package: Path = PACKAGE) -> Sources:
     """Read the three files from ``package`` (the ``consensus`` folder)."""
     shared_path = package / "node.py"
-    predicates = shared_predicates(ast.parse(shared_path.read_text(encoding="utf-8")))
-    return Sources(algorithm_source(package / "raft" / "node.py", predicates),
-                   algorithm_source(package / "paxos" / "node.py", predicates),
+    facts = shared_facts(shared_path)
+    return Sources(algorithm_source(package / "raft" / "node.py", facts),
+                   algorithm_source(package / "paxos" / "node.py", facts),
                    shared_source(shared_path))
 
 
@@ -321,7 +320,7 @@ def _legend(sources: Sources, reports: str) -> str:
             "name to hide or show its colour). A line is marked when it reads the field, "
             "passes it, tests it in an <code>if</code> (the whole branch), calls a shared "
             "predicate that reads it, or sits in a docstring paragraph naming it in double "
-            "backquotes."
+            "backquotes; a method called only inside its branches is marked whole."
             f'<ul>{"".join(rows)}</ul></div>')
 
 

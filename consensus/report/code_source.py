@@ -13,7 +13,8 @@ keyword argument or a parameter spelt like the field (``self.config.pre_vote``, 
 ``pre_vote=True``); a call to a shared predicate that reads the field (``in_leader_lease`` reads
 ``check_quorum``); and a docstring paragraph that names it in double backquotes, alone or
 with a value (``election: any``). A reference in the condition of an ``if`` marks the whole
-branch it guards.
+branch it guards, and a method called only inside such branches (in its file or in node.py)
+is marked whole: it runs only under the variant.
 """
 
 from __future__ import annotations
@@ -153,10 +154,10 @@ def _first_banner(lines: list[str], cls: ast.ClassDef) -> int:
     return (cls.end_lineno or cls.lineno) + 1
 
 
-def algorithm_source(path: Path, predicates: dict[str, str] | None = None) -> SourceMap:
+def algorithm_source(path: Path, shared: SharedFacts | None = None) -> SourceMap:
     """An algorithm's node module (``raft/node.py``): its ``Progress`` subclass and its
-    ``ConsensusNode`` subclass, which holds the banners. ``predicates`` are the shared
-    predicate methods and the variant each reads (see :func:`shared_predicates`)."""
+    ``ConsensusNode`` subclass, which holds the banners. ``shared`` is what node.py tells about
+    variants (see :func:`shared_facts`)."""
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     tree = ast.parse(text, str(path))
@@ -172,9 +173,9 @@ def algorithm_source(path: Path, predicates: dict[str, str] | None = None) -> So
         _strip(lines, _first_line(node_cls), _first_banner(lines, node_cls) - 1),
     ]
     preamble = {k: c for k, c in zip(PREAMBLE, parts, strict=True) if c is not None}
-    own = {**(predicates or {}), **shared_predicates(tree)}
     return SourceMap(path, lines, preamble, _sections(lines, node_cls),
-                     (progress.name, node_cls.name), _variant_lines(tree, lines, own))
+                     (progress.name, node_cls.name),
+                     _variant_lines(tree, lines, shared or SharedFacts({}, {})))
 
 
 def shared_source(path: Path) -> SourceMap:
@@ -199,7 +200,7 @@ def shared_source(path: Path) -> SourceMap:
     sections = _merge_sections([_sections(lines, node, "Node."),
                                 _sections(lines, consensus, "ConsensusNode.")])
     return SourceMap(path, lines, preamble, sections, ("Node", "ConsensusNode"),
-                     _variant_lines(tree, lines, shared_predicates(tree)))
+                     _variant_lines(tree, lines, SharedFacts({}, {})))
 
 
 def shared_predicates(tree: ast.Module) -> dict[str, str]:
@@ -250,22 +251,24 @@ def _parents(tree: ast.Module) -> dict[ast.AST, ast.AST]:
     return {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
 
 
-def _span(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> tuple[int, int]:
-    """The lines a variant reference marks: the innermost statement around it; a whole branch
-    when it is in an ``if``/``while`` condition; only the header of another compound statement
-    (a ``def`` whose parameter it is, a ``for``, a ``with``)."""
+def _span(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> tuple[int, int, bool]:
+    """The lines a variant reference marks, and whether they are a branch it guards: the
+    innermost statement around it; a whole branch when it is in an ``if``/``while`` condition;
+    only the header of another compound statement (a ``def`` whose parameter it is, a ``for``,
+    a ``with``)."""
     child = node
     stmt = parents.get(node)
     while stmt is not None and not isinstance(stmt, ast.stmt):
         child, stmt = stmt, parents.get(stmt)
     if stmt is None:
-        return (getattr(node, "lineno", 1), getattr(node, "end_lineno", 1) or 1)
+        line = getattr(node, "lineno", 1)
+        return line, getattr(node, "end_lineno", line) or line, False
     body = getattr(stmt, "body", None)
     if isinstance(stmt, ast.If | ast.While) and child is stmt.test:
-        return stmt.lineno, stmt.body[-1].end_lineno or stmt.lineno
+        return stmt.lineno, stmt.body[-1].end_lineno or stmt.lineno, True
     if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-        return stmt.lineno, max(stmt.lineno, body[0].lineno - 1)
-    return stmt.lineno, stmt.end_lineno or stmt.lineno
+        return stmt.lineno, max(stmt.lineno, body[0].lineno - 1), False
+    return stmt.lineno, stmt.end_lineno or stmt.lineno, False
 
 
 def _docstring_paragraphs(tree: ast.AST, lines: list[str]) -> list[tuple[int, int, str]]:
@@ -288,14 +291,67 @@ def _docstring_paragraphs(tree: ast.AST, lines: list[str]) -> list[tuple[int, in
     return out
 
 
-def _variant_lines(tree: ast.Module, lines: list[str],
-                   predicates: dict[str, str]) -> dict[int, list[str]]:
+@dataclass(frozen=True, slots=True)
+class SharedFacts:
+    """What consensus/node.py tells about variants that an algorithm file cannot see alone."""
+
+    predicates: dict[str, str]  # see shared_predicates
+    # method -> the variants guarding each call of it in node.py (one set per call)
+    call_sites: dict[str, list[set[str]]]
+
+
+def shared_facts(path: Path) -> SharedFacts:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    predicates = shared_predicates(tree)
+    _, gated = _reference_marks(tree, predicates)
+    return SharedFacts(predicates, _call_sites(tree, gated))
+
+
+def _reference_marks(tree: ast.Module, predicates: dict[str, str],
+                     ) -> tuple[dict[int, set[str]], dict[int, set[str]]]:
+    """Lines marked by a reference to a variant (all of them), and the lines inside a branch
+    that a variant's condition guards (``gated``: code that runs only under it)."""
     marks: dict[int, set[str]] = {}
+    gated: dict[int, set[str]] = {}
     parents = _parents(tree)
     for node, name in _references(tree, predicates):
-        lo, hi = _span(node, parents)
+        lo, hi, branch = _span(node, parents)
         for i in range(lo, hi + 1):
             marks.setdefault(i, set()).add(name)
+            if branch and i > lo:
+                gated.setdefault(i, set()).add(name)
+    return marks, gated
+
+
+def _call_sites(tree: ast.Module, gated: dict[int, set[str]]) -> dict[str, list[set[str]]]:
+    """``self.<method>(...)`` calls -> the variants guarding each (a method's calls of
+    itself left out)."""
+    sites: dict[str, list[set[str]]] = {}
+    for f in ast.walk(tree):
+        if not isinstance(f, ast.FunctionDef):
+            continue
+        for node in ast.walk(f):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "self"
+                    and node.func.attr != f.name):
+                sites.setdefault(node.func.attr, []).append(gated.get(node.lineno, set()))
+    return sites
+
+
+def _variant_lines(tree: ast.Module, lines: list[str],
+                   shared: SharedFacts) -> dict[int, list[str]]:
+    predicates = {**shared.predicates, **shared_predicates(tree)}
+    marks, gated = _reference_marks(tree, predicates)
+    # A method called only inside one variant's branches (here and in node.py) runs only
+    # under it: mark it whole (PreVote's become_pre_candidate, election "any"'s helpers).
+    sites = _call_sites(tree, gated)
+    for name, more in shared.call_sites.items():
+        sites.setdefault(name, []).extend(more)
+    for f in ast.walk(tree):
+        if isinstance(f, ast.FunctionDef) and sites.get(f.name):
+            common = set.intersection(*sites[f.name])
+            for i in range(_first_line(f), (f.end_lineno or f.lineno) + 1):
+                marks.setdefault(i, set()).update(common)
     for name in variant_fields():
         named = re.compile(rf"``{name}\b")  # ``election`` or ``election: any``
         for lo, hi, text in _docstring_paragraphs(tree, lines):
@@ -303,4 +359,4 @@ def _variant_lines(tree: ast.Module, lines: list[str],
                 for i in range(lo, hi + 1):
                     marks.setdefault(i, set()).add(name)
     order = {n: i for i, n in enumerate(variant_fields())}
-    return {i: sorted(v, key=order.__getitem__) for i, v in sorted(marks.items())}
+    return {i: sorted(v, key=order.__getitem__) for i, v in sorted(marks.items()) if v}
