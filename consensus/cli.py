@@ -197,6 +197,7 @@ def _register_subcommands() -> None:
     from consensus import (  # noqa: F401
         cli_bench,
         cli_bus,
+        cli_code,
         cli_dashboard,
         cli_experiment,
         cli_report,

@@ -202,7 +202,9 @@ def write_index(out: Path, experiments: Path) -> Path:
         rows.append(f"| [{name}]({name}/report.md) ([HTML]({name}/report.html)) | {checks} | "
                     f"{sentence.replace('|', '/')} |")
     path = out / "README.md"
-    path.write_text(README_HEAD + "\n".join(rows) + "\n" + README_TAIL)
+    from consensus.report.code_page import add_to_gallery  # writes out/code/index.html
+
+    path.write_text(README_HEAD + "\n".join(rows) + "\n" + README_TAIL + add_to_gallery(out))
     return path
 
 
