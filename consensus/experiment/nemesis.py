@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -245,6 +245,32 @@ def resolve_role(name: str, ids: Sequence[NodeId], leader: NodeId | None,
     return min(known)[2] if known else None
 
 
+Pairs = list[tuple[NodeId, NodeId]]
+
+
+def resolve_links(both: Iterable[Sequence[str]], one_way: Iterable[Sequence[str]],
+                  ids: Sequence[NodeId], leader: NodeId | None,
+                  applied: Callable[[NodeId], int | None]) -> tuple[Pairs, Pairs] | None:
+    """A link fault's pairs as node ids now: (pairs cut both ways, pairs cut one way); None if
+    a name cannot be resolved (no leader yet). A pair of one node with itself is dropped."""
+    out: tuple[Pairs, Pairs] = ([], [])
+    for kind, pairs in enumerate((both, one_way)):
+        for a, b in pairs:
+            ra = resolve_role(a, ids, leader, applied)
+            rb = resolve_role(b, ids, leader, applied)
+            if ra is None or rb is None:
+                return None
+            if ra != rb:
+                out[kind].append((ra, rb))
+    return out
+
+
+def link_pairs(both: Iterable[tuple[NodeId, NodeId]],
+               one_way: Iterable[tuple[NodeId, NodeId]]) -> set[tuple[NodeId, NodeId]]:
+    """The (from, to) links a link fault cuts: each ``both`` pair in both directions."""
+    return {*one_way, *(p for a, b in both for p in ((a, b), (b, a)))}
+
+
 def majorities_ring(ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:
     """Jepsen's majorities ring: each node reaches a majority (itself and its nearest ring
     neighbours), but no two nodes see the same majority."""
@@ -320,20 +346,9 @@ class Nemesis:
 
     def resolve_links(self, fault: Fault) -> tuple[list[tuple[NodeId, NodeId]],
                                                    list[tuple[NodeId, NodeId]]] | None:
-        """A link fault's pairs as node ids now (both-ways pairs, one-way pairs); None if a
-        name cannot be resolved (no leader yet). A pair of one node with itself is dropped."""
+        """A link fault's pairs as node ids now; see :func:`resolve_links`."""
         c = self.cluster
-        leader = c.leader()
-        out: list[list[tuple[NodeId, NodeId]]] = [[], []]
-        for kind, pairs in enumerate((fault.links, fault.one_way)):
-            for a, b in pairs:
-                ra = resolve_role(a, c.ids, leader, c.applied)
-                rb = resolve_role(b, c.ids, leader, c.applied)
-                if ra is None or rb is None:
-                    return None
-                if ra != rb:
-                    out[kind].append((ra, rb))
-        return out[0], out[1]
+        return resolve_links(fault.links, fault.one_way, c.ids, c.leader(), c.applied)
 
     def apply(self, fault: Fault) -> None:
         c = self.cluster
@@ -379,8 +394,7 @@ class Nemesis:
             if resolved is not None:
                 both, one_way = resolved
                 label = "links" + links_text(both, one_way)
-                self._block(self.blocked | {*both, *((b, a) for a, b in both), *one_way},
-                            label)
+                self._block(self.blocked | link_pairs(both, one_way), label)
                 nodes = id_order({n for pair in (*both, *one_way) for n in pair})
                 self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
                                                links=tuple(both), one_way=tuple(one_way)))
