@@ -209,7 +209,7 @@ ROLE_TOKENS = ("leader", "most-lagging", "follower1..followerK")
 _FOLLOWER = re.compile(r"follower([1-9][0-9]*)")
 
 
-def id_order(ids: Sequence[NodeId]) -> list[NodeId]:
+def id_order(ids: Iterable[NodeId]) -> list[NodeId]:
     """Ids in their natural order (``n2`` before ``n10``)."""
     return sorted(ids, key=lambda n: [int(p) if p.isdigit() else p
                                       for p in re.split(r"(\d+)", n)])
