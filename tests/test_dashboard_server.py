@@ -371,6 +371,55 @@ def test_split_vote_preset() -> None:
     assert any("no majority" in x for x in texts(b, "raft", 1200))
 
 
+# -- the partial-connectivity presets: links cut by role token, in both clusters -------------
+
+
+def leaders_between(b: SimBackend, cluster: str, since: float, until: float) -> list[str]:
+    return [x for x in texts(b, cluster, since, until) if " is leader" in x]
+
+
+def test_links_command_resolves_role_tokens_in_each_cluster_and_adds_cuts() -> None:
+    b = SimBackend(running=False)
+    b.advance(1500)
+    b.apply_now({"op": "links", "cut": [["leader", "follower1"]]})
+    b.apply_now({"op": "links", "one_way": [["follower2", "leader"]]})
+    for name, c in b.clusters.items():
+        leader = c.cluster.leader()
+        f1, f2 = [n for n in c.cluster.ids if n != leader][:2]
+        assert c.sim.blocked == {(leader, f1), (f1, leader), (f2, leader)}, name
+        assert any(x == f"links cut {leader}-{f1}" for x in texts(b, name)), texts(b, name)
+    with pytest.raises(ValueError, match="neither a node"):
+        b.apply_now({"op": "links", "cut": [["leader", "boss"]]})
+    with pytest.raises(ValueError, match="pair"):
+        b.apply_now({"op": "links", "cut": [["n1", "n2", "n3"]]})
+
+
+def test_quorum_loss_preset_elects_the_follower_still_connected_to_all() -> None:
+    b = preset("quorum-loss", 1450)
+    first = {n: c.cluster.leader() for n, c in b.clusters.items()}
+    b.advance(3000)
+    for name, c in b.clusters.items():
+        f1 = next(n for n in c.cluster.ids if n != first[name])
+        assert c.cluster.leader() == f1, name  # the only node that still reaches a majority
+        assert len(leaders_between(b, name, 1500, 4500)) == 1
+
+
+def test_constrained_election_preset_raft_waits_paxos_elects_the_stale_node() -> None:
+    b = preset("constrained", 4450)
+    assert leaders_between(b, "raft", 1500, 4500) == []
+    assert b.clusters["raft"].cluster.leader() is None
+    assert len(leaders_between(b, "paxos", 1500, 4500)) == 1
+    b.advance(2000)  # healed at 4.5 s
+    assert b.clusters["raft"].cluster.leader() is not None
+
+
+def test_chained_and_omission_presets_churn_leaders_while_links_are_cut() -> None:
+    b = preset("chained", 4450)
+    assert len(leaders_between(b, "paxos", 1500, 4500)) >= 3  # ping-pong across the cut
+    b = preset("omission", 4950)
+    assert len(leaders_between(b, "raft", 1500, 5000)) >= 2
+
+
 # -- mqtt mode, against a fake MQTT client (no broker, no processes) -------------------------
 
 
@@ -492,6 +541,63 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         refused = await backend.apply({"op": "step", "ms": 10})
         assert not refused["ok"] and "mqtt mode" in refused["error"]
         await backend.close()
+
+    asyncio.run(main())
+
+
+def test_mqtt_backend_cuts_links_by_role_and_replays_live_presets(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from consensus.cluster import ClusterState
+    from consensus.codec import encode
+    from consensus.dashboard.mqtt_backend import MqttBackend
+    from consensus.dashboard.presets import PRESETS as ALL
+    from consensus.telemetry import ControlOp, FaultSettings, StatusReport
+
+    ids = ("n1", "n2", "n3", "n4", "n5")
+    state = ClusterState("demo", "raft", dict.fromkeys(ids, os.getpid()), "mqtt://127.0.0.1:1",
+                         None, "external", "gmqtt", False, 50.0, (150.0, 300.0),
+                         str(tmp_path / "demo"))
+    monkeypatch.setattr("consensus.experiment.bus.is_ours", lambda pid: pid > 0)
+
+    async def main() -> None:
+        backend = MqttBackend([state], client_factory=FakeMqtt)
+        await backend.start()
+        fake = backend.clusters["raft"].client
+        for nid in ids:
+            fake.on_message(f"consensus/demo/{nid}/status", encode(StatusReport(
+                id=nid, algorithm="raft", role="leader" if nid == "n3" else "follower", term=2,
+                ballot=None, leader="n3", commit_index=5, last_index=5,
+                applied_index=2 if nid == "n4" else 5, election_timeout_in_ms=None,
+                pid=os.getpid(), cluster="demo", library="gmqtt", broker=state.broker,
+                fsync=False, messages_in=0, messages_out=0, wal_fsyncs=0,
+                wal_fsynced_records=0, dropped=0, faults=FaultSettings())))
+        snap = backend.snapshot()
+        live = {p["name"] for p in snap["presets"]}
+        assert {"quorum-loss", "constrained", "chained", "omission"} <= live
+        assert "quiz3" not in live and snap["capabilities"]["presets"]
+
+        def drops() -> dict[str, tuple[str, ...]]:
+            return {t.split("/")[2]: c.peers for t, c in fake.published
+                    if c.op == ControlOp.DROP_TO}
+
+        # follower1 is n1 (the leader n3's first follower); most-lagging is n4 (applied 2).
+        assert (await backend.apply({"op": "links", "cut": [["leader", "follower1"]]}))["ok"]
+        assert drops()["n3"] == ("n1",) and drops()["n1"] == ("n3",)
+        fake.published.clear()
+        assert (await backend.apply({"op": "links", "one_way": [["most-lagging", "n5"]]}))["ok"]
+        assert drops() == {"n1": ("n3",), "n2": (), "n3": ("n1",), "n4": ("n5",), "n5": ()}
+
+        result = await backend.apply({"op": "preset", "name": "chained"})
+        assert result == {"ok": True, "snapshot": True}
+        assert backend.snapshot()["preset"]["name"] == "chained"
+        assert len(backend._preset_steps) == len(ALL["chained"].steps)
+        assert any("assumes pre_vote False" in e.text for e in backend.events.events)
+        refused = await backend.apply({"op": "preset", "name": "quiz3"})
+        assert not refused["ok"] and "no preset 'quiz3'" in refused["error"]
+        await backend.close()
+        assert backend._preset_steps == []
 
     asyncio.run(main())
 

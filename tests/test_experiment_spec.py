@@ -14,7 +14,8 @@ def test_the_library_is_there():
     assert {"quickstart", "leader-crash", "minority-partition", "majority-partition",
             "isolated-leader", "bridge", "majorities-ring", "flaky-network",
             "rolling-restarts", "quiz1-quorum", "quiz2-heartbeat", "quiz3-fixed-timeouts",
-            "quiz3-randomised-timeouts", "quiz4-stale-leader", "load-sweep"} <= names
+            "quiz3-randomised-timeouts", "quiz4-stale-leader", "load-sweep", "quorum-loss",
+            "constrained-election", "chained", "omission"} <= names
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

@@ -19,14 +19,17 @@ per kind in the event log).
 
 The broker tells us when a message passed, not when it left or arrived, so a dot's flight is
 a fixed visual duration here, not a measured latency. Time is the wall clock (ms since the
-dashboard started); there is no pause, step, drop-next or reset for real processes.
+dashboard started); there is no pause, step, drop-next or reset for real processes. A preset
+whose commands real nodes can take (kills, partitions, link cuts, heals, writes: see
+:data:`~consensus.dashboard.presets.LIVE_OPS`) replays on the running clusters, each
+command that many wall-clock ms after the click; the clusters keep their own timing settings.
 
 Commands and who is up or leads go through the run pipeline's
 :class:`~consensus.experiment.bus.BusCluster`, attached to the recorded cluster (its processes
 keep running when the dashboard stops) and sharing this backend's connection: a kill is SIGKILL
 to the recorded pid, a revive restarts the node from its WAL as ``cluster restart`` does, and
-time out, partition, isolate and heal are :class:`~consensus.telemetry.Control` commands on
-each node's control topic.
+time out, partition, isolate, cut links and heal are :class:`~consensus.telemetry.Control`
+commands on each node's control topic.
 
 Nothing here knows an algorithm by name: titles and term labels come from the registry, and
 messages say themselves what they refuse and which log slots they carry.
@@ -45,11 +48,13 @@ from consensus import cluster as cl
 from consensus.algorithms import get_algorithm
 from consensus.auth import CLIENT_USER
 from consensus.codec import DecodeError, decode, decode_message
+from consensus.dashboard.presets import PRESETS, Preset
 from consensus.dashboard.view import (
     LOG_TAIL,
     EventLog,
     algorithm_json,
     command_text,
+    cut_links,
     message_json,
     partition_groups,
     refusal,
@@ -103,6 +108,9 @@ class WatchedCluster:
         self.committed = 0
         self.commands: dict[int, str] = {}  # index -> command text, from replication traffic
         self.rejected: Counter[str] = Counter()  # payloads the codec refused, by reason
+        # Links this dashboard cut: a link cut adds to them at once, without waiting for the
+        # statuses to show the previous cut.
+        self.cut: set[tuple[NodeId, NodeId]] = set()
 
     @property
     def state(self) -> cl.ClusterState:
@@ -270,10 +278,23 @@ class WatchedCluster:
     def partition(self, groups: list[list[str]]) -> None:
         groups = partition_groups(self.ids, groups)
         label = "partition " + " | ".join(" ".join(g) for g in groups)
-        self.cluster.set_blocked(split(groups, self.ids), label)
+        self.cut = split(groups, self.ids)
+        self.cluster.set_blocked(self.cut, label)
+        self.emit(self.algorithm, "fault", label)
+
+    def links(self, cut: list[list[str]], one_way: list[list[str]]) -> None:
+        """Cut links on top of those already cut; role tokens resolve in this cluster now."""
+        shown = {(a, b) for a, b in self.blocked()}
+        resolved = cut_links(self.cluster, self.cut | shown, cut, one_way)
+        if resolved is None:
+            self.emit(self.algorithm, "info", "no leader known: links not cut")
+            return
+        self.cut, label = resolved
+        self.cluster.set_blocked(self.cut, label)
         self.emit(self.algorithm, "fault", label)
 
     def heal(self) -> None:
+        self.cut = set()
         self.cluster.set_blocked(set(), "heal")
         self.cluster.set_window()
         self.emit(self.algorithm, "fault", "network healed")
@@ -300,6 +321,8 @@ class MqttBackend:
             raise ValueError("no cluster to watch")
         self.value = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.preset: Preset | None = None
+        self._preset_steps: list[asyncio.TimerHandle] = []
 
     @classmethod
     def from_clusters(cls, names: Iterable[str], root: Path = cl.STATE_ROOT) -> MqttBackend:
@@ -318,6 +341,7 @@ class MqttBackend:
                        f"{c.state.broker}")
 
     async def close(self) -> None:
+        self._cancel_preset()
         for task in list(self._tasks):
             task.cancel()
         for c in self.clusters.values():
@@ -328,11 +352,43 @@ class MqttBackend:
 
     async def apply(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
         try:
+            if cmd.get("op") == "preset":
+                self.start_preset(str(cmd.get("name")))
+                return {"ok": True, "snapshot": True}
             self.apply_now(cmd)
         except (UnsupportedCommand, ValueError, KeyError, TypeError, OSError,
                 FileNotFoundError) as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True}
+
+    def start_preset(self, name: str) -> None:
+        """Replay a preset's commands on the running clusters, at their times from now (a
+        preset already under way is cancelled first)."""
+        live = {p.name: p for p in PRESETS.values() if p.live}
+        if name not in live:
+            raise UnsupportedCommand(f"no preset {name!r} for real nodes "
+                                     f"({', '.join(live)})")
+        preset = live[name]
+        self._cancel_preset()
+        self.preset = preset
+        assumed = ", ".join(f"{k} {v}" for k, v in preset.settings().items())
+        self._emit(None, "info", f"preset: {preset.title}" + (
+            f" (it assumes {assumed}; these clusters keep the settings they were started with)"
+            if assumed else ""))
+        loop = asyncio.get_running_loop()
+        self._preset_steps = [loop.call_later(at / 1000.0, self._preset_step, dict(step))
+                              for at, step in preset.steps]
+
+    def _preset_step(self, cmd: dict[str, Any]) -> None:
+        try:
+            self.apply_now(cmd)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._emit(None, "info", f"preset step {cmd['op']} failed: {exc}")
+
+    def _cancel_preset(self) -> None:
+        for handle in self._preset_steps:
+            handle.cancel()
+        self._preset_steps = []
 
     def apply_now(self, cmd: Mapping[str, Any]) -> None:
         op = cmd.get("op")
@@ -359,6 +415,8 @@ class MqttBackend:
                 nid = c.resolve(node)
                 if nid is not None:
                     c.partition([[nid], [n for n in c.ids if n != nid]])
+            elif op == "links":
+                c.links(cmd.get("cut") or [], cmd.get("one_way") or [])
             elif op == "heal":
                 c.heal()
             elif op == "request":
@@ -400,10 +458,11 @@ class MqttBackend:
             "config": {"heartbeat_ms": s.heartbeat_ms,
                        "election_timeout_ms": list(s.election_timeout_ms),
                        "latency_ms": None, "pre_vote": None, "check_quorum": None},
-            "preset": None, "presets": [],
+            "preset": self.preset.to_json() if self.preset else None,
+            "presets": [p.to_json() for p in PRESETS.values() if p.live],
             "algorithms": {a: c.algorithm_json() for a, c in self.clusters.items()},
             "capabilities": {"pause": False, "step": False, "drop_next": False,
-                             "reset": False, "speed": False, "presets": False},
+                             "reset": False, "speed": False, "presets": True},
             "events": self.events.recent(),
         }
 

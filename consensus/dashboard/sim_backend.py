@@ -4,8 +4,10 @@ all driven by the same events.
 Theory of operation
 -------------------
 The :class:`~consensus.sim.Simulation` s share a seed, a node count, a config and a network
-model; every command the page sends (kill, revive, time out, client request, partition, heal,
-drop the next message) is applied to all, or to one when the page picked a cluster. A preset
+model; every command the page sends (kill, revive, time out, client request, partition, cut
+links, heal, drop the next message) is applied to all, or to one when the page picked a
+cluster. A link cut names nodes by id or by role token (``leader``, ``follower1``..,
+``most-lagging``), resolved in each cluster by the nemesis's rule. A preset
 resets them all and schedules its commands at fixed *simulated* times with ``sim.at``, so a quiz
 scenario replays identically whatever the playback speed.
 
@@ -31,17 +33,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from consensus.algorithms import NAMES, Algorithm, get_algorithm
 from consensus.check.invariants import Checker
+from consensus.dashboard.presets import DEFAULT_NETWORK, PRESETS, Preset
 from consensus.dashboard.view import (
     LOG_TAIL,
     CommandError,
     EventLog,
     algorithm_json,
     command_text,
+    cut_links,
     log_slot_json,
     message_json,
     partition_groups,
@@ -57,9 +61,6 @@ from consensus.node import Config, Node, Ready, Status
 from consensus.sim import Network, Simulation
 
 ALGORITHMS = NAMES  # every listed algorithm, side by side
-# 20-40 ms links: long enough that a message's flight is visible in slow motion, short enough
-# against the 150-300 ms election timeouts that elections behave as in a data centre.
-DEFAULT_NETWORK = Network(latency_ms=(20.0, 40.0))
 DEFAULT_SPEED = 0.1  # simulated ms per wall ms: 10x slow motion, an election takes seconds
 MIN_SPEED, MAX_SPEED = 0.005, 20.0
 MAX_WALL_STEP_MS = 250.0  # a stalled event loop must not make the simulation leap
@@ -263,6 +264,17 @@ class ClusterSim:
         self.cluster.set_blocked(split([[nid], others], self.cluster.ids), f"isolate {nid}")
         self.emit(self.sim.now, "fault", f"{nid} isolated from the others")
 
+    def links(self, cut: list[list[str]], one_way: list[list[str]]) -> None:
+        """Cut links (``cut`` pairs both ways, ``one_way`` pairs from first to second), on top
+        of those already cut; role tokens resolve in this cluster, now."""
+        resolved = cut_links(self.cluster, self.sim.blocked, cut, one_way)
+        if resolved is None:
+            self.emit(self.sim.now, "info", "no leader yet: links not cut")
+            return
+        pairs, label = resolved
+        self.cluster.set_blocked(pairs, label)
+        self.emit(self.sim.now, "fault", label)
+
     def heal(self) -> None:
         self.cluster.set_blocked(set(), "heal")
         self.cluster.set_window()
@@ -333,76 +345,6 @@ class ClusterSim:
             "violations": [str(v) for v in sim.violations[:5]],
             "pending_requests": len(self.client.queue) + (self.client.current is not None),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Preset:
-    """A scripted scenario: settings for a fresh start, then commands at simulated times."""
-
-    name: str
-    title: str
-    explain: str
-    config: Config = field(default_factory=Config)
-    network: Network = DEFAULT_NETWORK
-    steps: tuple[tuple[float, dict[str, Any]], ...] = ()
-    nodes: int = 5
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "explain": self.explain}
-
-
-def _writes(start: float, every: float, count: int) -> tuple[tuple[float, dict[str, Any]], ...]:
-    return tuple((start + i * every, {"op": "request"}) for i in range(count))
-
-
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset(
-        "quiz1", "Quiz 1: how many must be alive?",
-        "5 nodes, a write every 300 ms. At 1.5 s n4 and n5 die: 3 of 5 is still a majority, so "
-        "writes keep committing. At 2.7 s n3 dies too: 2 of 5 can neither commit nor elect a "
-        "leader, and writes wait (commit index frozen) until n3 returns at 4.2 s.",
-        steps=(*_writes(700, 300, 14),
-               (1500, {"op": "kill", "node": "n4"}), (1500, {"op": "kill", "node": "n5"}),
-               (2700, {"op": "kill", "node": "n3"}), (4200, {"op": "revive", "node": "n3"})),
-    ),
-    Preset(
-        "quiz2", "Quiz 2: heartbeat 150 ms, timeout 200 ms",
-        "A heartbeat every 150 ms reaches each follower before its 200 ms timer runs out: watch "
-        "the timer arcs dip to about a quarter and refill. No election ever starts, but the "
-        "margin is only 50 ms minus the network delay.",
-        config=Config(heartbeat_ms=150.0, election_timeout_ms=(200.0, 200.0)),
-        steps=((0, {"op": "timeout", "node": "n1"}), *_writes(1000, 700, 4)),
-    ),
-    Preset(
-        "quiz3", "Quiz 3: fixed vs random timeouts",
-        "Every node has the same fixed 200 ms timeout on an even network: all time out together, "
-        "each votes for itself, and the Raft vote splits again and again. Paxos ballots are "
-        "totally ordered, so the highest one wins at once. At 2 s the timeouts become random "
-        "(150\u2013300 ms): one Raft node times out first and wins.",
-        config=Config(election_timeout_ms=(200.0, 200.0)),
-        network=Network(latency_ms=(30.0, 30.0), distribution="constant"),
-        steps=((2000, {"op": "timing", "election_timeout_ms": [150, 300]}),),
-    ),
-    Preset(
-        "quiz4", "Quiz 4: the stale leader",
-        "At 1.2 s the leader is cut off. It does not know: it stays leader of its old term and "
-        "takes a write it can never commit, while the others elect a leader in a newer term. At "
-        "3 s the partition heals; the first message with the newer term makes the old leader "
-        "step down, and its uncommitted entry is replaced. (CheckQuorum is off here.)",
-        config=Config(check_quorum=False),
-        steps=((800, {"op": "request"}), (1200, {"op": "isolate", "node": "leader"}),
-               (1300, {"op": "request"}), (3000, {"op": "heal"}), (3400, {"op": "request"})),
-    ),
-    Preset(
-        "split", "A split vote",
-        "At 1.2 s the leader dies and three of the four survivors time out at the same instant "
-        "(pre-vote is off): each votes for itself and nobody reaches 3 of 5. Raft waits a fresh "
-        "random timeout and tries again in a newer term; in Multi-Paxos the highest ballot "
-        "pre-empts the others (Nack).",
-        config=Config(pre_vote=False),
-        steps=((1200, {"op": "split_vote"}),),
-    ),
-)}
 
 
 class SimBackend:
@@ -563,6 +505,8 @@ class SimBackend:
             cluster.partition([[str(n) for n in g] for g in cmd["groups"]])
         elif op == "isolate":
             cluster.isolate(node)
+        elif op == "links":
+            cluster.links(cmd.get("cut") or [], cmd.get("one_way") or [])
         elif op == "heal":
             cluster.heal()
         elif op == "delay":

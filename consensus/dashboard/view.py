@@ -4,7 +4,8 @@ The page draws any algorithm from what the registry and the messages say about t
 :func:`algorithm_json` (title, colour, term label, message legend), :func:`message_json` (a
 dot: heartbeat, batch or refusal), :func:`log_slot_json` (a log chip) and :func:`refusal`
 (the event a refused vote, append or promise becomes). The event log, the message queue a
-frame empties, and the checks on a partition the page asks for are the same in both modes.
+frame empties, and the checks on a partition or a link cut the page asks for are the same in
+both modes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consensus.algorithms import Algorithm
+from consensus.experiment.nemesis import FaultTarget, link_pairs, links_text, resolve_links
 from consensus.messages import ClientReply, Command, Message, NodeId
 from consensus.node import LogSlot
 
@@ -142,3 +144,29 @@ def take_messages(clusters: Iterable[Any],
         messages.extend(c.messages)
         c.messages = []
     return messages[-limit:]
+
+
+def cut_links(cluster: FaultTarget, blocked: set[tuple[NodeId, NodeId]],
+              cut: Iterable[Iterable[str]], one_way: Iterable[Iterable[str]]
+              ) -> tuple[set[tuple[NodeId, NodeId]], str] | None:
+    """``blocked`` plus a link command's pairs, resolved in ``cluster`` (a FaultTarget), and
+    the label to log; None while a role token cannot be resolved (no leader)."""
+    both_in, one_in = [_pair(p) for p in cut], [_pair(p) for p in one_way]
+    if not both_in and not one_in:
+        raise CommandError("links needs 'cut' and/or 'one_way' pairs [a, b]")
+    try:
+        resolved = resolve_links(both_in, one_in, cluster.ids, cluster.leader(),
+                                 cluster.applied)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if resolved is None:
+        return None
+    both, one = resolved
+    return set(blocked) | link_pairs(both, one), "links" + links_text(both, one)
+
+
+def _pair(p: Iterable[str]) -> tuple[str, str]:
+    pair = tuple(str(n) for n in p)
+    if len(pair) != 2:
+        raise CommandError(f"a link is a pair [a, b], not {list(pair)}")
+    return pair[0], pair[1]

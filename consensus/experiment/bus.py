@@ -186,6 +186,11 @@ class BusCluster:
     def is_up(self, nid: NodeId) -> bool:
         return nid not in self.crashed
 
+    def applied(self, nid: NodeId) -> int | None:
+        """The applied index in the node's latest status (``most-lagging``); None if down."""
+        st = self.status.get(nid) if nid not in self.crashed else None
+        return st.applied_index if st is not None else None
+
     def crash(self, nid: NodeId) -> None:
         self._harvest_counts(nid)
         if not self.owned:

@@ -118,6 +118,10 @@ class SimCluster:
     def is_up(self, nid: NodeId) -> bool:
         return self.sim.is_up(nid)
 
+    def applied(self, nid: NodeId) -> int | None:
+        st = self.sim.statuses.get(nid) if self.sim.is_up(nid) else None
+        return st.applied_index if st is not None else None
+
     def crash(self, nid: NodeId) -> None:
         self.sim.crash(nid)
 

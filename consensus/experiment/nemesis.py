@@ -1,14 +1,24 @@
-"""Fault schedules: timed crashes, restarts, pauses, partitions, cuts and lossy windows.
+"""Fault schedules: timed crashes, restarts, pauses, partitions, cuts, link faults and lossy
+windows.
 
 A schedule is a list of :class:`Fault` s fixed in advance from a seed, so both algorithms face
 the same one. Targets that only mean something at the moment (``leader``, ``crashed``,
 ``paused``) are resolved then, in each algorithm's own cluster, by the same rule.
+
+Role tokens name a node by the part it plays when the fault fires, by one rule for both
+algorithms (:func:`resolve_role`): ``leader``; ``follower1`` .. ``followerK``, the current
+leader's followers in id order; ``most-lagging``, the follower with the lowest applied index
+(ties go to the lower id). A link fault (``links``) cuts pairs of nodes both ways (``cut``) or
+one way (``one_way``), adding to the links already cut, so partial connectivity can be built in
+steps (OmniPaxos's quorum-loss, constrained-election and chained scenarios); ``heal`` restores
+every link.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,12 +34,17 @@ class Fault:
     shape: str | None = None  # partition: majorities-ring | bridge | random-halves
     amount: float = 0.0  # loss/duplicate probability, or extra delay in ms
     duration_ms: float = 0.0  # for loss/delay/duplicate windows
+    # links: pairs cut both ways, and (from, to) pairs cut one way; names or role tokens
+    links: tuple[tuple[str, str], ...] = ()
+    one_way: tuple[tuple[str, str], ...] = ()
 
     def label(self) -> str:
         """What the schedule asks for, in words: ``crash leader``, ``loss 20% for 1.5s``."""
         what = self.action
         if self.target:
             what += f" {self.target}"
+        if self.action == "links":
+            what += links_text(self.links, self.one_way)
         if self.action == "partition":
             what += " " + (self.shape or " | ".join(",".join(g) for g in self.groups))
         if self.action == "cut":
@@ -61,11 +76,19 @@ class FaultEvent:
     duration_ms: float | None = None
     skipped: bool = False
     final: bool = False
+    # links: the resolved pairs it cut both ways and one way (ids, not role tokens)
+    links: tuple[tuple[NodeId, NodeId], ...] = ()
+    one_way: tuple[tuple[NodeId, NodeId], ...] = ()
 
     def to_json(self, t0: float = 0.0) -> dict[str, Any]:
-        return {"type": "fault", "t": self.t - t0, "action": self.action, "label": self.label,
-                "nodes": list(self.nodes), "duration_ms": self.duration_ms,
-                "skipped": self.skipped, "final": self.final}
+        out: dict[str, Any] = {
+            "type": "fault", "t": self.t - t0, "action": self.action, "label": self.label,
+            "nodes": list(self.nodes), "duration_ms": self.duration_ms,
+            "skipped": self.skipped, "final": self.final}
+        if self.action == "links":
+            out["cut"] = [list(p) for p in self.links]
+            out["one_way"] = [list(p) for p in self.one_way]
+        return out
 
     def line(self, t0: float = 0.0) -> str:
         """One readable line: ``T=1.234s crash n3`` (``simulate --show-faults``)."""
@@ -161,6 +184,7 @@ class FaultTarget(Protocol):
 
     def at(self, t: float, fn: Callable[[], None]) -> None: ...
     def leader(self) -> NodeId | None: ...
+    def applied(self, nid: NodeId) -> int | None: ...  # applied index; None if unknown/down
     def is_up(self, nid: NodeId) -> bool: ...
     def crash(self, nid: NodeId) -> None: ...
     def restart(self, nid: NodeId) -> None: ...
@@ -169,6 +193,82 @@ class FaultTarget(Protocol):
     def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None: ...
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None: ...
+
+
+def links_text(both: Sequence[tuple[str, str]], one_way: Sequence[tuple[str, str]]) -> str:
+    """`` cut a-b, c-d; one_way e->f``: a link fault's pairs, for labels."""
+    text = ""
+    if both:
+        text += " cut " + ", ".join(f"{a}-{b}" for a, b in both)
+    if one_way:
+        text += (";" if both else "") + " one_way " + ", ".join(f"{a}->{b}" for a, b in one_way)
+    return text
+
+
+ROLE_TOKENS = ("leader", "most-lagging", "follower1..followerK")
+_FOLLOWER = re.compile(r"follower([1-9][0-9]*)")
+
+
+def id_order(ids: Iterable[NodeId]) -> list[NodeId]:
+    """Ids in their natural order (``n2`` before ``n10``)."""
+    return sorted(ids, key=lambda n: [int(p) if p.isdigit() else p
+                                      for p in re.split(r"(\d+)", n)])
+
+
+def is_role_token(name: str, nodes: int) -> bool:
+    """Whether ``name`` is a role token that can name a node in a cluster of ``nodes``."""
+    m = _FOLLOWER.fullmatch(name)
+    return name in ("leader", "most-lagging") or (m is not None and int(m[1]) < nodes)
+
+
+def resolve_role(name: str, ids: Sequence[NodeId], leader: NodeId | None,
+                 applied: Callable[[NodeId], int | None]) -> NodeId | None:
+    """The node ``name`` stands for now: a node id is itself; ``leader``, ``followerK`` and
+    ``most-lagging`` follow the current leader (None while there is none, or when there is no
+    such follower). ``applied(nid)`` is a node's applied index (None: down or not known)."""
+    if name in ids:
+        return name
+    m = _FOLLOWER.fullmatch(name)
+    if name not in ("leader", "most-lagging") and m is None:
+        raise ValueError(f"{name!r} is neither a node ({', '.join(ids)}) nor a role token "
+                         f"({', '.join(ROLE_TOKENS)})")
+    if leader is None:
+        return None
+    if name == "leader":
+        return leader
+    followers = [n for n in id_order(ids) if n != leader]
+    if m is not None:
+        k = int(m[1])
+        return followers[k - 1] if k <= len(followers) else None
+    known = [(index, i, n) for i, n in enumerate(followers)
+             if (index := applied(n)) is not None]
+    return min(known)[2] if known else None
+
+
+Pairs = list[tuple[NodeId, NodeId]]
+
+
+def resolve_links(both: Iterable[Sequence[str]], one_way: Iterable[Sequence[str]],
+                  ids: Sequence[NodeId], leader: NodeId | None,
+                  applied: Callable[[NodeId], int | None]) -> tuple[Pairs, Pairs] | None:
+    """A link fault's pairs as node ids now: (pairs cut both ways, pairs cut one way); None if
+    a name cannot be resolved (no leader yet). A pair of one node with itself is dropped."""
+    out: tuple[Pairs, Pairs] = ([], [])
+    for kind, pairs in enumerate((both, one_way)):
+        for a, b in pairs:
+            ra = resolve_role(a, ids, leader, applied)
+            rb = resolve_role(b, ids, leader, applied)
+            if ra is None or rb is None:
+                return None
+            if ra != rb:
+                out[kind].append((ra, rb))
+    return out
+
+
+def link_pairs(both: Iterable[tuple[NodeId, NodeId]],
+               one_way: Iterable[tuple[NodeId, NodeId]]) -> set[tuple[NodeId, NodeId]]:
+    """The (from, to) links a link fault cuts: each ``both`` pair in both directions."""
+    return {*one_way, *(p for a, b in both for p in ((a, b), (b, a)))}
 
 
 def majorities_ring(ids: Sequence[NodeId]) -> set[tuple[NodeId, NodeId]]:
@@ -203,8 +303,12 @@ class Nemesis:
 
     Targets: a node id; ``leader``; ``followers``; ``random`` (one live node);
     ``random-minority`` (``(n - 1) // 2`` live nodes); ``crashed`` and ``paused`` (every node
-    the nemesis crashed or paused and has not brought back). The random picks use the run's
-    own stream, so a seed gives the same choices whenever the clusters are in the same state.
+    the nemesis crashed or paused and has not brought back); the role tokens ``followerK`` and
+    ``most-lagging`` (:func:`resolve_role`). The random picks use the run's own stream, so a
+    seed gives the same choices whenever the clusters are in the same state.
+
+    ``blocked`` is the set of cut (from, to) links in force: partitions, isolation and cuts
+    replace it, a link fault adds to it, a heal empties it.
     """
 
     def __init__(self, cluster: FaultTarget, schedule: Sequence[Fault], seed: int = 0) -> None:
@@ -215,6 +319,7 @@ class Nemesis:
         self.paused: list[NodeId] = []
         self.applied: list[FaultEvent] = []  # what actually happened, in order
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
+        self.blocked: set[tuple[NodeId, NodeId]] = set()
         for fault in self.schedule:
             cluster.at(fault.at_ms, lambda f=fault: self.apply(f))
 
@@ -234,7 +339,16 @@ class Nemesis:
             return [self.rng.choice(live)] if live else []
         if target == "random-minority":
             return sorted(self.rng.sample(live, min(len(live), (len(c.ids) - 1) // 2)))
+        if target and target not in c.ids:
+            nid = resolve_role(target, c.ids, c.leader(), c.applied)
+            return [nid] if nid is not None else []
         return [target] if target else []
+
+    def resolve_links(self, fault: Fault) -> tuple[list[tuple[NodeId, NodeId]],
+                                                   list[tuple[NodeId, NodeId]]] | None:
+        """A link fault's pairs as node ids now; see :func:`resolve_links`."""
+        c = self.cluster
+        return resolve_links(fault.links, fault.one_way, c.ids, c.leader(), c.applied)
 
     def apply(self, fault: Fault) -> None:
         c = self.cluster
@@ -267,23 +381,34 @@ class Nemesis:
         elif action == "isolate":
             nodes = nodes[:1]
             if nodes:
-                c.set_blocked(_isolate(nodes[0], c.ids), f"isolate {nodes[0]}")
+                self._block(_isolate(nodes[0], c.ids), f"isolate {nodes[0]}")
         elif action == "partition":
             nodes, label = self._partition(fault)
         elif action == "cut":
             src, dst = fault.groups
             # The simulator's trace line keeps the scheduled-time stamp (trace hashes).
-            c.set_blocked({(a, b) for a in src for b in dst if a != b}, fault.describe())
+            self._block({(a, b) for a in src for b in dst if a != b}, fault.describe())
             nodes = sorted({*src, *dst})
+        elif action == "links":
+            resolved = self.resolve_links(fault)
+            if resolved is not None:
+                both, one_way = resolved
+                label = "links" + links_text(both, one_way)
+                self._block(self.blocked | link_pairs(both, one_way), label)
+                nodes = id_order({n for pair in (*both, *one_way) for n in pair})
+                self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
+                                               links=tuple(both), one_way=tuple(one_way)))
+                return
         elif action == "heal":
-            c.set_blocked(set(), "heal")
+            self._block(set(), "heal")
             nodes = list(c.ids)
         elif action in ("loss", "duplicate", "delay"):
             nodes = list(c.ids)  # every link between nodes
             self._set_window(action, fault.amount)
             c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        skipped = action in ("crash", "restart", "pause", "resume", "isolate") and not nodes
-        if action in ("crash", "restart", "pause", "resume", "isolate") and nodes:
+        targeted = action in ("crash", "restart", "pause", "resume", "isolate")
+        skipped = (targeted or action == "links") and not nodes
+        if targeted and nodes:
             label = f"{action} {','.join(nodes)}"
         windowed = action in ("loss", "duplicate", "delay")
         self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
@@ -293,10 +418,10 @@ class Nemesis:
         """Block the partition's pairs; the nodes it split and its label."""
         c = self.cluster
         if fault.shape == "majorities-ring":
-            c.set_blocked(majorities_ring(c.ids), "majorities-ring")
+            self._block(majorities_ring(c.ids), "majorities-ring")
             return list(c.ids), fault.label()
         if fault.shape == "bridge":
-            c.set_blocked(bridge(c.ids), "bridge")
+            self._block(bridge(c.ids), "bridge")
             return list(c.ids), fault.label()
         if fault.shape == "random-halves":
             shuffled = list(c.ids)
@@ -304,11 +429,16 @@ class Nemesis:
             half = len(shuffled) // 2
             groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))
             label = "partition " + " | ".join(",".join(g) for g in groups)
-            c.set_blocked(split(groups, c.ids), label)
+            self._block(split(groups, c.ids), label)
             return sorted(shuffled), label
         # The simulator's trace line keeps the scheduled-time stamp (trace hashes).
-        c.set_blocked(split(fault.groups, c.ids), fault.describe())
+        self._block(split(fault.groups, c.ids), fault.describe())
         return sorted(n for g in fault.groups for n in g), fault.label()
+
+    def _block(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None:
+        """Make ``pairs`` the cut links (the simulator's trace records ``label``)."""
+        self.blocked = set(pairs)
+        self.cluster.set_blocked(self.blocked, label)
 
     def _set_window(self, action: str, amount: float | None) -> None:
         """Start or end one window; overlapping windows of other kinds stay in force."""
@@ -319,7 +449,7 @@ class Nemesis:
     def heal_all(self) -> None:
         """End every fault: heal the network, resume and restart every node."""
         c = self.cluster
-        c.set_blocked(set(), "heal")
+        self._block(set(), "heal")
         self.window = dict.fromkeys(self.window)
         c.set_window()
         for node in list(self.paused):

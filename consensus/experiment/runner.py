@@ -72,6 +72,10 @@ def to_fault(f: FaultSpec) -> Fault:
     if action == "cut":
         assert f.cut is not None
         return Fault(at, "cut", groups=(tuple(f.cut.from_), tuple(f.cut.to)))
+    if action == "links":
+        assert f.links is not None
+        return Fault(at, "links", links=tuple((a, b) for a, b in f.links.cut or []),
+                     one_way=tuple((a, b) for a, b in f.links.one_way or []))
     if action == "heal":
         return Fault(at, "heal")
     if action in ("loss", "delay", "duplicate"):

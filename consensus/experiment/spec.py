@@ -13,11 +13,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from consensus.experiment.nemesis import ROLE_TOKENS, is_role_token, links_text
 from consensus.node import Config
 
-Target = str  # a node id, or leader | crashed | paused | random | random-minority
-FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", "cut", "heal",
-                 "loss", "delay", "duplicate")
+# a node id, or leader | crashed | paused | random | random-minority | followers, or a role
+# token: follower1..followerK | most-lagging
+Target = str
+FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", "cut", "links",
+                 "heal", "loss", "delay", "duplicate")
 PARTITION_SHAPES = ("majorities-ring", "bridge", "random-halves")
 
 
@@ -115,6 +118,36 @@ class CutSpec(_Strict):
     to: Annotated[list[str], Field(min_length=1)]
 
 
+Link = list[str]  # [a, b]: two node ids or role tokens
+
+
+class LinksSpec(_Strict):
+    """Links to cut, added to those already cut: ``cut`` pairs both ways, ``one_way`` pairs
+    from the first node to the second only."""
+
+    cut: list[Link] | None = None
+    one_way: list[Link] | None = None
+
+    @field_validator("cut", "one_way")
+    @classmethod
+    def _pairs(cls, v: list[Link] | None) -> list[Link] | None:
+        for pair in v or []:
+            if len(pair) != 2:
+                raise ValueError(f"each link is a pair [a, b] of two nodes, not {pair}")
+            if pair[0] == pair[1]:
+                raise ValueError(f"a link joins two different nodes, not {pair}")
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> LinksSpec:
+        if not self.cut and not self.one_way:
+            raise ValueError("links needs 'cut' and/or 'one_way', each a list of pairs [a, b]")
+        return self
+
+    def names(self) -> list[str]:
+        return [n for pair in (*(self.cut or []), *(self.one_way or [])) for n in pair]
+
+
 class FaultSpec(_Strict):
     """One timed fault; exactly one action key besides ``at`` (and ``duration`` for windows)."""
 
@@ -126,6 +159,7 @@ class FaultSpec(_Strict):
     isolate: Target | None = None
     partition: list[list[str]] | str | None = None
     cut: CutSpec | None = None
+    links: LinksSpec | None = None
     heal: Literal[True] | None = None
     loss: Annotated[float, Field(ge=0, le=1)] | None = None
     delay: Annotated[float, Field(ge=0)] | None = None  # extra ms on every message
@@ -158,6 +192,9 @@ class FaultSpec(_Strict):
             text = "heal"
         elif self.action == "cut":
             text = f"cut {','.join(self.cut.from_)} -> {','.join(self.cut.to)}"  # type: ignore[union-attr]
+        elif self.links is not None:
+            text = "links" + links_text([(a, b) for a, b in self.links.cut or []],
+                                        [(a, b) for a, b in self.links.one_way or []])
         elif self.action == "partition" and isinstance(value, list):
             text = "partition " + " | ".join(",".join(g) for g in value)
         else:
@@ -193,14 +230,24 @@ class ExperimentSpec(_Strict):
     @model_validator(mode="after")
     def _nodes_exist(self) -> ExperimentSpec:
         ids = set(self.cluster.ids)
+        nodes = self.cluster.nodes
         specials = {"leader", "crashed", "paused", "random", "random-minority", "followers"}
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for i, f in enumerate(self.faults):
             named: list[str] = []
             for action in ("crash", "restart", "pause", "resume", "isolate"):
                 target = getattr(f, action)
-                if target is not None and target not in specials:
+                if target is not None and target not in specials and not is_role_token(
+                        target, nodes):
                     named.append(target)
+            if f.links is not None:
+                bad = sorted({n for n in f.links.names()
+                              if n not in ids and not is_role_token(n, nodes)})
+                if bad:
+                    problems.append((("faults", i, "links"),
+                                     f"names {', '.join(bad)}, but the cluster has "
+                                     f"{', '.join(sorted(ids))} and the role tokens are "
+                                     f"{', '.join(ROLE_TOKENS)} (K = {nodes - 1} here)"))
             if isinstance(f.partition, list):
                 named += [n for g in f.partition for n in g]
             if f.cut is not None:
@@ -210,7 +257,8 @@ class ExperimentSpec(_Strict):
                 problems.append((("faults", i, f.action),
                                  f"names {', '.join(unknown)}, but the cluster has "
                                  f"{', '.join(sorted(ids))} (targets may also be "
-                                 f"{', '.join(sorted(specials))})"))
+                                 f"{', '.join(sorted(specials))}, or a role token: "
+                                 f"{', '.join(ROLE_TOKENS)})"))
             if f.at >= self.workload.duration_s:
                 problems.append((("faults", i, "at"),
                                  f"{f.at:g}s is not before the end of the workload "

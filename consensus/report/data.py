@@ -176,7 +176,7 @@ def load(folder: Path) -> RunData:
 # -- faults ------------------------------------------------------------------------------------
 
 WINDOW_ACTIONS = ("loss", "delay", "duplicate")
-SPLIT_ACTIONS = ("partition", "isolate", "cut")
+SPLIT_ACTIONS = ("partition", "isolate", "cut", "links")
 
 
 @dataclass(frozen=True, slots=True)
