@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from consensus import variants
 from consensus.algorithms import get_algorithm
-from consensus.cli import app, bad_parameter, console, err, fail
+from consensus.cli import VARIANT_HELP, app, bad_parameter, console, err, fail
 
 
 def _parse_seeds(text: str, json_out: bool = False) -> list[int]:
@@ -69,6 +70,9 @@ def run(
                         "run (without it, such a folder is refused: seeds would mix).")]
         = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="KEY=VALUE",
+        help=VARIANT_HELP + " Added to the file's variant: block.")] = None,
 ) -> None:
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
 
@@ -77,7 +81,7 @@ def run(
     """
     from consensus.experiment import results as res
     from consensus.experiment.execute import RunInterrupted, run_experiment
-    from consensus.experiment.spec import SpecError, load_spec
+    from consensus.experiment.spec import SpecError, load_spec, with_variant
 
     try:
         spec = load_spec(_experiment_file(spec_path))
@@ -99,6 +103,11 @@ def run(
         key = "prefer" if broker in ("mosquitto", "amqtt", "auto") else "broker"
         updates["mqtt"] = spec.mqtt.model_copy(update={key: broker})
     spec = spec.model_copy(update=updates)
+    if variant:
+        try:
+            spec = with_variant(spec, variants.parse_pairs(variant))
+        except variants.VariantError as exc:
+            raise bad_parameter(str(exc), param_hint="--variant", json_out=json_out) from None
     run_dir = out or res.default_run_dir(spec)
     if res.existing_run(run_dir):
         if not force:
@@ -165,7 +174,9 @@ def print_sweep(summary: dict[str, Any]) -> None:
 
 def print_summary(summary: dict[str, Any]) -> None:
     algos = list(summary["algorithms"])
-    table = Table(title=f"{summary['experiment']}: median across seeds")
+    chosen = summary.get("variant") or {}
+    shown = f" (variant {variants.label(chosen)})" if chosen else ""
+    table = Table(title=f"{summary['experiment']}{shown}: median across seeds")
     table.add_column("")
     for a in algos:
         table.add_column(get_algorithm(a).title, justify="right")

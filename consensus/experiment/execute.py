@@ -59,7 +59,7 @@ def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str,
     opts = BusOptions(url, spec.mqtt.library, spec.mqtt.fsync, spec.network.loss)
 
     def factory(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
-        return BusCluster(algorithm, tuple(spec.cluster.ids), spec.timing.config(),
+        return BusCluster(algorithm, tuple(spec.cluster.ids), spec.config(algorithm),
                           run_dir / algorithm / f"seed-{seed}" / "nodes", opts,
                           name=f"{spec.name}-{algorithm}-s{seed}-{uuid.uuid4().hex[:6]}")
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from consensus import variants
 from consensus.node import Config
 
 Target = str  # a node id, or leader | crashed | paused | random | random-minority
@@ -189,6 +190,43 @@ class ExperimentSpec(_Strict):
     mqtt: MqttSpec = MqttSpec()
     # Offered rates (total ops/s) for a load sweep: the experiment runs once per rate.
     load_sweep: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)] | None = None
+    # Design choices switched for every algorithm (consensus/variants.py): Config field names
+    # -> values, e.g. {pre_vote: false, check_quorum: false, election: any}.
+    variant: dict[str, Any] = {}
+
+    @field_validator("variant")
+    @classmethod
+    def _variant_values(cls, v: dict[str, Any]) -> dict[str, Any]:
+        out, problems = {}, []
+        for key, value in v.items():
+            try:
+                out[key] = variants.coerce(key, value)
+            except variants.VariantError as exc:
+                problems.append(((key,), str(exc)))
+        if problems:
+            raise LocatedErrors(problems)
+        return out
+
+    @model_validator(mode="after")
+    def _variant_offered(self) -> ExperimentSpec:
+        """Every listed algorithm must offer the variant, and a switch that is also a timing
+        knob (pre_vote, check_quorum) is set in one place only."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for key in sorted(set(self.variant) & self.timing.model_fields_set):
+            problems.append((("variant", key), f"{key} is set under timing too; set it in "
+                                               f"one place (variant:)"))
+        for algorithm in self.algorithms:
+            try:
+                variants.check(algorithm, self.variant)
+            except variants.VariantError as exc:
+                problems.append((("variant", exc.key or ""), str(exc)))
+        if problems:
+            raise LocatedErrors(problems)
+        return self
+
+    def config(self, algorithm: str) -> Config:
+        """The node configuration for ``algorithm``: the timing, with the variant applied."""
+        return variants.apply(self.timing.config(), algorithm, self.variant)
 
     @model_validator(mode="after")
     def _nodes_exist(self) -> ExperimentSpec:
@@ -218,6 +256,20 @@ class ExperimentSpec(_Strict):
         if problems:
             raise LocatedErrors(problems)
         return self
+
+
+def with_variant(spec: ExperimentSpec, override: variants.Variant) -> ExperimentSpec:
+    """``spec`` with ``override``'s switches on top of its ``variant:`` (the command line's
+    ``--variant``, which also wins over the same knob under ``timing:``); raises
+    :class:`~consensus.variants.VariantError` naming an algorithm that does not offer one."""
+    for algorithm in spec.algorithms:
+        variants.check(algorithm, override)
+    data = spec.model_dump(by_alias=True, exclude_unset=True)
+    timing = data.get("timing", {})
+    for key in override:
+        timing.pop(key, None)
+    data["variant"] = variants.merge(spec.variant, override)
+    return ExperimentSpec.model_validate(data)
 
 
 class SpecError(ValueError):
