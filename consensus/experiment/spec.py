@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from consensus import variants
 from consensus.node import Config
@@ -196,33 +204,28 @@ class ExperimentSpec(_Strict):
 
     @field_validator("variant")
     @classmethod
-    def _variant_values(cls, v: dict[str, Any]) -> dict[str, Any]:
-        out, problems = {}, []
+    def _variant_offered(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Each value parsed to its Config field's type and offered by every listed
+        algorithm; a switch that is also a timing knob (pre_vote, check_quorum) is set in
+        one place only. Every problem is reported, each at its own key."""
+        timing = info.data.get("timing")
+        set_in_timing = timing.model_fields_set if timing is not None else set()
+        out: dict[str, Any] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for key, value in v.items():
             try:
                 out[key] = variants.coerce(key, value)
+                for algorithm in info.data.get("algorithms", []):
+                    variants.check(algorithm, {key: out[key]})
             except variants.VariantError as exc:
                 problems.append(((key,), str(exc)))
+                continue
+            if key in set_in_timing:
+                problems.append(((key,), f"{key} is set under timing too; set it in one "
+                                         f"place (variant:)"))
         if problems:
             raise LocatedErrors(problems)
         return out
-
-    @model_validator(mode="after")
-    def _variant_offered(self) -> ExperimentSpec:
-        """Every listed algorithm must offer the variant, and a switch that is also a timing
-        knob (pre_vote, check_quorum) is set in one place only."""
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for key in sorted(set(self.variant) & self.timing.model_fields_set):
-            problems.append((("variant", key), f"{key} is set under timing too; set it in "
-                                               f"one place (variant:)"))
-        for algorithm in self.algorithms:
-            try:
-                variants.check(algorithm, self.variant)
-            except variants.VariantError as exc:
-                problems.append((("variant", exc.key or ""), str(exc)))
-        if problems:
-            raise LocatedErrors(problems)
-        return self
 
     def config(self, algorithm: str) -> Config:
         """The node configuration for ``algorithm``: the timing, with the variant applied."""
