@@ -204,3 +204,27 @@ def test_simulate_refuses_a_variant_an_algorithm_lacks_with_exit_2():
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "null has no variant 'election'" in run.stdout
+
+
+def test_the_new_fields_cross_the_wire():
+    """A vote carrying entries, a Prepare ranking its log, a Nack for a log behind: the codec
+    carries them and validates a vote's entries like AppendEntries'."""
+    from consensus.codec import DecodeError, decode_message, encode_message
+    from consensus.messages import Command
+    from consensus.paxos.messages import Ballot, Nack, Prepare
+    from consensus.raft.messages import Entry, RequestVoteReply
+
+    cmd = Command("c1", 1, "SET x = 1")
+    vote = RequestVoteReply(src="n2", dst="n1", term=4, granted=True, prev_log_index=2,
+                            prev_log_term=1, entries=(Entry(3, 3, cmd), Entry(3, 4, None)))
+    prepare = Prepare(src="n1", dst="n2", ballot=Ballot(5, 0, "n1"), first_slot=3,
+                      log_ballot=Ballot(4, 2, "n3"), last_slot=9)
+    nack = Nack(src="n2", dst="n1", ballot=Ballot(5, 0, "n1"), promised=Ballot(4, 2, "n3"),
+                behind=True)
+    for msg in (vote, prepare, nack):
+        assert decode_message(encode_message(msg)) == msg
+    assert nack.rejection() == "n2 Nack to n1: its log is behind n2's"
+    bad = RequestVoteReply(src="n2", dst="n1", term=2, granted=True, prev_log_index=2,
+                           prev_log_term=1, entries=(Entry(3, 3, cmd),))
+    with pytest.raises(DecodeError):
+        decode_message(encode_message(bad))

@@ -21,9 +21,6 @@ so no slot is left open below the ones it goes on to propose.
 Who may win is the ``election`` variant; Phase 1 above runs either way, so safety never
 depends on it:
 
-- ``election: any`` (Multi-Paxos's own, the default): an acceptor promises any ballot above
-  its promise, whatever its log, and a new leader that lags learns the missing values from
-  the promises (Howard & Mortier 2020: the one essential difference from Raft).
 - ``election: up-to-date`` (Raft's rule, §5.4.1): an acceptor promises only a proposer whose
   log is at least as complete as its own, ranked as Raft ranks by (last term, last index):
   by the highest ballot it accepted anything at, then its highest slot holding a value. The
@@ -31,8 +28,11 @@ depends on it:
   not the commit index, which reaches acceptors a heartbeat late, so two equally complete
   logs would refuse each other by turns. A refusal is a Nack marked ``behind``, which
   preempts nothing: the proposer waits out its timeout, as a Raft candidate with too few votes.
+- ``election: any`` (Multi-Paxos's own, the default): an acceptor promises any ballot above
+  its promise, whatever its log, and a new leader that lags learns the missing values from
+  the promises (Howard & Mortier 2020: the one essential difference from Raft).
 
-After that, the stable leader runs only Phase 2: each client command (reads included, which is
+Once elected, the stable leader runs only Phase 2: each client command (reads included, which is
 what makes them linearizable) takes the next free slot, and Accepts (2a) carry runs of
 consecutive slots (``max_batch``), pipelined up to ``max_inflight`` unacknowledged runs per
 acceptor, like Raft's AppendEntries. A slot is chosen when a majority accepted it (2b) at the
