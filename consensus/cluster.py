@@ -19,7 +19,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from consensus import variants
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
 
@@ -41,6 +43,8 @@ class ClusterState:
     directory: str
     broker_dir: str | None = None  # the started broker's config and log, removed on `down`
     started: float = field(default_factory=time.time)
+    # Design choices switched on every node (consensus/variants.py), e.g. {"election": "any"}.
+    variant: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -69,7 +73,8 @@ def node_command(state: ClusterState, node_id: str,
             "--broker", state.broker, "--data-dir", state.directory,
             "--mqtt-client", state.library, "--fsync", "always" if state.fsync else "never",
             "--heartbeat-ms", str(state.heartbeat_ms),
-            "--election-timeout-ms", f"{lo}-{hi}", *extra]
+            "--election-timeout-ms", f"{lo}-{hi}", *extra,
+            *(arg for pair in variants.as_pairs(state.variant) for arg in ("--variant", pair))]
 
 
 def spawn_node(state: ClusterState, node_id: str,

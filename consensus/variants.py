@@ -108,6 +108,19 @@ def apply(config: Config, algorithm: str, variant: Variant) -> Config:
         raise VariantError(str(exc)) from None
 
 
+def of_config(config: Config, algorithm: str) -> dict[str, Any]:
+    """The switches ``config`` sets away from the defaults, among those ``algorithm`` offers:
+    what a node process must be told (``consensus-lab node --variant``) to run the same."""
+    default = Config()
+    return {k: getattr(config, k) for k in sorted(get_algorithm(algorithm).variants)
+            if getattr(config, k) != getattr(default, k)}
+
+
+def as_pairs(variant: Variant) -> list[str]:
+    """``{"election": "any"}`` -> ``["election=any"]``, what :func:`parse_pairs` reads back."""
+    return [f"{k}={_show(v)}" for k, v in sorted(variant.items())]
+
+
 def label(variant: Variant) -> str:
     """A short, stable name for reports and run keys: ``election=any,pre_vote=false``."""
     return ",".join(f"{k}={_show(v)}" for k, v in sorted(variant.items())) or "default"

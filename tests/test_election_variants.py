@@ -228,3 +228,23 @@ def test_the_new_fields_cross_the_wire():
                            prev_log_term=1, entries=(Entry(3, 3, cmd),))
     with pytest.raises(DecodeError):
         decode_message(encode_message(bad))
+
+
+def test_node_processes_on_the_bus_are_started_with_the_variant(tmp_path):
+    """A bus run's config reaches every node process as --variant flags (the knobs only;
+    defaults are not repeated), and the node command refuses one its algorithm lacks."""
+    from consensus.cluster import node_command
+    from consensus.experiment.bus import BusCluster, BusOptions
+
+    config = Config(pre_vote=False, election="any")
+    cluster = BusCluster("paxos", ("n1", "n2", "n3"), config, tmp_path / "nodes",
+                         BusOptions("mqtt://127.0.0.1:1"))
+    assert cluster.state.variant == {"election": "any", "pre_vote": False}
+    command = node_command(cluster.state, "n1")
+    assert command[-4:] == ["--variant", "election=any", "--variant", "pre_vote=false"]
+    assert BusCluster.attach(cluster.state).config == config
+    run = subprocess.run([sys.executable, "-m", "consensus", "node", "--algorithm", "raft",
+                          "--id", "n1", "--peers", "n1,n2,n3", "--broker", "mqtt://127.0.0.1:1",
+                          "--data-dir", str(tmp_path), "--variant", "election=sometimes"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "raft does not offer election=sometimes" in run.stderr

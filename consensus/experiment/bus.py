@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus import variants
 from consensus.algorithms import get_algorithm
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
@@ -106,7 +107,7 @@ class BusCluster:
         self.state = ClusterState(
             self.name, algorithm, dict.fromkeys(self.ids, 0), opts.broker, None, "external",
             opts.library, opts.fsync, config.heartbeat_ms, config.election_timeout_ms,
-            str(directory.resolve()))
+            str(directory.resolve()), variant=variants.of_config(config, algorithm))
         self.origin = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mqtt: Any = None
@@ -144,8 +145,9 @@ class BusCluster:
         With ``client``, a connection the caller owns (the dashboard's, which also watches
         the inboxes): controls go out on it, and the caller hands each status it receives
         to :meth:`on_status`. Call :meth:`refresh` before reading who is up or leads."""
-        config = config or Config(heartbeat_ms=state.heartbeat_ms,
-                                  election_timeout_ms=state.election_timeout_ms)
+        config = config or variants.apply(
+            Config(heartbeat_ms=state.heartbeat_ms, election_timeout_ms=state.election_timeout_ms),
+            state.algorithm, state.variant)
         cluster = cls(state.algorithm, tuple(sorted(state.nodes)), config,
                       Path(state.directory),
                       BusOptions(state.broker, state.library, state.fsync),
