@@ -5,13 +5,19 @@ this table and the classes it names: its node class, its safety checker, its mes
 (which describe themselves: phase, rejection, entries carried; see :class:`Message`) and how
 to show it (title, colour, what its term is called). A new algorithm is a package of its own
 plus one entry here.
+
+Each entry also declares its *variants*: the :class:`~consensus.node.Config` fields that are
+design choices a user may switch for it, and the values each accepts (``consensus/variants.py``
+applies them and refuses the rest).
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from consensus.check.invariants import Checker
 from consensus.messages import ClientReply, ClientRequest, Message
@@ -33,6 +39,8 @@ class Algorithm:
     campaign: str
     pre_vote: str
     listed: bool  # offered by default (the CLI's "both", comparisons, the dashboard)
+    # Config field -> the values it accepts as a variant (None: any value Config accepts).
+    variants: Mapping[str, tuple[Any, ...] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +55,27 @@ class _Entry:
     campaign: str = "{term_label} {term}"
     pre_vote: str = "{term_label} {next_term}"
     listed: bool = True
+    variants: Mapping[str, tuple[Any, ...] | None] = field(default_factory=dict)
+
+
+# The switches Raft and Multi-Paxos both offer (where the idea exists for both, it is here).
+_ON_OFF = (True, False)
+_SHARED_VARIANTS: dict[str, tuple[Any, ...] | None] = {
+    "pre_vote": _ON_OFF,
+    "check_quorum": _ON_OFF,
+    "election": ("up-to-date", "any"),
+}
 
 
 _REGISTRY = {
     "raft": _Entry("Raft", "Raft", "consensus.raft.node:RaftNode",
                    "consensus.check.raft:RaftChecker", "consensus.raft.messages", palette=0,
-                   campaign="term {term}, votes for itself", pre_vote="term {next_term}"),
+                   campaign="term {term}, votes for itself", pre_vote="term {next_term}",
+                   variants=_SHARED_VARIANTS),
     "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
                     "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
                     term_label="ballot", campaign="Prepare with ballot {ballot}",
-                    pre_vote="a new ballot"),
+                    pre_vote="a new ballot", variants=_SHARED_VARIANTS),
     # The benchmark's baseline (no replication: its figures against the others' are the cost
     # of consensus). Registered so that the runtime starts it like any algorithm, which also
     # shows what a new algorithm takes; unlisted, because it is not consensus and has nothing
@@ -90,7 +109,7 @@ def get_algorithm(name: str) -> Algorithm:
         raise ValueError(f"unknown algorithm {name!r} (choose from {', '.join(NAMES)})") from None
     return Algorithm(name, e.title, e.short, _load(e.node), _load(e.checker),
                      _message_classes(e.messages), e.palette, e.term_label, e.campaign,
-                     e.pre_vote, e.listed)
+                     e.pre_vote, e.listed, e.variants)
 
 
 @cache

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from consensus import variants
 from consensus.algorithms import NAMES, get_algorithm
 from consensus.node import Config
 from consensus.sim import Network
@@ -61,6 +62,22 @@ def _algorithms(name: str, json_out: bool = False) -> list[str]:
     return names
 
 
+VARIANT_HELP = ("Switch a design choice, as KEY=VALUE (repeatable): "
+                + "; ".join(variants.describe_support(NAMES))
+                + ". A choice an algorithm lacks is refused.")
+
+
+def variant_configs(names: list[str], config: Config, pairs: list[str],
+                    json_out: bool = False) -> dict[str, Config]:
+    """``config`` with the ``--variant`` pairs applied, per algorithm; a usage error (exit
+    2) naming the algorithm and key when one does not offer it."""
+    try:
+        chosen = variants.parse_pairs(pairs)
+        return {name: variants.apply(config, name, chosen) for name in names}
+    except variants.VariantError as exc:
+        raise bad_parameter(str(exc), param_hint="--variant", json_out=json_out) from None
+
+
 def _timeouts(text: str) -> tuple[float, float]:
     try:
         parts = [float(p) for p in text.split("-")]
@@ -109,6 +126,8 @@ def simulate_cmd(
              "variant: tests.scenario_driver:UnsafeRaftNode).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_faults: Annotated[bool, typer.Option(help="List the faults as applied.")] = False,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="KEY=VALUE", help=VARIANT_HELP)] = None,
 ) -> None:
     """Run a simulated cluster under a closed-loop workload and check its safety.
 
@@ -131,19 +150,22 @@ def simulate_cmd(
         cls = load_node_class(node_class) if node_class else None
     except ValueError as exc:
         raise bad_parameter(str(exc), param_hint="--node-class", json_out=json_out) from None
+    configs = variant_configs(names, config, variant or [], json_out)
     results = []
     for name in names:
         if not json_out:
             err.print(f"[dim]simulating {name}: {nodes} nodes, {duration:g}s + {settle:g}s "
                       f"settle, seed {seed}...")
         try:
-            results.append(simulate(name, nodes, duration, seed, faults, config=config,
+            results.append(simulate(name, nodes, duration, seed, faults, config=configs[name],
                                     network=network, workload=Workload(clients=clients),
                                     settle_s=settle, disk_ms=disk_ms, node_class=cls))
         except ValueError as exc:
             raise bad_parameter(str(exc), json_out=json_out) from None
     if json_out:
-        payload = [r.to_json() for r in results]
+        chosen = variants.as_json(variants.parse_pairs(variant or []))
+        payload = [{**r.to_json(), "variant": chosen} if chosen else r.to_json()
+                   for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
         _print_results(results, show_faults)

@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from consensus.cli import HELP_SETTINGS, _algorithms, _timeouts, app, console, err, fail
+from consensus.cli import (
+    HELP_SETTINGS,
+    VARIANT_HELP,
+    _algorithms,
+    _timeouts,
+    app,
+    console,
+    err,
+    fail,
+    variant_configs,
+)
 from consensus.node import Config
 
 cluster_app = typer.Typer(help="Run a local cluster of node processes over MQTT.",
@@ -90,6 +100,8 @@ def node(
     incarnation: Annotated[str | None, typer.Option(
         help="The cluster incarnation's id; peer messages of another one are refused.")]
         = None,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="KEY=VALUE", help=VARIANT_HELP)] = None,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
     from consensus.runtime import NodeOptions, run_node
@@ -101,7 +113,9 @@ def node(
         options = NodeOptions(
             algorithm, node_id, tuple(sorted(p.strip() for p in peers.split(",") if p.strip())),
             cluster, broker_url, data_dir, fsync == "always", mqtt_client,
-            Config(heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
+            variant_configs([algorithm], Config(
+                heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
+                variant or [])[algorithm],
             status_interval_ms, credentials, incarnation)
         if credentials is not None:
             from consensus.auth import Identity

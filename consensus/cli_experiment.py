@@ -12,8 +12,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from consensus import variants
 from consensus.algorithms import get_algorithm
-from consensus.cli import app, bad_parameter, console, err, fail
+from consensus.cli import VARIANT_HELP, app, bad_parameter, console, err, fail
 from consensus.executor import EXECUTOR_HELP, ExecutorSpec, parallel, parse_executor, started
 
 
@@ -81,13 +82,16 @@ def run(
         = False,
     executor: Annotated[str, typer.Option(help=EXECUTOR_HELP + " Simulator runs only: "
                                           "mqtt experiments run here, one run at a time "
-                                          "(they start real node processes on one broker).")]
+                                          "(they start real node processes and a broker each).")]
         = "local",
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", min=1,
         help="Simulator runs in parallel (default: one per core, at most one per run); 1 "
              "runs them one after another in this process.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="KEY=VALUE",
+        help=VARIANT_HELP + " Added to the file's variant: block.")] = None,
 ) -> None:
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
 
@@ -96,7 +100,7 @@ def run(
     """
     from consensus.experiment import results as res
     from consensus.experiment.execute import RunInterrupted, run_experiment
-    from consensus.experiment.spec import SpecError, load_spec
+    from consensus.experiment.spec import SpecError, load_spec, with_variant
 
     try:
         spec = load_spec(_experiment_file(spec_path))
@@ -124,8 +128,13 @@ def run(
         raise bad_parameter(str(exc), param_hint="--executor", json_out=json_out) from None
     if spec.transport == "mqtt" and (executor != "local" or (workers or 1) > 1) \
             and not json_out:
-        err.print("[dim]mqtt runs execute here, one at a time (one broker, real node "
-                  "processes): --executor and --workers apply to simulator runs only")
+        err.print("[dim]mqtt runs execute here, one at a time (real node processes, a "
+                  "broker each): --executor and --workers apply to simulator runs only")
+    if variant:
+        try:
+            spec = with_variant(spec, variants.parse_pairs(variant))
+        except variants.VariantError as exc:
+            raise bad_parameter(str(exc), param_hint="--variant", json_out=json_out) from None
     run_dir = out or res.default_run_dir(spec)
     if res.existing_run(run_dir):
         if not force:
@@ -193,7 +202,9 @@ def print_sweep(summary: dict[str, Any]) -> None:
 
 def print_summary(summary: dict[str, Any]) -> None:
     algos = list(summary["algorithms"])
-    table = Table(title=f"{summary['experiment']}: median across seeds")
+    chosen = summary.get("variant") or {}
+    shown = f" (variant {variants.label(chosen)})" if chosen else ""
+    table = Table(title=f"{summary['experiment']}{shown}: median across seeds")
     table.add_column("")
     for a in algos:
         table.add_column(get_algorithm(a).title, justify="right")

@@ -23,7 +23,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from consensus import variants
 from consensus.auth import CONTROL_USER, AuthError, Identity, Realm, new_incarnation
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
@@ -67,6 +69,8 @@ class ClusterState:
         """What a connection as ``user`` presents (None: anonymous, insecure cluster)."""
         path = self.credentials_path(user)
         return None if path is None else Identity.load(path)
+    # Design choices switched on every node (consensus/variants.py), e.g. {"election": "any"}.
+    variant: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -102,7 +106,8 @@ def node_command(state: ClusterState, node_id: str,
             "--broker", state.broker, "--data-dir", state.directory,
             "--mqtt-client", state.library, "--fsync", "always" if state.fsync else "never",
             "--heartbeat-ms", str(state.heartbeat_ms),
-            "--election-timeout-ms", f"{lo}-{hi}", *extra]
+            "--election-timeout-ms", f"{lo}-{hi}", *extra,
+            *(arg for pair in variants.as_pairs(state.variant) for arg in ("--variant", pair))]
 
 
 def spawn_node(state: ClusterState, node_id: str,

@@ -61,6 +61,12 @@ CANDIDATE = "candidate"
 LEADER = "leader"
 _NEVER = float("inf")
 
+# Config.election: who may win an election (see Config), and each algorithm's own choice.
+UP_TO_DATE = "up-to-date"
+ANY = "any"
+ELECTIONS = (UP_TO_DATE, ANY)
+DEFAULT_ELECTION = {"raft": UP_TO_DATE, "paxos": ANY}
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -81,6 +87,12 @@ class Config:
     # a leader that steps down when it has not heard from a majority for an election timeout.
     pre_vote: bool = True
     check_quorum: bool = True
+    # Who may win an election (Howard & Mortier 2020, the one essential difference):
+    # "up-to-date", only a candidate whose log is at least as complete as the voter's (Raft
+    # §5.4.1); "any", anyone, and it catches up from the votes (Multi-Paxos Phase 1). Each
+    # node module says what the other choice means for it. The defaults are each algorithm's
+    # own: None picks ``DEFAULT_ELECTION`` for the node's algorithm.
+    election: str | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.election_timeout_ms
@@ -90,6 +102,13 @@ class Config:
             raise ValueError(f"election_timeout_ms must be 0 < min <= max, got {(lo, hi)}")
         if self.max_batch < 1 or self.max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
+        if self.election is not None and self.election not in ELECTIONS:
+            raise ValueError(f"election must be one of {', '.join(ELECTIONS)}, "
+                             f"got {self.election!r}")
+
+    def election_for(self, algorithm: str) -> str:
+        """The election rule in force for ``algorithm``: the one set, or its own default."""
+        return self.election or DEFAULT_ELECTION.get(algorithm, UP_TO_DATE)
 
 
 # Not frozen, like Status: one is made per entry per replica. Read-only all the same.
@@ -521,6 +540,10 @@ class ConsensusNode(Node):
         return True
 
     # -- inbound -------------------------------------------------------------------------
+
+    def election(self) -> str:
+        """Who may win an election here: ``UP_TO_DATE`` or ``ANY`` (``Config.election``)."""
+        return self.config.election_for(self.algorithm)
 
     def in_leader_lease(self, src: NodeId | None = None) -> bool:
         """With check-quorum, whether a live leader other than ``src`` is known: we lead

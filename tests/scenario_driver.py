@@ -9,7 +9,8 @@ runs unchanged against both algorithms, and where they really differ the file sa
 Scenario files (``tests/scenarios/``, etcd-io/raft's ``testdata`` style) are a list of
 commands, each followed by ``----`` and the output it must produce::
 
-    cluster nodes=3 timeout=1000     # a fresh cluster n1..n3 (knobs: see Driver.cluster)
+    cluster nodes=3 timeout=1000     # a fresh cluster n1..n3 (knobs: see Driver.cluster;
+                                     # election=any|up-to-date switches who may win)
     campaign n1                      # start an election now
     deliver                          # deliver queued messages until the network is quiet
     deliver drop=n1->n3,n2->*        # ... dropping some (also: dup, once)
@@ -131,9 +132,11 @@ class Driver:
 
     def cluster(self, nodes: int = 3, seed: int = 0, timeout: str = "150..300",
                 heartbeat: float = 50.0, pre_vote: bool = True, check_quorum: bool = True,
-                max_batch: int = 64, max_inflight: int = 8, variant: str = "") -> None:
+                max_batch: int = 64, max_inflight: int = 8, variant: str = "",
+                election: str = "") -> None:
         """A fresh cluster n1..n<nodes>. ``timeout`` is the election timeout range in ms
-        (one number: fixed); ``variant`` names a broken node class (see VARIANTS)."""
+        (one number: fixed); ``variant`` names a broken node class (see VARIANTS);
+        ``election`` is Config.election (empty: the algorithm's own)."""
         lo, _, hi = timeout.partition("..")
         algo = get_algorithm(self.algorithm)
         self.seed = seed
@@ -141,7 +144,8 @@ class Driver:
         self.config = Config(heartbeat_ms=heartbeat,
                              election_timeout_ms=(float(lo), float(hi or lo)),
                              pre_vote=pre_vote, check_quorum=check_quorum,
-                             max_batch=max_batch, max_inflight=max_inflight)
+                             max_batch=max_batch, max_inflight=max_inflight,
+                             election=election or None)
         if variant:
             cls = VARIANTS.get(variant)
             if cls is None or not issubclass(cls, algo.node_class):
@@ -420,7 +424,7 @@ def run_command(d: Driver, line: str) -> list[str]:
                 kw[key] = int(value)
             elif key == "heartbeat":
                 kw[key] = float(value)
-            elif key in ("timeout", "variant"):
+            elif key in ("timeout", "variant", "election"):
                 kw[key] = value
             else:
                 raise ScenarioError(f"unknown cluster option {key!r}")

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus import variants
 from consensus.algorithms import get_algorithm
 from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, Realm, new_incarnation
 from consensus.check.invariants import SharedChecker
@@ -119,7 +120,8 @@ class BusCluster:
             self.name, algorithm, dict.fromkeys(self.ids, 0), opts.broker or "", None,
             "external", opts.library, opts.fsync, config.heartbeat_ms,
             config.election_timeout_ms, str(directory.resolve()),
-            insecure=opts.broker is not None, incarnation=new_incarnation())
+            insecure=opts.broker is not None, incarnation=new_incarnation(),
+            variant=variants.of_config(config, algorithm))
         self.broker: Any = None  # the BrokerHandle of a broker this cluster started
         self.origin = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -158,8 +160,9 @@ class BusCluster:
         With ``client``, a connection the caller owns (the dashboard's, which also watches
         the inboxes): controls go out on it, and the caller hands each status it receives
         to :meth:`on_status`. Call :meth:`refresh` before reading who is up or leads."""
-        config = config or Config(heartbeat_ms=state.heartbeat_ms,
-                                  election_timeout_ms=state.election_timeout_ms)
+        config = config or variants.apply(
+            Config(heartbeat_ms=state.heartbeat_ms, election_timeout_ms=state.election_timeout_ms),
+            state.algorithm, state.variant)
         cluster = cls(state.algorithm, tuple(sorted(state.nodes)), config,
                       Path(state.directory),
                       BusOptions(state.broker, state.library, state.fsync),

@@ -70,7 +70,7 @@ def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str,
                       prefer=spec.mqtt.prefer)
 
     def factory(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
-        return BusCluster(algorithm, tuple(spec.cluster.ids), spec.timing.config(),
+        return BusCluster(algorithm, tuple(spec.cluster.ids), spec.config(algorithm),
                           run_dir / algorithm / f"seed-{seed}" / "nodes", opts,
                           name=f"{spec.name}-{algorithm}-s{seed}-{uuid.uuid4().hex[:6]}")
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import yaml
 
+from consensus import variants
 from consensus.experiment.runner import RunResult
 from consensus.experiment.spec import ExperimentSpec
 
@@ -57,6 +58,7 @@ def manifest(spec: ExperimentSpec, seeds: Sequence[int], transport: str,
         "transport": transport,
         "seeds": list(seeds),
         "algorithms": list(spec.algorithms),
+        "variant": variants.as_json(spec.variant),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         **(extra or {}),
@@ -152,6 +154,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
     return {
         "experiment": spec.name,
         "description": spec.description,
+        "variant": variants.as_json(spec.variant),
         "metrics": [{"label": label, "unit": unit, "better": better}
                     for label, _, unit, better in HEADLINE],
         "algorithms": algorithms,

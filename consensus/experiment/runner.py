@@ -216,7 +216,7 @@ def sim_cluster(spec: ExperimentSpec, algorithm: str, seed: int) -> SimCluster:
     """The simulated cluster an experiment file describes."""
     proc = spec.cluster.processing
     return SimCluster(Simulation(algorithm, spec.cluster.nodes, seed=seed,
-                                 config=spec.timing.config(), network=network_of(spec),
+                                 config=spec.config(algorithm), network=network_of(spec),
                                  processing=Processing(proc.per_message_ms,
                                                        proc.per_entry_ms)))
 

@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from consensus import variants
 from consensus.experiment.nemesis import ROLE_TOKENS, is_role_token, links_text
 from consensus.node import Config
 
@@ -226,6 +235,38 @@ class ExperimentSpec(_Strict):
     mqtt: MqttSpec = MqttSpec()
     # Offered rates (total ops/s) for a load sweep: the experiment runs once per rate.
     load_sweep: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2)] | None = None
+    # Design choices switched for every algorithm (consensus/variants.py): Config field names
+    # -> values, e.g. {pre_vote: false, check_quorum: false, election: any}.
+    variant: dict[str, Any] = {}
+
+    @field_validator("variant")
+    @classmethod
+    def _variant_offered(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Each value parsed to its Config field's type and offered by every listed
+        algorithm; a switch that is also a timing knob (pre_vote, check_quorum) is set in
+        one place only. Every problem is reported, each at its own key."""
+        timing = info.data.get("timing")
+        set_in_timing = timing.model_fields_set if timing is not None else set()
+        out: dict[str, Any] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for key, value in v.items():
+            try:
+                out[key] = variants.coerce(key, value)
+                for algorithm in info.data.get("algorithms", []):
+                    variants.check(algorithm, {key: out[key]})
+            except variants.VariantError as exc:
+                problems.append(((key,), str(exc)))
+                continue
+            if key in set_in_timing:
+                problems.append(((key,), f"{key} is set under timing too; set it in one "
+                                         f"place (variant:)"))
+        if problems:
+            raise LocatedErrors(problems)
+        return out
+
+    def config(self, algorithm: str) -> Config:
+        """The node configuration for ``algorithm``: the timing, with the variant applied."""
+        return variants.apply(self.timing.config(), algorithm, self.variant)
 
     @model_validator(mode="after")
     def _nodes_exist(self) -> ExperimentSpec:
@@ -266,6 +307,20 @@ class ExperimentSpec(_Strict):
         if problems:
             raise LocatedErrors(problems)
         return self
+
+
+def with_variant(spec: ExperimentSpec, override: variants.Variant) -> ExperimentSpec:
+    """``spec`` with ``override``'s switches on top of its ``variant:`` (the command line's
+    ``--variant``, which also wins over the same knob under ``timing:``); raises
+    :class:`~consensus.variants.VariantError` naming an algorithm that does not offer one."""
+    for algorithm in spec.algorithms:
+        variants.check(algorithm, override)
+    data = spec.model_dump(by_alias=True, exclude_unset=True)
+    timing = data.get("timing", {})
+    for key in override:
+        timing.pop(key, None)
+    data["variant"] = variants.merge(spec.variant, override)
+    return ExperimentSpec.model_validate(data)
 
 
 class SpecError(ValueError):

@@ -54,11 +54,16 @@ class Prepare(Message):
 
     With ``pre_vote`` it only asks whether the acceptor *would* promise ``ballot`` (no one
     promises anything, no one's state changes), like Raft's pre-vote (thesis §9.6).
+    ``log_ballot`` and ``last_slot`` rank the proposer's log (election "up-to-date").
     """
 
     ballot: Ballot
     first_slot: int
     pre_vote: bool = False
+    # How complete the proposer's log is, for election "up-to-date": the highest ballot it
+    # accepted anything at, and its highest slot holding a value.
+    log_ballot: Ballot = ZERO_BALLOT
+    last_slot: int = 0
     kind: ClassVar[str] = "Prepare"
     phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
     label: ClassVar[str] = "Prepare (1a)"
@@ -160,16 +165,22 @@ class Commit(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Nack(Message):
-    """A refused Prepare or Accept at ``ballot``: the acceptor has promised ``promised``."""
+    """A refused Prepare or Accept at ``ballot``: the acceptor has promised ``promised``.
+
+    With ``behind`` it refuses a Prepare for another reason (election "up-to-date"): the
+    proposer's log is less complete than the acceptor's; it preempts nothing."""
 
     ballot: Ballot
     promised: Ballot
+    behind: bool = False
     kind: ClassVar[str] = "Nack"
     phase: ClassVar[Phase] = Phase.REJECT
     is_reply: ClassVar[bool] = True
     label: ClassVar[str] = "Nack"
 
     def rejection(self) -> str | None:
+        if self.behind:
+            return f"{self.src} Nack to {self.dst}: its log is behind {self.src}'s"
         return f"{self.src} Nack to {self.dst}: ballot {self.ballot} < promised {self.promised}"
 
 

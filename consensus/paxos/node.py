@@ -18,7 +18,21 @@ adopts the chosen values, re-proposes in each other slot the value with the high
 ballot (Lamport's P2c, which is what keeps a chosen value chosen), and fills gaps with no-ops,
 so no slot is left open below the ones it goes on to propose.
 
-After that, the stable leader runs only Phase 2: each client command (reads included, which is
+Who may win is the ``election`` variant; Phase 1 above runs either way, so safety never
+depends on it:
+
+- ``election: up-to-date`` (Raft's rule, §5.4.1): an acceptor promises only a proposer whose
+  log is at least as complete as its own, ranked as Raft ranks by (last term, last index):
+  by the highest ballot it accepted anything at, then its highest slot holding a value. The
+  ballot plays Raft's last term (it names the latest leader whose proposals reached this log);
+  not the commit index, which reaches acceptors a heartbeat late, so two equally complete
+  logs would refuse each other by turns. A refusal is a Nack marked ``behind``, which
+  preempts nothing: the proposer waits out its timeout, as a Raft candidate with too few votes.
+- ``election: any`` (Multi-Paxos's own, the default): an acceptor promises any ballot above
+  its promise, whatever its log, and a new leader that lags learns the missing values from
+  the promises (Howard & Mortier 2020: the one essential difference from Raft).
+
+Once elected, the stable leader runs only Phase 2: each client command (reads included, which is
 what makes them linearizable) takes the next free slot, and Accepts (2a) carry runs of
 consecutive slots (``max_batch``), pipelined up to ``max_inflight`` unacknowledged runs per
 acceptor, like Raft's AppendEntries. A slot is chosen when a majority accepted it (2b) at the
@@ -54,6 +68,12 @@ again, the acceptors with it promise ever higher ballots, and when the partition
 refuse the live leader's Accepts with Nacks that depose it. A campaigning node also does not
 promise its own ballot until it has a majority of promises from the others (its own promise
 completes the quorum), so a campaign in vain leaves at least the campaigner free of it.
+These two are this Multi-Paxos's leader-stability choice, and no third knob is added: check-
+quorum's refusal of Prepares while a live leader is heard is the acceptor side of Paxos Made
+Live's master lease (Chandra et al. 2007, §5.2: replicas do not promise another proposer
+while the master's lease lasts), and pre-vote gives what OmniPaxos's ballot leader election
+gets from being quorum-connected (Ng et al. 2023): a node that cannot reach a majority never
+raises the ballot.
 """
 
 from __future__ import annotations
@@ -70,6 +90,7 @@ from consensus.node import (
     FOLLOWER,
     LEADER,
     PRE_CANDIDATE,
+    UP_TO_DATE,
     ConsensusNode,
     LogSlot,
     Progress,
@@ -337,6 +358,11 @@ class PaxosNode(ConsensusNode):
         A pre-vote is answered without promising (``step`` already refused a ballot below our
         promise and ignored one that a live leader's lease rules out).
         """
+        if self.election() == UP_TO_DATE and (msg.log_ballot, msg.last_slot) < self.log_rank():
+            # Election "up-to-date": a proposer behind us may not lead (a pre-vote neither).
+            self.send(Nack(src=self.id, dst=msg.src, ballot=msg.ballot, promised=self.promised,
+                           behind=True))
+            return
         if msg.pre_vote:
             self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot,
                               first_slot=msg.first_slot, chosen=(), accepted=(),
@@ -351,6 +377,10 @@ class PaxosNode(ConsensusNode):
         accepted = self.log.accepted(max(first, self.commit_index + 1))
         self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
                           chosen=chosen, accepted=accepted, commit_index=self.commit_index))
+
+    def log_rank(self) -> tuple[Ballot, int]:
+        """How complete our log is, for election "up-to-date" (see the module docstring)."""
+        return self.log.top_ballot, self.log.last_index
 
     def handle_promise(self, msg: Promise) -> None:
         """MultiPaxos ``HandlePrepareReplies``: tally, and lead once a majority promised.
@@ -461,7 +491,11 @@ class PaxosNode(ConsensusNode):
 
         We promise that ballot too (a promise only ever refuses more), so a deposed leader
         refuses its own stale ballot's messages and reports the newer round, as Raft does.
+        A Nack for a log ``behind`` (election "up-to-date") is a refused vote: it preempts
+        nothing, and Phase 1 waits for other promises or its timeout.
         """
+        if msg.behind:
+            return
         self.update_ballot(msg.promised, None)
         self.maybe_promise(msg.promised)
 
@@ -560,7 +594,8 @@ class PaxosNode(ConsensusNode):
         assert self.ballot is not None
         for peer in self.others:
             self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
-                              first_slot=self.commit_index + 1, pre_vote=pre_vote))
+                              first_slot=self.commit_index + 1, pre_vote=pre_vote,
+                              log_ballot=self.log.top_ballot, last_slot=self.log.last_index))
 
     def bcast_accept(self) -> None:
         for peer in self.others:

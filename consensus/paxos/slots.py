@@ -20,11 +20,14 @@ SlotState = tuple[Ballot, Command | None]
 class Slots:
     """Accepted values per slot. Invariant: ``last_index`` is the highest slot held."""
 
-    __slots__ = ("_through_ballot", "_through_slot", "entries", "last_index")
+    __slots__ = ("_through_ballot", "_through_slot", "entries", "last_index", "top_ballot")
 
     def __init__(self) -> None:
         self.entries: dict[int, SlotState] = {}
         self.last_index = 0
+        # The highest ballot anything was accepted at here (election "up-to-date" ranks logs
+        # by it, as Raft by its last term).
+        self.top_ballot = ZERO_BALLOT
         # accepted_through's cache: every slot above the caller's floor up to
         # ``_through_slot`` is accepted at ``_through_ballot``, so a scan resumes there.
         self._through_ballot: Ballot | None = None
@@ -64,6 +67,7 @@ class Slots:
                 changed = True
         if commands:
             self.last_index = max(self.last_index, first + len(commands) - 1)
+            self.top_ballot = max(self.top_ballot, ballot)
         return changed
 
     def learn_chosen(self, first: int, commands: Sequence[Command | None]) -> None:

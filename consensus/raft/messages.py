@@ -25,12 +25,16 @@ class Entry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVote(Message):
-    """RequestVote RPC (§5.2, §5.4.1); with ``pre_vote`` the thesis's PreVote (§9.6)."""
+    """RequestVote RPC (§5.2, §5.4.1); with ``pre_vote`` the thesis's PreVote (§9.6).
+
+    ``commit_index`` is the candidate's: with ``election: any`` a voter whose log is ahead
+    sends its entries from a point both logs are known to share (see RequestVoteReply)."""
 
     term: int
     last_log_index: int
     last_log_term: int
     pre_vote: bool = False
+    commit_index: int = 0
     kind: ClassVar[str] = "RequestVote"
     phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
     label: ClassVar[str] = "RequestVote"
@@ -38,9 +42,16 @@ class RequestVote(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVoteReply(Message):
+    """The vote. With ``election: any`` a granted vote from a voter whose log is ahead of the
+    candidate's carries the voter's entries after ``prev_log_index`` (where both logs hold
+    the entry of term ``prev_log_term``), so the candidate can adopt that log before leading."""
+
     term: int
     granted: bool
     pre_vote: bool = False
+    prev_log_index: int = 0
+    prev_log_term: int = 0
+    entries: tuple[Entry, ...] = ()
     kind: ClassVar[str] = "RequestVoteReply"
     phase: ClassVar[Phase] = Phase.VOTE
     is_reply: ClassVar[bool] = True
@@ -50,6 +61,17 @@ class RequestVoteReply(Message):
         if self.granted:
             return None
         return f"{self.src} refused {'pre-vote' if self.pre_vote else 'vote'} to {self.dst}"
+
+    def validate(self) -> None:
+        """Entries numbered from prev_log_index + 1, their terms never falling, none from a
+        later term than the vote's."""
+        last = self.prev_log_term
+        for i, entry in enumerate(self.entries, self.prev_log_index + 1):
+            if entry.index != i:
+                raise ValueError(f"entry index {entry.index} where {i} was expected")
+            if not last <= entry.term <= self.term or entry.term < 1:
+                raise ValueError(f"entry term {entry.term} outside {max(last, 1)}..{self.term}")
+            last = entry.term
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,8 +11,21 @@ reset every role-dependent field together.
 A follower that hears nothing from a leader for a randomised election timeout campaigns
 (§5.2). With ``pre_vote`` on, it first asks whether it *could* win, without bumping its term,
 so a node cut off by a partition cannot disrupt a healthy cluster when it comes back
-(thesis §9.6). A vote is granted once per term, and only to a candidate whose log is at least
-as up to date as the voter's (§5.4.1); the term and vote are persisted before the vote leaves.
+(thesis §9.6). A vote is granted once per term; the term and vote are persisted before the
+vote leaves. Who may win is the ``election`` variant:
+
+- ``election: up-to-date`` (Raft's own, the default): a vote goes only to a candidate whose
+  log is at least as up to date as the voter's, by (last term, last index) (§5.4.1), so the
+  winner already holds every committed entry and never learns anything from its votes.
+- ``election: any`` (Multi-Paxos's rule, Howard & Mortier 2020): a vote goes to any candidate,
+  and a voter whose log is ahead of the candidate's sends its entries with the vote, from a
+  point both logs share (the candidate's last entry if the voter holds it, else the lower of
+  the two commit indexes, committed entries being the same everywhere), at most a full
+  pipeline (``max_batch * max_inflight`` entries; a candidate further behind is refused, as
+  under up-to-date). With a majority of votes the candidate adopts the most up to date of
+  their logs before it leads: that log holds every committed entry by §5.4.3's argument, and
+  the adopted entries keep their terms, so only the new leader's own no-op commits them
+  (Figure 8 stays safe).
 
 The leader appends a no-op when elected (§8), then replicates with AppendEntries: each carries
 the (index, term) of the entry before the new ones, and a follower that does not hold that
@@ -38,6 +51,7 @@ from typing import Any
 from consensus import quorum
 from consensus.messages import ClientRequest, Command, Message, NodeId
 from consensus.node import (
+    ANY,
     CANDIDATE,
     FOLLOWER,
     LEADER,
@@ -90,6 +104,8 @@ class RaftNode(ConsensusNode):
         # Volatile state. Invariant: commit_index <= log.last_index (and the base's
         # applied <= commit_index).
         self.votes: set[NodeId] = set()  # (pre-)candidate: who granted us their vote
+        # Candidate with election "any": the most up to date log a vote carried, to adopt.
+        self.best_vote: RequestVoteReply | None = None
         self.progress: dict[NodeId, RaftProgress] = {}
         self.become_follower(None)
 
@@ -134,12 +150,17 @@ class RaftNode(ConsensusNode):
         self.voted_for = self.id
         self.persist(HardState(self.term, self.id))
         self.votes = {self.id}
+        self.best_vote = None
         self.reset_randomized_election_timeout()
         self.bcast_request_vote(pre_vote=False)
         self.maybe_win_election(pre_vote=False)
 
     def become_leader(self) -> None:
-        """raft.tla ``BecomeLeader``: reset every follower's progress, append a no-op (§8)."""
+        """raft.tla ``BecomeLeader``: reset every follower's progress, append a no-op (§8).
+        With election "any", first adopt the most up to date log the votes carried."""
+        if self.best_vote is not None:
+            self.adopt_log(self.best_vote)
+            self.best_vote = None
         self.start_leading()
         nxt = self.log.last_index + 1
         self.progress = {p: RaftProgress(next=nxt, progress_at=self.now) for p in self.others}
@@ -206,8 +227,14 @@ class RaftNode(ConsensusNode):
         self.bcast_append()
 
     def handle_request_vote(self, msg: RequestVote) -> None:
-        """raft.tla ``HandleRequestVoteRequest`` (§5.2, §5.4.1; PreVote thesis §9.6)."""
+        """raft.tla ``HandleRequestVoteRequest`` (§5.2, §5.4.1; PreVote thesis §9.6). With
+        election "any" the log restriction goes: the vote carries what the candidate lacks."""
         up_to_date = self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
+        catch_up: tuple[int, tuple[Entry, ...]] = (0, ())
+        if not up_to_date and self.election() == ANY:
+            found = self.entries_for_candidate(msg)
+            up_to_date = found is not None
+            catch_up = found or catch_up
         if msg.pre_vote:
             # Grant if the asker could win: its log is current enough and we know no leader.
             granted = (up_to_date and (msg.term > self.term or self.leader is None)
@@ -221,7 +248,26 @@ class RaftNode(ConsensusNode):
             self.voted_for = msg.src
             self.persist(HardState(self.term, msg.src))  # durable before the vote leaves
             self.reset_election_timer()
-        self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=granted))
+        prev, entries = catch_up if granted else (0, ())
+        self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=granted,
+                                   prev_log_index=prev, prev_log_term=self.log.term_at(prev),
+                                   entries=entries))
+
+    def entries_for_candidate(self, msg: RequestVote) -> tuple[int, tuple[Entry, ...]] | None:
+        """Election "any": the entries after a point both our log and the candidate's hold,
+        as ``(that index, entries)``; None if more than a pipeline's worth (then refuse).
+
+        Both logs hold the candidate's last entry if we hold an entry of its term there (Log
+        Matching, §5.3); failing that, both hold the committed entries up to the lower of the
+        two commit indexes (State Machine Safety)."""
+        log = self.log
+        if log.term_at(msg.last_log_index) == msg.last_log_term:
+            prev = msg.last_log_index
+        else:
+            prev = min(msg.commit_index, self.commit_index)
+        if log.last_index - prev > self.config.max_batch * self.config.max_inflight:
+            return None
+        return prev, log.slice(prev + 1, log.last_index)
 
     def handle_request_vote_reply(self, msg: RequestVoteReply) -> None:
         """raft.tla ``HandleRequestVoteResponse``: tally, and win with a majority."""
@@ -231,8 +277,39 @@ class RaftNode(ConsensusNode):
         elif self.role != CANDIDATE or msg.term != self.term:
             return
         if msg.granted:
+            if msg.entries and not self.maybe_keep_vote_log(msg):
+                return
             self.votes.add(msg.src)
             self.maybe_win_election(pre_vote=msg.pre_vote)
+
+    def maybe_keep_vote_log(self, msg: RequestVoteReply) -> bool:
+        """Election "any": keep the log this vote carries if it is the most up to date yet.
+        False (the vote does not count) if it does not join our log where it says it does,
+        which an honest voter never sends."""
+        if self.log.term_at(msg.prev_log_index) != msg.prev_log_term:
+            return False
+        last = msg.entries[-1]
+        best = self.best_vote.entries[-1] if self.best_vote is not None else None
+        if best is None or (last.term, last.index) > (best.term, best.index):
+            self.best_vote = msg
+        return True
+
+    def adopt_log(self, vote: RequestVoteReply) -> None:
+        """Take the voter's entries in place of our own suffix, if its log is more up to date
+        (§5.4.1's order); the entries keep their terms. Persisted in this same ``Ready``,
+        before the first AppendEntries that relies on them."""
+        last = vote.entries[-1]
+        if self.log.is_up_to_date(last.index, last.term) and (
+                (last.term, last.index) != (self.log.last_term, self.log.last_index)):
+            skip = 0
+            for entry in vote.entries:  # what we already hold needs no rewrite
+                if self.log.term_at(entry.index) != entry.term:
+                    break
+                skip += 1
+            new = vote.entries[skip:]
+            if new:
+                self.log.write(new)
+                self.persist(LogAppend(new))
 
     def maybe_win_election(self, *, pre_vote: bool) -> bool:
         if not quorum.has_quorum(len(self.votes), len(self.peers)):
@@ -343,7 +420,8 @@ class RaftNode(ConsensusNode):
         for peer in self.others:
             self.send(RequestVote(src=self.id, dst=peer, term=term,
                                   last_log_index=self.log.last_index,
-                                  last_log_term=self.log.last_term, pre_vote=pre_vote))
+                                  last_log_term=self.log.last_term, pre_vote=pre_vote,
+                                  commit_index=self.commit_index))
 
     def bcast_append(self) -> None:
         for peer in self.others:

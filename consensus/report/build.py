@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from consensus import variants
 from consensus.report import charts
 from consensus.report.data import (
     RunData,
@@ -360,8 +361,10 @@ def build_report(run_dir: Path) -> list[Path]:
     notes = _sequence_notes(data, algos, seqs)
     if data.manifest.get("note"):
         notes.append(str(data.manifest["note"]))
+    chosen = data.summary.get("variant") or {}
+    shown = f" (variant {variants.label(chosen)})" if chosen else ""
     report = Report(
-        title=f"{data.name}: {' vs '.join(title(a) for a in data.algorithms)}",
+        title=f"{data.name}: {' vs '.join(title(a) for a in data.algorithms)}{shown}",
         description=str(data.summary.get("description") or "").strip(),
         checks=_checks(data), failures=_failures(data), findings=findings, summary=table,
         figures=figures, faults=_fault_lines(data), manifest=data.manifest,
