@@ -283,6 +283,7 @@ class RaftNode(ConsensusNode):
         if pr is None:
             return
         probing = pr.heard()
+        self.heard_beat(pr, msg.beat)  # any answer in our term: it still takes us for leader
         if msg.success:
             if msg.match_index > pr.match:
                 pr.match = msg.match_index
@@ -320,6 +321,10 @@ class RaftNode(ConsensusNode):
             return True
         return False
 
+    def committed_own_term(self) -> bool:
+        """Our no-op (§8) or a later entry of our term is committed (thesis §6.4)."""
+        return self.log.term_at(self.commit_index) == self.term
+
     def command_at(self, index: int) -> Command | None:
         return self.log.entries[index].command
 
@@ -353,6 +358,7 @@ class RaftNode(ConsensusNode):
         """Every heartbeat: an AppendEntries to each follower, resending what seems lost
         (once: then heartbeats only until the follower answers, see ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.next_beat()
         for peer in self.others:
             pr = self.progress[peer]
             if (pr.inflight and self.now - pr.progress_at >= self.config.heartbeat_ms
@@ -389,13 +395,14 @@ class RaftNode(ConsensusNode):
             pr.inflight.append(prev + len(entries))
         self.send_early(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                 prev_log_term=self.log.term_at(prev), entries=entries,
-                                leader_commit=self.commit_index))
+                                leader_commit=self.commit_index, beat=self.beat))
 
     def send_append_reply(self, msg: AppendEntries, success: bool, *, match: int = 0,
                           conflict_term: int = 0, conflict_index: int = 0) -> None:
         self.send(AppendEntriesReply(src=self.id, dst=msg.src, term=self.term, success=success,
                                      match_index=match, reject_index=msg.prev_log_index,
-                                     conflict_term=conflict_term, conflict_index=conflict_index))
+                                     conflict_term=conflict_term, conflict_index=conflict_index,
+                                     beat=msg.beat))
 
     # -- observation -----------------------------------------------------------------------
 
