@@ -521,10 +521,12 @@ class ConsensusNode(Node):
         # (a no-op, or the re-proposals of Phase 1) covers it.
         self.durable_last = 0
         self.unsynced.clear()
-        # No round of this reign is acknowledged yet: no lease, nothing confirmed.
+        # No round of this reign is acknowledged yet: no lease, nothing confirmed. The first
+        # messages as leader (the no-op, or Phase 1's re-proposals) start its first round.
         self.beat_confirmed = self.read_round = self.beat
         self.beat_sent.clear()
         self.lease_until = -_NEVER
+        self.next_beat()
 
     def campaign(self) -> None:
         """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
@@ -645,22 +647,19 @@ class ConsensusNode(Node):
         self.maybe_start_read_round()
 
     def maybe_start_read_round(self) -> None:
-        """Send a heartbeat round for the waiting reads, unless one is out already: reads
-        that arrive meanwhile share the next round (batching)."""
+        """Send a heartbeat round for the waiting reads, unless one is out already: the
+        reads that arrive while it is out share the next round (batching)."""
         if self.reads and self.read_round <= self.beat_confirmed:
             self.read_round = self.beat + 1
             self.bcast_heartbeat()
-            if not self.others:
-                self.maybe_serve_reads()
 
     def next_beat(self) -> int:
         """Leader: number a new heartbeat round (every bcast_heartbeat starts one)."""
         self.beat += 1
-        if not self.others:  # a cluster of one is its own majority
-            self.beat_confirmed = self.beat
-            self.lease_until = self.now + self.config.lease_ms
-        elif self.config.read_path == "lease":
+        if self.config.read_path == "lease":
             self.beat_sent.append((self.beat, self.now))
+        if not self.others and self.config.read_path != "log":
+            self.confirm_beat(self.beat)  # a cluster of one is its own majority
         return self.beat
 
     def heard_beat(self, pr: Progress, beat: int) -> None:

@@ -1,0 +1,192 @@
+"""Read paths (``Config.read_path``) on both algorithms: what each costs, and when a lease read
+goes stale.
+
+- Each path answers reads and keeps the history linearizable under crashes, pauses and loss.
+- What a read costs in messages: through the log it replicates (an entry to every follower);
+  ReadIndex sends one heartbeat round per batch of reads; under a lease a read sends nothing.
+- The stale-lease-read experiment: with honest clocks (and with ReadIndex whatever the clocks)
+  the linearizability checker finds nothing; with the old leader's clock slowed past the
+  lease's drift assumption it catches the stale read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from consensus.experiment import runner
+from consensus.experiment.spec import SpecError, parse_spec
+from consensus.messages import ClientReply, ClientRequest, traffic_kind
+from consensus.node import Config
+from consensus.sim import Network, Simulation
+from tests.helpers import available_algorithms, client, settle, wait_for_leader
+
+ALGORITHMS = available_algorithms()
+PATHS = ("log", "read_index", "lease")
+STALE = "experiments/stale-lease-read.yaml"
+# Breaks the lease's assumption: from its pause on, the leader's clock almost stands still.
+DRIFT = "  - {at: 2, clock: leader, rate: 0.01}\n"
+
+
+def _stale_spec(*, drift: bool, read_path: str = "lease", seeds: str = "[1]"):
+    with open(STALE) as f:
+        text = f.read()
+    assert "read_path: lease" in text and "clock:" not in text.split("faults:")[1], \
+        "the committed experiment is the honest-clock one"
+    text = text.replace("read_path: lease", f"read_path: {read_path}")
+    text = text.replace("seeds: [1, 2, 3]", f"seeds: {seeds}")
+    if drift:
+        text = text.replace("faults:\n", "faults:\n" + DRIFT)
+    return parse_spec(text)
+
+
+def _linearizability(result: runner.RunResult) -> runner.Check:
+    return next(c for c in result.checks if c.name == "linearizability")
+
+
+# -- the knobs ---------------------------------------------------------------------------------
+
+
+def test_config_refuses_unknown_path_and_unsafe_lease() -> None:
+    with pytest.raises(ValueError, match="read_path must be one of log, read_index, lease"):
+        Config(read_path="quorum")
+    with pytest.raises(ValueError, match="needs check_quorum"):
+        Config(read_path="lease", check_quorum=False)
+    with pytest.raises(ValueError, match="lease_drift"):
+        Config(read_path="lease", lease_drift=-0.1)
+    assert Config(read_path="lease", lease_drift=0.5).lease_ms == pytest.approx(100.0)
+
+
+def test_spec_checks_drift_knobs() -> None:
+    base = "name: t\ntiming: {read_path: lease, check_quorum: false}\n"
+    with pytest.raises(SpecError, match="needs check_quorum"):
+        parse_spec(base)
+    with pytest.raises(SpecError, match="names n9"):
+        parse_spec("name: t\ntiming: {clock_drift: {n9: 0.5}}\n")
+    with pytest.raises(SpecError, match="'clock' needs a 'rate'"):
+        parse_spec("name: t\nfaults: [{at: 1, clock: leader}]\n")
+    with pytest.raises(SpecError, match="needs transport: sim"):
+        parse_spec("name: t\ntransport: mqtt\nfaults: [{at: 1, clock: leader, rate: 2}]\n")
+    spec = parse_spec("name: t\ntiming: {read_path: read_index, clock_drift: {n2: 1.5}}\n")
+    assert spec.timing.config().read_path == "read_index"
+
+
+def test_a_drifting_clock_moves_a_nodes_timers() -> None:
+    """A node whose clock runs at half speed reads half the time passed, and so times out
+    later: with the others slowed down, the fast node wins the first election."""
+    sim = Simulation("raft", 3, seed=4, config=Config(pre_vote=False),
+                     clock_rates={"n1": 0.5, "n2": 0.5})
+    sim.run(100.0)
+    assert sim.clock("n1") == pytest.approx(50.0)
+    assert sim.clock("n3") == pytest.approx(100.0)
+    assert wait_for_leader(sim) == "n3"
+    with pytest.raises(ValueError, match="above 0"):
+        sim.set_clock_rate("n1", 0.0)
+    with pytest.raises(ValueError, match="not a node"):
+        Simulation("raft", 3, clock_rates={"n7": 2.0})
+
+
+# -- each path answers reads, linearizably ------------------------------------------------------
+
+FAULTY = """
+name: reads-under-faults
+seeds: [1, 2]
+cluster: {nodes: 5}
+timing: {read_path: %s}
+workload: {clients: 6, rate: 200, duration_s: 4, read_ratio: 0.5, keys: 4}
+faults:
+  - {at: 0.8, crash: leader}
+  - {at: 1.6, restart: crashed}
+  - {at: 2.0, pause: leader}
+  - {at: 2.5, resume: paused}
+  - {at: 2.8, loss: 0.2, duration: 0.8}
+"""
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("read_path", PATHS)
+def test_reads_are_answered_and_linearizable_under_faults(algorithm: str, read_path: str) -> None:
+    spec = parse_spec(FAULTY % read_path)
+    for seed in spec.seeds:
+        result = runner.run_sim(spec, algorithm, seed)
+        failed = [f"{c.name}: {c.detail}" for c in result.checks if c.verdict != "pass"]
+        assert not failed, f"{algorithm} {read_path} seed {seed}: {failed}"
+        reads = [op for op in result.ops if op.command.startswith("GET") and op.outcome == "ok"]
+        assert len(reads) > 250, f"{algorithm} {read_path} seed {seed}: {len(reads)} reads"
+
+
+# -- what a read costs --------------------------------------------------------------------------
+
+
+def _read_cost(algorithm: str, read_path: str, reads: int, concurrent: int) -> dict[str, int]:
+    """Protocol messages sent while ``reads`` GETs are answered, ``concurrent`` at a time,
+    on a quiet 3-node cluster whose leader has committed in its term; by kind."""
+    sim = Simulation(algorithm, 3, seed=1, config=Config(read_path=read_path),
+                     network=Network(latency_ms=(1.0, 1.0), reorder=False))
+    leader = wait_for_leader(sim)
+    writer = client(sim, "w")
+    assert settle(writer.submit("SET x = 1", node=leader), sim, 500)
+    sim.run_for(10.0)
+    sent: Counter[str] = Counter()
+    sim.observers.append(lambda _t, msg, _at: sent.update([traffic_kind(msg)]))
+    readers = [client(sim, f"r{i}") for i in range(concurrent)]
+    for _ in range(reads // concurrent):
+        ops = [r.submit("GET x", node=leader) for r in readers]
+        for op in ops:
+            assert settle(op, sim, 200), f"{algorithm} {read_path}: a read went unanswered"
+            assert op.result == "1"
+    return {k: v for k, v in sent.items() if k not in (ClientRequest.kind, ClientReply.kind)}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_message_cost_of_each_read_path(algorithm: str) -> None:
+    replicate = "AppendEntries" if algorithm == "raft" else "Accept"
+    heartbeat = replicate + " (heartbeat)"
+    log = _read_cost(algorithm, "log", reads=10, concurrent=1)
+    read_index = _read_cost(algorithm, "read_index", reads=10, concurrent=1)
+    batched = _read_cost(algorithm, "read_index", reads=10, concurrent=5)
+    lease = _read_cost(algorithm, "lease", reads=10, concurrent=1)
+    # Through the log: each read is an entry replicated to both followers.
+    assert log.get(replicate, 0) >= 10 * 2
+    # ReadIndex: no entry, one heartbeat round (to both followers, both answer) per read...
+    assert replicate not in read_index
+    assert read_index.get(heartbeat, 0) == 10 * 2
+    # ...and one per batch: of five reads arriving together, the first starts a round and
+    # the four that arrive while it is out share the next one.
+    assert batched.get(heartbeat, 0) == 2 * 2 * 2
+    # Under a lease (which the leader's first round after its election began): nothing but
+    # the one periodic heartbeat round that may fall in the few ms the reads take.
+    assert replicate not in lease
+    assert lease.get(heartbeat, 0) <= 2
+
+
+# -- the stale lease read -----------------------------------------------------------------------
+
+
+def _run(spec, algorithm: str, seed: int) -> runner.RunResult:
+    return asyncio.run(runner.run(runner.sim_cluster(spec, algorithm, seed),
+                                  runner.plan_of(spec), seed))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_clock_drifting_past_the_lease_assumption_serves_a_stale_read(algorithm: str) -> None:
+    result = _run(_stale_spec(drift=True), algorithm, 1)
+    check = _linearizability(result)
+    assert check.verdict == "fail", check.detail
+    assert "NOT LINEARIZABLE" in check.detail
+    # The safety invariants of the log itself still hold: only the read was stale.
+    assert next(c for c in result.checks if c.name == "invariants").verdict == "pass"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(("read_path", "drift"), [("lease", False), ("read_index", True),
+                                                  ("read_index", False)])
+def test_the_same_scenario_is_linearizable_with_honest_clocks_or_read_index(
+        algorithm: str, read_path: str, drift: bool) -> None:
+    spec = _stale_spec(drift=drift, read_path=read_path, seeds="[1, 2]")
+    for seed in spec.seeds:
+        result = _run(spec, algorithm, seed)
+        failed = [f"{c.name}: {c.detail}" for c in result.checks if c.verdict != "pass"]
+        assert not failed, f"{algorithm} {read_path} drift={drift} seed {seed}: {failed}"
