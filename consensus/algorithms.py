@@ -15,7 +15,7 @@ from functools import cache
 
 from consensus.check.invariants import Checker
 from consensus.messages import ClientReply, ClientRequest, Message
-from consensus.node import Node
+from consensus.node import READ_PATHS, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,14 @@ _REGISTRY = {
     "null": _Entry("Null protocol", "Null", "consensus.bench.null_protocol:NullNode",
                    "consensus.check.invariants:SharedChecker", "consensus.bench.null_protocol",
                    palette=2, listed=False),
+}
+# Variant keys (Config fields) both consensus algorithms support, with the values each takes
+# (None: any value Config accepts). The read paths are implemented once in ConsensusNode.
+READ_VARIANTS: dict[str, tuple[str, ...] | None] = {"read_path": READ_PATHS,
+                                                     "lease_drift": None}
+VARIANTS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "raft": {**READ_VARIANTS},
+    "paxos": {**READ_VARIANTS},
 }
 NAMES = tuple(name for name, entry in _REGISTRY.items() if entry.listed)  # the listed ones
 ALL_NAMES = tuple(_REGISTRY)

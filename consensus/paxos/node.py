@@ -54,6 +54,21 @@ again, the acceptors with it promise ever higher ballots, and when the partition
 refuse the live leader's Accepts with Nacks that depose it. A campaigning node also does not
 promise its own ballot until it has a majority of promises from the others (its own promise
 completes the quorum), so a campaign in vain leaves at least the campaigner free of it.
+
+Reads (``read_path``; the shared part is in node.py's module doc). Through the slots (the
+default, as above) a GET takes a slot like any command. Off the slots, the leader first waits until
+every slot it recovered in Phase 1 is chosen, so that its commit index covers every value
+chosen under earlier ballots (the analogue of Raft's no-op; thesis §6.4). ``read_index`` then
+confirms with one heartbeat round that no higher ballot was promised: every Accept carries the
+round (``beat``) and an Accepted at our ballot echoes it, which an acceptor sends only while it
+has promised nothing higher (a higher promise answers with a Nack, which deposes us).
+``lease`` is the master lease of "Paxos Made Live" (§5.2): the leader answers at once while it
+holds. It is safe because a new leader needs promises from a majority in Phase 1, which shares
+an acceptor with the majority that acknowledged the lease's round; that acceptor ignores
+Prepares (pre-votes included) from anyone but the leader for a minimum election timeout after
+it last heard the leader (check-quorum), and its own election timer keeps it from campaigning,
+and so from counting its own promise, sooner; an acceptor that restarted waits as long before
+it promises.
 """
 
 from __future__ import annotations

@@ -26,6 +26,19 @@ from a leader within the minimum election timeout ignores vote requests (thesis 
 
 Client commands (reads included, for linearizability) go through the log; a follower answers
 a client with the leader's id.
+
+Reads (``read_path``; the shared part is in node.py's module doc). Through the log (the
+default, as above) a GET is an entry like any other. Off the log, the leader first waits until its
+no-op (§8) is committed, so that its commit index covers every entry committed in earlier
+terms (thesis §6.4). ``read_index`` then confirms the leadership with one heartbeat round:
+every AppendEntries carries the round (``beat``) and every reply in our term echoes it,
+refusals included, since a follower that refuses in our term still takes us for its leader.
+``lease`` answers at once while the lease holds. It is safe in Raft because a new leader
+needs the votes of a majority, which shares a node with the majority that acknowledged the
+lease's round; that node drops RequestVotes and pre-votes for a minimum election timeout
+after it last heard the leader (check-quorum, thesis §4.2.3, §6.4.1), and its own election
+timer (at least that long) keeps it from campaigning sooner; a node that restarted waits as
+long before it votes.
 """
 
 from __future__ import annotations
