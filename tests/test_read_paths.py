@@ -12,14 +12,18 @@ goes stale.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 
 import pytest
 
+from consensus.algorithms import get_algorithm
 from consensus.experiment import runner
 from consensus.experiment.spec import SpecError, parse_spec
-from consensus.messages import ClientReply, ClientRequest, traffic_kind
-from consensus.node import Config
+from consensus.messages import ClientReply, ClientRequest, ReplyStatus, traffic_kind
+from consensus.node import LEADER, Config
+from consensus.raft.messages import AppendEntries, AppendEntriesReply, RequestVoteReply
+from consensus.raft.node import RaftNode
 from consensus.sim import Network, Simulation
 from tests.helpers import available_algorithms, client, settle, wait_for_leader
 
@@ -190,3 +194,92 @@ def test_the_same_scenario_is_linearizable_with_honest_clocks_or_read_index(
         result = _run(spec, algorithm, seed)
         failed = [f"{c.name}: {c.detail}" for c in result.checks if c.verdict != "pass"]
         assert not failed, f"{algorithm} {read_path} drift={drift} seed {seed}: {failed}"
+
+
+# -- the leader's side, driven by hand (Raft) ---------------------------------------------------
+
+
+def _raft_leader(read_path: str) -> RaftNode:
+    """n1 leading a 3-node cluster in term 1, its no-op sent and not yet acknowledged."""
+    n = RaftNode("n1", ["n1", "n2", "n3"], Config(pre_vote=False, read_path=read_path),
+                 random.Random(1))
+    n.tick(0)
+    n.tick(n.election_deadline)
+    n.step(RequestVoteReply(src="n2", dst="n1", term=n.term, granted=True))
+    assert n.role == LEADER
+    n.ready()
+    return n
+
+
+def _ack(n: RaftNode, peer: str, beat: int) -> None:
+    n.step(AppendEntriesReply(src=peer, dst=n.id, term=n.term, success=True,
+                              match_index=n.log.last_index, beat=beat))
+
+
+def _get(n: RaftNode, seq: int) -> None:
+    n.step(ClientRequest(src="c", dst=n.id, seq=seq, command="GET x"))
+
+
+def test_read_index_waits_for_the_own_term_commit_and_a_round_sent_after_it() -> None:
+    """Thesis §6.4: the read index is usable only once an entry of the leader's term is
+    committed, and only after a heartbeat round sent after the read arrived is acknowledged."""
+    n = _raft_leader("read_index")
+    noop_round = n.beat
+    _get(n, 1)
+    out = n.ready()
+    assert out.replies == []
+    round_sent = [m for m in out.messages if isinstance(m, AppendEntries)]
+    assert {m.dst for m in round_sent} == {"n2", "n3"}
+    assert {m.beat for m in round_sent} == {noop_round + 1}
+    # An acknowledgement of the round before the read (the no-op's) commits the no-op, but
+    # does not confirm the read.
+    _ack(n, "n2", noop_round)
+    assert n.committed_own_term()
+    assert n.ready().replies == []
+    _ack(n, "n2", noop_round + 1)  # with ours, a majority acknowledged the read's round
+    replies = n.ready().replies
+    assert [(r.seq, r.status, r.result) for r in replies] == [(1, ReplyStatus.OK, None)]
+
+
+def test_a_lease_answers_without_messages_until_it_runs_out() -> None:
+    n = _raft_leader("lease")
+    _ack(n, "n2", n.beat)  # the no-op's round: the lease starts when it was sent (t0)
+    n.ready()
+    t0 = n.now
+    n.tick(t0 + n.config.lease_ms - 1)
+    n.ready()  # its periodic heartbeats (unanswered: the lease still dates from t0)
+    _get(n, 1)
+    out = n.ready()
+    assert [r.seq for r in out.replies] == [1] and out.messages == []
+    # Past the lease (and before the next heartbeat), a read falls back to a round.
+    n.tick(t0 + n.config.lease_ms + 1)
+    n.ready()
+    n.heartbeat_deadline = float("inf")
+    _get(n, 2)
+    out = n.ready()
+    assert out.replies == []
+    assert {m.dst for m in out.messages if isinstance(m, AppendEntries)} == {"n2", "n3"}
+
+
+def test_reads_waiting_when_leadership_is_lost_are_redirected() -> None:
+    n = _raft_leader("read_index")
+    _get(n, 1)
+    n.ready()
+    n.step(AppendEntries(src="n3", dst="n1", term=n.term + 1, prev_log_index=0, prev_log_term=0,
+                         entries=(), leader_commit=0))
+    replies = n.ready().replies
+    assert [(r.seq, r.status, r.leader) for r in replies] == [(1, ReplyStatus.REDIRECT, "n3")]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_restarted_node_waits_an_election_timeout_before_it_votes_under_leases(
+        algorithm: str) -> None:
+    """It may have acknowledged a lease round in its previous life (module doc)."""
+    node_class = get_algorithm(algorithm).node_class
+    lease = node_class("n2", ["n1", "n2", "n3"], Config(read_path="lease"), random.Random(1))
+    log = node_class("n2", ["n1", "n2", "n3"], Config(), random.Random(1))
+    for n in (lease, log):
+        n.tick(5000.0)
+    assert lease.in_leader_lease("n3") and not log.in_leader_lease("n3")
+    lease.tick(5000.0 + lease.config.election_timeout_ms[0])
+    assert not lease.in_leader_lease("n3")
