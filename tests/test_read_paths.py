@@ -73,6 +73,8 @@ def test_spec_checks_drift_knobs() -> None:
         parse_spec("name: t\nfaults: [{at: 1, clock: leader}]\n")
     with pytest.raises(SpecError, match="needs transport: sim"):
         parse_spec("name: t\ntransport: mqtt\nfaults: [{at: 1, clock: leader, rate: 2}]\n")
+    with pytest.raises(SpecError, match="simulator only"):
+        parse_spec("name: t\ntransport: mqtt\ntiming: {read_path: lease}\n")
     spec = parse_spec("name: t\ntiming: {read_path: read_index, clock_drift: {n2: 1.5}}\n")
     assert spec.timing.config().read_path == "read_index"
 
