@@ -336,8 +336,10 @@ class Simulation:
             return _INF
         t0, l0, rate = self._clocks[nid]
         t = t0 + (local - l0) / rate
-        while l0 + rate * (t - t0) < local:
-            t = math.nextafter(t, _INF)
+        step = math.ulp(t)
+        while l0 + rate * (t - t0) < local:  # a few rounding steps at most (step doubles)
+            t += step
+            step *= 2
         return t
 
     # -- network faults ------------------------------------------------------------------

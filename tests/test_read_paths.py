@@ -88,6 +88,15 @@ def test_a_drifting_clock_moves_a_nodes_timers() -> None:
     assert sim.clock("n1") == pytest.approx(50.0)
     assert sim.clock("n3") == pytest.approx(100.0)
     assert wait_for_leader(sim) == "n3"
+    sim.set_clock_rate("n3", 3.0)  # from now on three times faster, and still deterministic
+    sim.run_for(500.0)
+    again = Simulation("raft", 3, seed=4, config=Config(pre_vote=False),
+                       clock_rates={"n1": 0.5, "n2": 0.5})
+    wait_for_leader(again)
+    again.set_clock_rate("n3", 3.0)
+    again.run(sim.now)
+    assert again.trace_sha256 == sim.trace_sha256
+    assert sim.clock("n3") > sim.now
     with pytest.raises(ValueError, match="above 0"):
         sim.set_clock_rate("n1", 0.0)
     with pytest.raises(ValueError, match="not a node"):
