@@ -443,7 +443,7 @@ class ConsensusNode(Node):
         # Reads off the log (module doc). ``beat`` numbers the heartbeat rounds this node sent
         # as leader, every AppendEntries / Accept carrying the current one; monotonic across
         # terms, so an answer from an earlier reign never confirms a later round.
-        # Invariant: beat_confirmed <= beat; leader only, else 0.
+        # Invariant: beat_confirmed <= beat, and no read waits while we do not lead.
         self.beat = 0
         self.beat_confirmed = 0  # highest round a majority (us included) acknowledged
         self.beat_sent: deque[tuple[int, float]] = deque()  # lease: (round, time sent)
