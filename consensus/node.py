@@ -35,6 +35,33 @@ exactly that instead of polling, which is much of why it runs far faster than re
 Randomness (election timeouts, backoff) comes from the ``random.Random`` injected at
 construction, so a seeded run is reproducible bit for bit.
 
+Reads (``Config.read_path``). A GET that goes through the log like any command (``"log"``,
+the default) is linearizable for the same reason a write is, and costs a replication round
+and a slot. The other two paths answer from the leader's state machine without a slot, once
+the leader knows it is still the leader (Raft thesis §6.4, the same for both algorithms):
+
+- ``"read_index"``: the leader notes its commit index as the read's index, confirms it still
+  leads with one heartbeat round acknowledged by a majority (reads that arrive while a round
+  is out share the next one), and answers once it has applied up to the index. A leader that
+  has not yet committed anything of its own term or ballot (Raft's no-op; Multi-Paxos's slots
+  recovered in Phase 1) waits until it has: before that, its commit index may lag what an
+  earlier leader committed.
+- ``"lease"`` (thesis §6.4.1): a round that a majority acknowledged, sent at ``t``, gives the
+  leader a lease until ``t + election_timeout_min / (1 + lease_drift)`` on its own clock; while
+  it holds, a read is answered at once, without any message. It is safe because each node of
+  that majority heard from the leader after ``t`` and, with check-quorum, ignores campaigns
+  for an election timeout after that (``in_leader_lease``), so no other leader can be chosen
+  before the lease ends, as long as no clock runs more than ``lease_drift`` slower than
+  another's. A node that restarts waits a minimum election timeout before it votes or
+  promises, since it may have acknowledged a lease in its previous life. When the lease has
+  lapsed a read falls back to the ReadIndex round, which renews it. Clocks that drift further
+  break it, and the linearizability checker then finds the stale read
+  (``experiments/stale-lease-read.yaml``).
+
+Both algorithms stamp every AppendEntries / Accept with the leader's heartbeat round
+(``beat``), and the answer echoes it: that is how a leader knows which round a majority
+acknowledged.
+
 :class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
 (roles and their timers, check-quorum, the leader lease, the client front door, counting the
 leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
@@ -51,7 +78,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from consensus import quorum
-from consensus.kv import KVStore, Outcome
+from consensus.kv import CommandError, KVStore, Outcome, parse
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
 
 # The roles both algorithms share (Multi-Paxos's candidate runs Phase 1).
@@ -60,6 +87,9 @@ PRE_CANDIDATE = "precandidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 _NEVER = float("inf")
+# How a leader answers a GET (see the module doc): through the log, after a heartbeat round
+# (ReadIndex), or locally under a lease.
+READ_PATHS = ("log", "read_index", "lease")
 
 # Config.election: who may win an election (see Config), and each algorithm's own choice.
 UP_TO_DATE = "up-to-date"
@@ -93,6 +123,11 @@ class Config:
     # node module says what the other choice means for it. The defaults are each algorithm's
     # own: None picks ``DEFAULT_ELECTION`` for the node's algorithm.
     election: str | None = None
+    # How GETs are answered (module doc): "log" | "read_index" | "lease".
+    read_path: str = "log"
+    # The lease's clock-drift assumption: no clock runs more than this fraction slower than
+    # another's (0.1: 10%). The lease lasts election_timeout_min / (1 + lease_drift).
+    lease_drift: float = 0.1
 
     def __post_init__(self) -> None:
         lo, hi = self.election_timeout_ms
@@ -109,6 +144,19 @@ class Config:
     def election_for(self, algorithm: str) -> str:
         """The election rule in force for ``algorithm``: the one set, or its own default."""
         return self.election or DEFAULT_ELECTION.get(algorithm, UP_TO_DATE)
+        if self.read_path not in READ_PATHS:
+            raise ValueError(f"read_path must be one of {', '.join(READ_PATHS)}, "
+                             f"got {self.read_path!r}")
+        if not 0 <= self.lease_drift < 10:
+            raise ValueError(f"lease_drift must be between 0 and 10, got {self.lease_drift}")
+        if self.read_path == "lease" and not self.check_quorum:
+            raise ValueError("read_path 'lease' needs check_quorum: the lease is safe only "
+                             "because followers ignore campaigns while they hear a leader")
+
+    @property
+    def lease_ms(self) -> float:
+        """How long a leader's lease lasts on its own clock after the round that renewed it."""
+        return self.election_timeout_ms[0] / (1 + self.lease_drift)
 
 
 # Not frozen, like Status: one is made per entry per replica. Read-only all the same.
@@ -338,6 +386,7 @@ class Progress:
     # Invariant: probe_sent implies probe. A probe batch went out and nothing came back since.
     probe_sent: bool = False
     active: bool = False  # heard from since the last check-quorum round
+    beat: int = 0  # the highest heartbeat round the peer acknowledged (reads, the lease)
 
     def window(self, max_inflight: int) -> int:
         """How many batches may be in flight to the peer now."""
@@ -409,6 +458,17 @@ class ConsensusNode(Node):
         # ``unsynced`` holds (drain number, last index) of its writes not yet durable.
         self.durable_last = 0
         self.unsynced: deque[tuple[int, int]] = deque()
+        self.started_at = 0.0  # the first tick of this life (a restarted node's lease wait)
+        # Reads off the log (module doc). ``beat`` numbers the heartbeat rounds this node sent
+        # as leader, every AppendEntries / Accept carrying the current one; monotonic across
+        # terms, so an answer from an earlier reign never confirms a later round.
+        # Invariant: beat_confirmed <= beat, and no read waits while we do not lead.
+        self.beat = 0
+        self.beat_confirmed = 0  # highest round a majority (us included) acknowledged
+        self.beat_sent: deque[tuple[int, float]] = deque()  # lease: (round, time sent)
+        self.read_round = 0  # the round last started for waiting reads
+        self.lease_until = -_NEVER  # lease: answer reads locally while now < lease_until
+        self.reads: dict[tuple[str, int], PendingRead] = {}  # leader: reads awaiting a round
 
     # -- the algorithm's side ----------------------------------------------------------
 
@@ -449,6 +509,12 @@ class ConsensusNode(Node):
     def commit_record(self, index: int) -> Any:
         """The durable record that the commit index reached ``index``."""
 
+    @abstractmethod
+    def committed_own_term(self) -> bool:
+        """Leader: whether its commit index covers everything committed before its term or
+        ballot began (its own first entry, or the slots it recovered in Phase 1, is
+        committed), so it may serve reads off the log (thesis §6.4)."""
+
     # -- role changes --------------------------------------------------------------------
 
     def step_down(self, leader: NodeId | None) -> None:
@@ -456,6 +522,7 @@ class ConsensusNode(Node):
         stop the leader's timers, and draw a new election timeout."""
         if self.role == LEADER:
             self.abandon_pending(leader)
+            self.abandon_reads(leader)
         self.role = FOLLOWER
         self.leader = leader
         self.progress = {}
@@ -473,6 +540,12 @@ class ConsensusNode(Node):
         # (a no-op, or the re-proposals of Phase 1) covers it.
         self.durable_last = 0
         self.unsynced.clear()
+        # No round of this reign is acknowledged yet: no lease, nothing confirmed. The first
+        # messages as leader (the no-op, or Phase 1's re-proposals) start its first round.
+        self.beat_confirmed = self.read_round = self.beat
+        self.beat_sent.clear()
+        self.lease_until = -_NEVER
+        self.next_beat()
 
     def campaign(self) -> None:
         """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
@@ -536,6 +609,7 @@ class ConsensusNode(Node):
         if self.started:
             return False
         self.started = True
+        self.started_at = self.now
         self.reset_election_timer()
         return True
 
@@ -554,8 +628,10 @@ class ConsensusNode(Node):
             return False
         if self.role == LEADER:
             return True
-        return (self.leader is not None
-                and self.now - self.leader_contact < self.config.election_timeout_ms[0])
+        min_timeout = self.config.election_timeout_ms[0]
+        if self.config.read_path == "lease" and self.now - self.started_at < min_timeout:
+            return True  # we may have acknowledged a lease in a previous life (module doc)
+        return self.leader is not None and self.now - self.leader_contact < min_timeout
 
     def heard_from_leader(self, leader: NodeId) -> None:
         """A valid AppendEntries, Accept or Commit: ``leader`` is alive; follow it, wait longer."""
@@ -573,7 +649,89 @@ class ConsensusNode(Node):
             return
         if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
             return
+        if self.config.read_path != "log" and is_read(req.command):
+            self.handle_read(req)
+            return
         self.take_new_request(req)
+
+    # -- reads off the log (read_path: read_index | lease; see the module doc) ------------
+
+    def handle_read(self, req: ClientRequest) -> None:
+        """A GET at the leader: answer it now under a valid lease, else note the commit index
+        as its read index and wait for a heartbeat round sent after it arrived."""
+        key = (req.src, req.seq)
+        if key in self.reads:
+            return  # a duplicate: the answer to the first copy is on its way
+        if (self.config.read_path == "lease" and self.now < self.lease_until
+                and self.committed_own_term()):
+            self.answer_read(req)
+            return
+        self.reads[key] = PendingRead(req, self.commit_index, self.beat + 1)
+        self.maybe_start_read_round()
+
+    def maybe_start_read_round(self) -> None:
+        """Send a heartbeat round for the waiting reads, unless one is out already: the
+        reads that arrive while it is out share the next round (batching)."""
+        if self.reads and self.read_round <= self.beat_confirmed:
+            self.read_round = self.beat + 1
+            self.bcast_heartbeat()
+
+    def next_beat(self) -> int:
+        """Leader: number a new heartbeat round (every bcast_heartbeat starts one)."""
+        self.beat += 1
+        if self.config.read_path == "lease":
+            self.beat_sent.append((self.beat, self.now))
+        if not self.others and self.config.read_path != "log":
+            self.confirm_beat(self.beat)  # a cluster of one is its own majority
+        return self.beat
+
+    def heard_beat(self, pr: Progress, beat: int) -> None:
+        """An answer echoing heartbeat round ``beat``: the peer still takes us for leader.
+        When a majority has acknowledged a newer round, renew the lease and serve reads."""
+        if beat <= pr.beat or self.config.read_path == "log":
+            return
+        pr.beat = beat
+        if beat <= self.beat_confirmed:
+            return
+        confirmed = quorum.committed_index(
+            [self.beat] + [p.beat for p in self.progress.values()], len(self.peers))
+        if confirmed > self.beat_confirmed:
+            self.confirm_beat(confirmed)
+
+    def confirm_beat(self, confirmed: int) -> None:
+        """A majority acknowledged rounds up to ``confirmed``: the lease runs from when that
+        round was sent (thesis §6.4.1), and reads waiting for it may be answered."""
+        self.beat_confirmed = confirmed
+        sent = self.beat_sent
+        while sent and sent[0][0] <= confirmed:
+            beat, at = sent.popleft()
+            if beat == confirmed:
+                self.lease_until = at + self.config.lease_ms
+        self.maybe_serve_reads()
+        self.maybe_start_read_round()
+
+    def maybe_serve_reads(self) -> None:
+        """Answer the waiting reads whose round is confirmed and whose read index is applied
+        (called as rounds are confirmed and as the commit index rises)."""
+        if not self.reads or not self.committed_own_term():
+            return
+        done = [key for key, r in self.reads.items()
+                if r.beat <= self.beat_confirmed and r.index <= self.applied]
+        for key in done:
+            self.answer_read(self.reads.pop(key).request)
+
+    def answer_read(self, req: ClientRequest) -> None:
+        """Answer a GET from this node's state machine, without a log entry."""
+        self.reply(req, ReplyStatus.OK, self.kv.data.get(parse(req.command).key))
+
+    def abandon_reads(self, leader: NodeId | None) -> None:
+        """On losing leadership: waiting reads go elsewhere, like pending commands."""
+        for key in sorted(self.reads):
+            self.redirect(self.reads[key].request, leader)
+        self.reads.clear()
+        self.beat_confirmed = self.read_round = self.beat
+        self.beat_sent.clear()
+        self.lease_until = -_NEVER
 
     # -- commitment ----------------------------------------------------------------------
 
@@ -609,4 +767,25 @@ class ConsensusNode(Node):
         while self.applied < index:
             self.applied += 1
             self.apply_entry(self.applied, self.command_at(self.applied))
+        if self.reads:
+            self.maybe_serve_reads()
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRead:
+    """A GET the leader took off the log: it is answered once heartbeat round ``beat`` is
+    acknowledged by a majority and the state machine has applied up to ``index``."""
+
+    request: ClientRequest
+    index: int  # the commit index when the read arrived (the thesis's readIndex)
+    beat: int  # the first round sent after it arrived
+
+
+def is_read(command: str) -> bool:
+    """Whether a client's command is a GET (a malformed one is not: it goes through the log
+    to be applied as the error every replica agrees on)."""
+    try:
+        return parse(command).name == "GET"
+    except CommandError:
+        return False

@@ -23,6 +23,11 @@ loses everything but what the node persisted; a paused node keeps its state but 
 until resumed (like SIGSTOP).
 Clients are outside the cluster: partitions and loss apply between nodes only.
 
+Clocks: each node reads its own clock, by default the simulated one. ``clock_rates`` (or
+``set_clock_rate`` during a run) makes a node's clock run at another rate from then on (0.5:
+half as fast), so its timers fire later or sooner in simulated time. That is how an
+assumption about clock drift, such as the leader lease's ``lease_drift``, is broken on purpose.
+
 What a simulated millisecond is: a millisecond of wall time on a network whose one-way delay
 per message is the spec's ``latency_ms`` (client to node as well as node to node), with nodes
 that take no CPU time (unless ``processing`` charges some per message) and a disk that takes
@@ -42,6 +47,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import heapq
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +145,7 @@ class Simulation:
         record_trace: bool = False,
         processing: Processing | None = None,
         disk_ms: float = 0.0,
+        clock_rates: dict[NodeId, float] | None = None,
     ) -> None:
         self.algorithm = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
         self.ids: tuple[NodeId, ...] = (
@@ -190,6 +197,15 @@ class Simulation:
         self.role_events: list[tuple[float, NodeId, str, int]] = []  # (time, node, role, term)
         # Called for every message sent: (send time, message, delivery time or None if dropped).
         self.observers: list[Callable[[float, Message, float | None], None]] = []
+        # Nodes whose clock runs at another rate: nid -> (simulated t0, its clock at t0, rate).
+        self._clocks: dict[NodeId, tuple[float, float, float]] = {}
+        for nid, rate in sorted((clock_rates or {}).items()):
+            if nid not in self.ids:
+                raise ValueError(f"clock rate for {nid!r}, which is not a node "
+                                 f"({', '.join(self.ids)})")
+            self.set_clock_rate(nid, rate)
+        # Reads answered off the log are checked for linearizability, not as log entries.
+        self.checker.reads_off_log = self.config.read_path != "log"
         for nid in self.ids:
             self._start(nid)
 
@@ -235,7 +251,7 @@ class Simulation:
                 MemoryStorage(self.storage[nid]),
                 lambda ready: self._disk_release(nid, ready),
                 start_write=lambda records, done: self._disk_start(nid, life, records, done))
-        node.tick(self.now)
+        node.tick(self.clock(nid))
         if self.storage[nid]:
             node.restore(list(self.storage[nid]))
         self.nodes[nid] = node
@@ -278,7 +294,7 @@ class Simulation:
         self._record(f"resume {nid}")
         node = self.nodes[nid]
         assert node is not None
-        node.tick(self.now)
+        node.tick(self.clock(nid))
         self._drain(node)
         for msg in held:
             self._deliver(msg)
@@ -289,9 +305,42 @@ class Simulation:
         if node is None:
             return
         self._record(f"campaign {nid}")
-        node.tick(self.now)
+        node.tick(self.clock(nid))
         node.campaign()
         self._drain(node)
+
+    # -- clocks --------------------------------------------------------------------------
+
+    def clock(self, nid: NodeId) -> float:
+        """What ``nid``'s own clock reads now (the simulated time unless its rate was set)."""
+        c = self._clocks.get(nid)
+        return self.now if c is None else c[1] + c[2] * (self.now - c[0])
+
+    def set_clock_rate(self, nid: NodeId, rate: float) -> None:
+        """From now on ``nid``'s clock advances ``rate`` ms per simulated ms (clock drift)."""
+        if not 0 < rate <= 1000:
+            raise ValueError(f"a clock rate must be above 0 (and at most 1000), got {rate}")
+        self._record(f"clock {nid} rate {rate!r}")
+        self._clocks[nid] = (self.now, self.clock(nid), rate)
+        node = self.nodes.get(nid)
+        if node is not None and nid not in self.paused:
+            # Its next timer falls at another simulated time now.
+            self._tick_due.pop(nid, None)
+            node.tick(self.clock(nid))
+            self._drain(node)
+
+    def _sim_time(self, nid: NodeId, local: float) -> float:
+        """The simulated time at which ``nid``'s clock reads ``local`` (or just after it, so
+        the node's timer is due when its tick comes: no tick spins on rounding)."""
+        if local == _INF:
+            return _INF
+        t0, l0, rate = self._clocks[nid]
+        t = t0 + (local - l0) / rate
+        step = math.ulp(t)
+        while l0 + rate * (t - t0) < local:  # a few rounding steps at most (step doubles)
+            t += step
+            step *= 2
+        return t
 
     # -- network faults ------------------------------------------------------------------
 
@@ -372,7 +421,7 @@ class Simulation:
                 node = nodes.get(payload)
                 if node is not None and tick_due.get(payload) == t:
                     del tick_due[payload]
-                    node.tick(t)
+                    node.tick(t if payload not in self._clocks else self.clock(payload))
                     drain(node)
             else:
                 payload()
@@ -430,6 +479,8 @@ class Simulation:
         self.checker.after_ready(now, node, ready, status)
         if nid not in self.paused:
             due = node.next_deadline()
+            if nid in self._clocks:
+                due = self._sim_time(nid, due)
             tick_due = self._tick_due
             if due < tick_due.get(nid, _INF):
                 if due < now:
@@ -459,7 +510,7 @@ class Simulation:
         self.storage[nid].extend(records)
         done(None)
         if node.has_output():
-            node.tick(self.now)
+            node.tick(self.clock(nid))
             self._drain(node)
 
     def _disk_release(self, nid: NodeId, ready: Ready) -> None:
@@ -552,7 +603,7 @@ class Simulation:
                 self._push(busy, _DELIVER, msg)  # still busy: wait in the node's queue
                 return
             self._busy_until[dst] = now + self._processing.cost(msg)
-        node.tick(now)
+        node.tick(now if dst not in self._clocks else self.clock(dst))
         node.step(msg)
         self._drain(node)
 

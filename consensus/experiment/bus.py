@@ -237,6 +237,12 @@ class BusCluster:
             self.control(nid, Control(ControlOp.DROP_FROM,
                                       peers=tuple(sorted(a for a, b in pairs if b == nid))))
 
+    def set_clock_rate(self, nid: NodeId, rate: float) -> None:
+        """Real processes read the host's clock: a drifting clock is simulated only (the
+        spec refuses a ``clock`` fault on the bus before a run starts)."""
+        raise ValueError(f"cannot set {nid}'s clock rate to {rate:g} on the bus: clock drift "
+                         "is simulated only (transport: sim)")
+
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None:
         rate = self.opts.base_loss if loss is None else loss
@@ -538,6 +544,7 @@ class BusCluster:
             if nid not in self.crashed:
                 self._harvest_counts(nid)
         checker = SharedChecker()
+        checker.reads_off_log = self.config.read_path != "log"
         now = self.now
         for op in ops:  # what the clients were told, as the simulator's clients report it
             if op.outcome in ("ok", "fail"):

@@ -141,6 +141,9 @@ class SimCluster:
                    delay: float = 0.0) -> None:
         self.sim.set_window(loss=loss, duplicate=duplicate, delay=delay)
 
+    def set_clock_rate(self, nid: NodeId, rate: float) -> None:
+        self.sim.set_clock_rate(nid, rate)
+
     def campaign(self, nid: NodeId) -> None:
         """Make a node start an election now (the dashboard's "time out")."""
         self.sim.campaign(nid)

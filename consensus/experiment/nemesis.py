@@ -28,11 +28,12 @@ from consensus.messages import NodeId
 @dataclass(frozen=True, slots=True)
 class Fault:
     at_ms: float
-    action: str  # crash restart pause resume partition cut heal loss delay duplicate
+    action: str  # crash restart pause resume partition cut heal loss delay duplicate clock
     target: str | None = None  # a node id, or leader | crashed | paused
     groups: tuple[tuple[NodeId, ...], ...] = ()  # partition groups; cut: (from, to)
     shape: str | None = None  # partition: majorities-ring | bridge | random-halves
-    amount: float = 0.0  # loss/duplicate probability, or extra delay in ms
+    # loss/duplicate probability, extra delay in ms, or a clock's rate (simulator only)
+    amount: float = 0.0
     duration_ms: float = 0.0  # for loss/delay/duplicate windows
     # links: pairs cut both ways, and (from, to) pairs cut one way; names or role tokens
     links: tuple[tuple[str, str], ...] = ()
@@ -53,6 +54,8 @@ class Fault:
             what += f" {self.amount:.0%} for {self.duration_ms / 1000:.1f}s"
         if self.action == "delay":
             what += f" +{self.amount:.0f}ms for {self.duration_ms / 1000:.1f}s"
+        if self.action == "clock":
+            what += f" rate {self.amount:g}"
         return what
 
     def describe(self) -> str:
@@ -193,6 +196,7 @@ class FaultTarget(Protocol):
     def set_blocked(self, pairs: set[tuple[NodeId, NodeId]], label: str) -> None: ...
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None: ...
+    def set_clock_rate(self, nid: NodeId, rate: float) -> None: ...
 
 
 def links_text(both: Sequence[tuple[str, str]], one_way: Sequence[tuple[str, str]]) -> str:
@@ -317,6 +321,7 @@ class Nemesis:
         self.rng = random.Random(f"{seed}/nemesis")
         self.crashed: list[NodeId] = []
         self.paused: list[NodeId] = []
+        self.clocked: list[NodeId] = []  # nodes whose clock rate a fault changed
         self.applied: list[FaultEvent] = []  # what actually happened, in order
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
         self.blocked: set[tuple[NodeId, NodeId]] = set()
@@ -402,14 +407,22 @@ class Nemesis:
         elif action == "heal":
             self._block(set(), "heal")
             nodes = list(c.ids)
+        elif action == "clock":
+            nodes = nodes[:1]
+            for n in nodes:
+                c.set_clock_rate(n, fault.amount)
+                if n not in self.clocked:
+                    self.clocked.append(n)
         elif action in ("loss", "duplicate", "delay"):
             nodes = list(c.ids)  # every link between nodes
             self._set_window(action, fault.amount)
             c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        targeted = action in ("crash", "restart", "pause", "resume", "isolate")
+        targeted = action in ("crash", "restart", "pause", "resume", "isolate", "clock")
         skipped = (targeted or action == "links") and not nodes
         if targeted and nodes:
             label = f"{action} {','.join(nodes)}"
+            if action == "clock":
+                label += f" rate {fault.amount:g}"
         windowed = action in ("loss", "duplicate", "delay")
         self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
                                        fault.duration_ms if windowed else None, skipped))
@@ -456,8 +469,11 @@ class Nemesis:
             c.resume(node)
         for node in list(self.crashed):
             c.restart(node)
+        for node in self.clocked:  # true time again, so liveness is judged on honest clocks
+            c.set_clock_rate(node, 1.0)
         self.paused.clear()
         self.crashed.clear()
+        self.clocked.clear()
         self.applied.append(FaultEvent(c.now, "heal", "heal all, resume and restart every node",
                                        tuple(c.ids), final=True))
 

@@ -81,6 +81,8 @@ def to_fault(f: FaultSpec) -> Fault:
     if action in ("loss", "delay", "duplicate"):
         return Fault(at, action, amount=float(getattr(f, action)),
                      duration_ms=(f.duration or 0) * 1000)
+    if action == "clock":
+        return Fault(at, "clock", target=f.clock, amount=float(f.rate or 1.0))
     return Fault(at, action, target=getattr(f, action))
 
 
@@ -218,7 +220,8 @@ def sim_cluster(spec: ExperimentSpec, algorithm: str, seed: int) -> SimCluster:
     return SimCluster(Simulation(algorithm, spec.cluster.nodes, seed=seed,
                                  config=spec.config(algorithm), network=network_of(spec),
                                  processing=Processing(proc.per_message_ms,
-                                                       proc.per_entry_ms)))
+                                                       proc.per_entry_ms),
+                                 clock_rates=spec.timing.clock_drift))
 
 
 def run_sim(spec: ExperimentSpec, algorithm: str, seed: int,

@@ -29,7 +29,7 @@ from consensus.node import Config
 # token: follower1..followerK | most-lagging
 Target = str
 FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", "cut", "links",
-                 "heal", "loss", "delay", "duplicate")
+                 "heal", "loss", "delay", "duplicate", "clock")
 PARTITION_SHAPES = ("majorities-ring", "bridge", "random-halves")
 
 
@@ -81,6 +81,12 @@ class TimingSpec(_Strict):
     check_quorum: bool = True
     max_batch: Annotated[int, Field(ge=1)] = 64
     max_inflight: Annotated[int, Field(ge=1)] = 8
+    # How GETs are answered: through the log, after a heartbeat round, or under a lease.
+    read_path: Literal["log", "read_index", "lease"] = "log"
+    lease_drift: Annotated[float, Field(ge=0, lt=10)] = 0.1  # the lease's drift assumption
+    # Simulator only: nodes whose clock runs at another rate ({n1: 0.5}: half as fast), to
+    # break the lease's drift assumption on purpose.
+    clock_drift: dict[str, Annotated[float, Field(gt=0, le=1000)]] = {}
 
     @field_validator("election_timeout_ms")
     @classmethod
@@ -92,7 +98,15 @@ class TimingSpec(_Strict):
     def config(self) -> Config:
         return Config(heartbeat_ms=self.heartbeat_ms, election_timeout_ms=self.election_timeout_ms,
                       max_batch=self.max_batch, max_inflight=self.max_inflight,
-                      pre_vote=self.pre_vote, check_quorum=self.check_quorum)
+                      pre_vote=self.pre_vote, check_quorum=self.check_quorum,
+                      read_path=self.read_path, lease_drift=self.lease_drift)
+
+    @model_validator(mode="after")
+    def _lease_needs_check_quorum(self) -> TimingSpec:
+        if self.read_path == "lease" and not self.check_quorum:
+            raise ValueError("read_path 'lease' needs check_quorum: true (followers must ignore "
+                             "campaigns while they hear a leader, or the lease is unsafe)")
+        return self
 
 
 class ProcessingSpec(_Strict):
@@ -174,6 +188,9 @@ class FaultSpec(_Strict):
     delay: Annotated[float, Field(ge=0)] | None = None  # extra ms on every message
     duplicate: Annotated[float, Field(ge=0, le=1)] | None = None
     duration: Annotated[float, Field(gt=0)] | None = None  # seconds, for loss/delay/duplicate
+    # Simulator only: from now on the target's clock runs at ``rate`` (0.1: ten times slower).
+    clock: Target | None = None
+    rate: Annotated[float, Field(gt=0, le=1000)] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> FaultSpec:
@@ -186,6 +203,9 @@ class FaultSpec(_Strict):
             raise ValueError(f"'{action}' needs a 'duration' in seconds")
         if action not in ("loss", "delay", "duplicate") and self.duration is not None:
             raise ValueError("'duration' only applies to loss, delay and duplicate")
+        if (action == "clock") != (self.rate is not None):
+            raise ValueError("'clock' needs a 'rate' (how fast the node's clock runs: 1 is "
+                             "true time), and 'rate' only applies to clock")
         if isinstance(self.partition, str) and self.partition not in PARTITION_SHAPES:
             raise ValueError(f"partition must be a list of groups or one of "
                              f"{', '.join(PARTITION_SHAPES)}, not {self.partition!r}")
@@ -206,6 +226,8 @@ class FaultSpec(_Strict):
                                         [(a, b) for a, b in self.links.one_way or []])
         elif self.action == "partition" and isinstance(value, list):
             text = "partition " + " | ".join(",".join(g) for g in value)
+        elif self.action == "clock":
+            text = f"clock {value} rate {self.rate:g}"
         else:
             text = f"{self.action} {value}"
         if self.duration:
@@ -276,7 +298,7 @@ class ExperimentSpec(_Strict):
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for i, f in enumerate(self.faults):
             named: list[str] = []
-            for action in ("crash", "restart", "pause", "resume", "isolate"):
+            for action in ("crash", "restart", "pause", "resume", "isolate", "clock"):
                 target = getattr(f, action)
                 if target is not None and target not in specials and not is_role_token(
                         target, nodes):
@@ -300,10 +322,21 @@ class ExperimentSpec(_Strict):
                                  f"{', '.join(sorted(ids))} (targets may also be "
                                  f"{', '.join(sorted(specials))}, or a role token: "
                                  f"{', '.join(ROLE_TOKENS)})"))
+            if f.clock is not None and self.transport != "sim":
+                problems.append((("faults", i, "clock"),
+                                 "clock drift is simulated: it needs transport: sim"))
             if f.at >= self.workload.duration_s:
                 problems.append((("faults", i, "at"),
                                  f"{f.at:g}s is not before the end of the workload "
                                  f"({self.workload.duration_s:g}s)"))
+        unknown = sorted(set(self.timing.clock_drift) - ids)
+        if unknown:
+            problems.append((("timing", "clock_drift"),
+                             f"names {', '.join(unknown)}, but the cluster has "
+                             f"{', '.join(sorted(ids))}"))
+        if self.timing.clock_drift and self.transport != "sim":
+            problems.append((("timing", "clock_drift"),
+                             "clock drift is simulated: it needs transport: sim"))
         if problems:
             raise LocatedErrors(problems)
         return self

@@ -104,6 +104,7 @@ class Accept(Message):
     first_slot: int
     commands: tuple[Command | None, ...]
     commit_index: int
+    beat: int = 0  # the leader's heartbeat round, echoed in the Accepted (reads, the lease)
     kind: ClassVar[str] = "Accept"
     phase: ClassVar[Phase] = Phase.REPLICATE
     carries_entries: ClassVar[bool] = True
@@ -137,6 +138,7 @@ class Accepted(Message):
     commit_index: int
     leader_commit: int
     accepted_through: int = 0
+    beat: int = 0  # echoes the Accept's heartbeat round (0 answering a Commit)
     kind: ClassVar[str] = "Accepted"
     phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
     is_reply: ClassVar[bool] = True

@@ -74,6 +74,21 @@ Live's master lease (Chandra et al. 2007, §5.2: replicas do not promise another
 while the master's lease lasts), and pre-vote gives what OmniPaxos's ballot leader election
 gets from being quorum-connected (Ng et al. 2023): a node that cannot reach a majority never
 raises the ballot.
+
+Reads (``read_path``; the shared part is in node.py's module doc). Through the slots (the
+default, as above) a GET takes a slot like any command. Off the slots, the leader first waits until
+every slot it recovered in Phase 1 is chosen, so that its commit index covers every value
+chosen under earlier ballots (the analogue of Raft's no-op; thesis §6.4). ``read_index`` then
+confirms with one heartbeat round that no higher ballot was promised: every Accept carries the
+round (``beat``) and an Accepted at our ballot echoes it, which an acceptor sends only while it
+has promised nothing higher (a higher promise answers with a Nack, which deposes us).
+``lease`` is the master lease of "Paxos Made Live" (§5.2): the leader answers at once while it
+holds. It is safe because a new leader needs promises from a majority in Phase 1, which shares
+an acceptor with the majority that acknowledged the lease's round; that acceptor ignores
+Prepares (pre-votes included) from anyone but the leader for a minimum election timeout after
+it last heard the leader (check-quorum), and its own election timer keeps it from campaigning,
+and so from counting its own promise, sooner; an acceptor that restarted waits as long before
+it promises.
 """
 
 from __future__ import annotations
@@ -165,6 +180,7 @@ class PaxosNode(ConsensusNode):
         self.votes: dict[int, int] = {}
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
+        self.recovered_through = 0  # leader: the last slot Phase 1 re-proposed or filled
         self.become_follower(None)
 
     # -- restart ---------------------------------------------------------------------------
@@ -276,6 +292,7 @@ class PaxosNode(ConsensusNode):
         self.next_slot = start
         self.hb_commit = self.commit_index
         self.progress = {p: PaxosProgress(next=start, probe=False) for p in self.others}
+        self.recovered_through = end
         if commands:
             self.propose(commands)
         else:
@@ -431,7 +448,8 @@ class PaxosNode(ConsensusNode):
         if commands and self.log.accept_run(msg.first_slot, ballot, commands):
             self.persist(AcceptedRun(msg.first_slot, ballot, commands))
         self.maybe_commit(ballot, msg.commit_index)
-        self.send_accepted(msg.src, ballot, msg.first_slot, len(commands), msg.commit_index)
+        self.send_accepted(msg.src, ballot, msg.first_slot, len(commands), msg.commit_index,
+                           msg.beat)
 
     def handle_accepted(self, msg: Accepted) -> None:
         """MultiPaxos ``HandleAcceptReplies`` (Phase 2b answers): count the acceptor's votes.
@@ -446,6 +464,7 @@ class PaxosNode(ConsensusNode):
         peer = msg.src
         pr = self.progress[peer]
         probing = pr.heard()
+        self.heard_beat(pr, msg.beat)  # any answer at our ballot: it still takes us for leader
         # Only we propose at our ballot, so no honest claim goes past our last slot.
         through = min(msg.accepted_through, self.next_slot - 1)
         counted = through > pr.match
@@ -564,6 +583,10 @@ class PaxosNode(ConsensusNode):
         self.persist(ChosenRun(first, tuple(commands)))
         self.set_commit(first + len(commands) - 1)
 
+    def committed_own_term(self) -> bool:
+        """Every slot Phase 1 recovered (re-proposed or filled) is chosen (thesis §6.4)."""
+        return self.commit_index >= self.recovered_through
+
     def command_at(self, index: int) -> Command | None:
         return self.log[index][1]
 
@@ -606,6 +629,7 @@ class PaxosNode(ConsensusNode):
         what seems lost (once: then heartbeats only until the acceptor answers, see
         ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.next_beat()
         commit = self.commit_index
         blocked = commit == self.hb_commit and commit < self.next_slot - 1
         self.hb_commit = commit
@@ -645,13 +669,14 @@ class PaxosNode(ConsensusNode):
         assert self.ballot is not None
         self.send_early(Accept(src=self.id, dst=peer, ballot=self.ballot, first_slot=first,
                                commands=self.log.commands(first, last),
-                               commit_index=self.commit_index))
+                               commit_index=self.commit_index, beat=self.beat))
 
     def send_accepted(self, leader: NodeId, ballot: Ballot, first: int, count: int,
-                      leader_commit: int) -> None:
+                      leader_commit: int, beat: int = 0) -> None:
         self.send(Accepted(src=self.id, dst=leader, ballot=ballot, first_slot=first, count=count,
                            commit_index=self.commit_index, leader_commit=leader_commit,
-                           accepted_through=self.accepted_through(ballot, leader_commit)))
+                           accepted_through=self.accepted_through(ballot, leader_commit),
+                           beat=beat))
 
     def accepted_through(self, ballot: Ballot, leader_commit: int) -> int:
         """The cumulative part of an Accepted: every open slot up to here is ours at ``ballot``."""

@@ -83,6 +83,7 @@ class AppendEntries(Message):
     prev_log_term: int
     entries: tuple[Entry, ...]
     leader_commit: int
+    beat: int = 0  # the leader's heartbeat round, echoed in the reply (reads, the lease)
     kind: ClassVar[str] = "AppendEntries"
     phase: ClassVar[Phase] = Phase.REPLICATE
     carries_entries: ClassVar[bool] = True
@@ -129,6 +130,7 @@ class AppendEntriesWire:
     prev_log_term: int
     entries: tuple[EntryRun, ...]
     leader_commit: int
+    beat: int = 0
     kind: ClassVar[str] = "AppendEntries"
 
     @classmethod
@@ -146,7 +148,7 @@ class AppendEntriesWire:
             runs.append((term, tuple(commands)))
         return cls(src=msg.src, dst=msg.dst, term=msg.term, prev_log_index=msg.prev_log_index,
                    prev_log_term=msg.prev_log_term, entries=tuple(runs),
-                   leader_commit=msg.leader_commit)
+                   leader_commit=msg.leader_commit, beat=msg.beat)
 
     def to_message(self) -> AppendEntries:
         index = self.prev_log_index
@@ -158,7 +160,7 @@ class AppendEntriesWire:
         return AppendEntries(src=self.src, dst=self.dst, term=self.term,
                              prev_log_index=self.prev_log_index,
                              prev_log_term=self.prev_log_term, entries=tuple(entries),
-                             leader_commit=self.leader_commit)
+                             leader_commit=self.leader_commit, beat=self.beat)
 
     def validate(self) -> None:
         """Runs not empty, their terms rising from prev_log_term (a log's terms never fall,
@@ -194,6 +196,7 @@ class AppendEntriesReply(Message):
     reject_index: int = 0
     conflict_term: int = 0
     conflict_index: int = 0
+    beat: int = 0  # echoes the AppendEntries' heartbeat round
     kind: ClassVar[str] = "AppendEntriesReply"
     phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
     is_reply: ClassVar[bool] = True

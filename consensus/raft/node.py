@@ -39,6 +39,19 @@ from a leader within the minimum election timeout ignores vote requests (thesis 
 
 Client commands (reads included, for linearizability) go through the log; a follower answers
 a client with the leader's id.
+
+Reads (``read_path``; the shared part is in node.py's module doc). Through the log (the
+default, as above) a GET is an entry like any other. Off the log, the leader first waits until its
+no-op (§8) is committed, so that its commit index covers every entry committed in earlier
+terms (thesis §6.4). ``read_index`` then confirms the leadership with one heartbeat round:
+every AppendEntries carries the round (``beat``) and every reply in our term echoes it,
+refusals included, since a follower that refuses in our term still takes us for its leader.
+``lease`` answers at once while the lease holds. It is safe in Raft because a new leader
+needs the votes of a majority, which shares a node with the majority that acknowledged the
+lease's round; that node drops RequestVotes and pre-votes for a minimum election timeout
+after it last heard the leader (check-quorum, thesis §4.2.3, §6.4.1), and its own election
+timer (at least that long) keeps it from campaigning sooner; a node that restarted waits as
+long before it votes.
 """
 
 from __future__ import annotations
@@ -360,6 +373,7 @@ class RaftNode(ConsensusNode):
         if pr is None:
             return
         probing = pr.heard()
+        self.heard_beat(pr, msg.beat)  # any answer in our term: it still takes us for leader
         if msg.success:
             if msg.match_index > pr.match:
                 pr.match = msg.match_index
@@ -397,6 +411,10 @@ class RaftNode(ConsensusNode):
             return True
         return False
 
+    def committed_own_term(self) -> bool:
+        """Our no-op (§8) or a later entry of our term is committed (thesis §6.4)."""
+        return self.log.term_at(self.commit_index) == self.term
+
     def command_at(self, index: int) -> Command | None:
         return self.log.entries[index].command
 
@@ -431,6 +449,7 @@ class RaftNode(ConsensusNode):
         """Every heartbeat: an AppendEntries to each follower, resending what seems lost
         (once: then heartbeats only until the follower answers, see ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.next_beat()
         for peer in self.others:
             pr = self.progress[peer]
             if (pr.inflight and self.now - pr.progress_at >= self.config.heartbeat_ms
@@ -467,13 +486,14 @@ class RaftNode(ConsensusNode):
             pr.inflight.append(prev + len(entries))
         self.send_early(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                 prev_log_term=self.log.term_at(prev), entries=entries,
-                                leader_commit=self.commit_index))
+                                leader_commit=self.commit_index, beat=self.beat))
 
     def send_append_reply(self, msg: AppendEntries, success: bool, *, match: int = 0,
                           conflict_term: int = 0, conflict_index: int = 0) -> None:
         self.send(AppendEntriesReply(src=self.id, dst=msg.src, term=self.term, success=success,
                                      match_index=match, reject_index=msg.prev_log_index,
-                                     conflict_term=conflict_term, conflict_index=conflict_index))
+                                     conflict_term=conflict_term, conflict_index=conflict_index,
+                                     beat=msg.beat))
 
     # -- observation -----------------------------------------------------------------------
 
