@@ -75,8 +75,9 @@ def test_spec_checks_drift_knobs() -> None:
         parse_spec("name: t\nfaults: [{at: 1, clock: leader}]\n")
     with pytest.raises(SpecError, match="needs transport: sim"):
         parse_spec("name: t\ntransport: mqtt\nfaults: [{at: 1, clock: leader, rate: 2}]\n")
-    with pytest.raises(SpecError, match="simulator only"):
-        parse_spec("name: t\ntransport: mqtt\ntiming: {read_path: lease}\n")
+    # Node processes get the read path like every variant (``--variant read_path=lease``).
+    on_bus = parse_spec("name: t\ntransport: mqtt\ntiming: {read_path: lease}\n")
+    assert on_bus.config("raft").read_path == "lease"
     spec = parse_spec("name: t\ntiming: {read_path: read_index, clock_drift: {n2: 1.5}}\n")
     assert spec.timing.config().read_path == "read_index"
 
