@@ -140,10 +140,6 @@ class Config:
         if self.election is not None and self.election not in ELECTIONS:
             raise ValueError(f"election must be one of {', '.join(ELECTIONS)}, "
                              f"got {self.election!r}")
-
-    def election_for(self, algorithm: str) -> str:
-        """The election rule in force for ``algorithm``: the one set, or its own default."""
-        return self.election or DEFAULT_ELECTION.get(algorithm, UP_TO_DATE)
         if self.read_path not in READ_PATHS:
             raise ValueError(f"read_path must be one of {', '.join(READ_PATHS)}, "
                              f"got {self.read_path!r}")
@@ -152,6 +148,10 @@ class Config:
         if self.read_path == "lease" and not self.check_quorum:
             raise ValueError("read_path 'lease' needs check_quorum: the lease is safe only "
                              "because followers ignore campaigns while they hear a leader")
+
+    def election_for(self, algorithm: str) -> str:
+        """The election rule in force for ``algorithm``: the one set, or its own default."""
+        return self.election or DEFAULT_ELECTION.get(algorithm, UP_TO_DATE)
 
     @property
     def lease_ms(self) -> float:

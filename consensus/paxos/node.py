@@ -560,6 +560,10 @@ class PaxosNode(ConsensusNode):
         return (slot <= own) + sum(1 for p, pr in self.progress.items()
                                    if pr.match >= slot or votes & bit[p])
 
+    def committed_own_term(self) -> bool:
+        """Every slot Phase 1 recovered (re-proposed or filled) is chosen (thesis §6.4)."""
+        return self.commit_index >= self.recovered_through
+
     def maybe_commit(self, ballot: Ballot, leader_commit: int) -> bool:
         """Learn from a leader's commit index: slots we accepted at its ballot are chosen.
 
@@ -582,10 +586,6 @@ class PaxosNode(ConsensusNode):
         self.log.learn_chosen(first, commands)
         self.persist(ChosenRun(first, tuple(commands)))
         self.set_commit(first + len(commands) - 1)
-
-    def committed_own_term(self) -> bool:
-        """Every slot Phase 1 recovered (re-proposed or filled) is chosen (thesis §6.4)."""
-        return self.commit_index >= self.recovered_through
 
     def command_at(self, index: int) -> Command | None:
         return self.log[index][1]

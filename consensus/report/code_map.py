@@ -78,12 +78,12 @@ ROWS: tuple[Row, ...] = (
         _s("take_new_request", action="ClientRequest"),
         _s("take_new_request", action="TakeNewRequest")),
     Row("inbound", "vote / promise",
-        _s("handle_request_vote", action="HandleRequestVoteRequest"),
-        _s("handle_prepare", action="Phase1b"), "elections",
+        _s("handle_request_vote", "entries_for_candidate", action="HandleRequestVoteRequest"),
+        _s("handle_prepare", "log_rank", action="Phase1b"), "elections",
         "A Raft voter refuses a candidate whose log is behind its own; a Multi-Paxos acceptor "
         "promises any higher ballot and sends what it accepted, so the candidate catches up."),
     Row("inbound", "tally the votes / promises",
-        _s("handle_request_vote_reply", "maybe_win_election",
+        _s("handle_request_vote_reply", "maybe_keep_vote_log", "adopt_log", "maybe_win_election",
            action="HandleRequestVoteResponse"),
         _s("handle_promise", "maybe_win_pre_vote", "maybe_win_election",
            action="HandlePrepareReplies"), "elections"),
@@ -108,6 +108,8 @@ ROWS: tuple[Row, ...] = (
         _s("advance_commit_index", "holders", action="Chosen"), "quorum",
         "Raft commits only entries of its own term by counting (§5.4.2); a Multi-Paxos slot "
         "accepted by a majority at one ballot is chosen, whatever ballot first proposed it."),
+    Row("commitment", "committed in the leader's own term (ReadIndex)",
+        _s("committed_own_term"), _s("committed_own_term"), "read_path"),
     Row("commitment", "learn from the leader's commit index", _s(),
         _s("maybe_commit", "learn_chosen"), "catch-up"),
     Row("commitment", "what the shared commit loop asks",
@@ -147,7 +149,7 @@ SHARED_SECTION_HOME = {
 # Only experiments that exist: tests/test_code_page.py checks every one against the library.
 TOPICS: dict[str, str] = {
     "restart": "rolling-restarts",
-    "elections": "quiz3-randomised-timeouts",
+    "elections": "constrained-election",
     "stale": "quiz4-stale-leader",
     # The old leader's uncommitted entries: truncated (Raft) or overwritten slot by slot.
     "replication": "minority-partition",
@@ -160,6 +162,9 @@ TOPICS: dict[str, str] = {
     # Variants (Config fields) -> experiment; a variant without a row is listed unlinked.
     "pre_vote": "quiz2-heartbeat",
     "check_quorum": "isolated-leader",
+    "election": "constrained-election",
+    "read_path": "stale-lease-read",
+    "lease_drift": "stale-lease-read",
 }
 
 # Config fields that are shared timing or flow-control knobs, not a design choice: every other
