@@ -558,7 +558,7 @@ def test_mqtt_backend_cuts_links_by_role_and_replays_live_presets(
     ids = ("n1", "n2", "n3", "n4", "n5")
     state = ClusterState("demo", "raft", dict.fromkeys(ids, os.getpid()), "mqtt://127.0.0.1:1",
                          None, "external", "gmqtt", False, 50.0, (150.0, 300.0),
-                         str(tmp_path / "demo"))
+                         str(tmp_path / "demo"), insecure=True)
     monkeypatch.setattr("consensus.experiment.bus.is_ours", lambda pid: pid > 0)
 
     async def main() -> None:
