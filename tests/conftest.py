@@ -1,10 +1,11 @@
 """Suite-wide hooks: a run that skipped tests says so at the end, with why and how to fix it.
 
 Tests that need software from outside the Python environment (mosquitto, its command-line
-clients, Chromium, root with `ip netns`) skip when it is missing, so the suite still runs on a fresh machine. That
-must not pass unnoticed: the terminal summary lists each skip reason with its count, then what
-is missing here and the command that installs it. ``.ci/run`` installs everything and sets
-``CONSENSUS_LAB_REQUIRE_ALL=1``, which turns a missing requirement into a failed run.
+clients, Chromium, root with `ip netns`) skip when it is missing, so the suite still runs on
+a fresh machine. That must not pass unnoticed: the terminal summary lists each skip reason
+with its count, then what is missing here and the command that installs it. ``.ci/run``
+installs everything and sets ``CONSENSUS_LAB_REQUIRE_ALL=1``, which turns a missing
+requirement into a failed run.
 """
 
 from __future__ import annotations
