@@ -272,3 +272,23 @@ def test_the_brokers_certificate_names_its_listen_address(tmp_path: Path) -> Non
     assert again.identity("n1").tls is not None
     plain = Realm.create("named", ["n1"], tmp_path, brokers=("amqtt",))
     assert plain.tls_dir is None and plain.identity("n1").tls is None
+
+
+def test_cluster_up_against_a_tls_broker_started_apart(kind: str, tmp_path: Path) -> None:
+    """`consensus-lab broker --tls --cluster c` then `cluster up --broker mqtts://...`: the
+    realm the broker made names each user's certificate, and the nodes present it."""
+    realm = Realm.create("apart", ["n1", "n2", "n3"], tmp_path / "apart",
+                         brokers=(chosen_kind(kind),), tls_addresses=[])
+    with start_broker(prefer=kind, realm=realm, tls=True) as handle:
+        assert handle.url.startswith("mqtts://")
+        with pytest.raises(ValueError, match="--tls and --listen"):
+            cl.up("raft", 3, "apart", handle.url, "gmqtt", False, 50, (500, 900),
+                  root=tmp_path, tls=True)
+        state = cl.up("raft", 3, "apart", handle.url, "gmqtt", False, 50, (500, 900),
+                      root=tmp_path)
+        try:
+            assert state.tls
+            assert asyncio.run(cl.wait_for_leader(state, 20)) is not None, _logs(state)
+            assert _request(state, "SET z = 3") == "OK"
+        finally:
+            cl.down("apart", root=tmp_path)

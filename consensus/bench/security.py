@@ -12,6 +12,9 @@ the bus in each mode, and prints the figures side by side:
 - ``tls``: the same with TLS and client certificates instead of passwords
   (``cluster up --tls``).
 
+The broker's CPU per operation is taken at 90% of each row's maximum (at 100 ops/s the
+kernel's clock ticks are too coarse for it).
+
 Everything else is equal: the same node processes, load generators (each with its own
 credentials in the secured modes), client library and search.
 """
@@ -60,10 +63,12 @@ def run_security_bench(modes: Iterable[str] = MODES, algorithms: Iterable[str] =
                 finally:
                     cluster.close()
                 light = res["latency"]["light"]
+                # CPU per op is read in clock ticks: only a loaded step resolves it well.
+                heavy = res["latency"].get("90%", {})
                 row = {"mode": mode, "algorithm": algorithm,
                        "max_sustained_ops_s": res["max_sustained_ops_s"],
                        "light_p50_ms": light.get("p50_ms"), "light_p99_ms": light.get("p99_ms"),
-                       "broker_cpu_us_per_op": light.get("extra", {}).get("cpu_us_per_op", {})
+                       "broker_cpu_us_per_op": heavy.get("extra", {}).get("cpu_us_per_op", {})
                        .get("broker")}
                 log(f"{cluster.label}: max sustained {row['max_sustained_ops_s'] or 0:,.0f} "
                     f"ops/s, p50 at 100 ops/s {row['light_p50_ms'] or float('nan'):.2f} ms")
@@ -81,7 +86,7 @@ def table(rows: list[dict[str, Any]]) -> Any:
     base = {r["algorithm"]: r for r in rows if r["mode"] == "open"}
     out = Table(title="bus security cost (3 nodes, fsync on, mosquitto)")
     for col in ("algorithm", "mode", "max sustained ops/s", "vs open", "p50 @100 ops/s",
-                "p99 @100 ops/s", "broker CPU µs/op"):
+                "p99 @100 ops/s", "broker CPU µs/op @90%"):
         out.add_column(col, justify="left" if col in ("algorithm", "mode") else "right")
     for r in sorted(rows, key=lambda r: (ALGORITHMS.index(r["algorithm"]),
                                          MODES.index(r["mode"]))):
