@@ -370,14 +370,14 @@ def _start_mosquitto(binary: str, where: BrokerAddress, listen: str, config: Pat
 
 
 def _server_files(realm: Realm, listen: str) -> TlsFiles:
-    """The broker's certificate in the realm, (re)issued to name ``listen`` when it is an
-    address clients dial (a wildcard cannot be named: clients must use a named address)."""
+    """The broker's certificate in the realm, (re)issued if it does not name ``listen`` (a
+    wildcard is refused by ensure_server: clients must dial an address the certificate
+    names)."""
     from consensus.tls import TlsError, ensure_server
 
     assert realm.tls_dir is not None
-    names = [] if listen in ("0.0.0.0", "::") else [listen]
     try:
-        return ensure_server(realm.tls_dir, names)
+        return ensure_server(realm.tls_dir, [listen])
     except TlsError as exc:
         raise BrokerError(str(exc)) from None
 

@@ -186,9 +186,10 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
 
 
 def certificate_names(listen: str) -> list[str]:
-    """What the broker's certificate names besides loopback: the listen address, unless it
-    is a wildcard (which no client dials; tls.ensure_server explains)."""
-    return [] if listen in ("0.0.0.0", "::") else [listen]
+    """What the broker's certificate names besides loopback: the listen address. A wildcard
+    (0.0.0.0) is passed on so that tls.ensure_server refuses it, saying why: no client dials
+    it, and a certificate for loopback alone would fail every other host's check."""
+    return [] if listen == "127.0.0.1" else [listen]
 
 
 def restart_node(name: str, node_id: str, root: Path = STATE_ROOT) -> int:

@@ -446,8 +446,8 @@ def node_identity(options: NodeOptions) -> Identity | None:
     else:
         return None
     if identity.username != options.node_id:
-        raise AuthError(f"the credentials given to node {options.node_id} are "
-                        f"{identity.username!r}'s")
+        raise AuthError(f"the credentials given to node {options.node_id} belong to "
+                        f"user {identity.username!r}")
     return identity
 
 

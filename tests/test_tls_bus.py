@@ -292,3 +292,15 @@ def test_cluster_up_against_a_tls_broker_started_apart(kind: str, tmp_path: Path
             assert _request(state, "SET z = 3") == "OK"
         finally:
             cl.down("apart", root=tmp_path)
+
+
+def test_tls_on_a_wildcard_address_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """No certificate can name 0.0.0.0, and one for loopback alone fails every other host."""
+    from consensus.auth import AuthError
+
+    with pytest.raises(AuthError, match="wildcard"):
+        Realm.create("wild", ["n1"], tmp_path, brokers=("amqtt",),
+                     tls_addresses=["0.0.0.0"])
+    realm = Realm.create("wild", ["n1"], tmp_path, brokers=("amqtt",), tls_addresses=[])
+    with pytest.raises(BrokerError, match="wildcard"):
+        start_broker(prefer="amqtt", realm=realm, listen="0.0.0.0", tls=True)
