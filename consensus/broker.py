@@ -137,8 +137,6 @@ def broker_address(url: str) -> BrokerAddress:
                          else port, tls)
 
 
-
-
 def parse_broker_url(url: str) -> tuple[str, int]:
     """``(host, port)`` of a broker URL (see :func:`broker_address`, which also says TLS)."""
     address = broker_address(url)
@@ -451,8 +449,8 @@ def _spawn(kind: BrokerKind, argv: list[str], where: BrokerAddress, workdir: Pat
             tail = handle.log_tail()
             handle.stop()
             raise BrokerError(f"{kind} did not accept connections on {where.host}:{where.port} "
-                              f"within "
-                              f"{timeout:.0f} s; its output:\n{tail or '(no output)'}")
+                              f"within {timeout:.0f} s; its output:\n"
+                              f"{tail or '(no output)'}")
         time.sleep(0.02)
 
 
@@ -543,15 +541,16 @@ def amqtt_config(port: int, realm_dir: Path | None = None, listen: str = HOST,
 def _make_amqtt_broker(config: dict[str, Any], tls: bool = False) -> Any:
     from amqtt.broker import Broker
 
+    base: type[Any] = Broker
     if tls:
         from consensus.amqtt_plugins import RequireClientCertificate
 
         class CertificateBroker(RequireClientCertificate, Broker):  # type: ignore[misc]
             """Certificate-less clients fail the TLS handshake (see amqtt_plugins)."""
 
-        Broker = CertificateBroker
+        base = CertificateBroker
 
-    class LimitedBroker(Broker):  # type: ignore[misc]
+    class LimitedBroker(base):  # type: ignore[misc,valid-type]
         """amqtt has no packet size limit setting; drop oversized PUBLISHes like mosquitto's
         message_size_limit does (the publisher stays connected). This hooks a private
         method; if a later amqtt renames it the limit silently lapses, and the test
