@@ -136,6 +136,15 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     from consensus.broker import broker_address, check_listen, chosen_kind, start_broker
 
     topics.check_name("cluster", name)
+    if insecure and tls:
+        raise ValueError("--tls and --insecure contradict each other: TLS here means client "
+                         "certificates, which is authentication")
+    if broker is not None and (tls or listen != "127.0.0.1"):
+        raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
+                         "--broker, start that broker with them (consensus-lab broker)")
+    if broker is None:
+        # Refuse an open broker on the network before anything is made or started.
+        check_listen(listen, authenticated=not insecure)
     directory = root / name
     if (directory / "cluster.json").exists():
         old = ClusterState.load(name, root)
@@ -147,15 +156,6 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     for stale in directory.glob("*.wal"):
         stale.unlink()  # a new cluster starts empty; `restart` keeps a node's WAL
     ids = [f"n{i}" for i in range(1, nodes + 1)]
-    if insecure and tls:
-        raise ValueError("--tls and --insecure contradict each other: TLS here means client "
-                         "certificates, which is authentication")
-    if broker is not None and (tls or listen != "127.0.0.1"):
-        raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
-                         "--broker, start that broker with them (consensus-lab broker)")
-    if broker is None:
-        # Refuse an open broker on the network before anything is made or started.
-        check_listen(listen, authenticated=not insecure)
     realm = None
     if insecure:
         shutil.rmtree(directory / "secrets", ignore_errors=True)

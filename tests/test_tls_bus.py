@@ -227,7 +227,7 @@ def test_the_cli_refuses_an_open_broker_on_the_network(
         assert result.exit_code != 0, result.output
         assert "refusing to listen" in result.output and "without authentication" in \
             " ".join(result.output.split()), result.output
-    assert not (tmp_path / ".consensus-lab" / "net" / "cluster.json").exists()
+    assert not (tmp_path / ".consensus-lab" / "net").exists()  # refused before anything
     result = runner.invoke(app, ["cluster", "up", "--tls", "--insecure"])
     assert result.exit_code != 0 and "contradict" in result.output
 
