@@ -304,3 +304,22 @@ def test_tls_on_a_wildcard_address_is_refused_with_the_reason(tmp_path: Path) ->
     realm = Realm.create("wild", ["n1"], tmp_path, brokers=("amqtt",), tls_addresses=[])
     with pytest.raises(BrokerError, match="wildcard"):
         start_broker(prefer="amqtt", realm=realm, listen="0.0.0.0", tls=True)
+
+
+@pytest.mark.parametrize("library", ["gmqtt", "aiomqtt"])
+def test_both_client_libraries_speak_tls_with_a_certificate(secure: cl.ClusterState,
+                                                            library: str) -> None:
+    async def go() -> str:
+        got: asyncio.Queue[str] = asyncio.Queue()
+        client = make_client(library, secure.broker, f"tls-{library}",
+                             lambda topic, payload: got.put_nowait(topic),
+                             secure.identity(CLIENT_USER))
+        await client.connect()
+        try:
+            assert client.connected and client.url.startswith("mqtts://")
+            await client.subscribe(topics.status(secure.name))
+            return await asyncio.wait_for(got.get(), 10)  # nodes publish every 200 ms
+        finally:
+            await client.close()
+
+    assert asyncio.run(go()).endswith("/status")
