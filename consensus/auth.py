@@ -38,14 +38,18 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from consensus.transport import topics
+
+if TYPE_CHECKING:
+    from consensus.tls import TlsFiles
 
 CLIENT_USER = "client"
 CONTROL_USER = "control"
 RESERVED_USERS = (CLIENT_USER, CONTROL_USER)
 SECRETS_DIR = "secrets"
+TLS_DIR = "tls"  # inside SECRETS_DIR: the cluster's CA and certificates (consensus.tls)
 MOSQUITTO_PASSWD = "mosquitto.passwd"
 MOSQUITTO_ACL = "mosquitto.acl"
 AMQTT_PASSWD = "amqtt.passwd"
@@ -63,17 +67,23 @@ class AuthError(RuntimeError):
 class Identity:
     """What one MQTT connection presents to the broker.
 
-    ``tls`` is carried for TLS client material (CA, certificate and key paths); the
-    transport passes it down to the client library unchanged.
+    ``tls``: the client certificate (CA, certificate, key paths) for an ``mqtts://`` broker.
+    With it the certificate is the credential (the broker takes its CN as the user name)
+    and the transport sends no password.
     """
 
     username: str
     password: str = field(repr=False)
-    tls: Any | None = None
+    tls: TlsFiles | None = None
 
     @classmethod
-    def load(cls, path: Path | str) -> Identity:
-        """Read a ``{"username", "password"}`` file that only its owner may read."""
+    def load(cls, path: Path | str, tls_dir: Path | str | None = None) -> Identity:
+        """Read a ``{"username", "password"}`` file that only its owner may read.
+
+        The file may also name a ``"tls_dir"`` (relative to the file's folder) holding the
+        user's certificate; ``tls_dir`` given here takes precedence. Either way the
+        certificate must be the user's own (:func:`consensus.tls.load`).
+        """
         path = Path(path)
         try:
             mode = path.stat().st_mode
@@ -90,7 +100,28 @@ class Identity:
                 or not isinstance(data.get("password"), str) or not data["username"]):
             raise AuthError(f"credentials file {path} must hold {{\"username\": ..., "
                             f"\"password\": ...}}")
-        return cls(data["username"], data["password"])
+        named = data.get("tls_dir")
+        if tls_dir is None and isinstance(named, str):
+            tls_dir = path.parent / named
+        return cls(data["username"], data["password"],
+                   None if tls_dir is None else certificate(tls_dir, data["username"]))
+
+    @classmethod
+    def from_certificate(cls, tls_dir: Path | str, user: str) -> Identity:
+        """``user`` authenticated by its certificate alone (no password: on a TLS broker the
+        certificate's CN is the user name)."""
+        return cls(user, "", certificate(tls_dir, user))
+
+
+def certificate(tls_dir: Path | str, user: str) -> TlsFiles:
+    """``user``'s TLS files in ``tls_dir``, checked (signed by its CA, valid now, CN = user);
+    :class:`AuthError` saying what is wrong otherwise."""
+    from consensus.tls import TlsError, load
+
+    try:
+        return load(tls_dir, user)
+    except TlsError as exc:
+        raise AuthError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +255,24 @@ class Realm:
     def amqtt_acl(self) -> Path:
         return self.directory / AMQTT_ACL
 
+    @property
+    def tls_dir(self) -> Path | None:
+        """The folder of the cluster's TLS material, when the realm has one."""
+        folder = self.directory / TLS_DIR
+        return folder if folder.is_dir() else None
+
     @classmethod
     def create(cls, cluster: str, nodes: Iterable[str], folder: Path,
-               brokers: Iterable[str] = ("mosquitto", "amqtt")) -> Realm:
+               brokers: Iterable[str] = ("mosquitto", "amqtt"),
+               tls_addresses: Iterable[str] | None = None) -> Realm:
         """New users with new passwords in ``folder/secrets`` (replacing any older ones),
-        and the password and ACL files for each broker kind in ``brokers``."""
+        and the password and ACL files for each broker kind in ``brokers``.
+
+        With ``tls_addresses`` (the addresses clients dial, loopback always included), also
+        the TLS material in ``secrets/tls``: the CA is kept from a previous realm while
+        valid, certificates are reissued only when no longer valid, and each user's
+        credentials file names its certificate's folder. Without, no TLS material is kept.
+        """
         topics.check_name("cluster", cluster)
         nodes = tuple(sorted(nodes))
         for node in nodes:
@@ -236,13 +280,27 @@ class Realm:
             if node in RESERVED_USERS:
                 raise AuthError(f"node id {node!r} is reserved for a user of its own")
         directory = folder / SECRETS_DIR
-        if directory.exists():
-            shutil.rmtree(directory)  # the previous incarnation's credentials die here
+        for old in directory.glob("*") if directory.is_dir() else ():
+            if old.name == TLS_DIR and tls_addresses is not None:
+                continue  # the CA outlives an incarnation; passwords never do
+            if old.is_dir():
+                shutil.rmtree(old)  # the previous incarnation's credentials die here
+            else:
+                old.unlink()
         realm = cls(cluster, nodes, private_dir(directory))
+        extra: dict[str, str] = {}
+        if tls_addresses is not None:
+            from consensus.tls import TlsError, ensure_cluster
+
+            try:
+                ensure_cluster(directory / TLS_DIR, realm.users, tls_addresses, name=cluster)
+            except TlsError as exc:
+                raise AuthError(str(exc)) from None
+            extra = {"tls_dir": TLS_DIR}
         passwords = {u: secrets.token_urlsafe(PASSWORD_BYTES) for u in realm.users}
         for user, password in passwords.items():
             _write_private(realm.identity_path(user),
-                           json.dumps({"username": user, "password": password}))
+                           json.dumps({"username": user, "password": password, **extra}))
         rules = acl_rules(cluster, nodes)
         kinds = set(brokers)
         if "mosquitto" in kinds:

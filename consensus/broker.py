@@ -16,9 +16,18 @@ files (copied into its private directory, owned by the user mosquitto drops priv
 amqtt its FileAuthPlugin and :class:`~consensus.broker_acl.ClusterAclPlugin`. Without one it
 is open (the ``--insecure`` teaching mode); :func:`warn_insecure` says so loudly.
 
+With ``tls=True`` (and a realm that holds TLS material, :meth:`Realm.create` with
+``tls_addresses``) the only listener is TLS: a client must present a certificate signed by
+the cluster's CA and its CN is its user name (mosquitto's ``require_certificate`` and
+``use_identity_as_username``; :mod:`consensus.amqtt_plugins` for amqtt); the URL is
+``mqtts://``. See :mod:`consensus.broker_tls`.
+
 Either way the broker is a child process in its own session (so a terminal's Ctrl-C
-reaches us, not it, and we stop it cleanly), bound to 127.0.0.1, and logs to a file in its
-private temporary directory, whose tail is shown when it fails to start.
+reaches us, not it, and we stop it cleanly), and logs to a file in its private temporary
+directory, whose tail is shown when it fails to start. It listens on 127.0.0.1 unless given
+another ``listen`` address; one that other hosts can reach (anything but loopback, 0.0.0.0
+included) is refused without a realm: an open broker there would let anyone on the network
+speak for a node (:func:`check_listen`).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from consensus.codec import MAX_PAYLOAD
 
 if TYPE_CHECKING:
     from consensus.auth import Realm
+    from consensus.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,7 @@ BrokerKind = Literal["mosquitto", "amqtt"]
 PREFERENCES = ("auto", "mosquitto", "amqtt")
 HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
 MOSQUITTO_CONF = Path(__file__).resolve().parent.parent / "mosquitto" / "mosquitto.conf"
 
 # Used only when the package is installed without the repository's mosquitto/ folder.
@@ -77,10 +88,25 @@ class BrokerError(RuntimeError):
 # -- URLs ---------------------------------------------------------------------------------
 
 
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` (or ``tcp://``, or a bare ``host:port``) as ``(host, port)``.
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where a broker is and whether it speaks TLS (``mqtts://``)."""
 
-    The port defaults to 1883. Raises :class:`BrokerError` naming what is wrong.
+    host: str
+    port: int
+    tls: bool = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
+
+def broker_address(url: str) -> BrokerAddress:
+    """``mqtt://host:port`` (or ``tcp://``, or a bare ``host:port``): plain TCP, port 1883 by
+    default; ``mqtts://host:port`` (or ``ssl://``): TLS, port 8883 by default.
+
+    Raises :class:`BrokerError` naming what is wrong.
     """
     if not isinstance(url, str) or not url.strip():
         raise BrokerError(f"broker URL must be a non-empty string like mqtt://{HOST}:1883, "
@@ -89,9 +115,10 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     if "://" not in text:
         text = "mqtt://" + text
     parts = urlsplit(text)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise BrokerError(f"broker URL {url!r}: scheme must be mqtt:// (plain TCP); "
-                          f"got {parts.scheme}://")
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+        raise BrokerError(f"broker URL {url!r}: scheme must be mqtt:// (plain TCP) or "
+                          f"mqtts:// (TLS); got {parts.scheme}://")
+    tls = parts.scheme in ("mqtts", "ssl")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise BrokerError(f"broker URL {url!r}: expected only host and port, like "
                           f"mqtt://{HOST}:1883")
@@ -106,7 +133,14 @@ def parse_broker_url(url: str) -> tuple[str, int]:
         raise BrokerError(f"broker URL {url!r} has no host")
     if port == 0:
         raise BrokerError(f"broker URL {url!r}: port must be in 1..65535")
-    return host, DEFAULT_PORT if port is None else port
+    return BrokerAddress(host, (DEFAULT_TLS_PORT if tls else DEFAULT_PORT) if port is None
+                         else port, tls)
+
+
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a broker URL (see :func:`broker_address`, which also says TLS)."""
+    address = broker_address(url)
+    return address.host, address.port
 
 
 def broker_reachable(url: str, timeout: float = 1.0) -> bool:
@@ -196,17 +230,19 @@ def chosen_kind(prefer: str = "auto") -> BrokerKind:
     return "mosquitto"
 
 
-def _free_port() -> int:
+def _free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 def mosquitto_config(port: int, base: Path | None = None,
-                     auth_files: tuple[Path, Path] | None = None) -> str:
-    """The shared settings of ``base`` (default ``mosquitto/mosquitto.conf``), on ``port``;
-    with ``auth_files`` (password file, ACL file), authenticated and without anonymous
-    access whatever ``base`` says."""
+                     auth_files: tuple[Path, Path] | None = None, *, listen: str = HOST,
+                     tls_files: TlsFiles | None = None) -> str:
+    """The shared settings of ``base`` (default ``mosquitto/mosquitto.conf``), on
+    ``listen:port``; with ``auth_files`` (password file, ACL file), authenticated and without
+    anonymous access whatever ``base`` says; with ``tls_files`` (the broker's, readable by
+    mosquitto), a TLS listener that requires client certificates instead of a plain one."""
     path = base or MOSQUITTO_CONF
     try:
         text = path.read_text()
@@ -222,23 +258,59 @@ def mosquitto_config(port: int, base: Path | None = None,
     if auth_files is not None:
         kept += ["", "allow_anonymous false", f"password_file {auth_files[0]}",
                  f"acl_file {auth_files[1]}"]
-    return "\n".join([*kept, "", f"listener {port} {HOST}", ""])
+    if tls_files is not None:
+        from consensus.broker_tls import mosquitto_tls_listener
+
+        if auth_files is not None:
+            # The certificate is the credential (use_identity_as_username): no password file.
+            kept = [line for line in kept if line.split(maxsplit=1)[:1] != ["password_file"]]
+        return "\n".join([*kept, "", mosquitto_tls_listener(port, listen, tls_files)])
+    return "\n".join([*kept, "", f"listener {port} {listen}", ""])
+
+
+def check_listen(listen: str, authenticated: bool) -> None:
+    """Refuse a listen address that is not an IP address, and an open broker on an address
+    other hosts can reach (anything but loopback: 0.0.0.0 too)."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(listen)
+    except ValueError:
+        raise BrokerError(f"listen address must be an IP address (such as 127.0.0.1 or "
+                          f"10.0.0.5), got {listen!r}") from None
+    if not authenticated and not address.is_loopback:
+        raise BrokerError(f"refusing to listen on {listen} without authentication: any host "
+                          f"that reaches it could forge protocol and control messages. Drop "
+                          f"--insecure (per-cluster credentials), and add --tls so that "
+                          f"nothing crosses the network in clear text")
+
+
+def dial_host(listen: str) -> str:
+    """The address a local client dials for a broker listening on ``listen``."""
+    return HOST if listen in ("0.0.0.0", "::") else listen
 
 
 def start_broker(port: int | None = None, prefer: str = "auto", *,
                  config: Path | None = None, timeout: float = 10.0,
-                 realm: Realm | None = None) -> BrokerHandle:
-    """Start a broker on 127.0.0.1 and return once it accepts TCP connections.
+                 realm: Realm | None = None, listen: str = HOST,
+                 tls: bool = False) -> BrokerHandle:
+    """Start a broker on ``listen`` (127.0.0.1) and return once it accepts TCP connections.
 
     ``prefer``: ``"auto"`` (mosquitto when installed, else amqtt), ``"mosquitto"`` (an
     error when it is not installed) or ``"amqtt"``. With no ``port``, a free one is chosen
     (and, should another process grab it first, another). ``config`` overrides
     ``mosquitto/mosquitto.conf``. ``realm``: accept only its users, under its ACL (else
-    anyone, anonymously). Raises :class:`BrokerError` with the broker's own
-    error output when it does not come up within ``timeout`` seconds.
+    anyone, anonymously; refused on an address other hosts reach). ``tls``: a TLS listener
+    requiring the realm's client certificates. Raises :class:`BrokerError` with the broker's
+    own error output when it does not come up within ``timeout`` seconds.
     """
     if prefer not in PREFERENCES:
         raise BrokerError(f"unknown broker {prefer!r}; choose one of {', '.join(PREFERENCES)}")
+    check_listen(listen, realm is not None)
+    if tls and (realm is None or realm.tls_dir is None):
+        raise BrokerError("a TLS broker needs the cluster's certificates: make the realm "
+                          "with TLS material (consensus-lab broker/cluster up --tls)")
+    host = dial_host(listen)
     mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
     if prefer == "mosquitto" and mosquitto is None:
         raise BrokerError("mosquitto is not installed (no 'mosquitto' on PATH or in /usr/sbin);"
@@ -248,19 +320,20 @@ def start_broker(port: int | None = None, prefer: str = "auto", *,
         if not 1 <= port <= 65535:
             raise BrokerError(f"port must be in 1..65535, got {port}")
         # Otherwise the readiness probe would succeed against whatever holds the port.
-        if broker_reachable(f"mqtt://{HOST}:{port}", timeout=0.5):
-            raise BrokerError(f"port {port} on {HOST} is already in use; pick another "
-                              f"(or pass --broker mqtt://{HOST}:{port} to use that broker)")
+        if broker_reachable(f"mqtt://{host}:{port}", timeout=0.5):
+            raise BrokerError(f"port {port} on {host} is already in use; pick another "
+                              f"(or pass --broker mqtt://{host}:{port} to use that broker)")
     attempts = 1 if port is not None else 3
     for attempt in range(1, attempts + 1):
-        chosen = port if port is not None else _free_port()
+        chosen = port if port is not None else _free_port(host)
+        where = BrokerAddress(host, chosen, tls)
         try:
             if mosquitto is not None:
-                return _start_mosquitto(mosquitto, chosen, config, timeout, realm)
-            return _start_amqtt(chosen, timeout, realm)
+                return _start_mosquitto(mosquitto, where, listen, config, timeout, realm)
+            return _start_amqtt(where, listen, timeout, realm)
         except _PortTaken:
             if attempt == attempts:
-                raise BrokerError(f"port {chosen} on {HOST} is already in use") from None
+                raise BrokerError(f"port {chosen} on {host} is already in use") from None
     raise AssertionError("unreachable")
 
 
@@ -268,19 +341,43 @@ class _PortTaken(BrokerError):
     pass
 
 
-def _start_mosquitto(binary: str, port: int, config: Path | None,
+def _start_mosquitto(binary: str, where: BrokerAddress, listen: str, config: Path | None,
                      timeout: float, realm: Realm | None = None) -> BrokerHandle:
+    from consensus.tls import TlsError
+
     workdir = Path(tempfile.mkdtemp(prefix="consensus-mosquitto-"))
     conf = workdir / "mosquitto.conf"
     try:
         auth_files = None if realm is None else _mosquitto_auth_files(realm, workdir)
-        conf.write_text(mosquitto_config(port, config, auth_files))
-    except (BrokerError, OSError):
+        tls_files = None
+        if where.tls:
+            from consensus.broker_tls import stage_for_mosquitto
+
+            assert realm is not None  # start_broker checked
+            tls_files = stage_for_mosquitto(_server_files(realm, listen), workdir / "tls")
+        conf.write_text(mosquitto_config(where.port, config, auth_files, listen=listen,
+                                         tls_files=tls_files))
+    except (BrokerError, OSError, TlsError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
+        if isinstance(exc, TlsError):
+            raise BrokerError(str(exc)) from None
         raise
     # Mosquitto run as root drops privileges to user 'mosquitto'; the config is read before.
     conf.chmod(0o644)
-    return _spawn("mosquitto", [binary, "-c", str(conf)], port, workdir, timeout)
+    return _spawn("mosquitto", [binary, "-c", str(conf)], where, workdir, timeout)
+
+
+def _server_files(realm: Realm, listen: str) -> TlsFiles:
+    """The broker's certificate in the realm, (re)issued if it does not name ``listen`` (a
+    wildcard is refused by ensure_server: clients must dial an address the certificate
+    names)."""
+    from consensus.tls import TlsError, ensure_server
+
+    assert realm.tls_dir is not None
+    try:
+        return ensure_server(realm.tls_dir, [listen])
+    except TlsError as exc:
+        raise BrokerError(str(exc)) from None
 
 
 def _mosquitto_auth_files(realm: Realm, workdir: Path) -> tuple[Path, Path]:
@@ -303,23 +400,29 @@ def _mosquitto_auth_files(realm: Realm, workdir: Path) -> tuple[Path, Path]:
     return copies
 
 
-def _start_amqtt(port: int, timeout: float, realm: Realm | None = None) -> BrokerHandle:
+def _start_amqtt(where: BrokerAddress, listen: str, timeout: float,
+                 realm: Realm | None = None) -> BrokerHandle:
     try:
         import amqtt  # noqa: F401
     except ImportError:
         raise BrokerError("neither mosquitto nor amqtt is installed: install mosquitto "
                           "(apt-get install mosquitto) or the Python package amqtt") from None
     workdir = Path(tempfile.mkdtemp(prefix="consensus-amqtt-"))
-    argv = [sys.executable, "-m", "consensus.broker", "--embedded", "--port", str(port)]
+    argv = [sys.executable, "-m", "consensus.broker", "--embedded", "--port", str(where.port),
+            "--listen", listen]
+    if where.tls:
+        assert realm is not None  # start_broker checked
+        _server_files(realm, listen)
+        argv += ["--tls"]
     if realm is not None:
         if not realm.amqtt_passwd.exists():
             raise BrokerError(f"{realm.directory} has no amqtt password file; the realm was "
                               f"made for another broker")
         argv += ["--realm", str(realm.directory)]
-    return _spawn("amqtt", argv, port, workdir, timeout)
+    return _spawn("amqtt", argv, where, workdir, timeout)
 
 
-def _spawn(kind: BrokerKind, argv: list[str], port: int, workdir: Path,
+def _spawn(kind: BrokerKind, argv: list[str], where: BrokerAddress, workdir: Path,
            timeout: float) -> BrokerHandle:
     log_path = workdir / "broker.log"
     # stderr goes to a file, not a pipe: nobody drains a pipe, and a full one would
@@ -327,7 +430,7 @@ def _spawn(kind: BrokerKind, argv: list[str], port: int, workdir: Path,
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    handle = BrokerHandle(url=f"mqtt://{HOST}:{port}", kind=kind, pid=proc.pid, process=proc,
+    handle = BrokerHandle(url=where.url, kind=kind, pid=proc.pid, process=proc,
                           log_path=log_path, _workdir=workdir)
     deadline = time.monotonic() + timeout
     while True:
@@ -337,15 +440,17 @@ def _spawn(kind: BrokerKind, argv: list[str], port: int, workdir: Path,
             if "Address already in use" in tail or "address already in use" in tail:
                 raise _PortTaken(tail)
             raise BrokerError(f"{kind} exited with status {proc.returncode} before accepting "
-                              f"connections on {HOST}:{port}:\n{tail or '(no output)'}")
+                              f"connections on {where.host}:{where.port}:\n"
+                              f"{tail or '(no output)'}")
         if broker_reachable(handle.url, timeout=0.2):
             log.info("started %s (pid %s) at %s", kind, proc.pid, handle.url)
             return handle
         if time.monotonic() > deadline:
             tail = handle.log_tail()
             handle.stop()
-            raise BrokerError(f"{kind} did not accept connections on {HOST}:{port} within "
-                              f"{timeout:.0f} s; its output:\n{tail or '(no output)'}")
+            raise BrokerError(f"{kind} did not accept connections on {where.host}:{where.port} "
+                              f"within {timeout:.0f} s; its output:\n"
+                              f"{tail or '(no output)'}")
         time.sleep(0.02)
 
 
@@ -364,9 +469,10 @@ def broker(url: str | None = None, prefer: str = "auto") -> Iterator[str]:
 
 
 def run_broker_foreground(port: int | None = None, prefer: str = "auto",
-                          realm: Realm | None = None) -> None:
+                          realm: Realm | None = None, listen: str = HOST,
+                          tls: bool = False) -> None:
     """Start a broker, say where and which, and keep it up until Ctrl-C or SIGTERM."""
-    handle = start_broker(port, prefer, realm=realm)
+    handle = start_broker(port, prefer, realm=realm, listen=listen, tls=tls)
     stop = False
 
     def on_term(signum: int, frame: Any) -> None:
@@ -379,6 +485,9 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
     if realm is not None:
         print(f"  authenticated: users of cluster {realm.cluster!r}, credentials in "
               f"{realm.directory}", flush=True)
+        if tls:
+            print(f"  TLS: client certificates required (CN = user name), CA and "
+                  f"certificates in {realm.tls_dir}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while not stop:
@@ -398,30 +507,50 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
 # -- the embedded broker (child process) --------------------------------------------------
 
 
-def amqtt_config(port: int, realm_dir: Path | None = None) -> dict[str, Any]:
-    """amqtt 0.12 broker config: one TCP listener on loopback, no plugins that write files
+def amqtt_config(port: int, realm_dir: Path | None = None, listen: str = HOST,
+                 tls: bool = False) -> dict[str, Any]:
+    """amqtt 0.12 broker config: one TCP listener on ``listen``, no plugins that write files
     or publish $SYS. Without ``realm_dir``, anonymous (the auth plugin is still needed: without
-    one amqtt refuses every client); with it, the realm's users and ACL only."""
-    listeners = {"default": {"type": "tcp", "bind": f"{HOST}:{port}", "max_connections": 0}}
+    one amqtt refuses every client); with it, the realm's users and ACL only; with ``tls``
+    too, a TLS listener with the realm's broker certificate, and the client certificate's CN
+    as the user name instead of a password (:mod:`consensus.amqtt_plugins`)."""
+    host = f"[{listen}]" if ":" in listen else listen
+    listeners = {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 0}}
     if realm_dir is None:
         return {"listeners": listeners,
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                             {"allow_anonymous": True}}}
     import json
 
-    from consensus.auth import AMQTT_ACL, AMQTT_PASSWD
+    from consensus.auth import AMQTT_ACL, AMQTT_PASSWD, TLS_DIR
 
     acl = json.loads((realm_dir / AMQTT_ACL).read_text())
+    if tls:
+        from consensus.broker_tls import amqtt_tls_listener, amqtt_tls_plugins
+        from consensus.tls import SERVER_NAME, load
+
+        server = load(realm_dir / TLS_DIR, SERVER_NAME)
+        return {"listeners": {"default": amqtt_tls_listener(port, listen, server)},
+                "plugins": {**amqtt_tls_plugins(), "consensus.broker_acl.ClusterAclPlugin": acl}}
     return {"listeners": listeners,
             "plugins": {"amqtt.plugins.authentication.FileAuthPlugin":
                         {"password_file": str(realm_dir / AMQTT_PASSWD)},
                         "consensus.broker_acl.ClusterAclPlugin": acl}}
 
 
-def _make_amqtt_broker(config: dict[str, Any]) -> Any:
+def _make_amqtt_broker(config: dict[str, Any], tls: bool = False) -> Any:
     from amqtt.broker import Broker
 
-    class LimitedBroker(Broker):  # type: ignore[misc]
+    base: type[Any] = Broker
+    if tls:
+        from consensus.amqtt_plugins import RequireClientCertificate
+
+        class CertificateBroker(RequireClientCertificate, Broker):  # type: ignore[misc]
+            """Certificate-less clients fail the TLS handshake (see amqtt_plugins)."""
+
+        base = CertificateBroker
+
+    class LimitedBroker(base):  # type: ignore[misc,valid-type]
         """amqtt has no packet size limit setting; drop oversized PUBLISHes like mosquitto's
         message_size_limit does (the publisher stays connected). This hooks a private
         method; if a later amqtt renames it the limit silently lapses, and the test
@@ -441,15 +570,16 @@ def _make_amqtt_broker(config: dict[str, Any]) -> Any:
     return LimitedBroker(config)
 
 
-async def serve_embedded(port: int, realm_dir: Path | None = None) -> None:
-    """Run amqtt on 127.0.0.1:``port`` until SIGTERM or SIGINT (see :func:`amqtt_config`)."""
+async def serve_embedded(port: int, realm_dir: Path | None = None, listen: str = HOST,
+                         tls: bool = False) -> None:
+    """Run amqtt on ``listen:port`` until SIGTERM or SIGINT (see :func:`amqtt_config`)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = _make_amqtt_broker(amqtt_config(port, realm_dir))
+    server = _make_amqtt_broker(amqtt_config(port, realm_dir, listen, tls), tls)
     await server.start()
-    log.warning("amqtt broker listening on %s:%d", HOST, port)
+    log.warning("amqtt broker listening on %s:%d%s", listen, port, " (TLS)" if tls else "")
     await stopping.wait()
     await server.shutdown()
 
@@ -462,6 +592,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the embedded amqtt broker in this process")
     parser.add_argument("--port", type=int, default=None,
                         help="TCP port on 127.0.0.1 (default: 1883 embedded, else a free one)")
+    parser.add_argument("--listen", default=HOST,
+                        help="with --embedded: the address to listen on (default 127.0.0.1)")
+    parser.add_argument("--tls", action="store_true",
+                        help="with --embedded and --realm: TLS with the realm's certificates")
     parser.add_argument("--realm", type=Path, default=None,
                         help="with --embedded: the realm's secrets folder (authenticated)")
     parser.add_argument("--prefer", choices=PREFERENCES, default="auto",
@@ -473,9 +607,12 @@ def main(argv: list[str] | None = None) -> int:
         # amqtt logs every connection at INFO and more at DEBUG; keep to warnings.
         logging.getLogger("amqtt").setLevel(logging.WARNING)
         try:
-            asyncio.run(serve_embedded(args.port or DEFAULT_PORT, args.realm))
+            if args.realm is None and (args.tls or args.listen != HOST):
+                raise BrokerError("--tls and --listen need --realm (authentication)")
+            asyncio.run(serve_embedded(args.port or DEFAULT_PORT, args.realm, args.listen,
+                                       args.tls))
         except Exception as exc:  # amqtt wraps bind errors in its own BrokerError
-            print(f"amqtt: cannot serve on {HOST}:{args.port or DEFAULT_PORT}: {exc}",
+            print(f"amqtt: cannot serve on {args.listen}:{args.port or DEFAULT_PORT}: {exc}",
                   file=sys.stderr)
             return 1
         return 0

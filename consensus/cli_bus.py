@@ -30,6 +30,11 @@ app.add_typer(cluster_app, name="cluster")
 
 BROKER_HELP = "Broker URL (mqtt://127.0.0.1:1883). Omitted: start one (mosquitto if installed)."
 CLIENT_LIB_HELP = "MQTT client library: gmqtt (faster) or aiomqtt."
+LISTEN_HELP = ("Address the broker listens on (127.0.0.1). Any other, 0.0.0.0 included, lets "
+               "other hosts connect and is refused with --insecure.")
+TLS_HELP = ("TLS with client certificates: a CA and one certificate per user in "
+            ".consensus-lab/<cluster>/secrets/tls (reused while valid); the broker takes each "
+            "certificate's CN as the user name. URL mqtts://HOST:8883.")
 INSECURE_HELP = ("Open broker: anyone who reaches it may connect and publish anything "
                  "(for teaching with mosquitto_pub only).")
 
@@ -48,35 +53,61 @@ def _fail(message: str, code: int = 1, *, kind: str = "error",
 
 @app.command()
 def broker(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: pick a free one).")] = 1883,
+    port: Annotated[int | None, typer.Option(
+        help="Port (default 1883, 8883 with --tls; 0: pick a free one).")] = None,
     prefer: Annotated[str, typer.Option(help="auto | mosquitto | amqtt")] = "auto",
     cluster: Annotated[str, typer.Option(
         help="Make new credentials for this cluster (for `cluster up --broker`).")] = "demo",
     nodes: Annotated[int, typer.Option(min=1, max=15, help="Its number of nodes.")] = 3,
+    listen: Annotated[str, typer.Option(help=LISTEN_HELP)] = "127.0.0.1",
+    tls: Annotated[bool, typer.Option("--tls", help=TLS_HELP)] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
-    """Start an MQTT broker on 127.0.0.1: mosquitto if installed, else the embedded amqtt.
+    """Start an MQTT broker: mosquitto if installed, else the embedded amqtt.
 
     Authenticated by default: new credentials for --cluster's nodes, clients and control
     are written (owner-only) to .consensus-lab/<cluster>/secrets; run `cluster up --broker
-    URL --cluster <cluster>` against it.
+    URL --cluster <cluster>` against it. See docs/multihost.md for other hosts.
     """
     from consensus import cluster as cl
     from consensus.auth import Realm
-    from consensus.broker import PREFERENCES, chosen_kind, run_broker_foreground
+    from consensus.broker import (
+        DEFAULT_PORT,
+        DEFAULT_TLS_PORT,
+        PREFERENCES,
+        check_listen,
+        chosen_kind,
+        run_broker_foreground,
+    )
 
     if prefer not in PREFERENCES:
         raise _fail(f"unknown broker {prefer!r}; choose one of {', '.join(PREFERENCES)}")
+    if port is None:
+        port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
     try:
+        if insecure and tls:
+            raise ValueError("--tls and --insecure contradict each other: TLS here means "
+                             "client certificates, which is authentication")
+        check_listen(listen, authenticated=not insecure)
         realm = None
         if insecure:
             warn_insecure("this broker")
         else:
             realm = Realm.create(cluster, [f"n{i}" for i in range(1, nodes + 1)],
-                                 cl.STATE_ROOT / cluster, brokers=(chosen_kind(prefer),))
-        run_broker_foreground(port or None, prefer, realm)
+                                 cl.STATE_ROOT / cluster, brokers=(chosen_kind(prefer),),
+                                 tls_addresses=cl.certificate_names(listen) if tls else None)
+            _warn_cleartext(listen, tls)
+        run_broker_foreground(port or None, prefer, realm, listen, tls)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
+
+
+def _warn_cleartext(listen: str, tls: bool) -> None:
+    import ipaddress
+
+    if not tls and not ipaddress.ip_address(listen).is_loopback:
+        err.print(f"[yellow]note: without --tls, passwords and messages cross the network "
+                  f"to {escape(listen)} in clear text[/]")
 
 
 @app.command()
@@ -102,6 +133,9 @@ def node(
         = None,
     variant: Annotated[list[str] | None, typer.Option(
         "--variant", metavar="KEY=VALUE", help=VARIANT_HELP)] = None,
+    tls_dir: Annotated[Path | None, typer.Option(
+        help="Folder with ca.crt, <id>.crt and <id>.key, for an mqtts:// broker (the "
+             "certificate is then the credential; --credentials is optional).")] = None,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
     from consensus.runtime import NodeOptions, run_node
@@ -116,11 +150,13 @@ def node(
             variant_configs([algorithm], Config(
                 heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
                 variant or [])[algorithm],
-            status_interval_ms, credentials, incarnation)
-        if credentials is not None:
-            from consensus.auth import Identity
+            status_interval_ms, credentials, incarnation, tls_dir)
+        from consensus.broker import broker_address
+        from consensus.runtime import node_identity
+        from consensus.transport.mqtt import tls_context
 
-            Identity.load(credentials)  # a clear error now rather than in the node's log
+        # A clear error now rather than in the node's log.
+        tls_context(broker_address(broker_url).tls, node_identity(options), broker_url)
     except (ValueError, RuntimeError) as exc:
         raise typer.BadParameter(str(exc)) from None
     run_node(options)
@@ -136,12 +172,15 @@ def cluster_up(
     fsync: Annotated[str, typer.Option(help="always | never")] = "always",
     heartbeat_ms: Annotated[float, typer.Option()] = 50,
     election_timeout_ms: Annotated[str, typer.Option(help="MIN-MAX in ms.")] = "150-300",
+    listen: Annotated[str, typer.Option(help=LISTEN_HELP)] = "127.0.0.1",
+    tls: Annotated[bool, typer.Option("--tls", help=TLS_HELP)] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
 ) -> None:
     """Start a broker (unless --broker) and one process per node; wait for a leader.
 
     The broker is authenticated with new per-cluster credentials (in
-    .consensus-lab/<cluster>/secrets, owner-only) unless --insecure.
+    .consensus-lab/<cluster>/secrets, owner-only) unless --insecure; with --tls, by client
+    certificates over TLS.
     """
     import asyncio
 
@@ -152,11 +191,15 @@ def cluster_up(
         warn_insecure(f"cluster {cluster}")
     try:
         state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
-                      heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure)
+                      heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure,
+                      listen=listen, tls=tls)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     security = ("[red]OPEN (insecure)[/]" if state.insecure else
-                f"authenticated, credentials in {escape(str(state.secrets))}")
+                f"authenticated{' by TLS client certificates' if state.tls else ''}, "
+                f"credentials in {escape(str(state.secrets))}")
+    if not insecure:
+        _warn_cleartext(listen, tls)
     console.print(f"broker: {escape(state.broker)} ({state.broker_kind}, {security}), client "
                   f"library {state.library}")
     for nid, pid in state.nodes.items():
@@ -253,6 +296,11 @@ def client(
     mqtt_client: Annotated[str, typer.Option(help=CLIENT_LIB_HELP)] = "gmqtt",
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    credentials: Annotated[Path | None, typer.Option(
+        help="Credentials file (JSON, mode 0600); default: the client user's of the cluster "
+             "`cluster up` recorded here.")] = None,
+    tls_dir: Annotated[Path | None, typer.Option(
+        help="Folder with ca.crt, client.crt, client.key for an mqtts:// broker.")] = None,
 ) -> None:
     """Send one command to a cluster: follows redirects, retries safely, prints the result."""
     import asyncio
@@ -263,6 +311,13 @@ def client(
 
     identity: Identity | None = None
     try:
+        if credentials is not None:
+            identity = Identity.load(credentials, tls_dir)
+        elif tls_dir is not None:
+            identity = Identity.from_certificate(tls_dir, CLIENT_USER)
+    except AuthError as exc:
+        raise _fail(str(exc), kind="no-credentials", json_out=json_out) from None
+    try:
         state = cl.ClusterState.load(cluster)
     except FileNotFoundError as exc:
         if broker_url is None:
@@ -270,7 +325,8 @@ def client(
                         json_out=json_out) from None
     else:
         try:
-            identity = state.identity(CLIENT_USER)
+            if identity is None:
+                identity = state.identity(CLIENT_USER)
         except AuthError as exc:
             raise _fail(str(exc), kind="no-credentials", json_out=json_out) from None
         broker_url = broker_url or state.broker

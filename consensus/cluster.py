@@ -6,8 +6,12 @@ WAL and log file under ``.consensus-lab/<cluster>/``, and records what it starte
 :class:`~consensus.auth.Realm` (users, passwords, ACL) in ``.consensus-lab/<cluster>/secrets``
 for the broker it starts (with ``--broker``, the realm ``consensus-lab broker --cluster``
 made for that broker is used), and a new incarnation id the nodes check on every peer
-message. ``status`` reads the nodes' status topic; ``down`` stops exactly the
-processes recorded (checking each pid still runs a consensus-lab node before signalling it).
+message. With ``tls`` the started broker's only listener is TLS with client certificates
+(the cluster's CA and certificates in ``secrets/tls``, reused while valid), and every
+connection of the cluster presents its user's certificate; ``listen`` puts the broker on an
+address other hosts reach (refused when ``insecure``). ``status`` reads the nodes' status
+topic; ``down`` stops exactly the processes recorded (checking each pid still runs a
+consensus-lab node before signalling it).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class ClusterState:
     started: float = field(default_factory=time.time)
     insecure: bool = False  # an open broker: anyone may connect (teaching mode)
     incarnation: str | None = None  # this `up`'s id; nodes refuse peer messages of others
+    tls: bool = False  # the broker speaks TLS and wants client certificates (mqtts://)
 
     @property
     def secrets(self) -> Path:
@@ -125,15 +130,26 @@ def spawn_node(state: ClusterState, node_id: str,
 def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, fsync: bool,
        heartbeat_ms: float, election_timeout_ms: tuple[float, float],
        root: Path = STATE_ROOT, *, insecure: bool = False,
-       prefer: str = "auto") -> ClusterState:
+       prefer: str = "auto", listen: str = "127.0.0.1", tls: bool = False) -> ClusterState:
     """Start the broker (if no URL is given) and the node processes; return what started.
 
-    Unless ``insecure``: a new realm for a started broker; with ``broker`` given, the realm
-    `consensus-lab broker --cluster` left for it (an error when there is none).
+    Unless ``insecure``: a new realm for a started broker (with TLS material when ``tls``);
+    with ``broker`` given, the realm `consensus-lab broker --cluster` left for it (an error
+    when there is none; a TLS broker's realm holds the certificates). ``listen``: where a
+    started broker listens.
     """
-    from consensus.broker import chosen_kind, start_broker
+    from consensus.broker import broker_address, check_listen, chosen_kind, start_broker
 
     topics.check_name("cluster", name)
+    if insecure and tls:
+        raise ValueError("--tls and --insecure contradict each other: TLS here means client "
+                         "certificates, which is authentication")
+    if broker is not None and (tls or listen != "127.0.0.1"):
+        raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
+                         "--broker, start that broker with them (consensus-lab broker)")
+    if broker is None:
+        # Refuse an open broker on the network before anything is made or started.
+        check_listen(listen, authenticated=not insecure)
     directory = root / name
     if (directory / "cluster.json").exists():
         old = ClusterState.load(name, root)
@@ -149,7 +165,8 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     if insecure:
         shutil.rmtree(directory / "secrets", ignore_errors=True)
     elif broker is None:
-        realm = Realm.create(name, ids, directory, brokers=(chosen_kind(prefer),))
+        realm = Realm.create(name, ids, directory, brokers=(chosen_kind(prefer),),
+                             tls_addresses=certificate_names(listen) if tls else None)
     else:
         realm = Realm.open(name, directory)
         if realm is None or set(realm.nodes) != set(ids):
@@ -160,17 +177,24 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     broker_pid, kind, broker_dir = None, "external", None
     if broker is None:
         # The broker runs in its own session: it outlives this command, like the nodes.
-        handle = start_broker(prefer=prefer, realm=realm)
+        handle = start_broker(prefer=prefer, realm=realm, listen=listen, tls=tls)
         broker, broker_pid, kind = handle.url, handle.pid, handle.kind
         broker_dir = str(handle.log_path.parent) if handle.log_path else None
     state = ClusterState(name, algorithm, dict.fromkeys(ids, 0), broker, broker_pid, kind,
                          library, fsync, heartbeat_ms, election_timeout_ms,
                          str(directory.resolve()), broker_dir, insecure=insecure,
-                         incarnation=new_incarnation())
+                         incarnation=new_incarnation(), tls=broker_address(broker).tls)
     for nid in ids:
         spawn_node(state, nid)
     state.save()
     return state
+
+
+def certificate_names(listen: str) -> list[str]:
+    """What the broker's certificate names besides loopback: the listen address. A wildcard
+    (0.0.0.0) is passed on so that tls.ensure_server refuses it, saying why: no client dials
+    it, and a certificate for loopback alone would fail every other host's check."""
+    return [] if listen == "127.0.0.1" else [listen]
 
 
 def restart_node(name: str, node_id: str, root: Path = STATE_ROOT) -> int:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from consensus.algorithms import get_algorithm
-from consensus.auth import Identity
+from consensus.auth import AuthError, Identity
 from consensus.codec import (
     MAX_PAYLOAD,
     DecodeError,
@@ -85,6 +85,10 @@ class NodeOptions:
     credentials: Path | None = None
     # This `cluster up`'s id: peer messages of any other one are refused. None: not checked.
     incarnation: str | None = None
+    # The folder with this node's certificate (ca.crt, <id>.crt, <id>.key) for an mqtts://
+    # broker; overrides a folder the credentials file names. The certificate alone
+    # authenticates: credentials are then optional.
+    tls_dir: Path | None = None
 
     def __post_init__(self) -> None:
         topics.check_name("cluster", self.cluster)
@@ -140,8 +144,7 @@ class NodeRuntime:
         self._requests = topics.request_prefix(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
-        identity = (None if options.credentials is None
-                    else Identity.load(options.credentials))
+        identity = node_identity(options)
         client_id = f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}"
         if identity is None:
             self.client = client_factory(options.library, options.broker, client_id,
@@ -432,6 +435,20 @@ class _NodeContext(logging.Filter):
             st = self.runtime.node.status()
             record.context = f"{st.id} [{st.ballot or f'term {st.term}'} {st.role}]"
         return True
+
+
+def node_identity(options: NodeOptions) -> Identity | None:
+    """The node's credentials file and/or certificate folder as one :class:`Identity`."""
+    if options.credentials is not None:
+        identity = Identity.load(options.credentials, options.tls_dir)
+    elif options.tls_dir is not None:
+        identity = Identity.from_certificate(options.tls_dir, options.node_id)
+    else:
+        return None
+    if identity.username != options.node_id:
+        raise AuthError(f"the credentials given to node {options.node_id} belong to "
+                        f"user {identity.username!r}")
+    return identity
 
 
 def run_node(options: NodeOptions, node_class: type[Node] | None = None) -> None:

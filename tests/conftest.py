@@ -1,10 +1,11 @@
 """Suite-wide hooks: a run that skipped tests says so at the end, with why and how to fix it.
 
 Tests that need software from outside the Python environment (mosquitto, its command-line
-clients, Chromium) skip when it is missing, so the suite still runs on a fresh machine. That
-must not pass unnoticed: the terminal summary lists each skip reason with its count, then what
-is missing here and the command that installs it. ``.ci/run`` installs everything and sets
-``CONSENSUS_LAB_REQUIRE_ALL=1``, which turns a missing requirement into a failed run.
+clients, Chromium, root with `ip netns`) skip when it is missing, so the suite still runs on
+a fresh machine. That must not pass unnoticed: the terminal summary lists each skip reason
+with its count, then what is missing here and the command that installs it. ``.ci/run``
+installs everything and sets ``CONSENSUS_LAB_REQUIRE_ALL=1``, which turns a missing
+requirement into a failed run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def _chromium() -> bool:
     return os.path.exists(path)
 
 
+def _netns_unavailable() -> str | None:
+    # The same probe tests/test_multihost.py skips on (it makes and deletes a namespace).
+    from tests.netns import unavailable
+
+    return unavailable()
+
+
 REQUIREMENTS = (
     Requirement("mosquitto", "the tests against a real broker (the rest use amqtt)",
                 "apt-get install mosquitto", lambda: find_mosquitto() is not None),
@@ -45,6 +53,9 @@ REQUIREMENTS = (
                 is not None),
     Requirement("chromium", "the dashboard's browser tests", "apt-get install chromium",
                 _chromium),
+    Requirement("root + ip netns", "the multi-host tests (nodes in network namespaces)",
+                "run the suite as root with iproute2: apt-get install iproute2",
+                lambda: _netns_unavailable() is None),
     Requirement("playwright", "the dashboard's browser tests", "pip install -e '.[dev]'",
                 lambda: importlib.util.find_spec("playwright") is not None),
 )

@@ -1,13 +1,15 @@
-"""A cluster spread over "hosts": each node process in its own network namespace.
+"""A cluster spread over "hosts": each node process in its own network namespace, over TLS.
 
-The broker (mosquitto) listens on the bridge address 10.77.0.1 only; nodes n1..n3 run in
-namespaces 10.77.0.11..13 and a client in 10.77.0.14, each reaching the broker over the
-bridge as from another machine (tests/netns.py). The cluster elects a leader, commits a write
-from the client's host, and after the leader's process is killed elects another leader that
-still serves the write. Root only (skipped with the reason elsewhere).
-
-How the processes reach the broker is decided in one place, :func:`bus_for`: today the open
-mode; the authenticated bus (TLS + credentials) changes that function and nothing else.
+The broker (mosquitto, started by ``consensus.broker.start_broker`` as `consensus-lab broker
+--listen 10.77.0.1 --tls` starts it) listens on the bridge address 10.77.0.1 only, TLS with
+client certificates; nodes n1..n3 run in namespaces 10.77.0.11..13 and a client in
+10.77.0.14, each reaching the broker over the bridge as from another machine
+(tests/netns.py). As docs/multihost.md tells real hosts to, each host gets only its own
+files (ca.crt, its certificate and key) and names them with ``--tls-dir``. The cluster elects
+a leader, commits a write from the client's host, and after the leader's process is killed
+elects another leader that still serves the write; a client without a certificate, or
+without TLS, is refused from another namespace. Root only (skipped with the reason
+elsewhere).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +30,9 @@ from pathlib import Path
 import pytest
 
 from consensus import cluster as cl
-from consensus.broker import find_mosquitto, mosquitto_config
+from consensus.auth import CLIENT_USER, Realm
+from consensus.broker import BrokerHandle, broker_address, find_mosquitto, mosquitto_config
+from consensus.broker import start_broker as start_real_broker
 from consensus.broker_tls import with_listener
 from tests import netns
 from tests.mosquitto_proc import accepts, free_port, mosquitto
@@ -42,26 +47,36 @@ pytestmark = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Bus:
     """How every process of the test reaches the broker."""
 
     url: str
-    listener: str  # the mosquitto listener block
-    broker_settings: list[str] = field(default_factory=list)  # extra mosquitto lines
+    broker: BrokerHandle
     node_options: dict[str, list[str]] = field(default_factory=dict)  # per node id
     client_options: list[str] = field(default_factory=list)
+    host_files: dict[str, Path] = field(default_factory=dict)  # user -> its host's folder
 
 
-def bus_for(address: str, port: int, folder: Path) -> Bus:
-    """The bus in today's open mode: a plain listener on ``address`` only, anonymous.
-
-    The authenticated bus replaces this body: credentials and TLS material made in
-    ``folder`` (consensus.tls.ensure_cluster with ``address`` among the broker's names), the
-    listener from consensus.broker_tls.mosquitto_tls_listener, the password/ACL lines in
-    ``broker_settings``, a ``mqtts://`` URL and each process's credential options.
-    """
-    return Bus(url=f"mqtt://{address}:{port}", listener=f"listener {port} {address}\n")
+def bus_for(cluster: str, address: str, directory: Path) -> Bus:
+    """The authenticated bus on ``address``: the cluster's realm with TLS material in
+    ``directory/secrets`` (the broker's certificate names ``address``), mosquitto's TLS
+    listener there, and for each user a "host" folder holding only its own files, as
+    docs/multihost.md says to copy them."""
+    realm = Realm.create(cluster, NODES, directory, brokers=("mosquitto",),
+                         tls_addresses=[address])
+    assert realm.tls_dir is not None
+    broker = start_real_broker(prefer="mosquitto", realm=realm, listen=address, tls=True)
+    bus = Bus(url=broker.url, broker=broker)
+    for user in (*NODES, CLIENT_USER):
+        host = directory / "hosts" / user
+        host.mkdir(parents=True, mode=0o700)
+        for name in ("ca.crt", f"{user}.crt", f"{user}.key"):
+            shutil.copy2(realm.tls_dir / name, host / name)
+        bus.host_files[user] = host
+    bus.node_options = {n: ["--tls-dir", str(bus.host_files[n])] for n in NODES}
+    bus.client_options = ["--tls-dir", str(bus.host_files[CLIENT_USER])]
+    return bus
 
 
 @pytest.fixture
@@ -107,19 +122,20 @@ def _connections(hosts: netns.Hosts, host: netns.Host, port: int) -> str:
 @pytest.mark.parametrize("algorithm", ["raft", "paxos"])
 def test_a_cluster_spread_over_namespaces_elects_commits_and_survives_a_leader_kill(
         hosts: netns.Hosts, tmp_path: Path, algorithm: str) -> None:
-    port = free_port(netns.BRIDGE_ADDRESS)
-    bus = bus_for(netns.BRIDGE_ADDRESS, port, tmp_path / "bus")
-    config = with_listener(mosquitto_config(port), bus.listener)
-    config = "\n".join([config, *bus.broker_settings, ""])
     directory = tmp_path / "cluster"
     directory.mkdir()
-    state = cl.ClusterState(f"mh-{algorithm}", algorithm, dict.fromkeys(NODES, 0), bus.url,
-                            None, "external", "gmqtt", False, 50, (150, 300), str(directory))
+    name = f"mh-{algorithm}"
+    bus = bus_for(name, netns.BRIDGE_ADDRESS, directory)
+    port = broker_address(bus.url).port
+    state = cl.ClusterState(name, algorithm, dict.fromkeys(NODES, 0), bus.url, None,
+                            "external", "gmqtt", False, 50, (150, 300), str(directory),
+                            tls=True)
     node_hosts = dict(zip(NODES, hosts.hosts, strict=False))
     client_host = hosts[len(NODES)]
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    with mosquitto(config, netns.BRIDGE_ADDRESS, port, tmp_path):
+    with bus.broker:
+        assert bus.url == f"mqtts://{netns.BRIDGE_ADDRESS}:{port}"
         assert not accepts("127.0.0.1", port), "the broker must listen on the bridge only"
         try:
             for nid, host in node_hosts.items():
@@ -147,6 +163,16 @@ def test_a_cluster_spread_over_namespaces_elects_commits_and_survives_a_leader_k
 
             wrote = _client(hosts, client_host, state, bus, "SET x = 100")
             assert (wrote["status"], wrote["result"]) == ("ok", "OK"), wrote
+            # From the client's host, without a certificate or without TLS: refused.
+            assert _probe(hosts, client_host, port, bus.host_files[CLIENT_USER],
+                          CLIENT_USER) == "connected"
+            assert _probe(hosts, client_host, port, bus.host_files[CLIENT_USER],
+                          "-").startswith("refused")
+            anonymous = hosts.run(client_host, [
+                sys.executable, "-m", "consensus", "client", "--cluster", name, "--broker",
+                f"mqtt://{netns.BRIDGE_ADDRESS}:{port}", "--timeout", "5", "GET x"],
+                env=_env(), cwd=state.directory)
+            assert anonymous.returncode != 0 and "100" not in anonymous.stdout
 
             procs[leader].send_signal(signal.SIGKILL)
             procs[leader].wait(5)
@@ -168,6 +194,13 @@ def test_a_cluster_spread_over_namespaces_elects_commits_and_survives_a_leader_k
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait(5)
+
+
+def _probe(hosts: netns.Hosts, host: netns.Host, port: int, folder: Path, user: str) -> str:
+    """Run :data:`_TLS_PROBE` in ``host``: "connected" or "refused ..." ("-": no cert)."""
+    done = hosts.run(host, [sys.executable, "-c", _TLS_PROBE, netns.BRIDGE_ADDRESS,
+                            str(port), str(folder), user], env=_env())
+    return done.stdout.strip() or done.stderr
 
 
 def _until(probe, within_s: float):
@@ -258,10 +291,5 @@ def test_a_host_reaches_the_tls_broker_with_its_certificate_and_not_without(
     config = with_listener(mosquitto_config(port),
                            mosquitto_tls_listener(port, netns.BRIDGE_ADDRESS, staged))
     with mosquitto(config, netns.BRIDGE_ADDRESS, port, tmp_path):
-        def probe(user: str) -> str:
-            done = hosts.run(hosts[0], [sys.executable, "-c", _TLS_PROBE,
-                                        netns.BRIDGE_ADDRESS, str(port),
-                                        str(tmp_path / "tls"), user], env=_env())
-            return done.stdout.strip() or done.stderr
-        assert probe("n1") == "connected"
-        assert probe("-").startswith("refused")
+        assert _probe(hosts, hosts[0], port, tmp_path / "tls", "n1") == "connected"
+        assert _probe(hosts, hosts[0], port, tmp_path / "tls", "-").startswith("refused")

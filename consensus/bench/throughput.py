@@ -145,9 +145,12 @@ class BusCluster:
     also says where the CPU went: microseconds of CPU per offered operation in the leader, a
     follower (mean), the broker (when ``broker_pid`` is given) and the load generators."""
 
-    def __init__(self, algorithm: str, nodes: int, broker: str, *, fsync: bool = True,
+    def __init__(self, algorithm: str, nodes: int, broker: str | None, *, fsync: bool = True,
                  generators: int = 2, connections: int = 4, ids: int = 64,
-                 broker_pid: int | None = None) -> None:
+                 broker_pid: int | None = None, tls: bool = False) -> None:
+        """``broker`` None: the cluster starts its own authenticated mosquitto (with
+        ``tls``, TLS with client certificates), which every connection, the load
+        generators' included, joins with its own credentials; a URL: that (open) broker."""
         from consensus.experiment import bus
 
         self.broker_pid = broker_pid
@@ -160,12 +163,15 @@ class BusCluster:
         self.cluster = bus.BusCluster(
             algorithm, tuple(self.ids),
             Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
-            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100),
+            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100,
+                                     prefer="mosquitto", tls=tls),
             name=self.name)
         self.state = self.cluster.state
         self.loop = _LoopThread()
         try:
             self.loop.call(self.cluster.start())
+            if self.cluster.broker is not None:
+                self.broker_pid = self.cluster.broker.pid
             self.leader = self.wait_leader()
             from consensus.auth import CLIENT_USER
 

@@ -95,7 +95,8 @@ class BusOptions:
     """How the node processes run: the broker, the MQTT library, the WAL's fsync.
 
     ``broker`` None: each cluster starts its own authenticated broker (``prefer`` says
-    which kind); a URL: that broker, open (it knows none of the run's users)."""
+    which kind; ``tls``: TLS with per-run client certificates, see consensus.tls); a URL:
+    that broker, open (it knows none of the run's users)."""
 
     broker: str | None
     library: str = "gmqtt"
@@ -103,6 +104,7 @@ class BusOptions:
     base_loss: float = 0.0  # the network's own loss rate, restored when a loss window ends
     status_interval_ms: float = STATUS_INTERVAL_MS
     prefer: str = "auto"
+    tls: bool = False
 
 
 class BusCluster:
@@ -310,9 +312,11 @@ class BusCluster:
 
         folder = Path(self.state.directory)
         realm = Realm.create(self.name, self.ids, folder,
-                             brokers=(chosen_kind(self.opts.prefer),))
-        self.broker = start_broker(prefer=self.opts.prefer, realm=realm)
+                             brokers=(chosen_kind(self.opts.prefer),),
+                             tls_addresses=[] if self.opts.tls else None)
+        self.broker = start_broker(prefer=self.opts.prefer, realm=realm, tls=self.opts.tls)
         self.state.broker, self.state.broker_kind = self.broker.url, self.broker.kind
+        self.state.tls = self.opts.tls
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""

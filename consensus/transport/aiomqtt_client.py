@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections import deque
 
 import aiomqtt
@@ -38,6 +39,7 @@ from consensus.transport.mqtt import (
     ClientStats,
     OnMessage,
     TransportError,
+    credentials_of,
     deliver,
     socket_nodelay,
 )
@@ -52,12 +54,14 @@ class AiomqttClient:
     library = "aiomqtt"
 
     def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.identity = identity
+        self.ssl_context = ssl_context
         self.port = port
         self.client_id = client_id
-        self.url = f"mqtt://{host}:{port}"
+        self.url = f"{'mqtts' if ssl_context else 'mqtt'}://{host}:{port}"
         self.stats = ClientStats()
         self._on_message = on_message
         self._client: aiomqtt.Client | None = None
@@ -139,13 +143,13 @@ class AiomqttClient:
     # -- connection -----------------------------------------------------------------------
 
     async def _open(self) -> None:
-        identity = self.identity
+        credentials = credentials_of(self.identity)
         client = aiomqtt.Client(
             self.host, self.port, identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V311, clean_session=True,
             keepalive=KEEPALIVE, timeout=CONNECT_TIMEOUT, socket_options=[_NODELAY],
-            logger=log, username=identity.username if identity else None,
-            password=identity.password if identity else None)
+            logger=log, username=credentials[0] if credentials else None,
+            password=credentials[1] if credentials else None, tls_context=self.ssl_context)
         stack = contextlib.AsyncExitStack()
         try:
             await asyncio.wait_for(stack.enter_async_context(client), CONNECT_TIMEOUT + 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from gmqtt import Client, Message, Subscription
@@ -31,6 +32,7 @@ from consensus.transport.mqtt import (
     ClientStats,
     OnMessage,
     TransportError,
+    credentials_of,
     deliver,
     socket_nodelay,
 )
@@ -42,12 +44,14 @@ class GmqttClient:
     library = "gmqtt"
 
     def __init__(self, host: str, port: int, client_id: str, on_message: OnMessage,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.identity = identity
+        self.ssl_context = ssl_context
         self.port = port
         self.client_id = client_id
-        self.url = f"mqtt://{host}:{port}"
+        self.url = f"{'mqtts' if ssl_context else 'mqtt'}://{host}:{port}"
         self.stats = ClientStats()
         self._on_message = on_message
         self._client: Client | None = None
@@ -75,11 +79,13 @@ class GmqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
-        if self.identity is not None:
-            client.set_auth_credentials(self.identity.username, self.identity.password)
+        credentials = credentials_of(self.identity)
+        if credentials is not None:
+            client.set_auth_credentials(*credentials)
         try:
             await asyncio.wait_for(
-                client.connect(self.host, self.port, keepalive=KEEPALIVE, version=MQTTv311),
+                client.connect(self.host, self.port, ssl=self.ssl_context or False,
+                               keepalive=KEEPALIVE, version=MQTTv311),
                 CONNECT_TIMEOUT)
         except Exception as exc:  # OSError, TimeoutError, gmqtt.MQTTConnectError
             # Stop the reconnect loop gmqtt may have started for a refused CONNACK.

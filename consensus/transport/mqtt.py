@@ -16,6 +16,10 @@ Both implementations behave the same way, which is what the rest of the package 
   and is discarded (counted in ``stats``).
 - With an :class:`~consensus.auth.Identity`, the CONNECT carries its user name and
   password; a broker that refuses them fails :meth:`connect` with a TransportError.
+- ``mqtts://`` URLs: TLS with the identity's client certificate
+  (:func:`consensus.tls.client_context`: only the cluster's CA is trusted, the broker's
+  certificate must name the URL's host). The certificate is then the credential, so no
+  password is sent. A failed handshake fails :meth:`connect` like a refused CONNECT.
 - A lost broker does not end the client: it reconnects with a short delay, forever, and
   subscribes again to everything it had subscribed to, until :meth:`close`.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,22 +103,54 @@ def make_client(library: str, url: str, client_id: str, on_message: OnMessage,
                 identity: Identity | None = None) -> MqttClient:
     """A client for ``url`` (``mqtt://host:port``) using ``library`` ("gmqtt" or
     "aiomqtt"), presenting ``identity`` (user name, password, TLS material) when given,
-    else anonymous. Nothing happens on the network until :meth:`MqttClient.connect`."""
-    from consensus.broker import parse_broker_url
+    else anonymous. Nothing happens on the network until :meth:`MqttClient.connect`.
 
-    host, port = parse_broker_url(url)
+    An ``mqtts://`` URL needs an identity with TLS material, and TLS material needs an
+    ``mqtts://`` URL: a mismatch is a ValueError saying which is missing."""
+    from consensus.broker import broker_address
+
+    address = broker_address(url)
+    host, port = address.host, address.port
     if not client_id or len(client_id.encode()) > 65535:
         raise ValueError(f"client id must be 1..65535 bytes, got {client_id!r}")
+    context = tls_context(address.tls, identity, url)
     if library == "gmqtt":
         from consensus.transport.gmqtt_client import GmqttClient
 
-        return GmqttClient(host, port, client_id, on_message, identity)
+        return GmqttClient(host, port, client_id, on_message, identity, context)
     if library == "aiomqtt":
         from consensus.transport.aiomqtt_client import AiomqttClient
 
-        return AiomqttClient(host, port, client_id, on_message, identity)
+        return AiomqttClient(host, port, client_id, on_message, identity, context)
     raise ValueError(f"unknown MQTT client library {library!r}; choose one of "
                      f"{', '.join(LIBRARIES)}")
+
+
+def tls_context(tls: bool, identity: Identity | None, url: str) -> ssl.SSLContext | None:
+    """The client TLS context for a broker URL (None for plain ``mqtt://``)."""
+    material = identity.tls if identity is not None else None
+    if tls and material is None:
+        raise ValueError(f"broker {url} speaks TLS and asks for a client certificate: give "
+                         f"this connection one (--tls-dir, or credentials that name one)")
+    if not tls and material is not None:
+        raise ValueError(f"a client certificate was given but broker {url} is plain TCP: "
+                         f"use its mqtts:// URL")
+    if material is None:
+        return None
+    from consensus.tls import TlsError, client_context
+
+    try:
+        return client_context(material)
+    except (TlsError, ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot use the client certificate {material.cert}: {exc}") from None
+
+
+def credentials_of(identity: Identity | None) -> tuple[str, str | None] | None:
+    """User name and password for the CONNECT: none when anonymous; the user name only when
+    a certificate is the credential (so no password travels)."""
+    if identity is None:
+        return None
+    return identity.username, (None if identity.tls is not None else identity.password)
 
 
 def fresh_client_id(prefix: str) -> str:
@@ -157,6 +194,8 @@ __all__ = [
     "MqttClient",
     "OnMessage",
     "TransportError",
+    "credentials_of",
     "fresh_client_id",
     "make_client",
+    "tls_context",
 ]
