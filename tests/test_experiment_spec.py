@@ -103,3 +103,9 @@ def test_fault_errors_name_the_fault_field_and_its_line():
     assert errors[0].startswith("faults[1].crash (line 6): names n9"), errors
     assert errors[1].startswith("faults[2].at (line 7): 6s is not before the end"), errors
     assert not any("top level" in e for e in errors)
+
+
+def test_mqtt_tls_needs_the_runs_own_broker() -> None:
+    assert parse_spec("name: t\ntransport: mqtt\nmqtt: {tls: true}\n").mqtt.tls
+    with pytest.raises(SpecError, match=r"mqtt \(line 2\): tls: true needs each run's own"):
+        parse_spec("name: t\nmqtt: {tls: true, broker: 'mqtt://127.0.0.1:1883'}\n")

@@ -67,7 +67,7 @@ def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str,
 
     url = spec.mqtt.broker
     opts = BusOptions(url, spec.mqtt.library, spec.mqtt.fsync, spec.network.loss,
-                      prefer=spec.mqtt.prefer)
+                      prefer=spec.mqtt.prefer, tls=spec.mqtt.tls)
 
     def factory(spec: ExperimentSpec, algorithm: str, seed: int, run_dir: Path) -> Cluster:
         return BusCluster(algorithm, tuple(spec.cluster.ids), spec.config(algorithm),
@@ -77,7 +77,7 @@ def on_the_bus(spec: ExperimentSpec) -> Iterator[tuple[ClusterFactory, dict[str,
     yield factory, {
         "broker": chosen_kind(spec.mqtt.prefer) if url is None else "external",
         "broker_url": url or "one per run, on 127.0.0.1",
-        "authenticated": url is None,
+        "authenticated": url is None, "tls": spec.mqtt.tls,
         "mqtt_client": spec.mqtt.library, "fsync": spec.mqtt.fsync,
         "not_honoured": not_honoured(spec)}
 

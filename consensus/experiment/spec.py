@@ -240,6 +240,15 @@ class MqttSpec(_Strict):
     prefer: Literal["auto", "mosquitto", "amqtt"] = "auto"  # auto: mosquitto if installed
     library: Literal["gmqtt", "aiomqtt"] = "gmqtt"
     fsync: bool = True
+    # Each run's own broker speaks TLS only, with a client certificate per user (consensus.tls).
+    tls: bool = False
+
+    @model_validator(mode="after")
+    def _tls_needs_own_broker(self) -> MqttSpec:
+        if self.tls and self.broker is not None:
+            raise ValueError("tls: true needs each run's own broker (it makes the certificates); "
+                             "leave broker unset")
+        return self
 
 
 class ExperimentSpec(_Strict):
