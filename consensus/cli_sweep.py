@@ -135,7 +135,8 @@ def sweep(
                        f"{spec_hash}: nodes, duration or node class differ)",
                        kind="sweep-settings-differ", code=2, json_out=json_out)
 
-    wanted = [(n, s) for n in names for s in range(first_seed, first_seed + seeds)]
+    # Seed by seed, every algorithm in turn: a sweep stopped early stays balanced.
+    wanted = [(n, s) for s in range(first_seed, first_seed + seeds) for n in names]
     records: dict[tuple[str, int], dict[str, Any]] = {}
     for key in wanted:
         found = folder.load(spec_hash, *key)

@@ -142,3 +142,12 @@ def test_pool_workers_leave_when_the_client_is_killed(tmp_path):
     for pid in left:  # do not leave them running if the check fails
         os.kill(int(pid), signal.SIGKILL)
     assert not left
+
+
+def test_the_scaling_bench_compares_backends_on_the_same_seeds() -> None:
+    from consensus.bench.executors import run, table
+
+    rows = run(1, [1], log=lambda line: None)
+    assert [(r["executor"], r["workers"]) for r in rows] == [("local", 1), ("dask", 1)]
+    assert all(r["same_hashes"] and r["seeds"] == 2 and r["seeds_per_s"] > 0 for r in rows)
+    assert "| dask | 1 |" in table(rows)

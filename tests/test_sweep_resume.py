@@ -44,7 +44,7 @@ def test_resuming_with_more_seeds_runs_only_the_new_keys(tmp_path):
     assert {k: after[k] for k in before} == before  # finished keys untouched
     assert len(after) == 10
     assert [(r["algorithm"], r["seed"]) for r in resumed["run_list"]] == [
-        (a, s) for a in ("raft", "paxos") for s in range(1, 6)]
+        (a, s) for s in range(1, 6) for a in ("raft", "paxos")]  # seed by seed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_algorithm"]["raft"]["seeds"] == 5
     assert sum(summary["per_algorithm"]["paxos"]["variants"].values()) == 5
