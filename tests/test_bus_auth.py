@@ -58,22 +58,24 @@ def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture(scope="module")
-def raft(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[cl.ClusterState]:
-    root = tmp_path_factory.mktemp(f"raft-{kind}")
-    state = _up(root, "raft", "secure-raft", kind)
+def _written_cluster(algorithm: str, kind: str,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[cl.ClusterState]:
+    """An authenticated cluster of ``algorithm`` on a ``kind`` broker, holding x = 100."""
+    root = tmp_path_factory.mktemp(f"{algorithm}-{kind}")
+    state = _up(root, algorithm, f"secure-{algorithm}", kind)
     assert _request(state, "SET x = 100") == "OK"
     yield state
     cl.down(state.name, root=root)
+
+
+@pytest.fixture(scope="module")
+def raft(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[cl.ClusterState]:
+    yield from _written_cluster("raft", kind, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def paxos(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[cl.ClusterState]:
-    root = tmp_path_factory.mktemp(f"paxos-{kind}")
-    state = _up(root, "paxos", "secure-paxos", kind)
-    assert _request(state, "SET x = 100") == "OK"
-    yield state
-    cl.down(state.name, root=root)
+    yield from _written_cluster("paxos", kind, tmp_path_factory)
 
 
 def _request(state: cl.ClusterState, command: str) -> str | None:
