@@ -95,7 +95,9 @@ FIGURE_DEFINITIONS: dict[str, str] = {
                     "workload, when the schedule never heals)",
     "outcome": "held: writes kept committing through the fault window (no outage); "
                "recovered: an outage, over before the heal; after heal: the outage lasted "
-               "until the heal and ended after it; never: no write committed after the heal",
+               "until the heal and ended after it; never: no write answered after the heal "
+               "(for a schedule that never heals: an outage still open when the workload "
+               "ends)",
     "time without a leader": "time in the fault window during which no live, running node "
                              "held the leader role (a crashed or paused leader does not "
                              "count; an isolated one still does)",
@@ -283,7 +285,7 @@ def window_metrics(ops: Sequence[Operation], faults: Sequence[tuple[float, str]]
         prev = t
         if t > end:  # the first write answered after the heal: the scan is done
             break
-    if prev <= end and end_ms - prev >= threshold:
+    if prev <= end and end - prev >= threshold:
         outages.append((prev, None))  # out at the heal, and no write answered since
     if not outages:
         outcome = "held"
