@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from consensus import variants
-from consensus.algorithms import get_algorithm
+from consensus.algorithms import NAMES, get_algorithm
 from consensus.experiment.execute import RunJob, run_job
 from consensus.experiment.metrics import OUTCOMES
 from consensus.experiment.spec import ExperimentSpec, with_variant
@@ -80,6 +80,16 @@ def parse_variant(text: str) -> NamedVariant:
         settings = variants.parse_pairs(p for p in pairs.split(",") if p.strip())
     except variants.VariantError as exc:
         raise MatrixError(f"variant {name}: {exc}") from None
+    for key, value in settings.items():  # a typo is an error, not a column of n/a
+        refusals = []
+        for algorithm in NAMES:
+            try:
+                variants.check(algorithm, {key: value})
+                break
+            except variants.VariantError as exc:
+                refusals.append(str(exc))
+        else:
+            raise MatrixError(f"variant {name}: no algorithm offers it: {refusals[0]}")
     return NamedVariant(name, settings, tuple(f.strip() for f in files.split(",") if f.strip()))
 
 

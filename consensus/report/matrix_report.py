@@ -152,7 +152,7 @@ def heatmap(summary: dict[str, Any]) -> Figure | None:
             vmax = float(finite.max()) if finite.size else 1.0
             if math.isclose(vmin, vmax):
                 vmin, vmax = vmin - 1, vmax + 1
-        cmap.set_bad(NA_COLOUR)
+        cmap = cmap.with_extremes(bad=NA_COLOUR)
         ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
                   aspect="auto", interpolation="nearest")
         for i in range(len(rows)):
