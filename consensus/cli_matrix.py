@@ -30,8 +30,8 @@ VARIANTS_HELP = (
 
 @app.command()
 def matrix(
-    files: Annotated[list[Path], typer.Argument(help="Experiment files or library names, e.g. "
-                                                     "quorum-loss chained.")],
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Experiment files or library names, e.g. quorum-loss chained.")] = None,
     variant_specs: Annotated[list[str] | None, typer.Option(
         "--variants", metavar="NAME:KEY=VALUE,...", help=VARIANTS_HELP)] = None,
     seeds: Annotated[str | None, typer.Option(help="Seeds for every file, e.g. 1-5 (default: "
@@ -48,6 +48,9 @@ def matrix(
              "report.html, figures/, summary.json.")] = None,
     notes: Annotated[Path | None, typer.Option(
         help="A Markdown file explaining the cells, put into the report.")] = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Run nothing: rewrite the report in --out from its summary.json "
+                          "(say with new --notes).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
 ) -> None:
     """Run every file x algorithm x variant over seeds; one report with a table and a heat-map.
@@ -69,6 +72,18 @@ def matrix(
     )
     from consensus.report.matrix_report import build_matrix_report
 
+    notes_text = ""
+    if notes is not None:
+        try:
+            notes_text = notes.read_text()
+        except OSError as exc:
+            raise bad_parameter(str(exc), param_hint="--notes", json_out=json_out) from None
+    if rebuild:
+        _rebuild(out, notes_text, json_out)
+        return
+    if not files:
+        raise bad_parameter("name at least one experiment file", param_hint="FILES",
+                            json_out=json_out)
     paths = [_experiment_file(f) for f in files]
     chosen = _parse_seeds(seeds, json_out) if seeds else None
     try:
@@ -84,12 +99,6 @@ def matrix(
                             json_out=json_out) from None
     except MatrixError as exc:
         raise bad_parameter(str(exc), param_hint="--variants", json_out=json_out) from None
-    notes_text = ""
-    if notes is not None:
-        try:
-            notes_text = notes.read_text()
-        except OSError as exc:
-            raise bad_parameter(str(exc), param_hint="--notes", json_out=json_out) from None
     seeds_of = {s.name: list(s.seeds) for s in specs}
     total = sum(len(seeds_of[c.experiment]) for c in cells if c.spec is not None)
     try:
@@ -129,6 +138,21 @@ def matrix(
         for failure in summary["failures"] or ["no checks ran"]:
             err.print(f"[bold red]CHECK FAILED[/] {escape(failure)}")
         raise typer.Exit(1)
+
+
+def _rebuild(out: Path | None, notes_text: str, json_out: bool) -> None:
+    from consensus.report.matrix_report import build_matrix_report
+
+    if out is None or not (out / "summary.json").exists():
+        raise bad_parameter("--rebuild needs --out DIR holding a matrix's summary.json",
+                            param_hint="--out", json_out=json_out)
+    build_matrix_report(out, notes_text)
+    summary = json.loads((out / "summary.json").read_text())
+    if json_out:
+        print(json.dumps({**summary, "folder": str(out)}, indent=2))
+    else:
+        console.print(f"report: [bold]{escape(str(out / 'report.html'))}[/] (rebuilt from "
+                      f"summary.json)")
 
 
 def _manifest(specs: list[Any], named: list[Any], where: str, started_at: str,

@@ -180,6 +180,14 @@ def test_the_matrix_command_writes_the_table_and_the_heat_map(tmp_path):
     html = (out / "report.html").read_text()
     assert "data:image/svg+xml;base64," in html and "Definitions" in html
     assert "consensus-lab matrix" in json.loads((out / "manifest.json").read_text())["command"]
+    # The report again, from summary.json alone, with a hand-written explanation.
+    notes = tmp_path / "notes.md"
+    notes.write_text("Raft's *plain* cell: **why** it differs.\n")
+    again = CliRunner().invoke(app, ["matrix", "--rebuild", "--out", str(out),
+                                     "--notes", str(notes)])
+    assert again.exit_code == 0, again.output
+    assert "## What each difference means\n\nRaft's *plain* cell" in (out / "report.md").read_text()
+    assert "<strong>why</strong>" in (out / "report.html").read_text()
 
 
 def test_the_matrix_command_refuses_a_bad_variant_and_a_fault_outside_the_duration(tmp_path):
