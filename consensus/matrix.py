@@ -244,8 +244,7 @@ def cell_summary(cell: Cell, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "measures": {key: interval_json([r[key] for r in runs], scale)
                      for key, _, _, _, scale in MEASURES},
         "per_seed": {key: [r[key] for r in runs] for key, *_ in MEASURES}
-                    | {"outcome": [r["outcome"] for r in runs],
-                       "recovery_ms": [r["recovery_ms"] for r in runs]},
+                    | {k: [r[k] for r in runs] for k in ("outcome", "outages", "recovery_ms")},
         "checks": _check_verdicts(runs),
         "failures": failures,
     }

@@ -51,6 +51,9 @@ FAULTS = [(1_000.0, "crash n1"), (3_000.0, "heal")]
 @pytest.mark.parametrize("answered, outcome, outage", [
     (_every(0, 5_000), "held", 0.0),  # a write every 10 ms throughout
     (_every(0, 1_000) + _every(1_500, 5_000), "recovered", 500.0),
+    # Three outages, each over quickly: the leader kept being lost.
+    (_every(0, 1_000) + _every(1_300, 1_500) + _every(1_800, 2_000) + _every(2_300, 5_000),
+     "unstable", 920.0),  # 300 + 310 + 310: each from the last write before it
     (_every(0, 1_000) + _every(3_400, 5_000), "after heal", 2_000.0),
     (_every(0, 1_000), "never", 2_000.0),
 ])

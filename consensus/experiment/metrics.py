@@ -94,10 +94,11 @@ FIGURE_DEFINITIONS: dict[str, str] = {
     "fault window": "from the first fault to the first heal after it (or to the end of the "
                     "workload, when the schedule never heals)",
     "outcome": "held: writes kept committing through the fault window (no outage); "
-               "recovered: an outage, over before the heal; after heal: the outage lasted "
-               "until the heal and ended after it; never: no write answered after the heal "
-               "(for a schedule that never heals: an outage still open when the workload "
-               "ends)",
+               "recovered: one or two outages, over before the heal; unstable: three or more "
+               "outages, the last over before the heal (leadership kept moving); after heal: "
+               "an outage lasted until the heal and ended after it; never: no write answered "
+               "after the heal (for a schedule that never heals: an outage still open when "
+               "the workload ends)",
     "time without a leader": "time in the fault window during which no live, running node "
                              "held the leader role (a crashed or paused leader does not "
                              "count; an isolated one still does)",
@@ -109,7 +110,8 @@ FIGURE_DEFINITIONS: dict[str, str] = {
 }
 
 # Window outcomes, best first (see FIGURE_DEFINITIONS["outcome"]).
-OUTCOMES = ("held", "recovered", "after heal", "never")
+OUTCOMES = ("held", "recovered", "unstable", "after heal", "never")
+UNSTABLE_OUTAGES = 3  # this many outages in one window: the cluster kept losing its leader
 MIN_OUTAGE_MS = 200.0  # shorter silences are a busy leader, not a lost one
 OUTAGE_FACTOR = 10.0  # x the median gap between answered writes before the fault
 
@@ -290,7 +292,7 @@ def window_metrics(ops: Sequence[Operation], faults: Sequence[tuple[float, str]]
     if not outages:
         outcome = "held"
     elif not any(s <= end and (e is None or e > end) for s, e in outages):
-        outcome = "recovered"
+        outcome = "recovered" if len(outages) < UNSTABLE_OUTAGES else "unstable"
     elif outages[-1][1] is not None:
         outcome = "after heal"
     else:

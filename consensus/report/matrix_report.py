@@ -29,10 +29,8 @@ from consensus.report.charts import _styled, save_figure
 from consensus.report.stats import chance_note, fmt_number, paired_by_seed, paired_t, verdict
 
 # Outcome colours, best to worst (colour-blind-safe greens to vermilion), and n/a's grey.
-OUTCOME_COLOURS = ("#1b7837", "#a6dba0", "#f4a582", "#b2182b")
+OUTCOME_COLOURS = ("#1b7837", "#a6dba0", "#fee08b", "#f4a582", "#b2182b")
 NA_COLOUR = "#d9d9d9"
-OUTCOME_WORDS = {"held": "held", "recovered": "recovered during the fault",
-                 "after heal": "only after the heal", "never": "never"}
 # Per measure: whether lower is better (the colour map runs light = better).
 LOWER_IS_BETTER = {"leaderless_ms": True, "outage_ms": True, "leader_changes": True,
                    "throughput_ops_s": False}
@@ -245,9 +243,10 @@ def build_matrix_report(folder: Path, notes: str = "") -> list[Path]:
         png, svg = save_figure(fig, folder / "figures", "matrix")
         figures.append(render.Figure(png, "Heat-map", (
             "Rows: experiment · variant; columns: algorithm. The outcome panel is coloured by "
-            "category (green held, light green recovered during the fault, orange only after "
-            "the heal, red never); every other panel by its own scale, lighter is better. "
-            "Grey: n/a (the algorithm does not offer the variant)."), svg))
+            "category (green held, light green recovered during the fault, yellow unstable, "
+            "orange only after the heal, red never); every other panel by its own scale, "
+            "lighter is better. Grey: n/a (the variant cannot run there; the notes say why)."),
+            svg))
     findings, intervals, outcome_lines = differences(summary)
     checks: dict[str, dict[str, str]] = {}
     for c in summary["cells"]:
