@@ -176,7 +176,8 @@ def heatmap(summary: dict[str, Any]) -> Figure | None:
 
 
 def differences(summary: dict[str, Any]) -> tuple[list[str], list[Any], list[str]]:
-    """Worded findings (paired t over the seeds both sides ran), their intervals (for the
+    """Worded findings (paired t over the seeds both sides ran: each variant of an experiment
+    against its first, and the algorithms under each variant), their intervals (for the
     chance note), and per experiment and algorithm the outcome of each variant where they
     differ, as Markdown bullets."""
     findings: list[str] = []
@@ -194,7 +195,8 @@ def differences(summary: dict[str, Any]) -> tuple[list[str], list[Any], list[str
             if len({c["outcome"] for c in cells}) > 1:
                 parts = ", ".join(f"{c['variant']} → {outcome_text(c)}" for c in cells)
                 outcome_lines.append(f"- **{e}**, {title}: {parts}")
-            for base, other in itertools.pairwise(cells):
+            for other in cells[1:]:  # each variant against the experiment's first
+                base = cells[0]
                 intervals += _compare(base, other, measures, f"{title} · {base['variant']}",
                                       f"{title} · {other['variant']}", e, findings)
         for v in names:  # the algorithms under one variant
