@@ -125,7 +125,8 @@ def matrix(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (folder / "manifest.json").write_text(json.dumps(_manifest(
-        specs, named, where, started_at, files, variant_specs or [], seeds, duration, notes),
+        specs, named, where, started_at, files or [], variant_specs or [], seeds, duration,
+        notes, [*_executor_args(executor, workers), "--out", str(folder)]),
         indent=2) + "\n")
     build_matrix_report(folder, notes_text)
     if json_out:
@@ -155,9 +156,14 @@ def _rebuild(out: Path | None, notes_text: str, json_out: bool) -> None:
                       f"summary.json)")
 
 
+def _executor_args(executor: str, workers: int | None) -> list[str]:
+    return ["--executor", executor, *(["--workers", str(workers)] if workers else [])]
+
+
 def _manifest(specs: list[Any], named: list[Any], where: str, started_at: str,
               files: list[Path], variant_specs: list[str], seeds: str | None,
-              duration: float | None, notes: Path | None) -> dict[str, Any]:
+              duration: float | None, notes: Path | None,
+              rest: list[str]) -> dict[str, Any]:
     from consensus.experiment.results import _git_commit, _version
 
     argv = ["consensus-lab", "matrix", *map(str, files)]
@@ -169,6 +175,7 @@ def _manifest(specs: list[Any], named: list[Any], where: str, started_at: str,
         argv += ["--duration", f"{duration:g}"]
     if notes is not None:
         argv += ["--notes", str(notes)]
+    argv += rest
     return {"experiments": [s.name for s in specs], "version": _version(),
             "git_commit": _git_commit(), "python": sys.version.split()[0],
             "platform": platform.platform(), "transport": "sim",

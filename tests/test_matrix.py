@@ -204,3 +204,12 @@ def test_the_matrix_command_refuses_a_bad_variant_and_a_fault_outside_the_durati
                                 "--out", str(tmp_path / "b")])
     assert short.exit_code == 2 and "not before the end of the workload" in short.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_gallery_index_links_the_matrix_only_when_its_report_is_there(tmp_path):
+    from consensus.report.gallery import differences_section
+
+    assert differences_section(tmp_path) == ""
+    (tmp_path / "differences").mkdir()
+    (tmp_path / "differences" / "report.md").write_text("# Differences matrix\n")
+    assert "[differences/report.md](differences/report.md)" in differences_section(tmp_path)

@@ -215,13 +215,12 @@ def differences_section(out: Path) -> str:
     if not (out / "differences" / "report.md").exists():
         return ""
     return ("\n## The differences matrix\n\n"
-            "[differences/report.md](differences/report.md) "
-            "([HTML](differences/report.html)): the partial-connectivity, election and "
-            "read-path\nexperiments on both algorithms under the variants that explain each "
-            "difference (pre-vote and\ncheck-quorum, election up-to-date or any, read path), "
-            "5 seeds each: outcome, time without a\nleader, time without commits, leader "
-            "changes and throughput during the fault, and why.\n"
-            "Regenerate it with the command in its manifest (`consensus-lab matrix ...`).\n")
+            "[differences/report.md](differences/report.md) ([HTML](differences/report.html)):\n"
+            "the partial-connectivity, election and read-path experiments on both algorithms\n"
+            "under the variants that explain each difference (pre-vote and check-quorum,\n"
+            "election up-to-date or any, read path), 5 seeds each: outcome, time without a\n"
+            "leader, time without commits, leader changes and throughput during the fault,\n"
+            "and why. Regenerate it with the command in its manifest (`consensus-lab matrix`).\n")
 
 
 def index_checks(report_md: str) -> str:
