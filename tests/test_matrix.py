@@ -136,8 +136,9 @@ def test_a_variant_an_algorithm_lacks_is_an_na_cell_and_the_rest_runs(monkeypatc
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     build_matrix_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| tiny | any (election=any) | Multi-Paxos | n/a |" in md
-    assert "not run: paxos has no variant 'election'" in md
+    assert "| tiny | any | Multi-Paxos | n/a |" in md
+    assert "n/a: tiny · any · Multi-Paxos: paxos has no variant 'election'" in md
+    assert "- **lease-alone**: check_quorum=false,read_path=lease" in md
 
 
 def test_a_failed_check_in_any_cell_fails_the_matrix():
@@ -177,7 +178,8 @@ def test_the_matrix_command_writes_the_table_and_the_heat_map(tmp_path):
         assert cell["measures"]["leaderless_ms"]["n"] == 2
     md = (out / "report.md").read_text()
     assert "All checks passed" in md
-    assert "| tiny | plain (check_quorum=false,pre_vote=false) | Raft |" in md
+    assert "| tiny | plain | Raft |" in md
+    assert "- **plain**: check_quorum=false,pre_vote=false" in md
     assert "![Heat-map](figures/matrix.png)" in md
     assert (out / "figures" / "matrix.png").stat().st_size > 1000
     html = (out / "report.html").read_text()

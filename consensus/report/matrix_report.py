@@ -87,10 +87,10 @@ def summary_table(summary: dict[str, Any]) -> render.Table:
                  for m in summary["measures"]), "checks"]
     rows = []
     for c in summary["cells"]:
-        head = [c["experiment"], f"{c['variant']} ({c['variant_label']})", c["title"]]
+        head = [c["experiment"], c["variant"], c["title"]]
         if c["status"] == "n/a":
             rows.append([*head, "n/a", *(["-"] * len(summary["measures"])),
-                         f"not run: {c['reason']}"])
+                         "not run (see the notes)"])
             continue
         checks = c["checks"]
         bad = [f"{k}: {v}" for k, v in checks.items() if v != "pass"]
@@ -101,7 +101,7 @@ def summary_table(summary: dict[str, Any]) -> render.Table:
     return render.Table(headers, rows, note=(
         "Each measure: mean over the seeds [95% Student-t interval]. outcome: the most "
         "frequent over the seeds, with the others when they disagree. Measured over the fault "
-        "window (first fault to the heal); see the definitions below."))
+        "window (first fault to the heal); the variants and the definitions are below."))
 
 
 @_styled
@@ -263,15 +263,20 @@ def build_matrix_report(folder: Path, notes: str = "") -> list[Path]:
         sections.append(("Where the outcome depends on the variant", "\n".join(outcome_lines)))
     if notes.strip():
         sections.append(("What each difference means", notes))
+    if findings:  # after the explanation: the long list backs it, it does not lead
+        sections.append(("Differences the intervals support", "\n".join(
+            [f"_{render.FINDINGS_RULE}_", "", *(f"- {f}" for f in findings)])))
+    sections.append(("Variants", "\n".join(
+        f"- **{v['name']}**: {v['label']}"
+        + (f" (only on {', '.join(v['files'])})" if v["files"] else "")
+        for v in summary["variants"])))
     sections.append(("Definitions", definitions()))
     report = render.Report(
         title="Differences matrix: " + ", ".join(e["name"] for e in summary["experiments"]),
         description=("Every experiment file run on every algorithm under every named "
-                     "variant, over the same seeds in the simulator. The variants: "
-                     + "; ".join(f"{v['name']} = {v['label']}"
-                                 + (f" (only {', '.join(v['files'])})" if v["files"] else "")
-                                 for v in summary["variants"]) + "."),
-        checks=checks, failures=summary["failures"], findings=findings,
+                     "variant (listed below), over the same seeds in the simulator: how each "
+                     "cluster fared from the first fault to the heal."),
+        checks=checks, failures=summary["failures"], findings=[],
         summary=summary_table(summary), figures=figures,
         faults=[f"{e['name']}: " + "; ".join(e["faults"]) for e in summary["experiments"]],
         manifest=manifest, notes=[f"n/a: {c['experiment']} · {c['variant']} · {c['title']}: "
