@@ -55,8 +55,8 @@ def matrix(
 ) -> None:
     """Run every file x algorithm x variant over seeds; one report with a table and a heat-map.
 
-    Per cell: the outcome of the fault window (held, recovered during the fault, only after
-    the heal, never), time without a leader, time without commits, leader changes and
+    Per cell: the outcome of the fault window (held, recovered during the fault, unstable,
+    only after the heal, never), time without a leader, time without commits, leader changes and
     throughput during the fault, with 95% intervals over seeds. Exits 1 if any check failed
     in any cell (safety, or liveness after the heal); a fault that blocks progress while it
     lasts is measured, not failed.

@@ -159,13 +159,14 @@ def test_a_failed_check_in_any_cell_fails_the_matrix():
 
 
 def test_the_matrix_command_writes_the_table_and_the_heat_map(tmp_path):
+    # Two workers: the runs go through the executor (a local process pool), as in `run`.
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(TINY)
     out = tmp_path / "matrix"
     result = CliRunner().invoke(app, [
         "matrix", str(spec_file), "--variants", "plain:pre_vote=false,check_quorum=false",
         "--variants", "any:election=any", "--seeds", "1-2", "--duration", "2.2",
-        "--workers", "1", "--out", str(out), "--json"])
+        "--workers", "2", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [(c["variant"], c["algorithm"]) for c in summary["cells"]] == [
