@@ -222,6 +222,7 @@ def _register_subcommands() -> None:
         cli_code,
         cli_dashboard,
         cli_experiment,
+        cli_matrix,
         cli_report,
         cli_sweep,
     )

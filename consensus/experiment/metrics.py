@@ -7,12 +7,16 @@
   (a new leader) and to commit (first write answered under the new leader); from the clients'
   side: each client's gap between its last ok answer before the fault and its first after
   (median and max over clients). :data:`FIGURE_DEFINITIONS` says what every figure includes;
-- leader changes, term/ballot churn, and counts of ok/fail/info operations.
+- leader changes, term/ballot churn, and counts of ok/fail/info operations;
+- over the fault window (the first fault to the first heal): the outcome (the cluster kept
+  committing, recovered during the fault, only after the heal, or never), the time without a
+  leader, the time without commits, the leader changes and the throughput (:func:`window_metrics`).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -87,7 +91,29 @@ FIGURE_DEFINITIONS: dict[str, str] = {
     "failover: client gap max": "per leader-losing fault: the longest such gap of any client",
     "operations unknown": "operations whose outcome is unknown (info): given up at the "
                           "request deadline, or still in flight when the run ended",
+    "fault window": "from the first fault to the first heal after it (or to the end of the "
+                    "workload, when the schedule never heals)",
+    "outcome": "held: writes kept committing through the fault window (no outage); "
+               "recovered: one or two outages, over before the heal; unstable: three or more "
+               "outages, the last over before the heal (leadership kept moving); after heal: "
+               "an outage lasted until the heal and ended after it; never: no write answered "
+               "after the heal (for a schedule that never heals: an outage still open when "
+               "the workload ends)",
+    "time without a leader": "time in the fault window during which no live, running node "
+                             "held the leader role (a crashed or paused leader does not "
+                             "count; an isolated one still does)",
+    "time without commits": "time in the fault window inside outages: gaps between answered "
+                            "writes of at least max(200 ms, 10x the median gap before the "
+                            "fault), the gap running from the last write answered before it",
+    "leader changes in fault": "new leaders (term/ballot) elected during the fault window",
+    "throughput in fault": "operations answered ok during the fault window, per second of it",
 }
+
+# Window outcomes, best first (see FIGURE_DEFINITIONS["outcome"]).
+OUTCOMES = ("held", "recovered", "unstable", "after heal", "never")
+UNSTABLE_OUTAGES = 3  # this many outages in one window: the cluster kept losing its leader
+MIN_OUTAGE_MS = 200.0  # shorter silences are a busy leader, not a lost one
+OUTAGE_FACTOR = 10.0  # x the median gap between answered writes before the fault
 
 
 @dataclass(slots=True)
@@ -174,6 +200,120 @@ def fault_impacts(faults: Sequence[tuple[float, str]], ops: Sequence[Operation],
 _WRITES = frozenset({"SET", "DEL", "CAS"})
 
 
+def fault_window(faults: Sequence[tuple[float, str]], duration_ms: float) -> (
+        tuple[float, float] | None):
+    """(first fault, first heal after it) in ms; the workload's end when nothing heals
+    (everything is healed then). None without faults."""
+    if not faults:
+        return None
+    start = faults[0][0]
+    end = next((t for t, label in faults[1:] if label == "heal" and t >= start), duration_ms)
+    return start, max(start, end)
+
+
+def _down_events(faults: Sequence[tuple[float, str]]) -> list[tuple[float, str, str]]:
+    """(t, node, action) for the faults that stop or start a node, read from their labels
+    (the nemesis writes "crash n1,n2", "resume n3")."""
+    out = []
+    for t, label in faults:
+        action, _, nodes = label.partition(" ")
+        if action in ("crash", "restart", "pause", "resume"):
+            out += [(t, n, action) for n in nodes.split(",") if n]
+    return out
+
+
+def leaderless_ms(role_events: Sequence[tuple[float, str, str, int]],
+                  faults: Sequence[tuple[float, str]], start: float, end: float) -> float:
+    """Time within [start, end] when no live, running node held the leader role."""
+    changes: list[tuple[float, int, str, str]] = [(t, 0, n, role) for t, n, role, _ in
+                                                  role_events]
+    changes += [(t, 1, n, action) for t, n, action in _down_events(faults)]
+    changes.sort(key=lambda c: (c[0], c[1]))
+    role: dict[str, str | None] = {}
+    paused: set[str] = set()
+    without = 0.0
+    last = start
+    leading = False
+    for t, kind, node, what in changes:
+        if t > start:
+            span = min(t, end) - last
+            if span > 0 and not leading:
+                without += span
+            last = max(last, min(t, end))
+        if t > end:
+            break
+        if kind == 0:
+            role[node] = what
+        elif what == "crash":
+            role[node] = None  # its next role event comes after the restart
+        elif what == "pause":
+            paused.add(node)
+        elif what == "resume":
+            paused.discard(node)
+        leading = any(r == "leader" and n not in paused for n, r in role.items())
+    if last < end and not leading:
+        without += end - last
+    return without
+
+
+def window_metrics(ops: Sequence[Operation], faults: Sequence[tuple[float, str]],
+                   role_events: Sequence[tuple[float, str, str, int]],
+                   leader_events: Sequence[tuple[float, str, int]],
+                   duration_ms: float, end_ms: float) -> dict[str, Any] | None:
+    """How the cluster fared during the fault window (see :data:`FIGURE_DEFINITIONS`):
+    ``outcome`` (one of :data:`OUTCOMES`), ``leaderless_ms``, ``outage_ms`` (time without
+    commits), ``outages``, ``recovery_ms`` (window start to the end of its last outage, None
+    when it held), ``leader_changes``, ``throughput_ops_s``. None without faults."""
+    window = fault_window(faults, duration_ms)
+    if window is None:
+        return None
+    start, end = window
+    ok = sorted(op.complete_ms for op in ops if op.outcome == "ok"
+                and op.complete_ms is not None and op_type(op) in _WRITES)
+    if not ok:  # a read-only workload: any answer shows a working leader
+        ok = sorted(op.complete_ms for op in ops if op.outcome == "ok"
+                    and op.complete_ms is not None)
+    before = [t for t in ok if t <= start]
+    usual = (statistics.median(b - a for a, b in itertools.pairwise(before))
+             if len(before) > 2 else 0.0)
+    threshold = max(MIN_OUTAGE_MS, OUTAGE_FACTOR * usual)
+    prev = before[-1] if before else start
+    outages: list[tuple[float, float | None]] = []  # (last write before, first after)
+    for t in ok:
+        if t <= start:
+            continue
+        if t - prev >= threshold:
+            outages.append((prev, t))
+        prev = t
+        if t > end:  # the first write answered after the heal: the scan is done
+            break
+    if prev <= end and end - prev >= threshold:
+        outages.append((prev, None))  # out at the heal, and no write answered since
+    if not outages:
+        outcome = "held"
+    elif not any(s <= end and (e is None or e > end) for s, e in outages):
+        outcome = "recovered" if len(outages) < UNSTABLE_OUTAGES else "unstable"
+    elif outages[-1][1] is not None:
+        outcome = "after heal"
+    else:
+        outcome = "never"
+    outage_ms = sum(min(end, e if e is not None else end) - max(start, s) for s, e in outages
+                    if s < end)
+    last_end = outages[-1][1] if outages else None
+    span_s = (end - start) / 1000
+    served = sum(1 for op in ops if op.outcome == "ok" and op.complete_ms is not None
+                 and start < op.complete_ms <= end)
+    return {
+        "start_ms": start, "end_ms": end, "outcome": outcome,
+        "leaderless_ms": leaderless_ms(role_events, faults, start, end),
+        "outage_ms": max(0.0, outage_ms), "outages": len(outages),
+        "outage_threshold_ms": threshold,
+        "recovery_ms": None if last_end is None else last_end - start,
+        "leader_changes": sum(1 for t, _, _ in leader_events if start < t <= end),
+        "throughput_ops_s": served / span_s if span_s > 0 else 0.0,
+    }
+
+
 def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: float,
                     committed: int,
                     messages: Counter[str], message_bytes: Counter[str],
@@ -212,6 +352,8 @@ def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: flo
         "elections_started": sum(1 for _, _, role, _ in role_events if role == "candidate"),
         "max_term": max((term for _, _, term in leader_events), default=0),
         "faults": [i.to_json() for i in impacts],
+        "fault_window": window_metrics(ops, faults, role_events, leader_events, duration_ms,
+                                       end_ms),
         # Over the faults after which a new leader was elected.
         "failover": {key: [getattr(i, key) for i in impacts
                            if i.new_leader and getattr(i, key) is not None]

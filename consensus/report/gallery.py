@@ -204,8 +204,23 @@ def write_index(out: Path, experiments: Path) -> Path:
     path = out / "README.md"
     from consensus.report.code_page import add_to_gallery  # writes out/code/index.html
 
-    path.write_text(README_HEAD + "\n".join(rows) + "\n" + README_TAIL + add_to_gallery(out))
+    path.write_text(README_HEAD + "\n".join(rows) + "\n" + README_TAIL + add_to_gallery(out)
+                    + differences_section(out))
     return path
+
+
+def differences_section(out: Path) -> str:
+    """The gallery index's link to the differences matrix (``consensus-lab matrix``), when
+    ``out/differences/`` holds its report."""
+    if not (out / "differences" / "report.md").exists():
+        return ""
+    return ("\n## The differences matrix\n\n"
+            "[differences/report.md](differences/report.md) ([HTML](differences/report.html)):\n"
+            "the partial-connectivity, election and read-path experiments on both algorithms\n"
+            "under the variants that explain each difference (pre-vote and check-quorum,\n"
+            "election up-to-date or any, read path), 5 seeds each: outcome, time without a\n"
+            "leader, time without commits, leader changes and throughput during the fault,\n"
+            "and why. Regenerate it with the command in its manifest (`consensus-lab matrix`).\n")
 
 
 def index_checks(report_md: str) -> str:

@@ -53,6 +53,8 @@ class Report:
     exploratory: str = ""
     # verdicts behind ``checks`` when its cells aggregate several (a load sweep's seeds)
     verdicts: int | None = None
+    # (heading, Markdown text) written by hand or generated, after the figures
+    sections: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def verdict_count(self) -> int:
@@ -100,6 +102,13 @@ code{background:#f3f3f3;padding:0 .2em}
 
 def _e(text: Any) -> str:
     return html.escape(str(text))
+
+
+def markdown_html(text: str) -> str:
+    """A Markdown section as HTML (CommonMark with tables; raw HTML in it is escaped)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
 
 
 def _cell_class(value: str) -> str:
@@ -189,6 +198,8 @@ def to_html(report: Report) -> str:
         parts += [f"<h2>{_e(fig.title)}</h2>", "<figure>",
                   f'<img alt="{_e(fig.title)}" src="{_image_data(fig)}">',
                   f"<figcaption>{_e(fig.caption)}</figcaption></figure>"]
+    for heading, text in report.sections:
+        parts += [f"<h2>{_e(heading)}</h2>", markdown_html(text)]
     if report.notes:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{_e(n)}</li>" for n in report.notes), "</ul>"]
     parts += ["<h2>Manifest</h2>", _html_table(manifest_table(report.manifest))]
@@ -274,6 +285,8 @@ def to_markdown(report: Report, base: Path) -> str:
     for fig in report.figures:
         rel = fig.path.relative_to(base).as_posix()
         out += [f"## {fig.title}", "", f"![{fig.title}]({rel})", "", fig.caption, ""]
+    for heading, text in report.sections:
+        out += [f"## {heading}", "", text.strip(), ""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     out += ["## Manifest", "", _md_table(manifest_table(report.manifest)), ""]
