@@ -46,7 +46,8 @@ def matrix(
                                        "them one after another here.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Report folder (default reports/runs/matrix-<timestamp>): report.md, "
-             "report.html, figures/, summary.json.")] = None,
+             "report.html, figures/, summary.json, and runs/ (one small file per run, which "
+             "--resume keeps).")] = None,
     notes: Annotated[Path | None, typer.Option(
         help="A Markdown file explaining the cells, put into the report.")] = None,
     rebuild: Annotated[bool, typer.Option(
