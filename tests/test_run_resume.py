@@ -116,3 +116,34 @@ def test_resume_refuses_a_folder_of_another_spec_and_needs_out(tmp_path):
     assert both.exit_code == 2
     same = _run(spec, out, "--workers", "1", "--seeds", "1", "--resume")
     assert same.exit_code == 0, same.output
+
+
+LOAD_SWEEP = """
+name: tiny-load-sweep
+description: Two offered rates, no faults.
+seeds: [1, 2]
+cluster: {nodes: 3}
+workload: {clients: 4, duration_s: 1, read_ratio: 0.5, keys: 5}
+load_sweep: [40, 80]
+settle_s: 0.5
+"""
+
+
+def test_a_load_sweep_resumes_the_one_run_it_lacks(tmp_path, monkeypatch):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(LOAD_SWEEP)
+    out = tmp_path / "run"
+    assert _run(spec, out, "--workers", "2").exit_code == 0
+    whole = _summary(out)
+    (out / "rate-80" / "paxos" / "seed-2" / "metrics.json").unlink()  # as if never finished
+    real_execute, asked = execute.execute_runs, []
+
+    def counted(jobs, *args, **kwargs):
+        asked.extend((j.spec.workload.rate, j.algorithm, j.seed) for j in jobs)
+        return real_execute(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(execute, "execute_runs", counted)
+    resumed = _run(spec, out, "--workers", "2", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert asked == [(80, "paxos", 2)]
+    assert _summary(out) == whole
