@@ -80,6 +80,10 @@ def run(
         "--force", help="Replace the run folder given with --out if it holds a previous "
                         "run (without it, such a folder is refused: seeds would mix).")]
         = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out (simulator): its runs already complete "
+                         "are kept, the rest run, then the summary and report are written. "
+                         "Refused if that folder holds another spec.")] = False,
     executor: Annotated[str, typer.Option(help=EXECUTOR_HELP + " Simulator runs only: "
                                           "mqtt experiments run here, one run at a time "
                                           "(they start real node processes and a broker each).")]
@@ -96,7 +100,8 @@ def run(
     """Run an experiment on every algorithm and seed; check, measure and write a run folder.
 
     Exits 1 if any check failed (invariants, liveness after healing, linearizability),
-    130 on Ctrl-C (after saving the runs that finished: `report` draws them).
+    130 on Ctrl-C (after saving the runs that finished: `report` draws them, and
+    `--resume --out DIR` continues).
     """
     from consensus.experiment import results as res
     from consensus.experiment.execute import RunInterrupted, run_experiment
@@ -135,8 +140,17 @@ def run(
             spec = with_variant(spec, variants.parse_pairs(variant))
         except variants.VariantError as exc:
             raise bad_parameter(str(exc), param_hint="--variant", json_out=json_out) from None
+    if resume and (out is None or force or spec.transport != "sim"):
+        why = ("needs the folder of the run to continue (--out DIR)" if out is None else
+               "keeps the runs in --out and --force replaces them: choose one" if force else
+               "continues simulator runs only (a run on the bus is not repeatable)")
+        raise bad_parameter(f"--resume {why}", param_hint="--resume", json_out=json_out)
     run_dir = out or res.default_run_dir(spec)
-    if res.existing_run(run_dir):
+    if resume:
+        refusal = res.resume_refusal(run_dir, spec)
+        if refusal is not None:
+            raise fail(refusal, kind="run-folder-other-spec", code=2, json_out=json_out)
+    elif res.existing_run(run_dir):
         if not force:
             raise fail(f"{run_dir} already holds a run (its seeds would mix with this one's); "
                        f"choose another --out, or add --force to replace it",
@@ -152,7 +166,8 @@ def run(
 
         try:
             with started(pool) as running:
-                summary = run_experiment(spec, run_dir, progress=track, executor=running)
+                summary = run_experiment(spec, run_dir, progress=track, executor=running,
+                                         resume=resume)
         except (RuntimeError, OSError) as exc:  # a broker or a node that would not start
             raise fail(str(exc), json_out=json_out) from None
         except RunInterrupted as stop:
@@ -163,8 +178,11 @@ def run(
     if interrupted:
         note = next((f for f in summary["failures"] if f.startswith("interrupted")),
                     "interrupted")
+        resume_hint = (f"; continue with the same command and --resume --out {run_dir}"
+                       if spec.transport == "sim" else "")
         raise fail(f"{note}; they are saved in {run_dir} (`consensus-lab report {run_dir}` "
-                   f"draws them)", kind="interrupted", code=130, json_out=json_out)
+                   f"draws them{resume_hint})", kind="interrupted", code=130,
+                   json_out=json_out)
     if json_out:
         print(json.dumps(summary, indent=2))
     else:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import platform
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,12 +46,20 @@ def matrix(
                                        "them one after another here.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Report folder (default reports/runs/matrix-<timestamp>): report.md, "
-             "report.html, figures/, summary.json.")] = None,
+             "report.html, figures/, summary.json, and runs/ (one small file per run, which "
+             "--resume keeps).")] = None,
     notes: Annotated[Path | None, typer.Option(
         help="A Markdown file explaining the cells, put into the report.")] = None,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Run nothing: rewrite the report in --out from its summary.json "
                           "(say with new --notes).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the matrix in --out: runs whose file is in its runs/ "
+                         "(same experiment, variant, algorithm and seed, unchanged spec) are "
+                         "kept, the rest run, then the report is written.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the matrix in --out (without it, or --resume, a folder "
+                        "holding one is refused).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
 ) -> None:
     """Run every file x algorithm x variant over seeds; one report with a table and a heat-map.
@@ -59,11 +68,14 @@ def matrix(
     only after the heal, never), time without a leader, time without commits, leader changes and
     throughput during the fault, with 95% intervals over seeds. Exits 1 if any check failed
     in any cell (safety, or liveness after the heal); a fault that blocks progress while it
-    lasts is measured, not failed.
+    lasts is measured, not failed. Each run's result is its own file under runs/ as it
+    finishes; 130 on Ctrl-C (the finished runs are kept; --resume continues).
     """
     from consensus.experiment.spec import SpecError
     from consensus.matrix import (
         MatrixError,
+        MatrixFolder,
+        MatrixInterrupted,
         load_specs,
         parse_variants,
         plan_cells,
@@ -84,6 +96,12 @@ def matrix(
     if not files:
         raise bad_parameter("name at least one experiment file", param_hint="FILES",
                             json_out=json_out)
+    if resume and out is None:
+        raise bad_parameter("--resume needs the folder of the matrix to continue (--out DIR)",
+                            param_hint="--resume", json_out=json_out)
+    if resume and force:
+        raise bad_parameter("--resume keeps the runs in --out and --force replaces them: "
+                            "choose one", param_hint="--force", json_out=json_out)
     paths = [_experiment_file(f) for f in files]
     chosen = _parse_seeds(seeds, json_out) if seeds else None
     try:
@@ -106,6 +124,13 @@ def matrix(
     except ValueError as exc:
         raise bad_parameter(str(exc), param_hint="--executor", json_out=json_out) from None
     folder = out or Path("reports/runs") / f"matrix-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    store = MatrixFolder(folder)
+    if not resume and (store.has_runs() or (folder / "summary.json").exists()):
+        if not force:
+            raise fail(f"{folder} already holds a matrix; add --resume to continue it, "
+                       f"--force to replace it, or choose another --out",
+                       kind="matrix-folder-exists", code=2, json_out=json_out)
+        shutil.rmtree(folder / "runs", ignore_errors=True)
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -115,12 +140,13 @@ def matrix(
             where = running.describe() if running is not None else "this process"
             bar = progress.add_task(f"matrix: {total} runs on {where}", total=total)
             result = run_matrix(cells, seeds_of, running,
-                                lambda done, _: progress.update(bar, completed=done))
+                                lambda done, _: progress.update(bar, completed=done), store)
     except ExecutorError as exc:
         raise fail(str(exc), kind="executor", json_out=json_out) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted: the matrix writes its report only when every run is in",
-                   kind="interrupted", code=130, json_out=json_out) from None
+    except MatrixInterrupted as stop:
+        raise fail(f"interrupted: {stop.done} of {stop.total} runs are saved in "
+                   f"{folder / 'runs'}; continue with the same command and --resume --out "
+                   f"{folder}", kind="interrupted", code=130, json_out=json_out) from None
     summary = summarise(result, specs, named)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -17,6 +17,7 @@ measurement, never a failure.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from consensus.experiment.execute import RunJob, run_job
 from consensus.experiment.metrics import OUTCOMES
 from consensus.experiment.spec import ExperimentSpec, with_variant
 from consensus.report.stats import t_interval
+from consensus.sweep import canonical_hash, load_keyed, write_json
 
 if TYPE_CHECKING:
     from consensus.executor import Executor
@@ -180,31 +182,103 @@ class MatrixRun:
     records: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
 
+class MatrixInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a matrix, after the runs that finished were written to its folder."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"interrupted: {done} of {total} runs finished")
+        self.done = done
+        self.total = total
+
+
+def cell_spec_hash(spec: ExperimentSpec) -> str:
+    """The spec part of a run's key: the cell's spec (file, variant and algorithm applied)
+    without its seed list, which the key names run by run."""
+    data = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.pop("seeds", None)
+    return canonical_hash({"kind": "matrix-run", **data})
+
+
+class MatrixFolder:
+    """A matrix's folder: one small file per finished run, keyed by (spec hash, algorithm,
+    variant, seed), at ``runs/<experiment>/<variant>/<algorithm>/seed-<N>.json``. A file
+    whose key carries another spec hash (the experiment file changed) is not this run's."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run_path(self, cell: Cell, seed: int) -> Path:
+        return (self.root / "runs" / cell.experiment / cell.variant.name / cell.algorithm
+                / f"seed-{seed}.json")
+
+    @staticmethod
+    def key(cell: Cell, seed: int) -> str:
+        assert cell.spec is not None
+        return f"{cell_spec_hash(cell.spec)}/{cell.algorithm}/{cell.variant.name}/{seed}"
+
+    def has_runs(self) -> bool:
+        return self.root.exists() and any((self.root / "runs").rglob("seed-*.json"))
+
+    def load(self, cell: Cell, seed: int) -> dict[str, Any] | None:
+        return load_keyed(self.run_path(cell, seed), self.key(cell, seed))
+
+    def write(self, cell: Cell, record: dict[str, Any]) -> None:
+        write_json(self.run_path(cell, record["seed"]),
+                   {"key": self.key(cell, record["seed"]), **record})
+
+
 def run_matrix(cells: Sequence[Cell], seeds: dict[str, list[int]],
                executor: Executor | None = None,
-               advance: Callable[[int, int], None] | None = None) -> MatrixRun:
+               advance: Callable[[int, int], None] | None = None,
+               folder: MatrixFolder | None = None) -> MatrixRun:
     """Run every runnable cell on every seed of its experiment (on ``executor``, or one after
-    another here); ``advance(done, total)`` after each run."""
+    another here); ``advance(done, total)`` after each run. With a ``folder``, runs whose
+    file is there are taken from it and each new run is written as it finishes, so Ctrl-C
+    (raised as :class:`MatrixInterrupted`) or a crash loses only the runs under way."""
     jobs: list[RunJob] = []
-    keys: list[tuple[str, str, str]] = []
-    for cell in cells:
-        if cell.spec is None:
-            continue
-        for seed in seeds[cell.experiment]:
+    where: list[int] = []  # index into planned of each job to run
+    planned: list[tuple[Cell, int]] = [(c, seed) for c in cells if c.spec is not None
+                                       for seed in seeds[c.experiment]]
+    found: list[dict[str, Any] | None] = [None] * len(planned)
+    for i, (cell, seed) in enumerate(planned):
+        found[i] = folder.load(cell, seed) if folder is not None else None
+        if found[i] is None:
+            assert cell.spec is not None
             jobs.append(RunJob(cell.spec, cell.algorithm, seed))
-            keys.append(cell.key)
-    out = MatrixRun(list(cells), seeds)
-    found: list[dict[str, Any] | None] = [None] * len(jobs)
-    results: Iterable[tuple[int, RunResult]] = (
-        executor.map(run_job, jobs, chunk=1) if executor is not None
-        else ((i, run_job(job)) for i, job in enumerate(jobs)))
-    for done, (i, result) in enumerate(results, 1):
-        found[i] = run_record(result)
+            where.append(i)
+    done = len(planned) - len(jobs)
+    if advance and done:
+        advance(done, len(planned))
+
+    def take(j: int, result: RunResult) -> None:
+        nonlocal done
+        record = run_record(result)
+        if folder is not None:
+            folder.write(planned[where[j]][0], record)
+        found[where[j]] = record
+        done += 1
         if advance:
-            advance(done, len(jobs))
-    for key, record in zip(keys, found, strict=True):
+            advance(done, len(planned))
+
+    try:
+        if executor is not None:
+            for j, result in executor.map(run_job, jobs, chunk=1):
+                take(j, result)
+        else:
+            for j, job in enumerate(jobs):
+                take(j, run_job(job))
+    except KeyboardInterrupt:
+        if executor is not None:
+            executor.cancel()
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C drops the rest
+                for j, result in executor.drain():
+                    take(j, result)
+        raise MatrixInterrupted(done, len(planned)) from None
+    out = MatrixRun(list(cells), seeds)
+    for (cell, _), record in zip(planned, found, strict=True):
         assert record is not None
-        out.records.setdefault(key, []).append(record)
+        out.records.setdefault(cell.key, []).append(
+            {k: v for k, v in record.items() if k != "key"})
     for runs in out.records.values():
         runs.sort(key=lambda r: r["seed"])
     return out

@@ -52,13 +52,28 @@ class SweepSettings:
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of the settings (first 16 hex digits)."""
-        canonical = json.dumps({"kind": "sweep", "version": SPEC_VERSION, **self.to_json()},
-                               sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return canonical_hash({"kind": "sweep", "version": SPEC_VERSION, **self.to_json()})
 
     def options(self, algorithm: str, seed: int) -> SimOptions:
         return SimOptions.for_sweep(algorithm, seed, self.nodes, self.duration,
                                     self.node_class, self.settle)
+
+
+def canonical_hash(data: Any) -> str:
+    """sha256 of ``data`` as canonical JSON (sorted keys, no spaces), first 16 hex digits:
+    the spec part of a job key (sweeps, the matrix, ``run --resume``)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_keyed(path: Path, key: str) -> dict[str, Any] | None:
+    """The record in ``path`` if it is the result of ``key``; None when missing, unreadable
+    or written for another key (another spec hash: that job runs again, nothing mixes)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
 
 
 def variant(seed: int) -> str:
@@ -179,18 +194,13 @@ class SweepFolder:
         return any((self.root / "runs").rglob("seed-*.json")) if self.root.exists() else False
 
     def write_settings(self, settings: SweepSettings) -> None:
-        _write_json(self.root / "sweep.json",
+        write_json(self.root / "sweep.json",
                     {"settings": settings.to_json(), "spec_hash": settings.spec_hash(),
                      "spec_version": SPEC_VERSION})
 
     def load(self, spec_hash: str, algorithm: str, seed: int) -> dict[str, Any] | None:
         """The finished record for this key, or None (missing, unreadable or another spec)."""
-        path = self.run_path(algorithm, seed)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return record if record.get("key") == job_key(spec_hash, algorithm, seed) else None
+        return load_keyed(self.run_path(algorithm, seed), job_key(spec_hash, algorithm, seed))
 
     def write(self, record: dict[str, Any]) -> None:
         """Write a returned record: the failure file first, then the run file that marks the
@@ -199,13 +209,13 @@ class SweepFolder:
         if failure is not None:
             replay = {"algorithm": record["algorithm"], "seed": record["seed"],
                       "variant": record["variant"], "key": record["key"], **failure}
-            _write_json(self.failure_path(record["algorithm"], record["seed"]), replay)
+            write_json(self.failure_path(record["algorithm"], record["seed"]), replay)
             record["failure_file"] = str(self.failure_path(record["algorithm"], record["seed"])
                                          .relative_to(self.root))
-        _write_json(self.run_path(record["algorithm"], record["seed"]), record)
+        write_json(self.run_path(record["algorithm"], record["seed"]), record)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Write atomically (temp file, then rename): a killed sweep leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -216,3 +216,75 @@ def test_the_gallery_index_links_the_matrix_only_when_its_report_is_there(tmp_pa
     (tmp_path / "differences").mkdir()
     (tmp_path / "differences" / "report.md").write_text("# Differences matrix\n")
     assert "[differences/report.md](differences/report.md)" in differences_section(tmp_path)
+
+
+# -- resuming ---------------------------------------------------------------------------------
+
+def _counting_run_job(monkeypatch, stop_after: int | None = None):
+    """Count the runs the matrix really makes; Ctrl-C (KeyboardInterrupt) on run stop_after+1."""
+    import consensus.matrix as matrix_module
+
+    real, ran = matrix_module.run_job, []
+
+    def counted(job):
+        if stop_after is not None and len(ran) == stop_after:
+            raise KeyboardInterrupt
+        ran.append((job.algorithm, job.seed))
+        return real(job)
+
+    monkeypatch.setattr(matrix_module, "run_job", counted)
+    return ran
+
+
+def test_an_interrupted_matrix_resumes_with_only_the_missing_runs(monkeypatch, tmp_path):
+    from consensus.matrix import MatrixFolder, MatrixInterrupted
+
+    spec = parse_spec(TINY)
+    named = parse_variants(["default:"])
+    cells = plan_cells([spec], named)
+    whole = summarise(run_matrix(cells, {"tiny": [1, 2]}), [spec], named)
+    folder = MatrixFolder(tmp_path)
+    ran = _counting_run_job(monkeypatch, stop_after=3)
+    with pytest.raises(MatrixInterrupted) as stop:
+        run_matrix(cells, {"tiny": [1, 2]}, folder=folder)
+    assert (stop.value.done, stop.value.total) == (3, 4)
+    assert len(list((tmp_path / "runs").rglob("seed-*.json"))) == 3
+    first = list(ran)
+    ran.clear()
+    monkeypatch.undo()
+    ran = _counting_run_job(monkeypatch)
+    resumed = summarise(run_matrix(cells, {"tiny": [1, 2]}, folder=folder), [spec], named)
+    assert len(ran) == 1 and ran[0] not in first
+    assert resumed == whole
+    # A changed experiment file has another spec hash: its runs are not taken from the folder.
+    changed = parse_spec(TINY.replace("rate: 100", "rate: 80"))
+    ran.clear()
+    run_matrix(plan_cells([changed], named), {"tiny": [1]}, folder=folder)
+    assert sorted(ran) == [("paxos", 1), ("raft", 1)]
+
+
+def test_the_matrix_command_refuses_its_folder_and_resumes_after_ctrl_c(monkeypatch, tmp_path):
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY)
+    out = tmp_path / "matrix"
+    args = ["matrix", str(spec_file), "--seeds", "1-2", "--workers", "1", "--out", str(out),
+            "--json"]
+    runner = CliRunner()
+    _counting_run_job(monkeypatch, stop_after=2)
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "--resume --out" in stopped.output and not (out / "summary.json").exists()
+    monkeypatch.undo()
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    ran = _counting_run_job(monkeypatch)
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(ran) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["runs"] == 4 and summary["passed"]
+    ran.clear()
+    again = runner.invoke(app, [*args, "--force"])
+    assert again.exit_code == 0, again.output
+    assert len(ran) == 4
+    assert json.loads((out / "summary.json").read_text())["cells"] == summary["cells"]

@@ -92,16 +92,24 @@ def run_one(spec: ExperimentSpec, algorithm: str, seed: int, factory: ClusterFac
 def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
                    progress: ProgressFactory = _no_progress,
                    manifest_extra: dict[str, Any] | None = None,
-                   executor: Executor | None = None) -> dict[str, Any]:
+                   executor: Executor | None = None, resume: bool = False) -> dict[str, Any]:
     """Run ``spec`` into ``run_dir`` (reports included); return its summary.
 
     With an ``executor`` (already started), a simulated experiment's runs execute there in
-    parallel; without one, or on the bus, one after another in this process."""
+    parallel; without one, or on the bus, one after another in this process. ``resume``:
+    runs already complete in ``run_dir`` (the caller checked it holds this spec) are kept,
+    not run again."""
     if executor is not None and spec.transport == "sim":
         planned = plan_experiment(spec, run_dir, executor, manifest_extra)
-        results, interrupted = execute_runs(planned.jobs, planned.dirs, executor, progress,
-                                            planned.label)
-        return finish_experiment(planned, results, interrupted)
+        jobs, dirs = planned.jobs, planned.dirs
+        kept = [res.load_run_result(d, j.algorithm, j.seed) if resume else None
+                for j, d in zip(jobs, dirs, strict=True)]
+        todo = [i for i, k in enumerate(kept) if k is None]
+        fresh, interrupted = execute_runs([jobs[i] for i in todo], [dirs[i] for i in todo],
+                                          executor, progress, planned.label)
+        for i, result in zip(todo, fresh, strict=True):
+            kept[i] = result
+        return finish_experiment(planned, kept, interrupted)
     with contextlib.ExitStack() as stack:
         extra = dict(manifest_extra or {})
         factory: ClusterFactory = simulated
@@ -112,9 +120,9 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
         res.write_spec_and_manifest(run_dir, spec, man)
         try:
             if spec.load_sweep:
-                summary = _load_sweep(spec, run_dir, factory, progress, extra)
+                summary = _load_sweep(spec, run_dir, factory, progress, extra, resume)
             else:
-                summary = _runs(spec, run_dir, factory, progress)
+                summary = _runs(spec, run_dir, factory, progress, resume=resume)
         except RunInterrupted as stop:
             res.mark_interrupted(run_dir, stop.summary, man)
             interrupted = stop
@@ -127,13 +135,19 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, *,
 
 
 def _runs(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
-          progress: ProgressFactory, label: str = "") -> dict[str, Any]:
-    """Every algorithm on every seed of ``spec``, written into ``run_dir``; the summary."""
+          progress: ProgressFactory, label: str = "", resume: bool = False) -> dict[str, Any]:
+    """Every algorithm on every seed of ``spec``, written into ``run_dir``; the summary.
+    ``resume``: a run already complete in ``run_dir`` is kept instead of run again."""
     results = []
     try:
         for algorithm in spec.algorithms:
             for seed in spec.seeds:
                 advance = progress(f"{label}{get_algorithm(algorithm).title} seed {seed}")
+                kept = res.load_run_result(run_dir, algorithm, seed) if resume else None
+                if kept is not None:
+                    advance(1.0)
+                    results.append(kept)
+                    continue
                 result = run_one(spec, algorithm, seed, factory, run_dir, advance)
                 res.write_run_result(run_dir, result)
                 results.append(result)
@@ -148,7 +162,8 @@ def _runs(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
 
 
 def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
-                progress: ProgressFactory, extra: dict[str, Any]) -> dict[str, Any]:
+                progress: ProgressFactory, extra: dict[str, Any],
+                resume: bool = False) -> dict[str, Any]:
     """One complete run per offered rate, each in ``rate-<r>/``; the summary of the curve."""
     points = []
     failures: list[str] = []
@@ -158,7 +173,7 @@ def _load_sweep(spec: ExperimentSpec, run_dir: Path, factory: ClusterFactory,
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
         try:
-            summary = _runs(sub, sub_dir, factory, progress, f"{rate:g}/s ")
+            summary = _runs(sub, sub_dir, factory, progress, f"{rate:g}/s ", resume)
         except RunInterrupted as stop:
             res.mark_interrupted(sub_dir, stop.summary)
             render_report(sub_dir)

@@ -26,8 +26,9 @@ import orjson
 import yaml
 
 from consensus import variants
-from consensus.experiment.runner import RunResult
+from consensus.experiment.runner import Check, RunResult
 from consensus.experiment.spec import ExperimentSpec
+from consensus.sweep import canonical_hash
 
 # The headline metrics of the summary table: (label, path into metrics.json, unit, better).
 HEADLINE = [
@@ -87,15 +88,59 @@ def default_run_dir(spec: ExperimentSpec, root: Path = Path("reports/runs")) -> 
 
 
 def write_run_result(run_dir: Path, result: RunResult) -> None:
+    """Write one run's files; metrics.json last and atomically (temp file, then rename), so
+    its presence means the run is complete (what ``run --resume`` keeps)."""
     d = run_dir / result.algorithm / f"seed-{result.seed}"
     d.mkdir(parents=True, exist_ok=True)
     _write_jsonl(d / "history.jsonl", (op.to_json() for op in result.ops))
     _write_jsonl(d / "events.jsonl", result.events)
     _write_jsonl(d / "trace.jsonl", result.trace)
-    (d / "metrics.json").write_bytes(orjson.dumps(
+    tmp = d / ".metrics.json.tmp"
+    tmp.write_bytes(orjson.dumps(
         {"algorithm": result.algorithm, "seed": result.seed, "metrics": result.metrics,
          "checks": [c.to_json() for c in result.checks], "info": result.info},
         option=orjson.OPT_INDENT_2))
+    tmp.replace(d / "metrics.json")
+
+
+def load_run_result(run_dir: Path, algorithm: str, seed: int) -> RunResult | None:
+    """A complete run saved by :func:`write_run_result`, as far as the summary needs it (its
+    metrics, checks, info and events; not the history or trace, which stay on disk), or None
+    when that run is missing or unreadable."""
+    d = run_dir / algorithm / f"seed-{seed}"
+    try:
+        doc = orjson.loads((d / "metrics.json").read_bytes())
+        events = [orjson.loads(line) for line in (d / "events.jsonl").read_bytes().splitlines()
+                  if line.strip()]
+    except (OSError, ValueError):
+        return None
+    if doc.get("algorithm") != algorithm or doc.get("seed") != seed:
+        return None
+    return RunResult(algorithm, seed, [], events, doc["metrics"],
+                     [Check(c["name"], c["verdict"], c.get("detail", "")) for c in doc["checks"]],
+                     info=doc.get("info", {}))
+
+
+def spec_hash(spec: ExperimentSpec) -> str:
+    """The hash of the spec as spec.yaml records it: a run folder resumes only this spec."""
+    return canonical_hash(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def resume_refusal(run_dir: Path, spec: ExperimentSpec) -> str | None:
+    """Why ``spec`` cannot continue the run in ``run_dir`` (None: it can; a folder without
+    a run simply starts one). Another spec (file, seeds, variant, transport) would mix."""
+    path = run_dir / "spec.yaml"
+    if not existing_run(run_dir):
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        return f"{run_dir} has no readable spec.yaml to resume ({exc})"
+    if not isinstance(saved, dict) or canonical_hash(saved) != spec_hash(spec):
+        return (f"{run_dir} holds a run of another spec (the experiment file, --seeds, "
+                f"--variant or --transport differ); resume it with the same ones, or choose "
+                f"another --out")
+    return None
 
 
 def write_spec_and_manifest(run_dir: Path, spec: ExperimentSpec, man: dict[str, Any]) -> None:
