@@ -482,8 +482,15 @@ def failover(values: Mapping[SeriesKey, Mapping[str, Sequence[float]]]) -> Figur
             warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
             sns.boxplot(x=xs, y=ys, hue=xs, order=order, hue_order=order, palette=palette,
                         ax=ax, width=0.5, fliersize=0, boxprops={"alpha": 0.35}, legend=False)
-        sns.stripplot(x=xs, y=ys, hue=xs, order=order, hue_order=order, palette=palette, ax=ax,
-                      size=5, jitter=0.12, edgecolor="white", linewidth=0.6, legend=False)
+        # seaborn jitters with numpy's global generator: seed it so a report redraws the same.
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            sns.stripplot(x=xs, y=ys, hue=xs, order=order, hue_order=order, palette=palette,
+                          ax=ax, size=5, jitter=0.12, edgecolor="white", linewidth=0.6,
+                          legend=False)
+        finally:
+            np.random.set_state(state)
         for i, a in enumerate(algorithms):
             n = len(values[a].get(key) or [])
             ax.text(i, 0.0, f"n={n}", transform=mtransforms.blended_transform_factory(

@@ -191,10 +191,12 @@ def write_index(out: Path, experiments: Path) -> Path:
     for report in sorted(out.glob("*/report.md")):
         name = report.parent.name
         spec_path = experiments / f"{name}.yaml"
-        description = load_spec(spec_path).description if spec_path.exists() else ""
+        if not spec_path.exists():  # not an experiment's report (differences/ has its section)
+            continue
+        description = load_spec(spec_path).description
         text = report.read_text()
         checks = index_checks(text)
-        if spec_path.exists() and load_spec(spec_path).transport != "sim":
+        if load_spec(spec_path).transport != "sim":
             description += " (Run here on the simulator, not over MQTT.)"
         sentence = _first_sentence(description)
         if description.endswith("MQTT.)"):
