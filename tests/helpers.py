@@ -48,3 +48,31 @@ def applied_commands(sim: Simulation, node: str) -> list[str]:
     upto = sim.checker.applied_upto.get(node, 0)  # type: ignore[attr-defined]
     return [agreed[i].text for i in range(1, upto + 1) if agreed[i] is not None]
 
+
+
+def crash_spec(name: str, seeds: int) -> str:
+    """A small simulator experiment (3 nodes, 2 s): a leader crash and its restart."""
+    return f"""
+name: {name}
+description: A leader crash and its restart, {seeds} seeds.
+seeds: {list(range(1, seeds + 1))}
+cluster: {{nodes: 3}}
+workload: {{clients: 4, duration_s: 2}}
+faults:
+  - {{at: 0.8, crash: leader}}
+  - {{at: 1.5, restart: crashed}}
+settle_s: 1
+"""
+
+
+def load_sweep_spec(name: str, seeds: int) -> str:
+    """A tiny load sweep (3 nodes, 1 s per rate): two offered rates, no faults."""
+    return f"""
+name: {name}
+description: Two offered rates, no faults.
+seeds: {list(range(1, seeds + 1))}
+cluster: {{nodes: 3}}
+workload: {{clients: 4, duration_s: 1, read_ratio: 0.5, keys: 5}}
+load_sweep: [40, 80]
+settle_s: 0.5
+"""

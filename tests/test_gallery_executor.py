@@ -9,30 +9,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from consensus.cli import app
+from tests.helpers import crash_spec, load_sweep_spec
 
 runner = CliRunner()
 
 EXPERIMENTS = {
-    "crash": """
-name: crash
-description: A leader crash, three seeds.
-seeds: [1, 2, 3]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 2}
-faults:
-  - {at: 0.8, crash: leader}
-  - {at: 1.5, restart: crashed}
-settle_s: 1
-""",
-    "rates": """
-name: rates
-description: Two offered rates.
-seeds: [1]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 1, read_ratio: 0.5, keys: 5}
-load_sweep: [40, 80]
-settle_s: 0.5
-""",
+    "crash": crash_spec("crash", 3),
+    "rates": load_sweep_spec("rates", 1),
 }
 
 

@@ -12,31 +12,13 @@ from typer.testing import CliRunner
 from consensus.cli import app
 from consensus.cli_experiment import executor_for
 from consensus.experiment.spec import parse_spec
+from tests.helpers import crash_spec, load_sweep_spec
 
 runner = CliRunner()
 
-SMALL = """
-name: small
-description: Three seeds, a leader crash and its restart.
-algorithms: [raft, paxos]
-seeds: [1, 2, 3]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 2}
-faults:
-  - {at: 0.8, crash: leader}
-  - {at: 1.5, restart: crashed}
-settle_s: 1
-"""
+SMALL = crash_spec("small", 3)
 
-LOAD_SWEEP = """
-name: tiny-load-sweep
-description: Two offered rates, no faults.
-seeds: [1, 2]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 1, read_ratio: 0.5, keys: 5}
-load_sweep: [40, 80]
-settle_s: 0.5
-"""
+LOAD_SWEEP = load_sweep_spec("tiny-load-sweep", 2)
 
 
 def _run(tmp_path: Path, text: str, name: str, *args: str) -> Path:

@@ -10,21 +10,11 @@ from typer.testing import CliRunner
 
 from consensus.cli import app
 from consensus.experiment import execute
+from tests.helpers import crash_spec, load_sweep_spec
 
 runner = CliRunner()
 
-SMALL = """
-name: small
-description: Two seeds, a leader crash and its restart.
-algorithms: [raft, paxos]
-seeds: [1, 2]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 2}
-faults:
-  - {at: 0.8, crash: leader}
-  - {at: 1.5, restart: crashed}
-settle_s: 1
-"""
+SMALL = crash_spec("small", 2)
 
 
 def _spec(tmp_path: Path) -> Path:
@@ -118,15 +108,7 @@ def test_resume_refuses_a_folder_of_another_spec_and_needs_out(tmp_path):
     assert same.exit_code == 0, same.output
 
 
-LOAD_SWEEP = """
-name: tiny-load-sweep
-description: Two offered rates, no faults.
-seeds: [1, 2]
-cluster: {nodes: 3}
-workload: {clients: 4, duration_s: 1, read_ratio: 0.5, keys: 5}
-load_sweep: [40, 80]
-settle_s: 0.5
-"""
+LOAD_SWEEP = load_sweep_spec("tiny-load-sweep", 2)
 
 
 def test_a_load_sweep_resumes_the_one_run_it_lacks(tmp_path, monkeypatch):
