@@ -235,7 +235,9 @@ def summarize(records: Iterable[dict[str, Any]], algorithms: list[str]) -> dict[
         for a in algorithms}
     violations: list[dict[str, Any]] = []
     stalls: list[dict[str, Any]] = []
+    worker_s = 0.0
     for r in records:
+        worker_s += r.get("wall_s", 0.0)
         entry = per[r["algorithm"]]
         entry["seeds"] += 1
         entry["variants"][r["variant"]] = entry["variants"].get(r["variant"], 0) + 1
@@ -250,7 +252,10 @@ def summarize(records: Iterable[dict[str, Any]], algorithms: list[str]) -> dict[
             stalls.append({**brief, "stalled": r["stalled"][:5]})
     for entry in per.values():
         entry["variants"] = dict(sorted(entry["variants"].items()))
-    return {"per_algorithm": per, "violations": violations, "liveness_failures": stalls}
+    # Worker time summed over every run on record, resumed ones included: what the sweep cost,
+    # however many sittings and machines it took.
+    return {"per_algorithm": per, "violations": violations, "liveness_failures": stalls,
+            "worker_s": worker_s}
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -283,6 +288,11 @@ def markdown(summary: dict[str, Any]) -> str:
                   f"{summary['executor']}"
                   + (f": {rate:.1f} seeds/s, {summary['seeds_per_s_per_worker']:.2f} per "
                      f"worker." if rate else ".")]
+    total = sum(per[n]["seeds"] for n in names)
+    if total and summary.get("worker_s"):
+        lines += ["", f"All {total:,} runs on record took {summary['worker_s']:,.0f} s of "
+                      f"worker time ({summary['worker_s'] / total:.2f} s per run), resumed "
+                      f"sittings included."]
     failures = summary["violations"] + summary["liveness_failures"]
     if failures:
         lines += ["", "## Failing seeds", ""]
