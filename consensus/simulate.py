@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -196,6 +198,12 @@ def load_node_class(path: str) -> type[Node]:
     if not module_name or not class_name:
         raise ValueError(f"a node class is module:Class, e.g. "
                          f"tests.scenario_driver:UnsafeRaftNode; got {path!r}")
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        # First, as `python -m` would: the console script puts only its own folder there, and
+        # a node class usually comes from the checkout one stands in (tests.scenario_driver;
+        # some installed packages ship a top-level `tests` that would shadow it otherwise).
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
