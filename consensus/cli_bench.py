@@ -54,7 +54,7 @@ def bench(
 
 def _security(quick: bool, as_json: bool, out: Path, log: Callable[[str], None]) -> None:
     from consensus.bench.run import NoMosquitto
-    from consensus.bench.security import run_security_bench, table
+    from consensus.bench.security import markdown, run_security_bench, table
 
     try:
         rows = run_security_bench(quick=quick, log=log)
@@ -63,8 +63,9 @@ def _security(quick: bool, as_json: bool, out: Path, log: Callable[[str], None])
     out.mkdir(parents=True, exist_ok=True)
     path = out / "security.json"
     path.write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "security.md").write_text(markdown(rows))
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
         console.print(table(rows))
-    err.print(f"wrote {path}")
+    err.print(f"wrote {path} and security.md")

@@ -30,3 +30,14 @@ def test_the_table_puts_each_mode_beside_open() -> None:
     assert cells[0][2:5] == ["12,000", "100%", "3.00 ms"]
     assert cells[1][2:5] == ["-", "-", "-"]  # nothing sustained: no figure, no ratio
     assert cells[2][2:5] == ["6,000", "50%", "4.00 ms"]
+
+
+def test_the_markdown_page_has_a_row_per_mode_and_algorithm() -> None:
+    from consensus.bench.security import markdown
+
+    rows = [{"mode": m, "algorithm": a, "max_sustained_ops_s": 1000.0 * (i + 1),
+             "light_p50_ms": 3.0, "light_p99_ms": 5.0, "broker_cpu_us_per_op": None}
+            for i, m in enumerate(("open", "auth", "tls")) for a in ("raft", "paxos")]
+    page = markdown(rows)
+    assert page.count("\n| raft |") == 3 and page.count("\n| paxos |") == 3
+    assert "| raft | tls | 3,000 | 300% | 3.00 ms | 5.00 ms | - |" in page

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 MODES = ("open", "auth", "tls")
+TITLE = "bus security cost (3 nodes, fsync on, mosquitto)"
 ALGORITHMS = ("raft", "paxos")
 
 
@@ -79,25 +80,52 @@ def run_security_bench(modes: Iterable[str] = MODES, algorithms: Iterable[str] =
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> Any:
-    """The rows as a rich table, with each mode's cost relative to open mode."""
-    from rich.table import Table
+COLUMNS = ("algorithm", "mode", "max sustained ops/s", "vs open", "p50 @100 ops/s",
+           "p99 @100 ops/s", "broker CPU µs/op @90%")
 
+
+def cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One line of text cells per row (``COLUMNS``), each mode's peak relative to open mode."""
     base = {r["algorithm"]: r for r in rows if r["mode"] == "open"}
-    out = Table(title="bus security cost (3 nodes, fsync on, mosquitto)")
-    for col in ("algorithm", "mode", "max sustained ops/s", "vs open", "p50 @100 ops/s",
-                "p99 @100 ops/s", "broker CPU µs/op @90%"):
-        out.add_column(col, justify="left" if col in ("algorithm", "mode") else "right")
+    out = []
     for r in sorted(rows, key=lambda r: (ALGORITHMS.index(r["algorithm"]),
                                          MODES.index(r["mode"]))):
         top, ref = r["max_sustained_ops_s"], base.get(r["algorithm"], {})
         ratio = (f"{top / ref['max_sustained_ops_s']:.0%}"
                  if top and ref.get("max_sustained_ops_s") else "-")
-        out.add_row(r["algorithm"], r["mode"], f"{top:,.0f}" if top else "-", ratio,
+        out.append([r["algorithm"], r["mode"], f"{top:,.0f}" if top else "-", ratio,
                     _ms(r["light_p50_ms"]), _ms(r["light_p99_ms"]),
                     "-" if r["broker_cpu_us_per_op"] is None
-                    else f"{r['broker_cpu_us_per_op']:.0f}")
+                    else f"{r['broker_cpu_us_per_op']:.0f}"])
     return out
+
+
+def table(rows: list[dict[str, Any]]) -> Any:
+    """The rows as a rich table."""
+    from rich.table import Table
+
+    out = Table(title=TITLE)
+    for col in COLUMNS:
+        out.add_column(col, justify="left" if col in ("algorithm", "mode") else "right")
+    for line in cells(rows):
+        out.add_row(*line)
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown page (``security.md`` beside ``security.json``)."""
+    lines = [f"# The {TITLE}", "",
+             "Written by `consensus-lab bench --security`: the benchmark's max-throughput "
+             "search and light-load latency with the bus open, authenticated (per-cluster "
+             "users, passwords and topic ACLs) and over TLS with client certificates. One "
+             "run; the mode measured first tends to come out lowest, so compare runs in "
+             "both orders (`python -m consensus.bench.security --full --modes tls,auth,open`) "
+             "before reading a throughput difference.", "",
+             "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join(":--" if c in ("algorithm", "mode") else "--:" for c in COLUMNS)
+             + "|"]
+    lines += ["| " + " | ".join(line) + " |" for line in cells(rows)]
+    return "\n".join(lines) + "\n"
 
 
 def _ms(value: float | None) -> str:
