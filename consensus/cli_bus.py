@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from consensus import variants
 from consensus.cli import (
     HELP_SETTINGS,
     VARIANT_HELP,
@@ -175,6 +176,8 @@ def cluster_up(
     listen: Annotated[str, typer.Option(help=LISTEN_HELP)] = "127.0.0.1",
     tls: Annotated[bool, typer.Option("--tls", help=TLS_HELP)] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="KEY=VALUE", help=VARIANT_HELP)] = None,
 ) -> None:
     """Start a broker (unless --broker) and one process per node; wait for a leader.
 
@@ -187,12 +190,17 @@ def cluster_up(
     from consensus import cluster as cl
 
     _algorithms(algorithm)
+    try:
+        chosen = variants.parse_pairs(variant or [])
+        variants.check(algorithm, chosen)
+    except variants.VariantError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--variant") from None
     if insecure:
         warn_insecure(f"cluster {cluster}")
     try:
         state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
                       heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure,
-                      listen=listen, tls=tls)
+                      listen=listen, tls=tls, variant=chosen)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     security = ("[red]OPEN (insecure)[/]" if state.insecure else
@@ -201,7 +209,8 @@ def cluster_up(
     if not insecure:
         _warn_cleartext(listen, tls)
     console.print(f"broker: {escape(state.broker)} ({state.broker_kind}, {security}), client "
-                  f"library {state.library}")
+                  f"library {state.library}"
+                  + (f", variant {variants.label(chosen)}" if chosen else ""))
     for nid, pid in state.nodes.items():
         console.print(f"  {nid}: pid {pid}, log {escape(state.directory)}/{nid}.log")
     leader = asyncio.run(cl.wait_for_leader(state))

@@ -130,8 +130,11 @@ def spawn_node(state: ClusterState, node_id: str,
 def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, fsync: bool,
        heartbeat_ms: float, election_timeout_ms: tuple[float, float],
        root: Path = STATE_ROOT, *, insecure: bool = False,
-       prefer: str = "auto", listen: str = "127.0.0.1", tls: bool = False) -> ClusterState:
+       prefer: str = "auto", listen: str = "127.0.0.1", tls: bool = False,
+       variant: dict[str, Any] | None = None) -> ClusterState:
     """Start the broker (if no URL is given) and the node processes; return what started.
+
+    ``variant``: design choices switched on every node (``consensus/variants.py``, checked).
 
     Unless ``insecure``: a new realm for a started broker (with TLS material when ``tls``);
     with ``broker`` given, the realm `consensus-lab broker --cluster` left for it (an error
@@ -141,6 +144,7 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     from consensus.broker import broker_address, check_listen, chosen_kind, start_broker
 
     topics.check_name("cluster", name)
+    variants.check(algorithm, variant or {})
     if insecure and tls:
         raise ValueError("--tls and --insecure contradict each other: TLS here means client "
                          "certificates, which is authentication")
@@ -183,7 +187,8 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     state = ClusterState(name, algorithm, dict.fromkeys(ids, 0), broker, broker_pid, kind,
                          library, fsync, heartbeat_ms, election_timeout_ms,
                          str(directory.resolve()), broker_dir, insecure=insecure,
-                         incarnation=new_incarnation(), tls=broker_address(broker).tls)
+                         incarnation=new_incarnation(), tls=broker_address(broker).tls,
+                         variant=dict(variant or {}))
     for nid in ids:
         spawn_node(state, nid)
     state.save()

@@ -252,3 +252,16 @@ def test_node_processes_on_the_bus_are_started_with_the_variant(tmp_path):
                           "--data-dir", str(tmp_path), "--variant", "election=sometimes"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "raft does not offer election=sometimes" in run.stderr
+
+
+def test_cluster_up_refuses_a_variant_before_starting_anything(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from consensus.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["cluster", "up", "--algorithm", "paxos",
+                                      "--variant", "read_path=quorum"])
+    assert result.exit_code == 2
+    assert "paxos does not offer read_path=quorum" in result.output
+    assert not (tmp_path / ".consensus-lab").exists()
