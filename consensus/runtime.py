@@ -144,14 +144,10 @@ class NodeRuntime:
         self._requests = topics.request_prefix(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
-        identity = node_identity(options)
-        client_id = f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}"
-        if identity is None:
-            self.client = client_factory(options.library, options.broker, client_id,
-                                         self.on_message)
-        else:
-            self.client = client_factory(options.library, options.broker, client_id,
-                                         self.on_message, identity=identity)
+        self.client = client_factory(
+            options.library, options.broker,
+            f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}", self.on_message,
+            identity=node_identity(options))
         log.info("%s %s starting (pid %d): %d records restored from %s, peers %s, broker %s "
                  "via %s", options.algorithm, options.node_id, os.getpid(), len(records),
                  options.wal_path, ",".join(options.peers), options.broker, options.library)

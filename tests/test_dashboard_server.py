@@ -424,7 +424,8 @@ def test_chained_and_omission_presets_churn_leaders_while_links_are_cut() -> Non
 
 
 class FakeMqtt:
-    def __init__(self, library: str, url: str, client_id: str, on_message: Any) -> None:
+    def __init__(self, library: str, url: str, client_id: str, on_message: Any,
+                 identity: Any = None) -> None:
         self.on_message = on_message
         self.published: list[tuple[str, Any]] = []  # (topic, the Control it decodes to)
         self.subscribed: list[str] = []

@@ -72,7 +72,8 @@ FLIGHT_MS = 350.0  # how long a dot takes on the page (visual only; see the modu
 MAX_MESSAGES_PER_FRAME = 300
 CLIENT = "web"  # where the page draws every client's requests from
 
-ClientFactory = Callable[[str, str, str, Callable[[str, bytes], None]], MqttClient]
+# make_client(library, url, client id, on_message, identity=None), or a stand-in for tests.
+ClientFactory = Callable[..., MqttClient]
 
 
 class UnsupportedCommand(ValueError):
@@ -87,12 +88,9 @@ class WatchedCluster:
         # One connection: this watcher subscribes to statuses and inboxes, hands each status
         # to the bus cluster, which sends its controls on the same connection.
         # As the cluster's control user (it sends fault hooks and reads all traffic).
-        identity = state.identity()
-        client_id = fresh_client_id(f"dashboard-{state.name}")
-        self.client = (client_factory(state.library, state.broker, client_id, self.on_message)
-                       if identity is None else
-                       client_factory(state.library, state.broker, client_id, self.on_message,
-                                      identity=identity))
+        self.client = client_factory(state.library, state.broker,
+                                     fresh_client_id(f"dashboard-{state.name}"),
+                                     self.on_message, identity=state.identity())
         self.cluster = BusCluster.attach(state, client=self.client)
         self.name = state.name
         self.algorithm = state.algorithm
