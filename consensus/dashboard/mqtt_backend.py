@@ -135,13 +135,14 @@ class WatchedCluster:
                 if st.id != parts[2] or st.cluster != self.name:
                     raise DecodeError("misrouted", f"status of {st.id!r} in {st.cluster!r}")
                 self.on_status(st)
-            elif len(parts) == 5 and parts[3] == "from":
+            elif (route := topics.sender_of(topic)) is not None:
+                dst, src = route
                 msg = decode_message(payload, cluster=self.name, members=self.ids)
-                if msg.dst != parts[2]:
+                if msg.dst != dst:
                     raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
-                if msg.src != parts[4]:
+                if msg.src != src:
                     raise DecodeError("sender-mismatch", f"claims {msg.src!r}, published as "
-                                      f"{parts[4]!r}")
+                                      f"{src!r}")
                 self.on_inbox(msg)
         except DecodeError as exc:
             if not self.rejected[exc.reason]:
