@@ -71,13 +71,11 @@ def broker(
     URL --cluster <cluster>` against it. See docs/multihost.md for other hosts.
     """
     from consensus import cluster as cl
-    from consensus.auth import Realm
     from consensus.broker import (
         DEFAULT_PORT,
         DEFAULT_TLS_PORT,
         PREFERENCES,
         check_listen,
-        chosen_kind,
         run_broker_foreground,
     )
 
@@ -86,17 +84,14 @@ def broker(
     if port is None:
         port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
     try:
-        if insecure and tls:
-            raise ValueError("--tls and --insecure contradict each other: TLS here means "
-                             "client certificates, which is authentication")
+        cl.check_modes(insecure, tls)
         check_listen(listen, authenticated=not insecure)
         realm = None
         if insecure:
             warn_insecure("this broker")
         else:
-            realm = Realm.create(cluster, [f"n{i}" for i in range(1, nodes + 1)],
-                                 cl.STATE_ROOT / cluster, brokers=(chosen_kind(prefer),),
-                                 tls_addresses=cl.certificate_names(listen) if tls else None)
+            realm = cl.broker_realm(cluster, [f"n{i}" for i in range(1, nodes + 1)],
+                                    cl.STATE_ROOT / cluster, prefer, tls, listen)
             _warn_cleartext(listen, tls)
         run_broker_foreground(port or None, prefer, realm, listen, tls)
     except (RuntimeError, ValueError, OSError) as exc:

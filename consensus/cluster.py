@@ -141,13 +141,11 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     when there is none; a TLS broker's realm holds the certificates). ``listen``: where a
     started broker listens.
     """
-    from consensus.broker import broker_address, check_listen, chosen_kind, start_broker
+    from consensus.broker import broker_address, check_listen, start_broker
 
     topics.check_name("cluster", name)
     variants.check(algorithm, variant or {})
-    if insecure and tls:
-        raise ValueError("--tls and --insecure contradict each other: TLS here means client "
-                         "certificates, which is authentication")
+    check_modes(insecure, tls)
     if broker is not None and (tls or listen != "127.0.0.1"):
         raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
                          "--broker, start that broker with them (consensus-lab broker)")
@@ -169,8 +167,7 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     if insecure:
         shutil.rmtree(directory / "secrets", ignore_errors=True)
     elif broker is None:
-        realm = Realm.create(name, ids, directory, brokers=(chosen_kind(prefer),),
-                             tls_addresses=certificate_names(listen) if tls else None)
+        realm = broker_realm(name, ids, directory, prefer, tls, listen)
     else:
         realm = Realm.open(name, directory)
         if realm is None or set(realm.nodes) != set(ids):
@@ -193,6 +190,22 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
         spawn_node(state, nid)
     state.save()
     return state
+
+
+def check_modes(insecure: bool, tls: bool) -> None:
+    if insecure and tls:
+        raise ValueError("--tls and --insecure contradict each other: TLS here means client "
+                         "certificates, which is authentication")
+
+
+def broker_realm(name: str, ids: list[str], directory: Path, prefer: str, tls: bool,
+                 listen: str = "127.0.0.1") -> Realm:
+    """Fresh credentials for a broker about to be started: for the kind ``prefer`` picks,
+    with TLS material whose broker certificate names ``listen`` when ``tls``."""
+    from consensus.broker import chosen_kind
+
+    return Realm.create(name, ids, directory, brokers=(chosen_kind(prefer),),
+                        tls_addresses=certificate_names(listen) if tls else None)
 
 
 def certificate_names(listen: str) -> list[str]:

@@ -49,10 +49,10 @@ from typing import Any
 
 from consensus import variants
 from consensus.algorithms import get_algorithm
-from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, Realm, new_incarnation
+from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, new_incarnation
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
-from consensus.cluster import ClusterState, is_ours, restart_node, spawn_node
+from consensus.cluster import ClusterState, broker_realm, is_ours, restart_node, spawn_node
 from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
 from consensus.experiment.spec import ExperimentSpec
@@ -308,12 +308,10 @@ class BusCluster:
 
     def _start_broker(self) -> None:
         """Per-run credentials, and a broker that accepts only them."""
-        from consensus.broker import chosen_kind, start_broker
+        from consensus.broker import start_broker
 
-        folder = Path(self.state.directory)
-        realm = Realm.create(self.name, self.ids, folder,
-                             brokers=(chosen_kind(self.opts.prefer),),
-                             tls_addresses=[] if self.opts.tls else None)
+        realm = broker_realm(self.name, list(self.ids), Path(self.state.directory),
+                             self.opts.prefer, self.opts.tls)
         self.broker = start_broker(prefer=self.opts.prefer, realm=realm, tls=self.opts.tls)
         self.state.broker, self.state.broker_kind = self.broker.url, self.broker.kind
         self.state.tls = self.opts.tls
