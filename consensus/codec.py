@@ -451,10 +451,14 @@ def _json_object(payload: bytes | str) -> dict[str, Any]:
 # -- messages -------------------------------------------------------------------------------
 
 
-def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
+def _to_wire(msg: Message) -> Any:
+    """``msg`` in the form it crosses the wire as (itself, unless a wire form is registered)."""
     wire = _WIRE_FORMS.get(type(msg))
-    if wire is not None:
-        msg = wire.from_message(msg)
+    return msg if wire is None else wire.from_message(msg)
+
+
+def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
+    msg = _to_wire(msg)
     encode, _ = _codec.struct(type(msg))
     out = {"type": msg.kind}
     if cluster is not None:
@@ -466,9 +470,7 @@ def message_to_dict(msg: Message, cluster: str | None = None) -> dict[str, Any]:
 def encode_message(msg: Message, cluster: str | None = None,
                    incarnation: str | None = None) -> bytes:
     """``msg`` as a JSON payload (with the cluster's name and incarnation when given)."""
-    wire = _WIRE_FORMS.get(type(msg))
-    if wire is not None:
-        msg = wire.from_message(msg)
+    msg = _to_wire(msg)
     data = _codec.envelope(type(msg))(msg, cluster)
     if incarnation is not None:
         data["incarnation"] = incarnation
