@@ -256,14 +256,12 @@ def mosquitto_config(port: int, base: Path | None = None,
         dropped += [["allow_anonymous"], ["password_file"], ["acl_file"]]
     kept = [line for line in text.splitlines() if line.split(maxsplit=1)[:1] not in dropped]
     if auth_files is not None:
-        kept += ["", "allow_anonymous false", f"password_file {auth_files[0]}",
-                 f"acl_file {auth_files[1]}"]
+        # Over TLS the certificate is the credential (use_identity_as_username): no passwords.
+        passwords = [] if tls_files is not None else [f"password_file {auth_files[0]}"]
+        kept += ["", "allow_anonymous false", *passwords, f"acl_file {auth_files[1]}"]
     if tls_files is not None:
         from consensus.broker_tls import mosquitto_tls_listener
 
-        if auth_files is not None:
-            # The certificate is the credential (use_identity_as_username): no password file.
-            kept = [line for line in kept if line.split(maxsplit=1)[:1] != ["password_file"]]
         return "\n".join([*kept, "", mosquitto_tls_listener(port, listen, tls_files)])
     return "\n".join([*kept, "", f"listener {port} {listen}", ""])
 
