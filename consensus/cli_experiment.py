@@ -24,8 +24,7 @@ def executor_for(spec: Any, executor: str, workers: int | None) -> ExecutorSpec 
     parsed = parse_executor(executor, workers)
     if spec.transport != "sim":
         return None
-    runs = len(spec.algorithms) * len(spec.seeds) * len(spec.load_sweep or [None])
-    return parallel(parsed, workers, runs)
+    return parallel(parsed, workers, spec.run_count)
 
 
 def _parse_seeds(text: str, json_out: bool = False) -> list[int]:

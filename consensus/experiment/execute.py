@@ -210,20 +210,15 @@ def _jobs(spec: ExperimentSpec) -> list[RunJob]:
 class PlannedExperiment:
     """A simulated experiment laid out for an executor: its folder (spec and manifest
     written), and per part (the experiment, or each rate of a load sweep) the spec and
-    folder. ``jobs`` and ``dirs`` list every run in :func:`_runs`'s order."""
+    folder. ``jobs`` and ``dirs`` list every run in :func:`_runs`'s order, and each run's
+    folder."""
 
     spec: ExperimentSpec
     run_dir: Path
     manifest: dict[str, Any]
     parts: tuple[tuple[float | None, ExperimentSpec, Path], ...]
-
-    @property
-    def jobs(self) -> list[RunJob]:
-        return [job for _, sub, _ in self.parts for job in _jobs(sub)]
-
-    @property
-    def dirs(self) -> list[Path]:
-        return [sub_dir for _, sub, sub_dir in self.parts for _ in _jobs(sub)]
+    jobs: tuple[RunJob, ...]
+    dirs: tuple[Path, ...]
 
     @property
     def label(self) -> str:
@@ -243,7 +238,10 @@ def plan_experiment(spec: ExperimentSpec, run_dir: Path, executor: Executor,
         res.write_spec_and_manifest(sub_dir, sub, res.manifest(sub, sub.seeds, sub.transport,
                                                                extra))
         parts.append((rate, sub, sub_dir))
-    return PlannedExperiment(spec, run_dir, man, tuple(parts or [(None, spec, run_dir)]))
+    laid = tuple(parts or [(None, spec, run_dir)])
+    runs = [(job, sub_dir) for _, sub, sub_dir in laid for job in _jobs(sub)]
+    return PlannedExperiment(spec, run_dir, man, laid, tuple(job for job, _ in runs),
+                             tuple(sub_dir for _, sub_dir in runs))
 
 
 def execute_runs(jobs: list[RunJob], dirs: list[Path], executor: Executor,
@@ -286,7 +284,7 @@ def finish_experiment(planned: PlannedExperiment, results: list[RunResult | None
     summary: dict[str, Any] = {}
     start = 0
     for rate, sub, sub_dir in planned.parts:
-        n = len(sub.algorithms) * len(sub.seeds)
+        n = sub.run_count
         finished = [r for r in results[start:start + n] if r is not None]
         start += n
         if rate is None:  # a plain experiment: its one part is the run folder

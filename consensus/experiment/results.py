@@ -215,8 +215,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
 
 
 def _interrupted_note(results: Sequence[RunResult], spec: ExperimentSpec) -> str:
-    planned = len(spec.algorithms) * len(spec.seeds)
-    return f"interrupted: {len(results)} of {planned} runs finished"
+    return f"interrupted: {len(results)} of {spec.run_count} runs finished"
 
 
 def mark_interrupted(run_dir: Path, summary: dict[str, Any],

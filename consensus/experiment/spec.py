@@ -295,6 +295,12 @@ class ExperimentSpec(_Strict):
             raise LocatedErrors(problems)
         return out
 
+    @property
+    def run_count(self) -> int:
+        """How many runs the experiment makes: every algorithm on every seed, at every rate
+        of a load sweep."""
+        return len(self.algorithms) * len(self.seeds) * len(self.load_sweep or [None])
+
     def config(self, algorithm: str) -> Config:
         """The node configuration for ``algorithm``: the timing, with the variant applied."""
         return variants.apply(self.timing.config(), algorithm, self.variant)

@@ -126,7 +126,8 @@ def build_gallery(experiments: Path, out: Path, *, only: Sequence[str] | None = 
         if p not in todo:
             build_report(runs / p.stem)
             _copy_and_log(p, out, runs, log)
-    runs_to_do = sum(_run_count(gallery_spec(p)[0]) for p in todo)
+    loaded = {p: gallery_spec(p) for p in todo}
+    runs_to_do = sum(spec.run_count for spec, _ in loaded.values())
     with started(parallel(chosen, workers, runs_to_do)) as running:
         if running is None:
             for p in todo:
@@ -134,13 +135,9 @@ def build_gallery(experiments: Path, out: Path, *, only: Sequence[str] | None = 
                 run_experiment(p, runs / p.stem)
                 _copy_and_log(p, out, runs, log)
         else:
-            _run_all(todo, runs, running, lambda p: _copy_and_log(p, out, runs, log))
+            _run_all(loaded, runs, running, lambda p: _copy_and_log(p, out, runs, log))
     write_index(out, experiments)
     return out / "README.md"
-
-
-def _run_count(spec: ExperimentSpec) -> int:
-    return len(spec.algorithms) * len(spec.seeds) * len(spec.load_sweep or [None])
 
 
 def _fresh(run_dir: Path) -> None:
@@ -156,17 +153,17 @@ def _copy_and_log(spec_path: Path, out: Path, runs: Path, log: Callable[[str], A
         word, "NO VERDICTS (no checks ran; not passed)"))
 
 
-def _run_all(specs: list[Path], runs: Path, executor: Executor,
-             done: Callable[[Path], None]) -> None:
+def _run_all(loaded: dict[Path, tuple[ExperimentSpec, str | None]], runs: Path,
+             executor: Executor, done: Callable[[Path], None]) -> None:
     """Every experiment's runs in one map; this process finishes each experiment (summary,
     report) as soon as its last run is in, while the workers run the next ones."""
     from consensus.experiment.execute import finish_experiment, plan_experiment, run_job
     from consensus.experiment.results import write_run_result
 
+    specs = list(loaded)
     planned = []
-    for p in specs:
+    for p, (spec, note) in loaded.items():
         _fresh(runs / p.stem)
-        spec, note = gallery_spec(p)
         planned.append(plan_experiment(spec, runs / p.stem, executor,
                                        {"note": note} if note else None))
     jobs = [job for plan in planned for job in plan.jobs]
@@ -193,13 +190,10 @@ def write_index(out: Path, experiments: Path) -> Path:
         spec_path = experiments / f"{name}.yaml"
         if not spec_path.exists():  # not an experiment's report (differences/ has its section)
             continue
-        description = load_spec(spec_path).description
-        text = report.read_text()
-        checks = index_checks(text)
-        if load_spec(spec_path).transport != "sim":
-            description += " (Run here on the simulator, not over MQTT.)"
-        sentence = _first_sentence(description)
-        if description.endswith("MQTT.)"):
+        spec = load_spec(spec_path)
+        checks = index_checks(report.read_text())
+        sentence = _first_sentence(spec.description)
+        if spec.transport != "sim":
             sentence += " (Run here on the simulator, not over MQTT.)"
         rows.append(f"| [{name}]({name}/report.md) ([HTML]({name}/report.html)) | {checks} | "
                     f"{sentence.replace('|', '/')} |")
