@@ -3,7 +3,6 @@ failing seed again, on this machine)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import shlex
@@ -173,18 +172,14 @@ def sweep(
             bar = progress.add_task(f"sweep {'+'.join(names)}", total=len(jobs))
             if resumed and not json_out:
                 err.print(f"[dim]resuming {root}: {resumed} of {len(wanted)} seeds done")
-            try:
-                for _, record in ex.map(run_seed, jobs):
-                    take(record)
-            except KeyboardInterrupt:
-                interrupted = True
-                ex.cancel()
+            def notice() -> None:
                 if not json_out:
                     err.print("[yellow]interrupted: keeping the seeds already running "
                               "(Ctrl-C again to drop them)")
-                with contextlib.suppress(KeyboardInterrupt):
-                    for _, record in ex.drain():
-                        take(record)
+
+            try:
+                interrupted = ex.map_into(run_seed, jobs, lambda _, record: take(record),
+                                          on_interrupt=notice)
             except Exception as exc:  # a job that raised; a worker or scheduler that failed
                 error = f"{type(exc).__name__}: {exc}"
                 ex.cancel()

@@ -173,6 +173,26 @@ class Executor:
         else:
             raise RuntimeError("use the Executor in a with block")
 
+    def map_into(self, fn: Callable[[J], R], jobs: Sequence[J],
+                 take: Callable[[int, R], None], *, chunk: int | None = None,
+                 on_interrupt: Callable[[], None] | None = None) -> bool:
+        """Hand each ``(index into jobs, fn(job))`` to ``take`` as it completes; True if
+        Ctrl-C came. Then what has not started is cancelled, ``on_interrupt`` is called, and
+        what the running chunks still deliver is taken too, so finished work is kept (a
+        second Ctrl-C drops it)."""
+        try:
+            for i, result in self.map(fn, jobs, chunk):
+                take(i, result)
+        except KeyboardInterrupt:
+            self.cancel()
+            if on_interrupt is not None:
+                on_interrupt()
+            with contextlib.suppress(KeyboardInterrupt):
+                for i, result in self.drain():
+                    take(i, result)
+            return True
+        return False
+
     def _map_local(self, fn: Callable[[J], R],
                    chunks: list[list[tuple[int, J]]]) -> Iterator[tuple[int, R]]:
         assert self._pool is not None

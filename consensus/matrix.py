@@ -17,7 +17,6 @@ measurement, never a failure.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -260,20 +259,18 @@ def run_matrix(cells: Sequence[Cell], seeds: dict[str, list[int]],
         if advance:
             advance(done, len(planned))
 
-    try:
-        if executor is not None:
-            for j, result in executor.map(run_job, jobs, chunk=1):
-                take(j, result)
-        else:
+    if executor is not None:
+        interrupted = executor.map_into(run_job, jobs, take, chunk=1)
+    else:
+        try:
             for j, job in enumerate(jobs):
                 take(j, run_job(job))
-    except KeyboardInterrupt:
-        if executor is not None:
-            executor.cancel()
-            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C drops the rest
-                for j, result in executor.drain():
-                    take(j, result)
-        raise MatrixInterrupted(done, len(planned)) from None
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            interrupted = False
+    if interrupted:
+        raise MatrixInterrupted(done, len(planned))
     out = MatrixRun(list(cells), seeds)
     for (cell, _), record in zip(planned, found, strict=True):
         assert record is not None

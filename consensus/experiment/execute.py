@@ -260,16 +260,7 @@ def execute_runs(jobs: list[RunJob], dirs: list[Path], executor: Executor,
         done += 1
         advance(done / len(jobs))
 
-    try:
-        for i, result in executor.map(run_job, jobs, chunk=1):
-            take(i, result)
-    except KeyboardInterrupt:
-        executor.cancel()
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C drops running runs
-            for i, result in executor.drain():
-                take(i, result)
-        return results, True
-    return results, False
+    return results, executor.map_into(run_job, jobs, take, chunk=1)
 
 
 def finish_experiment(planned: PlannedExperiment, results: list[RunResult | None],
