@@ -387,6 +387,9 @@ class Progress:
     probe_sent: bool = False
     active: bool = False  # heard from since the last check-quorum round
     beat: int = 0  # the highest heartbeat round the peer acknowledged (reads, the lease)
+    # Each batch sent and not yet acknowledged, oldest first (etcd's inflights); what an item
+    # holds is the algorithm's (Raft: the batch's last index; Paxos: its last slot and time).
+    inflight: deque[Any] = field(default_factory=deque)
 
     def window(self, max_inflight: int) -> int:
         """How many batches may be in flight to the peer now."""
@@ -407,10 +410,12 @@ class Progress:
         return waiting
 
     def become_probe(self, next_index: int) -> None:
-        """Stop pipelining; send from ``next_index``, one batch at a time."""
+        """Stop pipelining; send from ``next_index``, one batch at a time (what was in flight
+        is written off)."""
         self.next = next_index
         self.probe = True
         self.probe_sent = False
+        self.inflight.clear()
 
     def become_replicate(self) -> None:
         """The peer acknowledged entries: pipeline again."""

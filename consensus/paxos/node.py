@@ -93,9 +93,8 @@ it promises.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from consensus import quorum
@@ -143,8 +142,6 @@ class PaxosProgress(Progress):
     its cumulative ``accepted_through``; below our commit index it means nothing). Probing
     starts only after a suspected loss."""
 
-    # (last slot, time sent) of each Accept run not yet acknowledged, oldest first.
-    inflight: deque[tuple[int, float]] = field(default_factory=deque)
     commit_sent: int = 0  # last slot sent in a Commit (catch-up)
     commit_sent_at: float = -_NEVER
     repair_from: int = 0  # first slot of the last gap resent (a lost Accept)
@@ -485,7 +482,6 @@ class PaxosNode(ConsensusNode):
         if probing and pr.probe and not msg.count and pr.inflight:
             # Alive (a heartbeat's answer), but the probe went unanswered: send it again.
             pr.become_probe(self.first_unacked(peer))
-            pr.inflight.clear()
         if msg.count and msg.first_slot > max(pr.match, self.commit_index) + 1:
             self.maybe_send_repair(peer, msg.first_slot - 1)
         if msg.commit_index < msg.leader_commit:
@@ -644,7 +640,6 @@ class PaxosNode(ConsensusNode):
                 # moved and this acceptor has not acknowledged the slot above it: probe
                 # from its first unacknowledged slot.
                 pr.become_probe(self.first_unacked(peer))
-                pr.inflight.clear()
             if not self.maybe_send_accept(peer):
                 self.send_accept(peer, pr.next, pr.next - 1)
 

@@ -56,9 +56,8 @@ long before it votes.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from consensus import quorum
@@ -97,8 +96,6 @@ class RaftProgress(Progress):
     and after a heartbeat without progress; a probe batch does not move ``next``, so it is
     sent again from the same index when the follower answers without acknowledging it."""
 
-    # Last index of each batch sent and not yet acknowledged, oldest first (etcd's inflights).
-    inflight: deque[int] = field(default_factory=deque)
     progress_at: float = 0.0  # last time ``match`` advanced: a stalled pipeline is resent
 
 
@@ -385,7 +382,6 @@ class RaftNode(ConsensusNode):
                 # Alive (a heartbeat's answer), but the probe went unanswered: probe again,
                 # from the first index the follower is known to lack.
                 pr.become_probe(pr.match + 1)
-                pr.inflight.clear()
             while pr.inflight and pr.inflight[0] <= msg.match_index:
                 pr.inflight.popleft()
         else:
@@ -397,7 +393,6 @@ class RaftNode(ConsensusNode):
             else:
                 target = msg.conflict_index
             pr.become_probe(max(pr.match + 1, min(target, msg.reject_index)))
-            pr.inflight.clear()
         self.maybe_send_append(msg.src)
 
     # -- commitment ------------------------------------------------------------------------
@@ -457,7 +452,6 @@ class RaftNode(ConsensusNode):
                 # Entries outstanding and no progress for a whole heartbeat: assume they were
                 # lost, and probe from the last acknowledged index.
                 pr.become_probe(pr.match + 1)
-                pr.inflight.clear()
             if not self.maybe_send_append(peer):
                 self.send_append(peer, pr, heartbeat=True)
 
