@@ -545,11 +545,9 @@ class ConsensusNode(Node):
         # (a no-op, or the re-proposals of Phase 1) covers it.
         self.durable_last = 0
         self.unsynced.clear()
-        # No round of this reign is acknowledged yet: no lease, nothing confirmed. The first
-        # messages as leader (the no-op, or Phase 1's re-proposals) start its first round.
-        self.beat_confirmed = self.read_round = self.beat
-        self.beat_sent.clear()
-        self.lease_until = -_NEVER
+        # The first messages as leader (the no-op, or Phase 1's re-proposals) start its first
+        # round.
+        self.forget_rounds()
         self.next_beat()
 
     def campaign(self) -> None:
@@ -734,6 +732,10 @@ class ConsensusNode(Node):
         for key in sorted(self.reads):
             self.redirect(self.reads[key].request, leader)
         self.reads.clear()
+        self.forget_rounds()
+
+    def forget_rounds(self) -> None:
+        """No heartbeat round of this reign is acknowledged: no lease, nothing confirmed."""
         self.beat_confirmed = self.read_round = self.beat
         self.beat_sent.clear()
         self.lease_until = -_NEVER
