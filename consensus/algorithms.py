@@ -21,7 +21,7 @@ from typing import Any
 
 from consensus.check.invariants import Checker
 from consensus.messages import ClientReply, ClientRequest, Message
-from consensus.node import READ_PATHS, Node
+from consensus.node import ELECTIONS, READ_PATHS, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ _ON_OFF = (True, False)
 _SHARED_VARIANTS: dict[str, tuple[Any, ...] | None] = {
     "pre_vote": _ON_OFF,
     "check_quorum": _ON_OFF,
-    "election": ("up-to-date", "any"),
+    "election": ELECTIONS,
     # How GETs are answered; implemented once in ConsensusNode (node.py's module doc).
     "read_path": READ_PATHS,
     "lease_drift": None,

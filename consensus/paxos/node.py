@@ -611,10 +611,11 @@ class PaxosNode(ConsensusNode):
 
     def bcast_prepare(self, *, pre_vote: bool = False) -> None:
         assert self.ballot is not None
+        log_ballot, last_slot = self.log_rank()
         for peer in self.others:
             self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
                               first_slot=self.commit_index + 1, pre_vote=pre_vote,
-                              log_ballot=self.log.top_ballot, last_slot=self.log.last_index))
+                              log_ballot=log_ballot, last_slot=last_slot))
 
     def bcast_accept(self) -> None:
         for peer in self.others:
