@@ -27,7 +27,15 @@ from typing import Any, TypeVar
 
 import orjson
 
-from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+from consensus.messages import (
+    ClientReply,
+    ClientRequest,
+    Command,
+    ConfigChange,
+    Message,
+    NodeId,
+    ReplyStatus,
+)
 
 T = TypeVar("T")
 
@@ -427,9 +435,9 @@ def _register_builtin() -> None:
 
     register_structs([Control, StatusReport])
 
-    register_messages([ClientRequest, ClientReply, rf.RequestVote, rf.RequestVoteReply,
-                       rf.AppendEntries, rf.AppendEntriesReply, px.Prepare, px.Promise,
-                       px.Accept, px.Accepted, px.Commit, px.Nack])
+    register_messages([ClientRequest, ClientReply, ConfigChange, rf.RequestVote,
+                       rf.RequestVoteReply, rf.AppendEntries, rf.AppendEntriesReply,
+                       px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
     register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])

@@ -6,6 +6,8 @@ Commands are the tutorial's text commands::
     GET x           -> 100 (or nil)
     DEL x           -> 1 if x existed, else 0
     CAS x 100 200   -> OK if x was 100 (x becomes 200), else an error naming what was found
+    CONFIG voters=… -> the configuration (a membership change in the log, see membership.py;
+                       it changes no key, and clients cannot send it)
 
 Every command is applied through :meth:`KVStore.apply`, which is deterministic: the same
 sequence of commands gives the same state and the same replies on every replica. A malformed
@@ -14,15 +16,22 @@ agrees that it failed and a retry gets the same answer.
 
 Exactly-once: the table of the last request applied per client (``sessions``) is part of the
 replicated state. A retried ``(client_id, seq)`` gets the cached reply and changes nothing.
+
+Snapshots (log compaction): :meth:`KVStore.snapshot` is the whole replicated state (data,
+sessions, how many entries were applied) as canonical JSON bytes, the same on every replica
+that applied the same prefix; :meth:`KVStore.from_snapshot` rebuilds a store from them, so a
+node restored from a snapshot is indistinguishable from one that applied the entries.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
+from consensus.membership import CONFIG_VERB
 from consensus.messages import Command, ReplyStatus
 
 _KEY = r"[A-Za-z0-9_.:\-]+"
@@ -35,6 +44,7 @@ _USAGE = {
     "GET": "GET <key>",
     "DEL": "DEL <key>",
     "CAS": "CAS <key> <expected> <new>",
+    CONFIG_VERB: "CONFIG voters=<ids> [old=<ids>] [learners=<ids>]",
 }
 
 
@@ -50,7 +60,7 @@ class Outcome:
 class Op:
     """A parsed command."""
 
-    name: str  # SET | GET | DEL | CAS
+    name: str  # SET | GET | DEL | CAS | CONFIG
     key: str
     value: str | None = None  # SET's value, CAS's new value
     expected: str | None = None  # CAS's expected value
@@ -80,6 +90,8 @@ def parse(text: str) -> Op:
         return Op("DEL", m[1])
     if verb == "CAS" and (m := _CAS.fullmatch(stripped)):
         return Op("CAS", m[1], value=m[3], expected=m[2])
+    if verb == CONFIG_VERB:
+        return Op(CONFIG_VERB, "", value=stripped.split(None, 1)[1] if " " in stripped else "")
     raise CommandError(f"malformed {verb}: expected '{_USAGE[verb]}', got {stripped!r}")
 
 
@@ -126,6 +138,8 @@ class KVStore:
             return Outcome(ReplyStatus.OK, data.get(op.key))
         if op.name == "DEL":
             return Outcome(ReplyStatus.OK, "1" if data.pop(op.key, None) is not None else "0")
+        if op.name == CONFIG_VERB:
+            return Outcome(ReplyStatus.OK, op.value)
         current = data.get(op.key)
         if current != op.expected:
             found = "nil" if current is None else repr(current)
@@ -133,6 +147,30 @@ class KVStore:
                            f"CAS failed: {op.key} is {found}, not {op.expected!r}")
         data[op.key] = op.value  # type: ignore[assignment]
         return Outcome(ReplyStatus.OK, "OK")
+
+    def snapshot(self) -> bytes:
+        """The whole replicated state as canonical JSON (see the module doc)."""
+        return json.dumps({
+            "applied": self.applied,
+            "data": self.data,
+            "sessions": {c: [seq, str(o.status), o.result]
+                         for c, (seq, o) in self.sessions.items()},
+        }, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_snapshot(cls, blob: bytes) -> KVStore:
+        """A store holding exactly the state :meth:`snapshot` wrote; ValueError if malformed."""
+        try:
+            state = json.loads(blob)
+            kv = cls()
+            kv.applied = int(state["applied"])
+            kv.data = {str(k): str(v) for k, v in state["data"].items()}
+            kv.sessions = {str(c): (int(seq), Outcome(ReplyStatus(status),
+                                                      None if result is None else str(result)))
+                           for c, (seq, status, result) in state["sessions"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed key-value snapshot: {exc}") from exc
+        return kv
 
     def digest(self) -> str:
         """A hash of the whole replicated state, equal on replicas that applied the same prefix."""

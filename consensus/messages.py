@@ -107,6 +107,22 @@ class ClientRequest(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChange(Message):
+    """An operator's membership change sent to one node (``src`` is the operator's id):
+    ``change`` is ``add n4``, ``remove n2``, ``replace n2 n7`` or ``transfer n3``
+    (:class:`consensus.membership.Change`). Answered like a client request, by a
+    :class:`ClientReply` with the same ``seq``: OK with the configuration reached, ERROR with
+    the reason it cannot be made, or REDIRECT to the leader. Retrying with the same ``seq`` is
+    safe, as for a command."""
+
+    seq: int
+    change: str
+    kind: ClassVar[str] = "ConfigChange"
+    phase: ClassVar[Phase] = Phase.CLIENT
+    label: ClassVar[str] = "membership change"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientReply(Message):
     """A node's answer to a :class:`ClientRequest` (``dst`` is the client id)."""
 

@@ -79,6 +79,7 @@ from typing import Any, ClassVar
 
 from consensus import quorum
 from consensus.kv import CommandError, KVStore, Outcome, parse
+from consensus.membership import is_config_text
 from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
 
 # The roles both algorithms share (Multi-Paxos's candidate runs Phase 1).
@@ -213,6 +214,10 @@ class Status:
     applied_index: int
     ballot: str | None = None  # Multi-Paxos only: the full ballot, "round.node"
     election_deadline_ms: float | None = None  # when this node will time out and campaign
+    # The configuration this node acts on (Membership.to_text(): voters, the old voters while
+    # joint, learners); None for a node that has not learnt one yet (joining).
+    config: str | None = None
+    snapshot_index: int = 0  # the last index / slot its latest snapshot covers (0: none)
 
 
 class Node(ABC):
@@ -647,6 +652,11 @@ class ConsensusNode(Node):
         """The front door: a non-leader redirects; a retry of an applied request is answered
         from the reply cache; a duplicate of one still in progress is dropped (its answer
         is on its way); anything else the leader takes into its log."""
+        if is_config_text(req.command):
+            # Only a ConfigChange puts a configuration in the log (membership.py).
+            self.reply(req, ReplyStatus.ERROR, "CONFIG is reserved for membership changes "
+                       "(consensus-lab cluster add/remove/replace)")
+            return
         if self.role != LEADER:
             self.redirect(req, self.leader)
             return

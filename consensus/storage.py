@@ -6,6 +6,12 @@ node's ``restore`` can fold them back. The driver appends *before* it sends the 
 depend on them, and :class:`FileStorage` fsyncs before ``append`` returns (``fsync=False``
 trades that guarantee for speed, for studying the cost and the danger).
 
+Compaction: a record whose class says ``compacts = True`` (a node's snapshot record) holds
+everything the node needs from the records before it, so appending one *replaces* them: the
+memory backend drops them, the file backend writes the snapshot (and what follows it in the
+same batch) to a new file, fsyncs it and renames it over the old one (then fsyncs the folder),
+so a crash leaves either the old log or the new one, never a mix.
+
 File format (a write-ahead log): one record per line, ``<crc32 as 8 hex digits> <json>\\n``.
 A crash can tear only the last line: a last line with no newline or a bad checksum is
 discarded with a warning and cut off the file. A bad line anywhere else means the file was
@@ -39,6 +45,19 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+def compacts(record: Any) -> bool:
+    """Whether ``record`` supersedes every record before it (a snapshot; module doc)."""
+    return getattr(record, "compacts", False)
+
+
+def _after_last_compaction(records: Sequence[Any]) -> int:
+    """The position of the last compacting record in ``records``, or -1 if none."""
+    for i in range(len(records) - 1, -1, -1):
+        if compacts(records[i]):
+            return i
+    return -1
+
+
 def needs_sync(record: Any) -> bool:
     """Whether ``record`` must be fsynced before the output that follows it may leave.
 
@@ -58,6 +77,10 @@ class MemoryStorage:
         return list(self.records)
 
     def append(self, records: Sequence[Any], *, sync: bool = True) -> None:
+        cut = _after_last_compaction(records)
+        if cut >= 0:
+            del self.records[:]
+            records = records[cut:]
         self.records.extend(records)
 
     def close(self) -> None:
@@ -99,6 +122,10 @@ class FileStorage:
         """Write ``records``; fsync too unless ``sync=False`` (see :func:`needs_sync`)."""
         if not records:
             return
+        cut = _after_last_compaction(records)
+        if cut >= 0:
+            self._rewrite(records[cut:])
+            return
         self._file.write(b"".join(_encode_line(r) for r in records))
         self._file.flush()
         if self.fsync and sync:
@@ -106,6 +133,26 @@ class FileStorage:
 
     def close(self) -> None:
         self._file.close()
+
+    def size(self) -> int:
+        """Bytes in the log file now."""
+        self._file.flush()
+        return self.path.stat().st_size
+
+    def _rewrite(self, records: Sequence[Any]) -> None:
+        """Replace the whole log by ``records`` atomically (compaction; module doc). Always
+        fsynced when ``fsync`` is on, whatever the records' ``sync``: the old log is gone."""
+        tmp = self.path.with_name(self.path.name + ".compact")
+        with open(tmp, "wb") as f:
+            f.write(b"".join(_encode_line(r) for r in records))
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        self._file.close()
+        os.replace(tmp, self.path)
+        if self.fsync:
+            _fsync_dir(self.path.parent)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the node's life
 
     def _discard_tail(self, size: int, why: str) -> None:
         log.warning("%s: discarding a torn last record (%s)", self.path, why)

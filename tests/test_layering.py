@@ -31,6 +31,7 @@ PACKAGE = Path(consensus.__file__).resolve().parent
 # The pure core: modules by dotted name, packages by prefix. ``consensus`` itself is in it:
 # its __init__ runs on every import of a core module.
 CORE_MODULES = {"consensus", "consensus.node", "consensus.kv", "consensus.quorum",
+                "consensus.membership",
                 "consensus.messages"}
 ALGORITHM_PACKAGES = ("consensus.raft", "consensus.paxos")
 
