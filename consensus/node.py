@@ -97,6 +97,8 @@ UP_TO_DATE = "up-to-date"
 ANY = "any"
 ELECTIONS = (UP_TO_DATE, ANY)
 DEFAULT_ELECTION = {"raft": UP_TO_DATE, "paxos": ANY}
+# Config.membership_change: joint consensus, or one voter at a time.
+MEMBERSHIP_CHANGES = ("joint", "single")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,17 @@ class Config:
     # The lease's clock-drift assumption: no clock runs more than this fraction slower than
     # another's (0.1: 10%). The lease lasts election_timeout_min / (1 + lease_drift).
     lease_drift: float = 0.1
+    # How Raft changes its voters (membership.py): "joint" (C_old,new then C_new, thesis
+    # §4.3, the default) or "single" (one voter at a time, §4.1, with the fix that a leader
+    # first commits an entry of its own term). Multi-Paxos ignores it: see ``alpha``.
+    membership_change: str = "joint"
+    # Multi-Paxos: a configuration chosen in slot i governs slots from i + alpha on
+    # (Lamport's alpha); it also caps the slots a leader may have open beyond the chosen prefix.
+    alpha: int = 128
+    # Log compaction: snapshot the state machine after this many applied entries or slots
+    # beyond the last snapshot (0: never), and send snapshots in chunks of this many bytes.
+    snapshot_entries: int = 0
+    snapshot_chunk_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         lo, hi = self.election_timeout_ms
@@ -146,6 +159,13 @@ class Config:
                              f"got {self.read_path!r}")
         if not 0 <= self.lease_drift < 10:
             raise ValueError(f"lease_drift must be between 0 and 10, got {self.lease_drift}")
+        if self.membership_change not in MEMBERSHIP_CHANGES:
+            raise ValueError(f"membership_change must be one of {', '.join(MEMBERSHIP_CHANGES)}"
+                             f", got {self.membership_change!r}")
+        if self.alpha < 1:
+            raise ValueError(f"alpha must be at least 1, got {self.alpha}")
+        if self.snapshot_entries < 0 or self.snapshot_chunk_bytes < 1:
+            raise ValueError("snapshot_entries must be >= 0 and snapshot_chunk_bytes >= 1")
         if self.read_path == "lease" and not self.check_quorum:
             raise ValueError("read_path 'lease' needs check_quorum: the lease is safe only "
                              "because followers ignore campaigns while they hear a leader")
