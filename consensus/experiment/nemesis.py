@@ -100,6 +100,20 @@ class FaultEvent:
 
 
 @dataclass(slots=True)
+class MembershipEvent:
+    """One membership change a schedule asked for (``add n6``, ``remove n2``, ``replace n2
+    n7``, ``transfer n3``; role tokens already resolved), and how it ended: what the
+    metrics measure a change's dip, recovery and catch-up from."""
+
+    change: str
+    requested_ms: float
+    done_ms: float | None = None  # when the leader answered OK or with an error; None: never
+    ok: bool = False
+    result: str | None = None  # the configuration reached, or the error
+    attempts: int = 0  # ConfigChange requests sent (retries after redirect/busy/timeout)
+
+
+@dataclass(slots=True)
 class _Model:
     """What the planner knows of the cluster: how many nodes it has taken down."""
 
@@ -197,6 +211,13 @@ class FaultTarget(Protocol):
     def set_window(self, *, loss: float | None = None, duplicate: float | None = None,
                    delay: float = 0.0) -> None: ...
     def set_clock_rate(self, nid: NodeId, rate: float) -> None: ...
+    # Membership (issue 13). ``reconfigure`` starts an added node empty (``add``/``replace``),
+    # then sends a ConfigChange to the leader and retries it, same seq, after a redirect, a
+    # busy answer or a timeout, until it is answered OK or with an error; it returns at once
+    # and appends a MembershipEvent to ``membership_events``, filled in as the change ends.
+    membership_events: list[MembershipEvent]
+
+    def reconfigure(self, change: str) -> None: ...
 
 
 def links_text(both: Sequence[tuple[str, str]], one_way: Sequence[tuple[str, str]]) -> str:
