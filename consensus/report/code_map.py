@@ -103,6 +103,12 @@ ROWS: tuple[Row, ...] = (
         _s("handle_nack", "maybe_promise", action="Preempted"), "stale",
         "Raft's refusal carries the newer term, which step() already handles; a Paxos Nack "
         "carries the promised ballot."),
+    Row("inbound", "receive a snapshot, chunk by chunk",
+        _s("handle_install_snapshot", action="InstallSnapshot"), _s(), None,
+        "A follower whose next entry the leader compacted away gets the state machine "
+        "instead (paper §7), and the log goes on after it."),
+    Row("inbound", "a snapshot chunk acknowledged",
+        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"), _s()),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
         _s("advance_commit_index", "holders", action="Chosen"), "quorum",
@@ -121,6 +127,8 @@ ROWS: tuple[Row, ...] = (
         _s("write_log", "refresh_membership", "propose_config"), _s(), None,
         "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
         "§4.1), so a truncation can take one back."),
+    Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
+        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"), _s()),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
@@ -130,7 +138,10 @@ ROWS: tuple[Row, ...] = (
         "throughput"),
     Row("outbound", "a member added while leading; the last word to one removed",
         _s("new_progress", "send_heartbeat"), _s()),
+    Row("outbound", "a snapshot chunk to a node behind the log's start",
+        _s("maybe_send_snapshot"), _s()),
     Row("outbound", "one replication message", _s("send_append"), _s("send_accept")),
+    Row("outbound", "answer a snapshot chunk", _s("send_snapshot_reply"), _s()),
     Row("outbound", "answer the leader",
         _s("send_append_reply"), _s("send_accepted", "accepted_through")),
     Row("outbound", "repair a lost message", _s(), _s("maybe_send_repair", "first_unacked"),
