@@ -186,7 +186,8 @@ TOPICS: dict[str, str] = {
 
 # Config fields that are shared timing or flow-control knobs, not a design choice: every other
 # Config field is a variant, and the lines that read it are highlighted.
-TUNING_KNOBS = frozenset({"heartbeat_ms", "election_timeout_ms", "max_batch", "max_inflight"})
+TUNING_KNOBS = frozenset({"heartbeat_ms", "election_timeout_ms", "max_batch", "max_inflight",
+                          "snapshot_chunk_bytes"})
 
 # Methods that must carry a TLA+ action: the handlers, role changes and steps of the protocol.
 HANDLER_PREFIXES = ("handle_", "become_", "update_")
