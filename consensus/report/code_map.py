@@ -128,7 +128,8 @@ ROWS: tuple[Row, ...] = (
         "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
         "§4.1), so a truncation can take one back."),
     Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
-        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"), _s()),
+        _s("take_snapshot", "load_snapshot", "compact_log", "snapshot_record", "held_entries"),
+        _s()),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
