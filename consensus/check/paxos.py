@@ -152,10 +152,10 @@ class PaxosChecker(SharedChecker):
 
     def _is_quorum(self, slot: int, voters: set[NodeId]) -> bool:
         windows = self.windows
-        if len(voters) < self.majority or windows is None:
-            return False
-        if not windows.changed:
-            return voters <= windows.configs[0].voters  # a learner being added accepts too
+        if windows is None or not windows.changed:
+            # The initial voters' majority; a learner being added accepts too, and not counts.
+            return (len(voters) >= self.majority
+                    and (windows is None or voters <= windows.configs[0].voters))
         config = windows.at(slot)
         return config is not None and config.has_quorum(voters)
 

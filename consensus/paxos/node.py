@@ -782,6 +782,24 @@ class PaxosNode(ConsensusNode):
         if pr is not None:
             pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
 
+    def handle_config_change(self, msg: ConfigChange) -> None:
+        """node.py's front door, after one check of Multi-Paxos's own: a node to add must not
+        share a ballot rank with a member (see ``rank_of``)."""
+        latest = self.windows.latest()
+        if self.role == LEADER and latest is not None:
+            try:
+                adding = Change.parse(msg.change).add
+            except ChangeError:
+                adding = ()  # node.py answers the parse error
+            for nid in adding:
+                clash = sorted(m for m in latest.members
+                               if m != nid and self.rank_of(m) == self.rank_of(nid))
+                if clash:
+                    self.reply(msg, ReplyStatus.ERROR, f"{nid} would share a ballot rank with "
+                               f"{clash[0]}: choose another id")
+                    return
+        super().handle_config_change(msg)
+
     # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
@@ -917,6 +935,55 @@ class PaxosNode(ConsensusNode):
             self.maybe_take_snapshot()
         return True
 
+    # Compaction (module doc): a snapshot replaces the chosen prefix.
+
+    def maybe_take_snapshot(self) -> bool:
+        """Snapshot once ``snapshot_entries`` slots were applied since the last one."""
+        every = self.config.snapshot_entries
+        if not every or self.applied - self.snapshot_index < every:
+            return False
+        self.take_snapshot()
+        return True
+
+    def take_snapshot(self) -> None:
+        """Replace the chosen prefix by the state it produced (module doc): the slot store
+        forgets it and one compacting record replaces the WAL."""
+        slot = self.applied
+        self.snapshot_state = encode_state(self.kv, self.windows.needed_from(slot))
+        self.snapshot_index = slot
+        self.log.compact(slot)
+        self.snapshots_taken += 1
+        self.persist(self.snapshot_record())
+
+    def install_snapshot(self, slot: int, text: str) -> None:
+        """A snapshot another node sent (all of it, ``slot`` above our commit index): take
+        its state, forget the slots it covers, and persist it as our own compacting record.
+        ValueError, changing nothing, if the text is not a snapshot."""
+        self.load_snapshot(slot, text)
+        self.persist(self.snapshot_record())
+        self.follow_config()
+
+    def load_snapshot(self, slot: int, text: str) -> None:
+        """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
+        state = decode_state(text)  # first, so a bad snapshot changes nothing
+        self.kv = state.kv
+        if state.configs:
+            self.windows.replace(state.configs)
+        self.commit_index = self.applied = slot
+        self.snapshot_index = slot
+        self.snapshot_state = text
+        self.log.compact(slot)
+
+    def snapshot_record(self) -> SlotSnapshot:
+        """The record that replaces every earlier one: promise, round, snapshot, and every
+        slot held above the snapshot."""
+        return SlotSnapshot(self.snapshot_index, self.snapshot_state, self.promised,
+                            self.round_used, self.log.accepted(self.snapshot_index + 1))
+
+    def held_entries(self) -> int:
+        """Slots held in memory now (what compaction bounds)."""
+        return len(self.log.entries)
+
     def apply_entry(self, index: int, command: Command | None) -> None:
         """Apply a chosen slot (node.py); a configuration chosen here governs from slot
         ``index + alpha`` (module doc)."""
@@ -1009,24 +1076,6 @@ class PaxosNode(ConsensusNode):
         self.set_membership(config, index, previous, None)
         return True
 
-    def handle_config_change(self, msg: ConfigChange) -> None:
-        """node.py's front door, after one check of Multi-Paxos's own: a node to add must not
-        share a ballot rank with a member (see ``rank_of``)."""
-        latest = self.windows.latest()
-        if self.role == LEADER and latest is not None:
-            try:
-                adding = Change.parse(msg.change).add
-            except ChangeError:
-                adding = ()  # node.py answers the parse error
-            for nid in adding:
-                clash = sorted(m for m in latest.members
-                               if m != nid and self.rank_of(m) == self.rank_of(nid))
-                if clash:
-                    self.reply(msg, ReplyStatus.ERROR, f"{nid} would share a ballot rank with "
-                               f"{clash[0]}: choose another id")
-                    return
-        super().handle_config_change(msg)
-
     def propose_config(self, membership: Membership, key: tuple[str, int]) -> None:
         """Leader: the configuration goes in the next free slot like a command; it governs
         from ``alpha`` slots later, and the slots between are padded with no-ops."""
@@ -1062,65 +1111,6 @@ class PaxosNode(ConsensusNode):
             super().learners_caught_up(ch, m)  # sets the index and the deadline
         return all(p in self.progress and self.progress[p].peer_commit >= ch.catch_up_index
                    for p in learners)
-
-    def new_progress(self, peer: NodeId) -> PaxosProgress:
-        """A member that joined while we lead: probe it from our first unchosen slot."""
-        self.bit.setdefault(peer, 1 << len(self.bit))
-        return PaxosProgress(next=self.commit_index + 1)
-
-    def send_heartbeat(self, peer: NodeId) -> None:
-        pr = self.progress.get(peer)
-        first = pr.next if pr is not None else self.next_slot
-        self.send_accept(peer, first, first - 1)
-
-    # Compaction (module doc): a snapshot replaces the chosen prefix.
-
-    def maybe_take_snapshot(self) -> bool:
-        """Snapshot once ``snapshot_entries`` slots were applied since the last one."""
-        every = self.config.snapshot_entries
-        if not every or self.applied - self.snapshot_index < every:
-            return False
-        self.take_snapshot()
-        return True
-
-    def take_snapshot(self) -> None:
-        """Replace the chosen prefix by the state it produced (module doc): the slot store
-        forgets it and one compacting record replaces the WAL."""
-        slot = self.applied
-        self.snapshot_state = encode_state(self.kv, self.windows.needed_from(slot))
-        self.snapshot_index = slot
-        self.log.compact(slot)
-        self.snapshots_taken += 1
-        self.persist(self.snapshot_record())
-
-    def install_snapshot(self, slot: int, text: str) -> None:
-        """A snapshot another node sent (all of it, ``slot`` above our commit index): take
-        its state, forget the slots it covers, and persist it as our own compacting record.
-        ValueError, changing nothing, if the text is not a snapshot."""
-        self.load_snapshot(slot, text)
-        self.persist(self.snapshot_record())
-        self.follow_config()
-
-    def load_snapshot(self, slot: int, text: str) -> None:
-        """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
-        state = decode_state(text)  # first, so a bad snapshot changes nothing
-        self.kv = state.kv
-        if state.configs:
-            self.windows.replace(state.configs)
-        self.commit_index = self.applied = slot
-        self.snapshot_index = slot
-        self.snapshot_state = text
-        self.log.compact(slot)
-
-    def snapshot_record(self) -> SlotSnapshot:
-        """The record that replaces every earlier one: promise, round, snapshot, and every
-        slot held above the snapshot."""
-        return SlotSnapshot(self.snapshot_index, self.snapshot_state, self.promised,
-                            self.round_used, self.log.accepted(self.snapshot_index + 1))
-
-    def held_entries(self) -> int:
-        """Slots held in memory now (what compaction bounds)."""
-        return len(self.log.entries)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -1179,6 +1169,16 @@ class PaxosNode(ConsensusNode):
             pr.sent_batch()
             sent = True
         return sent
+
+    def new_progress(self, peer: NodeId) -> PaxosProgress:
+        """A member that joined while we lead: probe it from our first unchosen slot."""
+        self.bit.setdefault(peer, 1 << len(self.bit))
+        return PaxosProgress(next=self.commit_index + 1)
+
+    def send_heartbeat(self, peer: NodeId) -> None:
+        pr = self.progress.get(peer)
+        first = pr.next if pr is not None else self.next_slot
+        self.send_accept(peer, first, first - 1)
 
     def send_accept(self, peer: NodeId, first: int, last: int) -> None:
         """One Accept for slots ``first``..``last``; none (``last < first``) is a heartbeat."""
