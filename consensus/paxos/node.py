@@ -216,6 +216,8 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "PaxosNode", "Pax
 _NEVER = float("inf")
 _DEFAULT = Config()
 _EMPTY: SlotState = (ZERO_BALLOT, None)  # a slot nobody reported a value for: a no-op
+# The rank of a value a promise reports as chosen, above every ballot's (add_promiser).
+_CHOSEN = Ballot(1 << 62, 0)
 
 
 @dataclass(slots=True)
@@ -652,6 +654,8 @@ class PaxosNode(ConsensusNode):
             pr.peer_commit = max(pr.peer_commit, msg.commit_index)
             if self.change is not None or self.transfer_to is not None:
                 self.heard_progress(peer)  # a learner catching up, a transfer's target
+                if self.role != LEADER or self.progress.get(peer) is not pr:
+                    return  # the change went on without it, or we handed over
         if counted:
             pr.match = through
         done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
@@ -714,10 +718,19 @@ class PaxosNode(ConsensusNode):
 
     def add_promiser(self, msg: Promise) -> None:
         """Leader: a promise for our ballot from an acceptor of a configuration that governs
-        slots we have yet to propose (module doc): note it, and keep the highest-ballot value
-        it reports for each of those slots, which we must propose there (P2c)."""
-        self.promisers.add(msg.src)
+        slots we have yet to propose (module doc): note it, and keep for each of those slots
+        the value it knows is chosen there, else the highest-ballot value it accepted, which
+        we must propose there (P2c)."""
         first, rec = self.next_slot, self.recovered
+        if msg.first_slot > first:
+            # It compacted slots we have not proposed in: chosen values we cannot see. Step
+            # back, take its snapshot (on its way), and campaign again from there.
+            self.become_follower(None)
+            return
+        self.promisers.add(msg.src)
+        for i, command in enumerate(msg.chosen):
+            if msg.first_slot + i >= first:
+                rec[msg.first_slot + i] = (_CHOSEN, command)  # chosen: nothing outranks it
         for av in msg.accepted:
             if av.slot >= first:
                 have = rec.get(av.slot)
