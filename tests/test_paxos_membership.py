@@ -372,3 +372,46 @@ def test_a_leader_asks_a_new_configurations_acceptors_before_proposing_in_its_sl
     assert n1.promisers >= {"n1", "n2", "n4"} and n1.next_slot == first_new + 1
     h.advance(100)
     assert h.nodes["n4"].kv.data.get("x") == "1" and h.checker.violations == []
+
+
+def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
+    """Changes (adds, removes) among crashes, restarts and partitions, all seeded."""
+    rng = random.Random(seed)
+    sim = _sim(5, seed=seed, snapshot_entries=snapshot_entries)
+    cs = _with_load(sim, clients=3)
+    op = Operator(sim)
+    added = 6
+    for _ in range(6):
+        sim.run_for(rng.uniform(200, 800))
+        live = [n for n in sim.ids if sim.nodes[n] is not None]
+        if rng.random() < 0.3:
+            victim = rng.choice(live)
+            sim.crash(victim)
+            sim.at(sim.now + rng.uniform(100, 1500), lambda n=victim: sim.restart(n))
+        elif rng.random() < 0.2:
+            pair = rng.sample(list(sim.ids), 2)
+            sim.partition([pair, [n for n in sim.ids if n not in pair]])
+            sim.at(sim.now + 800, sim.heal)
+        leader = sim.leader()
+        m = sim.nodes[leader].membership if leader else None
+        if m is None:
+            continue
+        if rng.random() < 0.5 and len(m.voters) > 3:
+            op.change(f"remove {rng.choice(sorted(m.voters))}", within_ms=4000)
+        else:
+            sim.add_node(f"n{added}")
+            op.change(f"add n{added}", within_ms=4000)
+            added += 1
+    sim.heal()
+    _settle(sim, cs, 4000)
+    return sim
+
+
+def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
+    for seed, snapshot_entries in ((3, 0), (7, 30)):
+        sim = _random_changes_run(seed, snapshot_entries)
+        assert sim.finish() == [], seed
+        leader = sim.nodes[sim.leader()]
+        members = sorted(leader.membership.members)
+        assert {sim.status(n).config for n in members} == {leader.membership_text}
+        assert len(_digests(sim, members)) == 1, seed
