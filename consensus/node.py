@@ -592,6 +592,10 @@ class ConsensusNode(Node):
         self.transfer_steps_down = False
         self.transfer_campaign = False  # candidate: this election was asked for by TimeoutNow
         self.set_membership(None if joining else Membership.of(self.peers), 0, None, None)
+        # Log compaction (Config.snapshot_entries): the last index / slot the latest snapshot
+        # covers, and how many snapshots this node took itself (installed ones not counted).
+        self.snapshot_index = 0
+        self.snapshots_taken = 0
 
     # -- the algorithm's side ----------------------------------------------------------
 
@@ -664,6 +668,16 @@ class ConsensusNode(Node):
         single-server change can let two disjoint majorities decide)."""
         return not self.config_commit_pending and self.committed_own_term()
 
+    def take_snapshot(self) -> None:
+        """Snapshot the state machine at the applied index (with the configuration in force
+        there), drop the log / slots it covers, and persist it as one compacting record
+        (storage.py) that holds everything the node needs from before it."""
+        raise NotImplementedError(f"{self.algorithm} cannot compact its log")
+
+    def held_entries(self) -> int:
+        """How many log entries / slots this node holds in memory now."""
+        raise NotImplementedError(f"{self.algorithm} cannot count its log")
+
     @abstractmethod
     def committed_own_term(self) -> bool:
         """Leader: whether its commit index covers everything committed before its term or
@@ -729,8 +743,14 @@ class ConsensusNode(Node):
     # -- time ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats."""
+        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats. First,
+        a snapshot if ``snapshot_entries`` entries were applied since the last one: taken here
+        rather than as they are applied, so that a drain that commits entries still shows
+        them in the log to whoever watches (the checkers), and the next one compacts."""
         self.now = now
+        every = self.config.snapshot_entries
+        if every and self.applied - self.snapshot_index >= every:
+            self.take_snapshot()
         if self.start_timers():
             return
         if self.role == LEADER:
