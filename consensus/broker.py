@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -497,6 +498,15 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
         stop = True
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    record = None
+    if realm is not None and handle.pid is not None:
+        # What `cluster add/remove` needs to make this broker reload the realm's files.
+        from consensus.cluster_change import BROKER_RECORD
+
+        record = realm.directory / BROKER_RECORD
+        record.write_text(json.dumps({"kind": handle.kind, "pid": handle.pid,
+                                      "workdir": str(handle.log_path.parent
+                                                     if handle.log_path else "")}))
     print(f"{handle.kind} broker (pid {handle.pid}) listening at {handle.url}", flush=True)
     print(f"  log: {handle.log_path}", flush=True)
     if realm is not None:
@@ -517,6 +527,8 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if record is not None:
+            record.unlink(missing_ok=True)
         handle.stop()
         print(f"{handle.kind} broker stopped.", flush=True)
 
@@ -537,8 +549,6 @@ def amqtt_config(port: int, realm_dir: Path | None = None, listen: str = HOST,
         return {"listeners": listeners,
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                             {"allow_anonymous": True}}}
-    import json
-
     from consensus.auth import AMQTT_ACL, AMQTT_PASSWD, TLS_DIR
 
     acl = json.loads((realm_dir / AMQTT_ACL).read_text())
@@ -609,8 +619,6 @@ def _reload_embedded(server: Any, realm_dir: Path) -> None:
     amqtt has no reload of its own; its FileAuthPlugin reads the password file in its
     constructor (``_read_password_file``, private: if a later amqtt renames it, the new
     node cannot connect and test_mqtt_membership says so)."""
-    import json
-
     from amqtt.plugins.authentication import FileAuthPlugin
 
     from consensus.auth import AMQTT_ACL
