@@ -137,7 +137,7 @@ def _start_member(state: ClusterState, nid: str, progress: Progress) -> None:
     if not state.insecure:
         realm = _realm(state).add_node(nid)
         _reload(state, realm)
-        asyncio.run(_await_login(state, nid))
+        asyncio.run(await_login(state, nid))
         progress(f"{nid}: broker user added")
     for stale in (Path(state.directory) / f"{nid}.wal",):
         stale.unlink(missing_ok=True)  # a member (re)joins empty
@@ -207,7 +207,7 @@ def _reload(state: ClusterState, realm: Realm) -> None:
         raise MembershipChangeError(str(exc)) from None
 
 
-async def _await_login(state: ClusterState, nid: str, within_s: float = 5.0) -> None:
+async def await_login(state: ClusterState, nid: str, within_s: float = 5.0) -> None:
     """Wait until the broker accepts ``nid``'s new credentials (it reloads them on a signal,
     asynchronously), so that the node process does not start before it can connect."""
     from consensus.transport.mqtt import TransportError, make_client
@@ -229,4 +229,5 @@ async def _await_login(state: ClusterState, nid: str, within_s: float = 5.0) -> 
             return
 
 
-__all__ = ["BROKER_RECORD", "ChangeOutcome", "MembershipChangeError", "change_cluster"]
+__all__ = ["BROKER_RECORD", "ChangeOutcome", "MembershipChangeError", "await_login",
+           "change_cluster"]
