@@ -22,14 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from consensus.membership import Membership
 from consensus.messages import NodeId
+
+MEMBERSHIP_ACTIONS = ("add", "remove", "replace", "transfer")
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     at_ms: float
-    action: str  # crash restart pause resume partition cut heal loss delay duplicate clock
-    target: str | None = None  # a node id, or leader | crashed | paused
+    # crash restart pause resume partition cut heal loss delay duplicate clock, and the
+    # membership changes add remove replace transfer
+    action: str
+    target: str | None = None  # a node id, or leader | crashed | paused; replace: the old node
     groups: tuple[tuple[NodeId, ...], ...] = ()  # partition groups; cut: (from, to)
     shape: str | None = None  # partition: majorities-ring | bridge | random-halves
     # loss/duplicate probability, extra delay in ms, or a clock's rate (simulator only)
@@ -38,6 +43,7 @@ class Fault:
     # links: pairs cut both ways, and (from, to) pairs cut one way; names or role tokens
     links: tuple[tuple[str, str], ...] = ()
     one_way: tuple[tuple[str, str], ...] = ()
+    node: NodeId | None = None  # add/replace: the new node's id
 
     def label(self) -> str:
         """What the schedule asks for, in words: ``crash leader``, ``loss 20% for 1.5s``."""
@@ -56,6 +62,8 @@ class Fault:
             what += f" +{self.amount:.0f}ms for {self.duration_ms / 1000:.1f}s"
         if self.action == "clock":
             what += f" rate {self.amount:g}"
+        if self.node is not None:
+            what += f" {self.node}"
         return what
 
     def describe(self) -> str:
@@ -111,6 +119,22 @@ class MembershipEvent:
     ok: bool = False
     result: str | None = None  # the configuration reached, or the error
     attempts: int = 0  # ConfigChange requests sent (retries after redirect/busy/timeout)
+    # A new member's catch-up (add/replace): the leader's commit index when the change was
+    # asked for, when the new node's applied index first reached it, and the protocol bytes
+    # sent to the new node until then (as encoded for the bus).
+    node: NodeId | None = None
+    catch_up_index: int | None = None
+    caught_up_ms: float | None = None
+    catch_up_bytes: int = 0
+
+    def to_json(self, t0: float = 0.0) -> dict[str, Any]:
+        """The event on the experiment's clock (``t0``: its zero on the cluster's clock)."""
+        return {"type": "membership", "t": self.requested_ms - t0, "change": self.change,
+                "done_ms": None if self.done_ms is None else self.done_ms - t0,
+                "ok": self.ok, "result": self.result, "attempts": self.attempts,
+                "node": self.node, "catch_up_index": self.catch_up_index,
+                "caught_up_ms": None if self.caught_up_ms is None else self.caught_up_ms - t0,
+                "catch_up_bytes": self.catch_up_bytes}
 
 
 @dataclass(slots=True)
@@ -346,12 +370,26 @@ class Nemesis:
         self.applied: list[FaultEvent] = []  # what actually happened, in order
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
         self.blocked: set[tuple[NodeId, NodeId]] = set()
+        # The configuration's nodes before any change (the cluster's ids grow as nodes join).
+        self._initial: tuple[NodeId, ...] = tuple(cluster.ids)
         for fault in self.schedule:
             cluster.at(fault.at_ms, lambda f=fault: self.apply(f))
 
+    def members(self) -> tuple[NodeId, ...]:
+        """The nodes of the configuration in force as far as the operator knows (the last
+        change answered OK; the starting nodes before any), in the cluster's id order. Role
+        tokens, ``random`` and ``followers`` pick among them, not among removed nodes."""
+        c = self.cluster
+        done = [e for e in getattr(c, "membership_events", ()) if e.ok and e.result]
+        if not done:
+            return self._initial
+        config = Membership.from_text(done[-1].result)  # type: ignore[arg-type]
+        return tuple(n for n in c.ids if n in config.members)
+
     def resolve(self, target: str | None) -> list[NodeId]:
         c = self.cluster
-        live = [n for n in c.ids if c.is_up(n) and n not in self.paused]
+        members = self.members()
+        live = [n for n in members if c.is_up(n) and n not in self.paused]
         if target == "leader":
             leader = c.leader()
             return [leader] if leader is not None else []
@@ -364,9 +402,9 @@ class Nemesis:
         if target == "random":
             return [self.rng.choice(live)] if live else []
         if target == "random-minority":
-            return sorted(self.rng.sample(live, min(len(live), (len(c.ids) - 1) // 2)))
+            return sorted(self.rng.sample(live, min(len(live), (len(members) - 1) // 2)))
         if target and target not in c.ids:
-            nid = resolve_role(target, c.ids, c.leader(), c.applied)
+            nid = resolve_role(target, members, c.leader(), c.applied)
             return [nid] if nid is not None else []
         return [target] if target else []
 
@@ -438,7 +476,16 @@ class Nemesis:
             nodes = list(c.ids)  # every link between nodes
             self._set_window(action, fault.amount)
             c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        targeted = action in ("crash", "restart", "pause", "resume", "isolate", "clock")
+        elif action in MEMBERSHIP_ACTIONS:
+            change = self._change(fault, nodes)
+            if change is not None:
+                c.reconfigure(change)
+                self.applied.append(FaultEvent(c.now, action, change, tuple(
+                    n for n in (nodes[0] if nodes else None, fault.node) if n)))
+                return
+            nodes = []
+        targeted = action in ("crash", "restart", "pause", "resume", "isolate", "clock",
+                              *MEMBERSHIP_ACTIONS)
         skipped = (targeted or action == "links") and not nodes
         if targeted and nodes:
             label = f"{action} {','.join(nodes)}"
@@ -447,6 +494,17 @@ class Nemesis:
         windowed = action in ("loss", "duplicate", "delay")
         self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
                                        fault.duration_ms if windowed else None, skipped))
+
+    def _change(self, fault: Fault, nodes: list[NodeId]) -> str | None:
+        """The change text an operator sends for a membership fault (its target resolved to
+        ``nodes``), or None when the target names no node now (no leader yet)."""
+        if fault.action == "add":
+            return f"add {fault.node}"
+        if not nodes:
+            return None
+        if fault.action == "replace":
+            return f"replace {nodes[0]} {fault.node}"
+        return f"{fault.action} {nodes[0]}"
 
     def _partition(self, fault: Fault) -> tuple[list[NodeId], str]:
         """Block the partition's pairs; the nodes it split and its label."""
