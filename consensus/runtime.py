@@ -291,7 +291,7 @@ class NodeRuntime:
         """
         opts = self.opts
         if topic.startswith(self._from):
-            msg = decode_message(payload, cluster=opts.cluster, members=self.senders,
+            msg = decode_message(payload, cluster=opts.cluster, members=self.senders.accepted,
                                  incarnation=opts.incarnation)
             sender = topic[len(self._from):]
             if isinstance(msg, (ClientRequest, ConfigChange)):
@@ -301,9 +301,11 @@ class NodeRuntime:
                                   f"{msg.kind} claims to be from {msg.src!r}, published as "
                                   f"{sender!r}")
         elif topic.startswith(self._requests):
-            msg = decode_message(payload, cluster=opts.cluster, members=opts.peers)
+            # Not checked against the members: whatever else comes here is wrong-topic.
+            msg = decode_message(payload, cluster=opts.cluster)
             if not isinstance(msg, ClientRequest):
                 raise DecodeError("wrong-topic", f"{msg.kind} on client topic {topic}")
+            _check_client_id(msg.src)
             self._route_replies(msg.src, topic[len(self._requests):])
         elif topic.startswith(self._changes):
             # Only the control user may publish here (the ACL); the operator's id is its own,
@@ -311,8 +313,7 @@ class NodeRuntime:
             msg = decode_message(payload, cluster=opts.cluster)
             if not isinstance(msg, ConfigChange):
                 raise DecodeError("wrong-topic", f"{msg.kind} on membership topic {topic}")
-            if not msg.src or len(msg.src) > 128:
-                raise DecodeError("bad-field", "operator id must be 1..128 characters")
+            _check_client_id(msg.src)
             self._route_replies(msg.src, topic[len(self._changes):])
         else:
             raise DecodeError("misrouted", f"unexpected topic {topic}")
@@ -535,6 +536,12 @@ class _NodeContext(logging.Filter):
             st = self.runtime.node.status()
             record.context = f"{st.id} [{st.ballot or f'term {st.term}'} {st.role}]"
         return True
+
+
+def _check_client_id(client_id: str) -> None:
+    """A client's or operator's id (not a member: it only has to be sensible)."""
+    if not client_id or len(client_id) > 128:
+        raise DecodeError("bad-field", "client id must be 1..128 characters")
 
 
 def node_identity(options: NodeOptions) -> Identity | None:
