@@ -97,13 +97,13 @@ def change_cluster(name: str, text: str, root: Path = STATE_ROOT, *,
             raise MembershipChangeError(f"{nid} is not a member of cluster {name!r} "
                                         f"({', '.join(sorted(state.nodes))})")
     for nid in change.add:
-        _start_member(state, nid, progress)
+        start_member(state, nid, progress)
     progress(f"asking the leader: {change}")
     try:
         outcome = asyncio.run(_ask(state, str(change), deadline_s))
     except MembershipChangeError:
         for nid in change.add:  # refused: nothing of the new member may stay behind
-            _retire(state, nid, progress, wait_s=0)
+            retire(state, nid, progress, wait_s=0)
         raise
     progress(f"{outcome.leader} answered after {outcome.seconds:.1f} s "
              f"({outcome.attempts} attempt{'s' if outcome.attempts > 1 else ''}): "
@@ -111,7 +111,7 @@ def change_cluster(name: str, text: str, root: Path = STATE_ROOT, *,
     state.config = outcome.config
     state.save()
     for nid in change.remove:
-        _retire(state, nid, progress)
+        retire(state, nid, progress)
     return outcome
 
 
@@ -132,27 +132,31 @@ async def _ask(state: ClusterState, change: str, deadline_s: float) -> ChangeOut
                          time.monotonic() - started)
 
 
-def _start_member(state: ClusterState, nid: str, progress: Progress) -> None:
-    """Credentials for ``nid`` (the broker reloads them), then its process, joining."""
+def start_member(state: ClusterState, nid: str, progress: Progress = lambda line: None, *,
+                 status_interval_ms: float | None = None, save: bool = True) -> int:
+    """Credentials for ``nid`` (the broker reloads them), then its process, joining; its
+    pid. ``save``: write the record (an experiment's cluster keeps none on disk)."""
     if not state.insecure:
         realm = _realm(state).add_node(nid)
         _reload(state, realm)
         asyncio.run(await_login(state, nid))
         progress(f"{nid}: broker user added")
-    for stale in (Path(state.directory) / f"{nid}.wal",):
-        stale.unlink(missing_ok=True)  # a member (re)joins empty
+    (Path(state.directory) / f"{nid}.wal").unlink(missing_ok=True)  # a member joins empty
     state.nodes[nid] = 0
     if nid not in state.joined:
         state.joined.append(nid)
-    pid = spawn_node(state, nid)
-    state.save()
+    pid = spawn_node(state, nid, status_interval_ms)
+    if save:
+        state.save()
     progress(f"{nid}: started joining (pid {pid}, log {state.directory}/{nid}.log)")
+    return pid
 
 
-def _retire(state: ClusterState, nid: str, progress: Progress,
-            wait_s: float = EXIT_WAIT_S) -> None:
+def retire(state: ClusterState, nid: str, progress: Progress = lambda line: None, *,
+           wait_s: float = EXIT_WAIT_S, save: bool = True, forget: bool = True) -> None:
     """``nid`` has left the configuration (or never got in): wait for its process to stop
-    on its own, stop it if it does not, revoke its credentials, drop it from the record."""
+    on its own, stop it if it does not, revoke its credentials, and (``forget``) drop it
+    from the record (an experiment keeps it: its WAL is checked at the end)."""
     pid = state.nodes.get(nid, 0)
     end = time.monotonic() + wait_s
     while time.monotonic() < end and is_ours(pid):
@@ -168,10 +172,12 @@ def _retire(state: ClusterState, nid: str, progress: Progress,
         if nid in realm.nodes:
             _reload(state, realm.remove_node(nid))
             progress(f"{nid}: broker user revoked")
-    state.nodes.pop(nid, None)
-    if nid in state.joined:
-        state.joined.remove(nid)
-    state.save()
+    if forget:
+        state.nodes.pop(nid, None)
+        if nid in state.joined:
+            state.joined.remove(nid)
+    if save:
+        state.save()
 
 
 def _realm(state: ClusterState) -> Realm:
@@ -230,4 +236,4 @@ async def await_login(state: ClusterState, nid: str, within_s: float = 5.0) -> N
 
 
 __all__ = ["BROKER_RECORD", "ChangeOutcome", "MembershipChangeError", "await_login",
-           "change_cluster"]
+           "change_cluster", "retire", "start_member"]

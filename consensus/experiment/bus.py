@@ -59,11 +59,11 @@ from typing import Any
 
 from consensus import variants
 from consensus.algorithms import get_algorithm
-from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, Realm, new_incarnation
+from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, new_incarnation
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, broker_realm, is_ours, restart_node, spawn_node
-from consensus.cluster_change import await_login
+from consensus.cluster_change import retire, start_member
 from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
 from consensus.experiment.nemesis import MembershipEvent
@@ -81,7 +81,7 @@ from consensus.transport.mqtt import MqttClient, TransportError, make_client
 STATUS_INTERVAL_MS = 50.0
 LEADER_WAIT_S = 15.0
 CHANGE_DEADLINE_S = 60.0  # how long the operator asks for one membership change
-EXIT_WAIT_S = 10.0  # a removed member stops on its own within this (it lingers ~0.3 s)
+EXIT_WAIT_S = 10.0  # a removed member stops on its own within this (it lingers ~0.3-0.9 s)
 # An attached cluster: a status older than this is not believed (its process is gone or
 # stopped), and who runs is re-read from the record and /proc at most this often.
 STALE_STATUS_MS = 1500.0
@@ -324,65 +324,36 @@ class BusCluster:
         return self._operator
 
     async def _start_member(self, nid: NodeId, event: MembershipEvent) -> None:
-        """A broker user for ``nid`` (the run's broker reloads it), then its process, started
-        joining; its catch-up is timed from now."""
+        """A broker user for ``nid`` (the broker reloads it), then its process, started
+        joining (:func:`consensus.cluster_change.start_member`); its catch-up is timed from
+        now. An attached cluster's record gets the new member, so `cluster down` stops it."""
         topics.check_name("node", nid)
         if nid in self.state.nodes:
-            raise ValueError(f"{nid} is already a node of this run")
-        if self.broker is not None:
-            await asyncio.to_thread(self._add_user, nid)
-        self.ids = tuple(sorted({*self.ids, nid}))
-        self.state.nodes[nid] = 0
-        self.state.joined.append(nid)
+            raise ValueError(f"{nid} is already a node of this cluster")
         leader = self.leader()
         event.node = nid
         event.catch_up_index = (self.status[leader].commit_index if leader in self.status
                                 else max((s.commit_index for s in self.status.values()),
                                          default=0))
         self._catching_up[nid] = event
+        self.ids = tuple(sorted({*self.ids, nid}))
         if self.mqtt is not None:
             await self.mqtt.subscribe(topics.peer_prefix(self.name, nid) + "+")
-        self._spawn(nid)
-
-    def _add_user(self, nid: NodeId) -> None:
-        from consensus.broker import reload_broker
-
-        realm = self._realm().add_node(nid)
-        reload_broker(self.broker.kind, self.broker.pid, realm, self._broker_dir())
-        asyncio.run(await_login(self.state, nid))
-
-    def _realm(self) -> Realm:
-        realm = Realm.open(self.name, Path(self.state.directory))
-        if realm is None:
-            raise RuntimeError(f"the run's credentials in {self.state.secrets} are gone")
-        return realm
-
-    def _broker_dir(self) -> Path | None:
-        return None if self.broker.log_path is None else self.broker.log_path.parent
+        await asyncio.to_thread(start_member, self.state, nid,
+                                status_interval_ms=self.opts.status_interval_ms,
+                                save=not self.owned)
 
     async def _retire(self, nid: NodeId) -> None:
-        """``nid`` left the configuration: wait for its process to stop on its own (kill it
-        if it lingers), then revoke its broker user."""
-        pid = self.state.nodes.get(nid, 0)
-        end = time.monotonic() + EXIT_WAIT_S
-        while is_ours(pid) and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-            _reap(pid)
-        if is_ours(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self.loop.call_later(0.2, _reap, pid)  # type: ignore[union-attr]
+        """``nid`` left the configuration: wait for its process to stop on its own (stop it
+        if it lingers), then revoke its broker user (:func:`consensus.cluster_change.retire`).
+        A run keeps it in its record: its WAL is checked with the others at the end."""
         self._harvest_counts(nid)
         self.gone.add(nid)
         self.status.pop(nid, None)
-        if self.broker is not None:
-            def revoke() -> None:
-                from consensus.broker import reload_broker
-
-                reload_broker(self.broker.kind, self.broker.pid,
-                              self._realm().remove_node(nid), self._broker_dir())
-
-            await asyncio.to_thread(revoke)
+        pid = self.state.nodes.get(nid, 0)
+        await asyncio.to_thread(retire, self.state, nid, wait_s=EXIT_WAIT_S,
+                                save=not self.owned, forget=not self.owned)
+        _reap(pid)
 
     def _count_catch_up(self, topic: str, payload: bytes) -> None:
         """Bytes published to a catching-up member's inbox by the other nodes."""
@@ -459,6 +430,10 @@ class BusCluster:
         self.broker = start_broker(prefer=self.opts.prefer, realm=realm, tls=self.opts.tls)
         self.state.broker, self.state.broker_kind = self.broker.url, self.broker.kind
         self.state.tls = self.opts.tls
+        # What a membership change needs to make this broker reload the realm's files.
+        self.state.broker_pid = self.broker.pid
+        self.state.broker_dir = (None if self.broker.log_path is None
+                                 else str(self.broker.log_path.parent))
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""
