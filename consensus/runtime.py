@@ -161,6 +161,7 @@ class Senders:
             self._out_since.pop(nid, None)
         for nid in sorted(self.accepted - current):
             if self.committed is not None and nid in self.committed:
+                self._out_since.pop(nid, None)  # the grace starts once the removal commits
                 continue
             since = self._out_since.setdefault(nid, now)
             if now - since >= self.grace_ms:

@@ -311,3 +311,37 @@ def test_an_mqtt_experiment_that_adds_a_node_passes_its_checks(tmp_path):
         change = next(e for e in events if e["type"] == "membership")
         assert change["ok"] and "n4" in change["result"], (algo, change)
         assert change["caught_up_ms"] is not None and change["catch_up_bytes"] > 0, change
+
+
+# -- who a node hears follows its configuration (no broker) -------------------------------
+
+
+def _config_entry(index: int, text: str):
+    from consensus.membership import Membership
+    from consensus.messages import Command
+    from consensus.node import Applied
+
+    return Applied(index, Command("op", index, Membership.from_text(text).command_text()), None)
+
+
+def test_the_senders_a_node_hears_follow_its_configuration():
+    from consensus.membership import Membership
+    from consensus.runtime import Senders
+
+    senders = Senders(["n1", "n2", "n3"], grace_ms=600)
+    senders.update(0, None)  # joining: it knows no configuration, and drops nobody
+    assert sorted(senders.accepted) == ["n1", "n2", "n3"]
+    senders.update(10, Membership.from_text("voters=n1,n2,n3 learners=n4"))
+    assert "n4" in senders  # a learner is heard at once: it must acknowledge its catch-up
+    removing = Membership.from_text("voters=n2,n3,n4")
+    senders.update(20, removing)  # n1 is out of the latest configuration, not yet committed
+    senders.update(2000, removing, [_config_entry(5, "voters=n1,n2,n3,n4")])
+    assert "n1" in senders, "the committed configuration still lists n1"
+    senders.update(2010, removing, [_config_entry(6, "voters=n2,n3,n4")])
+    assert "n1" in senders, "a removed leader's last messages still arrive (grace)"
+    senders.update(2609, removing)
+    assert "n1" in senders
+    senders.update(2610, removing)
+    assert "n1" not in senders and sorted(senders.accepted) == ["n2", "n3", "n4"]
+    senders.update(3000, Membership.from_text("voters=n1,n2,n3,n4"))
+    assert "n1" in senders, "a member added again is heard again"
