@@ -36,6 +36,8 @@ LISTEN_HELP = ("Address the broker listens on (127.0.0.1). Any other, 0.0.0.0 in
 TLS_HELP = ("TLS with client certificates: a CA and one certificate per user in "
             ".consensus-lab/<cluster>/secrets/tls (reused while valid); the broker takes each "
             "certificate's CN as the user name. URL mqtts://HOST:8883.")
+ALPHA_HELP = ("Multi-Paxos: a configuration chosen in slot i governs from slot i + alpha (and "
+              "the leader proposes at most alpha slots past the chosen prefix).")
 INSECURE_HELP = ("Open broker: anyone who reaches it may connect and publish anything "
                  "(for teaching with mosquitto_pub only).")
 
@@ -138,6 +140,7 @@ def node(
     snapshot_entries: Annotated[int, typer.Option(
         min=0, help="Snapshot and compact the log after this many applied entries (0: "
                     "never).")] = 0,
+    alpha: Annotated[int, typer.Option(min=1, help=ALPHA_HELP)] = Config().alpha,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node).
 
@@ -153,7 +156,7 @@ def node(
             cluster, broker_url, data_dir, fsync == "always", mqtt_client,
             variant_configs([algorithm], Config(
                 heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms),
-                snapshot_entries=snapshot_entries), variant or [])[algorithm],
+                snapshot_entries=snapshot_entries, alpha=alpha), variant or [])[algorithm],
             status_interval_ms, credentials, incarnation, tls_dir, joining)
         from consensus.broker import broker_address
         from consensus.runtime import node_identity
@@ -184,6 +187,7 @@ def cluster_up(
     snapshot_entries: Annotated[int, typer.Option(
         min=0, help="Each node snapshots and compacts its log after this many applied "
                     "entries (0: never); a new member then catches up from a snapshot.")] = 0,
+    alpha: Annotated[int | None, typer.Option(min=1, help=ALPHA_HELP)] = None,
 ) -> None:
     """Start a broker (unless --broker) and one process per node; wait for a leader.
 
@@ -207,7 +211,7 @@ def cluster_up(
         state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
                       heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure,
                       listen=listen, tls=tls, variant=chosen,
-                      snapshot_entries=snapshot_entries)
+                      snapshot_entries=snapshot_entries, alpha=alpha)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     security = ("[red]OPEN (insecure)[/]" if state.insecure else

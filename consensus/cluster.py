@@ -84,6 +84,7 @@ class ClusterState:
     joined: list[str] = field(default_factory=list)  # members added by `cluster add/replace`
     config: str | None = None  # the configuration the last change reached (Membership text)
     snapshot_entries: int = 0  # each node snapshots after this many applied entries (0: never)
+    alpha: int | None = None  # Multi-Paxos's alpha window (None: the default)
 
     @property
     def path(self) -> Path:
@@ -124,6 +125,8 @@ def node_command(state: ClusterState, node_id: str,
         extra += ["--incarnation", state.incarnation]
     if state.snapshot_entries:
         extra += ["--snapshot-entries", str(state.snapshot_entries)]
+    if state.alpha is not None:
+        extra += ["--alpha", str(state.alpha)]
     return [sys.executable, "-m", "consensus", "node", "--algorithm", state.algorithm,
             "--id", node_id, "--peers", ",".join(peers), "--cluster", state.name,
             "--broker", state.broker, "--data-dir", state.directory,
@@ -149,11 +152,14 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
        heartbeat_ms: float, election_timeout_ms: tuple[float, float],
        root: Path = STATE_ROOT, *, insecure: bool = False,
        prefer: str = "auto", listen: str = "127.0.0.1", tls: bool = False,
-       variant: dict[str, Any] | None = None, snapshot_entries: int = 0) -> ClusterState:
+       variant: dict[str, Any] | None = None, snapshot_entries: int = 0,
+       alpha: int | None = None) -> ClusterState:
     """Start the broker (if no URL is given) and the node processes; return what started.
 
     ``variant``: design choices switched on every node (``consensus/variants.py``, checked).
-    ``snapshot_entries``: each node compacts its log after this many applied entries.
+    ``snapshot_entries``: each node compacts its log after this many applied entries;
+    ``alpha``: Multi-Paxos's window (how far past the chosen prefix a configuration takes
+    effect; None: the default).
 
     Unless ``insecure``: a new realm for a started broker (with TLS material when ``tls``);
     with ``broker`` given, the realm `consensus-lab broker --cluster` left for it (an error
@@ -166,6 +172,8 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
     variants.check(algorithm, variant or {})
     if snapshot_entries < 0:
         raise ValueError(f"snapshot_entries must be >= 0, got {snapshot_entries}")
+    if alpha is not None and alpha < 1:
+        raise ValueError(f"alpha must be >= 1, got {alpha}")
     check_modes(insecure, tls)
     if broker is not None and (tls or listen != "127.0.0.1"):
         raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
@@ -207,7 +215,7 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
                          str(directory.resolve()), broker_dir, insecure=insecure,
                          incarnation=new_incarnation(), tls=broker_address(broker).tls,
                          variant=dict(variant or {}), initial=list(ids),
-                         snapshot_entries=snapshot_entries)
+                         snapshot_entries=snapshot_entries, alpha=alpha)
     for nid in ids:
         spawn_node(state, nid)
     state.save()

@@ -33,6 +33,9 @@ HAVE_MOSQUITTO = find_mosquitto() is not None
 needs_mosquitto = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="mosquitto is not installed")
 BROKERS = [pytest.param("mosquitto", marks=needs_mosquitto), "amqtt"]
 SETTLE_S = 0.6  # how long a refused message is given to (not) arrive
+# Multi-Paxos's window: small, as in the simulator's membership tests, so that a change
+# takes effect within a few writes (Raft ignores it).
+ALPHA = 8
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def start(algorithm: str, name: str, snapshot_entries: int = 0) -> cl.ClusterState:
         # Election timeouts well above the heartbeat: no election from a slow shared CPU.
         state = cl.up(algorithm, 3, name, None, "gmqtt", False, 50, (500, 900),
-                      prefer="mosquitto", snapshot_entries=snapshot_entries)
+                      prefer="mosquitto", snapshot_entries=snapshot_entries, alpha=ALPHA)
         started.append(name)
         assert asyncio.run(cl.wait_for_leader(state, 20)) is not None, _logs(state)
         return state
@@ -219,6 +222,10 @@ def test_a_change_naming_no_member_is_refused_before_anything_starts(tmp_path, m
 # -- add, remove, transfer on running clusters --------------------------------------------
 
 
+# Which algorithms compact their logs (a new member then catches up from a snapshot).
+COMPACTS = {"raft": False, "paxos": True}
+
+
 @needs_mosquitto
 @pytest.mark.parametrize("algorithm", ["raft", "paxos"])
 def test_cluster_add_a_member_that_catches_up(up, algorithm):
@@ -243,7 +250,8 @@ def test_cluster_add_a_member_that_catches_up(up, algorithm):
 
     assert _until(caught_up, 20), _logs(state)
     nodes = _statuses(state)
-    assert nodes["n4"].status.snapshot_index > 0, "n4 should have caught up from a snapshot"
+    if COMPACTS[algorithm]:
+        assert nodes["n4"].status.snapshot_index > 0, "n4 caught up from a snapshot"
     assert _write(state, ["GET k59"]) == ["59"]
     code, out = _cli("status", "--cluster", state.name, "--json")
     shown = json.loads(out)

@@ -139,7 +139,8 @@ class BusCluster:
             config.election_timeout_ms, str(directory.resolve()),
             insecure=opts.broker is not None, incarnation=new_incarnation(),
             variant=variants.of_config(config, algorithm), initial=list(self.ids),
-            snapshot_entries=config.snapshot_entries)
+            snapshot_entries=config.snapshot_entries,
+            alpha=None if config.alpha == Config().alpha else config.alpha)
         # Membership changes (reconfigure): each change asked for, the nodes that left.
         self.membership_events: list[MembershipEvent] = []
         self.gone: set[NodeId] = set()
