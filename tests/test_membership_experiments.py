@@ -216,3 +216,55 @@ def test_membership_metrics_in_a_run():
     assert "membership" not in compute_metrics(
         ops, end_ms=12000, duration_ms=10000, committed=len(ops), messages={},
         message_bytes={}, faults=[], role_events=[], leader_events=[])
+
+
+# -- random schedules ---------------------------------------------------------------------
+
+IDS = [f"n{i}" for i in range(1, 6)]
+
+
+def test_random_schedules_change_membership_only_when_asked():
+    from consensus.experiment.nemesis import random_schedule
+
+    for seed in range(200):
+        plain = random_schedule(IDS, 10_000, seed)
+        assert not {f.action for f in plain} & {"add", "remove", "replace", "transfer"}
+        assert plain == random_schedule(IDS, 10_000, seed)
+    kinds = {f.action for seed in range(200)
+             for f in random_schedule(IDS, 10_000, seed, membership=True)}
+    assert {"add", "remove", "replace", "transfer"} <= kinds
+
+
+def test_random_membership_keeps_three_to_seven_members_and_a_majority_up():
+    from consensus.experiment.nemesis import MAX_MEMBERS, MIN_MEMBERS, random_schedule
+
+    for seed in range(300):
+        members, new = len(IDS), set()
+        down = {"crash": 0, "pause": 0}
+        for f in random_schedule(IDS, 20_000, seed, membership=True):
+            if f.action == "add":
+                members += 1
+            elif f.action == "remove":
+                members -= 1
+            elif f.action in down:
+                down[f.action] += 1
+            elif f.action in ("restart", "resume"):  # every node of its kind comes back
+                down["crash" if f.action == "restart" else "pause"] = 0
+            if f.node is not None:
+                assert f.node not in new and f.node not in IDS
+                new.add(f.node)
+            assert MIN_MEMBERS <= members <= MAX_MEMBERS
+            if f.action == "remove":
+                assert sum(down.values()) <= (members - 1) // 2, f"seed {seed}: {f.describe()}"
+
+
+def test_a_membership_sweep_has_its_own_hash_and_a_plain_one_keeps_its_own():
+    from consensus.sweep import SweepSettings
+
+    plain = SweepSettings(5, 10.0)
+    assert "membership" not in plain.to_json()
+    assert SweepSettings(5, 10.0, membership=True).spec_hash() != plain.spec_hash()
+    opts = SweepSettings(5, 10.0, membership=True).options("raft", 2)
+    assert opts.faults == "random+membership" and opts.snapshot_entries > 0
+    assert "--faults random+membership" in opts.command()
+    assert plain.options("raft", 2).snapshot_entries == 0
