@@ -35,6 +35,7 @@ from consensus.messages import (
     Message,
     NodeId,
     ReplyStatus,
+    TimeoutNow,
 )
 
 T = TypeVar("T")
@@ -435,7 +436,7 @@ def _register_builtin() -> None:
 
     register_structs([Control, StatusReport])
 
-    register_messages([ClientRequest, ClientReply, ConfigChange, rf.RequestVote,
+    register_messages([ClientRequest, ClientReply, ConfigChange, TimeoutNow, rf.RequestVote,
                        rf.RequestVoteReply, rf.AppendEntries, rf.AppendEntriesReply,
                        px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)

@@ -128,6 +128,10 @@ ROWS: tuple[Row, ...] = (
            "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
         "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
         "snapshot with its promise, and the proposer waits for it before it leads."),
+    Row("commitment", "configurations in the log (membership changes)",
+        _s("write_log", "refresh_membership", "propose_config"), _s(), None,
+        "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
+        "§4.1), so a truncation can take one back."),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
@@ -135,6 +139,8 @@ ROWS: tuple[Row, ...] = (
     Row("outbound", "heartbeat", _s("bcast_heartbeat"), _s("bcast_heartbeat"), "heartbeat"),
     Row("outbound", "the pipeline", _s("maybe_send_append"), _s("maybe_send_accept"),
         "throughput"),
+    Row("outbound", "a member added while leading; the last word to one removed",
+        _s("new_progress", "send_heartbeat"), _s()),
     Row("outbound", "one replication message", _s("send_append"), _s("send_accept")),
     Row("outbound", "answer the leader",
         _s("send_append_reply"), _s("send_accepted", "accepted_through")),
