@@ -118,6 +118,12 @@ ROWS: tuple[Row, ...] = (
         _s("handle_config_change", action="Reconfigure"), None,
         "A Multi-Paxos ballot's rank must be unique among members, so a node to add may not "
         "share one; the rest is node.py's, the same for both."),
+    Row("inbound", "receive a snapshot, chunk by chunk",
+        _s("handle_install_snapshot", action="InstallSnapshot"), _s(), None,
+        "A follower whose next entry the leader compacted away gets the state machine "
+        "instead (paper §7), and the log goes on after it."),
+    Row("inbound", "a snapshot chunk acknowledged",
+        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"), _s()),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
         _s("advance_commit_index", "advance_commit_by_config", "holder_ids", "holders",
@@ -146,6 +152,8 @@ ROWS: tuple[Row, ...] = (
         "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
         "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
         "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
+    Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
+        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"), _s()),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
@@ -155,7 +163,10 @@ ROWS: tuple[Row, ...] = (
         "throughput"),
     Row("outbound", "a member added while leading; the last word to one removed",
         _s("new_progress", "send_heartbeat"), _s("new_progress", "send_heartbeat")),
+    Row("outbound", "a snapshot chunk to a node behind the log's start",
+        _s("maybe_send_snapshot"), _s()),
     Row("outbound", "one replication message", _s("send_append"), _s("send_accept")),
+    Row("outbound", "answer a snapshot chunk", _s("send_snapshot_reply"), _s()),
     Row("outbound", "answer the leader",
         _s("send_append_reply"), _s("send_accepted", "accepted_through")),
     Row("outbound", "repair a lost message", _s(), _s("maybe_send_repair", "first_unacked"),
