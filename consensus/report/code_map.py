@@ -108,22 +108,20 @@ ROWS: tuple[Row, ...] = (
         "carries the promised ballot."),
     Row("inbound", "a promise to a leader: Phase 1 for a new configuration", _s(),
         _s("add_promiser")),
-    Row("inbound", "learn a snapshot of the chosen prefix", _s(),
+    Row("inbound", "receive a snapshot, chunk by chunk",
+        _s("handle_install_snapshot", action="InstallSnapshot"),
         _s("handle_learn", action="HandleLearn"), "catch-up",
-        "Multi-Paxos's counterpart of InstallSnapshot: the learner asks for each next chunk, "
-        "so the sender (the leader, or an acceptor answering a Prepare) keeps no state."),
-    Row("inbound", "send the snapshot chunk a learner asks for", _s(),
+        "A node whose next entry / slot the leader compacted away gets the state machine "
+        "instead (Raft paper §7), and goes on after it. Multi-Paxos's Learn is also sent by an "
+        "acceptor answering a Prepare, and its learner asks for each next chunk, so the "
+        "sender keeps no state."),
+    Row("inbound", "a snapshot chunk acknowledged",
+        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"),
         _s("handle_learned", action="HandleLearned"), "catch-up"),
     Row("inbound", "an operator's membership change", _s(),
         _s("handle_config_change", action="Reconfigure"), None,
         "A Multi-Paxos ballot's rank must be unique among members, so a node to add may not "
         "share one; the rest is node.py's, the same for both."),
-    Row("inbound", "receive a snapshot, chunk by chunk",
-        _s("handle_install_snapshot", action="InstallSnapshot"), _s(), None,
-        "A follower whose next entry the leader compacted away gets the state machine "
-        "instead (paper §7), and the log goes on after it."),
-    Row("inbound", "a snapshot chunk acknowledged",
-        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"), _s()),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
         _s("advance_commit_index", "advance_commit_by_config", "holder_ids", "holders",
@@ -139,11 +137,6 @@ ROWS: tuple[Row, ...] = (
     Row("commitment", "the leader's own copy",
         _s("append_entries_locally", "last_proposed"), _s("propose", "last_proposed"),
         "throughput"),
-    Row("commitment", "compaction: replace the chosen prefix by a snapshot", _s(),
-        _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
-           "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
-        "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
-        "snapshot with its promise, and the proposer waits for it before it leads."),
     Row("commitment", "configurations in the log (membership changes)",
         _s("write_log", "refresh_membership", "propose_config"),
         _s("apply_entry", "proposal_limit", "maybe_propose_more", "maybe_extend_phase1",
@@ -153,7 +146,11 @@ ROWS: tuple[Row, ...] = (
         "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
         "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
     Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
-        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"), _s()),
+        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"),
+        _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
+           "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
+        "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
+        "snapshot with its promise, and the proposer waits for it before it leads."),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
