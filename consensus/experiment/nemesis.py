@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consensus.membership import Membership
+from consensus.membership import ChangeError, Membership
 from consensus.messages import NodeId
 
 MEMBERSHIP_ACTIONS = ("add", "remove", "replace", "transfer")
@@ -139,28 +139,41 @@ class MembershipEvent:
 
 @dataclass(slots=True)
 class _Model:
-    """What the planner knows of the cluster: how many nodes it has taken down."""
+    """What the planner knows of the cluster: how many nodes it has taken down, and (with
+    membership changes) how many members the configuration has and the next new id."""
 
     down: int = 0
     paused: int = 0
     split: bool = False
+    members: int = 0
+    next_id: int = 0
+
+
+MAX_MEMBERS = 7  # random schedules grow a cluster no further than this
+MIN_MEMBERS = 3  # ... and shrink it no further than this
 
 
 def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
-                    mean_gap_ms: float = 1500.0) -> list[Fault]:
+                    mean_gap_ms: float = 1500.0, *, membership: bool = False) -> list[Fault]:
     """A seeded schedule mixing every fault kind, never taking down more than a minority.
 
     Nodes down (crashed or paused) never exceed ``(n - 1) // 2``, so once the network heals a
     majority can always make progress; partitions and cuts may still leave no majority for a
     while, which is the point.
+
+    ``membership`` adds membership changes (add, remove, replace, transfer) to the mix, keeping
+    3 to 7 members and a majority of the configuration up (a removal only while that leaves
+    one). Nodes are then named by what they are when the fault fires (``random``, ``leader``,
+    ``followerK``, ``random-halves``), since which ids are members depends on how the changes
+    went. Without it the schedule is exactly the one earlier versions drew for the seed.
     """
     rng = random.Random(f"{seed}/faults")
     ids = sorted(ids)
-    max_down = (len(ids) - 1) // 2
-    model = _Model()
+    model = _Model(members=len(ids), next_id=len(ids) + 1)
     out: list[Fault] = []
     t = rng.uniform(0.5, 1.5) * mean_gap_ms
     while t < duration_ms:
+        max_down = (model.members - 1) // 2
         choices = []
         if model.down + model.paused < max_down:
             choices += ["crash-leader", "crash-node", "pause-node"]
@@ -170,50 +183,112 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
             choices += ["resume", "resume"]
         choices += ["heal", "heal"] if model.split else ["partition", "isolate", "cut"]
         choices += ["loss", "delay", "duplicate"]
+        if membership:
+            choices += _membership_choices(model)
         pick = rng.choice(choices)
-        if pick == "crash-leader":
-            out.append(Fault(t, "crash", "leader"))
-            model.down += 1
-        elif pick == "crash-node":
-            out.append(Fault(t, "crash", rng.choice(ids)))
-            model.down += 1
-        elif pick == "pause-node":
-            out.append(Fault(t, "pause", rng.choice(ids)))
-            model.paused += 1
-        elif pick == "restart":
-            out.append(Fault(t, "restart", "crashed"))
-            model.down = 0
-        elif pick == "resume":
-            out.append(Fault(t, "resume", "paused"))
-            model.paused = 0
-        elif pick == "heal":
-            out.append(Fault(t, "heal"))
-            model.split = False
-        elif pick in ("partition", "isolate"):
-            shuffled = list(ids)
-            rng.shuffle(shuffled)
-            k = 1 if pick == "isolate" else rng.randrange(1, len(ids))
-            groups = (tuple(sorted(shuffled[:k])), tuple(sorted(shuffled[k:])))
-            out.append(Fault(t, "partition", groups=groups))
-            model.split = True
-        elif pick == "cut":
-            shuffled = list(ids)
-            rng.shuffle(shuffled)
-            k = rng.randrange(1, len(ids))
-            out.append(Fault(t, "cut", groups=(tuple(sorted(shuffled[:k])),
-                                               tuple(sorted(shuffled[k:])))))
-            model.split = True
-        elif pick == "loss":
-            out.append(Fault(t, "loss", amount=rng.uniform(0.05, 0.4),
-                             duration_ms=rng.uniform(500, 2500)))
-        elif pick == "delay":
-            out.append(Fault(t, "delay", amount=rng.uniform(5, 60),
-                             duration_ms=rng.uniform(500, 2500)))
+        if pick in ("add", "remove", "replace", "transfer"):
+            out.append(_membership_fault(pick, t, rng, model))
+        elif membership and pick in ("crash-node", "pause-node", "partition", "isolate", "cut"):
+            out.append(_by_role(pick, t, rng, model))
         else:
-            out.append(Fault(t, "duplicate", amount=rng.uniform(0.05, 0.3),
-                             duration_ms=rng.uniform(500, 2500)))
+            out.append(_fault(pick, t, rng, ids, model))
         t += rng.uniform(0.3, 1.7) * mean_gap_ms
     return out
+
+
+def _fault(pick: str, t: float, rng: random.Random, ids: list[NodeId], model: _Model) -> Fault:
+    """One fault of a random schedule, naming nodes by id (the schedule without membership)."""
+    if pick == "crash-leader":
+        model.down += 1
+        return Fault(t, "crash", "leader")
+    if pick == "crash-node":
+        model.down += 1
+        return Fault(t, "crash", rng.choice(ids))
+    if pick == "pause-node":
+        model.paused += 1
+        return Fault(t, "pause", rng.choice(ids))
+    if pick == "restart":
+        model.down = 0
+        return Fault(t, "restart", "crashed")
+    if pick == "resume":
+        model.paused = 0
+        return Fault(t, "resume", "paused")
+    if pick == "heal":
+        model.split = False
+        return Fault(t, "heal")
+    if pick in ("partition", "isolate"):
+        shuffled = list(ids)
+        rng.shuffle(shuffled)
+        k = 1 if pick == "isolate" else rng.randrange(1, len(ids))
+        model.split = True
+        return Fault(t, "partition", groups=(tuple(sorted(shuffled[:k])),
+                                             tuple(sorted(shuffled[k:]))))
+    if pick == "cut":
+        shuffled = list(ids)
+        rng.shuffle(shuffled)
+        k = rng.randrange(1, len(ids))
+        model.split = True
+        return Fault(t, "cut", groups=(tuple(sorted(shuffled[:k])),
+                                       tuple(sorted(shuffled[k:]))))
+    if pick == "loss":
+        return Fault(t, "loss", amount=rng.uniform(0.05, 0.4), duration_ms=rng.uniform(500, 2500))
+    if pick == "delay":
+        return Fault(t, "delay", amount=rng.uniform(5, 60), duration_ms=rng.uniform(500, 2500))
+    return Fault(t, "duplicate", amount=rng.uniform(0.05, 0.3),
+                 duration_ms=rng.uniform(500, 2500))
+
+
+def _membership_choices(model: _Model) -> list[str]:
+    """The membership changes a random schedule may make now (see :func:`random_schedule`)."""
+    out = ["transfer", "replace"]
+    if model.members < MAX_MEMBERS:
+        out.append("add")
+    # After a removal (of a live node) a majority of the smaller configuration must be up.
+    if model.members > MIN_MEMBERS and model.down + model.paused <= (model.members - 2) // 2:
+        out.append("remove")
+    return out
+
+
+def _follower(rng: random.Random, model: _Model) -> str:
+    return f"follower{rng.randrange(1, model.members)}"
+
+
+def _membership_fault(pick: str, t: float, rng: random.Random, model: _Model) -> Fault:
+    """A membership change of a random schedule; its target a role token resolved when it
+    fires. The planner assumes each change goes through (the operator retries until it
+    does)."""
+    if pick == "add":
+        node = f"n{model.next_id}"
+        model.next_id += 1
+        model.members += 1
+        return Fault(t, "add", node=node)
+    target = rng.choice(["leader", "random", _follower(rng, model)])
+    if pick == "remove":
+        model.members -= 1
+        return Fault(t, "remove", target)
+    if pick == "replace":
+        node = f"n{model.next_id}"
+        model.next_id += 1
+        return Fault(t, "replace", target, node=node)
+    return Fault(t, "transfer", _follower(rng, model))
+
+
+def _by_role(pick: str, t: float, rng: random.Random, model: _Model) -> Fault:
+    """A node or link fault naming nodes by role (which ids are members is not known when
+    the schedule is drawn)."""
+    if pick == "crash-node":
+        model.down += 1
+        return Fault(t, "crash", "random")
+    if pick == "pause-node":
+        model.paused += 1
+        return Fault(t, "pause", "random")
+    model.split = True
+    if pick == "partition":
+        return Fault(t, "partition", shape="random-halves")
+    if pick == "isolate":
+        return Fault(t, "isolate", rng.choice(["leader", _follower(rng, model)]))
+    return Fault(t, "links", one_way=(("leader", _follower(rng, model)),
+                                      (_follower(rng, model), "leader")))
 
 
 class FaultTarget(Protocol):
@@ -380,11 +455,15 @@ class Nemesis:
         change answered OK; the starting nodes before any), in the cluster's id order. Role
         tokens, ``random`` and ``followers`` pick among them, not among removed nodes."""
         c = self.cluster
-        done = [e for e in getattr(c, "membership_events", ()) if e.ok and e.result]
-        if not done:
-            return self._initial
-        config = Membership.from_text(done[-1].result)  # type: ignore[arg-type]
-        return tuple(n for n in c.ids if n in config.members)
+        for event in reversed(getattr(c, "membership_events", ())):
+            if not event.ok or not event.result or event.change.startswith("transfer"):
+                continue
+            try:
+                config = Membership.from_text(event.result)
+            except ChangeError:  # an answer that names no configuration
+                continue
+            return tuple(n for n in c.ids if n in config.members)
+        return self._initial
 
     def resolve(self, target: str | None) -> list[NodeId]:
         c = self.cluster
@@ -516,7 +595,7 @@ class Nemesis:
             self._block(bridge(c.ids), "bridge")
             return list(c.ids), fault.label()
         if fault.shape == "random-halves":
-            shuffled = list(c.ids)
+            shuffled = list(self.members())
             self.rng.shuffle(shuffled)
             half = len(shuffled) // 2
             groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))
