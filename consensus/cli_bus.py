@@ -231,6 +231,7 @@ def cluster_up(
     console.print(f"[green]leader: {leader}[/]. Try:\n"
                   f"  consensus-lab client --cluster {cluster} 'SET x = 100'\n"
                   f"  consensus-lab cluster status --cluster {cluster}\n"
+                  f"  consensus-lab cluster add n{nodes + 1} --cluster {cluster}\n"
                   f"  consensus-lab cluster down --cluster {cluster}")
 
 
