@@ -144,17 +144,24 @@ class Senders:
         self.grace_ms = grace_ms
         self.committed: frozenset[NodeId] | None = None  # the last applied configuration's
         self._out_since: dict[NodeId, float] = {}
+        self._seen: Membership | None = None  # the configuration of the last update
 
     def __contains__(self, nid: object) -> bool:
         return nid in self.accepted
 
     def update(self, now: float, membership: Membership | None,
                applied: Sequence[Applied] = ()) -> None:
+        applied_config = False
         for entry in applied:
             if entry.command is not None and is_config_text(entry.command.text):
                 self.committed = Membership.from_text(entry.command.text).members
+                applied_config = True
         if membership is None:
             return
+        # Called on every drain: nothing to do unless something changed or a grace runs.
+        if membership is self._seen and not applied_config and not self._out_since:
+            return
+        self._seen = membership
         current = membership.members
         self.accepted |= current
         for nid in current:
