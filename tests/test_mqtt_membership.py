@@ -393,3 +393,36 @@ def test_cluster_replace_swaps_a_follower_for_a_new_member(up):
     assert old not in state.nodes and "n7" in state.nodes and state.joined == ["n7"]
     assert not cl.is_ours(pid) and not (state.secrets / f"{old}.json").exists()
     assert _write(state, ["SET y = 7", "GET y"]) == ["OK", "7"]
+
+
+def test_a_config_change_on_its_topic_is_answered_on_the_operators_connection(tmp_path):
+    """The runtime routes a ConfigChange from the membership topic to the node and its
+    answer to the operator's connection (a follower redirects); the same change on a peer
+    topic is refused (its sender is no member; from a member, it is on the wrong topic)."""
+    from consensus.codec import decode_message
+    from consensus.messages import ClientReply, ReplyStatus
+    from consensus.runtime import NodeOptions, NodeRuntime
+    from tests.test_runtime_input import FakeMqtt
+
+    async def go() -> None:
+        opts = NodeOptions("raft", "n2", ("n1", "n2", "n3"), "demo", "mqtt://127.0.0.1:1",
+                           tmp_path, fsync=False)
+        rt = NodeRuntime(opts, client_factory=FakeMqtt)
+        rt.drain()
+        change = encode_message(ConfigChange(src="op-1", dst="n2", seq=1, change="add n4"),
+                                "demo")
+        rt.on_message(topics.peer("demo", "n2", "n1"), change)  # the operator is no member
+        from_member = ConfigChange(src="n1", dst="n2", seq=1, change="add n4")
+        rt.on_message(topics.peer("demo", "n2", "n1"), encode_message(from_member, "demo"))
+        assert dict(rt.rejected) == {"foreign-sender": 1, "wrong-topic": 1}
+        assert not [t for t, _ in rt.client.published if "/client/" in t], "nothing answered"
+        rt.on_message(topics.config("demo", "n2", "demo-op-conn"), change)
+        replies = [(t, decode_message(p)) for t, p in rt.client.published
+                   if t == topics.client("demo", "demo-op-conn")]
+        assert len(replies) == 1
+        reply = replies[0][1]
+        assert isinstance(reply, ClientReply) and reply.dst == "op-1" and reply.seq == 1
+        assert reply.status == ReplyStatus.REDIRECT  # n2 follows; nobody leads yet
+        rt.storage.close()
+
+    asyncio.run(go())
