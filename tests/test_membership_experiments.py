@@ -300,3 +300,12 @@ def test_a_replace_and_a_transfer_run_end_to_end(algorithm):
     assert transfer["ok"], transfer
     assert [e["change"] for e in result.events if e["type"] == "membership"] == [
         replace["change"], "transfer n4"]
+
+
+def test_a_late_dip_counts_in_the_recovery():
+    # Steady for 3 s after the change, then 1 s with nothing answered (a removed node comes
+    # back and campaigns): not recovered until that dip is over.
+    done = steady(0, 8000, 100) + steady(9000, 20000, 100)
+    impact = change_impact(done, 5000.0, 20000.0)
+    assert impact["dip_pct"] == pytest.approx(100.0)
+    assert impact["recovery_ms"] == pytest.approx(4600.0, abs=100)
