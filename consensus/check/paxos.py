@@ -35,6 +35,7 @@ from consensus.paxos.messages import (
     Committed,
     Promised,
     RoundUsed,
+    SlotSnapshot,
 )
 from consensus.quorum import majority
 
@@ -86,9 +87,13 @@ class PaxosChecker(SharedChecker):
     def record_term(self, record: Any) -> int | None:
         if isinstance(record, Promised):
             return record.ballot.round
+        if isinstance(record, SlotSnapshot):  # it replaced the Promised and RoundUsed records
+            return max(record.promised.round, record.round_used)
         return record.round if isinstance(record, RoundUsed) else None
 
     def record_commit(self, record: Any) -> int | None:
+        if isinstance(record, SlotSnapshot):
+            return record.slot
         return record.index if isinstance(record, Committed) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
