@@ -100,7 +100,9 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="Seed for network, clients and faults.")] = 7,
     faults: Annotated[str, typer.Option(
         help="'random': a seeded schedule of crashes, restarts, pauses, partitions, one-way "
-             "cuts, loss, delay and duplication; 'none': a healthy network.")] = "random",
+             "cuts, loss, delay and duplication; 'random+membership': the same kinds and "
+             "membership changes (add, remove, replace, transfer); 'none': a healthy "
+             "network.")] = "random",
     clients: Annotated[int, typer.Option(min=0, help="Closed-loop clients.")] = 4,
     heartbeat_ms: Annotated[float, typer.Option(help="Leader heartbeat interval.")] = 50,
     election_timeout_ms: Annotated[str, typer.Option(
