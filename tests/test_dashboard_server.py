@@ -24,6 +24,7 @@ from consensus.dashboard.sim_backend import (
     SimBackend,
 )
 from consensus.dashboard.view import algorithm_json, log_slot_json, message_json
+from consensus.membership import Membership
 from consensus.messages import ClientReply, ReplyStatus
 from consensus.node import Config, LogSlot
 from consensus.paxos.messages import Accept, Ballot, Nack
@@ -674,3 +675,158 @@ def test_a_registered_algorithm_needs_no_dashboard_code() -> None:
     assert any("SET x = 1" in text and "OK" in text for _, kind, text in cluster.pending
                if kind == "client")
     assert algorithm_json(cluster.algorithm)["term_label"] == "term"
+
+
+# -- membership: add, remove and transfer through the API, on both clusters -----------------
+
+
+def members(st: dict[str, Any], cluster: str) -> dict[str, str | None]:
+    return {n["id"]: n["member"] for n in st["clusters"][cluster]["nodes"]}
+
+
+async def step_until(client: Client, done: Callable[[dict[str, Any]], bool],
+                     within_ms: float = 8000, step_ms: float = 20) -> list[dict[str, Any]]:
+    """Step the paused clock until ``done(state)``; every state seen on the way."""
+    seen = []
+    for _ in range(int(within_ms / step_ms)):
+        assert (await command(client, op="step", ms=step_ms))["ok"]
+        seen.append(await state(client))
+        if done(seen[-1]):
+            return seen
+    raise AssertionError(f"not done within {within_ms} simulated ms")
+
+
+def test_status_carries_the_configuration() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        for name in ("raft", "paxos"):
+            cl = st["clusters"][name]
+            assert cl["config"] == "voters=n1,n2,n3,n4,n5" and cl["joint"] is False
+            assert cl["changes"] == []
+            assert set(members(st, name).values()) == {"voter"}
+            assert all(n["snapshot_index"] == 0 for n in cl["nodes"])  # compaction is off
+        assert st["capabilities"]["membership"] is True
+        assert st["config"]["snapshot_entries"] == 0
+
+    run(t)
+
+
+def test_add_node_starts_it_empty_as_a_learner_then_promotes_it() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        for i in range(3):  # a log for the new node to catch up on
+            assert (await command(client, op="request", text=f"SET k{i} = {i}"))["ok"]
+        assert (await command(client, op="step", ms=300))["ok"]
+        assert (await command(client, op="add_node"))["ok"]
+        st = await state(client)
+        assert st["node_ids"][-1] == "n6"
+        seen = await step_until(client, lambda s: all(
+            members(s, c).get("n6") == "voter" for c in ("raft", "paxos")))
+        for name in ("raft", "paxos"):
+            roles = [members(s, name)["n6"] for s in seen]
+            assert "learner" in roles[:roles.index("voter")], (name, roles)  # caught up first
+            cl = seen[-1]["clusters"][name]
+            assert cl["config"] == "voters=n1,n2,n3,n4,n5,n6", name
+            assert node(seen[-1], name, "n6")["commit_index"] >= 3
+            assert any(e["text"].startswith("add n6 done") for e in seen[-1]["events"]
+                       if e["cluster"] == name) or any(
+                c["change"] == "add n6" and c["ok"] for c in cl["changes"]), name
+        # The operator's requests fly from the operator box like any message.
+        assert any(m["k"] == "ConfigChange" and m["s"] == "op" for m in backend.frame()["messages"])
+
+    run(t)
+
+
+def test_removing_the_leader_hands_over_with_timeout_now() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        old = {name: st["clusters"][name]["leader"] for name in ("raft", "paxos")}
+        backend.frame()
+        assert (await command(client, op="remove", node="leader"))["ok"]
+        seen = await step_until(client, lambda s: all(
+            s["clusters"][c]["leader"] not in (None, old[c])
+            and s["clusters"][c]["changes"][-1]["done"] for c in old))
+        kinds = {m["k"] for m in backend.frame()["messages"]}
+        assert "TimeoutNow" in kinds
+        last = seen[-1]
+        for name, was in old.items():
+            cl = last["clusters"][name]
+            assert cl["changes"][-1]["ok"], cl["changes"]
+            assert was not in Membership.from_text(cl["config"]).voters, name
+            assert members(last, name)[was] == "removed", name
+            assert any(f"{was} hands leadership to" in e["text"] for e in last["events"]
+                       if e["cluster"] == name), name
+        # Raft went through the joint configuration; Multi-Paxos has no joint step.
+        assert any(s["clusters"]["raft"]["joint"] for s in seen)
+        assert not any(s["clusters"]["paxos"]["joint"] for s in seen)
+        for c in backend.clusters.values():
+            assert not c.sim.violations, c.sim.violations
+
+    run(t)
+
+
+def test_transfer_leadership_to_a_chosen_node() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        target = next(n for n in st["node_ids"]
+                      if n not in (st["clusters"]["raft"]["leader"],
+                                   st["clusters"]["paxos"]["leader"]))
+        assert (await command(client, op="transfer", node=target))["ok"]
+        await step_until(client, lambda s: all(
+            s["clusters"][c]["leader"] == target for c in ("raft", "paxos")), within_ms=3000)
+
+    run(t)
+
+
+def test_membership_commands_on_one_cluster_and_bad_ones() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="add_node", cluster="paxos"))["ok"]
+        st = await state(client)
+        assert [n["id"] for n in st["clusters"]["paxos"]["nodes"]][-1] == "n6"
+        assert len(st["clusters"]["raft"]["nodes"]) == 5
+        assert st["node_ids"] == ["n1", "n2", "n3", "n4", "n5", "n6"]
+        bad = await command(client, op="remove", node="n42")
+        assert not bad["ok"] and "unknown node 'n42'" in bad["error"]
+        bad = await command(client, op="transfer", node="nobody", cluster="raft")
+        assert not bad["ok"] and "unknown node" in bad["error"]
+        for _ in range(3):
+            assert (await command(client, op="add_node", cluster="paxos"))["ok"]
+        full = await command(client, op="add_node", cluster="paxos")  # n1..n9 started
+        assert not full["ok"] and "at most 9 nodes" in full["error"]
+        # Asked twice: the second waits (busy) until the first is done, then the leader
+        # refuses it, and the page says why.
+        assert (await command(client, op="remove", node="n2", cluster="raft"))["ok"]
+        assert (await command(client, op="remove", node="n2", cluster="raft"))["ok"]
+        seen = await step_until(client, lambda s: all(
+            c["done"] for c in s["clusters"]["raft"]["changes"]))
+        first, second = seen[-1]["clusters"]["raft"]["changes"]
+        assert first["ok"] and not second["ok"] and "n2 is not a voter" in second["result"]
+        assert any(e["kind"] == "reject" and e["text"].startswith("remove n2 refused")
+                   for e in seen[-1]["events"])
+
+    run(t)
+
+
+def test_remove_leader_preset_shows_both_paths() -> None:
+    b = preset("remove-leader", 1450)
+    first = {n: c.cluster.leader() for n, c in b.clusters.items()}
+    joint_seen = {n: False for n in b.clusters}
+    for _ in range(200):  # to 5.45 s, watching the configuration as it changes
+        b.advance(20)
+        for name, c in b.clusters.items():
+            config = c.membership()
+            joint_seen[name] |= bool(config and config.joint)
+    for name, c in b.clusters.items():
+        assert not c.sim.violations, c.sim.violations
+        leader = c.cluster.leader()
+        assert leader not in (None, first[name]), name
+        assert c.membership() == Membership.of(set(c.cluster.ids) - {first[name]}), name
+        events = texts(b, name, 1500)
+        assert any(f"{first[name]} hands leadership to {leader}" in x for x in events), events
+        assert any(x.startswith(f"remove {first[name]} done") for x in events), events
+        assert any("committed: SET x" in x for x in texts(b, name, 4000)), name  # writes go on
+    assert joint_seen == {"raft": True, "paxos": False}
+    paxos_log = texts(b, "paxos", 1500)
+    assert any("committed: CONFIG voters=" in x for x in paxos_log)
+    assert any("committed: no-op" in x for x in paxos_log)  # the alpha window, filled
