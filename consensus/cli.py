@@ -100,7 +100,9 @@ def simulate_cmd(
     seed: Annotated[int, typer.Option(help="Seed for network, clients and faults.")] = 7,
     faults: Annotated[str, typer.Option(
         help="'random': a seeded schedule of crashes, restarts, pauses, partitions, one-way "
-             "cuts, loss, delay and duplication; 'none': a healthy network.")] = "random",
+             "cuts, loss, delay and duplication; 'random+membership': the same kinds and "
+             "membership changes (add, remove, replace, transfer); 'none': a healthy "
+             "network.")] = "random",
     clients: Annotated[int, typer.Option(min=0, help="Closed-loop clients.")] = 4,
     heartbeat_ms: Annotated[float, typer.Option(help="Leader heartbeat interval.")] = 50,
     election_timeout_ms: Annotated[str, typer.Option(
@@ -124,6 +126,9 @@ def simulate_cmd(
         metavar="MODULE:CLASS",
         help="Run this node class instead of the algorithm's (e.g. a deliberately broken "
              "variant: tests.scenario_driver:UnsafeRaftNode).")] = None,
+    snapshot_entries: Annotated[int, typer.Option(
+        min=0, help="Snapshot the state machine and compact the log after this many applied "
+                    "entries (0: never).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_faults: Annotated[bool, typer.Option(help="List the faults as applied.")] = False,
     variant: Annotated[list[str] | None, typer.Option(
@@ -140,7 +145,8 @@ def simulate_cmd(
     try:
         config = Config(heartbeat_ms=heartbeat_ms,
                         election_timeout_ms=_timeouts(election_timeout_ms),
-                        pre_vote=pre_vote, check_quorum=check_quorum)
+                        pre_vote=pre_vote, check_quorum=check_quorum,
+                        snapshot_entries=snapshot_entries)
         network = Network(latency_ms=_timeouts(latency_ms), loss=loss)
     except typer.BadParameter as exc:  # from _timeouts
         raise bad_parameter(exc.message, json_out=json_out) from None

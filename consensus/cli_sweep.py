@@ -57,7 +57,7 @@ def progress_bar(json_out: bool) -> Progress:
 
 def _sweep_command(names: list[str], first_seed: int, seeds: int, nodes: int, duration: float,
                    node_class: str | None, executor: str, workers: int | None,
-                   out: Path) -> str:
+                   out: Path, membership: bool = False) -> str:
     argv = ["consensus-lab", "sweep", "--algorithm", "both" if len(names) > 1 else names[0],
             "--seeds", str(seeds), "--first-seed", str(first_seed), "--nodes", str(nodes),
             "--duration", f"{duration:g}", "--executor", executor]
@@ -65,6 +65,8 @@ def _sweep_command(names: list[str], first_seed: int, seeds: int, nodes: int, du
         argv += ["--workers", str(workers)]
     if node_class:
         argv += ["--node-class", node_class]
+    if membership:
+        argv.append("--membership")
     argv += ["--out", str(out)]
     return shlex.join(argv)
 
@@ -97,6 +99,11 @@ def sweep(
         metavar="MODULE:CLASS",
         help="Run this node class instead of the algorithm's, importable by the workers "
              "(e.g. tests.scenario_driver:UnsafeRaftNode, a broken Raft).")] = None,
+    membership: Annotated[bool, typer.Option(
+        "--membership", help="Random membership changes too (add, remove, replace, transfer, "
+                             "a majority of the configuration kept up), and log compaction "
+                             "on two seeds in three. A sweep of its own: its seeds draw "
+                             "other schedules than a plain sweep's.")] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the summary and every run as one JSON object.")] = False,
 ) -> None:
@@ -121,7 +128,7 @@ def sweep(
         raise bad_parameter("--resume needs the folder of the sweep to continue (--out DIR)",
                             param_hint="--resume", json_out=json_out)
     root = out or Path("reports/runs") / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    settings = SweepSettings(nodes, duration, node_class=node_class)
+    settings = SweepSettings(nodes, duration, node_class=node_class, membership=membership)
     spec_hash = settings.spec_hash()
     folder = SweepFolder(root)
     previous = folder.settings_hash()
@@ -144,7 +151,7 @@ def sweep(
     jobs = [SeedJob(settings, n, s) for n, s in wanted if (n, s) not in records]
     resumed = len(records)
     command = _sweep_command(names, first_seed, seeds, nodes, duration, node_class,
-                             spec.to_option(), workers, root)
+                             spec.to_option(), workers, root, membership)
     failing = sum(1 for r in records.values() if r["violations"] or r["stalled"])
     interrupted = stopped_early = False
     error: str | None = None

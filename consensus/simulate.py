@@ -28,6 +28,7 @@ from consensus.experiment.nemesis import Fault, random_schedule
 from consensus.experiment.runner import RunPlan, run
 from consensus.experiment.workload import Workload
 from consensus.history import unanswered
+from consensus.membership import Membership
 from consensus.node import Config, Node
 from consensus.sim import Network, Simulation
 
@@ -95,7 +96,9 @@ def simulate(
 
     history = result.ops
     stalled = unanswered(history, settle_s)
-    applied = {node.id: node.kv.applied for node in sim.live_nodes()}
+    members = _final_members(sim)
+    applied = {node.id: node.kv.applied for node in sim.live_nodes()
+               if members is None or node.id in members}
     furthest = max(applied.values(), default=0)
     stalled += [f"{nid} applied {n} of {furthest} entries {settle_s:g}s after healing"
                 for nid, n in sorted(applied.items()) if n < furthest]
@@ -125,14 +128,30 @@ def simulate(
     )
 
 
+def _final_members(sim: Simulation) -> frozenset[str] | None:
+    """The members of the configuration the leader acts on at the end (None: no leader, or
+    one that reports none): a node removed from it, or added by a change that failed, is not
+    expected to keep up."""
+    leader = sim.leader()
+    status = sim.statuses.get(leader) if leader is not None else None
+    if status is None or not status.config:
+        return None
+    return Membership.from_text(status.config).members
+
+
+FAULT_MODES = ("random", "random+membership", "none")
+
+
 def _schedule(faults: str | list[Fault], ids: tuple[str, ...], duration_ms: float,
               seed: int) -> list[Fault]:
     if faults == "random":
         return random_schedule(ids, duration_ms, seed)
+    if faults == "random+membership":
+        return random_schedule(ids, duration_ms, seed, membership=True)
     if faults == "none":
         return []
     if isinstance(faults, str):
-        raise ValueError(f"unknown fault mode {faults!r} (choose random or none)")
+        raise ValueError(f"unknown fault mode {faults!r} (choose {', '.join(FAULT_MODES)})")
     return list(faults)
 
 
@@ -168,6 +187,12 @@ class SweepKnobs:
         if self.disk_ms:
             parts.append(f"disk{self.disk_ms:g}ms")
         return "+".join(parts) or "plain"
+
+
+def sweep_snapshot_entries(seed: int, membership: bool) -> int:
+    """Compaction in a membership sweep: a snapshot every 50-400 entries on two seeds in
+    three (so new members often catch up by snapshot); off in the plain sweep."""
+    return 50 * (1 + seed % 8) if membership and seed % 3 != 1 else 0
 
 
 def sweep_knobs(seed: int) -> SweepKnobs:
@@ -235,21 +260,27 @@ class SimOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     node_class: str | None = None
+    snapshot_entries: int = 0
 
     @classmethod
     def for_sweep(cls, algorithm: str, seed: int, nodes: int, duration: float,
-                  node_class: str | None = None, settle: float = SWEEP_SETTLE_S) -> SimOptions:
-        """The options :func:`sweep_run` uses for this seed."""
+                  node_class: str | None = None, settle: float = SWEEP_SETTLE_S,
+                  membership: bool = False) -> SimOptions:
+        """The options :func:`sweep_run` uses for this seed (``membership``: the schedule
+        also changes the membership, and two seeds in three compact their logs)."""
         knobs = sweep_knobs(seed)
-        return cls(algorithm, seed, nodes, duration, settle, disk_ms=knobs.disk_ms,
-                   pre_vote=knobs.pre_vote, check_quorum=knobs.check_quorum,
-                   node_class=node_class)
+        return cls(algorithm, seed, nodes, duration, settle,
+                   faults="random+membership" if membership else "random",
+                   disk_ms=knobs.disk_ms, pre_vote=knobs.pre_vote,
+                   check_quorum=knobs.check_quorum, node_class=node_class,
+                   snapshot_entries=sweep_snapshot_entries(seed, membership))
 
     def run(self, faults: list[Fault] | None = None) -> SimResult:
         """Simulate with these options; ``faults`` replaces the seeded schedule (a prefix)."""
         config = Config(heartbeat_ms=self.heartbeat_ms,
                         election_timeout_ms=self.election_timeout_ms,
-                        pre_vote=self.pre_vote, check_quorum=self.check_quorum)
+                        pre_vote=self.pre_vote, check_quorum=self.check_quorum,
+                        snapshot_entries=self.snapshot_entries)
         network = Network(latency_ms=self.latency_ms, loss=self.loss)
         node_class = load_node_class(self.node_class) if self.node_class else None
         return simulate(self.algorithm, self.nodes, self.duration, self.seed,
@@ -276,6 +307,8 @@ class SimOptions:
                 "--check-quorum" if self.check_quorum else "--no-check-quorum"]
         if self.node_class:
             argv += ["--node-class", self.node_class]
+        if self.snapshot_entries:
+            argv += ["--snapshot-entries", str(self.snapshot_entries)]
         return shlex.join(argv)
 
     def to_json(self) -> dict[str, Any]:
@@ -304,5 +337,6 @@ def fault_to_json(fault: Fault) -> dict[str, Any]:
 
 def fault_from_json(data: dict[str, Any]) -> Fault:
     values = dict(data)
-    values["groups"] = tuple(tuple(g) for g in values.get("groups", ()))
+    for name in ("groups", "links", "one_way"):
+        values[name] = tuple(tuple(g) for g in values.get(name, ()))
     return Fault(**values)

@@ -46,9 +46,15 @@ class SweepSettings:
     duration: float = 10.0
     settle: float = SWEEP_SETTLE_S
     node_class: str | None = None
+    # Random membership changes (and compaction on some seeds) in every schedule. Left out of
+    # the settings' JSON when off, so the hashes of sweeps made before it stay the same.
+    membership: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.membership:
+            del out["membership"]
+        return out
 
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of the settings (first 16 hex digits)."""
@@ -56,7 +62,7 @@ class SweepSettings:
 
     def options(self, algorithm: str, seed: int) -> SimOptions:
         return SimOptions.for_sweep(algorithm, seed, self.nodes, self.duration,
-                                    self.node_class, self.settle)
+                                    self.node_class, self.settle, self.membership)
 
 
 def canonical_hash(data: Any) -> str:
@@ -113,6 +119,8 @@ def run_seed(job: SeedJob) -> dict[str, Any]:
         "simulated_s": result.simulated_s, "wall_s": result.wall_s,
         "worker": f"{os.uname().nodename}:{os.getpid()}",
     }
+    if opts.snapshot_entries:
+        record["snapshot_entries"] = opts.snapshot_entries
     if failed(result):
         record["failure"] = failure_record(opts, result)
     return record

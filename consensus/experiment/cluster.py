@@ -23,11 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from consensus.codec import encode_message
-from consensus.experiment.nemesis import FaultTarget
+from consensus.experiment.nemesis import FaultTarget, MembershipEvent
+from consensus.experiment.operator import SimOperator
 from consensus.experiment.workload import SimClient, Workload
 from consensus.history import Operation
+from consensus.membership import Change
 from consensus.messages import Message, NodeId, traffic_kind
 from consensus.sim import Simulation
+
+CATCH_UP_POLL_MS = 10.0  # how often a new member's applied index is read while it catches up
 
 
 @dataclass(slots=True)
@@ -96,14 +100,21 @@ class SimCluster:
     def __init__(self, sim: Simulation, *, measure: bool = True) -> None:
         self.sim = sim
         self.algorithm = sim.algorithm.name
-        self.ids = sim.ids
         self.measuring = measure
+        self.membership_events: list[MembershipEvent] = []
+        self._operator: SimOperator | None = None
+        self._catching_up: dict[NodeId, MembershipEvent] = {}  # new node -> its change
         self.clients: list[SimClient] = []
         self._messages: Counter[str] = Counter()
         self._bytes: Counter[str] = Counter()
         self._trace: list[dict[str, Any]] = []
 
     # -- FaultTarget: the simulator's own hooks -------------------------------------------
+
+    @property
+    def ids(self) -> tuple[NodeId, ...]:
+        """Every node the simulation runs, those added by membership changes included."""
+        return self.sim.ids
 
     @property
     def now(self) -> float:
@@ -143,6 +154,54 @@ class SimCluster:
 
     def set_clock_rate(self, nid: NodeId, rate: float) -> None:
         self.sim.set_clock_rate(nid, rate)
+
+    def reconfigure(self, change: str) -> None:
+        """Ask for a membership change as an operator would (:mod:`.operator`); an added node
+        starts empty first, and its catch-up is timed and its bytes counted."""
+        parsed = Change.parse(change)
+        sim = self.sim
+        new = parsed.add[0] if parsed.add else None
+        if new is not None and new not in sim.ids:
+            sim.add_node(new)
+        if self._operator is None:
+            self._operator = SimOperator(sim)
+        event = self._operator.request(change)
+        self.membership_events.append(event)
+        if new is not None:
+            self._watch_catch_up(event, new)
+
+    def _watch_catch_up(self, event: MembershipEvent, new: NodeId) -> None:
+        """Time the new node until its applied index reaches what the cluster had committed
+        when the change was asked for, counting the bytes sent to it meanwhile."""
+        sim = self.sim
+        leader = sim.leader()
+        statuses = sim.statuses
+        event.node = new
+        event.catch_up_index = (statuses[leader].commit_index if leader in statuses else
+                                max((s.commit_index for s in statuses.values()), default=0))
+        if not self._catching_up:
+            sim.observers.append(self._count_catch_up)
+        self._catching_up[new] = event
+
+        def check() -> None:
+            st = sim.statuses.get(new)
+            if st is not None and st.applied_index >= (event.catch_up_index or 0):
+                event.caught_up_ms = sim.now
+                self._catching_up.pop(new, None)
+            else:
+                sim.at(sim.now + CATCH_UP_POLL_MS, check)
+
+        check()
+
+    def _count_catch_up(self, sent: float, msg: Message, delivered: float | None) -> None:
+        event = self._catching_up.get(msg.dst)
+        if event is not None and msg.src in self.sim.nodes:
+            event.catch_up_bytes += len(encode_message(msg))
+
+    def removed(self, nid: NodeId) -> bool:
+        """Whether ``nid`` knows it was removed from the configuration (it may still run)."""
+        node = self.sim.nodes.get(nid)
+        return node is not None and bool(getattr(node, "removed", lambda: False)())
 
     def campaign(self, nid: NodeId) -> None:
         """Make a node start an election now (the dashboard's "time out")."""

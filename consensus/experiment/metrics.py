@@ -10,7 +10,9 @@
 - leader changes, term/ballot churn, and counts of ok/fail/info operations;
 - over the fault window (the first fault to the first heal): the outcome (the cluster kept
   committing, recovered during the fault, only after the heal, or never), the time without a
-  leader, the time without commits, the leader changes and the throughput (:func:`window_metrics`).
+  leader, the time without commits, the leader changes and the throughput (:func:`window_metrics`);
+- for every membership change (issue 13): the throughput dip after it and the time to recover,
+  and for a new member the time and bytes it took to catch up (:func:`membership_impacts`).
 """
 
 from __future__ import annotations
@@ -107,7 +109,32 @@ FIGURE_DEFINITIONS: dict[str, str] = {
                             "fault), the gap running from the last write answered before it",
     "leader changes in fault": "new leaders (term/ballot) elected during the fault window",
     "throughput in fault": "operations answered ok during the fault window, per second of it",
+    "change: dip": "per membership change: how far throughput fell below the rate before the "
+                   "change (ok answers per second over the 2 s before it), at its lowest in a "
+                   "1 s sliding window from the request until the next change or the end of "
+                   "the workload, in percent (0: no dip; 100: a full stop)",
+    "change: recovery": "per membership change: from the request until throughput (1 s sliding "
+                        "windows) is back to 90% of the rate before it and stays there for "
+                        "3 s (or until the next change); a full stop of D seconds reads as "
+                        "about D + 0.9 s. Missing when it never recovered in that span",
+    "change: duration": "per membership change: from the operator's request to the leader's OK "
+                        "(the configuration reached), retries after redirects, busy answers "
+                        "and timeouts included",
+    "change: catch-up": "per added node: from the request until the new node's applied index "
+                        "reaches the commit index the leader had when the change was asked for "
+                        "(read every 10 ms in the simulator)",
+    "change: catch-up bytes": "per added node: encoded bytes of the protocol messages sent to it "
+                              "(log entries or slots, snapshot chunks, heartbeats) from the "
+                              "request until it caught up",
 }
+
+# Membership changes (see FIGURE_DEFINITIONS): the windows their dip and recovery are read on.
+BEFORE_CHANGE_MS = 2000.0
+CHANGE_WINDOW_MS = 1000.0
+CHANGE_STEP_MS = 100.0
+RECOVERED = 0.9  # of the rate before the change
+STAYS_MS = 3000.0
+MEMBERSHIP_KEYS = ("dip_pct", "recovery_ms", "change_ms", "catch_up_ms", "catch_up_bytes")
 
 # Window outcomes, best first (see FIGURE_DEFINITIONS["outcome"]).
 OUTCOMES = ("held", "recovered", "unstable", "after heal", "never")
@@ -314,13 +341,67 @@ def window_metrics(ops: Sequence[Operation], faults: Sequence[tuple[float, str]]
     }
 
 
+def _rate(done: Sequence[float], lo: float, hi: float) -> float:
+    """Ok answers per second completed in (lo, hi] (``done`` sorted)."""
+    n = bisect.bisect_right(done, hi) - bisect.bisect_right(done, lo)
+    return n * 1000.0 / (hi - lo)
+
+
+def change_impact(done: Sequence[float], t: float, horizon: float) -> dict[str, float | None]:
+    """The throughput around a change asked for at ``t`` (``done``: sorted completion times of
+    ok answers; ``horizon``: the next change or the end of the workload): the rate before it,
+    the lowest 1 s rate after it, the dip in percent and the time to recover (None when it did
+    not recover before ``horizon``). See :data:`FIGURE_DEFINITIONS`."""
+    before_from = max(0.0, t - BEFORE_CHANGE_MS)
+    before = _rate(done, before_from, t) if t - before_from >= CHANGE_WINDOW_MS / 2 else None
+    ends = [t + k * CHANGE_STEP_MS for k in range(int((horizon - t) // CHANGE_STEP_MS) + 1)]
+    rates = [_rate(done, e - CHANGE_WINDOW_MS, e) for e in ends]
+    lowest = min(rates, default=None)
+    if not before or lowest is None:
+        return {"before_ops_s": before, "lowest_ops_s": lowest, "dip_pct": None,
+                "recovery_ms": None}
+    floor = RECOVERED * before
+    steps_to_stay = int(STAYS_MS // CHANGE_STEP_MS)
+    recovery = None
+    for i, e in enumerate(ends):  # the stay is cut short by the horizon (the next change)
+        if all(r >= floor for r in rates[i:i + steps_to_stay + 1]):
+            recovery = e - t
+            break
+    return {"before_ops_s": before, "lowest_ops_s": lowest,
+            "dip_pct": max(0.0, 100.0 * (1 - lowest / before)), "recovery_ms": recovery}
+
+
+def membership_impacts(ops: Sequence[Operation], changes: Sequence[dict[str, Any]],
+                       duration_ms: float) -> list[dict[str, Any]]:
+    """Per membership change (its event on the experiment's clock, as
+    :meth:`~consensus.experiment.nemesis.MembershipEvent.to_json` writes it): how it ended,
+    the dip and recovery of :func:`change_impact`, and a new member's catch-up."""
+    done = sorted(op.complete_ms for op in ops if op.outcome == "ok"
+                  and op.complete_ms is not None)
+    out = []
+    for i, ev in enumerate(changes):
+        t = ev["t"]
+        horizon = min(duration_ms, changes[i + 1]["t"] if i + 1 < len(changes) else duration_ms)
+        caught = ev.get("caught_up_ms")
+        out.append({
+            "at_ms": t, "change": ev["change"], "ok": ev["ok"], "result": ev["result"],
+            "attempts": ev["attempts"], "node": ev.get("node"),
+            "change_ms": None if ev["done_ms"] is None or not ev["ok"] else ev["done_ms"] - t,
+            **change_impact(done, t, max(t, horizon)),
+            "catch_up_ms": None if caught is None else caught - t,
+            "catch_up_bytes": ev.get("catch_up_bytes") if caught is not None else None,
+        })
+    return out
+
+
 def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: float,
                     committed: int,
                     messages: Counter[str], message_bytes: Counter[str],
                     faults: Sequence[tuple[float, str]],
                     role_events: Sequence[tuple[float, str, str, int]],
                     leader_events: Sequence[tuple[float, str, int]],
-                    commit_events: Sequence[tuple[float, str, int]] = ()) -> dict[str, Any]:
+                    commit_events: Sequence[tuple[float, str, int]] = (),
+                    membership: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     by_type: dict[str, list[float]] = defaultdict(list)
     for op in ops:
         if op.outcome == "ok" and op.latency_ms is not None:
@@ -358,4 +439,17 @@ def compute_metrics(ops: Sequence[Operation], *, end_ms: float, duration_ms: flo
         "failover": {key: [getattr(i, key) for i in impacts
                            if i.new_leader and getattr(i, key) is not None]
                      for key in FAILOVER_KEYS},
+        **_membership(ops, membership, duration_ms),
     }
+
+
+def _membership(ops: Sequence[Operation], changes: Sequence[dict[str, Any]],
+                duration_ms: float) -> dict[str, Any]:
+    """The per-change metrics and, like ``failover``, each key's values over the changes
+    (what the summary takes medians of); nothing for a run without changes."""
+    if not changes:
+        return {}
+    impacts = membership_impacts(ops, changes, duration_ms)
+    return {"membership": impacts,
+            "reconfiguration": {key: [c[key] for c in impacts if c[key] is not None]
+                                for key in MEMBERSHIP_KEYS}}

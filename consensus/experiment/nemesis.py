@@ -22,14 +22,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from consensus.membership import Membership
 from consensus.messages import NodeId
+
+MEMBERSHIP_ACTIONS = ("add", "remove", "replace", "transfer")
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     at_ms: float
-    action: str  # crash restart pause resume partition cut heal loss delay duplicate clock
-    target: str | None = None  # a node id, or leader | crashed | paused
+    # crash restart pause resume partition cut heal loss delay duplicate clock, and the
+    # membership changes add remove replace transfer
+    action: str
+    target: str | None = None  # a node id, or leader | crashed | paused; replace: the old node
     groups: tuple[tuple[NodeId, ...], ...] = ()  # partition groups; cut: (from, to)
     shape: str | None = None  # partition: majorities-ring | bridge | random-halves
     # loss/duplicate probability, extra delay in ms, or a clock's rate (simulator only)
@@ -38,6 +43,7 @@ class Fault:
     # links: pairs cut both ways, and (from, to) pairs cut one way; names or role tokens
     links: tuple[tuple[str, str], ...] = ()
     one_way: tuple[tuple[str, str], ...] = ()
+    node: NodeId | None = None  # add/replace: the new node's id
 
     def label(self) -> str:
         """What the schedule asks for, in words: ``crash leader``, ``loss 20% for 1.5s``."""
@@ -56,6 +62,8 @@ class Fault:
             what += f" +{self.amount:.0f}ms for {self.duration_ms / 1000:.1f}s"
         if self.action == "clock":
             what += f" rate {self.amount:g}"
+        if self.node is not None:
+            what += f" {self.node}"
         return what
 
     def describe(self) -> str:
@@ -111,32 +119,61 @@ class MembershipEvent:
     ok: bool = False
     result: str | None = None  # the configuration reached, or the error
     attempts: int = 0  # ConfigChange requests sent (retries after redirect/busy/timeout)
+    # A new member's catch-up (add/replace): the leader's commit index when the change was
+    # asked for, when the new node's applied index first reached it, and the protocol bytes
+    # sent to the new node until then (as encoded for the bus).
+    node: NodeId | None = None
+    catch_up_index: int | None = None
+    caught_up_ms: float | None = None
+    catch_up_bytes: int = 0
+
+    def to_json(self, t0: float = 0.0) -> dict[str, Any]:
+        """The event on the experiment's clock (``t0``: its zero on the cluster's clock)."""
+        return {"type": "membership", "t": self.requested_ms - t0, "change": self.change,
+                "done_ms": None if self.done_ms is None else self.done_ms - t0,
+                "ok": self.ok, "result": self.result, "attempts": self.attempts,
+                "node": self.node, "catch_up_index": self.catch_up_index,
+                "caught_up_ms": None if self.caught_up_ms is None else self.caught_up_ms - t0,
+                "catch_up_bytes": self.catch_up_bytes}
 
 
 @dataclass(slots=True)
 class _Model:
-    """What the planner knows of the cluster: how many nodes it has taken down."""
+    """What the planner knows of the cluster: how many nodes it has taken down, and (with
+    membership changes) how many members the configuration has and the next new id."""
 
     down: int = 0
     paused: int = 0
     split: bool = False
+    members: int = 0
+    next_id: int = 0
+
+
+MAX_MEMBERS = 7  # random schedules grow a cluster no further than this
+MIN_MEMBERS = 3  # ... and shrink it no further than this
 
 
 def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
-                    mean_gap_ms: float = 1500.0) -> list[Fault]:
+                    mean_gap_ms: float = 1500.0, *, membership: bool = False) -> list[Fault]:
     """A seeded schedule mixing every fault kind, never taking down more than a minority.
 
     Nodes down (crashed or paused) never exceed ``(n - 1) // 2``, so once the network heals a
     majority can always make progress; partitions and cuts may still leave no majority for a
     while, which is the point.
+
+    ``membership`` adds membership changes (add, remove, replace, transfer) to the mix, keeping
+    3 to 7 members and a majority of the configuration up (a removal only while that leaves
+    one). Nodes are then named by what they are when the fault fires (``random``, ``leader``,
+    ``followerK``, ``random-halves``), since which ids are members depends on how the changes
+    went. Without it the schedule is exactly the one earlier versions drew for the seed.
     """
     rng = random.Random(f"{seed}/faults")
     ids = sorted(ids)
-    max_down = (len(ids) - 1) // 2
-    model = _Model()
+    model = _Model(members=len(ids), next_id=len(ids) + 1)
     out: list[Fault] = []
     t = rng.uniform(0.5, 1.5) * mean_gap_ms
     while t < duration_ms:
+        max_down = (model.members - 1) // 2
         choices = []
         if model.down + model.paused < max_down:
             choices += ["crash-leader", "crash-node", "pause-node"]
@@ -146,50 +183,112 @@ def random_schedule(ids: Sequence[NodeId], duration_ms: float, seed: int,
             choices += ["resume", "resume"]
         choices += ["heal", "heal"] if model.split else ["partition", "isolate", "cut"]
         choices += ["loss", "delay", "duplicate"]
+        if membership:
+            choices += _membership_choices(model)
         pick = rng.choice(choices)
-        if pick == "crash-leader":
-            out.append(Fault(t, "crash", "leader"))
-            model.down += 1
-        elif pick == "crash-node":
-            out.append(Fault(t, "crash", rng.choice(ids)))
-            model.down += 1
-        elif pick == "pause-node":
-            out.append(Fault(t, "pause", rng.choice(ids)))
-            model.paused += 1
-        elif pick == "restart":
-            out.append(Fault(t, "restart", "crashed"))
-            model.down = 0
-        elif pick == "resume":
-            out.append(Fault(t, "resume", "paused"))
-            model.paused = 0
-        elif pick == "heal":
-            out.append(Fault(t, "heal"))
-            model.split = False
-        elif pick in ("partition", "isolate"):
-            shuffled = list(ids)
-            rng.shuffle(shuffled)
-            k = 1 if pick == "isolate" else rng.randrange(1, len(ids))
-            groups = (tuple(sorted(shuffled[:k])), tuple(sorted(shuffled[k:])))
-            out.append(Fault(t, "partition", groups=groups))
-            model.split = True
-        elif pick == "cut":
-            shuffled = list(ids)
-            rng.shuffle(shuffled)
-            k = rng.randrange(1, len(ids))
-            out.append(Fault(t, "cut", groups=(tuple(sorted(shuffled[:k])),
-                                               tuple(sorted(shuffled[k:])))))
-            model.split = True
-        elif pick == "loss":
-            out.append(Fault(t, "loss", amount=rng.uniform(0.05, 0.4),
-                             duration_ms=rng.uniform(500, 2500)))
-        elif pick == "delay":
-            out.append(Fault(t, "delay", amount=rng.uniform(5, 60),
-                             duration_ms=rng.uniform(500, 2500)))
+        if pick in ("add", "remove", "replace", "transfer"):
+            out.append(_membership_fault(pick, t, rng, model))
+        elif membership and pick in ("crash-node", "pause-node", "partition", "isolate", "cut"):
+            out.append(_by_role(pick, t, rng, model))
         else:
-            out.append(Fault(t, "duplicate", amount=rng.uniform(0.05, 0.3),
-                             duration_ms=rng.uniform(500, 2500)))
+            out.append(_fault(pick, t, rng, ids, model))
         t += rng.uniform(0.3, 1.7) * mean_gap_ms
     return out
+
+
+def _fault(pick: str, t: float, rng: random.Random, ids: list[NodeId], model: _Model) -> Fault:
+    """One fault of a random schedule, naming nodes by id (the schedule without membership)."""
+    if pick == "crash-leader":
+        model.down += 1
+        return Fault(t, "crash", "leader")
+    if pick == "crash-node":
+        model.down += 1
+        return Fault(t, "crash", rng.choice(ids))
+    if pick == "pause-node":
+        model.paused += 1
+        return Fault(t, "pause", rng.choice(ids))
+    if pick == "restart":
+        model.down = 0
+        return Fault(t, "restart", "crashed")
+    if pick == "resume":
+        model.paused = 0
+        return Fault(t, "resume", "paused")
+    if pick == "heal":
+        model.split = False
+        return Fault(t, "heal")
+    if pick in ("partition", "isolate"):
+        shuffled = list(ids)
+        rng.shuffle(shuffled)
+        k = 1 if pick == "isolate" else rng.randrange(1, len(ids))
+        model.split = True
+        return Fault(t, "partition", groups=(tuple(sorted(shuffled[:k])),
+                                             tuple(sorted(shuffled[k:]))))
+    if pick == "cut":
+        shuffled = list(ids)
+        rng.shuffle(shuffled)
+        k = rng.randrange(1, len(ids))
+        model.split = True
+        return Fault(t, "cut", groups=(tuple(sorted(shuffled[:k])),
+                                       tuple(sorted(shuffled[k:]))))
+    if pick == "loss":
+        return Fault(t, "loss", amount=rng.uniform(0.05, 0.4), duration_ms=rng.uniform(500, 2500))
+    if pick == "delay":
+        return Fault(t, "delay", amount=rng.uniform(5, 60), duration_ms=rng.uniform(500, 2500))
+    return Fault(t, "duplicate", amount=rng.uniform(0.05, 0.3),
+                 duration_ms=rng.uniform(500, 2500))
+
+
+def _membership_choices(model: _Model) -> list[str]:
+    """The membership changes a random schedule may make now (see :func:`random_schedule`)."""
+    out = ["transfer", "replace"]
+    if model.members < MAX_MEMBERS:
+        out.append("add")
+    # After a removal (of a live node) a majority of the smaller configuration must be up.
+    if model.members > MIN_MEMBERS and model.down + model.paused <= (model.members - 2) // 2:
+        out.append("remove")
+    return out
+
+
+def _follower(rng: random.Random, model: _Model) -> str:
+    return f"follower{rng.randrange(1, model.members)}"
+
+
+def _membership_fault(pick: str, t: float, rng: random.Random, model: _Model) -> Fault:
+    """A membership change of a random schedule; its target a role token resolved when it
+    fires. The planner assumes each change goes through (the operator retries until it
+    does)."""
+    if pick == "add":
+        node = f"n{model.next_id}"
+        model.next_id += 1
+        model.members += 1
+        return Fault(t, "add", node=node)
+    target = rng.choice(["leader", "random", _follower(rng, model)])
+    if pick == "remove":
+        model.members -= 1
+        return Fault(t, "remove", target)
+    if pick == "replace":
+        node = f"n{model.next_id}"
+        model.next_id += 1
+        return Fault(t, "replace", target, node=node)
+    return Fault(t, "transfer", _follower(rng, model))
+
+
+def _by_role(pick: str, t: float, rng: random.Random, model: _Model) -> Fault:
+    """A node or link fault naming nodes by role (which ids are members is not known when
+    the schedule is drawn)."""
+    if pick == "crash-node":
+        model.down += 1
+        return Fault(t, "crash", "random")
+    if pick == "pause-node":
+        model.paused += 1
+        return Fault(t, "pause", "random")
+    model.split = True
+    if pick == "partition":
+        return Fault(t, "partition", shape="random-halves")
+    if pick == "isolate":
+        return Fault(t, "isolate", rng.choice(["leader", _follower(rng, model)]))
+    return Fault(t, "links", one_way=(("leader", _follower(rng, model)),
+                                      (_follower(rng, model), "leader")))
 
 
 class FaultTarget(Protocol):
@@ -346,12 +445,26 @@ class Nemesis:
         self.applied: list[FaultEvent] = []  # what actually happened, in order
         self.window: dict[str, float | None] = {"loss": None, "duplicate": None, "delay": None}
         self.blocked: set[tuple[NodeId, NodeId]] = set()
+        # The configuration's nodes before any change (the cluster's ids grow as nodes join).
+        self._initial: tuple[NodeId, ...] = tuple(cluster.ids)
         for fault in self.schedule:
             cluster.at(fault.at_ms, lambda f=fault: self.apply(f))
 
+    def members(self) -> tuple[NodeId, ...]:
+        """The nodes of the configuration in force as far as the operator knows (the last
+        change answered OK; the starting nodes before any), in the cluster's id order. Role
+        tokens, ``random`` and ``followers`` pick among them, not among removed nodes."""
+        c = self.cluster
+        done = [e for e in getattr(c, "membership_events", ()) if e.ok and e.result]
+        if not done:
+            return self._initial
+        config = Membership.from_text(done[-1].result)  # type: ignore[arg-type]
+        return tuple(n for n in c.ids if n in config.members)
+
     def resolve(self, target: str | None) -> list[NodeId]:
         c = self.cluster
-        live = [n for n in c.ids if c.is_up(n) and n not in self.paused]
+        members = self.members()
+        live = [n for n in members if c.is_up(n) and n not in self.paused]
         if target == "leader":
             leader = c.leader()
             return [leader] if leader is not None else []
@@ -364,9 +477,9 @@ class Nemesis:
         if target == "random":
             return [self.rng.choice(live)] if live else []
         if target == "random-minority":
-            return sorted(self.rng.sample(live, min(len(live), (len(c.ids) - 1) // 2)))
+            return sorted(self.rng.sample(live, min(len(live), (len(members) - 1) // 2)))
         if target and target not in c.ids:
-            nid = resolve_role(target, c.ids, c.leader(), c.applied)
+            nid = resolve_role(target, members, c.leader(), c.applied)
             return [nid] if nid is not None else []
         return [target] if target else []
 
@@ -438,7 +551,16 @@ class Nemesis:
             nodes = list(c.ids)  # every link between nodes
             self._set_window(action, fault.amount)
             c.at(c.now + fault.duration_ms, lambda a=action: self._set_window(a, None))
-        targeted = action in ("crash", "restart", "pause", "resume", "isolate", "clock")
+        elif action in MEMBERSHIP_ACTIONS:
+            change = self._change(fault, nodes)
+            if change is not None:
+                c.reconfigure(change)
+                self.applied.append(FaultEvent(c.now, action, change, tuple(
+                    n for n in (nodes[0] if nodes else None, fault.node) if n)))
+                return
+            nodes = []
+        targeted = action in ("crash", "restart", "pause", "resume", "isolate", "clock",
+                              *MEMBERSHIP_ACTIONS)
         skipped = (targeted or action == "links") and not nodes
         if targeted and nodes:
             label = f"{action} {','.join(nodes)}"
@@ -447,6 +569,17 @@ class Nemesis:
         windowed = action in ("loss", "duplicate", "delay")
         self.applied.append(FaultEvent(c.now, action, label, tuple(nodes),
                                        fault.duration_ms if windowed else None, skipped))
+
+    def _change(self, fault: Fault, nodes: list[NodeId]) -> str | None:
+        """The change text an operator sends for a membership fault (its target resolved to
+        ``nodes``), or None when the target names no node now (no leader yet)."""
+        if fault.action == "add":
+            return f"add {fault.node}"
+        if not nodes:
+            return None
+        if fault.action == "replace":
+            return f"replace {nodes[0]} {fault.node}"
+        return f"{fault.action} {nodes[0]}"
 
     def _partition(self, fault: Fault) -> tuple[list[NodeId], str]:
         """Block the partition's pairs; the nodes it split and its label."""
@@ -458,7 +591,7 @@ class Nemesis:
             self._block(bridge(c.ids), "bridge")
             return list(c.ids), fault.label()
         if fault.shape == "random-halves":
-            shuffled = list(c.ids)
+            shuffled = list(self.members())
             self.rng.shuffle(shuffled)
             half = len(shuffled) // 2
             groups = (sorted(shuffled[:half]), sorted(shuffled[half:]))

@@ -27,7 +27,7 @@ import yaml
 
 from consensus import variants
 from consensus.experiment.runner import Check, RunResult
-from consensus.experiment.spec import ExperimentSpec
+from consensus.experiment.spec import MEMBERSHIP_ACTIONS, ExperimentSpec
 from consensus.sweep import canonical_hash
 
 # The headline metrics of the summary table: (label, path into metrics.json, unit, better).
@@ -45,6 +45,21 @@ HEADLINE = [
     ("failover: client gap", ("failover", "client_gap_ms"), "ms", "lower"),
     ("operations unknown", ("operations", "info"), "", "lower"),
 ]
+# Added to the headline when the spec changes the membership (medians over its changes).
+MEMBERSHIP_HEADLINE = [
+    ("change: dip", ("reconfiguration", "dip_pct"), "%", "lower"),
+    ("change: recovery", ("reconfiguration", "recovery_ms"), "ms", "lower"),
+    ("change: duration", ("reconfiguration", "change_ms"), "ms", "lower"),
+    ("change: catch-up", ("reconfiguration", "catch_up_ms"), "ms", "lower"),
+    ("change: catch-up bytes", ("reconfiguration", "catch_up_bytes"), "B", "lower"),
+]
+
+
+def headline(spec: ExperimentSpec) -> list[tuple[str, tuple[str, ...], str, str]]:
+    """The summary's metrics for ``spec``: :data:`HEADLINE`, and the membership rows when
+    its schedule changes the membership."""
+    changes = any(f.action in MEMBERSHIP_ACTIONS for f in spec.faults)
+    return HEADLINE + MEMBERSHIP_HEADLINE if changes else HEADLINE
 
 
 def manifest(spec: ExperimentSpec, seeds: Sequence[int], transport: str,
@@ -175,6 +190,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
     ``interrupted``: the run was stopped (Ctrl-C) and ``results`` are the runs that finished;
     an interrupted run never passes.
     """
+    rows = headline(spec)
     by_algo: dict[str, list[RunResult]] = {}
     for r in results:
         by_algo.setdefault(r.algorithm, []).append(r)
@@ -183,7 +199,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
         runs.sort(key=lambda r: r.seed)
         medians = {}
         per_seed = {}
-        for label, path, _, _ in HEADLINE:
+        for label, path, _, _ in rows:
             values = [_get(r.metrics, path) for r in runs]
             present = [v for v in values if v is not None]
             medians[label] = statistics.median(present) if present else None
@@ -201,7 +217,7 @@ def summarise(results: Sequence[RunResult], spec: ExperimentSpec,
         "description": spec.description,
         "variant": variants.as_json(spec.variant),
         "metrics": [{"label": label, "unit": unit, "better": better}
-                    for label, _, unit, better in HEADLINE],
+                    for label, _, unit, better in rows],
         "algorithms": algorithms,
         "passed": (bool(algorithms) and all(a["passed"] for a in algorithms.values())
                    and not interrupted),

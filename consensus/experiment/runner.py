@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.experiment.cluster import Cluster, Observed, SimCluster
 from consensus.experiment.metrics import compute_metrics
-from consensus.experiment.nemesis import Fault, Nemesis
+from consensus.experiment.nemesis import Fault, MembershipEvent, Nemesis
 from consensus.experiment.spec import ExperimentSpec, FaultSpec
 from consensus.experiment.workload import Workload
 from consensus.history import Operation, unanswered
@@ -83,6 +83,11 @@ def to_fault(f: FaultSpec) -> Fault:
                      duration_ms=(f.duration or 0) * 1000)
     if action == "clock":
         return Fault(at, "clock", target=f.clock, amount=float(f.rate or 1.0))
+    if action == "add":
+        return Fault(at, "add", node=f.add)
+    if action == "replace":
+        assert f.replace is not None
+        return Fault(at, "replace", target=f.replace.remove, node=f.replace.add)
     return Fault(at, action, target=getattr(f, action))
 
 
@@ -175,19 +180,22 @@ async def _run(cluster: Cluster, plan: RunPlan, seed: int,
     # cluster still holds millions (logs, checker state): the cyclic collector's passes over
     # them found nothing and took a tenth of a simulate run, so it waits until we are done.
     with _gc_paused():
-        result = _result(cluster.algorithm, plan, seed, t0, nemesis, ops, seen)
+        result = _result(cluster.algorithm, plan, seed, t0, nemesis, ops, seen,
+                         getattr(cluster, "membership_events", ()))
     if plan.linearizability:
         result.checks.append(linearizability_check(result.ops))
     return result
 
 
 def _result(algorithm: str, plan: RunPlan, seed: int, t0: float, nemesis: Nemesis,
-            ops: list[Operation], seen: Observed) -> RunResult:
+            ops: list[Operation], seen: Observed,
+            membership_events: Sequence[MembershipEvent] = ()) -> RunResult:
     duration_ms, end_ms = plan.duration_ms, plan.end_ms
     if t0:
         ops = [_shift(op, t0) for op in ops]
     ops.sort(key=lambda op: (op.invoke_ms, op.client, op.seq))
     faults = [f for f in nemesis.applied if not f.final]
+    changes = [e.to_json(t0) for e in membership_events]
     leader_events = [(t - t0, n, term) for t, n, term in seen.leader_events]
     role_events = [(t - t0, n, role, term) for t, n, role, term in seen.role_events]
     commit_events = [(t - t0, n, term) for t, n, term in seen.commit_events]
@@ -195,14 +203,14 @@ def _result(algorithm: str, plan: RunPlan, seed: int, t0: float, nemesis: Nemesi
         ops, end_ms=end_ms, duration_ms=duration_ms, committed=seen.committed,
         messages=seen.messages, message_bytes=seen.message_bytes,
         faults=[(f.t - t0, f.label) for f in faults], role_events=role_events,
-        leader_events=leader_events, commit_events=commit_events)
+        leader_events=leader_events, commit_events=commit_events, membership=changes)
     stalled = unanswered(ops, plan.settle_s)
     checks = [
         Check("invariants", "fail" if seen.violations else "pass",
               "; ".join(seen.violations[:5])),
         Check("liveness after healing", "fail" if stalled else "pass", "; ".join(stalled[:5])),
     ]
-    events = ([f.to_json(t0) for f in nemesis.applied]
+    events = ([f.to_json(t0) for f in nemesis.applied] + changes
               + [{"t": t, "type": "leader", "node": n, "term": term}
                  for t, n, term in leader_events]
               + [{"t": t, "type": "role", "node": n, "role": role, "term": term}

@@ -7,6 +7,7 @@ same seeds. Unknown keys are errors, so a typo never silently falls back to a de
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,7 +30,12 @@ from consensus.node import Config
 # token: follower1..followerK | most-lagging
 Target = str
 FAULT_ACTIONS = ("crash", "restart", "pause", "resume", "partition", "isolate", "cut", "links",
-                 "heal", "loss", "delay", "duplicate", "clock")
+                 "heal", "loss", "delay", "duplicate", "clock", "add", "remove", "replace",
+                 "transfer")
+# Membership changes (issue 13): an operator asks the leader, as ``consensus-lab cluster add``
+# does on the bus; targets that are role tokens are resolved when the change is asked for.
+MEMBERSHIP_ACTIONS = ("add", "remove", "replace", "transfer")
+NODE_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"  # a new node's id: safe in MQTT topics and paths
 PARTITION_SHAPES = ("majorities-ring", "bridge", "random-halves")
 
 
@@ -116,6 +122,24 @@ class ProcessingSpec(_Strict):
     per_entry_ms: Annotated[float, Field(ge=0)] = 0.0
 
 
+class MembershipSpec(_Strict):
+    """How membership changes are made (issue 13). ``change``: Raft's joint consensus
+    (C_old,new then C_new) or single-server steps; Multi-Paxos ignores it and puts each new
+    configuration in a slot, in force ``alpha`` slots later (which also caps its pipeline)."""
+
+    change: Literal["joint", "single"] = "joint"
+    alpha: Annotated[int, Field(ge=1, le=1_000_000)] = 128
+
+
+class CompactionSpec(_Strict):
+    """Log compaction (issue 13): snapshot after ``snapshot_entries`` applied entries beyond
+    the last snapshot (0: never), sent to a lagging or new node in ``snapshot_chunk_bytes``
+    chunks."""
+
+    snapshot_entries: Annotated[int, Field(ge=0)] = 0
+    snapshot_chunk_bytes: Annotated[int, Field(ge=1)] = 64 * 1024
+
+
 class ClusterSpec(_Strict):
     nodes: Annotated[int, Field(ge=1, le=15)] = 5
     processing: ProcessingSpec = ProcessingSpec()
@@ -142,6 +166,14 @@ class CutSpec(_Strict):
 
 
 Link = list[str]  # [a, b]: two node ids or role tokens
+
+
+class ReplaceSpec(_Strict):
+    """``replace: {remove: n2, add: n7}``: start n7 empty and swap it in for n2 (a node id
+    or a role token) in one change."""
+
+    remove: Target
+    add: Annotated[str, Field(pattern=NODE_ID)]
 
 
 class LinksSpec(_Strict):
@@ -191,6 +223,11 @@ class FaultSpec(_Strict):
     # Simulator only: from now on the target's clock runs at ``rate`` (0.1: ten times slower).
     clock: Target | None = None
     rate: Annotated[float, Field(gt=0, le=1000)] | None = None
+    # Membership changes: a new node's id; a node or role token; both; a node or role token.
+    add: Annotated[str, Field(pattern=NODE_ID)] | None = None
+    remove: Target | None = None
+    replace: ReplaceSpec | None = None
+    transfer: Target | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> FaultSpec:
@@ -228,6 +265,8 @@ class FaultSpec(_Strict):
             text = "partition " + " | ".join(",".join(g) for g in value)
         elif self.action == "clock":
             text = f"clock {value} rate {self.rate:g}"
+        elif self.replace is not None:
+            text = f"replace {self.replace.remove} {self.replace.add}"
         else:
             text = f"{self.action} {value}"
         if self.duration:
@@ -262,6 +301,10 @@ class ExperimentSpec(_Strict):
     network: NetworkSpec = NetworkSpec()
     workload: WorkloadSpec = WorkloadSpec()
     faults: list[FaultSpec] = []
+    # Issue 13's knobs; left out, the defaults (joint, alpha 128, no compaction) and the
+    # spec's hash stay what they were before the sections existed.
+    membership: MembershipSpec | None = None
+    compaction: CompactionSpec | None = None
     settle_s: Annotated[float, Field(ge=0)] = 3.0  # quiet time after healing, before checks
     mqtt: MqttSpec = MqttSpec()
     # Offered rates (total ops/s) for a load sweep: the experiment runs once per rate.
@@ -302,48 +345,51 @@ class ExperimentSpec(_Strict):
         return len(self.algorithms) * len(self.seeds) * len(self.load_sweep or [None])
 
     def config(self, algorithm: str) -> Config:
-        """The node configuration for ``algorithm``: the timing, with the variant applied."""
-        return variants.apply(self.timing.config(), algorithm, self.variant)
+        """The node configuration for ``algorithm``: the timing, membership and compaction
+        sections, with the variant applied."""
+        config = self.timing.config()
+        if self.membership is not None:
+            config = dataclasses.replace(config, membership_change=self.membership.change,
+                                         alpha=self.membership.alpha)
+        if self.compaction is not None:
+            config = dataclasses.replace(
+                config, snapshot_entries=self.compaction.snapshot_entries,
+                snapshot_chunk_bytes=self.compaction.snapshot_chunk_bytes)
+        return variants.apply(config, algorithm, self.variant)
+
+    @property
+    def all_ids(self) -> list[str]:
+        """Every node the run will have: the cluster's, then each one a fault adds."""
+        added = [f.add if f.add is not None else f.replace.add  # type: ignore[union-attr]
+                 for f in self.faults if f.add is not None or f.replace is not None]
+        return [*self.cluster.ids, *added]
 
     @model_validator(mode="after")
     def _nodes_exist(self) -> ExperimentSpec:
-        ids = set(self.cluster.ids)
-        nodes = self.cluster.nodes
-        specials = {"leader", "crashed", "paused", "random", "random-minority", "followers"}
+        """Every node a fault names exists when it fires. Faults are checked in the order they
+        fire, so the cluster's ids grow as ``add``/``replace`` faults add nodes (a removed
+        node keeps its id: it may still be crashed, and no new node may reuse it)."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, f in enumerate(self.faults):
-            named: list[str] = []
-            for action in ("crash", "restart", "pause", "resume", "isolate", "clock"):
-                target = getattr(f, action)
-                if target is not None and target not in specials and not is_role_token(
-                        target, nodes):
-                    named.append(target)
-            if f.links is not None:
-                bad = sorted({n for n in f.links.names()
-                              if n not in ids and not is_role_token(n, nodes)})
-                if bad:
-                    problems.append((("faults", i, "links"),
-                                     f"names {', '.join(bad)}, but the cluster has "
-                                     f"{', '.join(sorted(ids))} and the role tokens are "
-                                     f"{', '.join(ROLE_TOKENS)} (K = {nodes - 1} here)"))
-            if isinstance(f.partition, list):
-                named += [n for g in f.partition for n in g]
-            if f.cut is not None:
-                named += f.cut.from_ + f.cut.to
-            unknown = sorted(set(named) - ids)
-            if unknown:
-                problems.append((("faults", i, f.action),
-                                 f"names {', '.join(unknown)}, but the cluster has "
-                                 f"{', '.join(sorted(ids))} (targets may also be "
-                                 f"{', '.join(sorted(specials))}, or a role token: "
-                                 f"{', '.join(ROLE_TOKENS)})"))
-            if f.clock is not None and self.transport != "sim":
-                problems.append((("faults", i, "clock"),
-                                 "clock drift is simulated: it needs transport: sim"))
+        known = list(self.cluster.ids)
+        for i, f in sorted(enumerate(self.faults), key=lambda p: (p[1].at, p[0])):
+            problems += _unknown_nodes(i, f, known)
+            new = f.add if f.add is not None else f.replace.add if f.replace else None
+            if new is not None:
+                if new in known or new in _SPECIALS or is_role_token(new, len(known) + 1):
+                    field = ("add",) if f.add is not None else ("replace", "add")
+                    problems.append((("faults", i, *field),
+                                     f"{new} must be a new node id (the cluster has "
+                                     f"{', '.join(known)} by then)"))
+                else:
+                    known.append(new)
             if f.at >= self.workload.duration_s:
                 problems.append((("faults", i, "at"),
                                  f"{f.at:g}s is not before the end of the workload "
                                  f"({self.workload.duration_s:g}s)"))
+            if f.clock is not None and self.transport != "sim":
+                problems.append((("faults", i, "clock"),
+                                 "clock drift is simulated: it needs transport: sim"))
+        ids = set(self.cluster.ids)
         unknown = sorted(set(self.timing.clock_drift) - ids)
         if unknown:
             problems.append((("timing", "clock_drift"),
@@ -353,8 +399,62 @@ class ExperimentSpec(_Strict):
             problems.append((("timing", "clock_drift"),
                              "clock drift is simulated: it needs transport: sim"))
         if problems:
-            raise LocatedErrors(problems)
+            raise LocatedErrors(sorted(problems, key=lambda p: _order(p[0])))
         return self
+
+
+_SPECIALS = frozenset({"leader", "crashed", "paused", "random", "random-minority", "followers"})
+# What a membership change may name as its target: a change needs one node, and only a live
+# one can be swapped out or handed the lead.
+_CHANGE_TARGETS = frozenset({"leader", "random"})
+
+
+def _order(loc: tuple[str | int, ...]) -> tuple[str, int]:
+    """Faults in file order, then the other sections (each fault's own problems in the
+    order they were found: the sort is stable)."""
+    return (str(loc[0]), loc[1] if len(loc) > 1 and isinstance(loc[1], int) else -1)
+
+
+def _unknown_nodes(i: int, f: FaultSpec, known: list[str]) -> list[
+        tuple[tuple[str | int, ...], str]]:
+    """Problems with the nodes fault ``i`` names, given the ids the cluster has by then."""
+    ids = set(known)
+    nodes = len(known)
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    named: list[str] = []
+    for action in ("crash", "restart", "pause", "resume", "isolate", "clock"):
+        target = getattr(f, action)
+        if target is not None and target not in _SPECIALS and not is_role_token(target, nodes):
+            named.append(target)
+    if f.links is not None:
+        bad = sorted({n for n in f.links.names() if n not in ids and not is_role_token(n, nodes)})
+        if bad:
+            problems.append((("faults", i, "links"),
+                             f"names {', '.join(bad)}, but the cluster has "
+                             f"{', '.join(sorted(ids))} and the role tokens are "
+                             f"{', '.join(ROLE_TOKENS)} (K = {nodes - 1} here)"))
+    if isinstance(f.partition, list):
+        named += [n for g in f.partition for n in g]
+    if f.cut is not None:
+        named += f.cut.from_ + f.cut.to
+    unknown = sorted(set(named) - ids)
+    if unknown:
+        problems.append((("faults", i, f.action),
+                         f"names {', '.join(unknown)}, but the cluster has "
+                         f"{', '.join(sorted(ids))} (targets may also be "
+                         f"{', '.join(sorted(_SPECIALS))}, or a role token: "
+                         f"{', '.join(ROLE_TOKENS)})"))
+    for field, target in (("remove", f.remove), ("transfer", f.transfer),
+                          ("replace", f.replace.remove if f.replace else None)):
+        if target is None or target in ids or target in _CHANGE_TARGETS or is_role_token(
+                target, nodes):
+            continue
+        loc: tuple[str | int, ...] = ("faults", i, field)
+        problems.append(((*loc, "remove") if field == "replace" else loc,
+                         f"names {target}, but the cluster has {', '.join(known)} by then "
+                         f"(a change may also name {', '.join(sorted(_CHANGE_TARGETS))} or a "
+                         f"role token: {', '.join(ROLE_TOKENS)})"))
+    return problems
 
 
 def with_variant(spec: ExperimentSpec, override: variants.Variant) -> ExperimentSpec:

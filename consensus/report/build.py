@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus import variants
-from consensus.report import charts
+from consensus.report import charts, membership
 from consensus.report.data import (
     RunData,
     SeedRun,
@@ -328,6 +328,11 @@ def figure_definitions() -> Table | None:
     return Table(["figure", "what it includes"], [[k, str(v)] for k, v in definitions.items()])
 
 
+def _membership_section(data: RunData) -> list[tuple[str, Table]]:
+    table = membership.membership_table(data)
+    return [("Membership changes: dip, recovery and catch-up", table)] if table else []
+
+
 def _definitions_section() -> list[tuple[str, Table]]:
     table = figure_definitions()
     return [("What each figure includes", table)] if table is not None else []
@@ -346,6 +351,8 @@ def build_report(run_dir: Path) -> list[Path]:
           "latency-ecdf", "Latency distribution", CAPTIONS["latency"], figures)
     _save(charts.throughput_timeline([_timeline(data, a) for a in algos]), run_dir,
           "throughput", "Throughput over time", CAPTIONS["throughput"], figures)
+    _save(charts.change_windows(membership.change_windows(data)), run_dir, "membership",
+          "Membership changes", membership.CAPTION, figures)
     _save(charts.messages_per_op({a: _messages_by_kind(data.runs[a]) for a in algos}),
           run_dir, "messages-per-op", "Messages per committed operation",
           CAPTIONS["messages"], figures)
@@ -368,7 +375,8 @@ def build_report(run_dir: Path) -> list[Path]:
         description=str(data.summary.get("description") or "").strip(),
         checks=_checks(data), failures=_failures(data), findings=findings, summary=table,
         figures=figures, faults=_fault_lines(data), manifest=data.manifest,
-        spec_text=_spec_text(run_dir), notes=notes, extra_tables=_definitions_section(),
+        spec_text=_spec_text(run_dir), notes=notes,
+        extra_tables=_membership_section(data) + _definitions_section(),
         chance=chance_note(intervals) if len(data.algorithms) == 2 else "",
         exploratory=_exploratory(intervals))
     return [*write(report, run_dir), *_figure_paths(figures)]

@@ -235,6 +235,8 @@ _FAULT_STYLE = {  # action -> (kind of mark, colour)
     "loss": ("span", PALETTE[8]), "delay": ("span", PALETTE[8]),
     "duplicate": ("span", PALETTE[8]), "partition": ("span", "#9a9a9a"),
     "isolate": ("span", "#9a9a9a"), "cut": ("span", "#9a9a9a"),
+    "add": ("line", PALETTE[2]), "remove": ("line", PALETTE[2]), "replace": ("line", PALETTE[2]),
+    "transfer": ("line", PALETTE[4]),
 }
 
 
@@ -369,6 +371,12 @@ def throughput_timeline(timelines: Sequence[Timeline]) -> Figure | None:
         handles.append(Patch(color=PALETTE[8], alpha=0.35, label="loss/delay/duplicate window"))
     if actions & {"partition", "isolate", "cut"}:
         handles.append(Patch(fc="#9a9a9a", alpha=0.35, hatch="///", label="partitioned"))
+    if actions & {"add", "remove", "replace"}:
+        handles.append(Line2D([], [], color=PALETTE[2], lw=1.1, ls="--",
+                              label="membership change requested"))
+    if "transfer" in actions:
+        handles.append(Line2D([], [], color=PALETTE[4], lw=1.1, ls="--",
+                              label="leadership transfer requested"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 3), 1, 1))
@@ -887,4 +895,51 @@ def sequence_diagram(items: Sequence[SequenceData]) -> Figure | None:
                  ha="left")
     rows = math.ceil(len(handles) / ncol)
     fig.tight_layout(rect=(0, 0.032 * rows, 1, 1))
+    return fig
+
+
+# -- 8. membership changes (issue 13) ----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ChangeWindow:
+    """The throughput around one membership change: per algorithm (seconds since the request,
+    ops/s), and the rate before the change the recovery is measured against."""
+
+    label: str
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]]
+    before: Mapping[str, float]
+
+
+@_styled
+def change_windows(windows: Sequence[ChangeWindow]) -> Figure | None:
+    """One panel per change: every algorithm's throughput from just before the request to the
+    recovery, the request marked, and 90% of each algorithm's rate before it dotted."""
+    if not windows:
+        return None
+    cols = min(3, len(windows))
+    rows = math.ceil(len(windows) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 0.6, 2.9 * rows + 0.6),
+                             squeeze=False, sharey=True)
+    for ax in axes.flat[len(windows):]:
+        ax.set_visible(False)
+    for ax, window in zip(axes.flat, windows, strict=False):
+        for algorithm, (xs, ys) in window.series.items():
+            colour = algorithm_colour(algorithm)
+            ax.plot(xs, ys, color=colour, lw=1.6, label=title(algorithm))
+            if algorithm in window.before:
+                ax.axhline(0.9 * window.before[algorithm], color=colour, lw=1.0, ls=":")
+        ax.axvline(0.0, color="#222222", lw=1.1)
+        ax.set_title(window.label, fontsize=11)
+        ax.set_xlabel("s since the request")
+        ax.set_ylim(bottom=0)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ops/s answered ok")
+    handles = [Line2D([], [], color=algorithm_colour(a), lw=1.6, label=title(a))
+               for a in dict.fromkeys(a for w in windows for a in w.series)]
+    handles += [Line2D([], [], color="0.3", lw=1.0, ls=":", label="90% of the rate before"),
+                Line2D([], [], color="#222222", lw=1.1, label="change requested")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle("Throughput around each membership change", x=0.01, ha="left")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
