@@ -2,8 +2,11 @@
 
 The checker watches every acceptor's durable records (``Promised``, ``AcceptedRun``,
 ``ChosenRun``) in the order they were written, so it sees exactly what an acceptor is bound
-by, including across crashes. A value is *chosen* for a slot the moment a majority of
-acceptors has accepted it at the same ballot (Lamport's definition); from that it checks:
+by, including across crashes. A value is *chosen* for a slot the moment a quorum of
+the configuration governing the slot has accepted it at the same ballot (Lamport's definition;
+the initial cluster's majority until a configuration is chosen, then the one chosen in slot
+``i`` from slot ``i + alpha`` on, with the run's ``alpha``: the true rule, whatever a node
+under test believes); from that it checks:
 
 - at most one value is ever chosen per slot (the property Paxos exists for);
 - one value per (slot, ballot): a ballot's proposer never proposes two values for one slot;
@@ -20,8 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.check.invariants import SharedChecker
+from consensus.membership import Membership, is_config_text
 from consensus.messages import Command, NodeId
 from consensus.node import Node, Ready, Status
+from consensus.paxos.configs import ConfigWindow
 from consensus.paxos.messages import (
     ZERO_BALLOT,
     AcceptedRun,
@@ -42,6 +47,7 @@ class PaxosChecker(SharedChecker):
     def __init__(self) -> None:
         super().__init__()
         self.majority = 0  # set from the first node seen
+        self.windows: ConfigWindow | None = None  # likewise: configurations by slot
         self.promised: dict[NodeId, Ballot] = {}  # durable: survives crashes like the node's
         # (slot, ballot round, ballot rank) -> (value, acceptors that accepted it); the set is
         # dropped (None) once the value is chosen, to keep memory flat on long runs.
@@ -52,7 +58,7 @@ class PaxosChecker(SharedChecker):
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         nid = node.id
         if not self.majority:
-            self.majority = majority(len(node.peers))
+            self.first_node(node)
         chosen = self.chosen
         if ready.persist and not self.records_when_durable:
             self._records(t, nid, ready.persist)
@@ -63,7 +69,19 @@ class PaxosChecker(SharedChecker):
             command = applied.command
             if first is None or (first[0] is not command and first[0] != command):
                 self._check_chosen(t, nid, applied.index, command, "applied")
+        upto = self.applied_upto.get(nid, 0)
+        if status.snapshot_index > upto and (not ready.applied
+                                             or ready.applied[0].index > upto + 1):
+            # Installed a snapshot, or restarted from one: it applies the slots after it, not
+            # the ones it covers. (What the snapshot holds is compared with what the others
+            # applied by the shared checker's snapshot agreement, once it has one.)
+            self.applied_upto[nid] = status.snapshot_index
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
+
+    def first_node(self, node: Node) -> None:
+        """The cluster's initial configuration and alpha, from the first node seen."""
+        self.majority = majority(len(node.peers))
+        self.windows = ConfigWindow(node.config.alpha, Membership.of(node.peers))
 
     def record_term(self, record: Any) -> int | None:
         if isinstance(record, Promised):
@@ -77,7 +95,7 @@ class PaxosChecker(SharedChecker):
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.
         SharedChecker.after_durable(self, t, node, records)
         if not self.majority:
-            self.majority = majority(len(node.peers))
+            self.first_node(node)
         self._records(t, node.id, records)
 
     def _records(self, t: float, nid: NodeId, records: list[Any]) -> None:
@@ -128,15 +146,26 @@ class PaxosChecker(SharedChecker):
                 if voters is None:
                     continue  # already chosen at this ballot
                 voters.add(nid)
-            if voters is not None and len(voters) >= self.majority:
+            if voters is not None and self._is_quorum(slot, voters):
                 accepts[key] = (command, None)
                 self._chose(t, slot, ballot, command, tuple(sorted(voters)))
+
+    def _is_quorum(self, slot: int, voters: set[NodeId]) -> bool:
+        windows = self.windows
+        if windows is None or not windows.changed:
+            # The initial voters' majority; a learner being added accepts too, and not counts.
+            return (len(voters) >= self.majority
+                    and (windows is None or voters <= windows.configs[0].voters))
+        config = windows.at(slot)
+        return config is not None and config.has_quorum(voters)
 
     def _chose(self, t: float, slot: int, ballot: Ballot, command: Command | None,
                voters: tuple[NodeId, ...]) -> None:
         first = self.chosen.get(slot)
         if first is None:
             self.chosen[slot] = (command, ballot, voters)
+            if command is not None and self.windows is not None and is_config_text(command.text):
+                self.windows.add(slot, Membership.from_text(command.text))
         elif first[0] != command:
             self.violation(t, "one-value-per-slot", tuple(sorted({*voters, *first[2]})),
                            f"slot {slot}: {_show(command)} chosen at ballot {ballot} by "

@@ -1,12 +1,14 @@
 """Raft's own safety properties (Figure 3 of the extended paper), checked as the run goes.
 
-- Election Safety: at most one leader per term.
+- Election Safety: at most one leader per term, whatever configuration each was elected in
+  (old, joint or new: a broken membership change shows up here, or as a lost entry below).
 - Log Matching: two logs holding an entry with the same index and term hold the same command
   there and agree on the entry before it (by induction, the same prefix).
 - Leader Completeness: a newly elected leader holds every committed entry.
 - No node ever overwrites an entry it knew to be committed.
-- Nothing is applied before a majority holds it durably (what "committed" means; with a
-  disk that takes time, a leader's own unwritten copy does not count).
+- Nothing is applied before a quorum of the applying node's configuration holds it durably
+  (what "committed" means; both halves while joint; with a disk that takes time, a leader's
+  own unwritten copy does not count).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.check.invariants import SharedChecker
+from consensus.membership import Membership
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
-from consensus.quorum import majority
 from consensus.raft.messages import CommitMark, HardState, LogAppend
 
 
@@ -71,18 +73,23 @@ class RaftChecker(SharedChecker):
 
     def _check_durable_majority(self, t: float, node: Node, ready: Ready) -> None:
         log = node.log  # type: ignore[attr-defined]
-        need = majority(len(node.peers))
+        # The configuration the node acts on: the one its leader counted when committing (a
+        # Raft configuration is in force from its append).
+        membership: Membership | None = getattr(node, "membership", None)
+        if membership is None:
+            membership = Membership.of(node.peers)
         for a in ready.applied:
             i = a.index
             if i <= self.proven:
                 continue
             term = log.term_at(i)
-            holders = sum(1 for terms in self.durable_terms.values()
-                          if len(terms) > i and terms[i] == term)
-            if holders < need:
+            holders = {nid for nid, terms in self.durable_terms.items()
+                       if len(terms) > i and terms[i] == term}
+            if not membership.has_quorum(holders):
                 self.violation(t, "applied-without-durable-majority", (node.id,),
-                               f"applied entry ({i}, term {term}) held durably by {holders} "
-                               f"of the {need} nodes a commit needs")
+                               f"applied entry ({i}, term {term}) held durably by "
+                               f"{', '.join(sorted(holders)) or 'no node'}, not a quorum of "
+                               f"{membership}")
                 return
             self.proven = i
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from consensus.membership import CONFIG_VERB
 from consensus.raft.messages import Entry
 
 _SENTINEL = Entry(0, 0, None)
 
 
 class RaftLog:
-    """The entries a node holds. Invariant: ``entries[i].index == i`` for every position."""
+    """The entries a node holds. Invariant: ``entries[i].index == i`` for every position,
+    and ``configs`` lists, in order, the indexes of the entries that carry a configuration
+    (membership.py): the latest of them is the one in force (thesis §4.1)."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("configs", "entries")
 
     def __init__(self) -> None:
         self.entries: list[Entry] = [_SENTINEL]
+        self.configs: list[int] = []
 
     @property
     def last_index(self) -> int:
@@ -33,9 +37,16 @@ class RaftLog:
         """Entries ``lo..hi`` inclusive (clipped to the log)."""
         return tuple(self.entries[lo:hi + 1])
 
-    def truncate_from(self, index: int) -> None:
-        """Drop the entries at ``index`` and after (a conflicting suffix, §5.3)."""
+    def truncate_from(self, index: int) -> bool:
+        """Drop the entries at ``index`` and after (a conflicting suffix, §5.3); True if a
+        configuration went with them."""
         del self.entries[index:]
+        configs = self.configs
+        dropped = False
+        while configs and configs[-1] >= index:
+            configs.pop()
+            dropped = True
+        return dropped
 
     def first_index_of_term(self, index: int) -> int:
         """The first index of the run of entries with the same term as the one at ``index``."""
@@ -56,8 +67,16 @@ class RaftLog:
         """§5.4.1: is a log ending at (last_index, last_term) at least as up to date as ours?"""
         return (last_term, last_index) >= (self.last_term, self.last_index)
 
-    def write(self, entries: tuple[Entry, ...]) -> None:
-        """Place ``entries`` at their indexes, dropping whatever was there and after."""
-        if entries:
-            self.truncate_from(entries[0].index)
-            self.entries.extend(entries)
+    def write(self, entries: tuple[Entry, ...]) -> bool:
+        """Place ``entries`` at their indexes, dropping whatever was there and after; True if
+        that dropped or added a configuration."""
+        if not entries:
+            return False
+        changed = self.truncate_from(entries[0].index)
+        self.entries.extend(entries)
+        for entry in entries:
+            command = entry.command
+            if command is not None and command.text.startswith(CONFIG_VERB):
+                self.configs.append(entry.index)
+                changed = True
+        return changed

@@ -28,13 +28,16 @@ class RequestVote(Message):
     """RequestVote RPC (§5.2, §5.4.1); with ``pre_vote`` the thesis's PreVote (§9.6).
 
     ``commit_index`` is the candidate's: with ``election: any`` a voter whose log is ahead
-    sends its entries from a point both logs are known to share (see RequestVoteReply)."""
+    sends its entries from a point both logs are known to share (see RequestVoteReply).
+    ``transfer``: the leader asked for this election (TimeoutNow), so a voter answers even
+    while it hears from that leader (thesis §3.10, etcd's campaignTransfer)."""
 
     term: int
     last_log_index: int
     last_log_term: int
     pre_vote: bool = False
     commit_index: int = 0
+    transfer: bool = False
     kind: ClassVar[str] = "RequestVote"
     phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
     label: ClassVar[str] = "RequestVote"

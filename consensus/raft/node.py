@@ -40,6 +40,17 @@ from a leader within the minimum election timeout ignores vote requests (thesis 
 Client commands (reads included, for linearizability) go through the log; a follower answers
 a client with the leader's id.
 
+Membership (thesis ch. 4; what both algorithms share is in node.py's module doc). A
+configuration is a log entry, and it takes effect as soon as a node appends it, committed or
+not (§4.1): the latest configuration in the log is the one in force, so a follower whose
+suffix is truncated falls back to the one before. Nothing new is persisted: on restart the
+restored log says which configuration applies. While C_old,new is in force an election and a
+commit need a majority of each half (§4.3); learners receive AppendEntries but never count.
+A leader that C_new leaves out keeps leading until C_new commits, without counting itself,
+then hands over with TimeoutNow. A removed server that never learnt it was removed cannot
+disrupt the cluster (§4.2.3): its pre-votes and votes are ignored by voters that hear from a
+leader (check-quorum), and a server that knows it is not a voter never campaigns.
+
 Reads (``read_path``; the shared part is in node.py's module doc). Through the log (the
 default, as above) a GET is an entry like any other. Off the log, the leader first waits until its
 no-op (§8) is committed, so that its commit index covers every entry committed in earlier
@@ -60,8 +71,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consensus import quorum
-from consensus.messages import ClientRequest, Command, Message, NodeId
+from consensus.membership import Membership
+from consensus.messages import ClientRequest, Command, ConfigChange, Message, NodeId, TimeoutNow
 from consensus.node import (
     ANY,
     CANDIDATE,
@@ -105,8 +116,11 @@ class RaftNode(ConsensusNode):
     algorithm = "raft"
 
     def __init__(self, node_id: NodeId, peers: Sequence[NodeId] | Any, config: Any = None,
-                 rng: Any = None) -> None:
-        super().__init__(node_id, peers, config, rng)
+                 rng: Any = None, *, joining: bool = False) -> None:
+        super().__init__(node_id, peers, config, rng, joining=joining)
+        # The configuration in force while the log holds none: the initial one (None for a
+        # joining node).
+        self.base_membership: Membership | None = self.membership
         # Persistent state (Figure 2): written through HardState/LogAppend before replies.
         self.term = 0
         self.voted_for: NodeId | None = None
@@ -131,6 +145,7 @@ class RaftNode(ConsensusNode):
                 self.log.write(rec.entries)
             elif isinstance(rec, CommitMark):
                 commit = max(commit, rec.index)
+        self.refresh_membership()  # the latest configuration in the restored log
         self.become_follower(None)
         self.set_commit(min(commit, self.log.last_index), persist=False)
 
@@ -188,9 +203,12 @@ class RaftNode(ConsensusNode):
         if isinstance(msg, ClientRequest):
             self.handle_client_request(msg)
             return
+        if isinstance(msg, ConfigChange):
+            self.handle_config_change(msg)
+            return
         term = msg.term  # type: ignore[attr-defined]
         if term > self.term:
-            if isinstance(msg, RequestVote) and self.in_leader_lease():
+            if isinstance(msg, RequestVote) and not msg.transfer and self.in_leader_lease():
                 return  # thesis §4.2.3: a live leader exists; don't let a stray node disrupt it
             if isinstance(msg, RequestVote) and msg.pre_vote:
                 pass  # a pre-vote never changes our term
@@ -209,6 +227,8 @@ class RaftNode(ConsensusNode):
             self.handle_request_vote(msg)
         elif isinstance(msg, RequestVoteReply):
             self.handle_request_vote_reply(msg)
+        elif isinstance(msg, TimeoutNow):
+            self.handle_timeout_now(msg)
 
     def update_term(self, term: int, leader: NodeId | None) -> None:
         """raft.tla ``UpdateTerm``: a newer term seen anywhere makes us a follower in it."""
@@ -238,7 +258,12 @@ class RaftNode(ConsensusNode):
 
     def handle_request_vote(self, msg: RequestVote) -> None:
         """raft.tla ``HandleRequestVoteRequest`` (§5.2, §5.4.1; PreVote thesis §9.6). With
-        election "any" the log restriction goes: the vote carries what the candidate lacks."""
+        election "any" the log restriction goes: the vote carries what the candidate lacks.
+        A joining node, which has no configuration yet, never votes."""
+        if self.membership is None:
+            self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=False,
+                                       pre_vote=msg.pre_vote))
+            return
         up_to_date = self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
         catch_up: tuple[int, tuple[Entry, ...]] = (0, ())
         if not up_to_date and self.election() == ANY:
@@ -318,11 +343,12 @@ class RaftNode(ConsensusNode):
                 skip += 1
             new = vote.entries[skip:]
             if new:
-                self.log.write(new)
+                self.write_log(new)
                 self.persist(LogAppend(new))
 
     def maybe_win_election(self, *, pre_vote: bool) -> bool:
-        if not quorum.has_quorum(len(self.votes), len(self.peers)):
+        """Win with the votes of a quorum of our configuration (both halves while joint)."""
+        if self.membership is None or not self.membership.has_quorum(self.votes):
             return False
         if pre_vote:
             self.become_candidate()
@@ -354,7 +380,7 @@ class RaftNode(ConsensusNode):
             start += 1
         new = entries[start:]
         if new:
-            log.write(new)
+            self.write_log(new)
             self.persist(LogAppend(new))  # durable before the acknowledgement leaves
         match = msg.prev_log_index + len(msg.entries)
         self.send_append_reply(msg, True, match=match)
@@ -378,6 +404,8 @@ class RaftNode(ConsensusNode):
                 pr.progress_at = self.now
                 pr.become_replicate()
                 self.advance_commit_index()
+                if self.change is not None or self.transfer_to is not None:
+                    self.heard_progress(msg.src)
             elif probing:
                 # Alive (a heartbeat's answer), but the probe went unanswered: probe again,
                 # from the first index the follower is known to lack.
@@ -393,14 +421,18 @@ class RaftNode(ConsensusNode):
             else:
                 target = msg.conflict_index
             pr.become_probe(max(pr.match + 1, min(target, msg.reject_index)))
-        self.maybe_send_append(msg.src)
+        if self.role == LEADER and msg.src in self.progress:  # a commit may have changed both
+            self.maybe_send_append(msg.src)
 
     # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
-        """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
-        matches = [self.own_copy()] + [p.match for p in self.progress.values()]
-        n = quorum.committed_index(matches, len(self.peers))
+        """raft.tla ``AdvanceCommitIndex``: the quorum index of our configuration (both
+        halves while joint; learners and a leader that is not a voter do not count), if it is
+        from our term (§5.4.2)."""
+        matches = {peer: p.match for peer, p in self.progress.items()}
+        matches[self.id] = self.own_copy()
+        n = self.membership.committed_index(matches)  # type: ignore[union-attr]
         if n > self.commit_index and self.log.term_at(n) == self.term:
             self.set_commit(n)
             return True
@@ -419,22 +451,49 @@ class RaftNode(ConsensusNode):
     def append_entries_locally(self, commands: tuple[Any, ...]) -> None:
         start = self.log.last_index + 1
         new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
-        self.log.write(new)
+        self.write_log(new)
         self.persist(LogAppend(new))
         self.wrote_own_copy()
 
     def last_proposed(self) -> int:
         return self.log.last_index
 
+    def write_log(self, entries: tuple[Entry, ...]) -> None:
+        """Write entries to the log; a configuration among them, or one a truncation drops,
+        changes the configuration in force at once (thesis §4.1)."""
+        if self.log.write(entries):
+            self.refresh_membership()
+
+    def refresh_membership(self) -> None:
+        """Act on the latest configuration in the log (or the base one if it holds none)."""
+        configs = self.log.configs
+        if not configs:
+            self.set_membership(self.base_membership, 0, None, None)
+            return
+        entries = self.log.entries
+        command = entries[configs[-1]].command
+        assert command is not None
+        previous = (Membership.from_text(entries[configs[-2]].command.text)  # type: ignore[union-attr]
+                    if len(configs) > 1 else self.base_membership)
+        self.set_membership(Membership.from_text(command.text), configs[-1], previous,
+                            (command.client_id, command.seq))
+
+    def propose_config(self, membership: Membership, key: tuple[str, int]) -> None:
+        """Append ``membership`` as an entry of our term; it is in force from here on."""
+        self.append_entries_locally((Command(key[0], key[1], membership.command_text()),))
+        self.bcast_append()
+
     # -- outbound --------------------------------------------------------------------------
 
     def bcast_request_vote(self, *, pre_vote: bool) -> None:
+        """Ask every other voter of our configuration (learners do not vote)."""
         term = self.term + 1 if pre_vote else self.term
-        for peer in self.others:
+        for peer in self.voting_others:
             self.send(RequestVote(src=self.id, dst=peer, term=term,
                                   last_log_index=self.log.last_index,
                                   last_log_term=self.log.last_term, pre_vote=pre_vote,
-                                  commit_index=self.commit_index))
+                                  commit_index=self.commit_index,
+                                  transfer=self.transfer_campaign))
 
     def bcast_append(self) -> None:
         for peer in self.others:
@@ -465,6 +524,14 @@ class RaftNode(ConsensusNode):
             pr.sent_batch()
             sent = True
         return sent
+
+    def new_progress(self, peer: NodeId) -> RaftProgress:
+        """A member added while we lead (by the configuration just appended): probe with
+        that entry; the refusal's hint says where the new member's log ends (§5.3)."""
+        return RaftProgress(next=max(1, self.log.last_index), progress_at=self.now)
+
+    def send_heartbeat(self, peer: NodeId) -> None:
+        self.send_append(peer, self.progress[peer], heartbeat=True)
 
     def send_append(self, peer: NodeId, pr: RaftProgress, *, heartbeat: bool = False) -> None:
         """One AppendEntries. A heartbeat carries no entries and checks only ``match``, which
@@ -500,6 +567,7 @@ class RaftNode(ConsensusNode):
             leader=self.leader, commit_index=self.commit_index,
             last_index=self.log.last_index, applied_index=self.applied,
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
+            config=self.membership_text,
         )
 
     def log_tail(self, count: int) -> list[LogSlot]:
