@@ -175,11 +175,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "appends C_new, which it no longer belongs to, commits it without counting itself, then "
         "hands over: TimeoutNow to the most up-to-date remaining voter, which campaigns at once "
         "instead of waiting for an election timeout. Multi-Paxos has no joint step: the leader "
-        f"chooses the new configuration in a slot, and it governs slots from \u03b1 = "
-        f"{REMOVE_LEADER_ALPHA} later, so the leader fills the window with no-ops; once the "
-        "configuration is in force it hands over the same way, and the new leader runs Phase 1 "
-        "among the four. Watch the configuration line under each cluster, the pink TimeoutNow "
-        "dot and the event log; the removed node keeps running (faded) until you kill it.",
+        "chooses the new configuration in a slot, and it governs slots from \u03b1 = "
+        f"{REMOVE_LEADER_ALPHA} later, so the leader fills the window with no-ops; once they are "
+        "chosen it hands over the same way, and the new leader runs Phase 1 among the four. "
+        "Watch the configuration line under each cluster, the pink TimeoutNow dot and the event "
+        "log; the removed node keeps running (faded) until you kill it.",
         config=Config(alpha=REMOVE_LEADER_ALPHA),
         steps=(*_writes(700, 300, 14), (1500, {"op": "remove", "node": "leader"})),
     ),

@@ -67,7 +67,7 @@ from consensus.experiment.cluster import SimCluster
 from consensus.experiment.nemesis import MembershipEvent, split
 from consensus.experiment.workload import SimClient, Workload
 from consensus.membership import Membership
-from consensus.messages import ClientReply, Command, Message, NodeId
+from consensus.messages import ClientReply, Command, Message, NodeId, TimeoutNow
 from consensus.node import Config, Node, Ready, Status
 from consensus.sim import Network, Simulation
 
@@ -77,9 +77,6 @@ MIN_SPEED, MAX_SPEED = 0.005, 20.0
 MAX_WALL_STEP_MS = 250.0  # a stalled event loop must not make the simulation leap
 CLIENT_ID = "web"
 RECENT_CHANGES = 4  # membership changes listed under each cluster
-# The message a leader sends to hand leadership over (Raft's name, shared by both cores): its
-# dot is drawn like any other, and the event log says what it means.
-HAND_OVER = "TimeoutNow"
 
 
 def _finite(x: float | None) -> float | None:
@@ -184,7 +181,7 @@ class ClusterSim:
         refused = refusal(msg)
         if refused is not None:
             self.emit(sent, "reject", refused)
-        if msg.kind == HAND_OVER:
+        if isinstance(msg, TimeoutNow):  # shared by both: a dot, and a line saying why
             self.emit(sent, "member", f"{msg.src} hands leadership to {msg.dst} ({msg.kind}: "
                       "campaign now, without waiting for a timeout)")
         src, dst = message_ends(msg, self.sim.ids, CLIENT_ID)

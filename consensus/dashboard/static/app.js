@@ -23,7 +23,7 @@ const MSG_COLORS = {
   ClientRequest: "#f8fafc", ClientReply: "#cbd5e1",
   // Membership: the operator's request, the leader's hand-over, snapshots for a new member.
   ConfigChange: "#fb923c", TimeoutNow: "#f472b6",
-  InstallSnapshot: "#a3e635", InstallSnapshotReply: "#d9f99d",
+  InstallSnapshot: "#a3e635", InstallSnapshotReply: "#d9f99d", Learn: "#a3e635", Learned: "#d9f99d",
 };
 const PHASE_COLORS = {
   "replicate": "#3b82f6", "acknowledge": "#93c5fd", "commit notice": "#22c55e",
@@ -341,7 +341,9 @@ function applyStatus(msg) {
       tr.querySelector(".term").textContent = ballots ? (n.ballot || "–") : n.term;
       tr.querySelector(".commit").textContent = n.commit_index;
       tr.dataset.member = n.member || "";
-      tr.querySelector(".member").textContent = (n.member || "–") + (n.snapshot_index ? ` · snap ${n.snapshot_index}` : "");
+      const member = tr.querySelector(".member");
+      member.textContent = (n.member || "–") + (n.snapshot_index ? ` · snap ${n.snapshot_index}` : "");
+      member.title = n.snapshot_index ? `${n.member}; its latest snapshot covers up to index ${n.snapshot_index}` : (n.member || "");
       const log = tr.querySelector(".log");
       log.innerHTML = "";
       for (const e of n.log || []) {
@@ -498,6 +500,7 @@ function legend() {
     "<h3>other</h3>" +
     item(MSG_COLORS.ClientRequest, "client request / reply") + item("#64748b", "refusal", true) +
     item(MSG_COLORS.ConfigChange, "membership change (operator)") +
+    item(MSG_COLORS.TimeoutNow, "TimeoutNow (hand-over)") +
     `<span><i style="background:none;border:2px dashed #38bdf8;width:12px;height:12px"></i>learner</span>` +
     `<span><i style="background:#475569;opacity:.35;width:12px;height:12px"></i>removed</span>` +
     `<span><b style="color:#ef4444;width:10px;text-align:center">×</b>dropped</span>` +
