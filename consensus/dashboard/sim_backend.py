@@ -161,13 +161,28 @@ class ClusterSim:
         if key != before:
             self.last_role[nid] = key
             self._role_change(t, nid, status, before)
+        noops: list[int] = []  # a run of no-ops applied together, told as one line
         for a in ready.applied:
-            if a.index > self.committed:
-                self.committed = a.index
-                text = command_text(a.command)
-                self.emit(t, "commit",
-                                f"#{a.index} committed: {text}" + (f" (applied by {nid})"
-                                                                    if a.command else ""))
+            if a.index <= self.committed:
+                continue
+            self.committed = a.index
+            if a.command is None:
+                noops.append(a.index)
+                continue
+            self._tell_noops(t, noops)
+            self.emit(t, "commit", f"#{a.index} committed: {command_text(a.command)} "
+                      f"(applied by {nid})")
+        self._tell_noops(t, noops)
+
+    def _tell_noops(self, t: float, noops: list[int]) -> None:
+        """One line for a run of no-ops (a new leader's, or Multi-Paxos filling the alpha
+        window after a configuration: up to alpha of them at once)."""
+        if len(noops) == 1:
+            self.emit(t, "commit", f"#{noops[0]} committed: no-op")
+        elif noops:
+            self.emit(t, "commit", f"#{noops[0]}\u2013#{noops[-1]} committed: no-op "
+                      f"\u00d7{len(noops)}")
+        noops.clear()
 
     def _drop_filter(self, msg: Message) -> bool:
         if self.drop_next <= 0:

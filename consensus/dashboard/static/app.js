@@ -342,13 +342,14 @@ function applyStatus(msg) {
       tr.querySelector(".commit").textContent = n.commit_index;
       tr.dataset.member = n.member || "";
       const member = tr.querySelector(".member");
-      member.textContent = (n.member || "–") + (n.snapshot_index ? ` · snap ${n.snapshot_index}` : "");
+      member.textContent = n.member || "–";
+      if (n.snapshot_index) member.appendChild(h("small", { class: "snap" }, `snap ${n.snapshot_index}`));
       member.title = n.snapshot_index ? `${n.member}; its latest snapshot covers up to index ${n.snapshot_index}` : (n.member || "");
       const log = tr.querySelector(".log");
       log.innerHTML = "";
       for (const e of n.log || []) {
         const chip = h("span", { class: `logchip${e.ok ? " committed" : " pending"}${e.cmd === "no-op" ? " noop" : ""}`,
-          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${state.meta[name].term_label} ${e.b}` });
+          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${state.meta[name].term_label} ${e.b}: ${e.cmd}` });
         chip.innerHTML = `<i>${e.i}·${escapeHtml(e.b)}</i>${escapeHtml(e.cmd)}`;
         log.appendChild(chip);
       }
