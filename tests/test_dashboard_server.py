@@ -469,7 +469,8 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         await backend.start()
         fake = backend.clusters["raft"].client
         assert set(fake.subscribed) == {"consensus/demo/+/status",
-                                        "consensus/demo/+/from/+"}
+                                        "consensus/demo/+/from/+",
+                                        "consensus/demo/+/config/+"}
         for nid, role in (("n1", "leader"), ("n2", "follower"), ("n3", "follower")):
             fake.on_message(f"consensus/demo/{nid}/status", encode(StatusReport(
                 id=nid, algorithm="raft", role=role, term=2, ballot=None, leader="n1",
@@ -845,3 +846,64 @@ def test_remove_leader_preset_shows_both_paths() -> None:
     paxos_log = texts(b, "paxos", 1500)
     assert any("committed: CONFIG voters=" in x for x in paxos_log)
     assert any("committed: no-op" in x for x in paxos_log)  # the alpha window, filled
+
+
+def test_mqtt_backend_adds_and_removes_real_nodes(tmp_path: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against mosquitto and real node processes: "add node" starts n4 (its broker user, its
+    joining process) and the page sees it become a voter; removing the leader hands over and
+    the page shows the old leader removed. Waits are bounded; nothing asserts a duration."""
+    import time
+
+    from consensus import cluster as cl
+    from consensus.broker import find_mosquitto
+    from consensus.dashboard.mqtt_backend import MqttBackend
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    monkeypatch.chdir(tmp_path)
+    cl.up("raft", 3, "dash", None, "gmqtt", False, 50, (500, 900), prefer="mosquitto")
+
+    async def until(backend: MqttBackend, done: Callable[[dict[str, Any]], bool],
+                    within_s: float) -> dict[str, Any]:
+        end = time.monotonic() + within_s
+        while True:
+            raft = backend.snapshot()["clusters"]["raft"]
+            if done(raft) or time.monotonic() > end:
+                return raft
+            await asyncio.sleep(0.1)
+
+    def member(raft: dict[str, Any], nid: str) -> str | None:
+        return next((n["member"] for n in raft["nodes"] if n["id"] == nid), None)
+
+    async def main() -> None:
+        backend = MqttBackend.from_clusters(["dash"])
+        await backend.start()
+        try:
+            raft = await until(backend, lambda r: r["leader"] is not None
+                               and all(n["alive"] for n in r["nodes"]), 20)
+            assert raft["config"] == "voters=n1,n2,n3", raft
+            assert backend.snapshot()["capabilities"]["membership"]
+            assert (await backend.apply({"op": "add_node"}))["ok"]
+            raft = await until(backend, lambda r: r["changes"][-1]["done"]
+                               and member(r, "n4") == "voter", 40)
+            assert raft["changes"][-1]["ok"], raft["changes"]
+            assert raft["config"] == "voters=n1,n2,n3,n4", raft
+            old = raft["leader"]
+            assert (await backend.apply({"op": "remove", "node": "leader"}))["ok"]
+            raft = await until(backend, lambda r: len(r["changes"]) == 2
+                               and r["changes"][-1]["done"]
+                               and r["leader"] not in (None, old), 40)
+            assert raft["changes"][-1]["ok"], raft["changes"]
+            assert member(raft, old) == "removed", raft
+            events = [e.text for e in backend.events.events]
+            assert any(t.startswith(f"remove {old} done") for t in events), events
+            drawn = {m["k"] for m in backend.frame()["messages"]}
+            assert {"ConfigChange", "TimeoutNow"} <= drawn, drawn
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cl.down("dash")

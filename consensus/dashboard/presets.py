@@ -54,7 +54,7 @@ class Preset:
 
 # What a preset may ask of real nodes (the mqtt backend): no reset, timing or split vote there.
 LIVE_OPS = frozenset({"request", "kill", "revive", "timeout", "partition", "isolate", "links",
-                      "heal"})
+                      "heal", "add_node", "remove", "transfer"})
 
 # Multi-Paxos's alpha in the remove-the-leader preset: small, so that the window between the
 # slot that chooses a configuration and the first slot it governs fits in the log tail.
