@@ -182,8 +182,8 @@ function buildPresets(msg) {
     const title = /[?.!]$/.test(msg.preset.title) ? msg.preset.title : msg.preset.title + ".";
     ex.innerHTML = `<b>${escapeHtml(title)}</b> ${escapeHtml(msg.preset.explain)}`;
   }
-  else if (msg.mode === "mqtt") ex.textContent = "Watching real node processes over MQTT: kill (SIGKILL), revive, time out, partition and heal act on them; time runs on the wall clock.";
-  else ex.textContent = "Pick a scenario to replay one of the tutorial's quiz questions, or drive the clusters yourself: click a node to kill or revive it, send requests, partition and heal.";
+  else if (msg.mode === "mqtt") ex.textContent = "Watching real node processes over MQTT: kill (SIGKILL), revive, time out, partition and heal act on them, and add node / remove / transfer change their membership as `cluster add/remove/transfer` does; time runs on the wall clock.";
+  else ex.textContent = "Pick a scenario to replay one of the tutorial's quiz questions, or drive the clusters yourself: click a node to kill or revive it, send requests, partition and heal; add a node (it joins as a learner, then votes), remove one or hand it the leadership.";
 }
 
 function buildGroups(ids) {
