@@ -76,7 +76,9 @@ _REGISTRY = {
                    campaign="term {term}, votes for itself", pre_vote="term {next_term}",
                    variants={**_SHARED_VARIANTS,
                              # joint consensus or one voter per step (thesis ch. 4)
-                             "membership_change": MEMBERSHIP_CHANGES}),
+                             "membership_change": MEMBERSHIP_CHANGES,
+                             # log compaction; shared once Multi-Paxos compacts its slots
+                             "snapshot_entries": None}),
     "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
                     "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
                     term_label="ballot", campaign="Prepare with ballot {ballot}",

@@ -438,9 +438,11 @@ def _register_builtin() -> None:
 
     register_messages([ClientRequest, ClientReply, ConfigChange, TimeoutNow, rf.RequestVote,
                        rf.RequestVoteReply, rf.AppendEntries, rf.AppendEntriesReply,
+                       rf.InstallSnapshot, rf.InstallSnapshotReply,
                        px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
-    register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
+    register_records([rf.HardState, rf.LogAppend, rf.CommitMark, rf.RaftSnapshot,
+                      px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
     # Multi-Paxos log compaction (issue 13): the snapshot transfer and the compacting record.
     register_messages([px.Learn, px.Learned])

@@ -100,6 +100,13 @@ say so, so voters answer even within a leader's lease (etcd's ``campaignTransfer
 leader is still leading an election timeout later, the transfer is given up. The leader's
 lease ends when a transfer starts: the target may lead before it would have run out.
 
+Log compaction (``Config.snapshot_entries``). Once that many entries / slots were applied
+since the last snapshot, the next ``tick`` has the algorithm take one (``take_snapshot``: the
+state machine at the applied index, with the configuration in force there), drop what it
+covers, and persist it as one record that replaces every earlier one. ``snapshot_index``,
+``snapshots_taken`` and ``held_entries()`` show it. Each algorithm brings a node that is
+behind the truncation point up with the snapshot, in chunks of ``snapshot_chunk_bytes``.
+
 :class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
 (roles and their timers, check-quorum, the leader lease, the client front door, counting the
 leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
@@ -592,6 +599,10 @@ class ConsensusNode(Node):
         self.transfer_steps_down = False
         self.transfer_campaign = False  # candidate: this election was asked for by TimeoutNow
         self.set_membership(None if joining else Membership.of(self.peers), 0, None, None)
+        # Log compaction (Config.snapshot_entries): the last index / slot the latest snapshot
+        # covers, and how many snapshots this node took itself (installed ones not counted).
+        self.snapshot_index = 0
+        self.snapshots_taken = 0
 
     # -- the algorithm's side ----------------------------------------------------------
 
@@ -664,6 +675,16 @@ class ConsensusNode(Node):
         single-server change can let two disjoint majorities decide)."""
         return not self.config_commit_pending and self.committed_own_term()
 
+    def take_snapshot(self) -> None:
+        """Snapshot the state machine at the applied index (with the configuration in force
+        there), drop the log / slots it covers, and persist it as one compacting record
+        (storage.py) that holds everything the node needs from before it."""
+        raise NotImplementedError(f"{self.algorithm} cannot compact its log")
+
+    def held_entries(self) -> int:
+        """How many log entries / slots this node holds in memory now."""
+        raise NotImplementedError(f"{self.algorithm} cannot count its log")
+
     @abstractmethod
     def committed_own_term(self) -> bool:
         """Leader: whether its commit index covers everything committed before its term or
@@ -729,8 +750,14 @@ class ConsensusNode(Node):
     # -- time ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats."""
+        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats. First,
+        a snapshot if ``snapshot_entries`` entries were applied since the last one: taken here
+        rather than as they are applied, so that a drain that commits entries still shows
+        them in the log to whoever watches (the checkers), and the next one compacts."""
         self.now = now
+        every = self.config.snapshot_entries
+        if every and self.applied - self.snapshot_index >= every:
+            self.take_snapshot()
         if self.start_timers():
             return
         if self.role == LEADER:
@@ -1079,7 +1106,8 @@ class ConsensusNode(Node):
         if not ch.catch_up_index:
             ch.catch_up_index = self.last_proposed()
             ch.deadline = self.now + CATCH_UP_TIMEOUTS * self.config.election_timeout_ms[1]
-        return all(self.progress[p].match >= ch.catch_up_index for p in learners)
+        return all((pr := self.progress.get(p)) is not None and pr.match >= ch.catch_up_index
+                   for p in learners)
 
     def heard_progress(self, peer: NodeId) -> None:
         """Leader: ``peer`` holds more of the log; a learner may be caught up, a transfer

@@ -470,8 +470,8 @@ class Simulation:
             if ready.persist or ready.messages or ready.replies:
                 self._committers[nid].submit(ready.persist, ready)
         else:
-            if ready.persist:
-                self.storage[nid].extend(ready.persist)  # durable before anything leaves
+            if ready.persist:  # durable before anything leaves; a snapshot replaces the rest
+                MemoryStorage(self.storage[nid]).append(ready.persist)
             if ready.messages or ready.replies:
                 transmit = self._transmit
                 for msg in ready.messages:
@@ -529,7 +529,7 @@ class Simulation:
             self._push(self.now + self.disk_ms, _CALL,
                        lambda: self._disk_done(nid, life, records, done))
             return
-        self.storage[nid].extend(records)
+        MemoryStorage(self.storage[nid]).append(records)
         done(None)
         if node.has_output():
             node.tick(self.clock(nid))

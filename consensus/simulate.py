@@ -138,20 +138,6 @@ def simulate(
     )
 
 
-def _final_members(sim: Simulation) -> frozenset[str] | None:
-    """The members of the configuration the leader acts on at the end (None: no leader, or
-    one that reports none): a node removed from it, or added by a change that failed, is not
-    expected to keep up."""
-    leader = sim.leader()
-    status = sim.statuses.get(leader) if leader is not None else None
-    if status is None or not status.config:
-        return None
-    return Membership.from_text(status.config).members
-
-
-FAULT_MODES = ("random", "random+membership", "none")
-
-
 class LogSizeSampler:
     """Watches a simulation's nodes for the two compaction figures (see the module doc).
 
@@ -185,6 +171,20 @@ class LogSizeSampler:
         """Snapshots taken so far: the ended lives' and the current ones'."""
         current = sum(getattr(n, "snapshots_taken", 0) for n in self._lives.values())
         return self._ended_snapshots + current
+
+
+def _final_members(sim: Simulation) -> frozenset[str] | None:
+    """The members of the configuration the leader acts on at the end (None: no leader, or
+    one that reports none): a node removed from it, or added by a change that failed, is not
+    expected to keep up."""
+    leader = sim.leader()
+    status = sim.statuses.get(leader) if leader is not None else None
+    if status is None or not status.config:
+        return None
+    return Membership.from_text(status.config).members
+
+
+FAULT_MODES = ("random", "random+membership", "none")
 
 
 def _schedule(faults: str | list[Fault], ids: tuple[str, ...], duration_ms: float,

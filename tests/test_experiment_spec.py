@@ -15,7 +15,9 @@ def test_the_library_is_there():
             "isolated-leader", "bridge", "majorities-ring", "flaky-network",
             "rolling-restarts", "quiz1-quorum", "quiz2-heartbeat", "quiz3-fixed-timeouts",
             "quiz3-randomised-timeouts", "quiz4-stale-leader", "load-sweep", "quorum-loss",
-            "constrained-election", "chained", "omission"} <= names
+            "constrained-election", "chained", "omission", "replace-follower",
+            "replace-leader", "replace-majority", "grow-3-to-5", "shrink-5-to-3",
+            "removed-server", "transfer-leadership", "omnipaxos-reconfiguration"} <= names
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

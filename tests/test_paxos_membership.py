@@ -339,3 +339,79 @@ def test_commands_wait_for_the_window_and_are_proposed_as_it_moves():
     assert node.next_slot - 1 == 6 and node.pending[("c", 5)] == 5
     assert [c.seq for c in node.backlog] == [7]
     assert isinstance(node.backlog[0], Command)
+
+
+def test_a_leader_asks_a_new_configurations_acceptors_before_proposing_in_its_slots():
+    """Phase 1 for the slots a new configuration governs: promises from n1 and n2 are a quorum
+    of {n1,n2,n3} but not of {n1,n2,n3,n4}; before its first slot under the latter the leader
+    sends its Prepare to n3 and n4, and proposes there only once one of them promised."""
+    h = Harness(PaxosNode)
+    h.drop = lambda m: isinstance(m, Promise) and m.src == "n3"
+    n1 = h.nodes["n1"]
+    n1.campaign()
+    h.drain(n1)
+    h.deliver()
+    assert n1.role == LEADER and n1.promisers == {"n1", "n2"}
+    n1.propose_config(Membership(frozenset({"n1", "n2", "n3"}), learners=frozenset({"n4"})),
+                      ("operator", 1))
+    h.advance(100)
+    assert h.nodes["n4"].status().config == "voters=n1,n2,n3 learners=n4"
+    n1.propose_config(Membership.of(["n1", "n2", "n3", "n4"]), ("operator", 2))
+    h.deliver()
+    first_new = n1.config_slot + ALPHA
+    assert n1.next_slot == first_new, "the window is padded up to the new configuration"
+    held: list[Message] = []
+    h.drop = lambda m: isinstance(m, Promise) and (
+        m.src == "n3" or (m.src == "n4" and not held.append(m)))
+    h.request("n1", 1, "SET x = 1")
+    assert n1.next_slot == first_new and list(n1.backlog), "it waits for the promises"
+    assert held and held[0].ballot == n1.ballot and not held[0].pre_vote
+    h.drop = lambda m: False
+    h.queue.extend(held)
+    h.deliver()
+    assert n1.promisers >= {"n1", "n2", "n4"} and n1.next_slot == first_new + 1
+    h.advance(100)
+    assert h.nodes["n4"].kv.data.get("x") == "1" and h.checker.violations == []
+
+
+def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
+    """Changes (adds, removes) among crashes, restarts and partitions, all seeded."""
+    rng = random.Random(seed)
+    sim = _sim(5, seed=seed, snapshot_entries=snapshot_entries)
+    cs = _with_load(sim, clients=3)
+    op = Operator(sim)
+    added = 6
+    for _ in range(6):
+        sim.run_for(rng.uniform(200, 800))
+        live = [n for n in sim.ids if sim.nodes[n] is not None]
+        if rng.random() < 0.3:
+            victim = rng.choice(live)
+            sim.crash(victim)
+            sim.at(sim.now + rng.uniform(100, 1500), lambda n=victim: sim.restart(n))
+        elif rng.random() < 0.2:
+            pair = rng.sample(list(sim.ids), 2)
+            sim.partition([pair, [n for n in sim.ids if n not in pair]])
+            sim.at(sim.now + 800, sim.heal)
+        leader = sim.leader()
+        m = sim.nodes[leader].membership if leader else None
+        if m is None:
+            continue
+        if rng.random() < 0.5 and len(m.voters) > 3:
+            op.change(f"remove {rng.choice(sorted(m.voters))}", within_ms=4000)
+        else:
+            sim.add_node(f"n{added}")
+            op.change(f"add n{added}", within_ms=4000)
+            added += 1
+    sim.heal()
+    _settle(sim, cs, 4000)
+    return sim
+
+
+def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
+    for seed, snapshot_entries in ((3, 0), (7, 30)):
+        sim = _random_changes_run(seed, snapshot_entries)
+        assert sim.finish() == [], seed
+        leader = sim.nodes[sim.leader()]
+        members = sorted(leader.membership.members)
+        assert {sim.status(n).config for n in members} == {leader.membership_text}
+        assert len(_digests(sim, members)) == 1, seed

@@ -19,7 +19,7 @@ from consensus.check.invariants import SharedChecker
 from consensus.membership import Membership
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
-from consensus.raft.messages import CommitMark, HardState, LogAppend
+from consensus.raft.messages import CommitMark, HardState, LogAppend, RaftSnapshot
 
 
 class RaftChecker(SharedChecker):
@@ -35,8 +35,12 @@ class RaftChecker(SharedChecker):
         self.proven = 0  # entries up to here were seen held durably by a majority
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
-        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
         nid = node.id
+        if status.snapshot_index > self.applied_upto.get(nid, 0):
+            # It restored its state machine from a snapshot (installed, or on restart): it
+            # applies on from there.
+            self.applied_upto[nid] = status.snapshot_index
+        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
         log = node.log  # type: ignore[attr-defined]
         if ready.persist:
             known_committed = self.commit_of.get(nid, 0)
@@ -58,9 +62,11 @@ class RaftChecker(SharedChecker):
             self._check_new_leader(t, nid, log, status.term)
 
     def record_term(self, record: Any) -> int | None:
-        return record.term if isinstance(record, HardState) else None
+        return record.term if isinstance(record, (HardState, RaftSnapshot)) else None
 
     def record_commit(self, record: Any) -> int | None:
+        if isinstance(record, RaftSnapshot):
+            return record.commit
         return record.index if isinstance(record, CommitMark) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
@@ -70,14 +76,28 @@ class RaftChecker(SharedChecker):
             if isinstance(rec, LogAppend) and rec.entries:
                 del terms[rec.entries[0].index:]  # a LogAppend drops the suffix from there
                 terms.extend(e.term for e in rec.entries)
+            elif isinstance(rec, RaftSnapshot):
+                # Up to the snapshot: committed (what it held before stays); after it, only
+                # the entries the record keeps.
+                del terms[rec.index + 1:]
+                terms.extend([-1] * (rec.index + 1 - len(terms)))
+                terms[rec.index] = rec.last_term
+                terms.extend(e.term for e in rec.entries)
 
     def _check_durable_majority(self, t: float, node: Node, ready: Ready) -> None:
         log = node.log  # type: ignore[attr-defined]
-        # The configuration the node acts on: the one its leader counted when committing (a
-        # Raft configuration is in force from its append).
+        # The configuration the node acts on (a Raft configuration is in force from its
+        # append); an entry before the latest configuration entry may also have been
+        # committed under the one before it, if the leader appended the latest after the
+        # commit (in the same drain: the change's next step).
         membership: Membership | None = getattr(node, "membership", None)
         if membership is None:
             membership = Membership.of(node.peers)
+        configs = log.configs
+        before = None
+        if configs:
+            before = (Membership.from_text(log.entry(configs[-2]).command.text)
+                      if len(configs) > 1 else node.base_membership)  # type: ignore[attr-defined]
         for a in ready.applied:
             i = a.index
             if i <= self.proven:
@@ -85,7 +105,8 @@ class RaftChecker(SharedChecker):
             term = log.term_at(i)
             holders = {nid for nid, terms in self.durable_terms.items()
                        if len(terms) > i and terms[i] == term}
-            if not membership.has_quorum(holders):
+            if not membership.has_quorum(holders) and not (
+                    before is not None and i < configs[-1] and before.has_quorum(holders)):
                 self.violation(t, "applied-without-durable-majority", (node.id,),
                                f"applied entry ({i}, term {term}) held durably by "
                                f"{', '.join(sorted(holders)) or 'no node'}, not a quorum of "

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from consensus.codec import encode_message
 from consensus.experiment.nemesis import FaultTarget, MembershipEvent
-from consensus.experiment.operator import SimOperator
+from consensus.experiment.operator import OPERATOR_ID, SimOperator
 from consensus.experiment.workload import SimClient, Workload
 from consensus.history import Operation
 from consensus.membership import Change
@@ -198,11 +198,6 @@ class SimCluster:
         if event is not None and msg.src in self.sim.nodes:
             event.catch_up_bytes += len(encode_message(msg))
 
-    def removed(self, nid: NodeId) -> bool:
-        """Whether ``nid`` knows it was removed from the configuration (it may still run)."""
-        node = self.sim.nodes.get(nid)
-        return node is not None and bool(getattr(node, "removed", lambda: False)())
-
     def campaign(self, nid: NodeId) -> None:
         """Make a node start an election now (the dashboard's "time out")."""
         self.sim.campaign(nid)
@@ -261,7 +256,8 @@ class SimCluster:
         sim = self.sim
         violations = [str(v) for v in sim.finish()]
         agreed = getattr(sim.checker, "agreed", {})
-        committed = len({(c.client_id, c.seq) for c in agreed.values() if c is not None})
+        committed = len({(c.client_id, c.seq) for c in agreed.values()
+                         if c is not None and c.client_id != OPERATOR_ID})  # clients' only
         messages = self._messages if self.measuring else Counter(sim.stats.by_kind)
         return Observed(sim.role_events, sim.leader_events, violations, committed,
                         messages, self._bytes, self._trace,

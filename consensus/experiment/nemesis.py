@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from consensus.membership import Membership
+from consensus.membership import ChangeError, Membership
 from consensus.messages import NodeId
 
 MEMBERSHIP_ACTIONS = ("add", "remove", "replace", "transfer")
@@ -455,11 +455,15 @@ class Nemesis:
         change answered OK; the starting nodes before any), in the cluster's id order. Role
         tokens, ``random`` and ``followers`` pick among them, not among removed nodes."""
         c = self.cluster
-        done = [e for e in getattr(c, "membership_events", ()) if e.ok and e.result]
-        if not done:
-            return self._initial
-        config = Membership.from_text(done[-1].result)  # type: ignore[arg-type]
-        return tuple(n for n in c.ids if n in config.members)
+        for event in reversed(getattr(c, "membership_events", ())):
+            if not event.ok or not event.result or event.change.startswith("transfer"):
+                continue
+            try:
+                config = Membership.from_text(event.result)
+            except ChangeError:  # an answer that names no configuration
+                continue
+            return tuple(n for n in c.ids if n in config.members)
+        return self._initial
 
     def resolve(self, target: str | None) -> list[NodeId]:
         c = self.cluster

@@ -22,10 +22,11 @@ class ConfigWindow:
     """Configurations by the slot they were chosen in. Invariant: ``slots`` is increasing and
     ``configs[k]`` governs slots ``slots[k] + alpha`` up to the next one's start - 1."""
 
-    __slots__ = ("alpha", "configs", "slots")
+    __slots__ = ("alpha", "configs", "initial", "slots")
 
     def __init__(self, alpha: int, initial: Membership | None) -> None:
         self.alpha = alpha
+        self.initial = initial
         self.slots: list[int] = []
         self.configs: list[Membership] = []
         if initial is not None:
@@ -89,6 +90,7 @@ class ConfigWindow:
 
     @property
     def changed(self) -> bool:
-        """Whether any configuration but a plain initial one is known (the node keeps its
-        plain-majority fast paths, and its traces, until one is)."""
-        return len(self.slots) != 1 or bool(self.configs[0].learners)
+        """Whether anything but the initial configuration (all voters) is known: the node
+        keeps its plain-majority fast paths, and its traces, until it is."""
+        return (len(self.slots) != 1 or self.slots[0] != 1 - self.alpha
+                or self.configs[0] != self.initial)

@@ -216,6 +216,8 @@ __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "PaxosNode", "Pax
 _NEVER = float("inf")
 _DEFAULT = Config()
 _EMPTY: SlotState = (ZERO_BALLOT, None)  # a slot nobody reported a value for: a no-op
+# The rank of a value a promise reports as chosen, above every ballot's (add_promiser).
+_CHOSEN = Ballot(1 << 62, 0)
 
 
 @dataclass(slots=True)
@@ -652,6 +654,8 @@ class PaxosNode(ConsensusNode):
             pr.peer_commit = max(pr.peer_commit, msg.commit_index)
             if self.change is not None or self.transfer_to is not None:
                 self.heard_progress(peer)  # a learner catching up, a transfer's target
+                if self.role != LEADER or self.progress.get(peer) is not pr:
+                    return  # the change went on without it, or we handed over
         if counted:
             pr.match = through
         done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
@@ -714,10 +718,19 @@ class PaxosNode(ConsensusNode):
 
     def add_promiser(self, msg: Promise) -> None:
         """Leader: a promise for our ballot from an acceptor of a configuration that governs
-        slots we have yet to propose (module doc): note it, and keep the highest-ballot value
-        it reports for each of those slots, which we must propose there (P2c)."""
-        self.promisers.add(msg.src)
+        slots we have yet to propose (module doc): note it, and keep for each of those slots
+        the value it knows is chosen there, else the highest-ballot value it accepted, which
+        we must propose there (P2c)."""
         first, rec = self.next_slot, self.recovered
+        if msg.first_slot > first:
+            # It compacted slots we have not proposed in: chosen values we cannot see. Step
+            # back, take its snapshot (on its way), and campaign again from there.
+            self.become_follower(None)
+            return
+        self.promisers.add(msg.src)
+        for i, command in enumerate(msg.chosen):
+            if msg.first_slot + i >= first:
+                rec[msg.first_slot + i] = (_CHOSEN, command)  # chosen: nothing outranks it
         for av in msg.accepted:
             if av.slot >= first:
                 have = rec.get(av.slot)
@@ -925,65 +938,6 @@ class PaxosNode(ConsensusNode):
     def last_proposed(self) -> int:
         return self.next_slot - 1
 
-    def set_commit(self, index: int, *, persist: bool = True) -> bool:
-        """Raise the commit index and apply (node.py), then snapshot if it is time."""
-        if not super().set_commit(index, persist=persist):
-            return False
-        if self.follow_config() and self.change is not None:
-            self.maybe_advance_change()  # the configuration it waited for is in force
-        if persist:
-            self.maybe_take_snapshot()
-        return True
-
-    # Compaction (module doc): a snapshot replaces the chosen prefix.
-
-    def maybe_take_snapshot(self) -> bool:
-        """Snapshot once ``snapshot_entries`` slots were applied since the last one."""
-        every = self.config.snapshot_entries
-        if not every or self.applied - self.snapshot_index < every:
-            return False
-        self.take_snapshot()
-        return True
-
-    def take_snapshot(self) -> None:
-        """Replace the chosen prefix by the state it produced (module doc): the slot store
-        forgets it and one compacting record replaces the WAL."""
-        slot = self.applied
-        self.snapshot_state = encode_state(self.kv, self.windows.needed_from(slot))
-        self.snapshot_index = slot
-        self.log.compact(slot)
-        self.snapshots_taken += 1
-        self.persist(self.snapshot_record())
-
-    def install_snapshot(self, slot: int, text: str) -> None:
-        """A snapshot another node sent (all of it, ``slot`` above our commit index): take
-        its state, forget the slots it covers, and persist it as our own compacting record.
-        ValueError, changing nothing, if the text is not a snapshot."""
-        self.load_snapshot(slot, text)
-        self.persist(self.snapshot_record())
-        self.follow_config()
-
-    def load_snapshot(self, slot: int, text: str) -> None:
-        """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
-        state = decode_state(text)  # first, so a bad snapshot changes nothing
-        self.kv = state.kv
-        if state.configs:
-            self.windows.replace(state.configs)
-        self.commit_index = self.applied = slot
-        self.snapshot_index = slot
-        self.snapshot_state = text
-        self.log.compact(slot)
-
-    def snapshot_record(self) -> SlotSnapshot:
-        """The record that replaces every earlier one: promise, round, snapshot, and every
-        slot held above the snapshot."""
-        return SlotSnapshot(self.snapshot_index, self.snapshot_state, self.promised,
-                            self.round_used, self.log.accepted(self.snapshot_index + 1))
-
-    def held_entries(self) -> int:
-        """Slots held in memory now (what compaction bounds)."""
-        return len(self.log.entries)
-
     def apply_entry(self, index: int, command: Command | None) -> None:
         """Apply a chosen slot (node.py); a configuration chosen here governs from slot
         ``index + alpha`` (module doc)."""
@@ -1111,6 +1065,65 @@ class PaxosNode(ConsensusNode):
             super().learners_caught_up(ch, m)  # sets the index and the deadline
         return all(p in self.progress and self.progress[p].peer_commit >= ch.catch_up_index
                    for p in learners)
+
+    def set_commit(self, index: int, *, persist: bool = True) -> bool:
+        """Raise the commit index and apply (node.py), then snapshot if it is time."""
+        if not super().set_commit(index, persist=persist):
+            return False
+        if self.follow_config() and self.change is not None:
+            self.maybe_advance_change()  # the configuration it waited for is in force
+        if persist:
+            self.maybe_take_snapshot()
+        return True
+
+    # Compaction (module doc): a snapshot replaces the chosen prefix.
+
+    def maybe_take_snapshot(self) -> bool:
+        """Snapshot once ``snapshot_entries`` slots were applied since the last one."""
+        every = self.config.snapshot_entries
+        if not every or self.applied - self.snapshot_index < every:
+            return False
+        self.take_snapshot()
+        return True
+
+    def take_snapshot(self) -> None:
+        """Replace the chosen prefix by the state it produced (module doc): the slot store
+        forgets it and one compacting record replaces the WAL."""
+        slot = self.applied
+        self.snapshot_state = encode_state(self.kv, self.windows.needed_from(slot))
+        self.snapshot_index = slot
+        self.log.compact(slot)
+        self.snapshots_taken += 1
+        self.persist(self.snapshot_record())
+
+    def install_snapshot(self, slot: int, text: str) -> None:
+        """A snapshot another node sent (all of it, ``slot`` above our commit index): take
+        its state, forget the slots it covers, and persist it as our own compacting record.
+        ValueError, changing nothing, if the text is not a snapshot."""
+        self.load_snapshot(slot, text)
+        self.persist(self.snapshot_record())
+        self.follow_config()
+
+    def load_snapshot(self, slot: int, text: str) -> None:
+        """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
+        state = decode_state(text)  # first, so a bad snapshot changes nothing
+        self.kv = state.kv
+        if state.configs:
+            self.windows.replace(state.configs)
+        self.commit_index = self.applied = slot
+        self.snapshot_index = slot
+        self.snapshot_state = text
+        self.log.compact(slot)
+
+    def snapshot_record(self) -> SlotSnapshot:
+        """The record that replaces every earlier one: promise, round, snapshot, and every
+        slot held above the snapshot."""
+        return SlotSnapshot(self.snapshot_index, self.snapshot_state, self.promised,
+                            self.round_used, self.log.accepted(self.snapshot_index + 1))
+
+    def held_entries(self) -> int:
+        """Slots held in memory now (what compaction bounds)."""
+        return len(self.log.entries)
 
     # -- outbound --------------------------------------------------------------------------
 

@@ -108,11 +108,15 @@ ROWS: tuple[Row, ...] = (
         "carries the promised ballot."),
     Row("inbound", "a promise to a leader: Phase 1 for a new configuration", _s(),
         _s("add_promiser")),
-    Row("inbound", "learn a snapshot of the chosen prefix", _s(),
+    Row("inbound", "receive a snapshot, chunk by chunk",
+        _s("handle_install_snapshot", action="InstallSnapshot"),
         _s("handle_learn", action="HandleLearn"), "catch-up",
-        "Multi-Paxos's counterpart of InstallSnapshot: the learner asks for each next chunk, "
-        "so the sender (the leader, or an acceptor answering a Prepare) keeps no state."),
-    Row("inbound", "send the snapshot chunk a learner asks for", _s(),
+        "A node whose next entry / slot the leader compacted away gets the state machine "
+        "instead (Raft paper §7), and goes on after it. Multi-Paxos's Learn is also sent by an "
+        "acceptor answering a Prepare, and its learner asks for each next chunk, so the "
+        "sender keeps no state."),
+    Row("inbound", "a snapshot chunk acknowledged",
+        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"),
         _s("handle_learned", action="HandleLearned"), "catch-up"),
     Row("inbound", "an operator's membership change", _s(),
         _s("handle_config_change", action="Reconfigure"), None,
@@ -133,11 +137,6 @@ ROWS: tuple[Row, ...] = (
     Row("commitment", "the leader's own copy",
         _s("append_entries_locally", "last_proposed"), _s("propose", "last_proposed"),
         "throughput"),
-    Row("commitment", "compaction: replace the chosen prefix by a snapshot", _s(),
-        _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
-           "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
-        "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
-        "snapshot with its promise, and the proposer waits for it before it leads."),
     Row("commitment", "configurations in the log (membership changes)",
         _s("write_log", "refresh_membership", "propose_config"),
         _s("apply_entry", "proposal_limit", "maybe_propose_more", "maybe_extend_phase1",
@@ -146,6 +145,12 @@ ROWS: tuple[Row, ...] = (
         "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
         "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
         "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
+    Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
+        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"),
+        _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
+           "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
+        "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
+        "snapshot with its promise, and the proposer waits for it before it leads."),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
@@ -155,7 +160,10 @@ ROWS: tuple[Row, ...] = (
         "throughput"),
     Row("outbound", "a member added while leading; the last word to one removed",
         _s("new_progress", "send_heartbeat"), _s("new_progress", "send_heartbeat")),
+    Row("outbound", "a snapshot chunk to a node behind the log's start",
+        _s("maybe_send_snapshot"), _s()),
     Row("outbound", "one replication message", _s("send_append"), _s("send_accept")),
+    Row("outbound", "answer a snapshot chunk", _s("send_snapshot_reply"), _s()),
     Row("outbound", "answer the leader",
         _s("send_append_reply"), _s("send_accepted", "accepted_through")),
     Row("outbound", "repair a lost message", _s(), _s("maybe_send_repair", "first_unacked"),

@@ -33,8 +33,9 @@ CAPTION = (
     "One panel per membership change, time measured from the operator's request (the "
     "vertical line). Each line is an algorithm's throughput (ok answers per second, 100 ms "
     "bins averaged over 500 ms, median of seeds); the dotted line is 90% of its rate in the "
-    "2 s before the request, the level the recovery time waits for. The table above gives "
-    "each change's dip, recovery and catch-up; 'What each figure includes' defines them.")
+    "2 s before the request (the recovery time waits for that level less counting noise, "
+    "over 1 s windows). The table above gives each change's dip, recovery and catch-up; "
+    "'What each figure includes' defines them.")
 
 
 def _changes(data: RunData, algorithm: str) -> list[list[dict[str, Any]]]:
