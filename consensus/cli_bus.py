@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -263,11 +264,13 @@ def cluster_status(
                                 "alive": p.alive} for nid, p in nodes.items()}, indent=2))
         return
     config = _cluster_config(nodes)
+    # Eleven columns: a simple box keeps them readable in an 80-column terminal.
     table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})",
-                  caption=None if config is None else f"configuration: {_config_text(config)}")
-    for col in ("node", "pid", "alive", "role", "term", "commit", "applied", "snapshot",
+                  caption=None if config is None else f"configuration: {_config_text(config)}",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("node", "pid", "alive", "role", "term", "commit", "applied", "snap",
                 "leader", "config", "rejected"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for nid, p in nodes.items():
         st = p.status
         shown = ("?", "?", "?", "?", "?", "-", "?", "?") if st is None else (

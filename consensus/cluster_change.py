@@ -13,9 +13,11 @@ can do around that, on the cluster ``cluster up`` recorded in ``.consensus-lab/<
   :class:`~consensus.messages.ConfigChange` from the ``control`` user to the leader,
   retried (same seq) after redirects and timeouts until it is answered. The answer comes
   once the change is complete, so OK means n4 is a voter of a committed configuration.
-- **remove n2**: the ConfigChange; once OK, n2 knows it was removed and stops on its own
-  (``node.removed()``; a removed leader first hands over with TimeoutNow). Its process is
-  waited for (and stopped, should it linger), then its credentials are revoked.
+- **remove n2**: the ConfigChange; once OK, n2 stops on its own if it knows it was removed
+  (``node.removed()``; a removed leader always does, and first hands over with TimeoutNow).
+  A removed follower may never hear that its removal committed (the leader no longer
+  replicates to it), so its process is given a few election timeouts, then stopped; then
+  its credentials are revoked.
 - **replace n2 n7**: both at once: n7's user and process first, one ConfigChange, then n2
   goes as for remove.
 - **transfer n3**: the ConfigChange only; leadership moves, the membership does not.
@@ -49,8 +51,10 @@ from consensus.transport import topics
 
 # How long the operator waits for a change (a new member must catch up first).
 CHANGE_DEADLINE_S = 60.0
-# A removed node lingers an election timeout before it stops; this is ample.
-EXIT_WAIT_S = 10.0
+# A removed node that knows it lingers one election timeout before it stops; one that does
+# not know (a removed follower the leader no longer replicates to may never hear that its
+# removal committed) is stopped after this many maximum election timeouts.
+EXIT_WAIT_TIMEOUTS = 4
 # Where `consensus-lab broker --cluster` records the broker it runs, so that a membership
 # change can make it reload the realm's files (a realm file, but not a user's .json).
 BROKER_RECORD = "broker.run"
@@ -103,7 +107,7 @@ def change_cluster(name: str, text: str, root: Path = STATE_ROOT, *,
         outcome = asyncio.run(_ask(state, str(change), deadline_s))
     except MembershipChangeError:
         for nid in change.add:  # refused: nothing of the new member may stay behind
-            retire(state, nid, progress, wait_s=0)
+            retire(state, nid, progress)
         raise
     progress(f"{outcome.leader} answered after {outcome.seconds:.1f} s "
              f"({outcome.attempts} attempt{'s' if outcome.attempts > 1 else ''}): "
@@ -111,7 +115,7 @@ def change_cluster(name: str, text: str, root: Path = STATE_ROOT, *,
     state.config = outcome.config
     state.save()
     for nid in change.remove:
-        retire(state, nid, progress)
+        retire(state, nid, progress, wait_s=exit_wait_s(state))
     return outcome
 
 
@@ -152,8 +156,13 @@ def start_member(state: ClusterState, nid: str, progress: Progress = lambda line
     return pid
 
 
+def exit_wait_s(state: ClusterState) -> float:
+    """How long a removed node is given to stop on its own."""
+    return max(2.0, EXIT_WAIT_TIMEOUTS * state.election_timeout_ms[1] / 1000)
+
+
 def retire(state: ClusterState, nid: str, progress: Progress = lambda line: None, *,
-           wait_s: float = EXIT_WAIT_S, save: bool = True, forget: bool = True) -> None:
+           wait_s: float = 0.0, save: bool = True, forget: bool = True) -> None:
     """``nid`` has left the configuration (or never got in): wait for its process to stop
     on its own, stop it if it does not, revoke its credentials, and (``forget``) drop it
     from the record (an experiment keeps it: its WAL is checked at the end)."""
@@ -164,7 +173,8 @@ def retire(state: ClusterState, nid: str, progress: Progress = lambda line: None
     if is_ours(pid):
         stop_process(pid)
         progress(f"{nid}: stopped (pid {pid})" + (
-            f"; it had not stopped on its own within {wait_s:g} s" if wait_s else ""))
+            f"; it had not stopped on its own within {wait_s:g} s (a removed follower "
+            f"may not hear that its removal committed)" if wait_s else ""))
     else:
         progress(f"{nid}: its process (pid {pid}) stopped on its own")
     if not state.insecure:
@@ -236,4 +246,4 @@ async def await_login(state: ClusterState, nid: str, within_s: float = 5.0) -> N
 
 
 __all__ = ["BROKER_RECORD", "ChangeOutcome", "MembershipChangeError", "await_login",
-           "change_cluster", "retire", "start_member"]
+           "change_cluster", "exit_wait_s", "retire", "start_member"]

@@ -63,7 +63,7 @@ from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, new_incarnation
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, broker_realm, is_ours, restart_node, spawn_node
-from consensus.cluster_change import retire, start_member
+from consensus.cluster_change import exit_wait_s, retire, start_member
 from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
 from consensus.experiment.nemesis import MembershipEvent
@@ -81,7 +81,6 @@ from consensus.transport.mqtt import MqttClient, TransportError, make_client
 STATUS_INTERVAL_MS = 50.0
 LEADER_WAIT_S = 15.0
 CHANGE_DEADLINE_S = 60.0  # how long the operator asks for one membership change
-EXIT_WAIT_S = 10.0  # a removed member stops on its own within this (it lingers ~0.3-0.9 s)
 # An attached cluster: a status older than this is not believed (its process is gone or
 # stopped), and who runs is re-read from the record and /proc at most this often.
 STALE_STATUS_MS = 1500.0
@@ -352,7 +351,7 @@ class BusCluster:
         self.gone.add(nid)
         self.status.pop(nid, None)
         pid = self.state.nodes.get(nid, 0)
-        await asyncio.to_thread(retire, self.state, nid, wait_s=EXIT_WAIT_S,
+        await asyncio.to_thread(retire, self.state, nid, wait_s=exit_wait_s(self.state),
                                 save=not self.owned, forget=not self.owned)
         _reap(pid)
 
