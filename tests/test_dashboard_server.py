@@ -907,3 +907,23 @@ def test_mqtt_backend_adds_and_removes_real_nodes(tmp_path: Any,
         asyncio.run(main())
     finally:
         cl.down("dash")
+
+
+def test_add_compacted_preset_catches_the_new_node_up_from_a_snapshot() -> None:
+    b = SimBackend(running=False)
+    assert b.apply_now({"op": "preset", "name": "add-compacted"})["ok"]
+    b.running = False
+    assert b.snapshot()["config"]["snapshot_entries"] == 10
+    to_new: set[tuple[str, str]] = set()
+    for _ in range(120):  # to 6 s
+        b.advance(50)
+        to_new |= {(m["c"], m["k"]) for m in b.frame()["messages"] if m["d"] == "n6"}
+    for name, c in b.clusters.items():
+        assert not c.sim.violations, c.sim.violations
+        change = c.cluster.membership_events[-1]
+        assert (change.change, change.ok) == ("add n6", True), (name, change)
+        nodes = {n["id"]: n for n in c.state_json()["nodes"]}
+        assert nodes["n6"]["member"] == "voter", name
+        # Every node compacted; the new one started from the leader's snapshot.
+        assert all(n["snapshot_index"] >= 10 for n in nodes.values()), nodes
+    assert {("raft", "InstallSnapshot"), ("paxos", "Learn")} <= to_new
