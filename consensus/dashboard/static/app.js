@@ -501,7 +501,7 @@ function legend() {
     "<h3>other</h3>" +
     item(MSG_COLORS.ClientRequest, "client request / reply") + item("#64748b", "refusal", true) +
     item(MSG_COLORS.ConfigChange, "membership change (operator)") +
-    item(MSG_COLORS.TimeoutNow, "TimeoutNow (hand-over)") +
+    item(MSG_COLORS.TimeoutNow, "TimeoutNow") +
     `<span><i style="background:none;border:2px dashed #38bdf8;width:12px;height:12px"></i>learner</span>` +
     `<span><i style="background:#475569;opacity:.35;width:12px;height:12px"></i>removed</span>` +
     `<span><b style="color:#ef4444;width:10px;text-align:center">×</b>dropped</span>` +
