@@ -239,7 +239,8 @@ def cluster_status(
     cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Each node's id, pid, role, term or ballot, commit index and leader, as last published."""
+    """Each node's id, pid, role, term or ballot, commit, applied and snapshot index, leader,
+    configuration and refused input, as last published; the cluster's configuration."""
     import asyncio
 
     from consensus import cluster as cl
@@ -264,13 +265,14 @@ def cluster_status(
                                 "alive": p.alive} for nid, p in nodes.items()}, indent=2))
         return
     config = _cluster_config(nodes)
-    # Eleven columns: a simple box keeps them readable in an 80-column terminal.
+    # Ten columns: a simple box keeps them readable in an 80-column terminal; a process that
+    # no longer runs shows as "down" in place of a role it no longer has.
     table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})",
                   caption=None if config is None else f"configuration: {_config_text(config)}",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("node", "pid", "alive", "role", "term", "commit", "applied", "snap",
-                "leader", "config", "rejected"):
-        table.add_column(col, overflow="fold")
+    for col in ("node", "pid", "role", "term", "commit", "applied", "snap", "leader",
+                "config", "rej."):
+        table.add_column(col)
     for nid, p in nodes.items():
         st = p.status
         shown = ("?", "?", "?", "?", "?", "-", "?", "?") if st is None else (
@@ -280,7 +282,9 @@ def cluster_status(
             "=" if st.config == config else ("joining" if st.config is None
                                              else _config_text(st.config)),
             str(sum(st.rejected.values())))
-        table.add_row(nid, str(p.pid), "yes" if p.alive else "[red]no", *shown)
+        if not p.alive:
+            shown = ("[red]down", *shown[1:])
+        table.add_row(nid, str(p.pid), *shown)
     console.print(table)
 
 

@@ -11,7 +11,9 @@ seconds"); nothing asserts a duration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +96,31 @@ def _write(state: cl.ClusterState, commands: list[str]) -> list[str | None]:
                 out.append(result.reply.result)
             return out
     return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def _writing(state: cl.ClusterState) -> Iterator[None]:
+    """A client writing one key after another while the block runs (its own thread)."""
+    stop = threading.Event()
+
+    def writer() -> None:
+        async def go() -> None:
+            async with ClusterClient(state.broker, state.name, deadline_s=20,
+                                     identity=state.identity(CLIENT_USER)) as c:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    await c.request(f"SET load = {i}")
+                    await asyncio.sleep(0.02)
+        asyncio.run(go())
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -233,7 +260,8 @@ def test_cluster_add_a_member_that_catches_up(up, algorithm):
     the log it needs is gone) and becomes a voter; status shows the new configuration."""
     state = up(algorithm, f"add-{algorithm}", snapshot_entries=20)
     _write(state, [f"SET k{i} = {i}" for i in range(60)])
-    code, out = _cli("add", "n4", "--cluster", state.name)
+    with _writing(state):  # under load, as a change usually is
+        code, out = _cli("add", "n4", "--cluster", state.name)
     assert code == 0, out + _logs(state)
     assert "n4: started joining" in out and "add n4: done" in out, out
     state = cl.ClusterState.load(state.name)
@@ -353,3 +381,20 @@ def test_the_senders_a_node_hears_follow_its_configuration():
     assert "n1" not in senders and sorted(senders.accepted) == ["n2", "n3", "n4"]
     senders.update(3000, Membership.from_text("voters=n1,n2,n3,n4"))
     assert "n1" in senders, "a member added again is heard again"
+
+
+@needs_mosquitto
+def test_cluster_replace_swaps_a_follower_for_a_new_member(up):
+    state = up("raft", "swap")
+    leader = _leader(state)
+    old = next(n for n in sorted(state.nodes) if n != leader)
+    pid = state.nodes[old]
+    with _writing(state):
+        code, out = _cli("replace", old, "n7", "--cluster", state.name, "--json")
+    assert code == 0, out + _logs(state)
+    config = json.loads(out.splitlines()[-1])["config"]
+    assert config.startswith("voters=") and "n7" in config and old not in config, config
+    state = cl.ClusterState.load(state.name)
+    assert old not in state.nodes and "n7" in state.nodes and state.joined == ["n7"]
+    assert not cl.is_ours(pid) and not (state.secrets / f"{old}.json").exists()
+    assert _write(state, ["SET y = 7", "GET y"]) == ["OK", "7"]
