@@ -158,3 +158,20 @@ def test_remove_the_leader_preset_hands_over_in_both_clusters(page: object) -> N
     pg.wait_for_selector('#events li.k-member:has-text("hands leadership to")')
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "dashboard-remove-leader.png"))
+
+
+def test_lead_and_remove_buttons_act_on_the_node_of_their_row(page: object) -> None:
+    pg = page
+    pg.wait_for_selector("#conn.ok")
+    raft = pg.wait_for_selector(leader_selector("raft")).get_attribute("data-node")
+    paxos = pg.wait_for_selector(leader_selector("paxos")).get_attribute("data-node")
+    target = next(n for n in ("n1", "n2", "n3", "n4", "n5") if n not in (raft, paxos))
+    pg.click(f'#table-raft tr[data-node="{target}"] button.transfer')  # applied to both
+    for cluster in ("raft", "paxos"):
+        pg.wait_for_selector(f'svg .node[data-cluster="{cluster}"][data-node="{target}"]'
+                             '[data-role="leader"]')
+    pg.click(f'#table-paxos tr[data-node="{raft}"] button.remove')
+    for cluster in ("raft", "paxos"):
+        pg.wait_for_selector(f'svg .node[data-cluster="{cluster}"][data-node="{raft}"]'
+                             '[data-member="removed"]')
+        pg.wait_for_selector(f'#table-{cluster} tr[data-node="{raft}"][data-member="removed"]')
