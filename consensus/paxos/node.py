@@ -649,12 +649,8 @@ class PaxosNode(ConsensusNode):
         # Only we propose at our ballot, so no honest claim goes past our last slot.
         through = min(msg.accepted_through, self.next_slot - 1)
         counted = through > pr.match
-        if msg.commit_index > pr.peer_commit or counted:
-            pr.peer_commit = max(pr.peer_commit, msg.commit_index)
-            if self.change is not None or self.transfer_to is not None:
-                self.heard_progress(peer)  # a learner catching up, a transfer's target
-                if self.role != LEADER or self.progress.get(peer) is not pr:
-                    return  # the change went on without it, or we handed over
+        if not self.heard_peer_commit(peer, pr, msg.commit_index, moved=counted):
+            return
         if counted:
             pr.match = through
         done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
@@ -784,8 +780,11 @@ class PaxosNode(ConsensusNode):
         if msg.commit_index >= msg.snapshot_slot:
             if pr is not None:
                 pr.heard()
-                pr.commit_sent = pr.peer_commit = max(pr.peer_commit, msg.commit_index)
-                self.maybe_send_commit(peer, msg.commit_index)
+                pr.commit_sent = max(pr.peer_commit, msg.commit_index)
+                # The snapshot may be all a learner lacked: the Accepteds after it repeat
+                # this commit index, so this is the answer that must say it caught up.
+                if self.heard_peer_commit(peer, pr, msg.commit_index):
+                    self.maybe_send_commit(peer, msg.commit_index)
             return
         if self.snapshot_index <= msg.commit_index:
             return
@@ -793,6 +792,20 @@ class PaxosNode(ConsensusNode):
         self.send_learn(peer, msg.ballot, offset)
         if pr is not None:
             pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
+
+    def heard_peer_commit(self, peer: NodeId, pr: PaxosProgress, commit_index: int, *,
+                          moved: bool = False) -> bool:
+        """Leader: ``peer`` reports its commit index (``moved``: and its match rose). If
+        either grew, a learner may be caught up or a transfer's target ready (node.py's
+        ``heard_progress``). False if that dropped ``peer`` or made us hand over: the caller
+        must stop."""
+        if commit_index <= pr.peer_commit and not moved:
+            return True
+        pr.peer_commit = max(pr.peer_commit, commit_index)
+        if self.change is None and self.transfer_to is None:
+            return True
+        self.heard_progress(peer)
+        return self.role == LEADER and self.progress.get(peer) is pr
 
     def handle_config_change(self, msg: ConfigChange) -> None:
         """node.py's front door, after one check of Multi-Paxos's own: a node to add must not
