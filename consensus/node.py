@@ -598,6 +598,7 @@ class ConsensusNode(Node):
         self.transfer_sent = False
         self.transfer_steps_down = False
         self.transfer_campaign = False  # candidate: this election was asked for by TimeoutNow
+        self.was_member = False  # some configuration in force here listed this node
         self.set_membership(None if joining else Membership.of(self.peers), 0, None, None)
         # Log compaction (Config.snapshot_entries): the last index / slot the latest snapshot
         # covers, and how many snapshots this node took itself (installed ones not counted).
@@ -972,6 +973,8 @@ class ConsensusNode(Node):
         self.membership_index = index
         self.membership_key = key
         self.config_commit_pending = index > self.commit_index
+        if membership is not None and self.id in membership.members:
+            self.was_member = True
         if membership is None:
             self.membership_text = None
             self.departing = frozenset()
@@ -1016,10 +1019,13 @@ class ConsensusNode(Node):
         self.update_others()
 
     def removed(self) -> bool:
-        """Whether this node knows a committed configuration that does not list it: it has
-        left the cluster, never campaigns, and its driver may stop it."""
+        """Whether this node, once a member, knows a committed configuration that does not
+        list it: it has left the cluster, never campaigns, and its driver may stop it. A
+        joining node that installs a snapshot taken before it was added sees a configuration
+        without itself too; it was never a member, so it has not been removed."""
         m = self.membership
-        return m is not None and self.id not in m.members and not self.config_commit_pending
+        return (self.was_member and m is not None and self.id not in m.members
+                and not self.config_commit_pending)
 
     def handle_config_change(self, msg: ConfigChange) -> None:
         """The front door for an operator's membership change, like a client's command: a

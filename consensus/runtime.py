@@ -227,7 +227,6 @@ class NodeRuntime:
         self._leaving = False  # set once the node knows it was removed
         # A joining node may install a snapshot taken before it was added, whose configuration
         # does not list it: it only counts as removed once it has been a member.
-        self._was_member = not options.joining
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
         self.client = client_factory(
             options.library, options.broker,
@@ -419,13 +418,9 @@ class NodeRuntime:
 
     def _maybe_leave(self) -> None:
         """A node that knows it was removed stops after one election timeout (in which its
-        last messages, a leader's hand-over included, go out). A joining node that has not
-        yet seen itself in a configuration is not removed, whatever an old snapshot says."""
+        last messages, a leader's hand-over included, go out)."""
         removed = getattr(self.node, "removed", None)  # the null protocol has none
-        membership = getattr(self.node, "membership", None)
-        if membership is not None and self.opts.node_id in membership.members:
-            self._was_member = True
-        if self._leaving or not self._was_member or removed is None or not removed():
+        if self._leaving or removed is None or not removed():
             return
         self._leaving = True
         linger_ms = self.opts.config.election_timeout_ms[1]

@@ -75,3 +75,35 @@ def test_a_node_added_to_a_compacting_cluster_is_promoted(algorithm, config, see
     assert run_until(sim, converged, 2000)
     assert new.kv.digest() == sim.nodes[leader].kv.digest()
     assert sim.finish() == []
+
+
+# The last snapshot before the change covers the log exactly: Raft's no-op and 8 SETs (9
+# entries, every 3rd), Multi-Paxos's 8 SETs (8 slots, every 8th; a small alpha, so that the
+# no-ops after the learner's configuration do not reach the next snapshot).
+@pytest.mark.parametrize(("algorithm", "config"), [("raft", {"snapshot_entries": 3}),
+                                                   ("paxos", {"snapshot_entries": 8, "alpha": 4})])
+def test_a_joining_node_restored_from_an_older_snapshot_is_not_removed(algorithm, config):
+    """The snapshot a new member installs was taken before it was added, so its configuration
+    does not list the new node; a node that was never a member has not been removed (its
+    driver would stop it, and the cluster could lose the majority it was added to make)."""
+    sim = Simulation(algorithm, 3, seed=5, config=Config(**config))
+    wait_for_leader(sim)
+    writer = Writer(sim)
+    for seq in range(1, SETS + 1):
+        writer.set(seq)
+    sim.add_node("n4")
+    new = sim.nodes["n4"]
+    seen: list[tuple[int, str | None, bool]] = []  # after every drain of the new node
+    drain = new.ready
+
+    def watched_ready():
+        out = drain()
+        seen.append((new.snapshot_index, new.status().config, new.removed()))
+        return out
+
+    new.ready = watched_ready
+    reply = Operator(sim).change("add n4")
+    assert reply.status == ReplyStatus.OK, reply
+    restored = [s for s in seen if s[0] > 0 and s[1] is not None and "n4" not in s[1]]
+    assert restored, "the new node acted on the snapshot's configuration, without itself"
+    assert not any(removed for _, _, removed in seen)
