@@ -508,6 +508,8 @@ def _message_from_dict(data: dict[str, Any], cluster: str | None,
     kind = data.get("type")
     cls = _codec.messages.get(kind) if isinstance(kind, str) else None
     if cls is None:
+        if kind in _BATCH_KEYS:  # a batch is read by decode_client_batch / _replies only
+            raise DecodeError("wrong-topic", f"a {kind} belongs on a client topic")
         raise DecodeError("unknown-type", f"unknown message type {_show(kind)}")
     if cluster is not None and data.get("cluster", cluster) != cluster:
         raise DecodeError("foreign-cluster",
