@@ -263,3 +263,15 @@ def test_clients_sharing_a_connection_are_answered_in_batches(algorithm, tmp_pat
     finally:
         cl.down(state.name, keep_data=False, root=tmp_path)
         broker.stop()
+
+
+def test_the_protocol_docs_batch_examples_decode():
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    (batch,) = [b for b in blocks if '"ClientBatch"' in b]
+    (replies,) = [b for b in blocks if '"ClientReplies"' in b]
+    got, bad = decode_client_batch(batch.encode(), cluster="demo")
+    assert not bad and [(r.src, r.seq) for r in got.requests] == [("c1", 7), ("c2", 4),
+                                                                  ("c1", 8)]
+    got_replies, bad = decode_client_replies(replies.encode(), cluster="demo")
+    assert not bad and [r.result for r in got_replies.replies] == ["OK", "100", "0"]
