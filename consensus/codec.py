@@ -396,6 +396,8 @@ class _Codec:
 _codec = _Codec()
 # Message class -> the class it crosses the wire as (same kind); see register_wire_form.
 _WIRE_FORMS: dict[type, Any] = {}
+# Message class -> its field that a leader sends alike to every follower; see encode_messages.
+_SHARED: dict[type, str] = {}
 
 
 def register_messages(classes: Iterable[type]) -> None:
@@ -413,6 +415,18 @@ def register_wire_form(cls: type, wire: Any) -> None:
     _codec.struct(wire)
     _codec.fast_struct(wire)
     _WIRE_FORMS[cls] = wire
+
+
+def register_shared_field(cls: type, name: str) -> None:
+    """``cls``'s field ``name`` (a sequence) is often the same in a drain's messages to
+    different nodes (a leader's entries for each follower): :func:`encode_messages`
+    serialises it once for all of them. A wire form must read the other fields from the
+    message under the same names."""
+    wire = _WIRE_FORMS.get(cls, cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if name not in fields or not {f.name for f in dataclasses.fields(wire)} <= fields:
+        raise TypeError(f"{cls.__name__}.{name} cannot be shared on the wire")
+    _SHARED[cls] = name
 
 
 def register_records(classes: Iterable[type]) -> None:
@@ -442,6 +456,9 @@ def _register_builtin() -> None:
                        rf.RequestVoteReply, rf.AppendEntries, rf.AppendEntriesReply,
                        px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
+    register_shared_field(rf.AppendEntries, "entries")
+    register_shared_field(px.Accept, "commands")
+    register_shared_field(px.Commit, "commands")
     register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
 
@@ -486,6 +503,36 @@ def encode_message(msg: Message, cluster: str | None = None,
     if incarnation is not None:
         data["incarnation"] = incarnation
     return orjson.dumps(data)
+
+
+def encode_messages(messages: Iterable[Message], cluster: str | None = None,
+                    incarnation: str | None = None) -> list[bytes]:
+    """``[encode_message(m, cluster, incarnation) for m in messages]``, byte for byte, but a
+    shared field (:func:`register_shared_field`) holding the very same objects in several
+    messages -- one drain's AppendEntries or Accepts to each follower -- is converted and
+    serialised once and spliced into each payload (``orjson.Fragment``)."""
+    done: dict[tuple[int, ...], orjson.Fragment] = {}  # ids of the items -> their JSON
+    out: list[bytes] = []
+    for msg in messages:
+        name = _SHARED.get(type(msg))
+        items = getattr(msg, name) if name is not None else None
+        if not items:  # nothing shared, or a heartbeat
+            out.append(encode_message(msg, cluster, incarnation))
+            continue
+        # The items are alive (held by ``messages``) for the whole call, so ids stay unique.
+        key = tuple(map(id, items))
+        wire_cls = _WIRE_FORMS.get(type(msg), type(msg))
+        fragment = done.get(key)
+        if fragment is None:
+            data = _codec.envelope(wire_cls)(_to_wire(msg), cluster)
+            fragment = done[key] = orjson.Fragment(orjson.dumps(data[name]))
+        else:  # the wire form's other fields are the message's own, under the same names
+            data = _codec.envelope(wire_cls)(msg, cluster)
+        data[name] = fragment
+        if incarnation is not None:
+            data["incarnation"] = incarnation
+        out.append(orjson.dumps(data))
+    return out
 
 
 def decode_message(payload: bytes | str, *, cluster: str | None = None,
@@ -778,9 +825,11 @@ __all__ = [
     "encode",
     "encode_client_batch",
     "encode_message",
+    "encode_messages",
     "encode_record",
     "register_messages",
     "register_records",
+    "register_shared_field",
     "register_structs",
     "register_wire_form",
     "to_jsonable",
