@@ -595,6 +595,10 @@ _BATCH_KEYS = {ClientBatch.kind: frozenset({"type", "cluster", "incarnation", "d
                ClientReplies.kind: frozenset({"type", "cluster", "incarnation", "src", "replies"})}
 _STATUSES = {s.value: s for s in ReplyStatus}
 _new, _set = object.__new__, object.__setattr__
+# _request and _reply set the fields directly, as a generated dataclass __init__ would.
+if not (_plain_init(ClientRequest) and _plain_init(ClientReply)):
+    raise TypeError("ClientRequest or ClientReply has an __init__ of its own: call it in "
+                    "codec._request / codec._reply")
 
 
 def _request(src: Any, dst: NodeId, seq: Any, command: Any) -> ClientRequest:
@@ -623,7 +627,14 @@ def _reply(src: NodeId, item: Any) -> ClientReply:
         status = _STATUSES[status]
     except (KeyError, TypeError):
         raise _INVALID from None
-    return ClientReply(src=src, dst=dst, seq=seq, status=status, result=result, leader=leader)
+    out = _new(ClientReply)
+    _set(out, "src", src)
+    _set(out, "dst", dst)
+    _set(out, "seq", seq)
+    _set(out, "status", status)
+    _set(out, "result", result)
+    _set(out, "leader", leader)
+    return out
 
 
 def _batch_items(data: dict[str, Any], kind: str, cluster: str | None,
