@@ -155,6 +155,25 @@ def test_a_batch_for_another_node_or_on_a_peer_topic_changes_nothing(tmp_path):
     asyncio.run(go())
 
 
+def test_fault_hooks_apply_per_request_and_per_publish(tmp_path):
+    """drop_from names senders: a client's requests are dropped from a batch, the others
+    taken; loss drops a whole publish, as a lossy link would."""
+    async def go():
+        rt = make_runtime(tmp_path)
+        rt.on_message(topics.control("demo", "n2"), b'{"op": "drop_from", "peers": ["me"]}')
+        batch = encode_client_batch(ClientBatch("n2", (req("me", 1), req("you", 1))), "demo")
+        rt.on_message(topics.request("demo", "n2", "c"), batch[0])
+        (out,) = [p for t, p in rt.client.published if t == topics.client("demo", "c")]
+        assert [r.dst for r in decode_client_replies(out)[0].replies] == ["you"]
+        assert rt.counts["dropped"] == 1
+        rt.on_message(topics.control("demo", "n2"), b'{"op": "loss", "rate": 1.0}')
+        rt.on_message(topics.request("demo", "n2", "c"), batch[0])
+        assert rt.counts["dropped"] == 3  # "me" by drop_from again, "you" with the publish
+        rt.storage.close()
+
+    asyncio.run(go())
+
+
 @pytest.fixture(scope="module")
 def fuzz_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz-batch")
