@@ -8,6 +8,12 @@ one is known down) with the *same* ``(client_id, seq)`` -- so a retried write is
 When no node answers within the overall deadline (no majority reachable, or no cluster at
 all), it says so clearly.
 
+Requests leave through a :class:`ClientConnection`, which batches what its clients send in
+one turn of the event loop (:mod:`consensus.client_batch`) and hands each reply in a reply
+batch to the client it names. A client makes a connection of its own, or many clients share
+one (``connection=``): the experiment runner's workload clients do, so their requests and
+the leader's replies travel in batches while each keeps its own id, seq and latency.
+
 An operator's membership change (:meth:`ClusterClient.change`, ``cluster add/remove/...``)
 goes the same way as a :class:`~consensus.messages.ConfigChange` on the membership topic
 (only the ``control`` user may publish there), with one more retry: a leader busy with
@@ -28,15 +34,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from consensus.auth import Identity
-from consensus.codec import DecodeError, decode, decode_message, encode_message
-from consensus.messages import (
-    ClientReply,
-    ClientRequest,
-    ConfigChange,
-    Message,
-    NodeId,
-    ReplyStatus,
-)
+from consensus.client_batch import RequestBatcher
+from consensus.codec import DecodeError, decode, decode_client_replies, encode_message
+from consensus.messages import ClientReply, ClientRequest, ConfigChange, NodeId, ReplyStatus
 from consensus.retry import Retrier, RetryPolicy
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
@@ -54,6 +54,7 @@ CHANGE_POLICY = RetryPolicy(min_attempt_ms=2000.0, max_attempt_ms=5000.0,
                             backoff_base_ms=100.0, backoff_max_ms=1000.0)
 
 
+
 class ClusterUnavailable(RuntimeError):
     """No answer within the deadline: no majority reachable, or no such cluster."""
 
@@ -67,15 +68,95 @@ class ClientResult:
     path: list[NodeId] = field(default_factory=list)  # nodes tried, in order
 
 
+class ClientConnection:
+    """One MQTT connection that any number of clients send through, as batches; replies are
+    handed to the client each names (its ``dst``). Use as ``async with``.
+
+    ``conn`` is the MQTT client id, which the broker's ACL ties to the request and reply
+    topics; with ``watch_status`` the connection also reads the nodes' status topic and
+    hands each status payload to ``on_status``.
+    """
+
+    def __init__(self, broker: str, cluster: str, *, library: str = DEFAULT_LIBRARY,
+                 conn: str | None = None, identity: Identity | None = None,
+                 watch_status: bool = False,
+                 on_status: Callable[[str, bytes], None] | None = None) -> None:
+        self.cluster = topics.check_name("cluster", cluster)
+        self.conn = conn or f"{cluster}-cli-{uuid.uuid4().hex[:12]}"
+        if any(c in self.conn for c in "/+#"):
+            raise ValueError(f"connection id {self.conn!r} must be one topic segment")
+        self.watch_status = watch_status
+        self.on_status = on_status
+        self.rejected: Counter[str] = Counter()  # reply payloads or items refused, by reason
+        self._clients: dict[str, Callable[[ClientReply], None]] = {}
+        self._mqtt: MqttClient = make_client(library, broker, self.conn, self._on_message,
+                                             identity)
+        self.batcher = RequestBatcher(self.cluster, self.conn, self._mqtt.publish)
+
+    async def __aenter__(self) -> ClientConnection:
+        await self._mqtt.connect()
+        wanted = [topics.client(self.cluster, self.conn)]
+        if self.watch_status:
+            wanted.append(topics.status(self.cluster))
+        await self._mqtt.subscribe(*wanted)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.batcher.flush()
+        await self._mqtt.close()
+
+    def attach(self, client_id: str, on_reply: Callable[[ClientReply], None]) -> None:
+        """Hand replies addressed to ``client_id`` to ``on_reply``."""
+        if client_id in self._clients:
+            raise ValueError(f"client id {client_id!r} is already on connection {self.conn}")
+        self._clients[client_id] = on_reply
+
+    def detach(self, client_id: str) -> None:
+        self._clients.pop(client_id, None)
+
+    def send(self, request: ClientRequest) -> None:
+        """Queue ``request``; it leaves at the end of this turn of the event loop, batched
+        with whatever else this connection's clients send in the same turn."""
+        self.batcher.send(request)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish one payload at once, outside the batches (a membership change goes on
+        its own topic)."""
+        self._mqtt.publish(topic, payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/status"):
+            if self.on_status is not None:
+                self.on_status(topic, payload)
+            return
+        try:
+            batch, bad = decode_client_replies(payload, cluster=self.cluster)
+        except DecodeError as exc:
+            self.rejected[exc.reason] += 1
+            return
+        for exc in bad:
+            self.rejected[exc.reason] += 1
+        clients = self._clients
+        for reply in batch.replies:
+            on_reply = clients.get(reply.dst)
+            if on_reply is not None:
+                on_reply(reply)
+
+
 class ClusterClient:
-    """Send commands to a cluster; use as ``async with ClusterClient(...) as c``."""
+    """Send commands to a cluster; use as ``async with ClusterClient(...) as c``.
+
+    It sends through a connection of its own, or through ``connection`` shared with other
+    clients (then opened and closed by the caller, and ``library``, ``identity`` and
+    ``watch_status`` are the connection's business)."""
 
     def __init__(self, broker: str, cluster: str, *, library: str = DEFAULT_LIBRARY,
                  nodes: list[NodeId] | None = None, client_id: str | None = None,
                  deadline_s: float = 10.0, watch_status: bool = True,
                  policy: RetryPolicy | None = None,
                  status_feed: StatusFeed | None = None,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None,
+                 connection: ClientConnection | None = None) -> None:
         self.cluster = topics.check_name("cluster", cluster)
         self.id = topics.check_name("client", client_id or f"cli-{uuid.uuid4().hex[:12]}")
         self.nodes: list[NodeId] = sorted(nodes or [])
@@ -91,32 +172,23 @@ class ClusterClient:
         self.status_feed = status_feed
         self._replies: asyncio.Queue[ClientReply] = asyncio.Queue()
         self._status_seen = asyncio.Event()
-        # Replies come to this connection's topic (the broker lets only it read there).
-        self.conn = f"{cluster}-{self.id}"
-        self._mqtt: MqttClient = make_client(library, broker, self.conn, self._on_message,
-                                             identity)
+        # Replies come to the connection's topic (the broker lets only it read there).
+        self._owns_connection = connection is None
+        self.connection = connection or ClientConnection(
+            broker, cluster, library=library, conn=f"{cluster}-{self.id}", identity=identity,
+            watch_status=watch_status, on_status=self._on_status)
+        self.conn = self.connection.conn
 
     async def __aenter__(self) -> ClusterClient:
-        await self._mqtt.connect()
-        wanted = [topics.client(self.cluster, self.conn)]
-        if self.watch_status:
-            wanted.append(topics.status(self.cluster))
-        await self._mqtt.subscribe(*wanted)
+        if self._owns_connection:
+            await self.connection.__aenter__()
+        self.connection.attach(self.id, self._replies.put_nowait)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._mqtt.close()
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic.endswith("/status"):
-            self._on_status(topic, payload)
-            return
-        try:
-            msg = decode_message(payload, cluster=self.cluster)
-        except DecodeError:
-            return
-        if isinstance(msg, ClientReply) and msg.dst == self.id:
-            self._replies.put_nowait(msg)
+        self.connection.detach(self.id)
+        if self._owns_connection:
+            await self.connection.__aexit__(*exc)
 
     def _on_status(self, topic: str, payload: bytes) -> None:
         try:
@@ -168,9 +240,9 @@ class ClusterClient:
         attempt carries the same ``(client, seq)`` and command; ``again`` sends the previous
         command's seq once more (its deadline passed, the caller still wants an answer).
         """
-        def ask(target: NodeId, seq: int) -> tuple[str, Message]:
-            return (topics.request(self.cluster, target, self.conn),
-                    ClientRequest(src=self.id, dst=target, seq=seq, command=command))
+        def ask(target: NodeId, seq: int) -> None:
+            self.connection.send(ClientRequest(src=self.id, dst=target, seq=seq,
+                                               command=command))
 
         return await self._call(command, ask, again=again)
 
@@ -180,16 +252,17 @@ class ClusterClient:
         configuration reached, or ERROR with why it cannot be made. Redirects and timeouts
         retry with the same seq; a "busy" leader is asked again under a new seq. Only a
         connection of the ``control`` user may send one (the broker refuses anyone else's)."""
-        def ask(target: NodeId, seq: int) -> tuple[str, Message]:
-            return (topics.config(self.cluster, target, self.conn),
-                    ConfigChange(src=self.id, dst=target, seq=seq, change=change))
+        def ask(target: NodeId, seq: int) -> None:
+            msg = ConfigChange(src=self.id, dst=target, seq=seq, change=change)
+            self.connection.publish(topics.config(self.cluster, target, self.conn),
+                                    encode_message(msg, self.cluster))
 
         return await self._call(change, ask, again=again, retry_busy=True)
 
-    async def _call(self, command: str, ask: Callable[[NodeId, int], tuple[str, Message]], *,
+    async def _call(self, command: str, ask: Callable[[NodeId, int], None], *,
                     again: bool, retry_busy: bool = False) -> ClientResult:
-        """The retry loop of :meth:`request` and :meth:`change`: ``ask(target, seq)`` gives
-        the topic and message of one attempt."""
+        """The retry loop of :meth:`request` and :meth:`change`: ``ask(target, seq)`` sends
+        one attempt."""
         await self.discover()
         if not self.nodes:
             raise ClusterUnavailable(f"no node of cluster {self.cluster!r} is publishing its "
@@ -210,8 +283,7 @@ class ClusterClient:
         while (left := deadline - time.monotonic()) > 0:
             path.append(target)
             sent = time.monotonic()
-            topic, msg = ask(target, seq)
-            self._mqtt.publish(topic, encode_message(msg, self.cluster))
+            ask(target, seq)
             reply = await self._await_reply(seq, retry.attempt_timeout(left * 1000) / 1000)
             self._refresh()
             if (retry_busy and reply is not None and reply.status == ReplyStatus.ERROR

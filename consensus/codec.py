@@ -22,12 +22,14 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 
 from consensus.messages import (
+    ClientBatch,
+    ClientReplies,
     ClientReply,
     ClientRequest,
     Command,
@@ -41,6 +43,7 @@ from consensus.messages import (
 T = TypeVar("T")
 
 MAX_PAYLOAD = 1 << 20  # bytes; mosquitto.conf's message_size_limit matches
+MAX_CLIENT_ID = 128  # characters, of a client id in a request
 
 # Wire names that differ from field names, to match the tutorial's payloads.
 _ALIASES: dict[str, dict[str, str]] = {
@@ -394,6 +397,8 @@ class _Codec:
 _codec = _Codec()
 # Message class -> the class it crosses the wire as (same kind); see register_wire_form.
 _WIRE_FORMS: dict[type, Any] = {}
+# Message class -> its field that a leader sends alike to every follower; see encode_messages.
+_SHARED: dict[type, str] = {}
 
 
 def register_messages(classes: Iterable[type]) -> None:
@@ -411,6 +416,18 @@ def register_wire_form(cls: type, wire: Any) -> None:
     _codec.struct(wire)
     _codec.fast_struct(wire)
     _WIRE_FORMS[cls] = wire
+
+
+def register_shared_field(cls: type, name: str) -> None:
+    """``cls``'s field ``name`` (a sequence) is often the same in a drain's messages to
+    different nodes (a leader's entries for each follower): :func:`encode_messages`
+    serialises it once for all of them. A wire form must read the other fields from the
+    message under the same names."""
+    wire = _WIRE_FORMS.get(cls, cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if name not in fields or not {f.name for f in dataclasses.fields(wire)} <= fields:
+        raise TypeError(f"{cls.__name__}.{name} cannot be shared on the wire")
+    _SHARED[cls] = name
 
 
 def register_records(classes: Iterable[type]) -> None:
@@ -441,6 +458,9 @@ def _register_builtin() -> None:
                        rf.InstallSnapshot, rf.InstallSnapshotReply,
                        px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
+    register_shared_field(rf.AppendEntries, "entries")
+    register_shared_field(px.Accept, "commands")
+    register_shared_field(px.Commit, "commands")
     register_records([rf.HardState, rf.LogAppend, rf.CommitMark, rf.RaftSnapshot,
                       px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
@@ -491,6 +511,36 @@ def encode_message(msg: Message, cluster: str | None = None,
     return orjson.dumps(data)
 
 
+def encode_messages(messages: Iterable[Message], cluster: str | None = None,
+                    incarnation: str | None = None) -> list[bytes]:
+    """``[encode_message(m, cluster, incarnation) for m in messages]``, byte for byte, but a
+    shared field (:func:`register_shared_field`) holding the very same objects in several
+    messages -- one drain's AppendEntries or Accepts to each follower -- is converted and
+    serialised once and spliced into each payload (``orjson.Fragment``)."""
+    done: dict[tuple[int, ...], orjson.Fragment] = {}  # ids of the items -> their JSON
+    out: list[bytes] = []
+    for msg in messages:
+        name = _SHARED.get(type(msg))
+        items = getattr(msg, name) if name is not None else None
+        if not items:  # nothing shared, or a heartbeat
+            out.append(encode_message(msg, cluster, incarnation))
+            continue
+        # The items are alive (held by ``messages``) for the whole call, so ids stay unique.
+        key = tuple(map(id, items))
+        wire_cls = _WIRE_FORMS.get(type(msg), type(msg))
+        fragment = done.get(key)
+        if fragment is None:
+            data = _codec.envelope(wire_cls)(_to_wire(msg), cluster)
+            fragment = done[key] = orjson.Fragment(orjson.dumps(data[name]))
+        else:  # the wire form's other fields are the message's own, under the same names
+            data = _codec.envelope(wire_cls)(msg, cluster)
+        data[name] = fragment
+        if incarnation is not None:
+            data["incarnation"] = incarnation
+        out.append(orjson.dumps(data))
+    return out
+
+
 def decode_message(payload: bytes | str, *, cluster: str | None = None,
                    members: Iterable[NodeId] | None = None,
                    incarnation: str | None = None) -> Message:
@@ -503,10 +553,16 @@ def decode_message(payload: bytes | str, *, cluster: str | None = None,
     or a node left over from an earlier `cluster up`) or of none is refused; client
     requests need not carry it (their dedup is per client and sequence number).
     """
-    data = _json_object(payload)
+    return _message_from_dict(_json_object(payload), cluster, members, incarnation)
+
+
+def _message_from_dict(data: dict[str, Any], cluster: str | None,
+                       members: Iterable[NodeId] | None, incarnation: str | None) -> Message:
     kind = data.get("type")
     cls = _codec.messages.get(kind) if isinstance(kind, str) else None
     if cls is None:
+        if kind in _BATCH_KEYS:  # a batch is read by decode_client_batch / _replies only
+            raise DecodeError("wrong-topic", f"a {kind} belongs on a client topic")
         raise DecodeError("unknown-type", f"unknown message type {_show(kind)}")
     if cluster is not None and data.get("cluster", cluster) != cluster:
         raise DecodeError("foreign-cluster",
@@ -526,11 +582,183 @@ def decode_message(payload: bytes | str, *, cluster: str | None = None,
     if members is not None:
         member_set = set(members)
         if cls is ClientRequest:
-            if not msg.src or len(msg.src) > 128:
-                raise DecodeError("bad-field", "client id must be 1..128 characters")
+            if not 0 < len(msg.src) <= MAX_CLIENT_ID:
+                raise DecodeError("bad-field",
+                                  f"client id must be 1..{MAX_CLIENT_ID} characters")
         elif msg.src not in member_set:
             raise DecodeError("foreign-sender", f"sender {msg.src!r} is not in the cluster")
     return msg
+
+
+# -- client batches -------------------------------------------------------------------------
+# A batch's items are JSON arrays, not objects: ``[client, seq, command]`` per request and
+# ``[client, seq, status, result, leader]`` per reply, so a batch of small commands costs
+# little more than the commands themselves. The batch envelope is checked first (a bad one
+# refuses the whole payload); then each item on its own: a bad item is refused and reported,
+# the others are taken (each has its own (client, seq), so none depends on another).
+
+_BATCH_KEYS = {ClientBatch.kind: frozenset({"type", "cluster", "incarnation", "dst", "requests"}),
+               ClientReplies.kind: frozenset({"type", "cluster", "incarnation", "src", "replies"})}
+_STATUSES = {s.value: s for s in ReplyStatus}
+_new, _set = object.__new__, object.__setattr__
+# _request and _reply set the fields directly, as a generated dataclass __init__ would.
+if not (_plain_init(ClientRequest) and _plain_init(ClientReply)):
+    raise TypeError("ClientRequest or ClientReply has an __init__ of its own: call it in "
+                    "codec._request / codec._reply")
+
+
+def _request(src: Any, dst: NodeId, seq: Any, command: Any) -> ClientRequest:
+    """A ClientRequest from checked-here parts, without the dataclass __init__'s keyword
+    matching (a large share of a small item's cost, paid once per request)."""
+    if (type(src) is not str or not 0 < len(src) <= MAX_CLIENT_ID or type(seq) is not int
+            or seq < 0 or type(command) is not str):
+        raise _INVALID
+    req = _new(ClientRequest)
+    _set(req, "src", src)
+    _set(req, "dst", dst)
+    _set(req, "seq", seq)
+    _set(req, "command", command)
+    return req
+
+
+def _reply(src: NodeId, item: Any) -> ClientReply:
+    if type(item) is not list or len(item) != 5:
+        raise _INVALID
+    dst, seq, status, result, leader = item
+    if (type(dst) is not str or not 0 < len(dst) <= MAX_CLIENT_ID or type(seq) is not int
+            or seq < 0 or (result is not None and type(result) is not str)
+            or (leader is not None and type(leader) is not str)):
+        raise _INVALID
+    try:
+        status = _STATUSES[status]
+    except (KeyError, TypeError):
+        raise _INVALID from None
+    out = _new(ClientReply)
+    _set(out, "src", src)
+    _set(out, "dst", dst)
+    _set(out, "seq", seq)
+    _set(out, "status", status)
+    _set(out, "result", result)
+    _set(out, "leader", leader)
+    return out
+
+
+def _batch_items(data: dict[str, Any], kind: str, cluster: str | None,
+                 peer_field: str, items_field: str) -> tuple[str, list[Any]]:
+    """Check a batch's envelope; return its node (``dst`` or ``src``) and its raw items."""
+    if cluster is not None and data.get("cluster", cluster) != cluster:
+        raise DecodeError("foreign-cluster",
+                          f"for cluster {_show(data.get('cluster'))}, this is {cluster!r}")
+    extra = data.keys() - _BATCH_KEYS[kind]
+    if extra:
+        raise DecodeError("bad-field", f"{kind} has unknown fields {', '.join(sorted(extra))}")
+    node, items = data.get(peer_field), data.get(items_field)
+    if type(node) is not str:
+        raise DecodeError("bad-field", f"{kind}.{peer_field} must be a string, got "
+                          f"{_show(node)}")
+    if type(items) is not list or not items:
+        raise DecodeError("bad-field", f"{kind}.{items_field} must be a non-empty list, got "
+                          f"{_show(items)}")
+    return node, items
+
+
+def decode_client_batch(payload: bytes | str, *, cluster: str | None = None
+                        ) -> tuple[ClientBatch, list[DecodeError]]:
+    """A client's publish to a node's request topic: one ClientRequest (a batch of one) or a
+    ClientBatch. Raises DecodeError when the payload as a whole is refused (not JSON, another
+    type, a bad envelope); a bad item is left out and returned with the reason instead."""
+    data = _json_object(payload)
+    kind = data.get("type")
+    if kind != ClientBatch.kind:
+        msg = _message_from_dict(data, cluster, None, None)
+        if not isinstance(msg, ClientRequest):
+            raise DecodeError("wrong-topic", f"{msg.kind} is not a client request")
+        if not 0 < len(msg.src) <= MAX_CLIENT_ID:
+            raise DecodeError("bad-field", f"client id must be 1..{MAX_CLIENT_ID} characters")
+        return ClientBatch(msg.dst, (msg,)), []
+    dst, items = _batch_items(data, kind, cluster, "dst", "requests")
+    requests: list[ClientRequest] = []
+    bad: list[DecodeError] = []
+    for i, item in enumerate(items):
+        try:
+            if type(item) is not list or len(item) != 3:
+                raise _INVALID
+            requests.append(_request(item[0], dst, item[1], item[2]))
+        except _Invalid:
+            bad.append(DecodeError("bad-item", f"requests[{i}] must be [client id (1.."
+                                   f"{MAX_CLIENT_ID} chars), seq >= 0, command], got "
+                                   f"{_show(item)}"))
+    return ClientBatch(dst, tuple(requests)), bad
+
+
+def decode_client_replies(payload: bytes | str, *, cluster: str | None = None
+                          ) -> tuple[ClientReplies, list[DecodeError]]:
+    """What a node publishes on a connection's reply topic: one ClientReply or a
+    ClientReplies batch; refused as a whole or per item as :func:`decode_client_batch`."""
+    data = _json_object(payload)
+    kind = data.get("type")
+    if kind != ClientReplies.kind:
+        msg = _message_from_dict(data, cluster, None, None)
+        if not isinstance(msg, ClientReply):
+            raise DecodeError("wrong-topic", f"{msg.kind} is not a client reply")
+        return ClientReplies(msg.src, (msg,)), []
+    src, items = _batch_items(data, kind, cluster, "src", "replies")
+    replies: list[ClientReply] = []
+    bad: list[DecodeError] = []
+    for i, item in enumerate(items):
+        try:
+            replies.append(_reply(src, item))
+        except _Invalid:
+            bad.append(DecodeError("bad-item", f"replies[{i}] must be [client id, seq, "
+                                   f"status, result, leader], got {_show(item)}"))
+    return ClientReplies(src, tuple(replies)), bad
+
+
+def encode_client_batch(batch: ClientBatch | ClientReplies, cluster: str | None = None
+                        ) -> list[bytes]:
+    """The payloads that carry ``batch``, each within MAX_PAYLOAD: a single item as the plain
+    ClientRequest or ClientReply (what docs/protocol.md shows, and mosquitto_pub users send),
+    several as one batch, split in halves until each part fits. Raises ValueError for an
+    item too large to be sent at all."""
+    if isinstance(batch, ClientBatch):
+        node_field, node, items_field = "dst", batch.dst, "requests"
+        items: Sequence[Any] = batch.requests
+        row: Callable[[Any], tuple] = _request_row
+    else:
+        node_field, node, items_field = "src", batch.src, "replies"
+        items, row = batch.replies, _reply_row
+    head: dict[str, Any] = {"type": batch.kind}
+    if cluster is not None:
+        head["cluster"] = cluster
+    head[node_field] = node
+    out: list[bytes] = []
+
+    def pack(part: Sequence[Any]) -> None:
+        if len(part) == 1:
+            payload = encode_message(part[0], cluster)
+        else:
+            payload = orjson.dumps({**head, items_field: [row(x) for x in part]})
+        if len(payload) <= MAX_PAYLOAD:
+            out.append(payload)
+        elif len(part) == 1:
+            raise ValueError(f"a {part[0].kind} of {len(payload)} bytes exceeds the "
+                             f"{MAX_PAYLOAD}-byte message limit")
+        else:
+            half = len(part) // 2
+            pack(part[:half])
+            pack(part[half:])
+
+    if items:
+        pack(items)
+    return out
+
+
+def _request_row(r: ClientRequest) -> tuple:
+    return (r.src, r.seq, r.command)
+
+
+def _reply_row(r: ClientReply) -> tuple:
+    return (r.dst, r.seq, r.status, r.result, r.leader)
 
 
 # -- durable records ------------------------------------------------------------------------
@@ -607,13 +835,18 @@ __all__ = [
     "DecodeError",
     "ReplyStatus",
     "decode",
+    "decode_client_batch",
+    "decode_client_replies",
     "decode_message",
     "decode_record",
     "encode",
+    "encode_client_batch",
     "encode_message",
+    "encode_messages",
     "encode_record",
     "register_messages",
     "register_records",
+    "register_shared_field",
     "register_structs",
     "register_wire_form",
     "to_jsonable",

@@ -162,3 +162,30 @@ def traffic_kind(msg: Message) -> str:
     if msg.carries_entries and not msg.carried_entries():
         return msg.kind + HEARTBEAT
     return msg.kind
+
+
+# -- batches on the client connection (issue 15) --------------------------------------------
+# One MQTT message per request and per reply cost more than the consensus itself; a client
+# connection therefore coalesces the requests it has ready into one publish, and a node
+# answers each connection with one publish per drain. These two are wire envelopes only:
+# the runtime unpacks a batch into the ClientRequests the cores step, and packs their
+# ClientReplies, so no algorithm ever sees them. Framing: docs/protocol.md, "Batches".
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBatch:
+    """Requests one client connection had ready, to node ``dst``, in one publish. Each keeps
+    its own ``(src, seq)``, so exactly-once, outcome and latency stay per request."""
+
+    dst: NodeId
+    requests: tuple[ClientRequest, ...]
+    kind: ClassVar[str] = "ClientBatch"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReplies:
+    """A node's replies to one client connection from one drain, in one publish."""
+
+    src: NodeId
+    replies: tuple[ClientReply, ...]
+    kind: ClassVar[str] = "ClientReplies"

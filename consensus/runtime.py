@@ -19,7 +19,11 @@ So is a protocol message whose claimed sender differs from the sender in its top
 name, vouched for by the ACL), one of another incarnation of the cluster
 (``stale-incarnation``), a client request on a peer topic or a protocol message on the
 client request topic (``wrong-topic``). Client requests arrive on
-``<node>/request/<connection>``; their replies go back to that connection's reply topic.
+``<node>/request/<connection>``, one ClientRequest or a ClientBatch of them per publish; their
+replies go back to that connection's reply topic, one publish per connection per turn of the
+event loop (a ClientReplies batch when there are several). A batch is stepped as the requests
+it carries, each with its own (client, seq); a bad item in it is dropped and counted
+(``bad-item``) while the others go on, a bad envelope drops the whole publish.
 
 Membership changes (:class:`~consensus.messages.ConfigChange`) arrive only on
 ``<node>/config/<connection>``, which only the ``control`` user may write (the ACL); the
@@ -62,13 +66,16 @@ from consensus.codec import (
     MAX_PAYLOAD,
     DecodeError,
     decode,
+    decode_client_batch,
     decode_message,
     encode,
-    encode_message,
+    encode_client_batch,
+    encode_messages,
 )
 from consensus.group_commit import GroupCommitter
 from consensus.membership import Membership, is_config_text
 from consensus.messages import (
+    ClientReplies,
     ClientReply,
     ClientRequest,
     ConfigChange,
@@ -193,8 +200,11 @@ class NodeRuntime:
             node_class = get_algorithm(options.algorithm).node_class
         self.storage = FileStorage(options.wal_path, fsync=options.fsync)
         records = self.storage.load()
+        # The writer thread exists to overlap fsyncs with the loop's work; without fsync a
+        # write only copies into the page cache, cheaper than the two thread wake-ups.
         self.committer: GroupCommitter[Ready] = GroupCommitter(
-            self.storage, self.release, threaded=group_commit, on_failure=self._write_failed)
+            self.storage, self.release, threaded=group_commit and options.fsync,
+            on_failure=self._write_failed)
         # Wall-clock randomness is fine here: the runtime is not meant to be replayed.
         # ``joining`` only when set: the benchmark's null protocol has no such parameter.
         extra = {"joining": True} if options.joining else {}
@@ -217,6 +227,8 @@ class NodeRuntime:
         self._last_role: tuple[str, int] | None = None
         self._drain_scheduled = False
         self._flush_scheduled = False
+        self._pending_replies: dict[str, list[ClientReply]] = {}  # connection -> this turn's
+        self._replies_scheduled = False
         self._stop = asyncio.Event()
         self._from = topics.peer_prefix(options.cluster, options.node_id)
         self._requests = topics.request_prefix(options.cluster, options.node_id)
@@ -278,26 +290,36 @@ class NodeRuntime:
             return
         self.counts["in"] += 1
         try:
-            msg = self.check_inbound(topic, payload)
+            if topic.startswith(self._requests):
+                msgs: Sequence[Message] = self.check_requests(topic, payload)
+            else:
+                msgs = (self.check_inbound(topic, payload),)
         except DecodeError as exc:
             self.reject(exc.reason, exc.detail)
             return
         f = self.faults
-        if msg.src in f.drop_from or (f.loss and self._rng.random() < f.loss):
-            self.counts["dropped"] += 1
+        if f.drop_from:
+            kept = [m for m in msgs if m.src not in f.drop_from]
+            self.counts["dropped"] += len(msgs) - len(kept)
+            msgs = kept
+        if not msgs:
+            return
+        if f.loss and self._rng.random() < f.loss:  # one publish lost, as on a lossy link
+            self.counts["dropped"] += len(msgs)
             return
         if f.delay_ms > 0:
-            asyncio.get_running_loop().call_later(f.delay_ms / 1000, self.deliver, msg)
+            asyncio.get_running_loop().call_later(f.delay_ms / 1000, self.deliver_all, msgs)
         else:
-            self.deliver(msg)
+            self.deliver_all(msgs)
 
     def check_inbound(self, topic: str, payload: bytes) -> Message:
-        """Decode one message and check it against its topic; raise DecodeError if refused.
+        """Decode one message from a peer or membership topic; raise DecodeError if refused.
 
         On a peer topic the sender in the topic (on an authenticated broker, the publisher's
         own user name) must be the message's claimed sender, and the message must be of this
-        incarnation; on the request topic only a client request is taken, and the
-        connection it came from is remembered as where its replies go.
+        incarnation; on the membership topic only a ConfigChange is taken, and the connection
+        it came from is remembered as where its answer goes. (Client requests come on the
+        request topic: :meth:`check_requests`.)
         """
         opts = self.opts
         if topic.startswith(self._from):
@@ -310,13 +332,6 @@ class NodeRuntime:
                 raise DecodeError("sender-mismatch",
                                   f"{msg.kind} claims to be from {msg.src!r}, published as "
                                   f"{sender!r}")
-        elif topic.startswith(self._requests):
-            # Not checked against the members: whatever else comes here is wrong-topic.
-            msg = decode_message(payload, cluster=opts.cluster)
-            if not isinstance(msg, ClientRequest):
-                raise DecodeError("wrong-topic", f"{msg.kind} on client topic {topic}")
-            _check_client_id(msg.src)
-            self._route_replies(msg.src, topic[len(self._requests):])
         elif topic.startswith(self._changes):
             # Only the control user may publish here (the ACL); the operator's id is its own,
             # like a client's, and is not a member.
@@ -330,6 +345,28 @@ class NodeRuntime:
         if msg.dst != opts.node_id:
             raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
         return msg
+
+    def check_requests(self, topic: str, payload: bytes) -> tuple[ClientRequest, ...]:
+        """Decode a publish on the request topic (a ClientRequest or a ClientBatch); raise
+        DecodeError if it is refused as a whole, count each bad item and leave it out.
+
+        The connection it came from is remembered as where each client's replies go.
+        """
+        try:
+            batch, bad = decode_client_batch(payload, cluster=self.opts.cluster)
+        except DecodeError as exc:
+            if exc.reason == "wrong-topic":
+                raise DecodeError("wrong-topic", f"{exc.detail}, on client topic {topic}"
+                                  ) from None
+            raise
+        if batch.dst != self.opts.node_id:
+            raise DecodeError("misrouted", f"addressed to {batch.dst!r}")
+        for exc in bad:
+            self.reject(exc.reason, exc.detail)
+        conn = topic[len(self._requests):]
+        for req in batch.requests:
+            self._route_replies(req.src, conn)
+        return batch.requests
 
     def _route_replies(self, client_id: str, conn: str) -> None:
         """Remember that ``client_id``'s replies go to MQTT connection ``conn``."""
@@ -346,12 +383,19 @@ class NodeRuntime:
         self.rejected[reason] += 1
 
     def deliver(self, msg: Message) -> None:
-        self.node.tick(self.now())
-        try:
-            self.node.step(msg)
-        except Exception:  # a bug must not take the node down silently, nor loop forever
-            log.exception("error handling %s from %s", msg.kind, msg.src)
-            self.rejected["handler-error"] += 1
+        self.deliver_all((msg,))
+
+    def deliver_all(self, msgs: Sequence[Message]) -> None:
+        """Step messages that arrived together (a client batch: one tick for all of them),
+        then drain, or have a drain scheduled (group commit)."""
+        node = self.node
+        node.tick(self.now())
+        for msg in msgs:
+            try:
+                node.step(msg)
+            except Exception:  # a bug must not take the node down silently, nor loop forever
+                log.exception("error handling %s from %s", msg.kind, msg.src)
+                self.rejected["handler-error"] += 1
         if self.group_commit:
             self._drain_soon()
         else:
@@ -457,27 +501,61 @@ class NodeRuntime:
         drop_to = self.faults.drop_to
         sent, sent_bytes, counts = self.sent, self.sent_bytes, self.counts
         me, incarnation = self.opts.node_id, self.opts.incarnation
-        for msg in messages:
-            if msg.dst in drop_to:
-                counts["dropped"] += 1
-                continue
-            payload = encode_message(msg, cluster, incarnation)
+        if drop_to:
+            kept = [m for m in messages if m.dst not in drop_to]
+            counts["dropped"] += len(messages) - len(kept)
+            messages = kept
+        # One drain's entries for every follower are serialised once (codec.encode_messages).
+        for msg, payload in zip(messages, encode_messages(messages, cluster, incarnation),
+                                strict=True):
             publish(topics.peer(cluster, msg.dst, me), payload)
             kind = traffic_kind(msg)
             sent[kind] += 1
             sent_bytes[kind] += len(payload)
             counts["out"] += 1
-        for reply in replies:
-            conn = self._reply_to.get(reply.dst)
-            if conn is None:  # its request came before a restart, or the route was evicted
-                counts["reply-unroutable"] += 1
-                continue
-            publish(topics.client(cluster, conn), encode_message(reply, cluster))
+        if replies:
+            pending, routes = self._pending_replies, self._reply_to
+            for reply in replies:
+                conn = routes.get(reply.dst)
+                if conn is None:  # its request came before a restart, or the route was evicted
+                    counts["reply-unroutable"] += 1
+                    continue
+                group = pending.get(conn)
+                if group is None:
+                    pending[conn] = [reply]
+                else:
+                    group.append(reply)
+            if not self.group_commit:
+                self._publish_replies()
+            elif not self._replies_scheduled:
+                # Every release in this turn adds to the same per-connection batches.
+                self._replies_scheduled = True
+                asyncio.get_running_loop().call_soon(self._publish_replies)
         if cork is not None:
             self.client.flush()  # type: ignore[attr-defined]
 
+    def _publish_replies(self) -> None:
+        """One publish per client connection for the replies gathered (split only if a batch
+        would exceed MAX_PAYLOAD)."""
+        if not self._pending_replies:
+            self._replies_scheduled = False
+            return
+        self._replies_scheduled = False
+        pending, self._pending_replies = self._pending_replies, {}
+        cluster, me, publish = self.opts.cluster, self.opts.node_id, self.client.publish
+        for conn, group in pending.items():
+            try:
+                payloads = encode_client_batch(ClientReplies(me, tuple(group)), cluster)
+            except ValueError as exc:
+                self.reject("reply-too-large", str(exc))
+                continue
+            topic = topics.client(cluster, conn)
+            for payload in payloads:
+                publish(topic, payload)
+
     def _flush_out(self) -> None:
         self._flush_scheduled = False
+        self._publish_replies()  # gathered this turn: in the same socket write
         self.client.flush()  # type: ignore[attr-defined]
 
     def _arm_timer(self) -> None:

@@ -415,3 +415,33 @@ class _HandInit:
 
 def test_a_class_with_its_own_init_is_built_through_it():
     assert _codec.fast_struct(_HandInit)({"name": "n1"}).name == "N1"
+
+
+def test_encode_messages_shares_entries_and_matches_encode_message_byte_for_byte():
+    """A drain's replication to each follower: the entries are serialised once and spliced
+    into every payload; the bytes are exactly those of encoding each message alone."""
+    from consensus.codec import encode_messages
+
+    cmds = [Command(f"c{i}", i, f"SET k{i} = {i}") for i in range(5)]
+    entries = tuple(rf.Entry(2 + i // 3, 11 + i, c) for i, c in enumerate(cmds))
+    ballot = px.Ballot(3, 1, "n1")
+    slots = (cmds[0], None, cmds[1], None)
+    msgs = [
+        rf.AppendEntries(src="n1", dst=d, term=3, prev_log_index=10, prev_log_term=2,
+                         entries=tuple(entries), leader_commit=9, beat=4) for d in ("n2", "n3")
+    ] + [
+        rf.AppendEntries(src="n1", dst="n2", term=3, prev_log_index=12, prev_log_term=2,
+                         entries=entries[2:], leader_commit=9),
+        rf.AppendEntries(src="n1", dst="n3", term=3, prev_log_index=15, prev_log_term=3,
+                         entries=(), leader_commit=9),
+        rf.RequestVote(src="n1", dst="n2", term=3, last_log_index=15, last_log_term=3),
+    ] + [px.Accept(src="n1", dst=d, ballot=ballot, first_slot=4, commands=tuple(slots),
+                   commit_index=3) for d in ("n2", "n3")] + [
+        px.Accept(src="n1", dst="n2", ballot=ballot, first_slot=4,
+                  commands=(None, cmds[2], None, cmds[3]), commit_index=3),
+        px.Commit(src="n1", dst="n3", ballot=ballot, first_slot=1, commands=slots,
+                  commit_index=4),
+    ]
+    for cluster, incarnation in ((None, None), ("demo", "inc-1")):
+        assert encode_messages(msgs, cluster, incarnation) == [
+            encode_message(m, cluster, incarnation) for m in msgs]

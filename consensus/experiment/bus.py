@@ -61,7 +61,7 @@ from consensus import variants
 from consensus.algorithms import get_algorithm
 from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, new_incarnation
 from consensus.check.invariants import SharedChecker
-from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
+from consensus.client import ClientConnection, ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, broker_realm, is_ours, restart_node, spawn_node
 from consensus.cluster_change import exit_wait_s, retire, start_member
 from consensus.codec import DecodeError, decode, decode_message, encode
@@ -584,8 +584,17 @@ class BusCluster:
 
     def start_workload(self, workload: Workload, seed: int, at: float, end: float) -> None:
         self._stop.clear()
-        self._clients = [asyncio.create_task(self._client(f"c{i}", workload, seed, end))
-                         for i in range(1, workload.clients + 1)]
+        self._clients = [asyncio.create_task(self._workload(workload, seed, end))]
+
+    async def _workload(self, w: Workload, seed: int, end_ms: float) -> None:
+        """The workload's clients, on one shared connection: what they send in one turn of
+        the event loop leaves as one batch, and the leader answers them in batches."""
+        async with ClientConnection(
+                self.state.broker, self.name, library=self.opts.library,
+                conn=f"{self.name}-clients-{uuid.uuid4().hex[:6]}",
+                identity=self.identity(CLIENT_USER)) as connection:
+            await asyncio.gather(*(self._client(f"c{i}", w, seed, end_ms, connection)
+                                   for i in range(1, w.clients + 1)), return_exceptions=True)
 
     def stop_workload(self) -> None:
         self._stop.set()
@@ -607,7 +616,8 @@ class BusCluster:
         return [(now - self.seen[nid], st) for nid, st in sorted(self._fed.items())
                 if nid in self.seen]
 
-    async def _client(self, name: str, w: Workload, seed: int, end_ms: float) -> None:
+    async def _client(self, name: str, w: Workload, seed: int, end_ms: float,
+                      connection: ClientConnection) -> None:
         """One client: one command in flight, retried with the same seq (the retries are
         :class:`ClusterClient`'s, as for `consensus-lab client`), given up as unknown at the
         request deadline while the workload runs, and at the run's end after it."""
@@ -615,13 +625,13 @@ class BusCluster:
         keys = KeyChooser(w.keys, w.key_distribution, rng)
         per_client = (w.rate / w.clients) if w.rate else None
         next_arrival = self.now + (rng.expovariate(per_client / 1000) if per_client else 0)
-        # A fresh session id per run: the broker drops a connection whose id is reused.
+        # A fresh session id per run: a node's dedup table remembers the last one's seqs.
         session = f"{name}-{uuid.uuid4().hex[:6]}"
         self.sessions[name] = session
         async with ClusterClient(
                 self.state.broker, self.name, library=self.opts.library, nodes=list(self.ids),
                 client_id=session, watch_status=False, policy=w.retry,
-                status_feed=self.status_feed, identity=self.identity(CLIENT_USER)) as client:
+                status_feed=self.status_feed, connection=connection) as client:
             client.last_leader = self.leader()
             while not self._stop.is_set():
                 if per_client:
