@@ -205,7 +205,7 @@ def test_a_dip_that_never_recovers_has_no_recovery():
 def test_membership_metrics_in_a_run():
     ops = ops_at(steady(0, 4000, 100) + steady(4500, 10000, 100))
     changes = [{"type": "membership", "t": 4000.0, "change": "add n4", "done_ms": 4600.0,
-                "ok": True, "result": "voters=n1,n2,n3,n4", "attempts": 2, "node": "n4",
+                "ok": True, "result": "voters=n1,n2,n3,n4", "attempts": 2, "added": "n4",
                 "catch_up_index": 400, "caught_up_ms": 4300.0, "catch_up_bytes": 12345}]
     (impact,) = membership_impacts(ops, changes, 10000.0)
     assert impact["change_ms"] == 600.0 and impact["catch_up_ms"] == 300.0
