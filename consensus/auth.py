@@ -15,14 +15,20 @@ them; the ACL as JSON for :class:`consensus.broker_acl.ClusterAclPlugin`).
 
 The ACL (see :func:`acl_rules`) follows the topic tree of :mod:`consensus.transport.topics`:
 a node may publish protocol messages only on ``consensus/<c>/+/from/<itself>`` and read only
-its own inbox, request topic and control topic; any cluster user may send client requests
-only on ``consensus/<c>/+/request/<its MQTT client id>`` and read replies only on
-``consensus/<c>/client/<its MQTT client id>`` (``%c``: one load-generator connection carries
-many logical clients, so the *connection* is what the broker can vouch for); only
-``control`` writes control topics; nodes publish their own status, which every cluster
-user may read. Node rules are per user (``user`` blocks) rather than ``pattern ... %u``
-lines, because a mosquitto pattern applies to every user: ``client`` could then publish on
-``.../from/client``. The explicit per-user lines are exactly those patterns expanded.
+its own inbox, request, control and membership-change topics; any cluster user may send
+client requests only on ``consensus/<c>/+/request/<its MQTT client id>`` and read replies
+only on ``consensus/<c>/client/<its MQTT client id>`` (``%c``: one load-generator connection
+carries many logical clients, so the *connection* is what the broker can vouch for); only
+``control`` writes control and membership-change (``config``) topics; nodes publish their
+own status, which every cluster user may read. Node rules are per user (``user`` blocks)
+rather than ``pattern ... %u`` lines, because a mosquitto pattern applies to every user:
+``client`` could then publish on ``.../from/client``. The explicit per-user lines are
+exactly those patterns expanded.
+
+A running cluster's membership changes (``cluster add`` / ``remove``): :meth:`Realm.add_node`
+gives a new node a user of its own and :meth:`Realm.remove_node` revokes a removed one's; both
+rewrite the password and ACL files, which the broker then reloads
+(:func:`consensus.broker.reload_broker`).
 
 Nothing here logs or prints a password; :class:`Identity` hides it from ``repr``.
 """
@@ -143,9 +149,11 @@ def acl_rules(cluster: str, nodes: Iterable[str]) -> list[AclRule]:
                   AclRule(node, "read", topics.peer(cluster, node, "+")),
                   AclRule(node, "read", topics.request(cluster, node, "+")),
                   AclRule(node, "read", topics.control(cluster, node)),
+                  AclRule(node, "read", topics.config(cluster, node, "+")),
                   AclRule(node, "write", topics.status(cluster, node)),
                   AclRule(node, "write", topics.client(cluster, "+"))]
     rules += [AclRule(CONTROL_USER, "write", topics.control(cluster, "+")),
+              AclRule(CONTROL_USER, "write", topics.config(cluster, "+", "+")),
               AclRule(CONTROL_USER, "read", f"{c}/#"),
               AclRule(CLIENT_USER, "read", topics.status(cluster, "+")),
               AclRule(None, "write", topics.request(cluster, "+", "%c")),
@@ -310,6 +318,53 @@ class Realm:
             _amqtt_passwd_file(realm.amqtt_passwd, passwords)
             _write_private(realm.amqtt_acl, json.dumps(amqtt_acl(rules), indent=1))
         return realm
+
+    def add_node(self, node: str) -> Realm:
+        """This realm with a new node user (a fresh password; a certificate when the realm
+        has TLS material), its broker files rewritten. An existing node keeps its password."""
+        topics.check_name("node", node)
+        if node in RESERVED_USERS:
+            raise AuthError(f"node id {node!r} is reserved for a user of its own")
+        realm = Realm(self.cluster, tuple(sorted({*self.nodes, node})), self.directory)
+        if node not in self.nodes:
+            extra: dict[str, str] = {}
+            if self.tls_dir is not None:
+                from consensus.tls import TlsError, ensure_client
+
+                try:
+                    ensure_client(self.tls_dir, node)
+                except TlsError as exc:
+                    raise AuthError(str(exc)) from None
+                extra = {"tls_dir": TLS_DIR}
+            _write_private(realm.identity_path(node), json.dumps(
+                {"username": node, "password": secrets.token_urlsafe(PASSWORD_BYTES), **extra}))
+        realm.write_broker_files()
+        return realm
+
+    def remove_node(self, node: str) -> Realm:
+        """This realm without ``node``'s user: its credentials file, password, ACL lines and
+        certificate are gone once the broker reloads the rewritten files."""
+        if node not in self.nodes:
+            raise AuthError(f"{node!r} is not a node user of cluster {self.cluster!r}")
+        realm = Realm(self.cluster, tuple(n for n in self.nodes if n != node), self.directory)
+        self.identity_path(node).unlink(missing_ok=True)
+        if self.tls_dir is not None:
+            for suffix in (".crt", ".key"):
+                (self.tls_dir / f"{node}{suffix}").unlink(missing_ok=True)
+        realm.write_broker_files()
+        return realm
+
+    def write_broker_files(self) -> None:
+        """Rewrite the password and ACL files of each broker kind the realm was made for,
+        from the users' credentials files (the passwords stay the same)."""
+        passwords = {u: self.identity(u).password for u in self.users}
+        rules = acl_rules(self.cluster, self.nodes)
+        if self.mosquitto_acl.exists():
+            _mosquitto_passwd_file(self.mosquitto_passwd, passwords)
+            _write_private(self.mosquitto_acl, mosquitto_acl(rules))
+        if self.amqtt_acl.exists():
+            _amqtt_passwd_file(self.amqtt_passwd, passwords)
+            _write_private(self.amqtt_acl, json.dumps(amqtt_acl(rules), indent=1))
 
     @classmethod
     def open(cls, cluster: str, folder: Path) -> Realm | None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -452,6 +453,25 @@ def _spawn(kind: BrokerKind, argv: list[str], where: BrokerAddress, workdir: Pat
         time.sleep(0.02)
 
 
+def reload_broker(kind: str, pid: int, realm: Realm, workdir: Path | None = None) -> None:
+    """Make a running broker this package started take the realm's rewritten password and
+    ACL files (a node was added or removed): mosquitto rereads them on SIGHUP, from the
+    copies in its ``workdir`` (refreshed here first); the embedded amqtt broker rereads the
+    realm's own files on SIGHUP (:func:`serve_embedded`). Raises :class:`BrokerError` when
+    the broker cannot be told."""
+    if kind == "mosquitto":
+        if workdir is None or not workdir.is_dir():
+            raise BrokerError(f"the mosquitto broker's folder {workdir} is gone; cannot "
+                              f"update its password and ACL files")
+        _mosquitto_auth_files(realm, workdir)
+    elif kind != "amqtt":
+        raise BrokerError(f"cannot reload a {kind} broker")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise BrokerError(f"the {kind} broker (pid {pid}) is not running") from None
+
+
 @contextlib.contextmanager
 def broker(url: str | None = None, prefer: str = "auto") -> Iterator[str]:
     """Yield ``url`` when given, else start a broker for the duration and yield its URL."""
@@ -478,6 +498,15 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
         stop = True
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    record = None
+    if realm is not None and handle.pid is not None:
+        # What `cluster add/remove` needs to make this broker reload the realm's files.
+        from consensus.cluster_change import BROKER_RECORD
+
+        record = realm.directory / BROKER_RECORD
+        record.write_text(json.dumps({"kind": handle.kind, "pid": handle.pid,
+                                      "workdir": str(handle.log_path.parent
+                                                     if handle.log_path else "")}))
     print(f"{handle.kind} broker (pid {handle.pid}) listening at {handle.url}", flush=True)
     print(f"  log: {handle.log_path}", flush=True)
     if realm is not None:
@@ -498,6 +527,8 @@ def run_broker_foreground(port: int | None = None, prefer: str = "auto",
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if record is not None:
+            record.unlink(missing_ok=True)
         handle.stop()
         print(f"{handle.kind} broker stopped.", flush=True)
 
@@ -518,8 +549,6 @@ def amqtt_config(port: int, realm_dir: Path | None = None, listen: str = HOST,
         return {"listeners": listeners,
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                             {"allow_anonymous": True}}}
-    import json
-
     from consensus.auth import AMQTT_ACL, AMQTT_PASSWD, TLS_DIR
 
     acl = json.loads((realm_dir / AMQTT_ACL).read_text())
@@ -576,10 +605,37 @@ async def serve_embedded(port: int, realm_dir: Path | None = None, listen: str =
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     server = _make_amqtt_broker(amqtt_config(port, realm_dir, listen, tls), tls)
+    if realm_dir is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_embedded, server, realm_dir)
     await server.start()
     log.warning("amqtt broker listening on %s:%d%s", listen, port, " (TLS)" if tls else "")
     await stopping.wait()
     await server.shutdown()
+
+
+def _reload_embedded(server: Any, realm_dir: Path) -> None:
+    """SIGHUP: reread the realm's password file and ACL (see :func:`reload_broker`).
+
+    amqtt has no reload of its own; its FileAuthPlugin reads the password file in its
+    constructor (``_read_password_file``, private: if a later amqtt renames it, the new
+    node cannot connect and test_mqtt_membership says so)."""
+    from amqtt.plugins.authentication import FileAuthPlugin
+
+    from consensus.auth import AMQTT_ACL
+    from consensus.broker_acl import ClusterAclPlugin
+
+    try:
+        acl = json.loads((realm_dir / AMQTT_ACL).read_text())
+        for plugin in server.plugins_manager.plugins:
+            if isinstance(plugin, FileAuthPlugin):
+                plugin._users = {}
+                plugin._read_password_file()
+            elif isinstance(plugin, ClusterAclPlugin):
+                plugin.replace_rules(acl)
+    except Exception:  # a bad file must not take the broker down; the old rules stay
+        log.exception("reloading the realm in %s failed", realm_dir)
+        return
+    log.warning("reloaded the users and ACL of %s", realm_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,14 +21,21 @@ from amqtt.session import Session
 class ClusterAclPlugin(BaseTopicPlugin):
     """Allow a publish or subscribe only when a rule for its user (or ``*``) matches."""
 
+    def replace_rules(self, acl: dict[str, dict[str, list[str]]]) -> None:
+        """Take a rewritten ACL (a cluster's membership changed) in place of the configured
+        one; the embedded broker calls this on SIGHUP, as mosquitto rereads its acl_file."""
+        self._rules = acl
+
     async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
                               action: Action | None = None) -> bool | None:
         if action == Action.RECEIVE:
             return True  # what a client receives was checked when it subscribed
         if session is None or not topic or not session.username:
             return False
-        rules = self._get_config_option("publish" if action == Action.PUBLISH
-                                        else "subscribe", {}) or {}
+        side = "publish" if action == Action.PUBLISH else "subscribe"
+        replaced = getattr(self, "_rules", None)
+        rules = (replaced.get(side, {}) if replaced is not None
+                 else self._get_config_option(side, {})) or {}
         user, conn = session.username, session.client_id or ""
         for pattern in [*rules.get(user, []), *rules.get("*", [])]:
             allowed = pattern.replace("%u", user).replace("%c", conn)

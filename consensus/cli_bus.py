@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -36,6 +37,8 @@ LISTEN_HELP = ("Address the broker listens on (127.0.0.1). Any other, 0.0.0.0 in
 TLS_HELP = ("TLS with client certificates: a CA and one certificate per user in "
             ".consensus-lab/<cluster>/secrets/tls (reused while valid); the broker takes each "
             "certificate's CN as the user name. URL mqtts://HOST:8883.")
+ALPHA_HELP = ("Multi-Paxos: a configuration chosen in slot i governs from slot i + alpha (and "
+              "the leader proposes at most alpha slots past the chosen prefix).")
 INSECURE_HELP = ("Open broker: anyone who reaches it may connect and publish anything "
                  "(for teaching with mosquitto_pub only).")
 
@@ -132,8 +135,17 @@ def node(
     tls_dir: Annotated[Path | None, typer.Option(
         help="Folder with ca.crt, <id>.crt and <id>.key, for an mqtts:// broker (the "
              "certificate is then the credential; --credentials is optional).")] = None,
+    joining: Annotated[bool, typer.Option(
+        "--joining", help="A new member, started empty: it learns its configuration from "
+                          "the leader (--peers: the members it catches up from).")] = False,
+    snapshot_entries: Annotated[int, typer.Option(
+        min=0, help="Snapshot and compact the log after this many applied entries (0: "
+                    "never).")] = 0,
+    alpha: Annotated[int, typer.Option(min=1, help=ALPHA_HELP)] = Config().alpha,
 ) -> None:
-    """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
+    """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node).
+
+    It stops on its own once it knows a committed configuration without it (removed)."""
     from consensus.runtime import NodeOptions, run_node
 
     _algorithms(algorithm)
@@ -144,9 +156,9 @@ def node(
             algorithm, node_id, tuple(sorted(p.strip() for p in peers.split(",") if p.strip())),
             cluster, broker_url, data_dir, fsync == "always", mqtt_client,
             variant_configs([algorithm], Config(
-                heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
-                variant or [])[algorithm],
-            status_interval_ms, credentials, incarnation, tls_dir)
+                heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms),
+                snapshot_entries=snapshot_entries, alpha=alpha), variant or [])[algorithm],
+            status_interval_ms, credentials, incarnation, tls_dir, joining)
         from consensus.broker import broker_address
         from consensus.runtime import node_identity
         from consensus.transport.mqtt import tls_context
@@ -173,6 +185,10 @@ def cluster_up(
     insecure: Annotated[bool, typer.Option("--insecure", help=INSECURE_HELP)] = False,
     variant: Annotated[list[str] | None, typer.Option(
         "--variant", metavar="KEY=VALUE", help=VARIANT_HELP)] = None,
+    snapshot_entries: Annotated[int, typer.Option(
+        min=0, help="Each node snapshots and compacts its log after this many applied "
+                    "entries (0: never); a new member then catches up from a snapshot.")] = 0,
+    alpha: Annotated[int | None, typer.Option(min=1, help=ALPHA_HELP)] = None,
 ) -> None:
     """Start a broker (unless --broker) and one process per node; wait for a leader.
 
@@ -195,7 +211,8 @@ def cluster_up(
     try:
         state = cl.up(algorithm, nodes, cluster, broker_url, mqtt_client, fsync == "always",
                       heartbeat_ms, _timeouts(election_timeout_ms), insecure=insecure,
-                      listen=listen, tls=tls, variant=chosen)
+                      listen=listen, tls=tls, variant=chosen,
+                      snapshot_entries=snapshot_entries, alpha=alpha)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     security = ("[red]OPEN (insecure)[/]" if state.insecure else
@@ -214,6 +231,7 @@ def cluster_up(
     console.print(f"[green]leader: {leader}[/]. Try:\n"
                   f"  consensus-lab client --cluster {cluster} 'SET x = 100'\n"
                   f"  consensus-lab cluster status --cluster {cluster}\n"
+                  f"  consensus-lab cluster add n{nodes + 1} --cluster {cluster}\n"
                   f"  consensus-lab cluster down --cluster {cluster}")
 
 
@@ -222,7 +240,8 @@ def cluster_status(
     cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Each node's id, pid, role, term or ballot, commit index and leader, as last published."""
+    """Each node's id, pid, role, term or ballot, commit, applied and snapshot index, leader,
+    configuration and refused input, as last published; the cluster's configuration."""
     import asyncio
 
     from consensus import cluster as cl
@@ -246,16 +265,142 @@ def cluster_status(
         print(json.dumps({nid: {**(to_jsonable(p.status) if p.status else {}), "pid": p.pid,
                                 "alive": p.alive} for nid, p in nodes.items()}, indent=2))
         return
-    table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})")
-    for col in ("node", "pid", "alive", "role", "term", "commit", "leader", "rejected"):
+    config = _cluster_config(nodes)
+    # Ten columns: a simple box keeps them readable in an 80-column terminal; a process that
+    # no longer runs shows as "down" in place of a role it no longer has.
+    table = Table(title=f"cluster {cluster} ({state.algorithm}, broker {state.broker})",
+                  caption=None if config is None else f"configuration: {_config_text(config)}",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("node", "pid", "role", "term", "commit", "applied", "snap", "leader",
+                "config", "rej."):
         table.add_column(col)
     for nid, p in nodes.items():
         st = p.status
-        shown = ("?", "?", "?", "-", "?") if st is None else (
-            st.role, str(st.ballot or st.term), str(st.commit_index), st.leader or "-",
+        shown = ("?", "?", "?", "?", "?", "-", "?", "?") if st is None else (
+            st.role, str(st.ballot or st.term), str(st.commit_index), str(st.applied_index),
+            str(st.snapshot_index), st.leader or "-",
+            # Only where it differs from the cluster's: a node behind, or one still joining.
+            "=" if st.config == config else ("joining" if st.config is None
+                                             else _config_text(st.config)),
             str(sum(st.rejected.values())))
-        table.add_row(nid, str(p.pid), "yes" if p.alive else "[red]no", *shown)
+        if not p.alive:
+            shown = ("[red]down", *shown[1:])
+        table.add_row(nid, str(p.pid), *shown)
     console.print(table)
+
+
+def _cluster_config(nodes: dict) -> str | None:
+    """The configuration the leader acts on (else the one most nodes report)."""
+    from collections import Counter
+
+    from consensus.telemetry import leader_of
+
+    statuses = {nid: p.status for nid, p in nodes.items() if p.status is not None}
+    leader = leader_of(statuses)
+    if leader is not None and statuses[leader].config is not None:
+        return statuses[leader].config
+    seen = Counter(st.config for st in statuses.values() if st.config is not None)
+    return seen.most_common(1)[0][0] if seen else None
+
+
+def _config_text(config: str) -> str:
+    """A configuration for people: the joint one spelled out while a change is in flight."""
+    from consensus.membership import ChangeError, Membership
+
+    try:
+        m = Membership.from_text(config)
+    except ChangeError:
+        return config
+    text = ",".join(sorted(m.voters))
+    if m.joint:
+        text = f"joint (old {','.join(sorted(m.old))} + new {text})"
+    if m.learners:
+        text += f", learners {','.join(sorted(m.learners))}"
+    return text
+
+
+def _change(cluster: str, text: str, timeout: float, json_out: bool) -> None:
+    """Run one membership change, printing its progress; see consensus/cluster_change.py."""
+    from consensus.auth import AuthError
+    from consensus.client import ClusterUnavailable
+    from consensus.cluster_change import MembershipChangeError, change_cluster
+
+    def progress(line: str) -> None:
+        if not json_out:
+            console.print(f"  {escape(line)}")
+
+    try:
+        outcome = change_cluster(cluster, text, deadline_s=timeout, progress=progress)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc), kind="no-cluster", json_out=json_out) from None
+    except MembershipChangeError as exc:
+        raise _fail(str(exc), 4, kind="refused", json_out=json_out) from None
+    except ClusterUnavailable as exc:
+        raise _fail(f"{exc}; the change may still complete: see `consensus-lab cluster "
+                    f"status --cluster {cluster}`", 3, kind="unavailable",
+                    json_out=json_out) from None
+    except AuthError as exc:
+        raise _fail(str(exc), kind="no-credentials", json_out=json_out) from None
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot reach broker: {exc}", kind="broker-unreachable",
+                    json_out=json_out) from None
+    if json_out:
+        print(json.dumps({"change": outcome.change, "config": outcome.config,
+                          "leader": outcome.leader, "attempts": outcome.attempts,
+                          "seconds": round(outcome.seconds, 3)}))
+    else:
+        console.print(f"[green]{escape(outcome.change)}: done[/]; configuration "
+                      f"{escape(_config_text(outcome.config or '?'))}")
+
+
+CHANGE_TIMEOUT_HELP = "Give up waiting for the leader's answer after this many seconds."
+
+
+@cluster_app.command("add")
+def cluster_add(
+    node_id: Annotated[str, typer.Argument(help="The new member's id, e.g. n4.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    timeout: Annotated[float, typer.Option(help=CHANGE_TIMEOUT_HELP)] = 60,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Add a member: its broker user, its process (started empty, it catches up from the
+    leader, from a snapshot when the log was compacted), then the change; OK once it votes."""
+    _change(cluster, f"add {node_id}", timeout, json_out)
+
+
+@cluster_app.command("remove")
+def cluster_remove(
+    node_id: Annotated[str, typer.Argument(help="The member to remove, e.g. n2.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    timeout: Annotated[float, typer.Option(help=CHANGE_TIMEOUT_HELP)] = 60,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove a member (the leader too: it hands over first); the removed process stops on
+    its own once the change is committed, and its broker user is revoked."""
+    _change(cluster, f"remove {node_id}", timeout, json_out)
+
+
+@cluster_app.command("replace")
+def cluster_replace(
+    old: Annotated[str, typer.Argument(help="The member to remove, e.g. n2.")],
+    new: Annotated[str, typer.Argument(help="The new member's id, e.g. n7.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    timeout: Annotated[float, typer.Option(help=CHANGE_TIMEOUT_HELP)] = 60,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replace a member by a new one in one change (add and remove together)."""
+    _change(cluster, f"replace {old} {new}", timeout, json_out)
+
+
+@cluster_app.command("transfer")
+def cluster_transfer(
+    node_id: Annotated[str, typer.Argument(help="The member that should lead, e.g. n3.")],
+    cluster: Annotated[str, typer.Option(help="Cluster name.")] = "demo",
+    timeout: Annotated[float, typer.Option(help=CHANGE_TIMEOUT_HELP)] = 30,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Hand leadership to a member (TimeoutNow); the membership stays as it is."""
+    _change(cluster, f"transfer {node_id}", timeout, json_out)
 
 
 @cluster_app.command("restart")

@@ -19,6 +19,10 @@ def dashboard(
     seed: Annotated[int, typer.Option(help="Seed for both simulated clusters.")] = 1,
     speed: Annotated[float, typer.Option(
         help="Simulated ms per wall ms at start (0.1 = 10x slow motion).")] = 0.1,
+    snapshot_entries: Annotated[int, typer.Option(
+        min=0, help="sim mode: log compaction, each node snapshots after this many applied "
+                    "entries (0: never); the page then shows each node's snapshot index, and a "
+                    "node added later catches up from a snapshot.")] = 0,
     cluster: Annotated[list[str] | None, typer.Option(
         "--cluster", help="mqtt mode: a cluster name to watch (repeat for a second one, e.g. "
                           "one Raft and one Multi-Paxos cluster).")] = None,
@@ -30,8 +34,10 @@ def dashboard(
 
     if transport == "sim":
         from consensus.dashboard.sim_backend import SimBackend
+        from consensus.node import Config
 
-        backend = SimBackend(nodes=nodes, seed=seed, speed=speed)
+        backend = SimBackend(nodes=nodes, seed=seed, speed=speed,
+                             config=Config(snapshot_entries=snapshot_entries))
     elif transport == "mqtt":
         from consensus.dashboard.mqtt_backend import MqttBackend
 

@@ -7,6 +7,12 @@ attempt timeouts, jittered backoff, redirects and status as leader hints, the ne
 one is known down) with the *same* ``(client_id, seq)`` -- so a retried write is applied once.
 When no node answers within the overall deadline (no majority reachable, or no cluster at
 all), it says so clearly.
+
+An operator's membership change (:meth:`ClusterClient.change`, ``cluster add/remove/...``)
+goes the same way as a :class:`~consensus.messages.ConfigChange` on the membership topic
+(only the ``control`` user may publish there), with one more retry: a leader busy with
+another change answers ERROR "busy", and the change is asked again, under a new seq, after a
+back-off.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from dataclasses import dataclass, field
 
 from consensus.auth import Identity
 from consensus.codec import DecodeError, decode, decode_message, encode_message
-from consensus.messages import ClientReply, ClientRequest, NodeId, ReplyStatus
+from consensus.messages import (
+    ClientReply,
+    ClientRequest,
+    ConfigChange,
+    Message,
+    NodeId,
+    ReplyStatus,
+)
 from consensus.retry import Retrier, RetryPolicy
 from consensus.telemetry import StatusReport, leader_of
 from consensus.transport import topics
@@ -33,6 +46,12 @@ log = logging.getLogger("consensus.client")
 
 # What a caller that watches the status topic itself can feed a client: (age in ms, status).
 StatusFeed = Callable[[], Iterable[tuple[float, StatusReport]]]
+# The answer of a leader already busy with a membership change (the operator asks again).
+BUSY = "busy"
+# A change completes only when the new member has caught up and the configuration is
+# committed: an attempt waits seconds, not the milliseconds a command takes.
+CHANGE_POLICY = RetryPolicy(min_attempt_ms=2000.0, max_attempt_ms=5000.0,
+                            backoff_base_ms=100.0, backoff_max_ms=1000.0)
 
 
 class ClusterUnavailable(RuntimeError):
@@ -149,6 +168,28 @@ class ClusterClient:
         attempt carries the same ``(client, seq)`` and command; ``again`` sends the previous
         command's seq once more (its deadline passed, the caller still wants an answer).
         """
+        def ask(target: NodeId, seq: int) -> tuple[str, Message]:
+            return (topics.request(self.cluster, target, self.conn),
+                    ClientRequest(src=self.id, dst=target, seq=seq, command=command))
+
+        return await self._call(command, ask, again=again)
+
+    async def change(self, change: str, *, again: bool = False) -> ClientResult:
+        """Ask the leader for one membership change (``add n4``, ``remove n2``, ``replace n2
+        n7``, ``transfer n3``) and wait until it is complete: the reply is OK with the
+        configuration reached, or ERROR with why it cannot be made. Redirects and timeouts
+        retry with the same seq; a "busy" leader is asked again under a new seq. Only a
+        connection of the ``control`` user may send one (the broker refuses anyone else's)."""
+        def ask(target: NodeId, seq: int) -> tuple[str, Message]:
+            return (topics.config(self.cluster, target, self.conn),
+                    ConfigChange(src=self.id, dst=target, seq=seq, change=change))
+
+        return await self._call(change, ask, again=again, retry_busy=True)
+
+    async def _call(self, command: str, ask: Callable[[NodeId, int], tuple[str, Message]], *,
+                    again: bool, retry_busy: bool = False) -> ClientResult:
+        """The retry loop of :meth:`request` and :meth:`change`: ``ask(target, seq)`` gives
+        the topic and message of one attempt."""
         await self.discover()
         if not self.nodes:
             raise ClusterUnavailable(f"no node of cluster {self.cluster!r} is publishing its "
@@ -169,10 +210,20 @@ class ClusterClient:
         while (left := deadline - time.monotonic()) > 0:
             path.append(target)
             sent = time.monotonic()
-            self._mqtt.publish(topics.request(self.cluster, target, self.conn), encode_message(
-                ClientRequest(src=self.id, dst=target, seq=seq, command=command), self.cluster))
+            topic, msg = ask(target, seq)
+            self._mqtt.publish(topic, encode_message(msg, self.cluster))
             reply = await self._await_reply(seq, retry.attempt_timeout(left * 1000) / 1000)
             self._refresh()
+            if (retry_busy and reply is not None and reply.status == ReplyStatus.ERROR
+                    and (reply.result or "").startswith(BUSY)):
+                last_error = f"{reply.src} is busy with another change"
+                self.seq += 1  # a new request: the busy answer closed this one
+                seq = self.seq
+                target = reply.src
+                retries += 1
+                await asyncio.sleep(max(0.0, min(retry.backoff(retries) / 1000,
+                                                  deadline - time.monotonic())))
+                continue
             if reply is not None and reply.status != ReplyStatus.REDIRECT:
                 retry.on_reply_from(reply.src, (time.monotonic() - sent) * 1000)
                 return ClientResult(command, reply, len(path),

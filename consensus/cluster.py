@@ -11,7 +11,11 @@ message. With ``tls`` the started broker's only listener is TLS with client cert
 connection of the cluster presents its user's certificate; ``listen`` puts the broker on an
 address other hosts reach (refused when ``insecure``). ``status`` reads the nodes' status
 topic; ``down`` stops exactly the processes recorded (checking each pid still runs a
-consensus-lab node before signalling it).
+consensus-lab node before signalling it). The membership of a running cluster changes with
+:mod:`consensus.cluster_change` (``cluster add/remove/replace/transfer``); the record follows
+it: ``nodes`` holds the members' processes, ``initial`` the configuration ``up`` started
+with (what a restarted original member is told), ``joined`` the members added since (they
+start, and restart, as joining nodes), ``config`` the configuration last reached.
 """
 
 from __future__ import annotations
@@ -76,6 +80,11 @@ class ClusterState:
         return None if path is None else Identity.load(path)
     # Design choices switched on every node (consensus/variants.py), e.g. {"election": "any"}.
     variant: dict[str, Any] = field(default_factory=dict)
+    initial: list[str] = field(default_factory=list)  # `up`'s configuration ([]: all nodes)
+    joined: list[str] = field(default_factory=list)  # members added by `cluster add/replace`
+    config: str | None = None  # the configuration the last change reached (Membership text)
+    snapshot_entries: int = 0  # each node snapshots after this many applied entries (0: never)
+    alpha: int | None = None  # Multi-Paxos's alpha window (None: the default)
 
     @property
     def path(self) -> Path:
@@ -99,15 +108,27 @@ class ClusterState:
 
 def node_command(state: ClusterState, node_id: str,
                  status_interval_ms: float | None = None) -> list[str]:
+    """The command line of one node process. An original member is told `up`'s configuration
+    (its WAL holds any change since); a member added later starts as a joining node, told
+    the members it may catch up from."""
     lo, hi = state.election_timeout_ms
     extra = [] if status_interval_ms is None else ["--status-interval-ms", str(status_interval_ms)]
+    if node_id in state.joined:
+        peers = sorted(state.nodes)
+        extra.append("--joining")
+    else:
+        peers = sorted(state.initial or state.nodes)
     credentials = state.credentials_path(node_id)
     if credentials is not None:
         extra += ["--credentials", str(credentials)]
     if state.incarnation is not None:
         extra += ["--incarnation", state.incarnation]
+    if state.snapshot_entries:
+        extra += ["--snapshot-entries", str(state.snapshot_entries)]
+    if state.alpha is not None:
+        extra += ["--alpha", str(state.alpha)]
     return [sys.executable, "-m", "consensus", "node", "--algorithm", state.algorithm,
-            "--id", node_id, "--peers", ",".join(sorted(state.nodes)), "--cluster", state.name,
+            "--id", node_id, "--peers", ",".join(peers), "--cluster", state.name,
             "--broker", state.broker, "--data-dir", state.directory,
             "--mqtt-client", state.library, "--fsync", "always" if state.fsync else "never",
             "--heartbeat-ms", str(state.heartbeat_ms),
@@ -131,10 +152,14 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
        heartbeat_ms: float, election_timeout_ms: tuple[float, float],
        root: Path = STATE_ROOT, *, insecure: bool = False,
        prefer: str = "auto", listen: str = "127.0.0.1", tls: bool = False,
-       variant: dict[str, Any] | None = None) -> ClusterState:
+       variant: dict[str, Any] | None = None, snapshot_entries: int = 0,
+       alpha: int | None = None) -> ClusterState:
     """Start the broker (if no URL is given) and the node processes; return what started.
 
     ``variant``: design choices switched on every node (``consensus/variants.py``, checked).
+    ``snapshot_entries``: each node compacts its log after this many applied entries;
+    ``alpha``: Multi-Paxos's window (how far past the chosen prefix a configuration takes
+    effect; None: the default).
 
     Unless ``insecure``: a new realm for a started broker (with TLS material when ``tls``);
     with ``broker`` given, the realm `consensus-lab broker --cluster` left for it (an error
@@ -145,6 +170,10 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
 
     topics.check_name("cluster", name)
     variants.check(algorithm, variant or {})
+    if snapshot_entries < 0:
+        raise ValueError(f"snapshot_entries must be >= 0, got {snapshot_entries}")
+    if alpha is not None and alpha < 1:
+        raise ValueError(f"alpha must be >= 1, got {alpha}")
     check_modes(insecure, tls)
     if broker is not None and (tls or listen != "127.0.0.1"):
         raise ValueError("--tls and --listen configure a broker `cluster up` starts; with "
@@ -185,7 +214,8 @@ def up(algorithm: str, nodes: int, name: str, broker: str | None, library: str, 
                          library, fsync, heartbeat_ms, election_timeout_ms,
                          str(directory.resolve()), broker_dir, insecure=insecure,
                          incarnation=new_incarnation(), tls=broker_address(broker).tls,
-                         variant=dict(variant or {}))
+                         variant=dict(variant or {}), initial=list(ids),
+                         snapshot_entries=snapshot_entries, alpha=alpha)
     for nid in ids:
         spawn_node(state, nid)
     state.save()

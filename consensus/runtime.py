@@ -21,6 +21,17 @@ name, vouched for by the ACL), one of another incarnation of the cluster
 client request topic (``wrong-topic``). Client requests arrive on
 ``<node>/request/<connection>``; their replies go back to that connection's reply topic.
 
+Membership changes (:class:`~consensus.messages.ConfigChange`) arrive only on
+``<node>/config/<connection>``, which only the ``control`` user may write (the ACL); the
+node answers them on that connection's reply topic like a client request, and a
+ConfigChange on any other topic, or anything else on that one, is ``wrong-topic``. Which
+peers are heard follows the node's configuration (:class:`Senders`): a member added later is
+heard at once, a removed one no longer once its removal is committed (after a short grace,
+for its last hand-over messages). A node started with ``joining`` (a new member, empty)
+hears the members it was told of until it learns its configuration from the leader. A node
+that knows it was removed (``node.removed()``) lingers one election timeout, so that its
+last messages (a leader's TimeoutNow) go out, then stops on its own.
+
 The control topic carries fault hooks for experiments on the real bus (a
 :class:`~consensus.telemetry.Control`, decoded as strictly as a protocol message): drop
 traffic to or from given peers (partitions, one-way cuts), drop a fraction of inbound
@@ -41,7 +52,7 @@ import signal
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +67,16 @@ from consensus.codec import (
     encode_message,
 )
 from consensus.group_commit import GroupCommitter
-from consensus.messages import ClientReply, ClientRequest, Message, NodeId, traffic_kind
-from consensus.node import Config, Node, Ready, Status
+from consensus.membership import Membership, is_config_text
+from consensus.messages import (
+    ClientReply,
+    ClientRequest,
+    ConfigChange,
+    Message,
+    NodeId,
+    traffic_kind,
+)
+from consensus.node import Applied, Config, Node, Ready, Status
 from consensus.storage import FileStorage
 from consensus.telemetry import Control, ControlOp, FaultSettings, StatusReport
 from consensus.transport import topics
@@ -89,17 +108,74 @@ class NodeOptions:
     # broker; overrides a folder the credentials file names. The certificate alone
     # authenticates: credentials are then optional.
     tls_dir: Path | None = None
+    # A new member started empty (``cluster add``): ``peers`` are the members it is told of;
+    # it learns its configuration from the leader's log or snapshot.
+    joining: bool = False
 
     def __post_init__(self) -> None:
         topics.check_name("cluster", self.cluster)
+        topics.check_name("node", self.node_id)
         for peer in self.peers:
             topics.check_name("node", peer)
-        if self.node_id not in self.peers:
-            raise ValueError(f"--id {self.node_id!r} must be one of --peers {','.join(self.peers)}")
+        if not self.joining and self.node_id not in self.peers:
+            raise ValueError(f"--id {self.node_id!r} must be one of --peers "
+                             f"{','.join(self.peers)} (or --joining, for a new member)")
+        if self.joining and not set(self.peers) - {self.node_id}:
+            raise ValueError("a joining node needs --peers: the members it catches up from")
 
     @property
     def wal_path(self) -> Path:
         return self.data_dir / f"{self.node_id}.wal"
+
+
+class Senders:
+    """The node ids whose protocol messages a node accepts, following its configuration.
+
+    Members of the configuration it acts on are accepted at once (a learner being added must
+    be heard before the change completes). One drops out when it is in neither that
+    configuration nor the last one the node applied (committed), and has been out for
+    ``grace_ms``: a removed leader's last messages (the commit of its removal, TimeoutNow)
+    still arrive, a removed server that keeps running is refused afterwards. While the node
+    has no configuration (joining) nobody drops out.
+    """
+
+    def __init__(self, initial: Iterable[NodeId], grace_ms: float) -> None:
+        self.accepted: set[NodeId] = set(initial)
+        self.grace_ms = grace_ms
+        self.committed: frozenset[NodeId] | None = None  # the last applied configuration's
+        self._out_since: dict[NodeId, float] = {}
+        self._seen: Membership | None = None  # the configuration of the last update
+
+    def __contains__(self, nid: object) -> bool:
+        return nid in self.accepted
+
+    def update(self, now: float, membership: Membership | None,
+               applied: Sequence[Applied] = ()) -> None:
+        applied_config = False
+        for entry in applied:
+            if entry.command is not None and is_config_text(entry.command.text):
+                self.committed = Membership.from_text(entry.command.text).members
+                applied_config = True
+        if membership is None:
+            return
+        # Called on every drain: nothing to do unless something changed or a grace runs.
+        if membership is self._seen and not applied_config and not self._out_since:
+            return
+        self._seen = membership
+        current = membership.members
+        self.accepted |= current
+        for nid in current:
+            self._out_since.pop(nid, None)
+        for nid in sorted(self.accepted - current):
+            if self.committed is not None and nid in self.committed:
+                self._out_since.pop(nid, None)  # the grace starts once the removal commits
+                continue
+            since = self._out_since.setdefault(nid, now)
+            if now - since >= self.grace_ms:
+                self.accepted.discard(nid)
+                del self._out_since[nid]
+                log.info("%s left the configuration: its messages are refused from now on",
+                         nid)
 
 
 class NodeRuntime:
@@ -120,8 +196,10 @@ class NodeRuntime:
         self.committer: GroupCommitter[Ready] = GroupCommitter(
             self.storage, self.release, threaded=group_commit, on_failure=self._write_failed)
         # Wall-clock randomness is fine here: the runtime is not meant to be replayed.
+        # ``joining`` only when set: the benchmark's null protocol has no such parameter.
+        extra = {"joining": True} if options.joining else {}
         self.node: Node = node_class(options.node_id, options.peers, options.config,
-                                     random.Random())
+                                     random.Random(), **extra)
         self._t0 = time.monotonic()
         self.node.tick(self.now())
         if records:
@@ -143,6 +221,13 @@ class NodeRuntime:
         self._from = topics.peer_prefix(options.cluster, options.node_id)
         self._requests = topics.request_prefix(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
+        self._changes = topics.config_prefix(options.cluster, options.node_id)
+        self.senders = Senders((*options.peers, options.node_id),
+                               grace_ms=2 * options.config.election_timeout_ms[1])
+        self._leaving = False  # set once the node knows it was removed
+        # A joining node may install a snapshot taken before it was added, whose configuration
+        # does not list it: it only counts as removed once it has been a member.
+        self._was_member = not options.joining
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
         self.client = client_factory(
             options.library, options.broker,
@@ -163,7 +248,8 @@ class NodeRuntime:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self._stop.set)
         await self.client.connect()
-        await self.client.subscribe(self._from + "+", self._requests + "+", self._control)
+        await self.client.subscribe(self._from + "+", self._requests + "+", self._control,
+                                    self._changes + "+")
         self.drain()
         status_task = asyncio.create_task(self._publish_status_forever())
         try:
@@ -216,29 +302,43 @@ class NodeRuntime:
         """
         opts = self.opts
         if topic.startswith(self._from):
-            msg = decode_message(payload, cluster=opts.cluster, members=opts.peers,
+            msg = decode_message(payload, cluster=opts.cluster, members=self.senders.accepted,
                                  incarnation=opts.incarnation)
             sender = topic[len(self._from):]
-            if isinstance(msg, ClientRequest):
-                raise DecodeError("wrong-topic", f"a client request on peer topic {topic}")
+            if isinstance(msg, (ClientRequest, ConfigChange)):
+                raise DecodeError("wrong-topic", f"a {msg.kind} on peer topic {topic}")
             if msg.src != sender:
                 raise DecodeError("sender-mismatch",
                                   f"{msg.kind} claims to be from {msg.src!r}, published as "
                                   f"{sender!r}")
         elif topic.startswith(self._requests):
-            msg = decode_message(payload, cluster=opts.cluster, members=opts.peers)
+            # Not checked against the members: whatever else comes here is wrong-topic.
+            msg = decode_message(payload, cluster=opts.cluster)
             if not isinstance(msg, ClientRequest):
                 raise DecodeError("wrong-topic", f"{msg.kind} on client topic {topic}")
-            routes = self._reply_to
-            routes[msg.src] = topic[len(self._requests):]
-            routes.move_to_end(msg.src)
-            if len(routes) > REPLY_ROUTES:
-                routes.popitem(last=False)
+            _check_client_id(msg.src)
+            self._route_replies(msg.src, topic[len(self._requests):])
+        elif topic.startswith(self._changes):
+            # Only the control user may publish here (the ACL); the operator's id is its own,
+            # like a client's, and is not a member.
+            msg = decode_message(payload, cluster=opts.cluster)
+            if not isinstance(msg, ConfigChange):
+                raise DecodeError("wrong-topic", f"{msg.kind} on membership topic {topic}")
+            _check_client_id(msg.src)
+            self._route_replies(msg.src, topic[len(self._changes):])
         else:
             raise DecodeError("misrouted", f"unexpected topic {topic}")
         if msg.dst != opts.node_id:
             raise DecodeError("misrouted", f"addressed to {msg.dst!r}")
         return msg
+
+    def _route_replies(self, client_id: str, conn: str) -> None:
+        """Remember that ``client_id``'s replies go to MQTT connection ``conn``."""
+        routes = self._reply_to
+        routes[client_id] = conn
+        routes.move_to_end(client_id)
+        if len(routes) > REPLY_ROUTES:
+            routes.popitem(last=False)
 
     def reject(self, reason: str, detail: str) -> None:
         if not self.rejected[reason]:
@@ -312,8 +412,27 @@ class NodeRuntime:
             # need its write first anyway) writes here, saving two thread wake-ups.
             self.committer.submit(ready.persist, ready, background=bool(ready.early))
         self.counts["applied"] += len(ready.applied)
+        self.senders.update(self.now(), getattr(self.node, "membership", None), ready.applied)
         self._log_role_change()
+        self._maybe_leave()
         self._arm_timer()
+
+    def _maybe_leave(self) -> None:
+        """A node that knows it was removed stops after one election timeout (in which its
+        last messages, a leader's hand-over included, go out). A joining node that has not
+        yet seen itself in a configuration is not removed, whatever an old snapshot says."""
+        removed = getattr(self.node, "removed", None)  # the null protocol has none
+        membership = getattr(self.node, "membership", None)
+        if membership is not None and self.opts.node_id in membership.members:
+            self._was_member = True
+        if self._leaving or not self._was_member or removed is None or not removed():
+            return
+        self._leaving = True
+        linger_ms = self.opts.config.election_timeout_ms[1]
+        log.info("removed from the configuration (%s): stopping in %.0f ms",
+                 self.node.status().config, linger_ms)
+        self.publish_status()
+        asyncio.get_running_loop().call_later(linger_ms / 1000, self.stop)
 
     def release(self, ready: Ready) -> None:
         """A drain's records are durable: tell the node, then send what waited for them."""
@@ -404,7 +523,8 @@ class NodeRuntime:
             messages_out=self.counts["out"], wal_fsyncs=self.committer.writes,
             wal_fsynced_records=self.committer.records, dropped=self.counts["dropped"],
             rejected=dict(self.rejected), sent_by_kind=dict(self.sent),
-            bytes_by_kind=dict(self.sent_bytes), faults=self.faults, time=time.time())
+            bytes_by_kind=dict(self.sent_bytes), faults=self.faults, time=time.time(),
+            config=st.config, snapshot_index=st.snapshot_index, removed=self._leaving)
 
     def publish_status(self) -> None:
         self.client.publish(topics.status(self.opts.cluster, self.opts.node_id),
@@ -431,6 +551,12 @@ class _NodeContext(logging.Filter):
             st = self.runtime.node.status()
             record.context = f"{st.id} [{st.ballot or f'term {st.term}'} {st.role}]"
         return True
+
+
+def _check_client_id(client_id: str) -> None:
+    """A client's or operator's id (not a member: it only has to be sensible)."""
+    if not client_id or len(client_id) > 128:
+        raise DecodeError("bad-field", "client id must be 1..128 characters")
 
 
 def node_identity(options: NodeOptions) -> Identity | None:

@@ -121,6 +121,11 @@ class StatusReport:
     bytes_by_kind: dict[str, int] = field(default_factory=dict)
     faults: FaultSettings = field(default_factory=FaultSettings)
     time: float = 0.0  # the publisher's wall clock (seconds since the epoch)
+    # The configuration the node acts on (Membership.to_text(): voters, the old voters while
+    # a joint one is in force, learners); None while a new node is still joining.
+    config: str | None = None
+    snapshot_index: int = 0  # the last index / slot its latest snapshot covers (0: none)
+    removed: bool = False  # it knows a committed configuration without it; about to stop
 
 
 class _HasRole(Protocol):

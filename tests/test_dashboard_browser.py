@@ -127,3 +127,51 @@ def test_page_reconnects_after_the_socket_drops(page: object) -> None:
     pg.wait_for_selector("#conn.down")
     pg.wait_for_selector("#conn.ok")  # reconnected, with a fresh snapshot
     pg.wait_for_function("window.dashboard.snap && window.dashboard.snap.type === 'state'")
+
+
+def test_add_node_button_grows_both_clusters_with_a_new_voter(page: object) -> None:
+    pg = page
+    pg.wait_for_selector("#conn.ok")
+    pg.wait_for_selector(leader_selector("raft"))
+    pg.wait_for_selector(leader_selector("paxos"))
+    pg.click("#add-node")  # applied to both clusters
+    for cluster in ("raft", "paxos"):
+        n6 = f'svg .node[data-cluster="{cluster}"][data-node="n6"]'
+        pg.wait_for_selector(n6)  # drawn on the ring at once, joining
+        pg.wait_for_selector(f'{n6}[data-member="voter"]')  # caught up and promoted
+        pg.wait_for_selector(f'#cfg-{cluster}[data-config="voters=n1,n2,n3,n4,n5,n6"]')
+        assert pg.locator(f'#table-{cluster} tr[data-node="n6"]').count() == 1
+    pg.wait_for_selector('#events li.k-member:has-text("add n6 done")')
+
+
+def test_remove_the_leader_preset_hands_over_in_both_clusters(page: object) -> None:
+    pg = page
+    pg.wait_for_selector("#conn.ok")
+    pg.click('button[data-preset="remove-leader"]')
+    pg.wait_for_selector('#preset-explain:has-text("What happens if you remove the leader?")')
+    for cluster in ("raft", "paxos"):
+        removed = pg.wait_for_selector(
+            f'svg .node[data-cluster="{cluster}"][data-member="removed"]')
+        old = removed.get_attribute("data-node")
+        pg.wait_for_selector(leader_selector(cluster, not_node=old))
+        pg.wait_for_selector(f'#cfg-{cluster}:not([data-config*="{old}"])')
+    pg.wait_for_selector('#events li.k-member:has-text("hands leadership to")')
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "dashboard-remove-leader.png"))
+
+
+def test_lead_and_remove_buttons_act_on_the_node_of_their_row(page: object) -> None:
+    pg = page
+    pg.wait_for_selector("#conn.ok")
+    raft = pg.wait_for_selector(leader_selector("raft")).get_attribute("data-node")
+    paxos = pg.wait_for_selector(leader_selector("paxos")).get_attribute("data-node")
+    target = next(n for n in ("n1", "n2", "n3", "n4", "n5") if n not in (raft, paxos))
+    pg.click(f'#table-raft tr[data-node="{target}"] button.transfer')  # applied to both
+    for cluster in ("raft", "paxos"):
+        pg.wait_for_selector(f'svg .node[data-cluster="{cluster}"][data-node="{target}"]'
+                             '[data-role="leader"]')
+    pg.click(f'#table-paxos tr[data-node="{raft}"] button.remove')
+    for cluster in ("raft", "paxos"):
+        pg.wait_for_selector(f'svg .node[data-cluster="{cluster}"][data-node="{raft}"]'
+                             '[data-member="removed"]')
+        pg.wait_for_selector(f'#table-{cluster} tr[data-node="{raft}"][data-member="removed"]')

@@ -24,6 +24,7 @@ from consensus.dashboard.sim_backend import (
     SimBackend,
 )
 from consensus.dashboard.view import algorithm_json, log_slot_json, message_json
+from consensus.membership import Membership
 from consensus.messages import ClientReply, ReplyStatus
 from consensus.node import Config, LogSlot
 from consensus.paxos.messages import Accept, Ballot, Nack
@@ -468,7 +469,8 @@ def test_mqtt_backend_watches_status_and_inbox_and_sends_controls(
         await backend.start()
         fake = backend.clusters["raft"].client
         assert set(fake.subscribed) == {"consensus/demo/+/status",
-                                        "consensus/demo/+/from/+"}
+                                        "consensus/demo/+/from/+",
+                                        "consensus/demo/+/config/+"}
         for nid, role in (("n1", "leader"), ("n2", "follower"), ("n3", "follower")):
             fake.on_message(f"consensus/demo/{nid}/status", encode(StatusReport(
                 id=nid, algorithm="raft", role=role, term=2, ballot=None, leader="n1",
@@ -674,3 +676,254 @@ def test_a_registered_algorithm_needs_no_dashboard_code() -> None:
     assert any("SET x = 1" in text and "OK" in text for _, kind, text in cluster.pending
                if kind == "client")
     assert algorithm_json(cluster.algorithm)["term_label"] == "term"
+
+
+# -- membership: add, remove and transfer through the API, on both clusters -----------------
+
+
+def members(st: dict[str, Any], cluster: str) -> dict[str, str | None]:
+    return {n["id"]: n["member"] for n in st["clusters"][cluster]["nodes"]}
+
+
+async def step_until(client: Client, done: Callable[[dict[str, Any]], bool],
+                     within_ms: float = 8000, step_ms: float = 20) -> list[dict[str, Any]]:
+    """Step the paused clock until ``done(state)``; every state seen on the way."""
+    seen = []
+    for _ in range(int(within_ms / step_ms)):
+        assert (await command(client, op="step", ms=step_ms))["ok"]
+        seen.append(await state(client))
+        if done(seen[-1]):
+            return seen
+    raise AssertionError(f"not done within {within_ms} simulated ms")
+
+
+def test_status_carries_the_configuration() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        for name in ("raft", "paxos"):
+            cl = st["clusters"][name]
+            assert cl["config"] == "voters=n1,n2,n3,n4,n5" and cl["joint"] is False
+            assert cl["changes"] == []
+            assert set(members(st, name).values()) == {"voter"}
+            assert all(n["snapshot_index"] == 0 for n in cl["nodes"])  # compaction is off
+        assert st["capabilities"]["membership"] is True
+        assert st["config"]["snapshot_entries"] == 0
+
+    run(t)
+
+
+def test_add_node_starts_it_empty_as_a_learner_then_promotes_it() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        for i in range(3):  # a log for the new node to catch up on
+            assert (await command(client, op="request", text=f"SET k{i} = {i}"))["ok"]
+        assert (await command(client, op="step", ms=300))["ok"]
+        assert (await command(client, op="add_node"))["ok"]
+        st = await state(client)
+        assert st["node_ids"][-1] == "n6"
+        seen = await step_until(client, lambda s: all(
+            members(s, c).get("n6") == "voter" and s["clusters"][c]["changes"][-1]["done"]
+            for c in ("raft", "paxos")))
+        for name in ("raft", "paxos"):
+            roles = [members(s, name)["n6"] for s in seen]
+            assert roles[0] == "joining", (name, roles)  # started empty, not yet a member
+            assert "learner" in roles[:roles.index("voter")], (name, roles)  # caught up first
+            cl = seen[-1]["clusters"][name]
+            assert cl["config"] == "voters=n1,n2,n3,n4,n5,n6", name
+            assert cl["changes"] == [{"change": "add n6", "ok": True, "done": True,
+                                      "result": "voters=n1,n2,n3,n4,n5,n6", "attempts": 1}]
+            assert node(seen[-1], name, "n6")["commit_index"] >= 3
+            assert any(e["text"].startswith("add n6 done") for e in seen[-1]["events"]
+                       if e["cluster"] == name), name
+        # Raft promoted it through a joint configuration; Multi-Paxos has none.
+        assert any(members(s, "raft")["n6"] == "voter (new)" for s in seen)
+        assert not any(s["clusters"]["paxos"]["joint"] for s in seen)
+
+    run(t)
+
+
+def test_removing_the_leader_hands_over_with_timeout_now() -> None:
+    # Straight on the backend (no server): every frame's messages are kept, none is taken
+    # by the server's pump.
+    b = SimBackend(running=False)
+    b.advance(1500)
+    old = {name: c.cluster.leader() for name, c in b.clusters.items()}
+    b.frame()
+    assert b.apply_now({"op": "remove", "node": "leader"}) == {"ok": True}
+    messages, states = [], []
+    for _ in range(400):
+        b.advance(20)
+        frame = b.frame()
+        messages += frame["messages"]
+        states.append(frame["clusters"])
+        if all(cl["leader"] not in (None, old[name]) and cl["changes"][-1]["done"]
+               for name, cl in frame["clusters"].items()):
+            break
+    else:
+        raise AssertionError("no hand-over within 8 simulated seconds")
+    for name, was in old.items():
+        cl = states[-1][name]
+        assert cl["changes"][-1]["ok"], cl["changes"]
+        assert Membership.from_text(cl["config"]) == Membership.of(
+            {"n1", "n2", "n3", "n4", "n5"} - {was}), name
+        assert {n["id"]: n["member"] for n in cl["nodes"]}[was] == "removed", name
+        assert any(f"{was} hands leadership to {cl['leader']}" in x for x in texts(b, name))
+        mine = [m for m in messages if m["c"] == name]
+        # The operator's request flies from the operator box, the hand-over between nodes.
+        assert any(m["k"] == "ConfigChange" and m["s"] == "op" for m in mine), name
+        assert any(m["k"] == "ClientReply" and m["d"] == "op" for m in mine), name
+        assert any(m["k"] == "TimeoutNow" and m["s"] == was and m["d"] == cl["leader"]
+                   for m in mine), name
+    # Raft went through the joint configuration; Multi-Paxos has no joint step.
+    assert any(st["raft"]["joint"] for st in states)
+    assert not any(st["paxos"]["joint"] for st in states)
+    for c in b.clusters.values():
+        assert not c.sim.violations, c.sim.violations
+
+
+def test_transfer_leadership_to_a_chosen_node() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        st = await elect(client)
+        target = next(n for n in st["node_ids"]
+                      if n not in (st["clusters"]["raft"]["leader"],
+                                   st["clusters"]["paxos"]["leader"]))
+        assert (await command(client, op="transfer", node=target))["ok"]
+        await step_until(client, lambda s: all(
+            s["clusters"][c]["leader"] == target for c in ("raft", "paxos")), within_ms=3000)
+
+    run(t)
+
+
+def test_membership_commands_on_one_cluster_and_bad_ones() -> None:
+    async def t(client: Client, backend: SimBackend) -> None:
+        await elect(client)
+        assert (await command(client, op="add_node", cluster="paxos"))["ok"]
+        st = await state(client)
+        assert [n["id"] for n in st["clusters"]["paxos"]["nodes"]][-1] == "n6"
+        assert len(st["clusters"]["raft"]["nodes"]) == 5
+        assert st["node_ids"] == ["n1", "n2", "n3", "n4", "n5", "n6"]
+        bad = await command(client, op="remove", node="n42")
+        assert not bad["ok"] and "unknown node 'n42'" in bad["error"]
+        bad = await command(client, op="transfer", node="nobody", cluster="raft")
+        assert not bad["ok"] and "unknown node" in bad["error"]
+        for _ in range(3):
+            assert (await command(client, op="add_node", cluster="paxos"))["ok"]
+        full = await command(client, op="add_node", cluster="paxos")  # n1..n9 started
+        assert not full["ok"] and "at most 9 nodes" in full["error"]
+        # Asked twice: the second waits (busy) until the first is done, then the leader
+        # refuses it, and the page says why.
+        assert (await command(client, op="remove", node="n2", cluster="raft"))["ok"]
+        assert (await command(client, op="remove", node="n2", cluster="raft"))["ok"]
+        seen = await step_until(client, lambda s: all(
+            c["done"] for c in s["clusters"]["raft"]["changes"]))
+        first, second = seen[-1]["clusters"]["raft"]["changes"]
+        assert first["ok"] and not second["ok"] and "n2 is not a voter" in second["result"]
+        assert any(e["kind"] == "reject" and e["text"].startswith("remove n2 refused")
+                   for e in seen[-1]["events"])
+
+    run(t)
+
+
+def test_remove_leader_preset_shows_both_paths() -> None:
+    b = preset("remove-leader", 1450)
+    first = {n: c.cluster.leader() for n, c in b.clusters.items()}
+    joint_seen = {n: False for n in b.clusters}
+    for _ in range(200):  # to 5.45 s, watching the configuration as it changes
+        b.advance(20)
+        for name, c in b.clusters.items():
+            config = c.membership()
+            joint_seen[name] |= bool(config and config.joint)
+    for name, c in b.clusters.items():
+        assert not c.sim.violations, c.sim.violations
+        leader = c.cluster.leader()
+        assert leader not in (None, first[name]), name
+        assert c.membership() == Membership.of(set(c.cluster.ids) - {first[name]}), name
+        events = texts(b, name, 1500)
+        assert any(f"{first[name]} hands leadership to {leader}" in x for x in events), events
+        assert any(x.startswith(f"remove {first[name]} done") for x in events), events
+        assert any("committed: SET x" in x for x in texts(b, name, 4000)), name  # writes go on
+    assert joint_seen == {"raft": True, "paxos": False}
+    paxos_log = texts(b, "paxos", 1500)
+    assert any("committed: CONFIG voters=" in x for x in paxos_log)
+    assert any("committed: no-op" in x for x in paxos_log)  # the alpha window, filled
+
+
+def test_mqtt_backend_adds_and_removes_real_nodes(tmp_path: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against mosquitto and real node processes: "add node" starts n4 (its broker user, its
+    joining process) and the page sees it become a voter; removing the leader hands over and
+    the page shows the old leader removed. Waits are bounded; nothing asserts a duration."""
+    import time
+
+    from consensus import cluster as cl
+    from consensus.broker import find_mosquitto
+    from consensus.dashboard.mqtt_backend import MqttBackend
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    monkeypatch.chdir(tmp_path)
+    cl.up("raft", 3, "dash", None, "gmqtt", False, 50, (500, 900), prefer="mosquitto")
+
+    async def until(backend: MqttBackend, done: Callable[[dict[str, Any]], bool],
+                    within_s: float) -> dict[str, Any]:
+        end = time.monotonic() + within_s
+        while True:
+            raft = backend.snapshot()["clusters"]["raft"]
+            if done(raft) or time.monotonic() > end:
+                return raft
+            await asyncio.sleep(0.1)
+
+    def member(raft: dict[str, Any], nid: str) -> str | None:
+        return next((n["member"] for n in raft["nodes"] if n["id"] == nid), None)
+
+    async def main() -> None:
+        backend = MqttBackend.from_clusters(["dash"])
+        await backend.start()
+        try:
+            raft = await until(backend, lambda r: r["leader"] is not None
+                               and all(n["alive"] for n in r["nodes"]), 20)
+            assert raft["config"] == "voters=n1,n2,n3", raft
+            assert backend.snapshot()["capabilities"]["membership"]
+            assert (await backend.apply({"op": "add_node"}))["ok"]
+            raft = await until(backend, lambda r: r["changes"][-1]["done"]
+                               and member(r, "n4") == "voter", 40)
+            assert raft["changes"][-1]["ok"], raft["changes"]
+            assert raft["config"] == "voters=n1,n2,n3,n4", raft
+            old = raft["leader"]
+            assert (await backend.apply({"op": "remove", "node": "leader"}))["ok"]
+            raft = await until(backend, lambda r: len(r["changes"]) == 2
+                               and r["changes"][-1]["done"]
+                               and r["leader"] not in (None, old), 40)
+            assert raft["changes"][-1]["ok"], raft["changes"]
+            assert member(raft, old) == "removed", raft
+            events = [e.text for e in backend.events.events]
+            assert any(t.startswith(f"remove {old} done") for t in events), events
+            drawn = {m["k"] for m in backend.frame()["messages"]}
+            assert {"ConfigChange", "TimeoutNow"} <= drawn, drawn
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cl.down("dash")
+
+
+def test_add_compacted_preset_catches_the_new_node_up_from_a_snapshot() -> None:
+    b = SimBackend(running=False)
+    assert b.apply_now({"op": "preset", "name": "add-compacted"})["ok"]
+    b.running = False
+    assert b.snapshot()["config"]["snapshot_entries"] == 10
+    to_new: set[tuple[str, str]] = set()
+    for _ in range(120):  # to 6 s
+        b.advance(50)
+        to_new |= {(m["c"], m["k"]) for m in b.frame()["messages"] if m["d"] == "n6"}
+    for name, c in b.clusters.items():
+        assert not c.sim.violations, c.sim.violations
+        change = c.cluster.membership_events[-1]
+        assert (change.change, change.ok) == ("add n6", True), (name, change)
+        nodes = {n["id"]: n for n in c.state_json()["nodes"]}
+        assert nodes["n6"]["member"] == "voter", name
+        # Every node compacted; the new one started from the leader's snapshot.
+        assert all(n["snapshot_index"] >= 10 for n in nodes.values()), nodes
+    assert {("raft", "InstallSnapshot"), ("paxos", "Learn")} <= to_new

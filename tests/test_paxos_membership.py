@@ -12,7 +12,7 @@ from consensus.membership import Membership, is_config_text
 from consensus.messages import ClientRequest, Command, Message, ReplyStatus
 from consensus.node import Config
 from consensus.paxos.configs import ConfigWindow
-from consensus.paxos.messages import Learn, Promise
+from consensus.paxos.messages import Ballot, Learn, Promise
 from consensus.paxos.node import LEADER, PaxosNode
 from consensus.sim import Simulation
 from tests.helpers import client, run_until, wait_for_leader
@@ -415,3 +415,51 @@ def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
         members = sorted(leader.membership.members)
         assert {sim.status(n).config for n in members} == {leader.membership_text}
         assert len(_digests(sim, members)) == 1, seed
+
+
+def test_added_nodes_rank_above_the_initial_ones_and_their_ids_break_ties():
+    sim = _sim()
+    wait_for_leader(sim)
+    n1 = sim.nodes["n1"]
+    assert [n1.rank_of(n) for n in ("n1", "n2", "n3")] == [0, 1, 2]
+    assert n1.rank_of("n4") == n1.rank_of("n9") == 3
+    # Same round and rank: the ids decide, so the two ballots are distinct and ordered.
+    assert Ballot(5, 3, "n9") > Ballot(5, 3, "n4") > Ballot(5, 2, "n3")
+
+
+def test_nodes_that_share_a_ballot_rank_still_never_share_a_ballot():
+    """A rank clash (here n9 is made to take n1's rank, as a node that counts the initial
+    cluster differently could) costs nothing: the id breaks the tie. n9 and n1 then run
+    Phase 1 in the same round; one wins, and the checks (one value per ballot and slot
+    included) hold."""
+    class Clashing(PaxosNode):
+        def rank_of(self, nid):
+            return 0 if nid == "n9" else super().rank_of(nid)
+
+    # No pre-vote and no check-quorum: both campaigns run Phase 1 and meet at the acceptors.
+    sim = Simulation("paxos", 3, seed=2, node_class=Clashing,
+                     config=Config(alpha=ALPHA, pre_vote=False, check_quorum=False))
+    wait_for_leader(sim)
+    cs = _with_load(sim)
+    sim.add_node("n9")
+    op = Operator(sim)
+    assert op.change("add n9").status == ReplyStatus.OK
+    assert op.change("remove n2").status == ReplyStatus.OK  # voters n1, n3, n9
+    duels = 0
+    for _ in range(3):
+        sim.campaign("n3")  # a third node leads, so n1 and n9 start from the same promise
+        assert run_until(sim, lambda: sim.leader() == "n3", 2000)
+        sim.run_for(100)
+        for n in ("n1", "n9"):
+            sim.campaign(n)
+        a, b = sim.nodes["n1"].ballot, sim.nodes["n9"].ballot
+        assert a is not None and b is not None and a.rank == b.rank
+        duels += a.round == b.round
+        assert a != b
+        wait_for_leader(sim)
+        sim.run_for(500)
+    assert duels, "the two clashing nodes campaigned in the same round"
+    _settle(sim, cs)
+    members = sorted(sim.nodes[sim.leader()].membership.members)
+    assert len(_digests(sim, members)) == 1
+    assert sim.finish() == []

@@ -126,10 +126,11 @@ class Cluster:
 
 
 def test_ballots_compare_as_numbers_not_strings():
-    # "n10" < "n9" as strings; ranks are positions, rounds dominate, node ids never compared.
+    # "n10" < "n9" as strings; rounds dominate, then ranks (positions), and the node id only
+    # breaks a tie of ranks, so two proposers never share a ballot.
     assert Ballot(10, 0, "n1") > Ballot(9, 5, "n9")
     assert Ballot(2, 9, "n10") > Ballot(2, 8, "n9")
-    assert Ballot(3, 1, "x") == Ballot(3, 1, "y")
+    assert Ballot(3, 1, "y") > Ballot(3, 1, "x") and Ballot(3, 1, "x") != Ballot(3, 1, "y")
     assert str(Ballot(3, 1, "n2")) == "3.n2"
 
 

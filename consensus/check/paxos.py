@@ -35,6 +35,7 @@ from consensus.paxos.messages import (
     Committed,
     Promised,
     RoundUsed,
+    SlotSnapshot,
 )
 from consensus.quorum import majority
 
@@ -49,9 +50,10 @@ class PaxosChecker(SharedChecker):
         self.majority = 0  # set from the first node seen
         self.windows: ConfigWindow | None = None  # likewise: configurations by slot
         self.promised: dict[NodeId, Ballot] = {}  # durable: survives crashes like the node's
-        # (slot, ballot round, ballot rank) -> (value, acceptors that accepted it); the set is
+        # (slot, ballot round, rank, node) -> (value, acceptors that accepted it); the set is
         # dropped (None) once the value is chosen, to keep memory flat on long runs.
-        self.accepts: dict[tuple[int, int, int], tuple[Command | None, set[NodeId] | None]] = {}
+        self.accepts: dict[tuple[int, int, int, NodeId],
+                           tuple[Command | None, set[NodeId] | None]] = {}
         # slot -> (value, ballot it was first chosen at, the majority that chose it)
         self.chosen: dict[int, tuple[Command | None, Ballot, tuple[NodeId, ...]]] = {}
 
@@ -86,9 +88,13 @@ class PaxosChecker(SharedChecker):
     def record_term(self, record: Any) -> int | None:
         if isinstance(record, Promised):
             return record.ballot.round
+        if isinstance(record, SlotSnapshot):  # it replaced the Promised and RoundUsed records
+            return max(record.promised.round, record.round_used)
         return record.round if isinstance(record, RoundUsed) else None
 
     def record_commit(self, record: Any) -> int | None:
+        if isinstance(record, SlotSnapshot):
+            return record.slot
         return record.index if isinstance(record, Committed) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
@@ -126,12 +132,12 @@ class PaxosChecker(SharedChecker):
             self.violation(t, "accepted-above-promise", (nid,),
                            f"accepted at ballot {ballot} with only {promised} durably promised")
         accepts = self.accepts
-        # Keyed by the ballot's (round, rank), exactly what Ballot's equality and hash use,
-        # so the key hashes in C.
-        rnd, rank = ballot.round, ballot.rank
+        # Keyed by the ballot's (round, rank, node), exactly what Ballot's equality and hash
+        # use, so the key hashes in C.
+        rnd, rank, node = ballot.round, ballot.rank, ballot.node
         for i, command in enumerate(rec.commands):
             slot = rec.first_slot + i
-            key = (slot, rnd, rank)
+            key = (slot, rnd, rank, node)
             entry = accepts.get(key)
             if entry is None:
                 voters: set[NodeId] | None = {nid}

@@ -24,6 +24,14 @@ whose commands real nodes can take (kills, partitions, link cuts, heals, writes:
 :data:`~consensus.dashboard.presets.LIVE_OPS`) replays on the running clusters, each
 command that many wall-clock ms after the click; the clusters keep their own timing settings.
 
+Membership changes (add node, remove, transfer leadership) are what ``consensus-lab cluster
+add/remove/transfer`` does (:func:`~consensus.cluster_change.change_cluster`: the new
+member's broker user and joining process, the ConfigChange from the control user with its
+retries, the removed process waited for and its user revoked, the record updated), run in a
+worker thread so that the page keeps drawing meanwhile. A node the record gains is drawn from
+then on; one that leaves stays on the ring, down, marked removed. The ConfigChange itself is
+seen on its control-only topic and drawn from the operator box.
+
 Commands and who is up or leads go through the run pipeline's
 :class:`~consensus.experiment.bus.BusCluster`, attached to the recorded cluster (its processes
 keep running when the dashboard stops) and sharing this backend's connection: a kill is SIGKILL
@@ -40,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +59,24 @@ from consensus.codec import DecodeError, decode, decode_message
 from consensus.dashboard.presets import PRESETS, Preset
 from consensus.dashboard.view import (
     LOG_TAIL,
+    MAX_NODES,
     EventLog,
     algorithm_json,
     command_text,
     cut_links,
+    member_role,
     message_json,
+    next_node_id,
+    parse_config,
     partition_groups,
     refusal,
     take_messages,
     term_text,
 )
 from consensus.experiment.bus import BusCluster
-from consensus.experiment.nemesis import split
-from consensus.messages import Command, Message, NodeId
+from consensus.experiment.nemesis import MembershipEvent, split
+from consensus.membership import Membership
+from consensus.messages import Command, ConfigChange, Message, NodeId
 from consensus.telemetry import StatusReport
 from consensus.transport import topics
 from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
@@ -71,6 +84,8 @@ from consensus.transport.mqtt import MqttClient, fresh_client_id, make_client
 FLIGHT_MS = 350.0  # how long a dot takes on the page (visual only; see the module doc)
 MAX_MESSAGES_PER_FRAME = 300
 CLIENT = "web"  # where the page draws every client's requests from
+OPERATOR = "op"  # where the page draws the operator's membership changes from
+RECENT_CHANGES = 4  # membership changes listed under each cluster
 
 # make_client(library, url, client id, on_message, identity=None), or a stand-in for tests.
 ClientFactory = Callable[..., MqttClient]
@@ -96,7 +111,11 @@ class WatchedCluster:
         self.algorithm = state.algorithm
         self.info = get_algorithm(state.algorithm)
         self.title = self.info.title
-        self.ids = sorted(state.nodes)
+        # Every node ever seen, in order: members added later join the list, removed ones stay
+        # (drawn down); the bus cluster learns each new one too.
+        self.ids: list[NodeId] = sorted(state.nodes)
+        self.root = Path(state.directory).parent  # where `cluster up` keeps the record
+        self.changes: list[MembershipEvent] = []  # asked for from this page
         self.clock = clock
         self.emit = events
         self.last_status: dict[NodeId, StatusReport] = {}  # shown greyed while it is down
@@ -117,7 +136,8 @@ class WatchedCluster:
     async def start(self) -> None:
         await self.cluster.start()
         await self.client.connect()
-        await self.client.subscribe(topics.status(self.name), topics.all_inboxes(self.name))
+        await self.client.subscribe(topics.status(self.name), topics.all_inboxes(self.name),
+                                    topics.config(self.name, "+", "+"))
 
     async def close(self) -> None:
         await self.cluster.close()  # leaves the nodes running
@@ -130,7 +150,15 @@ class WatchedCluster:
         if len(parts) not in (4, 5) or parts[1] != self.name or parts[2] not in self.logs:
             return
         try:
-            if len(parts) == 4 and parts[3] == "status":
+            if len(parts) == 5 and parts[3] == "config":
+                # Only the control user may publish here (the ACL): the operator's change.
+                change = decode_message(payload, cluster=self.name)
+                if not isinstance(change, ConfigChange) or change.dst != parts[2]:
+                    raise DecodeError("misrouted", f"a {change.kind} on a config topic")
+                now = self.clock()
+                self.messages.append(message_json(self.algorithm, change, now, now + FLIGHT_MS,
+                                                  OPERATOR))
+            elif len(parts) == 4 and parts[3] == "status":
                 st = decode(StatusReport, payload)
                 if st.id != parts[2] or st.cluster != self.name:
                     raise DecodeError("misrouted", f"status of {st.id!r} in {st.cluster!r}")
@@ -195,9 +223,67 @@ class WatchedCluster:
                     for old in sorted(log)[: len(log) - 2 * LOG_TAIL]:
                         del log[old]
 
+    # -- membership --------------------------------------------------------------------------
+
+    def know(self, nid: NodeId) -> None:
+        """Draw ``nid`` from now on (a member added here or by `cluster add` elsewhere)."""
+        if nid in self.logs:
+            return
+        self.ids.append(nid)
+        self.logs[nid] = {}
+        self.cluster.ids = tuple(sorted({*self.cluster.ids, nid}))  # its statuses count
+
+    def membership(self) -> Membership | None:
+        """The configuration the leader acts on (else the most advanced node's)."""
+        statuses = self.cluster.statuses()
+        st = statuses.get(self.cluster.leader() or "")
+        if st is None or st.config is None:
+            known = [s for s in statuses.values() if s.config is not None]
+            st = max(known, key=lambda s: (s.commit_index, s.last_index), default=None)
+        return parse_config(st.config if st is not None else None)
+
+    def next_id(self) -> NodeId:
+        if len(self.ids) >= MAX_NODES:
+            raise ValueError(f"at most {MAX_NODES} nodes on the page "
+                             f"({', '.join(self.ids)} already started)")
+        return next_node_id(self.ids)
+
+    def change(self, text: str) -> Coroutine[Any, Any, None]:
+        """Record the change ``text`` as asked for (the page shows it in flight at once) and
+        return the work that makes it, for the backend to run as a task."""
+        event = MembershipEvent(text, self.clock())
+        self.changes.append(event)
+        self.emit(self.algorithm, "member", f"the operator asks: {text}")
+        return self._change(event)
+
+    async def _change(self, event: MembershipEvent) -> None:
+        """Make one membership change as `cluster add/remove/transfer` does, in a worker
+        thread (it starts processes and waits for the leader's answer)."""
+        from consensus.client import ClusterUnavailable
+        from consensus.cluster_change import MembershipChangeError, change_cluster
+
+        loop = asyncio.get_running_loop()
+        text = event.change
+
+        def progress(line: str) -> None:  # called in the worker thread
+            loop.call_soon_threadsafe(self.emit, self.algorithm, "info", line)
+
+        try:
+            outcome = await asyncio.to_thread(change_cluster, self.name, text, self.root,
+                                              progress=progress)
+        except (MembershipChangeError, ClusterUnavailable, OSError, ValueError) as exc:
+            event.done_ms, event.result = self.clock(), str(exc)
+            self.emit(self.algorithm, "reject", f"{text} failed: {exc}")
+            return
+        event.done_ms, event.ok, event.result = self.clock(), True, outcome.config
+        event.attempts = outcome.attempts
+        self.emit(self.algorithm, "member", f"{text} done in {outcome.seconds:.1f} s "
+                  f"({outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''}): "
+                  f"{outcome.config}")
+
     # -- observation -------------------------------------------------------------------------
 
-    def node_json(self, nid: str) -> dict[str, Any]:
+    def node_json(self, nid: str, config: Membership | None = None) -> dict[str, Any]:
         alive = self.cluster.is_up(nid) and nid in self.cluster.statuses()
         st = self.last_status.get(nid)
         commit = st.commit_index if st else 0
@@ -214,6 +300,8 @@ class WatchedCluster:
             # already up to a status interval old when it arrives.
             "election_deadline": None,
             "log": tail, "pid": self.state.nodes.get(nid),
+            "member": member_role(nid, config, st.config if st else None),
+            "snapshot_index": st.snapshot_index if st else 0,
         }
 
     def blocked(self) -> list[list[str]]:
@@ -231,10 +319,19 @@ class WatchedCluster:
 
     def state_json(self) -> dict[str, Any]:
         self.cluster.refresh()
+        for nid in sorted(self.state.nodes):  # added by `cluster add` in another terminal
+            self.know(nid)
+        config = self.membership()
         return {"algorithm": self.algorithm, "title": f"{self.title} ({self.name})",
-                "leader": self.cluster.leader(), "nodes": [self.node_json(n) for n in self.ids],
+                "leader": self.cluster.leader(),
+                "nodes": [self.node_json(n, config) for n in self.ids],
                 "blocked": self.blocked(), "committed": self.committed, "violations": [],
-                "pending_requests": 0}
+                "pending_requests": 0,
+                "config": config.to_text() if config is not None else None,
+                "joint": bool(config and config.joint),
+                "changes": [{"change": c.change, "ok": c.ok, "done": c.done_ms is not None,
+                             "result": c.result, "attempts": c.attempts}
+                            for c in self.changes[-RECENT_CHANGES:]]}
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -419,11 +516,24 @@ class MqttBackend:
             elif op == "heal":
                 c.heal()
             elif op == "request":
-                task = asyncio.create_task(self._request(c, text))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._request(c, text))
+            elif op == "add_node":
+                nid = c.next_id()
+                c.know(nid)  # drawn at once, and a second click picks the next id
+                self._spawn(c.change(f"add {nid}"))
+            elif op in ("remove", "transfer"):
+                nid = c.resolve(node)
+                if nid is None:
+                    self._emit(c.algorithm, "info", f"no {node} to {op}")
+                    continue
+                self._spawn(c.change(f"{op} {nid}"))
             else:
                 raise ValueError(f"unknown command {op!r}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _request(self, c: WatchedCluster, text: str) -> None:
         from consensus.client import ClusterClient, ClusterUnavailable
@@ -453,15 +563,18 @@ class MqttBackend:
         first = next(iter(self.clusters.values()))
         s = first.state
         return {
-            "type": "state", **self._header(), "node_ids": first.ids,
+            "type": "state", **self._header(),
+            "node_ids": list(dict.fromkeys(n for c in self.clusters.values() for n in c.ids)),
             "config": {"heartbeat_ms": s.heartbeat_ms,
                        "election_timeout_ms": list(s.election_timeout_ms),
-                       "latency_ms": None, "pre_vote": None, "check_quorum": None},
+                       "latency_ms": None, "pre_vote": None, "check_quorum": None,
+                       "snapshot_entries": s.snapshot_entries},
             "preset": self.preset.to_json() if self.preset else None,
             "presets": [p.to_json() for p in PRESETS.values() if p.live],
             "algorithms": {a: c.algorithm_json() for a, c in self.clusters.items()},
             "capabilities": {"pause": False, "step": False, "drop_next": False,
-                             "reset": False, "speed": False, "presets": True},
+                             "reset": False, "speed": False, "presets": True,
+                             "membership": True},
             "events": self.events.recent(),
         }
 

@@ -8,7 +8,9 @@ at those wall-clock ms after the click, with the clusters' own settings.
 
 Besides the tutorial's quiz questions, four partial-connectivity scenarios (the experiment
 files quorum-loss, constrained-election, chained and omission) cut links by role token
-(``leader``, ``follower1``..), resolved in each cluster when the command runs.
+(``leader``, ``follower1``..), resolved in each cluster when the command runs, and two
+membership questions: what happens when the operator removes the leader, and how a new node
+catches up on a log that was compacted.
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ class Preset:
 
 # What a preset may ask of real nodes (the mqtt backend): no reset, timing or split vote there.
 LIVE_OPS = frozenset({"request", "kill", "revive", "timeout", "partition", "isolate", "links",
-                      "heal"})
+                      "heal", "add_node", "remove", "transfer"})
+
+# Multi-Paxos's alpha in the membership presets: small, so that the window between the slot
+# that chooses a configuration and the first slot it governs fits in the log tail.
+PRESET_ALPHA = 4
+COMPACT_EVERY = 10  # snapshot_entries in the compacted-log preset
 
 
 def _links(*pairs: tuple[str, str]) -> dict[str, Any]:
@@ -161,5 +168,33 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                              ("follower3", "follower4"), ("follower4", "follower1"),
                              ("follower4", "follower2"))),
                (5000, {"op": "heal"})),
+    ),
+    Preset(
+        "remove-leader", "What happens if you remove the leader?",
+        "5 nodes, a write every 300 ms. At 1.5 s the operator asks the leader to remove itself. "
+        "Raft (joint consensus): the leader appends C_old,new, in force at once, so each entry "
+        "needs a majority of the old five and of the new four; when it commits, the leader "
+        "appends C_new, which it no longer belongs to, commits it without counting itself, then "
+        "hands over: TimeoutNow to the most up-to-date remaining voter, which campaigns at once "
+        "instead of waiting for an election timeout. Multi-Paxos has no joint step: the leader "
+        "chooses the new configuration in a slot, and it governs slots from \u03b1 = "
+        f"{PRESET_ALPHA} later, so the leader fills the window with no-ops; once they are "
+        "chosen it hands over the same way, and the new leader runs Phase 1 among the four. "
+        "Watch the configuration line under each cluster, the pink TimeoutNow dot and the event "
+        "log; the removed node keeps running (faded) until you kill it.",
+        config=Config(alpha=PRESET_ALPHA),
+        steps=(*_writes(700, 300, 14), (1500, {"op": "remove", "node": "leader"})),
+    ),
+    Preset(
+        "add-compacted", "How does a new node catch up on a compacted log?",
+        f"Every node snapshots its key-value state each {COMPACT_EVERY} applied entries and "
+        "drops the log before it (the snap index under each node's place in the "
+        "configuration). 30 writes, one every 100 ms; at 3.8 s the operator adds a node. It "
+        "starts empty, but the leader no longer holds the early entries: Raft sends it the "
+        "snapshot (InstallSnapshot, in chunks) and Multi-Paxos its counterpart (Learn), the "
+        "lime dots, and then the entries after it. The new node is a learner while it catches "
+        "up (dashed ring) and becomes a voter once it has.",
+        config=Config(snapshot_entries=COMPACT_EVERY, alpha=PRESET_ALPHA),
+        steps=(*_writes(700, 100, 30), (3800, {"op": "add_node"}), *_writes(4000, 300, 4)),
     ),
 )}

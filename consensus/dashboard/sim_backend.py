@@ -22,7 +22,12 @@ with their simulated send and delivery times, new events). The messages come fro
 simulator's observers, so a dot's flight on the page is the message's simulated latency.
 
 Faults and who leads go through :class:`~consensus.experiment.cluster.SimCluster`, the run
-pipeline's cluster interface (the MQTT backend drives :class:`BusCluster` the same way).
+pipeline's cluster interface (the MQTT backend drives :class:`BusCluster` the same way). So do
+membership changes: "add node" starts the next free id empty and asks the leader to add it,
+"remove" and "transfer" ask the leader too, through the cluster's operator
+(``reconfigure``), which follows redirects and retries until the leader answers; each node
+shows its place in the configuration the leader acts on (voter, learner, removed; the new and
+old halves while joint) and its snapshot index.
 
 Nothing here knows an algorithm by name: its title, term label and colour come from the
 registry, its messages say what they are (phase, refusal, entries carried) and its nodes show
@@ -41,22 +46,28 @@ from consensus.check.invariants import Checker
 from consensus.dashboard.presets import DEFAULT_NETWORK, PRESETS, Preset
 from consensus.dashboard.view import (
     LOG_TAIL,
+    MAX_NODES,
     CommandError,
     EventLog,
     algorithm_json,
     command_text,
     cut_links,
     log_slot_json,
+    member_role,
+    message_ends,
     message_json,
+    next_node_id,
+    parse_config,
     partition_groups,
     refusal,
     take_messages,
     term_text,
 )
 from consensus.experiment.cluster import SimCluster
-from consensus.experiment.nemesis import split
+from consensus.experiment.nemesis import MembershipEvent, split
 from consensus.experiment.workload import SimClient, Workload
-from consensus.messages import ClientReply, Command, Message, NodeId
+from consensus.membership import Membership
+from consensus.messages import ClientReply, Command, Message, NodeId, TimeoutNow
 from consensus.node import Config, Node, Ready, Status
 from consensus.sim import Network, Simulation
 
@@ -65,6 +76,7 @@ DEFAULT_SPEED = 0.1  # simulated ms per wall ms: 10x slow motion, an election ta
 MIN_SPEED, MAX_SPEED = 0.005, 20.0
 MAX_WALL_STEP_MS = 250.0  # a stalled event loop must not make the simulation leap
 CLIENT_ID = "web"
+RECENT_CHANGES = 4  # membership changes listed under each cluster
 
 
 def _finite(x: float | None) -> float | None:
@@ -136,6 +148,7 @@ class ClusterSim:
         self.ops_seen = 0  # client operations whose completion was announced
         self.last_status: dict[NodeId, Status] = {}
         self.isolated: NodeId | None = None  # the node the last "isolate" cut off
+        self.changes_told: set[int] = set()  # membership events whose outcome was announced
 
     def emit(self, t: float, kind: str, text: str) -> None:
         self.pending.append((t, kind, text))
@@ -148,13 +161,28 @@ class ClusterSim:
         if key != before:
             self.last_role[nid] = key
             self._role_change(t, nid, status, before)
+        noops: list[int] = []  # a run of no-ops applied together, told as one line
         for a in ready.applied:
-            if a.index > self.committed:
-                self.committed = a.index
-                text = command_text(a.command)
-                self.emit(t, "commit",
-                                f"#{a.index} committed: {text}" + (f" (applied by {nid})"
-                                                                    if a.command else ""))
+            if a.index <= self.committed:
+                continue
+            self.committed = a.index
+            if a.command is None:
+                noops.append(a.index)
+                continue
+            self._tell_noops(t, noops)
+            self.emit(t, "commit", f"#{a.index} committed: {command_text(a.command)} "
+                      f"(applied by {nid})")
+        self._tell_noops(t, noops)
+
+    def _tell_noops(self, t: float, noops: list[int]) -> None:
+        """One line for a run of no-ops (a new leader's, or Multi-Paxos filling the alpha
+        window after a configuration: up to alpha of them at once)."""
+        if len(noops) == 1:
+            self.emit(t, "commit", f"#{noops[0]} committed: no-op")
+        elif noops:
+            self.emit(t, "commit", f"#{noops[0]}\u2013#{noops[-1]} committed: no-op "
+                      f"\u00d7{len(noops)}")
+        noops.clear()
 
     def _drop_filter(self, msg: Message) -> bool:
         if self.drop_next <= 0:
@@ -168,7 +196,11 @@ class ClusterSim:
         refused = refusal(msg)
         if refused is not None:
             self.emit(sent, "reject", refused)
-        self.messages.append(message_json(self.name, msg, sent, deliver))
+        if isinstance(msg, TimeoutNow):  # shared by both: a dot, and a line saying why
+            self.emit(sent, "member", f"{msg.src} hands leadership to {msg.dst} ({msg.kind}: "
+                      "campaign now, without waiting for a timeout)")
+        src, dst = message_ends(msg, self.sim.ids, CLIENT_ID)
+        self.messages.append(message_json(self.name, msg, sent, deliver, src, dst))
 
     # -- after each run: role changes and client answers become events ---------------------
 
@@ -191,8 +223,13 @@ class ClusterSim:
             self.emit(t, "leader", f"{nid} steps down ({what})")
 
     def collect(self) -> None:
-        """After a run: announce the client's answers (their times are exact)."""
+        """After a run: announce the client's answers and the membership changes that ended
+        (their times are exact)."""
         sim = self.sim
+        for i, change in enumerate(self.cluster.membership_events):
+            if change.done_ms is not None and i not in self.changes_told:
+                self.changes_told.add(i)
+                self._change_done(change)
         history = self.client.history
         while self.ops_seen < len(history) and history[self.ops_seen].complete_ms is not None:
             op = history[self.ops_seen]
@@ -202,6 +239,16 @@ class ClusterSim:
                             f"{op.command} \u2192 {op.result or op.outcome} "
                             f"({took:.0f} ms, {op.attempts} attempt"
                             f"{'s' if op.attempts != 1 else ''})")
+
+    def _change_done(self, change: MembershipEvent) -> None:
+        took = (change.done_ms or 0.0) - change.requested_ms
+        tries = f"{change.attempts} request{'s' if change.attempts != 1 else ''}"
+        if change.ok:
+            self.emit(change.done_ms or self.sim.now, "member",
+                      f"{change.change} done in {took:.0f} ms ({tries}): {change.result}")
+        else:
+            self.emit(change.done_ms or self.sim.now, "reject",
+                      f"{change.change} refused: {change.result} ({tries})")
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -241,6 +288,36 @@ class ClusterSim:
             return
         self.emit(self.sim.now, "fault", f"{nid} times out now")
         self.cluster.campaign(nid)
+
+    # -- membership: the run pipeline's operator sends ConfigChange and retries it -----------
+
+    def add_node(self) -> NodeId:
+        """Start the next free id empty (joining) and ask the leader to add it."""
+        if len(self.cluster.ids) >= MAX_NODES:
+            raise CommandError(f"at most {MAX_NODES} nodes on the page "
+                               f"({', '.join(self.cluster.ids)} already started)")
+        nid = next_node_id(self.cluster.ids)
+        self.emit(self.sim.now, "member",
+                  f"{nid} starts empty; the operator asks the leader to add it")
+        self.cluster.reconfigure(f"add {nid}")
+        return nid
+
+    def remove(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            self.emit(self.sim.now, "info", f"no {node} to remove")
+            return
+        self.emit(self.sim.now, "member", f"the operator asks the leader to remove {nid}")
+        self.cluster.reconfigure(f"remove {nid}")
+
+    def transfer(self, node: str) -> None:
+        nid = self.resolve(node)
+        if nid is None:
+            self.emit(self.sim.now, "info", f"no {node} to hand leadership to")
+            return
+        self.emit(self.sim.now, "member",
+                  f"the operator asks the leader to hand leadership to {nid}")
+        self.cluster.reconfigure(f"transfer {nid}")
 
     def request(self, text: str, node: str | None = None) -> None:
         target = self.resolve(node) if node else None
@@ -316,7 +393,19 @@ class ClusterSim:
 
     # -- observation -------------------------------------------------------------------------
 
-    def node_json(self, nid: NodeId) -> dict[str, Any]:
+    def membership(self) -> Membership | None:
+        """The configuration the cluster acts on: its leader's, else (no leader) that of the
+        live node furthest ahead; None before any node reports one."""
+        statuses = self.cluster.statuses()
+        leader = self.cluster.leader()
+        st = statuses.get(leader) if leader is not None else None
+        if st is None or st.config is None:
+            known = [statuses[n] for n in self.sim.ids
+                     if n in statuses and statuses[n].config is not None]
+            st = max(known, key=lambda s: (s.commit_index, s.last_index), default=None)
+        return parse_config(st.config if st is not None else None)
+
+    def node_json(self, nid: NodeId, config: Membership | None = None) -> dict[str, Any]:
         node = self.sim.nodes.get(nid)  # its log tail: the simulator holds the node itself
         st = self.cluster.statuses().get(nid) if node is not None else self.last_status.get(nid)
         if node is not None and st is not None:
@@ -332,14 +421,22 @@ class ClusterSim:
             "election_deadline": _finite(st.election_deadline_ms) if st and node else None,
             "log": ([log_slot_json(slot) for slot in node.log_tail(LOG_TAIL)]
                     if node is not None else []),
+            "member": member_role(nid, config, st.config if st else None),
+            "snapshot_index": st.snapshot_index if st else 0,
         }
         return out
 
     def state_json(self) -> dict[str, Any]:
         sim = self.sim
+        config = self.membership()
         return {
             "algorithm": self.name, "title": self.title, "leader": self.cluster.leader(),
-            "nodes": [self.node_json(n) for n in sim.ids],
+            "nodes": [self.node_json(n, config) for n in sim.ids],
+            "config": config.to_text() if config is not None else None,
+            "joint": bool(config and config.joint),
+            "changes": [{"change": c.change, "ok": c.ok, "done": c.done_ms is not None,
+                         "result": c.result, "attempts": c.attempts}
+                        for c in self.cluster.membership_events[-RECENT_CHANGES:]],
             "blocked": sorted([a, b] for a, b in sim.blocked),
             "committed": self.committed,
             "violations": [str(v) for v in sim.violations[:5]],
@@ -515,6 +612,12 @@ class SimBackend:
             cluster.drop()
         elif op == "split_vote":
             cluster.split_vote()
+        elif op == "add_node":
+            cluster.add_node()
+        elif op == "remove":
+            cluster.remove(node)
+        elif op == "transfer":
+            cluster.transfer(node)
         elif op == "timing":
             lo, hi = (float(x) for x in cmd["election_timeout_ms"])
             cluster.set_timing(replace(cluster.sim.config, election_timeout_ms=(lo, hi)),
@@ -536,18 +639,24 @@ class SimBackend:
         cfg = self.config
         return {
             "type": "state", **self._header(),
-            "node_ids": list(next(iter(self.clusters.values())).sim.ids),
+            "node_ids": self.node_ids(),
             "config": {"heartbeat_ms": cfg.heartbeat_ms,
                        "election_timeout_ms": list(cfg.election_timeout_ms),
                        "latency_ms": list(self.network.latency_ms),
-                       "pre_vote": cfg.pre_vote, "check_quorum": cfg.check_quorum},
+                       "pre_vote": cfg.pre_vote, "check_quorum": cfg.check_quorum,
+                       "membership_change": cfg.membership_change, "alpha": cfg.alpha,
+                       "snapshot_entries": cfg.snapshot_entries},
             "preset": self.preset.to_json() if self.preset else None,
             "presets": [p.to_json() for p in PRESETS.values()],
             "algorithms": {name: algorithm_json(c.algorithm) for name, c in self.clusters.items()},
             "capabilities": {"pause": True, "step": True, "drop_next": True, "reset": True,
-                             "speed": True, "presets": True},
+                             "speed": True, "presets": True, "membership": True},
             "events": self.events.recent(),
         }
+
+    def node_ids(self) -> list[NodeId]:
+        """Every node id any cluster has started (added nodes may differ per cluster)."""
+        return list(dict.fromkeys(n for c in self.clusters.values() for n in c.sim.ids))
 
     def frame(self) -> dict[str, Any]:
         """What changed since the previous frame: statuses, new messages, new events."""

@@ -16,10 +16,12 @@ from typing import Any, Protocol
 
 from consensus.algorithms import Algorithm
 from consensus.experiment.nemesis import FaultTarget, link_pairs, links_text, resolve_links
+from consensus.membership import ChangeError, Membership
 from consensus.messages import ClientReply, Command, Message, NodeId
 from consensus.node import LogSlot
 
 LOG_TAIL = 3  # log chips per node
+MAX_NODES = 9  # nodes a cluster may have started (removed ones that still run count too)
 EVENT_HISTORY = 300
 MAX_MESSAGES_PER_FRAME = 400
 
@@ -55,11 +57,13 @@ def term_text(st: _HasTerm) -> str:
 
 
 def message_json(cluster: str, msg: Message, sent: float, deliver: float | None,
-                 src: NodeId | None = None) -> dict[str, Any]:
+                 src: NodeId | None = None, dst: NodeId | None = None) -> dict[str, Any]:
     """One message as the page animates it: a dot from ``s`` to ``d`` between ``t0`` and
     ``t1`` (None: dropped), small for a heartbeat, large for a batch, ringed for a refusal.
-    ``src`` overrides where the dot starts (a client the page draws as its one client box)."""
-    m: dict[str, Any] = {"c": cluster, "k": msg.kind, "s": src or msg.src, "d": msg.dst,
+    ``src`` and ``dst`` override where the dot starts and ends (a client the page draws as its
+    one client box, the operator as its box: :func:`message_ends`)."""
+    m: dict[str, Any] = {"c": cluster, "k": msg.kind, "s": src or msg.src,
+                         "d": dst or msg.dst,
                          "t0": round(sent, 3),
                          "t1": None if deliver is None else round(deliver, 3)}
     if msg.carries_entries:
@@ -73,6 +77,15 @@ def message_json(cluster: str, msg: Message, sent: float, deliver: float | None,
     return m
 
 
+def message_ends(msg: Message, nodes: Iterable[NodeId], client: NodeId
+                 ) -> tuple[NodeId, NodeId]:
+    """Where a dot starts and ends: a node, the page's client box, or ``op`` (the operator
+    box) for an end that is neither, i.e. the membership operator sending ConfigChange and
+    getting its replies (whatever id the cluster gives it)."""
+    known = set(nodes) | {client}
+    return (msg.src if msg.src in known else "op", msg.dst if msg.dst in known else "op")
+
+
 def refusal(msg: Message) -> str | None:
     """The event log line for a message that refuses something, or None. A redirect to the
     client is not logged: the client's answer says how many attempts it took."""
@@ -83,6 +96,41 @@ def log_slot_json(slot: LogSlot) -> dict[str, Any]:
     """One chip of a node's log tail: index, term label, command, committed."""
     cmd = "(empty)" if slot.empty else "no-op" if slot.command is None else slot.command
     return {"i": slot.index, "b": slot.label, "cmd": cmd, "ok": slot.committed}
+
+
+def next_node_id(ids: Iterable[NodeId]) -> NodeId:
+    """The id an added node gets: ``n<k+1>`` after the highest ``n<k>`` ever started (a removed
+    node's id is not reused, so a page never confuses the old node with the new one)."""
+    numbers = [int(i[1:]) for i in ids if i[:1] == "n" and i[1:].isdigit()]
+    return f"n{max(numbers, default=0) + 1}"
+
+
+def parse_config(text: str | None) -> Membership | None:
+    """A status's configuration text, or None (no configuration known, or one this page
+    cannot read: the page then shows no membership rather than failing)."""
+    if not text:
+        return None
+    try:
+        return Membership.from_text(text)
+    except ChangeError:
+        return None
+
+
+def member_role(nid: NodeId, config: Membership | None, own: str | None) -> str | None:
+    """What ``nid`` is in the cluster's configuration ``config`` (the one its leader acts on):
+    ``voter``; while joint, ``voter (new)`` / ``voter (old)`` for the voters only one half
+    has; ``learner`` (catching up, does not vote); ``joining`` (started empty, not in the
+    configuration yet: ``own``, its own configuration, is None); or ``removed``. None when no
+    configuration is known (no leader yet)."""
+    if config is None:
+        return None
+    if nid in config.voters:
+        return "voter (new)" if config.joint and nid not in config.old else "voter"
+    if nid in config.old:
+        return "voter (old)"
+    if nid in config.learners:
+        return "learner"
+    return "joining" if own is None else "removed"
 
 
 def partition_groups(ids: Sequence[NodeId],
@@ -104,7 +152,7 @@ class Event:
     seq: int
     t: float
     cluster: str | None
-    kind: str  # election | leader | commit | reject | fault | client | info
+    kind: str  # election | leader | commit | reject | fault | client | member | info
     text: str
 
     def to_json(self) -> dict[str, Any]:

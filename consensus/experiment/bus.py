@@ -20,6 +20,16 @@ and starts a broker that accepts only them; the nodes connect as themselves, the
 clients as ``client``, the runner and the tracer as ``control``. On a broker given by URL
 the run is in open mode, as that broker is.
 
+Membership faults (``add``, ``remove``, ``replace``, ``transfer``) are made as
+``consensus-lab cluster add/remove`` makes them (:meth:`BusCluster.reconfigure`): a new
+member gets a broker user (the run's broker reloads its files) and a process started
+joining; the change goes as a ConfigChange from the control user to the leader, retried
+until answered; a removed member stops on its own, is waited for, and its user revoked. Each
+change is a :class:`~consensus.experiment.nemesis.MembershipEvent` on the run's clock, with
+the new member's catch-up (its applied index reaching the commit index when the change was
+asked for, and the bytes published to its inbox until then, seen by the runner's
+connection).
+
 What the real bus cannot honour is said by :func:`not_honoured` (the run's manifest lists
 it): latency is the network's own, and duplication is not injected.
 
@@ -53,11 +63,14 @@ from consensus.auth import CLIENT_USER, CONTROL_USER, Identity, new_incarnation
 from consensus.check.invariants import SharedChecker
 from consensus.client import ClientResult, ClusterClient, ClusterUnavailable
 from consensus.cluster import ClusterState, broker_realm, is_ours, restart_node, spawn_node
+from consensus.cluster_change import exit_wait_s, retire, start_member
 from consensus.codec import DecodeError, decode, decode_message, encode
 from consensus.experiment.cluster import Observed
+from consensus.experiment.nemesis import MembershipEvent
 from consensus.experiment.spec import ExperimentSpec
 from consensus.experiment.workload import KeyChooser, Workload
 from consensus.history import Operation
+from consensus.membership import Change
 from consensus.messages import ClientReply, Command, NodeId, ReplyStatus, traffic_kind
 from consensus.node import Config, Node
 from consensus.storage import FileStorage
@@ -67,6 +80,7 @@ from consensus.transport.mqtt import MqttClient, TransportError, make_client
 
 STATUS_INTERVAL_MS = 50.0
 LEADER_WAIT_S = 15.0
+CHANGE_DEADLINE_S = 60.0  # how long the operator asks for one membership change
 # An attached cluster: a status older than this is not believed (its process is gone or
 # stopped), and who runs is re-read from the record and /proc at most this often.
 STALE_STATUS_MS = 1500.0
@@ -123,7 +137,15 @@ class BusCluster:
             "external", opts.library, opts.fsync, config.heartbeat_ms,
             config.election_timeout_ms, str(directory.resolve()),
             insecure=opts.broker is not None, incarnation=new_incarnation(),
-            variant=variants.of_config(config, algorithm))
+            variant=variants.of_config(config, algorithm), initial=list(self.ids),
+            snapshot_entries=config.snapshot_entries,
+            alpha=None if config.alpha == Config().alpha else config.alpha)
+        # Membership changes (reconfigure): each change asked for, the nodes that left.
+        self.membership_events: list[MembershipEvent] = []
+        self.gone: set[NodeId] = set()
+        self._operator: ClusterClient | None = None
+        self._changes: list[asyncio.Task[None]] = []
+        self._catching_up: dict[NodeId, MembershipEvent] = {}  # new node -> its change
         self.broker: Any = None  # the BrokerHandle of a broker this cluster started
         self.origin = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -189,7 +211,7 @@ class BusCluster:
         return leader_of(self.status, down=self.paused | self.crashed)
 
     def is_up(self, nid: NodeId) -> bool:
-        return nid not in self.crashed
+        return nid not in self.crashed and nid not in self.gone
 
     def applied(self, nid: NodeId) -> int | None:
         """The applied index in the node's latest status (``most-lagging``); None if down."""
@@ -252,6 +274,99 @@ class BusCluster:
             self.control(nid, Control(ControlOp.LOSS, rate=rate))
             self.control(nid, Control(ControlOp.DELAY, ms=delay))
 
+    # -- membership ----------------------------------------------------------------------
+
+    def reconfigure(self, change: str) -> None:
+        """Ask for a membership change as ``consensus-lab cluster add/remove`` does (see the
+        module docstring); returns at once, the event is filled in as the change ends."""
+        assert self.loop is not None, "start() first"
+        event = MembershipEvent(change, self.now)
+        self.membership_events.append(event)
+        self._changes.append(self.loop.create_task(self._reconfigure(event)))
+
+    async def _reconfigure(self, event: MembershipEvent) -> None:
+        try:
+            parsed = Change.parse(event.change)
+            for nid in parsed.add:
+                await self._start_member(nid, event)
+            operator = await self._operator_client()
+            result = await operator.change(event.change)
+        except ClusterUnavailable as exc:  # never answered: done_ms stays None
+            event.result = str(exc)
+            if self._operator is not None:
+                event.attempts = len(self._operator.last_path)
+            return
+        except Exception as exc:  # the run goes on; the event says what went wrong
+            event.done_ms, event.result = self.now, f"{type(exc).__name__}: {exc}"
+            return
+        reply = result.reply
+        event.attempts = result.attempts
+        event.done_ms, event.result = self.now, reply.result
+        event.ok = reply.status == ReplyStatus.OK
+        if event.ok:
+            for nid in parsed.remove:
+                await self._retire(nid)
+
+    async def _operator_client(self) -> ClusterClient:
+        """The run's operator: one control-user connection for every change."""
+        from consensus.client import CHANGE_POLICY
+
+        if self._operator is None:
+            operator = ClusterClient(
+                self.state.broker, self.name, library=self.opts.library,
+                client_id=f"op-{uuid.uuid4().hex[:6]}", deadline_s=CHANGE_DEADLINE_S,
+                watch_status=False, policy=CHANGE_POLICY, status_feed=self.status_feed,
+                identity=self.identity(CONTROL_USER))
+            await operator.__aenter__()
+            self._operator = operator
+        self._operator.nodes = sorted(n for n in self.ids if n not in self.gone)
+        self._operator.last_leader = self.leader()
+        return self._operator
+
+    async def _start_member(self, nid: NodeId, event: MembershipEvent) -> None:
+        """A broker user for ``nid`` (the broker reloads it), then its process, started
+        joining (:func:`consensus.cluster_change.start_member`); its catch-up is timed from
+        now. An attached cluster's record gets the new member, so `cluster down` stops it."""
+        topics.check_name("node", nid)
+        if nid in self.state.nodes:
+            raise ValueError(f"{nid} is already a node of this cluster")
+        leader = self.leader()
+        event.node = nid
+        event.catch_up_index = (self.status[leader].commit_index if leader in self.status
+                                else max((s.commit_index for s in self.status.values()),
+                                         default=0))
+        self._catching_up[nid] = event
+        self.ids = tuple(sorted({*self.ids, nid}))
+        if self.mqtt is not None:
+            await self.mqtt.subscribe(topics.peer_prefix(self.name, nid) + "+")
+        await asyncio.to_thread(start_member, self.state, nid,
+                                status_interval_ms=self.opts.status_interval_ms,
+                                save=not self.owned)
+
+    async def _retire(self, nid: NodeId) -> None:
+        """``nid`` left the configuration: wait for its process to stop on its own (stop it
+        if it lingers), then revoke its broker user (:func:`consensus.cluster_change.retire`).
+        A run keeps it in its record: its WAL is checked with the others at the end."""
+        self._harvest_counts(nid)
+        self.gone.add(nid)
+        self.status.pop(nid, None)
+        pid = self.state.nodes.get(nid, 0)
+        await asyncio.to_thread(retire, self.state, nid, wait_s=exit_wait_s(self.state),
+                                save=not self.owned, forget=not self.owned)
+        _reap(pid)
+
+    def _count_catch_up(self, topic: str, payload: bytes) -> None:
+        """Bytes published to a catching-up member's inbox by the other nodes."""
+        pair = topics.sender_of(topic)
+        if pair is not None and pair[0] in self._catching_up:
+            self._catching_up[pair[0]].catch_up_bytes += len(payload)
+
+    def _check_caught_up(self, st: StatusReport) -> None:
+        event = self._catching_up.get(st.id)
+        if event is not None and st.applied_index >= (event.catch_up_index or 0):
+            event.caught_up_ms = self.now
+            del self._catching_up[st.id]
+
     def control(self, nid: NodeId, cmd: Control) -> None:
         """Send one fault-hook command to a node process."""
         self.mqtt.publish(topics.control(self.name, nid), encode(cmd))
@@ -297,7 +412,7 @@ class BusCluster:
             await asyncio.to_thread(self._start_broker)
         if self.client_owned:
             self.mqtt = make_client(self.opts.library, self.state.broker,
-                                    f"{self.name}-runner", self._on_status,
+                                    f"{self.name}-runner", self._on_message,
                                     self.identity(CONTROL_USER))
             await self.mqtt.connect()
             await self.mqtt.subscribe(topics.status(self.name))
@@ -315,15 +430,23 @@ class BusCluster:
         self.broker = start_broker(prefer=self.opts.prefer, realm=realm, tls=self.opts.tls)
         self.state.broker, self.state.broker_kind = self.broker.url, self.broker.kind
         self.state.tls = self.opts.tls
+        # What a membership change needs to make this broker reload the realm's files.
+        self.state.broker_pid = self.broker.pid
+        self.state.broker_dir = (None if self.broker.log_path is None
+                                 else str(self.broker.log_path.parent))
 
     def _spawn(self, nid: NodeId) -> None:
         """Start one node process, detached, logging to <dir>/<id>.log."""
         spawn_node(self.state, nid, status_interval_ms=self.opts.status_interval_ms)
 
     async def close(self) -> None:
-        for task in self._clients:
+        for task in [*self._clients, *self._changes]:
             task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        await asyncio.gather(*self._clients, *self._changes, return_exceptions=True)
+        if self._operator is not None:
+            with contextlib.suppress(Exception):
+                await self._operator.__aexit__(None, None, None)
+            self._operator = None
         await self._stop_tracer()
         if self.owned:
             await self._stop_nodes()
@@ -412,6 +535,13 @@ class BusCluster:
             self._tracer.cancel()
             await asyncio.gather(self._tracer, return_exceptions=True)
 
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """The runner's connection: statuses, and a new member's inbox while it catches up."""
+        if topic.endswith("/status"):
+            self._on_status(topic, payload)
+        else:
+            self._count_catch_up(topic, payload)
+
     def _on_status(self, topic: str, payload: bytes) -> None:
         try:
             st = decode(StatusReport, payload)
@@ -422,11 +552,13 @@ class BusCluster:
     def on_status(self, st: StatusReport) -> None:
         """A node's published status (decoded)."""
         nid = st.id
-        if nid not in self.ids or nid in self.crashed:
+        if nid not in self.ids or nid in self.crashed or nid in self.gone:
             return
         previous = self.status.get(nid)
         self.status[nid] = st
         self.seen[nid] = self.now
+        if self._catching_up:
+            self._check_caught_up(st)
         if previous is None or previous.role != st.role:
             now = self.now
             self.role_events.append((now, nid, st.role, st.term))
@@ -581,11 +713,14 @@ class BusCluster:
         re-applied), as a restart would bring it back."""
         algo = get_algorithm(self.algorithm)
         out: dict[NodeId, Node | None] = {}
+        initial = tuple(self.state.initial or self.ids)
         for nid in self.ids:
             wal = FileStorage(Path(self.state.directory) / f"{nid}.wal", fsync=False)
             records = wal.load()
             wal.close()
-            node: Node = algo.node_class(nid, self.ids, self.config, random.Random(0))
+            # A member added during the run comes back as it ran: joining, from its WAL.
+            extra = {"joining": True} if nid in self.state.joined else {}
+            node: Node = algo.node_class(nid, initial, self.config, random.Random(0), **extra)
             node.restore(records)
             out[nid] = node
         return out

@@ -9,7 +9,7 @@ no-op (a gap a new leader filled).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from consensus.messages import Command, Message, NodeId, Phase
@@ -17,16 +17,18 @@ from consensus.messages import Command, Message, NodeId, Phase
 
 @dataclass(frozen=True, slots=True, order=True)
 class Ballot:
-    """A ballot ``(round, rank)``, totally ordered as a pair of numbers.
+    """A ballot ``(round, rank, node)``, totally ordered in that order.
 
-    ``rank`` is the proposer's position among the sorted node ids, so two proposers never
-    share a ballot; ``node`` is carried for readability and leader hints and takes no part in
-    comparisons (a string order would put "n10" before "n2").
+    ``rank`` is the proposer's position in the initial cluster (``PaxosNode.rank_of``), so
+    among those it decides before the id does (a string order would put "n10" before "n2").
+    ``node``, the proposer's id, breaks the ties ranks leave: nodes added later all rank
+    alike, and nodes that disagree about the initial cluster may even compute one rank. As
+    ids are unique, no two proposers ever share a ballot, whatever their ranks.
     """
 
     round: int
     rank: int
-    node: NodeId = field(default="", compare=False)
+    node: NodeId = ""
 
     def __str__(self) -> str:
         return f"{self.round}.{self.node}" if self.node else f"{self.round}"

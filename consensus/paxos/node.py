@@ -6,8 +6,8 @@ Every node plays all three of Lamport's roles: acceptor, learner, and (when it l
 proposer. The replicated log is a sequence of *slots*, each an independent instance of Paxos;
 a slot's value is *chosen* once a majority of acceptors accepted it at the same ballot.
 
-Ballots ``(round, rank)`` are totally ordered pairs of numbers; each node only proposes with
-its own rank, and its round counter is persisted, so no ballot is ever used twice.
+Ballots ``(round, rank, node id)`` are totally ordered; each node only proposes with its own
+id, and its round counter is persisted, so no ballot is ever used twice.
 
 Leader election is Phase 1 run once for all open slots (the point of Multi-Paxos). A node
 whose failure detector (the randomised election timeout, as in Raft) suspects the leader
@@ -157,21 +157,19 @@ or the first slot it has not learnt (any other node).
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consensus import quorum
-from consensus.membership import Change, ChangeError, Membership, is_config_text
+from consensus.membership import Membership, is_config_text
 from consensus.messages import (
     ClientRequest,
     Command,
     ConfigChange,
     Message,
     NodeId,
-    ReplyStatus,
     TimeoutNow,
 )
 from consensus.node import (
@@ -280,11 +278,10 @@ class PaxosNode(ConsensusNode):
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
         self.recovered_through = 0  # leader: the last slot Phase 1 re-proposed or filled
-        # Compaction. Invariant: snapshot_index <= commit_index, and ``log`` holds no slot at
-        # or below it; ``snapshot_state`` is the snapshot's text ("" before the first).
-        self.snapshot_index = 0
+        # Compaction (snapshot_index and snapshots_taken are node.py's). Invariant:
+        # snapshot_index <= commit_index, and ``log`` holds no slot at or below it;
+        # ``snapshot_state`` is the snapshot's text ("" before the first).
         self.snapshot_state = ""
-        self.snapshots_taken = 0
         self.incoming: IncomingSnapshot | None = None  # a snapshot being received in chunks
         self.become_follower(None)
 
@@ -427,12 +424,11 @@ class PaxosNode(ConsensusNode):
             self.bcast_heartbeat()
 
     def rank_of(self, nid: NodeId) -> int:
-        """A node's ballot rank: its position in the initial cluster; for a node added later,
-        a number from its id above every initial rank (a leader refuses to add a node whose
-        rank a member has, so no two members ever share a ballot)."""
+        """A node's ballot rank: its position in the initial cluster; nodes added later all
+        rank above those, and their ids order them (``Ballot``: the id breaks rank ties)."""
         if nid in self.initial:
             return self.initial.index(nid)
-        return len(self.initial) + zlib.crc32(nid.encode())
+        return len(self.initial)
 
     def next_round(self) -> int:
         """The round of our next ballot: above every round we used, promised or saw (so a
@@ -650,12 +646,8 @@ class PaxosNode(ConsensusNode):
         # Only we propose at our ballot, so no honest claim goes past our last slot.
         through = min(msg.accepted_through, self.next_slot - 1)
         counted = through > pr.match
-        if msg.commit_index > pr.peer_commit or counted:
-            pr.peer_commit = max(pr.peer_commit, msg.commit_index)
-            if self.change is not None or self.transfer_to is not None:
-                self.heard_progress(peer)  # a learner catching up, a transfer's target
-                if self.role != LEADER or self.progress.get(peer) is not pr:
-                    return  # the change went on without it, or we handed over
+        if not self.heard_peer_commit(peer, pr, msg.commit_index, moved=counted):
+            return
         if counted:
             pr.match = through
         done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
@@ -785,8 +777,11 @@ class PaxosNode(ConsensusNode):
         if msg.commit_index >= msg.snapshot_slot:
             if pr is not None:
                 pr.heard()
-                pr.commit_sent = pr.peer_commit = max(pr.peer_commit, msg.commit_index)
-                self.maybe_send_commit(peer, msg.commit_index)
+                pr.commit_sent = max(pr.peer_commit, msg.commit_index)
+                # The snapshot may be all a learner lacked: the Accepteds after it repeat
+                # this commit index, so this is the answer that must say it caught up.
+                if self.heard_peer_commit(peer, pr, msg.commit_index):
+                    self.maybe_send_commit(peer, msg.commit_index)
             return
         if self.snapshot_index <= msg.commit_index:
             return
@@ -795,23 +790,19 @@ class PaxosNode(ConsensusNode):
         if pr is not None:
             pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
 
-    def handle_config_change(self, msg: ConfigChange) -> None:
-        """node.py's front door, after one check of Multi-Paxos's own: a node to add must not
-        share a ballot rank with a member (see ``rank_of``)."""
-        latest = self.windows.latest()
-        if self.role == LEADER and latest is not None:
-            try:
-                adding = Change.parse(msg.change).add
-            except ChangeError:
-                adding = ()  # node.py answers the parse error
-            for nid in adding:
-                clash = sorted(m for m in latest.members
-                               if m != nid and self.rank_of(m) == self.rank_of(nid))
-                if clash:
-                    self.reply(msg, ReplyStatus.ERROR, f"{nid} would share a ballot rank with "
-                               f"{clash[0]}: choose another id")
-                    return
-        super().handle_config_change(msg)
+    def heard_peer_commit(self, peer: NodeId, pr: PaxosProgress, commit_index: int, *,
+                          moved: bool = False) -> bool:
+        """Leader: ``peer`` reports its commit index (``moved``: and its match rose). If
+        either grew, a learner may be caught up or a transfer's target ready (node.py's
+        ``heard_progress``). False if that dropped ``peer`` or made us hand over: the caller
+        must stop."""
+        if commit_index <= pr.peer_commit and not moved:
+            return True
+        pr.peer_commit = max(pr.peer_commit, commit_index)
+        if self.change is None and self.transfer_to is None:
+            return True
+        self.heard_progress(peer)
+        return self.role == LEADER and self.progress.get(peer) is pr
 
     # -- commitment ------------------------------------------------------------------------
 

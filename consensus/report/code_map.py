@@ -117,11 +117,9 @@ ROWS: tuple[Row, ...] = (
         "sender keeps no state."),
     Row("inbound", "a snapshot chunk acknowledged",
         _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"),
-        _s("handle_learned", action="HandleLearned"), "catch-up"),
-    Row("inbound", "an operator's membership change", _s(),
-        _s("handle_config_change", action="Reconfigure"), None,
-        "A Multi-Paxos ballot's rank must be unique among members, so a node to add may not "
-        "share one; the rest is node.py's, the same for both."),
+        _s("handle_learned", "heard_peer_commit", action="HandleLearned"), "catch-up",
+        "A Multi-Paxos acceptor's commit index, from an Accepted or a Learned, is what says a "
+        "learner caught up; Raft's match index is."),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
         _s("advance_commit_index", "advance_commit_by_config", "holder_ids", "holders",
@@ -146,7 +144,7 @@ ROWS: tuple[Row, ...] = (
         "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
         "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
     Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
-        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"),
+        _s("take_snapshot", "load_snapshot", "compact_log", "snapshot_record", "held_entries"),
         _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
            "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
         "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "

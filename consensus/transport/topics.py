@@ -5,12 +5,14 @@
     consensus/<cluster>/client/<conn>         replies to the clients on connection <conn>
     consensus/<cluster>/<node>/status         the node's status(), a few times a second
     consensus/<cluster>/<node>/control        fault hooks for experiments (drop, loss, delay...)
+    consensus/<cluster>/<dst>/config/<conn>   membership changes (ConfigChange) from the operator
 
 The sender's node id (its MQTT user name) and a client's MQTT client id are topic segments, so
 an ACL (see :mod:`consensus.auth`) lets a node publish only as itself and a client only ask
-for replies on its own connection; a node checks that a message's claimed sender matches the
-topic. One connection of a load generator carries many logical clients: replies go to the
-connection, and the ``dst`` inside each reply says which client it is for.
+for replies on its own connection, and only the ``control`` user write a membership change;
+a node checks that a message's claimed sender matches the topic. One connection of a load
+generator carries many logical clients: replies go to the connection, and the ``dst`` inside
+each reply says which client it is for.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ def status(cluster: str, node: str = "+") -> str:
 
 def control(cluster: str, node: str) -> str:
     return f"{PREFIX}/{cluster}/{node}/control"
+
+
+def config(cluster: str, dst: str, conn: str) -> str:
+    """Where the operator's MQTT connection ``conn`` publishes membership changes for ``dst``
+    (only the control user may: the ACL); their replies go to ``client(cluster, conn)``."""
+    return f"{PREFIX}/{cluster}/{dst}/config/{conn}"
+
+
+def config_prefix(cluster: str, dst: str) -> str:
+    return f"{PREFIX}/{cluster}/{dst}/config/"
 
 
 def client(cluster: str, conn: str) -> str:

@@ -21,6 +21,9 @@ const MSG_COLORS = {
   Accept: "#14b8a6", Accepted: "#99f6e4",
   Commit: "#22c55e", Nack: "#ef4444",
   ClientRequest: "#f8fafc", ClientReply: "#cbd5e1",
+  // Membership: the operator's request, the leader's hand-over, snapshots for a new member.
+  ConfigChange: "#fb923c", TimeoutNow: "#f472b6",
+  InstallSnapshot: "#a3e635", InstallSnapshotReply: "#d9f99d", Learn: "#a3e635", Learned: "#d9f99d",
 };
 const PHASE_COLORS = {
   "replicate": "#3b82f6", "acknowledge": "#93c5fd", "commit notice": "#22c55e",
@@ -28,6 +31,11 @@ const PHASE_COLORS = {
   "client": "#f8fafc",
 };
 const colorOf = {};  // message kind -> colour, filled from each state message
+// Where a node stands in its cluster's configuration; a plain voter gets no label.
+const MEMBER_LABELS = {
+  "voter (new)": "joining voter", "voter (old)": "leaving voter", learner: "learner",
+  joining: "joining", removed: "removed",
+};
 const ROLE_COLORS = {
   follower: "#475569", precandidate: "#ca8a04", candidate: "#ea580c", leader: "#059669",
   crashed: "#1e293b",
@@ -145,9 +153,10 @@ function onState(msg) {
   $("nodes").value = msg.node_ids.length;
   const caps = msg.capabilities || {};
   for (const [id, cap] of [["pause", "pause"], ["step", "step"], ["resume", "pause"],
-    ["drop", "drop_next"], ["reset", "reset"], ["speed", "speed"]]) {
+    ["drop", "drop_next"], ["reset", "reset"], ["speed", "speed"], ["add-node", "membership"]]) {
     $(id).disabled = !caps[cap];
   }
+  for (const b of document.querySelectorAll("#click-mode .membership")) b.disabled = !caps.membership;
   $("preset-buttons").parentElement.classList.toggle("unsupported", !caps.presets);
   buildPresets(msg);
   buildGroups(msg.node_ids);
@@ -173,8 +182,8 @@ function buildPresets(msg) {
     const title = /[?.!]$/.test(msg.preset.title) ? msg.preset.title : msg.preset.title + ".";
     ex.innerHTML = `<b>${escapeHtml(title)}</b> ${escapeHtml(msg.preset.explain)}`;
   }
-  else if (msg.mode === "mqtt") ex.textContent = "Watching real node processes over MQTT: kill (SIGKILL), revive, time out, partition and heal act on them; time runs on the wall clock.";
-  else ex.textContent = "Pick a scenario to replay one of the tutorial's quiz questions, or drive the clusters yourself: click a node to kill or revive it, send requests, partition and heal.";
+  else if (msg.mode === "mqtt") ex.textContent = "Watching real node processes over MQTT: kill (SIGKILL), revive, time out, partition and heal act on them, and add node / remove / transfer change their membership as `cluster add/remove/transfer` does; time runs on the wall clock.";
+  else ex.textContent = "Pick a scenario to replay one of the tutorial's quiz questions, or drive the clusters yourself: click a node to kill or revive it, send requests, partition and heal; add a node (it joins as a learner, then votes), remove one or hand it the leadership.";
 }
 
 function buildGroups(ids) {
@@ -205,6 +214,7 @@ function buildPanels() {
     h2.appendChild(document.createTextNode(" "));
     h2.appendChild(h("span", { class: "summary", id: `sum-${name}` }));
     sec.appendChild(h2);
+    sec.appendChild(h("div", { class: "config-line", id: `cfg-${name}` }));
     el("svg", { class: "ring", viewBox: "0 0 460 330", id: `svg-${name}`, "aria-label": `${meta.title} cluster` }, sec);
     sec.appendChild(h("table", { class: "nodes", id: `table-${name}` }));
     box.appendChild(sec);
@@ -229,6 +239,7 @@ function buildCluster(name, cl) {
   const pos = {};
   ids.forEach((id, i) => { pos[id] = nodePos(i, ids.length); });
   pos.web = [48, 36];
+  pos.op = [48, 296];  // the operator that sends membership changes
   const links = el("g", { class: "links" }, svg);
   for (let i = 0; i < ids.length; i++) {
     for (let j = i + 1; j < ids.length; j++) {
@@ -239,6 +250,9 @@ function buildCluster(name, cl) {
   const client = el("g", { class: "client" }, svg);
   el("rect", { x: 18, y: 22, width: 60, height: 28, rx: 6 }, client);
   el("text", { x: 48, y: 40 }, client).textContent = "client";
+  const operator = el("g", { class: "client operator" }, svg);
+  el("rect", { x: 14, y: 282, width: 68, height: 28, rx: 6 }, operator);
+  el("text", { x: 48, y: 300 }, operator).textContent = "operator";
   const nodes = el("g", { class: "nodes" }, svg);
   const C = 2 * Math.PI * (NODE_R + 6);
   for (const id of ids) {
@@ -252,21 +266,26 @@ function buildCluster(name, cl) {
     el("circle", { class: "body", r: NODE_R }, g);
     el("text", { class: "id", y: -3 }, g).textContent = id;
     el("text", { class: "sub", y: 12 }, g);
+    el("text", { class: "member", y: NODE_R + 19 }, g);
     g.addEventListener("click", () => onNodeClick(name, id));
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") onNodeClick(name, id); });
   }
   el("g", { class: "dots" }, svg);
-  state.clusters[name] = { ...cl, pos, circumference: C };
+  state.clusters[name] = { ...cl, pos, circumference: C, ids: ids.join(" ") };
   const table = $(`table-${name}`);
   const term = escapeHtml(state.meta[name].term_label);
   table.innerHTML = `<colgroup><col class="c-id"><col class="c-role"><col class="c-term">
-    <col class="c-commit"><col></colgroup>
+    <col class="c-commit"><col class="c-member"><col><col class="c-act"></colgroup>
     <thead><tr><th>node</th><th>role</th><th>${term}</th>
-    <th>commit</th><th>log tail: index·${term} command</th></tr></thead>`;
+    <th>commit</th><th title="its place in the leader's configuration; snapshot index when compaction is on">member</th>
+    <th>log tail: index·${term} command</th><th></th></tr></thead>`;
   const body = h("tbody");
   for (const id of ids) {
     const tr = h("tr", { "data-node": id });
-    tr.innerHTML = `<td><span class="swatch"></span>${id}</td><td class="role"></td><td class="term"></td><td class="commit"></td><td class="log"></td>`;
+    tr.innerHTML = `<td><span class="swatch"></span>${id}</td><td class="role"></td><td class="term"></td><td class="commit"></td><td class="member"></td><td class="log"></td>
+      <td class="act"><button class="transfer" title="Transfer leadership to ${id}">lead</button><button class="remove" title="Remove ${id} from the cluster">✕</button></td>`;
+    tr.querySelector(".transfer").onclick = () => membership("transfer", name, id);
+    tr.querySelector(".remove").onclick = () => membership("remove", name, id);
     body.appendChild(tr);
   }
   table.appendChild(body);
@@ -297,6 +316,11 @@ function applyStatus(msg) {
   for (const name of CLUSTERS) {
     const cl = msg.clusters[name];
     if (!cl || !state.clusters[name]) continue;
+    // A node was added: lay the ring and the table out again (dots in flight keep going).
+    if (cl.nodes.map((n) => n.id).join(" ") !== state.clusters[name].ids) {
+      buildCluster(name, cl);
+      buildGroups([...new Set(CLUSTERS.flatMap((c) => (msg.clusters[c] || state.clusters[c]).nodes.map((n) => n.id)))]);
+    }
     Object.assign(state.clusters[name], cl);
     const svg = $(`svg-${name}`);
     const table = $(`table-${name}`);
@@ -305,6 +329,8 @@ function applyStatus(msg) {
       if (!g) continue;
       g.setAttribute("data-role", n.role);
       g.setAttribute("data-alive", n.alive ? "1" : "0");
+      g.setAttribute("data-member", n.member || "");
+      g.querySelector(".member").textContent = MEMBER_LABELS[n.member] || "";
       const ballots = usesBallots(name);
       const label = ballots ? `${n.ballot || "0"} · c${n.commit_index}` : `T${n.term} · c${n.commit_index}`;
       g.querySelector(".sub").textContent = n.alive ? label : "down";
@@ -314,11 +340,16 @@ function applyStatus(msg) {
       tr.querySelector(".role").textContent = n.role;
       tr.querySelector(".term").textContent = ballots ? (n.ballot || "–") : n.term;
       tr.querySelector(".commit").textContent = n.commit_index;
+      tr.dataset.member = n.member || "";
+      const member = tr.querySelector(".member");
+      member.textContent = n.member || "–";
+      if (n.snapshot_index) member.appendChild(h("small", { class: "snap" }, `snap ${n.snapshot_index}`));
+      member.title = n.snapshot_index ? `${n.member}; its latest snapshot covers up to index ${n.snapshot_index}` : (n.member || "");
       const log = tr.querySelector(".log");
       log.innerHTML = "";
       for (const e of n.log || []) {
         const chip = h("span", { class: `logchip${e.ok ? " committed" : " pending"}${e.cmd === "no-op" ? " noop" : ""}`,
-          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${state.meta[name].term_label} ${e.b}` });
+          "data-cmd": e.cmd, title: `${e.ok ? "committed" : "not committed yet"}: index ${e.i}, ${state.meta[name].term_label} ${e.b}: ${e.cmd}` });
         chip.innerHTML = `<i>${e.i}·${escapeHtml(e.b)}</i>${escapeHtml(e.cmd)}`;
         log.appendChild(chip);
       }
@@ -331,7 +362,23 @@ function applyStatus(msg) {
     const extra = cl.violations && cl.violations.length ? ` · <span class="warn">${cl.violations.length} safety violation(s)</span>` : "";
     const pending = cl.pending_requests ? ` · ${cl.pending_requests} request(s) waiting` : "";
     $(`sum-${name}`).innerHTML = `${leader} · committed <b>${cl.committed}</b>${pending}${extra}`;
+    configLine(name, cl);
   }
+}
+
+// "configuration voters=n1,n2,n3 …", marked while joint, and the change in flight if any.
+function configLine(name, cl) {
+  const line = $(`cfg-${name}`);
+  if (!line) return;
+  line.classList.toggle("joint", !!cl.joint);
+  line.dataset.config = cl.config || "";
+  const changes = cl.changes || [];
+  const last = changes.length ? changes[changes.length - 1] : null;
+  let change = "";
+  if (last && !last.done) change = ` · <span class="inflight">${escapeHtml(last.change)}: in flight</span>`;
+  else if (last) change = ` · last change: ${escapeHtml(last.change)} <span class="${last.ok ? "okc" : "warn"}">${last.ok ? "done" : "refused: " + escapeHtml(last.result || "")}</span>`;
+  const cfg = cl.config ? escapeHtml(cl.config) : "none known yet";
+  line.innerHTML = `${cl.joint ? "<b>joint</b> " : ""}configuration <code>${cfg}</code>${change}`;
 }
 
 function addEvents(events) {
@@ -419,7 +466,14 @@ function onNodeClick(cluster, id) {
   const n = (state.clusters[cluster].nodes || []).find((x) => x.id === id);
   if (state.clickMode === "kill") send({ op: n && n.alive ? "kill" : "revive", node: id, cluster: which });
   else if (state.clickMode === "timeout") send({ op: "timeout", node: id, cluster: which });
+  else if (state.clickMode === "remove" || state.clickMode === "transfer") membership(state.clickMode, cluster, id);
   else send({ op: "isolate", node: id, cluster: which });
+}
+
+// Remove a node or hand it the leadership: the operator asks the leader, which answers
+// once the change is complete (the configuration line shows it in flight until then).
+function membership(op, cluster, id) {
+  send({ op, node: id, cluster: target() === "both" ? "both" : cluster });
 }
 
 function speedFromSlider(v) { return 0.01 * Math.pow(10, v / 25); }
@@ -446,6 +500,10 @@ function legend() {
       state.meta[name].messages.map((m) => item(colorOf[m.kind], escapeHtml(m.label))).join("")).join("") +
     "<h3>other</h3>" +
     item(MSG_COLORS.ClientRequest, "client request / reply") + item("#64748b", "refusal", true) +
+    item(MSG_COLORS.ConfigChange, "membership change (operator)") +
+    item(MSG_COLORS.TimeoutNow, "TimeoutNow") +
+    `<span><i style="background:none;border:2px dashed #38bdf8;width:12px;height:12px"></i>learner</span>` +
+    `<span><i style="background:#475569;opacity:.35;width:12px;height:12px"></i>removed</span>` +
     `<span><b style="color:#ef4444;width:10px;text-align:center">×</b>dropped</span>` +
     `<span><i style="background:none;border-top:2px dashed #ef4444;border-radius:0;height:0"></i>cut link</span>`;
 }
@@ -462,6 +520,7 @@ function wire() {
   };
   $("req-text").addEventListener("keydown", (e) => { if (e.key === "Enter") $("request").click(); });
   $("drop").onclick = () => send({ op: "drop_next", cluster: target() });
+  $("add-node").onclick = () => send({ op: "add_node", cluster: target() });
   $("heal").onclick = () => send({ op: "heal", cluster: target() });
   $("partition").onclick = () => {
     const groups = [[], [], []];
