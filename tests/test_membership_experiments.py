@@ -309,3 +309,27 @@ def test_a_late_dip_counts_in_the_recovery():
     impact = change_impact(done, 5000.0, 20000.0)
     assert impact["dip_pct"] == pytest.approx(100.0)
     assert impact["recovery_ms"] == pytest.approx(4600.0, abs=100)
+
+
+def test_the_report_shows_each_change_side_by_side(tmp_path):
+    from consensus.experiment.execute import run_experiment
+
+    spec = parse_spec(E2E.replace("name: e2e", "name: e2e\nseeds: [1, 2]"))
+    summary = run_experiment(spec, tmp_path)
+    assert summary["passed"]
+    labels = [m["label"] for m in summary["metrics"]]
+    assert "change: dip" in labels and "change: catch-up bytes" in labels
+    md = (tmp_path / "report.md").read_text()
+    table = md.split("## Membership changes: dip, recovery and catch-up", 1)[1]
+    assert "| change | measure | Raft | Multi-Paxos |" in table
+    assert "T=2s replace follower1 -> n4" in table and "T=4s transfer n4" in table
+    assert "| answered OK | 2 of 2 seeds | 2 of 2 seeds |" in table
+    assert (tmp_path / "figures" / "membership.png").exists()
+    events = (tmp_path / "raft" / "seed-1" / "events.jsonl").read_text()
+    assert '"type":"membership"' in events and '"added":"n4"' in events
+
+
+def test_a_plain_experiment_keeps_its_headline():
+    from consensus.experiment.results import HEADLINE, headline
+
+    assert headline(parse_spec(HEAD)) == HEADLINE
