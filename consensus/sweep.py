@@ -278,6 +278,9 @@ def markdown(summary: dict[str, Any]) -> str:
         f"delay, duplication), {s['nodes']} nodes, {s['duration']:g} s of faults and "
         f"workload, then {s['settle']:g} s healed before the final checks. Each seed also "
         f"picks its variant: pre-vote, check-quorum, a 1-7 ms disk."
+        + (" Membership changes too (add, remove, replace, transfer; 3 to 7 members, a "
+           "majority of the configuration kept up), and log compaction on two seeds in three "
+           "(a snapshot every 50-400 entries)." if s.get("membership") else "")
         + (f" Node class: `{s['node_class']}`." if s["node_class"] else ""), "",
         "Reproduce (or continue, with `--resume`):", "", "```",
         summary["command"], "```", "",

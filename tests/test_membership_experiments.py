@@ -205,7 +205,7 @@ def test_a_dip_that_never_recovers_has_no_recovery():
 def test_membership_metrics_in_a_run():
     ops = ops_at(steady(0, 4000, 100) + steady(4500, 10000, 100))
     changes = [{"type": "membership", "t": 4000.0, "change": "add n4", "done_ms": 4600.0,
-                "ok": True, "result": "voters=n1,n2,n3,n4", "attempts": 2, "node": "n4",
+                "ok": True, "result": "voters=n1,n2,n3,n4", "attempts": 2, "added": "n4",
                 "catch_up_index": 400, "caught_up_ms": 4300.0, "catch_up_bytes": 12345}]
     (impact,) = membership_impacts(ops, changes, 10000.0)
     assert impact["change_ms"] == 600.0 and impact["catch_up_ms"] == 300.0
@@ -309,3 +309,27 @@ def test_a_late_dip_counts_in_the_recovery():
     impact = change_impact(done, 5000.0, 20000.0)
     assert impact["dip_pct"] == pytest.approx(100.0)
     assert impact["recovery_ms"] == pytest.approx(4600.0, abs=100)
+
+
+def test_the_report_shows_each_change_side_by_side(tmp_path):
+    from consensus.experiment.execute import run_experiment
+
+    spec = parse_spec(E2E.replace("name: e2e", "name: e2e\nseeds: [1, 2]"))
+    summary = run_experiment(spec, tmp_path)
+    assert summary["passed"]
+    labels = [m["label"] for m in summary["metrics"]]
+    assert "change: dip" in labels and "change: catch-up bytes" in labels
+    md = (tmp_path / "report.md").read_text()
+    table = md.split("## Membership changes: dip, recovery and catch-up", 1)[1]
+    assert "| change | measure | Raft | Multi-Paxos |" in table
+    assert "T=2s replace follower1 -> n4" in table and "T=4s transfer n4" in table
+    assert "| answered OK | 2 of 2 seeds | 2 of 2 seeds |" in table
+    assert (tmp_path / "figures" / "membership.png").exists()
+    events = (tmp_path / "raft" / "seed-1" / "events.jsonl").read_text()
+    assert '"type":"membership"' in events and '"added":"n4"' in events
+
+
+def test_a_plain_experiment_keeps_its_headline():
+    from consensus.experiment.results import HEADLINE, headline
+
+    assert headline(parse_spec(HEAD)) == HEADLINE

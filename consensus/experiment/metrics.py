@@ -391,7 +391,7 @@ def membership_impacts(ops: Sequence[Operation], changes: Sequence[dict[str, Any
         caught = ev.get("caught_up_ms")
         out.append({
             "at_ms": t, "change": ev["change"], "ok": ev["ok"], "result": ev["result"],
-            "attempts": ev["attempts"], "node": ev.get("node"),
+            "attempts": ev["attempts"], "node": ev.get("added"),
             "change_ms": None if ev["done_ms"] is None or not ev["ok"] else ev["done_ms"] - t,
             **change_impact(done, t, max(t, horizon)),
             "catch_up_ms": None if caught is None else caught - t,

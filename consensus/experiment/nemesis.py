@@ -132,7 +132,8 @@ class MembershipEvent:
         return {"type": "membership", "t": self.requested_ms - t0, "change": self.change,
                 "done_ms": None if self.done_ms is None else self.done_ms - t0,
                 "ok": self.ok, "result": self.result, "attempts": self.attempts,
-                "node": self.node, "catch_up_index": self.catch_up_index,
+                # "added", not "node": an event with a "node" is that node's (leader, role)
+                "added": self.node, "catch_up_index": self.catch_up_index,
                 "caught_up_ms": None if self.caught_up_ms is None else self.caught_up_ms - t0,
                 "catch_up_bytes": self.catch_up_bytes}
 
