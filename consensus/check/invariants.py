@@ -6,12 +6,49 @@ the entries involved, so a failing seed can be replayed and read.
 
 :class:`SharedChecker` holds the checks that mean the same for Raft and Multi-Paxos:
 
-- applied-prefix agreement: every node applies the same command at the same index;
+- applied-prefix agreement: every node applies the same command at the same index, in order,
+  except that a node may skip ahead to the index its snapshot covers (it installed the
+  leader's snapshot, or restarted from a compacted log: ``Status.snapshot_index``);
+- snapshot agreement: a node that skipped ahead holds exactly the state (data and
+  exactly-once sessions, by ``KVStore.digest``) of a replica that applied the agreed prefix
+  up to its applied index, rebuilt from what the other nodes applied
+  (:class:`~consensus.check.snapshots.ReferenceState`); at the end every live node is
+  compared the same way;
 - terms (ballot rounds) and commit indexes never go backwards, across restarts too (with a
   disk that takes time, a crash may take them back to the last ones written, never further:
   nothing that depended on an unwritten term left the node, and the commit index is
   volatile state written without an fsync of its own);
 - every acknowledged client request is in the final applied sequence (checked at the end).
+
+Membership (configuration-aware checks). The configurations decided so far are read from the
+agreed sequence itself (``CONFIG`` entries, :class:`~consensus.check.configs.ConfigHistory`),
+which is sound: only what every replica applies in the same place can count as decided. Votes
+are read from what the voters made durable (``record_vote``: Raft's ``HardState``, a Paxos
+``Promised``), a superset of the votes a candidate can have counted, since a vote leaves only
+after it is durable; so a leader whose durable voters are not a quorum counted a vote that
+does not exist or counted with the wrong configuration. When a node becomes leader:
+
+- elected-without-quorum: its voters (itself included) must be a quorum of the configuration
+  it must respect: the one it acts on (``Status.config``; both halves while joint) for Raft,
+  and for Multi-Paxos the one governing the first slot it may still have to decide
+  (``commit_index + 1``, configurations taking effect ``alpha`` slots after their slot);
+- leader-config-disjoint (Raft): the configuration it acts on must share a node with every
+  quorum of the latest decided one. A correct leader holds every decided entry, so it acts
+  on that configuration or on one written after it, which joint consensus and single-server
+  steps make intersect; a leader elected under a configuration that cannot hear of a decided
+  one is the single-server bug (a change started before the leader committed in its term).
+
+and when a configuration is decided:
+
+- config-change-disjoint (Raft): two configurations decided one after the other must have
+  intersecting quorums (joint consensus's C_old -> C_old,new -> C_new, or one voter added or
+  removed at a time). Switching two voters at once breaks it the moment it is decided, before
+  any interleaving has to show the split brain. Multi-Paxos needs no such rule: a slot is
+  governed by exactly one configuration (the one decided ``alpha`` slots before), so quorums
+  that decide the same slot always come from the same configuration.
+
+The algorithm checkers use :meth:`SharedChecker.is_commit_quorum` to require that what they
+see decided was held by a quorum of a configuration that may govern it.
 
 Each algorithm adds its own (one leader per term, log matching, one value per slot...) in a
 subclass in ``check/raft.py`` / ``check/paxos.py``.
@@ -23,8 +60,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from consensus.check.configs import ConfigHistory, config_text, quorums_intersect
+from consensus.check.snapshots import ReferenceState
+from consensus.membership import ChangeError, Membership
 from consensus.messages import ClientReply, Command, NodeId, ReplyStatus
-from consensus.node import Node, Ready, Status, is_read
+from consensus.node import LEADER, Node, Ready, Status, is_read
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +112,10 @@ class Checker:
 class SharedChecker(Checker):
     """The checks both algorithms must pass; see the module docstring."""
 
+    # The record type whose instances carry a vote (see record_vote), or None: checked with
+    # an identity test per persisted record, which keeps the drain path cheap.
+    vote_record: type | None = None
+
     def __init__(self) -> None:
         super().__init__()
         # The one agreed sequence: index -> command, as first applied by any node.
@@ -82,18 +126,37 @@ class SharedChecker(Checker):
         self.durable_commit: dict[NodeId, int] = {}  # with records_when_durable
         self.durable_term: dict[NodeId, int] = {}
         self.acked: dict[tuple[str, int], tuple[float, Command]] = {}
+        # Membership: set from the first node seen (its configuration, or its peers).
+        self.configs: ConfigHistory | None = None
+        # Index distance from a configuration's decision to its effect: 1 (Raft: in force
+        # once written) or Multi-Paxos's alpha; and whether consecutive ones must intersect.
+        self.config_delay = 1
+        self.configs_must_intersect = True
+        # (term or ballot round, candidate) -> the nodes that durably voted for it.
+        self.votes: dict[tuple[int, NodeId], set[NodeId]] = {}
+        self.leaders_checked: set[tuple[int, NodeId]] = set()
+        self.reference = ReferenceState(self.agreed)
+        self.restored: list[tuple[float, NodeId, int, str]] = []  # (t, node, index, digest)
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         # Runs after every drain of every node: kept lean (an identity test before each ==,
         # since replicas mostly share the very same command objects in the simulator).
         nid = node.id
+        if self.configs is None:
+            self._first_node(node, status)
+        if ready.persist and self.vote_record is not None and not self.records_when_durable:
+            self._note_votes(nid, ready.persist)
+        upto = self.applied_upto.get(nid, 0)
+        skipped = False
         if ready.applied:
-            upto = self.applied_upto.get(nid, 0)
             agreed = self.agreed
             for a in ready.applied:
                 if a.index != upto + 1:
-                    self.violation(t, "applied-in-order", (nid,),
-                                   f"applied index {a.index} after {upto}")
+                    if upto < a.index - 1 <= status.snapshot_index:
+                        skipped = True  # restored from a snapshot: its state is compared below
+                    else:
+                        self.violation(t, "applied-in-order", (nid,),
+                                       f"applied index {a.index} after {upto}")
                 upto = a.index
                 command = a.command
                 first = agreed.setdefault(upto, command)
@@ -101,7 +164,22 @@ class SharedChecker(Checker):
                     self.violation(t, "applied-prefix-agreement", (nid,),
                                    f"index {a.index}: applied {a.command} but {first} "
                                    f"was applied elsewhere")
+                elif command is not None and command.text[:6] == "CONFIG":
+                    self._config_decided(t, nid, upto, command)
             self.applied_upto[nid] = upto
+        if status.applied_index > upto:
+            # Ahead of anything it applied: it installed a snapshot (and applied nothing since).
+            if status.applied_index <= status.snapshot_index:
+                skipped = True
+            else:
+                self.violation(t, "applied-in-order", (nid,),
+                               f"applied index is {status.applied_index} but only entries up "
+                               f"to {upto} were applied, and no snapshot covers the gap "
+                               f"(snapshot index {status.snapshot_index})")
+            self.applied_upto[nid] = status.applied_index
+        if skipped:
+            self.restored.append((t, nid, node.kv.applied, node.kv.digest()))
+            self._compare_restored()
         term = status.term
         prev_term = self.high_term.get(nid, 0)
         if term < prev_term:
@@ -115,6 +193,106 @@ class SharedChecker(Checker):
                            f"commit index went {prev_commit} -> {commit}")
         elif commit != prev_commit:
             self.high_commit[nid] = commit
+        if status.role == LEADER and (term, nid) not in self.leaders_checked:
+            self.leaders_checked.add((term, nid))
+            self._check_new_leader_quorum(t, node, status)
+
+    # -- membership ------------------------------------------------------------------------
+
+    def _first_node(self, node: Node, status: Status) -> None:
+        initial = (Membership.from_text(status.config) if status.config
+                   else Membership.of(node.peers))
+        self.configs = ConfigHistory(initial)
+        if getattr(node, "algorithm", "") == "paxos":
+            self.config_delay = node.config.alpha
+            self.configs_must_intersect = False
+
+    def acting_config(self, node: Node, status: Status) -> Membership:
+        """The configuration ``node`` acts on now (its peers when it reports none)."""
+        if status.config:
+            return Membership.from_text(status.config)
+        return Membership.of(node.peers)
+
+    def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
+        """``(term or ballot round, candidate)`` a durable ``vote_record`` binds its node to."""
+        return None
+
+    def _note_votes(self, nid: NodeId, records: list[Any]) -> None:
+        kind = self.vote_record
+        for rec in records:
+            if type(rec) is kind:
+                vote = self.record_vote(rec)
+                if vote is not None:
+                    self.votes.setdefault(vote, set()).add(nid)
+
+    def _config_decided(self, t: float, nid: NodeId, index: int, command: Command) -> None:
+        assert self.configs is not None
+        text = config_text(command)
+        if text is None:
+            return
+        try:
+            change = self.configs.decided(index, text)
+        except ChangeError as exc:
+            self.violation(t, "config-malformed", (nid,), f"index {index}: {exc}")
+            return
+        if change is None or not self.configs_must_intersect:
+            return
+        previous, config = change
+        if not quorums_intersect(previous, config):
+            self.violation(t, "config-change-disjoint", (nid,),
+                           f"index {index}: configuration {config} was decided right after "
+                           f"{previous}, and a quorum of each can decide without the other")
+
+    def _check_new_leader_quorum(self, t: float, node: Node, status: Status) -> None:
+        assert self.configs is not None
+        nid, term = node.id, status.term
+        voters = self.votes.get((term, nid), set()) | {nid}
+        if self.configs_must_intersect:
+            config = self.acting_config(node, status)
+            _, latest = self.configs.latest
+            if not quorums_intersect(config, latest):
+                self.violation(t, "leader-config-disjoint", (nid,),
+                               f"leader of term {term} acts on {config}, which shares no "
+                               f"quorum with the decided configuration {latest}")
+        else:
+            config = self.configs.governing(status.commit_index + 1, self.config_delay)
+        if not config.has_quorum(voters):
+            self.violation(t, "elected-without-quorum", (nid,),
+                           f"leader of term {term} was elected by {', '.join(sorted(voters))},"
+                           f" not a quorum of {config}")
+
+    def is_commit_quorum(self, index: int, holders: set[NodeId], acting: Membership) -> bool:
+        """Whether ``holders`` may have decided entry ``index``: a quorum of the configuration
+        governing it, of one decided after it, or of ``acting`` (the configuration of the node
+        that decided it: a Raft leader counts with the latest one in its log, which may come
+        after the entry)."""
+        if acting.has_quorum(holders):
+            return True
+        assert self.configs is not None
+        return any(c.has_quorum(holders) for c in self.configs.since(index, self.config_delay))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _diverged(self) -> bool:
+        """Whether replicas applied different commands somewhere: then there is no one agreed
+        prefix to rebuild a reference state from (that violation is reported already)."""
+        return any(v.check == "applied-prefix-agreement" for v in self.violations)
+
+    def _compare_restored(self) -> None:
+        """Compare each restored node's state with the agreed prefix, once it is known."""
+        if self._diverged():
+            self.restored.clear()
+            return
+        waiting = []
+        for t, nid, index, digest in sorted(self.restored, key=lambda r: r[2]):
+            want = self.reference.digest_at(index)
+            if want is None:
+                waiting.append((t, nid, index, digest))
+            elif want != digest:
+                self.violation(t, "snapshot-state-agreement", (nid,),
+                               f"after restoring from a snapshot it holds at index {index} a "
+                               f"state that differs from applying the agreed entries 1..{index}")
+        self.restored = waiting
 
     def record_term(self, record: Any) -> int | None:
         """The term (ballot round) a durable record binds this node to, if any."""
@@ -126,6 +304,8 @@ class SharedChecker(Checker):
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         nid = node.id
+        if self.records_when_durable and self.vote_record is not None:
+            self._note_votes(nid, records)
         for rec in records:
             commit = self.record_commit(rec)
             if commit is not None:
@@ -147,10 +327,28 @@ class SharedChecker(Checker):
             self.acked[(command.client_id, command.seq)] = (t, command)
 
     def finish(self, t: float, nodes: Mapping[NodeId, Node | None]) -> None:
-        """Every acknowledged request must be in the final state of every caught-up node."""
+        """Final states agree with the agreed prefix, and every acknowledged request is in the
+        final state of every caught-up node."""
         live = [n for n in nodes.values() if n is not None]
         if not live:
             return
+        self._compare_restored()
+        self._check_final_states(t, live)
+        self._check_acknowledged(t, live)
+
+    def _check_final_states(self, t: float, live: list[Node]) -> None:
+        """Each live node's whole state equals the agreed prefix it applied (this catches a
+        snapshot that lost or invented state even when nobody restored from it mid-run)."""
+        if self._diverged():
+            return
+        for node in sorted(live, key=lambda n: n.kv.applied):
+            want = self.reference.digest_at(node.kv.applied)
+            if want is not None and want != node.kv.digest():
+                self.violation(t, "applied-state-agreement", (node.id,),
+                               f"its state after {node.kv.applied} entries differs from "
+                               f"applying the agreed entries 1..{node.kv.applied}")
+
+    def _check_acknowledged(self, t: float, live: list[Node]) -> None:
         furthest = max(n.kv.applied for n in live)
         for node in live:
             if node.kv.applied != furthest:

@@ -39,6 +39,8 @@ def _show(command: Command | None) -> str:
 
 
 class PaxosChecker(SharedChecker):
+    vote_record = Promised  # a promise is the acceptor's vote for the ballot's proposer
+
     def __init__(self) -> None:
         super().__init__()
         self.majority = 0  # set from the first node seen
@@ -72,6 +74,9 @@ class PaxosChecker(SharedChecker):
 
     def record_commit(self, record: Any) -> int | None:
         return record.index if isinstance(record, Committed) else None
+
+    def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
+        return record.ballot.round, record.ballot.node
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.

@@ -21,6 +21,8 @@ from consensus.raft.messages import CommitMark, HardState, LogAppend
 
 
 class RaftChecker(SharedChecker):
+    vote_record = HardState  # votedFor, durable before the vote is sent
+
     def __init__(self) -> None:
         super().__init__()
         self.leader_of_term: dict[int, NodeId] = {}
@@ -57,6 +59,9 @@ class RaftChecker(SharedChecker):
 
     def record_term(self, record: Any) -> int | None:
         return record.term if isinstance(record, HardState) else None
+
+    def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
+        return None if record.voted_for is None else (record.term, record.voted_for)
 
     def record_commit(self, record: Any) -> int | None:
         return record.index if isinstance(record, CommitMark) else None
