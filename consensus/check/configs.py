@@ -62,6 +62,10 @@ class ConfigHistory:
         self._configs: list[Membership] = [initial]
 
     @property
+    def initial(self) -> Membership:
+        return self._configs[0]
+
+    @property
     def changed(self) -> bool:
         """Whether any configuration beyond the initial one was decided (the checkers keep
         their plain majority arithmetic, and their speed, until one is)."""

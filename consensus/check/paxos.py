@@ -3,7 +3,9 @@
 The checker watches every acceptor's durable records (``Promised``, ``AcceptedRun``,
 ``ChosenRun``) in the order they were written, so it sees exactly what an acceptor is bound
 by, including across crashes. A value is *chosen* for a slot the moment a majority of
-acceptors has accepted it at the same ballot (Lamport's definition); from that it checks:
+acceptors of the configuration governing the slot has accepted it at the same ballot
+(Lamport's definition; ``SharedChecker.configs``: the one decided ``alpha`` slots before);
+from that it checks:
 
 - at most one value is ever chosen per slot (the property Paxos exists for);
 - one value per (slot, ballot): a ballot's proposer never proposes two values for one slot;
@@ -116,6 +118,8 @@ class PaxosChecker(SharedChecker):
         # Keyed by the ballot's (round, rank), exactly what Ballot's equality and hash use,
         # so the key hashes in C.
         rnd, rank = ballot.round, ballot.rank
+        # Before any membership change, a count of accepts decides (the fast path).
+        changed = self.configs is not None and self.configs.changed
         for i, command in enumerate(rec.commands):
             slot = rec.first_slot + i
             key = (slot, rnd, rank)
@@ -133,9 +137,20 @@ class PaxosChecker(SharedChecker):
                 if voters is None:
                     continue  # already chosen at this ballot
                 voters.add(nid)
-            if voters is not None and len(voters) >= self.majority:
+            if (voters is not None and (len(voters) >= self.majority or changed)
+                    and self._chosen_by(slot, voters)):
                 accepts[key] = (command, None)
                 self._chose(t, slot, ballot, command, tuple(sorted(voters)))
+
+    def _chosen_by(self, slot: int, voters: set[NodeId]) -> bool:
+        """Whether ``voters`` form a quorum of the configuration governing ``slot`` (decided
+        ``alpha`` slots before it); learners and nodes outside it never count."""
+        configs = self.configs
+        if configs is None:
+            return True
+        if not configs.changed:
+            return len(voters & configs.initial.voters) >= self.majority
+        return configs.governing(slot, self.config_delay).has_quorum(voters)
 
     def _chose(self, t: float, slot: int, ballot: Ballot, command: Command | None,
                voters: tuple[NodeId, ...]) -> None:

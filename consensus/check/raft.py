@@ -5,8 +5,10 @@
   there and agree on the entry before it (by induction, the same prefix).
 - Leader Completeness: a newly elected leader holds every committed entry.
 - No node ever overwrites an entry it knew to be committed.
-- Nothing is applied before a majority holds it durably (what "committed" means; with a
-  disk that takes time, a leader's own unwritten copy does not count).
+- Nothing is applied before a quorum holds it durably (what "committed" means; with a
+  disk that takes time, a leader's own unwritten copy does not count): a quorum of the
+  configuration governing the entry, of one decided after it, or of the one the applying
+  leader acts on (``SharedChecker.is_commit_quorum``); learners never count.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class RaftChecker(SharedChecker):
             if not self.records_when_durable:
                 self.after_durable(t, node, ready.persist)
         if ready.applied and ready.applied[-1].index > self.proven:
-            self._check_durable_majority(t, node, ready)
+            self._check_durable_majority(t, node, ready, status)
         commit = status.commit_index
         self.commit_of[nid] = commit
         committed_terms = self.committed_terms
@@ -74,20 +76,29 @@ class RaftChecker(SharedChecker):
                 del terms[rec.entries[0].index:]  # a LogAppend drops the suffix from there
                 terms.extend(e.term for e in rec.entries)
 
-    def _check_durable_majority(self, t: float, node: Node, ready: Ready) -> None:
+    def _check_durable_majority(self, t: float, node: Node, ready: Ready, status: Status
+                                ) -> None:
         log = node.log  # type: ignore[attr-defined]
-        need = majority(len(node.peers))
+        configs = self.configs
+        assert configs is not None
+        acting = self.acting_config(node, status)
+        # Until the membership changes, counting holders is enough (and cheap); after, the
+        # holders must be a quorum of a configuration that may govern the entry.
+        plain = not configs.changed and acting == configs.initial
+        need = majority(len(acting.voters))
         for a in ready.applied:
             i = a.index
             if i <= self.proven:
                 continue
             term = log.term_at(i)
-            holders = sum(1 for terms in self.durable_terms.values()
-                          if len(terms) > i and terms[i] == term)
-            if holders < need:
+            holders = {nid for nid, terms in self.durable_terms.items()
+                       if len(terms) > i and terms[i] == term}
+            if (len(holders) < need if plain
+                    else not self.is_commit_quorum(i, holders, acting)):
                 self.violation(t, "applied-without-durable-majority", (node.id,),
-                               f"applied entry ({i}, term {term}) held durably by {holders} "
-                               f"of the {need} nodes a commit needs")
+                               f"applied entry ({i}, term {term}) held durably only by "
+                               f"{', '.join(sorted(holders)) or 'no node'}, not a quorum of "
+                               f"{acting}")
                 return
             self.proven = i
 
