@@ -134,7 +134,7 @@ class SharedChecker(Checker):
         self.configs_must_intersect = True
         # (term or ballot round, candidate) -> the nodes that durably voted for it.
         self.votes: dict[tuple[int, NodeId], set[NodeId]] = {}
-        self.leaders_checked: set[tuple[int, NodeId]] = set()
+        self.leader_checked: dict[NodeId, int] = {}  # node -> last term it was checked leader
         self.reference = ReferenceState(self.agreed)
         self.restored: list[tuple[float, NodeId, int, str]] = []  # (t, node, index, digest)
 
@@ -193,8 +193,8 @@ class SharedChecker(Checker):
                            f"commit index went {prev_commit} -> {commit}")
         elif commit != prev_commit:
             self.high_commit[nid] = commit
-        if status.role == LEADER and (term, nid) not in self.leaders_checked:
-            self.leaders_checked.add((term, nid))
+        if status.role == LEADER and self.leader_checked.get(nid) != term:
+            self.leader_checked[nid] = term
             self._check_new_leader_quorum(t, node, status)
 
     # -- membership ------------------------------------------------------------------------

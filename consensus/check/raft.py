@@ -73,7 +73,10 @@ class RaftChecker(SharedChecker):
         terms = self.durable_terms.setdefault(node.id, [0])
         for rec in records:
             if isinstance(rec, LogAppend) and rec.entries:
-                del terms[rec.entries[0].index:]  # a LogAppend drops the suffix from there
+                first = rec.entries[0].index
+                if first > len(terms):  # the log resumes after a snapshot: nothing held between
+                    terms.extend([0] * (first - len(terms)))
+                del terms[first:]  # a LogAppend drops the suffix from there
                 terms.extend(e.term for e in rec.entries)
 
     def _check_durable_majority(self, t: float, node: Node, ready: Ready, status: Status
