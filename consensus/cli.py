@@ -124,6 +124,10 @@ def simulate_cmd(
         metavar="MODULE:CLASS",
         help="Run this node class instead of the algorithm's (e.g. a deliberately broken "
              "variant: tests.scenario_driver:UnsafeRaftNode).")] = None,
+    snapshot_entries: Annotated[int, typer.Option(min=0, help=(
+        "Log compaction: each node snapshots its state after this many applied entries or "
+        "slots beyond its last snapshot (0: never). The JSON reports snapshots taken and "
+        "max_log_entries, the most entries any node held."))] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_faults: Annotated[bool, typer.Option(help="List the faults as applied.")] = False,
     variant: Annotated[list[str] | None, typer.Option(
@@ -140,7 +144,8 @@ def simulate_cmd(
     try:
         config = Config(heartbeat_ms=heartbeat_ms,
                         election_timeout_ms=_timeouts(election_timeout_ms),
-                        pre_vote=pre_vote, check_quorum=check_quorum)
+                        pre_vote=pre_vote, check_quorum=check_quorum,
+                        snapshot_entries=snapshot_entries)
         network = Network(latency_ms=_timeouts(latency_ms), loss=loss)
     except typer.BadParameter as exc:  # from _timeouts
         raise bad_parameter(exc.message, json_out=json_out) from None
@@ -194,6 +199,7 @@ def _print_results(results: list[SimResult], show_faults: bool) -> None:
          lambda r: f"{r.latency_ms['p50']:.1f} / {r.latency_ms['p99']:.1f} ms"),
         ("leader changes", lambda r: f"{r.leader_changes}"),
         ("messages", lambda r: f"{r.messages:,}"),
+        ("snapshots / most held", lambda r: f"{r.snapshots:,} / {r.max_log_entries:,}"),
         ("safety", lambda r: "[green]all checks passed" if r.safe
             else f"[bold red]{len(r.violations)} VIOLATIONS"),
         ("after healing", lambda r: "[green]all caught up" if not r.stalled

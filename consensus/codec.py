@@ -441,6 +441,9 @@ def _register_builtin() -> None:
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
     register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
+    # Multi-Paxos log compaction (issue 13): the snapshot transfer and the compacting record.
+    register_messages([px.Learn, px.Learned])
+    register_records([px.SlotSnapshot])
 
 
 def _json_object(payload: bytes | str) -> dict[str, Any]:

@@ -8,6 +8,11 @@ summarised with what only the simulator knows (events, messages, the trace hash)
 After the workload's duration every fault is healed and crashed nodes restart; the cluster
 then gets ``settle_s`` of quiet time so that in-flight commands finish and every node catches
 up before the final checks.
+
+Log compaction (``Config.snapshot_entries``) shows in two figures: ``snapshots``, how many
+snapshots the nodes took (all nodes, all lives), and ``max_log_entries``, the most log entries
+or slots any node held in memory (``held_entries()``), sampled whenever a node sends: every
+drain that hands out replication does, and a log only grows by replication.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class SimResult:
     latency_ms: dict[str, float] = field(default_factory=dict)
     # The last settle_s of simulated_s: faults healed, crashed nodes back, no new requests.
     settle_s: float = 0.0
+    snapshots: int = 0  # snapshots taken, all nodes and lives (0 without snapshot_entries)
+    max_log_entries: int = 0  # the most entries / slots any node held (see the module doc)
 
     @property
     def safe(self) -> bool:
@@ -89,6 +96,7 @@ def simulate(
     plan = RunPlan(tuple(_schedule(faults, sim.ids, duration_s * 1000, seed)),
                    workload or Workload(), duration_s, settle_s,
                    clock_from_leader=False, linearizability=False)
+    log_size = LogSizeSampler(sim)
     started = time.perf_counter()
     result = asyncio.run(run(SimCluster(sim, measure=False), plan, seed))
     wall = time.perf_counter() - started
@@ -122,7 +130,44 @@ def simulate(
         fault_log=[_fault_line(e) for e in result.events if e["type"] == "fault"],
         latency_ms=_latency(done),
         settle_s=settle_s,
+        snapshots=log_size.snapshots(),
+        max_log_entries=log_size.max_held,
     )
+
+
+class LogSizeSampler:
+    """Watches a simulation's nodes for the two compaction figures (see the module doc).
+
+    Nodes are sampled as they send (a simulator observer, so the run itself is untouched);
+    the snapshots of a life that ended are counted when a later message shows a new node
+    object under the same id."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.max_held = 0
+        self._lives: dict[str, Node] = {}  # the node object last seen per id
+        self._ended_snapshots = 0  # taken by node lives that have ended
+        sim.observers.append(self._observe)
+
+    def _observe(self, _t: float, msg: Any, _at: float | None) -> None:
+        node = self.sim.nodes.get(msg.src)
+        if node is None:
+            return
+        last = self._lives.get(msg.src)
+        if last is not node:
+            if last is not None:
+                self._ended_snapshots += getattr(last, "snapshots_taken", 0)
+            self._lives[msg.src] = node
+        held = getattr(node, "held_entries", None)
+        if held is not None:
+            n = held()
+            if n > self.max_held:
+                self.max_held = n
+
+    def snapshots(self) -> int:
+        """Snapshots taken so far: the ended lives' and the current ones'."""
+        current = sum(getattr(n, "snapshots_taken", 0) for n in self._lives.values())
+        return self._ended_snapshots + current
 
 
 def _schedule(faults: str | list[Fault], ids: tuple[str, ...], duration_ms: float,
@@ -235,6 +280,7 @@ class SimOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     node_class: str | None = None
+    snapshot_entries: int = 0
 
     @classmethod
     def for_sweep(cls, algorithm: str, seed: int, nodes: int, duration: float,
@@ -249,7 +295,8 @@ class SimOptions:
         """Simulate with these options; ``faults`` replaces the seeded schedule (a prefix)."""
         config = Config(heartbeat_ms=self.heartbeat_ms,
                         election_timeout_ms=self.election_timeout_ms,
-                        pre_vote=self.pre_vote, check_quorum=self.check_quorum)
+                        pre_vote=self.pre_vote, check_quorum=self.check_quorum,
+                        snapshot_entries=self.snapshot_entries)
         network = Network(latency_ms=self.latency_ms, loss=self.loss)
         node_class = load_node_class(self.node_class) if self.node_class else None
         return simulate(self.algorithm, self.nodes, self.duration, self.seed,
@@ -276,6 +323,8 @@ class SimOptions:
                 "--check-quorum" if self.check_quorum else "--no-check-quorum"]
         if self.node_class:
             argv += ["--node-class", self.node_class]
+        if self.snapshot_entries:
+            argv += ["--snapshot-entries", str(self.snapshot_entries)]
         return shlex.join(argv)
 
     def to_json(self) -> dict[str, Any]:

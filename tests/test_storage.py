@@ -1,11 +1,14 @@
 """The write-ahead log: records survive, a torn tail is cut off, damage elsewhere is refused."""
 
 import logging
+import random
 
 import pytest
 
-from consensus.messages import Command
-from consensus.paxos.messages import Ballot, Promised
+from consensus.messages import ClientRequest, Command
+from consensus.node import Config
+from consensus.paxos.messages import Ballot, Promised, SlotSnapshot
+from consensus.paxos.node import PaxosNode
 from consensus.raft.messages import CommitMark, Entry, HardState, LogAppend
 from consensus.storage import CorruptLogError, FileStorage, MemoryStorage
 
@@ -67,3 +70,73 @@ def test_memory_storage_keeps_what_was_appended():
     mem = MemoryStorage()
     mem.append(RECORDS)
     assert mem.load() == RECORDS
+
+
+# -- compaction: a record whose class says ``compacts`` replaces every record before it --------
+
+
+def _single_paxos_node(wal, every: int):
+    """A cluster of one Multi-Paxos node (it chooses alone), persisting into ``wal``."""
+    node = PaxosNode("n1", ["n1"], Config(snapshot_entries=every, pre_vote=False),
+                     random.Random(1))
+    node.tick(0.0)
+    node.restore(wal.load())
+    node.tick(1000.0)
+    wal.append(node.ready().persist)
+    return node
+
+
+def _write(node, wal, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        node.step(ClientRequest(src="c", dst="n1", seq=i, command=f"SET k{i % 5} = {i}"))
+        wal.append(node.ready().persist)
+
+
+def test_memory_storage_drops_what_a_compacting_record_replaces():
+    snap = SlotSnapshot(2, "{}", Ballot(1, 0, "n1"), 1, ())
+    store = MemoryStorage()
+    store.append(RECORDS)
+    store.append([CommitMark(3), snap, CommitMark(4)])
+    assert store.load() == [snap, CommitMark(4)]
+
+
+def test_compaction_shrinks_the_wal_and_a_restart_restores_the_same_state(tmp_path):
+    plain_wal = FileStorage(tmp_path / "plain.wal")
+    plain = _single_paxos_node(plain_wal, 0)
+    _write(plain, plain_wal, 1, 120)
+    wal = FileStorage(tmp_path / "n1.wal")
+    node = _single_paxos_node(wal, 50)
+    _write(node, wal, 1, 120)
+    assert node.snapshots_taken == 2 and node.held_entries() < 50
+    assert wal.size() < plain_wal.size() / 2
+    assert node.kv.digest() == plain.kv.digest()
+    wal.close()
+    reopened = FileStorage(tmp_path / "n1.wal")
+    records = reopened.load()
+    assert isinstance(records[0], SlotSnapshot) and records[0].slot == 100
+    assert not any(isinstance(r, SlotSnapshot) for r in records[1:])
+    again = _single_paxos_node(reopened, 50)
+    assert again.kv.digest() == plain.kv.digest() and again.commit_index == 120
+
+
+def test_a_crash_in_mid_compaction_loses_nothing(tmp_path):
+    """The new log is written beside the old one (``.compact``) and renamed over it: a crash
+    before the rename leaves the old log whole, and the leftover file is never read."""
+    path = tmp_path / "n1.wal"
+    wal = FileStorage(path)
+    node = _single_paxos_node(wal, 50)
+    _write(node, wal, 1, 49)  # one slot short of the first snapshot
+    digest, before = node.kv.digest(), path.read_bytes()
+    wal.close()
+    leftover = path.with_name(path.name + ".compact")
+    leftover.write_bytes(b'00000000 {"type":"SlotSnapshot","slot":50,"sta')  # cut short
+    reopened = FileStorage(path)
+    assert path.read_bytes() == before
+    again = _single_paxos_node(reopened, 50)
+    assert again.kv.digest() == digest and again.commit_index == 49
+    _write(again, reopened, 50, 3)  # the next compaction overwrites the leftover
+    assert again.snapshot_index == 50
+    assert not leftover.exists()
+    reopened.close()
+    last = _single_paxos_node(FileStorage(path), 50)
+    assert last.commit_index == 52 and last.kv.digest() == again.kv.digest()

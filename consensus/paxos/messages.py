@@ -186,7 +186,53 @@ class Nack(Message):
         return f"{self.src} Nack to {self.dst}: ballot {self.ballot} < promised {self.promised}"
 
 
-PaxosMessage = Prepare | Promise | Accept | Accepted | Commit | Nack
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Learn(Message):
+    """Catch-up past compaction: one chunk of the state after every slot up to
+    ``snapshot_slot`` is chosen (the key-value store and the configurations; see
+    :mod:`consensus.paxos.snapshot`), for a learner whose first unknown slot was compacted
+    away. Raft's InstallSnapshot: it is to a snapshot what :class:`Commit` is to chosen values.
+
+    ``data`` is the text from byte ``offset`` of a snapshot of ``total`` bytes. The sender is
+    the leader (``ballot`` is its ballot), or an acceptor answering a Prepare whose first
+    slot it has compacted (``ballot`` is the Prepare's). Only chosen values are in it, so it
+    is safe to install whatever the ballot.
+    """
+
+    ballot: Ballot
+    snapshot_slot: int
+    offset: int
+    total: int
+    data: str
+    kind: ClassVar[str] = "Learn"
+    phase: ClassVar[Phase] = Phase.COMMIT
+    label: ClassVar[str] = "Learn (snapshot)"
+
+    def validate(self) -> None:
+        if self.offset + len(self.data) > self.total:
+            raise ValueError(f"chunk {self.offset}+{len(self.data)} runs past {self.total}")
+        if not self.data and self.offset < self.total:
+            raise ValueError(f"empty chunk at {self.offset} of {self.total}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Learned(Message):
+    """The answer to a :class:`Learn` chunk: the learner wants the snapshot of
+    ``snapshot_slot`` from byte ``offset`` on; once its ``commit_index`` reaches the slot
+    (installed, or it knew those slots already) the transfer is over and the leader goes on
+    with :class:`Commit` and :class:`Accept` from there."""
+
+    ballot: Ballot
+    snapshot_slot: int
+    offset: int
+    commit_index: int
+    kind: ClassVar[str] = "Learned"
+    phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "Learned (snapshot ack)"
+
+
+PaxosMessage = Prepare | Promise | Accept | Accepted | Commit | Nack | Learn | Learned
 
 
 # -- durable records (persisted before any message that depends on them leaves) ----------------
@@ -235,3 +281,20 @@ class Committed:
     kind: ClassVar[str] = "Committed"
     # Volatile state, re-learnable from the acceptors: written, but no fsync of its own.
     sync: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSnapshot:
+    """Log compaction: everything an acceptor needs from before it, in one record that
+    replaces every earlier one (``compacts``, storage.py). ``state`` is the snapshot of the
+    chosen prefix through ``slot`` (:mod:`consensus.paxos.snapshot`); ``promised`` and
+    ``round_used`` are the acceptor's and proposer's durable state; ``accepted`` is every
+    slot above ``slot`` this acceptor holds, chosen or not, with the ballot it accepted at."""
+
+    slot: int
+    state: str
+    promised: Ballot
+    round_used: int
+    accepted: tuple[AcceptedValue, ...]
+    kind: ClassVar[str] = "SlotSnapshot"
+    compacts: ClassVar[bool] = True

@@ -89,6 +89,28 @@ Prepares (pre-votes included) from anyone but the leader for a minimum election 
 it last heard the leader (check-quorum), and its own election timer keeps it from campaigning,
 and so from counting its own promise, sooner; an acceptor that restarted waits as long before
 it promises.
+
+Log compaction (``snapshot_entries``). Every node, leader or not, snapshots on its own once it
+has applied that many slots beyond its last snapshot: the state after its chosen prefix
+(:mod:`consensus.paxos.snapshot`) replaces the prefix, the slot store forgets those slots, and
+one compacting record (:class:`SlotSnapshot`: promise, round, snapshot and every slot held
+above it) replaces the node's whole WAL. A chosen slot is never reopened, so nothing below the
+snapshot is ever needed again except by a node that does not know it yet. Such a node gets the
+snapshot in :class:`Learn` chunks (Raft's InstallSnapshot; each answered by a
+:class:`Learned`, which asks for the next chunk, so the sender keeps no transfer state) and
+goes on from the slot after it:
+
+- an acceptor whose Accepted shows it lacks chosen slots the leader has compacted (it missed
+  Accepts, it restarted empty, it is a new member) gets the leader's snapshot where it would
+  have got a :class:`Commit`;
+- Phase 1: a Prepare covers slots from the proposer's first unchosen one. An acceptor that
+  compacted past that slot cannot report those slots; it reports from the slot after its
+  snapshot (its Promise's ``first_slot``) and sends the proposer its snapshot. The proposer
+  must not lead before it holds that snapshot: the slots in it are chosen, and a proposer
+  that took their silence in the promises for "nothing accepted here" would fill them with
+  no-ops and choose a second value. So a candidate with a quorum of promises waits, still a
+  candidate, until it has installed every snapshot a promise pointed to (the promises stay
+  valid: they are for its ballot), and an election timeout later campaigns again as usual.
 """
 
 from __future__ import annotations
@@ -119,13 +141,17 @@ from consensus.paxos.messages import (
     ChosenRun,
     Commit,
     Committed,
+    Learn,
+    Learned,
     Nack,
     Prepare,
     Promise,
     Promised,
     RoundUsed,
+    SlotSnapshot,
 )
 from consensus.paxos.slots import Slots, SlotState
+from consensus.paxos.snapshot import IncomingSnapshot, decode_state, encode_state
 
 # FOLLOWER: an acceptor and learner following a leader (or looking for one); PRE_CANDIDATE:
 # asking whether a majority would promise (pre-vote); CANDIDATE: running Phase 1 for its own
@@ -178,16 +204,30 @@ class PaxosNode(ConsensusNode):
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
         self.recovered_through = 0  # leader: the last slot Phase 1 re-proposed or filled
+        # Compaction. Invariant: snapshot_index <= commit_index, and ``log`` holds no slot at
+        # or below it; ``snapshot_state`` is the snapshot's text ("" before the first).
+        self.snapshot_index = 0
+        self.snapshot_state = ""
+        self.snapshots_taken = 0
+        self.incoming: IncomingSnapshot | None = None  # a snapshot being received in chunks
         self.become_follower(None)
 
     # -- restart ---------------------------------------------------------------------------
 
     def restore(self, records: Sequence[Any]) -> None:
         """Fold the persisted records back into promise, round, accepted slots and commit."""
-        log = self.log
         commit = 0
         for rec in records:
-            if isinstance(rec, AcceptedRun):
+            log = self.log
+            if isinstance(rec, SlotSnapshot):
+                # Everything before it is superseded (a simulator keeps the older records).
+                self.promised = max(self.promised, rec.promised)
+                self.round_used = max(self.round_used, rec.round_used)
+                self.log = Slots()
+                self.load_snapshot(rec.slot, rec.state)
+                self.log.restore(rec.accepted)
+                commit = rec.slot
+            elif isinstance(rec, AcceptedRun):
                 log.accept_run(rec.first_slot, rec.ballot, rec.commands)
             elif isinstance(rec, ChosenRun):
                 log.learn_chosen(rec.first_slot, rec.commands)
@@ -312,6 +352,12 @@ class PaxosNode(ConsensusNode):
         if isinstance(msg, ClientRequest):
             self.handle_client_request(msg)
             return
+        if isinstance(msg, Learn):
+            self.handle_learn(msg)  # chosen values only: no ballot can make them stale
+            return
+        if isinstance(msg, Learned):
+            self.handle_learned(msg)
+            return
         ballot: Ballot = msg.ballot  # type: ignore[attr-defined]
         if isinstance(msg, Promise | Accepted | Nack):
             # MultiPaxos: a reply counts only for the ballot we are campaigning/leading with.
@@ -387,6 +433,11 @@ class PaxosNode(ConsensusNode):
         if self.role == FOLLOWER:
             self.reset_election_timer()  # give the proposer time to finish Phase 1
         first = msg.first_slot
+        if first <= self.snapshot_index:
+            # Compacted: report from the slot after the snapshot, and send the proposer the
+            # snapshot, which it needs before it may lead (module doc).
+            first = self.snapshot_index + 1
+            self.send_learn(msg.src, msg.ballot, 0)
         chosen = self.log.commands(first, self.commit_index)
         accepted = self.log.accepted(max(first, self.commit_index + 1))
         self.send(Promise(src=self.id, dst=msg.src, ballot=msg.ballot, first_slot=first,
@@ -426,6 +477,8 @@ class PaxosNode(ConsensusNode):
             return False
         if not quorum.has_quorum(len(self.promises) + 1, len(self.peers)):
             return False
+        if any(p.first_slot > self.commit_index + 1 for p in self.promises.values()):
+            return False  # a promiser compacted slots we lack: wait for its snapshot
         if self.promised > self.ballot:
             # We promised a higher ballot meanwhile, so cannot promise our own.
             self.become_follower(None)
@@ -523,6 +576,59 @@ class PaxosNode(ConsensusNode):
         self.persist(Promised(ballot))
         return True
 
+    def handle_learn(self, msg: Learn) -> None:
+        """A chunk of a snapshot (no TLA+ action; Raft's ``HandleInstallSnapshot``): gather the
+        chunks in order, install the whole, and ask for what comes next.
+
+        A leader ignores it (its chosen prefix is the longest; a stale leader learns of the
+        newer ballot from the next Accept and takes the snapshot when it is resent)."""
+        if self.role == LEADER:
+            return
+        if msg.snapshot_slot <= self.commit_index:
+            self.send_learned(msg, msg.total)  # nothing to learn from it: the transfer is over
+            return
+        buf = self.incoming
+        same = buf is not None and buf.src == msg.src and buf.slot == msg.snapshot_slot
+        if not same and msg.offset == 0:
+            buf = self.incoming = IncomingSnapshot(msg.src, msg.snapshot_slot, msg.total, [])
+            same = True
+        if not same or buf is None:
+            self.send_learned(msg, 0)  # a chunk of a transfer we never saw begin
+            return
+        if msg.offset == buf.received and msg.data:
+            buf.parts.append(msg.data)
+            buf.received += len(msg.data)
+        if buf.received < buf.total:
+            self.send_learned(msg, buf.received)
+            return
+        self.incoming = None
+        try:
+            self.install_snapshot(buf.slot, "".join(buf.parts))
+        except ValueError:
+            self.send_learned(msg, 0)  # damaged on the way (the codec checked its shape): again
+            return
+        self.send_learned(msg, buf.total)
+        if self.role == CANDIDATE:
+            self.maybe_win_election()  # it may be the snapshot a promise pointed us to
+
+    def handle_learned(self, msg: Learned) -> None:
+        """The answer to a :class:`Learn` chunk: send the chunk it asks for, or, once the
+        learner holds the snapshot, go on with Commit and Accept from the slot after it."""
+        peer = msg.src
+        pr = self.progress.get(peer) if self.role == LEADER else None
+        if msg.commit_index >= msg.snapshot_slot:
+            if pr is not None:
+                pr.heard()
+                pr.commit_sent = msg.commit_index
+                self.maybe_send_commit(peer, msg.commit_index)
+            return
+        if self.snapshot_index <= msg.commit_index:
+            return
+        offset = msg.offset if msg.snapshot_slot == self.snapshot_index else 0
+        self.send_learn(peer, msg.ballot, offset)
+        if pr is not None:
+            pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
+
     # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
@@ -606,6 +712,60 @@ class PaxosNode(ConsensusNode):
 
     def last_proposed(self) -> int:
         return self.next_slot - 1
+
+    def set_commit(self, index: int, *, persist: bool = True) -> bool:
+        """Raise the commit index and apply (node.py), then snapshot if it is time."""
+        if not super().set_commit(index, persist=persist):
+            return False
+        if persist:
+            self.maybe_take_snapshot()
+        return True
+
+    # Compaction (module doc): a snapshot replaces the chosen prefix.
+
+    def maybe_take_snapshot(self) -> bool:
+        """Snapshot once ``snapshot_entries`` slots were applied since the last one."""
+        every = self.config.snapshot_entries
+        if not every or self.applied - self.snapshot_index < every:
+            return False
+        self.take_snapshot()
+        return True
+
+    def take_snapshot(self) -> None:
+        """Replace the chosen prefix by the state it produced (module doc): the slot store
+        forgets it and one compacting record replaces the WAL."""
+        slot = self.applied
+        self.snapshot_state = encode_state(self.kv, ())
+        self.snapshot_index = slot
+        self.log.compact(slot)
+        self.snapshots_taken += 1
+        self.persist(self.snapshot_record())
+
+    def install_snapshot(self, slot: int, text: str) -> None:
+        """A snapshot another node sent (all of it, ``slot`` above our commit index): take
+        its state, forget the slots it covers, and persist it as our own compacting record.
+        ValueError, changing nothing, if the text is not a snapshot."""
+        self.load_snapshot(slot, text)
+        self.persist(self.snapshot_record())
+
+    def load_snapshot(self, slot: int, text: str) -> None:
+        """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
+        state = decode_state(text)  # first, so a bad snapshot changes nothing
+        self.kv = state.kv
+        self.commit_index = self.applied = slot
+        self.snapshot_index = slot
+        self.snapshot_state = text
+        self.log.compact(slot)
+
+    def snapshot_record(self) -> SlotSnapshot:
+        """The record that replaces every earlier one: promise, round, snapshot, and every
+        slot held above the snapshot."""
+        return SlotSnapshot(self.snapshot_index, self.snapshot_state, self.promised,
+                            self.round_used, self.log.accepted(self.snapshot_index + 1))
+
+    def held_entries(self) -> int:
+        """Slots held in memory now (what compaction bounds)."""
+        return len(self.log.entries)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -706,8 +866,13 @@ class PaxosNode(ConsensusNode):
             return
         if (pr.commit_sent > peer_commit
                 and self.now - pr.commit_sent_at < self.config.heartbeat_ms):
-            return  # a Commit covering it is on its way
+            return  # a Commit (or a snapshot) covering it is on its way
         assert self.ballot is not None
+        if peer_commit < self.snapshot_index:
+            # Those chosen values are compacted: the snapshot replaces them.
+            self.send_learn(peer, self.ballot, 0)
+            pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
+            return
         first = peer_commit + 1
         chunk = self.config.max_batch * self.config.max_inflight
         last = min(self.commit_index, first + chunk - 1)
@@ -715,6 +880,18 @@ class PaxosNode(ConsensusNode):
                          commands=self.log.commands(first, last),
                          commit_index=self.commit_index))
         pr.commit_sent, pr.commit_sent_at = last, self.now
+
+    def send_learn(self, peer: NodeId, ballot: Ballot, offset: int) -> None:
+        """The chunk of our latest snapshot that starts at byte ``offset``."""
+        text = self.snapshot_state
+        end = offset + self.config.snapshot_chunk_bytes
+        self.send(Learn(src=self.id, dst=peer, ballot=ballot, snapshot_slot=self.snapshot_index,
+                        offset=offset, total=len(text), data=text[offset:end]))
+
+    def send_learned(self, msg: Learn, offset: int) -> None:
+        self.send(Learned(src=self.id, dst=msg.src, ballot=msg.ballot,
+                          snapshot_slot=msg.snapshot_slot, offset=offset,
+                          commit_index=self.commit_index))
 
     # -- observation -----------------------------------------------------------------------
 
@@ -738,13 +915,15 @@ class PaxosNode(ConsensusNode):
             commit_index=self.commit_index, last_index=self.last_index,
             applied_index=self.applied, ballot=str(ballot),
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
+            snapshot_index=self.snapshot_index,
         )
 
     def log_tail(self, count: int) -> list[LogSlot]:
         """The last ``count`` slots up to the highest accepted one, gaps included."""
         st = self.status()
         out = []
-        for slot in range(max(1, st.last_index - count + 1), st.last_index + 1):
+        first = max(self.snapshot_index + 1, st.last_index - count + 1)
+        for slot in range(first, st.last_index + 1):
             state = self.log.get(slot)
             if state is None:
                 out.append(LogSlot(slot, 0, "", None, False, empty=True))

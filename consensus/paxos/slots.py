@@ -4,6 +4,9 @@ A Raft log is a list that a new leader may truncate; Paxos slots are independent
 so this is a map ``slot -> (ballot, value)``, possibly with holes (a lost Accept). A slot's
 ballot is the one it was last accepted at; learning that the value is chosen keeps it, so
 every claim the store makes about a ballot is one this acceptor made durably.
+
+Compaction drops the slots a snapshot covers (``compact``); ``first_index`` is then the
+first slot the store can still answer for, and ``last_index`` never goes below the snapshot.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ SlotState = tuple[Ballot, Command | None]
 class Slots:
     """Accepted values per slot. Invariant: ``last_index`` is the highest slot held."""
 
-    __slots__ = ("_through_ballot", "_through_slot", "entries", "last_index", "top_ballot")
+    __slots__ = ("_through_ballot", "_through_slot", "entries", "first_index", "last_index",
+                 "top_ballot")
 
     def __init__(self) -> None:
         self.entries: dict[int, SlotState] = {}
+        self.first_index = 1  # slots below it were compacted into a snapshot
         self.last_index = 0
         # The highest ballot anything was accepted at here (election "up-to-date" ranks logs
         # by it, as Raft by its last term).
@@ -78,6 +83,24 @@ class Slots:
             entries[first + i] = (ZERO_BALLOT if prev is None else prev[0], command)
         if commands:
             self.last_index = max(self.last_index, first + len(commands) - 1)
+
+    def compact(self, through: int) -> None:
+        """Forget slots up to ``through``: a snapshot holds what they decided."""
+        entries = self.entries
+        if through - self.first_index < len(entries):
+            for slot in range(self.first_index, through + 1):
+                entries.pop(slot, None)
+        else:  # a snapshot far ahead (installed from the leader): fewer slots held than skipped
+            self.entries = {s: v for s, v in entries.items() if s > through}
+        self.first_index = max(self.first_index, through + 1)
+        self.last_index = max(self.last_index, through)
+
+    def restore(self, values: Sequence[AcceptedValue]) -> None:
+        """Put back slots a snapshot record kept, each at the ballot it was accepted at."""
+        for av in values:
+            self.entries[av.slot] = (av.ballot, av.command)
+            self.last_index = max(self.last_index, av.slot)
+            self.top_ballot = max(self.top_ballot, av.ballot)
 
     def accepted_through(self, ballot: Ballot, floor: int) -> int:
         """The highest slot ``t`` such that every slot in ``floor + 1 .. t`` holds a value

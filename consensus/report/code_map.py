@@ -103,6 +103,12 @@ ROWS: tuple[Row, ...] = (
         _s("handle_nack", "maybe_promise", action="Preempted"), "stale",
         "Raft's refusal carries the newer term, which step() already handles; a Paxos Nack "
         "carries the promised ballot."),
+    Row("inbound", "learn a snapshot of the chosen prefix", _s(),
+        _s("handle_learn", action="HandleLearn"), "catch-up",
+        "Multi-Paxos's counterpart of InstallSnapshot: the learner asks for each next chunk, "
+        "so the sender (the leader, or an acceptor answering a Prepare) keeps no state."),
+    Row("inbound", "send the snapshot chunk a learner asks for", _s(),
+        _s("handle_learned", action="HandleLearned"), "catch-up"),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
         _s("advance_commit_index", "holders", action="Chosen"), "quorum",
@@ -117,6 +123,11 @@ ROWS: tuple[Row, ...] = (
     Row("commitment", "the leader's own copy",
         _s("append_entries_locally", "last_proposed"), _s("propose", "last_proposed"),
         "throughput"),
+    Row("commitment", "compaction: replace the chosen prefix by a snapshot", _s(),
+        _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
+           "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
+        "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
+        "snapshot with its promise, and the proposer waits for it before it leads."),
     Row("outbound", "ask for votes / promises",
         _s("bcast_request_vote", action="RequestVote"), _s("bcast_prepare"), "elections"),
     Row("outbound", "replicate to everyone",
@@ -130,8 +141,8 @@ ROWS: tuple[Row, ...] = (
     Row("outbound", "repair a lost message", _s(), _s("maybe_send_repair", "first_unacked"),
         "loss", "Raft repairs a gap through the follower's refusal; a Multi-Paxos acceptor "
         "accepts around it, so its leader resends the missing slots."),
-    Row("outbound", "send chosen values to a lagging node", _s(), _s("maybe_send_commit"),
-        "catch-up"),
+    Row("outbound", "send chosen values to a lagging node", _s(),
+        _s("maybe_send_commit", "send_learn", "send_learned"), "catch-up"),
     Row("observation", "the log's end", _s(), _s("last_index")),
     Row("observation", "what the drivers and the dashboard see",
         _s("role_term", "status", "log_tail"), _s("role_term", "status", "log_tail")),
@@ -169,7 +180,8 @@ TOPICS: dict[str, str] = {
 
 # Config fields that are shared timing or flow-control knobs, not a design choice: every other
 # Config field is a variant, and the lines that read it are highlighted.
-TUNING_KNOBS = frozenset({"heartbeat_ms", "election_timeout_ms", "max_batch", "max_inflight"})
+TUNING_KNOBS = frozenset({"heartbeat_ms", "election_timeout_ms", "max_batch", "max_inflight",
+                          "snapshot_chunk_bytes"})
 
 # Methods that must carry a TLA+ action: the handlers, role changes and steps of the protocol.
 HANDLER_PREFIXES = ("handle_", "become_", "update_")
