@@ -67,13 +67,6 @@ class PaxosChecker(SharedChecker):
             command = applied.command
             if first is None or (first[0] is not command and first[0] != command):
                 self._check_chosen(t, nid, applied.index, command, "applied")
-        upto = self.applied_upto.get(nid, 0)
-        if status.snapshot_index > upto and (not ready.applied
-                                             or ready.applied[0].index > upto + 1):
-            # Installed a snapshot, or restarted from one: it applies the slots after it, not
-            # the ones it covers. (What the snapshot holds is compared with what the others
-            # applied by the shared checker's snapshot agreement, once it has one.)
-            self.applied_upto[nid] = status.snapshot_index
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
 
     def record_term(self, record: Any) -> int | None:
