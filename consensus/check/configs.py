@@ -55,21 +55,18 @@ def quorums_intersect(a: Membership, b: Membership) -> bool:
 class ConfigHistory:
     """Decided configurations by the index they were decided at; see the module doc."""
 
-    __slots__ = ("_configs", "_indexes")
+    __slots__ = ("_configs", "_indexes", "changed")
 
     def __init__(self, initial: Membership) -> None:
         self._indexes: list[int] = [0]
         self._configs: list[Membership] = [initial]
+        # Whether any configuration beyond the initial one was decided (the checkers keep
+        # their plain majority arithmetic, and their speed, until one is).
+        self.changed = False
 
     @property
     def initial(self) -> Membership:
         return self._configs[0]
-
-    @property
-    def changed(self) -> bool:
-        """Whether any configuration beyond the initial one was decided (the checkers keep
-        their plain majority arithmetic, and their speed, until one is)."""
-        return len(self._indexes) > 1
 
     @property
     def latest(self) -> tuple[int, Membership]:
@@ -89,6 +86,7 @@ class ConfigHistory:
         previous = self._configs[-1]
         self._indexes.append(index)
         self._configs.append(config)
+        self.changed = True
         return previous, config
 
     def governing(self, index: int, delay: int = 1) -> Membership:

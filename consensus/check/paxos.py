@@ -41,8 +41,6 @@ def _show(command: Command | None) -> str:
 
 
 class PaxosChecker(SharedChecker):
-    vote_record = Promised  # a promise is the acceptor's vote for the ballot's proposer
-
     def __init__(self) -> None:
         super().__init__()
         self.majority = 0  # set from the first node seen
@@ -78,7 +76,10 @@ class PaxosChecker(SharedChecker):
         return record.index if isinstance(record, Committed) else None
 
     def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
-        return record.ballot.round, record.ballot.node
+        # A promise is the acceptor's vote for the ballot's proposer.
+        if isinstance(record, Promised):
+            return record.ballot.round, record.ballot.node
+        return None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.
@@ -98,6 +99,7 @@ class PaxosChecker(SharedChecker):
                                    f"promised ballot went {prev} -> {rec.ballot}")
                 else:
                     self.promised[nid] = rec.ballot
+                self.note_vote(nid, (rec.ballot.round, rec.ballot.node))
             elif isinstance(rec, ChosenRun):
                 for i, command in enumerate(rec.commands):
                     self._check_chosen(t, nid, rec.first_slot + i, command, "learned")

@@ -23,8 +23,6 @@ from consensus.raft.messages import CommitMark, HardState, LogAppend
 
 
 class RaftChecker(SharedChecker):
-    vote_record = HardState  # votedFor, durable before the vote is sent
-
     def __init__(self) -> None:
         super().__init__()
         self.leader_of_term: dict[int, NodeId] = {}
@@ -63,7 +61,10 @@ class RaftChecker(SharedChecker):
         return record.term if isinstance(record, HardState) else None
 
     def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
-        return None if record.voted_for is None else (record.term, record.voted_for)
+        # votedFor is durable before the vote is sent
+        if isinstance(record, HardState) and record.voted_for is not None:
+            return record.term, record.voted_for
+        return None
 
     def record_commit(self, record: Any) -> int | None:
         return record.index if isinstance(record, CommitMark) else None
@@ -82,22 +83,26 @@ class RaftChecker(SharedChecker):
     def _check_durable_majority(self, t: float, node: Node, ready: Ready, status: Status
                                 ) -> None:
         log = node.log  # type: ignore[attr-defined]
-        configs = self.configs
-        assert configs is not None
+        configs = self.config_history(node, status)
         acting = self.acting_config(node, status)
         # Until the membership changes, counting holders is enough (and cheap); after, the
         # holders must be a quorum of a configuration that may govern the entry.
-        plain = not configs.changed and acting == configs.initial
+        plain = not configs.changed and acting is configs.initial
         need = majority(len(acting.voters))
         for a in ready.applied:
             i = a.index
             if i <= self.proven:
                 continue
             term = log.term_at(i)
+            if plain:
+                count = sum(1 for terms in self.durable_terms.values()
+                            if len(terms) > i and terms[i] == term)
+                if count >= need:
+                    self.proven = i
+                    continue
             holders = {nid for nid, terms in self.durable_terms.items()
                        if len(terms) > i and terms[i] == term}
-            if (len(holders) < need if plain
-                    else not self.is_commit_quorum(i, holders, acting)):
+            if plain or not self.is_commit_quorum(i, holders, acting):
                 self.violation(t, "applied-without-durable-majority", (node.id,),
                                f"applied entry ({i}, term {term}) held durably only by "
                                f"{', '.join(sorted(holders)) or 'no node'}, not a quorum of "
