@@ -20,8 +20,8 @@ from functools import cache
 from typing import Any
 
 from consensus.check.invariants import Checker
-from consensus.messages import ClientReply, ClientRequest, Message
-from consensus.node import ELECTIONS, READ_PATHS, Node
+from consensus.messages import ClientReply, ClientRequest, ConfigChange, Message, TimeoutNow
+from consensus.node import ELECTIONS, MEMBERSHIP_CHANGES, READ_PATHS, Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,11 @@ _REGISTRY = {
     "raft": _Entry("Raft", "Raft", "consensus.raft.node:RaftNode",
                    "consensus.check.raft:RaftChecker", "consensus.raft.messages", palette=0,
                    campaign="term {term}, votes for itself", pre_vote="term {next_term}",
-                   variants=_SHARED_VARIANTS),
+                   variants={**_SHARED_VARIANTS,
+                             # joint consensus or one voter per step (thesis ch. 4)
+                             "membership_change": MEMBERSHIP_CHANGES,
+                             # log compaction; shared once Multi-Paxos compacts its slots
+                             "snapshot_entries": None}),
     "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
                     "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
                     term_label="ballot", campaign="Prepare with ballot {ballot}",
@@ -118,7 +122,8 @@ def get_algorithm(name: str) -> Algorithm:
 @cache
 def message_classes() -> dict[str, type[Message]]:
     """Every registered message class by kind (the client's too), for reading saved traces."""
-    out: dict[str, type[Message]] = {c.kind: c for c in (ClientRequest, ClientReply)}
+    out: dict[str, type[Message]] = {
+        c.kind: c for c in (ClientRequest, ClientReply, ConfigChange, TimeoutNow)}
     for name in ALL_NAMES:
         out.update((c.kind, c) for c in get_algorithm(name).messages)
     return out

@@ -35,6 +35,7 @@ from consensus.messages import (
     Message,
     NodeId,
     ReplyStatus,
+    TimeoutNow,
 )
 
 T = TypeVar("T")
@@ -435,11 +436,13 @@ def _register_builtin() -> None:
 
     register_structs([Control, StatusReport])
 
-    register_messages([ClientRequest, ClientReply, ConfigChange, rf.RequestVote,
+    register_messages([ClientRequest, ClientReply, ConfigChange, TimeoutNow, rf.RequestVote,
                        rf.RequestVoteReply, rf.AppendEntries, rf.AppendEntriesReply,
+                       rf.InstallSnapshot, rf.InstallSnapshotReply,
                        px.Prepare, px.Promise, px.Accept, px.Accepted, px.Commit, px.Nack])
     register_wire_form(rf.AppendEntries, rf.AppendEntriesWire)
-    register_records([rf.HardState, rf.LogAppend, rf.CommitMark, px.Promised, px.RoundUsed,
+    register_records([rf.HardState, rf.LogAppend, rf.CommitMark, rf.RaftSnapshot,
+                      px.Promised, px.RoundUsed,
                       px.AcceptedRun, px.ChosenRun, px.Committed])
     # Multi-Paxos log compaction (issue 13): the snapshot transfer and the compacting record.
     register_messages([px.Learn, px.Learned])

@@ -123,6 +123,18 @@ class ConfigChange(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow(Message):
+    """Leadership transfer (Raft thesis §3.10): the leader tells a caught-up voter to start
+    an election at once, without waiting for its timeout or asking for pre-votes. ``term``
+    is the sender's term (Raft) or ballot round (Multi-Paxos): a stale one is ignored."""
+
+    term: int
+    kind: ClassVar[str] = "TimeoutNow"
+    phase: ClassVar[Phase] = Phase.OTHER
+    label: ClassVar[str] = "TimeoutNow"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientReply(Message):
     """A node's answer to a :class:`ClientRequest` (``dst`` is the client id)."""
 

@@ -62,6 +62,44 @@ Both algorithms stamp every AppendEntries / Accept with the leader's heartbeat r
 (``beat``), and the answer echoes it: that is how a leader knows which round a majority
 acknowledged.
 
+Membership changes (membership.py; Raft thesis ch. 4). A node acts on ``membership``: its
+voters, the learners it replicates to, and while joint the old voters too; every quorum the
+node computes (votes, commitment, check-quorum, heartbeat rounds, a cluster of one) is that
+configuration's. Configurations travel in the log / slots, so each algorithm decides where one
+takes effect (Raft: on append; Multi-Paxos: alpha slots after it is chosen) and calls
+:meth:`ConsensusNode.set_membership`. A node started with ``joining`` has none until the log
+or a snapshot brings one: it never campaigns or votes until then. An operator's
+:class:`ConfigChange` is run by the leader alone, one at a time (a second is answered ERROR
+"busy"), step by step, each step waiting until the configuration in force is committed and,
+as Ongaro's 2015 fix for single-server changes requires, until the leader has committed an
+entry of its own term:
+
+1. a node being added joins as a learner (it gets the log, never counts);
+2. it is promoted once it is caught up: its match reaches what the leader held when it was
+   added (the learner configuration's own index), within ``CATCH_UP_TIMEOUTS`` maximum
+   election timeouts; else the change fails with ERROR and the learner is dropped again. A
+   simpler rule than the thesis's rounds (§4.2.1), with the same purpose: a voter that would
+   stall commitment while it catches up is never added;
+3. the voters change: by joint consensus C_old,new then C_new (the default), or one voter per
+   step (``membership_change: single``; a replace adds before it removes);
+4. once the final configuration is committed the operator gets OK with it; a leader that is
+   no longer a voter then hands over: TimeoutNow to the most up-to-date remaining voter, and
+   it steps down, so the cluster does not wait for an election timeout.
+
+Every configuration entry of a change carries the operator's ``(id, seq)``, so it is applied
+exactly once like a command, and a retry with the same seq (after a redirect, a timeout, a new
+leader) carries on from where the cluster is rather than starting again. A new leader that
+finds a joint configuration in force finishes it (C_new) without being asked. Members a
+configuration drops keep getting the log until it commits, so they learn that they were
+removed (``removed()``); a removed node never campaigns.
+
+Leadership transfer (``transfer n3``; thesis §3.10): the leader stops taking commands (clients
+are redirected to the target), brings the target up to date, sends it ``TimeoutNow`` and
+answers the operator; the target campaigns at once, skipping pre-vote, and its vote requests
+say so, so voters answer even within a leader's lease (etcd's ``campaignTransfer``). If the
+leader is still leading an election timeout later, the transfer is given up. The leader's
+lease ends when a transfer starts: the target may lead before it would have run out.
+
 :class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
 (roles and their timers, check-quorum, the leader lease, the client front door, counting the
 leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
@@ -77,10 +115,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from consensus import quorum
 from consensus.kv import CommandError, KVStore, Outcome, parse
-from consensus.membership import is_config_text
-from consensus.messages import ClientReply, ClientRequest, Command, Message, NodeId, ReplyStatus
+from consensus.membership import Change, ChangeError, Membership, is_config_text
+from consensus.messages import (
+    ClientReply,
+    ClientRequest,
+    Command,
+    ConfigChange,
+    Message,
+    NodeId,
+    ReplyStatus,
+    TimeoutNow,
+)
 
 # The roles both algorithms share (Multi-Paxos's candidate runs Phase 1).
 FOLLOWER = "follower"
@@ -99,6 +145,10 @@ ELECTIONS = (UP_TO_DATE, ANY)
 DEFAULT_ELECTION = {"raft": UP_TO_DATE, "paxos": ANY}
 # Config.membership_change: joint consensus, or one voter at a time.
 MEMBERSHIP_CHANGES = ("joint", "single")
+# A new member is promoted from learner to voter once it holds everything the leader held
+# when it was added; it has this many maximum election timeouts to get there, else the change
+# fails (module doc, "Membership changes").
+CATCH_UP_TIMEOUTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +301,16 @@ class Node(ABC):
         peers: Iterable[NodeId],
         config: Config | None = None,
         rng: random.Random | None = None,
+        *,
+        joining: bool = False,
     ) -> None:
         ids = sorted(set(peers) | {node_id})
         self.id = node_id
-        self.peers: tuple[NodeId, ...] = tuple(ids)  # all voters, this node included, sorted
+        # The initial configuration (all voters, this node included, sorted). What a node acts
+        # on is ConsensusNode.membership, which changes; ``others`` follows it.
+        self.peers: tuple[NodeId, ...] = tuple(ids)
         self.others: tuple[NodeId, ...] = tuple(p for p in ids if p != node_id)
+        self.joining = joining
         self.config = config or Config()
         # Injected, seeded randomness: the core never touches the global `random`.
         self.rng = rng if rng is not None else random.Random(0)
@@ -345,14 +400,15 @@ class Node(ABC):
     def persist(self, record: Any) -> None:
         self._out.persist.append(record)
 
-    def reply(self, request: ClientRequest, status: ReplyStatus, result: str | None = None,
+    def reply(self, request: ClientRequest | ConfigChange, status: ReplyStatus,
+              result: str | None = None,
               leader: NodeId | None = None) -> None:
         self._out.replies.append(ClientReply(
             src=self.id, dst=request.src, seq=request.seq, status=status, result=result,
             leader=leader,
         ))
 
-    def redirect(self, request: ClientRequest, leader: NodeId | None) -> None:
+    def redirect(self, request: ClientRequest | ConfigChange, leader: NodeId | None) -> None:
         """Tell a client this node will not take its request, and who might."""
         self.reply(request, ReplyStatus.REDIRECT, leader=leader)
 
@@ -453,14 +509,28 @@ class Progress:
         return not self.probe_sent
 
 
+@dataclass(slots=True)
+class ChangeInFlight:
+    """The membership change a leader is running (module doc, "Membership changes")."""
+
+    key: tuple[str, int]  # (operator id, seq): every configuration entry of the change has it
+    goal: frozenset[NodeId]  # the voters it leads to
+    adding: frozenset[NodeId]  # the nodes it adds (learners first)
+    request: ConfigChange | None  # whom to answer; None when nobody asked this leader
+    catch_up_index: int = 0  # the learners are caught up when their match reaches it
+    deadline: float = _NEVER  # ... by then, else the change fails
+    drop: frozenset[NodeId] = frozenset()  # learners to take out again (a failed change's)
+
+
 class ConsensusNode(Node):
     """What Raft and Multi-Paxos do alike: roles and their timers, check-quorum, the leader
-    lease, the client front door and the commit/apply loop. The algorithms supply the
-    role changes (``become_*``), the heartbeat and the log, through the hooks below."""
+    lease, the client front door, the commit/apply loop, and membership changes and
+    leadership transfer. The algorithms supply the role changes (``become_*``), the
+    heartbeat and the log, through the hooks below."""
 
     def __init__(self, node_id: NodeId, peers: Iterable[NodeId], config: Config | None = None,
-                 rng: random.Random | None = None) -> None:
-        super().__init__(node_id, peers, config, rng)
+                 rng: random.Random | None = None, *, joining: bool = False) -> None:
+        super().__init__(node_id, peers, config, rng, joining=joining)
         self.role = FOLLOWER
         self.leader: NodeId | None = None  # who we believe leads; None while unknown
         # Invariant: applied <= commit_index; every index up to commit_index is committed
@@ -499,6 +569,33 @@ class ConsensusNode(Node):
         self.read_round = 0  # the round last started for waiting reads
         self.lease_until = -_NEVER  # lease: answer reads locally while now < lease_until
         self.reads: dict[tuple[str, int], PendingRead] = {}  # leader: reads awaiting a round
+        # Membership (module doc). ``membership`` is the configuration this node acts on (None
+        # while joining), carried by the entry / slot ``membership_index`` (0: the initial
+        # one) of the change ``membership_key`` (operator id, seq).
+        self.membership: Membership | None = None
+        self.membership_text: str | None = None  # its to_text(), for status()
+        self.membership_index = 0
+        self.membership_key: tuple[str, int] | None = None
+        self.config_commit_pending = False  # membership_index is not known to be committed
+        # Members of the previous configuration the latest one drops: still replicated to
+        # until the latest commits, so they learn they were removed.
+        self.departing: frozenset[NodeId] = frozenset()
+        self.voting_others: tuple[NodeId, ...] = ()  # whom a candidate asks for votes
+        self.solo = False  # this node alone is a quorum (a cluster of one)
+        self.change: ChangeInFlight | None = None  # leader: the membership change it runs
+        # Leader: a leadership transfer (module doc): to whom, until when, who asked, whether
+        # TimeoutNow went, and whether to step down as it goes (the removed leader's hand-over).
+        self.transfer_to: NodeId | None = None
+        self.transfer_deadline = _NEVER
+        self.transfer_request: ConfigChange | None = None
+        self.transfer_sent = False
+        self.transfer_steps_down = False
+        self.transfer_campaign = False  # candidate: this election was asked for by TimeoutNow
+        self.set_membership(None if joining else Membership.of(self.peers), 0, None, None)
+        # Log compaction (Config.snapshot_entries): the last index / slot the latest snapshot
+        # covers, and how many snapshots this node took itself (installed ones not counted).
+        self.snapshot_index = 0
+        self.snapshots_taken = 0
 
     # -- the algorithm's side ----------------------------------------------------------
 
@@ -539,6 +636,48 @@ class ConsensusNode(Node):
     def commit_record(self, index: int) -> Any:
         """The durable record that the commit index reached ``index``."""
 
+    def propose_config(self, membership: Membership, key: tuple[str, int]) -> None:
+        """Leader: put ``membership`` in the log as the command ``key`` (operator id, seq),
+        where it takes effect the algorithm's way, calling :meth:`set_membership` then."""
+        raise NotImplementedError(f"{self.algorithm} cannot change its membership")
+
+    def new_progress(self, peer: NodeId) -> Progress:
+        """Leader: a fresh Progress for a member that joined while we lead."""
+        raise NotImplementedError(f"{self.algorithm} cannot change its membership")
+
+    def send_heartbeat(self, peer: NodeId) -> None:
+        """Leader: one heartbeat to ``peer`` carrying the commit index (the last word to a
+        member the committed configuration dropped)."""
+        raise NotImplementedError(f"{self.algorithm} cannot change its membership")
+
+    def next_voters(self, current: Membership, goal: frozenset[NodeId]) -> Membership:
+        """The next configuration on the way from ``current`` (simple, learners caught up) to
+        the voters ``goal``: Raft's joint C_old,new (the default), or one voter added, else
+        one removed (``membership_change: single``, thesis §4.1)."""
+        if self.config.membership_change == "joint":
+            return Membership(goal, old=current.voters, learners=current.learners - goal)
+        for nid in sorted(goal - current.voters):
+            return Membership(current.voters | {nid}, learners=current.learners - {nid})
+        for nid in sorted(current.voters - goal):
+            return Membership(current.voters - {nid}, learners=current.learners)
+        return current
+
+    def may_propose_config(self) -> bool:
+        """Leader: whether the next configuration may go in the log now: the one in force is
+        committed, and so is an entry of our own term (Ongaro's 2015 fix: without it, a
+        single-server change can let two disjoint majorities decide)."""
+        return not self.config_commit_pending and self.committed_own_term()
+
+    def take_snapshot(self) -> None:
+        """Snapshot the state machine at the applied index (with the configuration in force
+        there), drop the log / slots it covers, and persist it as one compacting record
+        (storage.py) that holds everything the node needs from before it."""
+        raise NotImplementedError(f"{self.algorithm} cannot compact its log")
+
+    def held_entries(self) -> int:
+        """How many log entries / slots this node holds in memory now."""
+        raise NotImplementedError(f"{self.algorithm} cannot count its log")
+
     @abstractmethod
     def committed_own_term(self) -> bool:
         """Leader: whether its commit index covers everything committed before its term or
@@ -553,6 +692,7 @@ class ConsensusNode(Node):
         if self.role == LEADER:
             self.abandon_pending(leader)
             self.abandon_reads(leader)
+            self.abandon_change(leader)
         self.role = FOLLOWER
         self.leader = leader
         self.progress = {}
@@ -574,27 +714,50 @@ class ConsensusNode(Node):
         # round.
         self.forget_rounds()
         self.next_beat()
+        m = self.membership
+        if m is not None and m.joint and self.membership_key is not None:
+            # An earlier leader left a joint configuration in force: finish it (C_new).
+            self.change = ChangeInFlight(self.membership_key, m.voters, frozenset(), None)
 
-    def campaign(self) -> None:
+    def campaign(self, *, transfer: bool = False) -> None:
         """Start an election now (etcd's ``campaign``; the simulator's and the dashboard's
-        "time out a node"); with ``pre_vote``, first ask whether it could succeed."""
+        "time out a node"); with ``pre_vote``, first ask whether it could succeed, unless the
+        leader asked for it (``transfer``, TimeoutNow). A node that is not a voter of its
+        configuration (joining, a learner, removed) never campaigns."""
         if self.role == LEADER:
             return
-        if self.config.pre_vote:
+        if not self.may_campaign():
+            self.reset_election_timer()
+            return
+        if self.config.pre_vote and not transfer:
             self.become_pre_candidate()
         else:
+            self.transfer_campaign = transfer
             self.become_candidate()
+            self.transfer_campaign = False
+
+    def may_campaign(self) -> bool:
+        """Whether this node is a voter of the configuration it acts on."""
+        return self.membership is not None and self.membership.is_voter(self.id)
 
     # -- time ----------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats."""
+        """raft.tla ``Timeout`` when due; a leader checks its quorum, then heartbeats. First,
+        a snapshot if ``snapshot_entries`` entries were applied since the last one: taken here
+        rather than as they are applied, so that a drain that commits entries still shows
+        them in the log to whoever watches (the checkers), and the next one compacts."""
         self.now = now
+        every = self.config.snapshot_entries
+        if every and self.applied - self.snapshot_index >= every:
+            self.take_snapshot()
         if self.start_timers():
             return
         if self.role == LEADER:
             if now >= self.quorum_deadline:
                 self.tick_check_quorum()
+            if self.change is not None or self.transfer_to is not None:
+                self.tick_membership()
             if self.role == LEADER and now >= self.heartbeat_deadline:
                 self.bcast_heartbeat()
         elif now >= self.election_deadline:
@@ -603,7 +766,12 @@ class ConsensusNode(Node):
 
     def next_deadline(self) -> float:
         if self.role == LEADER:
-            return min(self.heartbeat_deadline, self.quorum_deadline)
+            due = min(self.heartbeat_deadline, self.quorum_deadline)
+            if self.change is not None:
+                due = min(due, self.change.deadline)
+            if self.transfer_to is not None:
+                due = min(due, self.transfer_deadline)
+            return due
         return self.election_deadline
 
     def tick_check_quorum(self) -> None:
@@ -611,11 +779,23 @@ class ConsensusNode(Node):
         self.quorum_deadline = self.now + self.config.election_timeout_ms[1]
         if not self.config.check_quorum:
             return
-        active = 1 + sum(1 for p in self.progress.values() if p.active)
-        for p in self.progress.values():
-            p.active = False
-        if not quorum.has_quorum(active, len(self.peers)):
+        active = {self.id}
+        for peer, p in self.progress.items():
+            if p.active:
+                active.add(peer)
+                p.active = False
+        if self.membership is None or not self.membership.has_quorum(active):
             self.become_follower(None)
+
+    def tick_membership(self) -> None:
+        """Leader: give up a change whose learners did not catch up in time, or a transfer
+        whose target has not taken over within an election timeout."""
+        if self.change is not None and self.now >= self.change.deadline:
+            slow = sorted(self.change.adding & self.membership.learners)  # type: ignore[union-attr]
+            self.fail_change(f"{', '.join(slow)} did not catch up within "
+                             f"{CATCH_UP_TIMEOUTS} election timeouts")
+        if self.transfer_to is not None and self.now >= self.transfer_deadline:
+            self.abort_transfer(f"transfer to {self.transfer_to} timed out")
 
     def election_timeout(self) -> float:
         """A fresh randomised election timeout in ms, from the injected rng."""
@@ -682,6 +862,9 @@ class ConsensusNode(Node):
             return
         if self.maybe_answer_from_cache(req) or (req.src, req.seq) in self.pending:
             return
+        if self.transfer_to is not None:
+            self.redirect(req, self.transfer_to)  # handing over: no new commands (thesis §3.10)
+            return
         if self.config.read_path != "log" and is_read(req.command):
             self.handle_read(req)
             return
@@ -714,7 +897,7 @@ class ConsensusNode(Node):
         self.beat += 1
         if self.config.read_path == "lease":
             self.beat_sent.append((self.beat, self.now))
-        if not self.others and self.config.read_path != "log":
+        if self.solo and self.config.read_path != "log":
             self.confirm_beat(self.beat)  # a cluster of one is its own majority
         return self.beat
 
@@ -724,10 +907,11 @@ class ConsensusNode(Node):
         if beat <= pr.beat or self.config.read_path == "log":
             return
         pr.beat = beat
-        if beat <= self.beat_confirmed:
+        if beat <= self.beat_confirmed or self.membership is None:
             return
-        confirmed = quorum.committed_index(
-            [self.beat] + [p.beat for p in self.progress.values()], len(self.peers))
+        beats = {peer: p.beat for peer, p in self.progress.items()}
+        beats[self.id] = self.beat
+        confirmed = self.membership.committed_index(beats)
         if confirmed > self.beat_confirmed:
             self.confirm_beat(confirmed)
 
@@ -738,7 +922,7 @@ class ConsensusNode(Node):
         sent = self.beat_sent
         while sent and sent[0][0] <= confirmed:
             beat, at = sent.popleft()
-            if beat == confirmed:
+            if beat == confirmed and self.transfer_to is None:
                 self.lease_until = at + self.config.lease_ms
         self.maybe_serve_reads()
         self.maybe_start_read_round()
@@ -770,6 +954,262 @@ class ConsensusNode(Node):
         self.beat_sent.clear()
         self.lease_until = -_NEVER
 
+    # -- membership (module doc, "Membership changes") -----------------------------------
+
+    def set_membership(self, membership: Membership | None, index: int,
+                       previous: Membership | None, key: tuple[str, int] | None) -> None:
+        """Act on ``membership`` from now on (the algorithm calls this where a configuration
+        takes effect): it came from entry / slot ``index`` of change ``key``, and replaced
+        ``previous``, whose dropped members keep getting the log until ``index`` commits."""
+        self.membership = membership
+        self.membership_index = index
+        self.membership_key = key
+        self.config_commit_pending = index > self.commit_index
+        if membership is None:
+            self.membership_text = None
+            self.departing = frozenset()
+            self.voting_others = ()
+            self.solo = False
+        else:
+            self.membership_text = membership.to_text()
+            self.departing = (previous.members - membership.members
+                              if previous is not None and self.config_commit_pending
+                              else frozenset())
+            self.voting_others = tuple(sorted(membership.voting - {self.id}))
+            self.solo = membership.has_quorum((self.id,))
+        self.update_others()
+
+    def update_others(self) -> None:
+        """``others`` (whom a leader replicates to) from the members and the departing; a
+        leader starts or drops a Progress for each node that came or went."""
+        members = (self.membership.members | self.departing if self.membership is not None
+                   else frozenset())
+        self.others = tuple(sorted(members - {self.id}))
+        if self.role != LEADER:
+            return
+        for peer in self.others:
+            if peer not in self.progress:
+                self.progress[peer] = self.new_progress(peer)
+        for peer in [p for p in self.progress if p not in members]:
+            del self.progress[peer]
+        if self.transfer_to is not None and self.transfer_to not in self.progress:
+            self.abort_transfer(f"{self.transfer_to} left the configuration")
+
+    def membership_committed(self) -> None:
+        """The configuration in force is committed: the members it dropped get a last
+        heartbeat with the commit index (so they know they are out), then nothing more."""
+        self.config_commit_pending = False
+        if not self.departing:
+            return
+        if self.role == LEADER:
+            for peer in sorted(self.departing):
+                if peer in self.progress:
+                    self.send_heartbeat(peer)
+        self.departing = frozenset()
+        self.update_others()
+
+    def removed(self) -> bool:
+        """Whether this node knows a committed configuration that does not list it: it has
+        left the cluster, never campaigns, and its driver may stop it."""
+        m = self.membership
+        return m is not None and self.id not in m.members and not self.config_commit_pending
+
+    def handle_config_change(self, msg: ConfigChange) -> None:
+        """The front door for an operator's membership change, like a client's command: a
+        non-leader redirects; a retry of the change in progress is answered when it is done;
+        another change while one runs is "busy"; a change that cannot be made is an ERROR
+        saying why; a retry of one already started (its seq is in the reply cache) carries on
+        from the configuration in force. Transfers go to :meth:`handle_transfer`."""
+        try:
+            change = Change.parse(msg.change)
+        except ChangeError as exc:
+            self.reply(msg, ReplyStatus.ERROR, str(exc))
+            return
+        m = self.membership
+        if self.role != LEADER or m is None:
+            self.redirect(msg, self.leader)
+            return
+        if change.kind == "transfer":
+            self.handle_transfer(msg, change.target)  # type: ignore[arg-type]
+            return
+        key = (msg.src, msg.seq)
+        if self.change is not None and self.change.key == key:
+            self.change.request = msg  # a retry: this copy gets the answer
+            return
+        if self.change is not None or self.transfer_to is not None:
+            self.reply(msg, ReplyStatus.ERROR, f"busy: {self.busy_with()}; retry later")
+            return
+        last = self.kv.sessions.get(msg.src)
+        if last is not None and last[0] > msg.seq:
+            self.reply(msg, ReplyStatus.ERROR,
+                       f"stale request: seq {msg.seq} is older than {last[0]}")
+            return
+        if last is not None and last[0] == msg.seq:
+            # Started before (by us or an earlier leader): go on from where the cluster is.
+            goal = m.voters if m.joint else (m.voters - set(change.remove)) | set(change.add)
+        else:
+            try:
+                goal = m.target(change)
+            except ChangeError as exc:
+                self.reply(msg, ReplyStatus.ERROR, str(exc))
+                return
+        self.change = ChangeInFlight(key, goal, frozenset(change.add) - m.voters, msg)
+        self.maybe_advance_change()
+
+    def busy_with(self) -> str:
+        """What this leader is doing that a second change must wait for, in words."""
+        if self.transfer_to is not None:
+            return f"transferring leadership to {self.transfer_to}"
+        goal = ",".join(sorted(self.change.goal)) if self.change is not None else "?"
+        return f"a membership change to voters={goal} is in progress"
+
+    def maybe_advance_change(self) -> None:
+        """Leader: take the change's next step if it may (module doc, steps 1-4)."""
+        ch = self.change
+        m = self.membership
+        if ch is None or m is None or self.role != LEADER or not self.may_propose_config():
+            return
+        learner_step = False
+        if m.joint:
+            nxt = Membership(m.voters, learners=m.learners)  # leave the joint configuration
+        elif stale := m.learners & ch.drop:
+            nxt = Membership(m.voters, learners=m.learners - stale)
+        elif missing := ch.adding - m.members:
+            nxt = Membership(m.voters, learners=m.learners | missing)
+            learner_step = True
+        elif not self.learners_caught_up(ch, m):
+            return
+        elif m.voters != ch.goal:
+            nxt = self.next_voters(m, ch.goal)
+            ch.deadline = _NEVER  # promoted: nothing left to catch up
+        else:
+            self.finish_change()
+            return
+        self.propose_config(nxt, ch.key)
+        if learner_step:
+            ch.catch_up_index = self.last_proposed()
+            ch.deadline = self.now + CATCH_UP_TIMEOUTS * self.config.election_timeout_ms[1]
+
+    def learners_caught_up(self, ch: ChangeInFlight, m: Membership) -> bool:
+        """Whether every learner the change adds holds what the leader held when it was
+        added (a change resumed by a new leader measures from when it resumed)."""
+        learners = ch.adding & m.learners
+        if not learners:
+            return True
+        if not ch.catch_up_index:
+            ch.catch_up_index = self.last_proposed()
+            ch.deadline = self.now + CATCH_UP_TIMEOUTS * self.config.election_timeout_ms[1]
+        return all(self.progress[p].match >= ch.catch_up_index for p in learners)
+
+    def heard_progress(self, peer: NodeId) -> None:
+        """Leader: ``peer`` holds more of the log; a learner may be caught up, a transfer
+        target ready for TimeoutNow."""
+        if self.transfer_to == peer:
+            self.maybe_send_timeout_now()
+        if self.change is not None and peer in self.change.adding:
+            self.maybe_advance_change()
+
+    def finish_change(self) -> None:
+        """The final configuration is committed: answer OK with it; a leader it leaves out
+        hands over."""
+        ch, self.change = self.change, None
+        if ch is not None and ch.request is not None:
+            self.reply(ch.request, ReplyStatus.OK, self.membership_text)
+        if self.membership is not None and not self.membership.is_voter(self.id):
+            self.hand_over()
+
+    def fail_change(self, why: str) -> None:
+        """Answer the change ERROR, then drop the learners it added (nobody waits for that)."""
+        ch, m = self.change, self.membership
+        if ch is None or m is None:
+            return
+        if ch.request is not None:
+            self.reply(ch.request, ReplyStatus.ERROR, why)
+        self.change = ChangeInFlight(ch.key, m.voters, frozenset(), None,
+                                     drop=ch.adding & m.learners)
+        self.maybe_advance_change()
+
+    def abandon_change(self, leader: NodeId | None) -> None:
+        """On losing leadership: the operator retries at the new leader (same seq, so safe)."""
+        if self.change is not None and self.change.request is not None:
+            self.redirect(self.change.request, leader)
+        self.change = None
+        if self.transfer_request is not None:
+            self.redirect(self.transfer_request, leader)
+        self.transfer_to = self.transfer_request = None
+        self.transfer_deadline = _NEVER
+        self.transfer_sent = self.transfer_steps_down = False
+
+    def handle_transfer(self, msg: ConfigChange, target: NodeId) -> None:
+        """``transfer n3``: hand leadership to a voter (module doc)."""
+        m = self.membership
+        assert m is not None
+        if target == self.id:
+            self.reply(msg, ReplyStatus.OK, self.membership_text)
+        elif not m.is_voter(target):
+            self.reply(msg, ReplyStatus.ERROR, f"{target} is not a voter ({m})")
+        elif self.transfer_to == target:
+            self.transfer_request = msg  # a retry
+        elif self.change is not None or self.transfer_to is not None:
+            self.reply(msg, ReplyStatus.ERROR, f"busy: {self.busy_with()}; retry later")
+        else:
+            self.start_transfer(target, msg, step_down=False)
+
+    def start_transfer(self, target: NodeId, request: ConfigChange | None, *,
+                       step_down: bool) -> None:
+        """Stop taking commands, end the lease, and send TimeoutNow once ``target`` is caught
+        up; give up after an election timeout."""
+        self.transfer_to = target
+        self.transfer_request = request
+        self.transfer_deadline = self.now + self.config.election_timeout_ms[1]
+        self.transfer_sent = False
+        self.transfer_steps_down = step_down
+        self.lease_until = -_NEVER
+        self.maybe_send_timeout_now()
+
+    def maybe_send_timeout_now(self) -> None:
+        """TimeoutNow to the transfer's target once it holds our whole log."""
+        target = self.transfer_to
+        if target is None or self.transfer_sent:
+            return
+        pr = self.progress.get(target)
+        if pr is None or pr.match < self.last_proposed():
+            return  # replication goes on; this is called again as the target catches up
+        self.transfer_sent = True
+        self.send(TimeoutNow(src=self.id, dst=target, term=self.role_term()[1]))
+        if self.transfer_request is not None:
+            self.reply(self.transfer_request, ReplyStatus.OK, self.membership_text)
+            self.transfer_request = None
+        if self.transfer_steps_down:
+            self.become_follower(target)
+
+    def abort_transfer(self, why: str) -> None:
+        """Give a transfer up and lead on (a hand-over tries again at the next heartbeat)."""
+        if self.transfer_request is not None:
+            self.reply(self.transfer_request, ReplyStatus.ERROR, why)
+        hand_over = self.transfer_steps_down
+        self.transfer_to = self.transfer_request = None
+        self.transfer_deadline = _NEVER
+        self.transfer_sent = self.transfer_steps_down = False
+        if hand_over and self.role == LEADER:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """A leader its committed configuration leaves out: TimeoutNow to the most up to
+        date remaining voter, then step down (thesis §3.10, §4.2.2)."""
+        voters = [p for p in self.voting_others if p in self.progress]
+        if not voters:
+            self.become_follower(None)
+            return
+        best = max(voters, key=lambda p: self.progress[p].match)  # ties: the first by id
+        self.start_transfer(best, None, step_down=True)
+
+    def handle_timeout_now(self, msg: TimeoutNow) -> None:
+        """Leadership transfer, the target's side (thesis §3.10): campaign at once, without
+        pre-vote, telling voters the leader asked for it."""
+        if self.role != LEADER:
+            self.campaign(transfer=True)
+
     # -- commitment ----------------------------------------------------------------------
 
     def own_copy(self) -> int:
@@ -782,7 +1222,7 @@ class ConsensusNode(Node):
         count them once :meth:`persisted` says so, or at once (a cluster of one commits)."""
         if self.async_persist:
             self.unsynced.append((self.ready_seq + 1, self.last_proposed()))
-        elif len(self.peers) == 1:
+        elif self.solo:
             self.advance_commit_index()
 
     def persisted(self, seq: int) -> None:
@@ -806,6 +1246,10 @@ class ConsensusNode(Node):
             self.apply_entry(self.applied, self.command_at(self.applied))
         if self.reads:
             self.maybe_serve_reads()
+        if self.config_commit_pending and index >= self.membership_index:
+            self.membership_committed()
+        if self.change is not None:
+            self.maybe_advance_change()
         return True
 
 

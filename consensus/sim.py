@@ -151,6 +151,10 @@ class Simulation:
         self.ids: tuple[NodeId, ...] = (
             tuple(f"n{i}" for i in range(1, nodes + 1)) if isinstance(nodes, int)
             else tuple(sorted(nodes)))
+        # The initial configuration every node starts from (ids grows with add_node), and
+        # the nodes added since, which start (and restart) as joining nodes.
+        self.initial_ids = self.ids
+        self.joined: set[NodeId] = set()
         self.seed = seed
         self.config = config or Config()
         self.network = network or Network()  # a property, like processing: see below
@@ -241,10 +245,28 @@ class Simulation:
 
     # -- nodes ---------------------------------------------------------------------------
 
+    def add_node(self, nid: NodeId) -> None:
+        """Start a new, empty node that joins the cluster: it has no configuration until the
+        leader adds it (a ConfigChange) and replicates to it. Routing to and from it works
+        like any node's."""
+        if nid in self.storage:
+            raise ValueError(f"node {nid!r} already exists ({', '.join(self.ids)})")
+        if not nid or any(c.isspace() or c in ",=" for c in nid):
+            raise ValueError(f"bad node id {nid!r}: no spaces, commas or '='")
+        self.ids = tuple(sorted((*self.ids, nid)))
+        self.joined.add(nid)
+        self.storage[nid] = []
+        self.lives[nid] = 0
+        self._record(f"add {nid}")
+        self._start(nid)
+
     def _start(self, nid: NodeId) -> None:
         life = self.lives[nid]
         rng = random.Random(f"{self.seed}/{nid}/{life}")
-        node = self.node_class(nid, self.ids, self.config, rng)
+        if nid in self.joined:
+            node = self.node_class(nid, self.initial_ids, self.config, rng, joining=True)
+        else:
+            node = self.node_class(nid, self.initial_ids, self.config, rng)
         node.async_persist = self.disk_ms > 0
         if self.disk_ms:
             self._committers[nid] = GroupCommitter(
@@ -448,8 +470,8 @@ class Simulation:
             if ready.persist or ready.messages or ready.replies:
                 self._committers[nid].submit(ready.persist, ready)
         else:
-            if ready.persist:
-                self.storage[nid].extend(ready.persist)  # durable before anything leaves
+            if ready.persist:  # durable before anything leaves; a snapshot replaces the rest
+                MemoryStorage(self.storage[nid]).append(ready.persist)
             if ready.messages or ready.replies:
                 transmit = self._transmit
                 for msg in ready.messages:
@@ -507,7 +529,7 @@ class Simulation:
             self._push(self.now + self.disk_ms, _CALL,
                        lambda: self._disk_done(nid, life, records, done))
             return
-        self.storage[nid].extend(records)
+        MemoryStorage(self.storage[nid]).append(records)
         done(None)
         if node.has_output():
             node.tick(self.clock(nid))

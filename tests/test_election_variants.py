@@ -188,7 +188,7 @@ def test_the_spec_block_is_checked_with_field_and_line():
         "variant.election (line 3): raft does not offer election=sometimes; election accepts "
         "up-to-date, any",
         "variant.pre_vot (line 4): unknown variant 'pre_vot' (variants: check_quorum, "
-        "election, lease_drift, pre_vote, read_path)",
+        "election, lease_drift, membership_change, pre_vote, read_path, snapshot_entries)",
     ]
     with pytest.raises(SpecError, match=r"variant.pre_vote \(line 5\): pre_vote is set under "
                                         r"timing too"):

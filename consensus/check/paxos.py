@@ -2,10 +2,11 @@
 
 The checker watches every acceptor's durable records (``Promised``, ``AcceptedRun``,
 ``ChosenRun``) in the order they were written, so it sees exactly what an acceptor is bound
-by, including across crashes. A value is *chosen* for a slot the moment a majority of
-acceptors of the configuration governing the slot has accepted it at the same ballot
-(Lamport's definition; ``SharedChecker.configs``: the one decided ``alpha`` slots before);
-from that it checks:
+by, including across crashes. A value is *chosen* for a slot the moment a quorum of
+the configuration governing the slot has accepted it at the same ballot (Lamport's definition;
+the initial cluster's majority until a configuration is chosen, then the one chosen in slot
+``i`` from slot ``i + alpha`` on, with the run's ``alpha``: the true rule, whatever a node
+under test believes); from that it checks:
 
 - at most one value is ever chosen per slot (the property Paxos exists for);
 - one value per (slot, ballot): a ballot's proposer never proposes two values for one slot;
@@ -22,8 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.check.invariants import SharedChecker
+from consensus.membership import Membership, is_config_text
 from consensus.messages import Command, NodeId
 from consensus.node import Node, Ready, Status
+from consensus.paxos.configs import ConfigWindow
 from consensus.paxos.messages import (
     ZERO_BALLOT,
     AcceptedRun,
@@ -32,6 +35,7 @@ from consensus.paxos.messages import (
     Committed,
     Promised,
     RoundUsed,
+    SlotSnapshot,
 )
 from consensus.quorum import majority
 
@@ -44,6 +48,7 @@ class PaxosChecker(SharedChecker):
     def __init__(self) -> None:
         super().__init__()
         self.majority = 0  # set from the first node seen
+        self.windows: ConfigWindow | None = None  # likewise: configurations by slot
         self.promised: dict[NodeId, Ballot] = {}  # durable: survives crashes like the node's
         # (slot, ballot round, ballot rank) -> (value, acceptors that accepted it); the set is
         # dropped (None) once the value is chosen, to keep memory flat on long runs.
@@ -54,7 +59,7 @@ class PaxosChecker(SharedChecker):
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         nid = node.id
         if not self.majority:
-            self.majority = majority(len(node.peers))
+            self.first_node(node)
         chosen = self.chosen
         if ready.persist and not self.records_when_durable:
             self._records(t, nid, ready.persist)
@@ -67,13 +72,17 @@ class PaxosChecker(SharedChecker):
                 self._check_chosen(t, nid, applied.index, command, "applied")
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
 
+    def first_node(self, node: Node) -> None:
+        """The cluster's initial configuration and alpha, from the first node seen."""
+        self.majority = majority(len(node.peers))
+        self.windows = ConfigWindow(node.config.alpha, Membership.of(node.peers))
+
     def record_term(self, record: Any) -> int | None:
         if isinstance(record, Promised):
             return record.ballot.round
+        if isinstance(record, SlotSnapshot):  # it replaced the Promised and RoundUsed records
+            return max(record.promised.round, record.round_used)
         return record.round if isinstance(record, RoundUsed) else None
-
-    def record_commit(self, record: Any) -> int | None:
-        return record.index if isinstance(record, Committed) else None
 
     def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
         # A promise is the acceptor's vote for the ballot's proposer.
@@ -81,11 +90,16 @@ class PaxosChecker(SharedChecker):
             return record.ballot.round, record.ballot.node
         return None
 
+    def record_commit(self, record: Any) -> int | None:
+        if isinstance(record, SlotSnapshot):
+            return record.slot
+        return record.index if isinstance(record, Committed) else None
+
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
         # A promise or an acceptance binds (and counts towards choosing) once it is durable.
         SharedChecker.after_durable(self, t, node, records)
         if not self.majority:
-            self.majority = majority(len(node.peers))
+            self.first_node(node)
         self._records(t, node.id, records)
 
     def _records(self, t: float, nid: NodeId, records: list[Any]) -> None:
@@ -120,8 +134,6 @@ class PaxosChecker(SharedChecker):
         # Keyed by the ballot's (round, rank), exactly what Ballot's equality and hash use,
         # so the key hashes in C.
         rnd, rank = ballot.round, ballot.rank
-        # Before any membership change, a count of accepts decides (the fast path).
-        changed = self.configs is not None and self.configs.changed
         for i, command in enumerate(rec.commands):
             slot = rec.first_slot + i
             key = (slot, rnd, rank)
@@ -139,26 +151,26 @@ class PaxosChecker(SharedChecker):
                 if voters is None:
                     continue  # already chosen at this ballot
                 voters.add(nid)
-            if (voters is not None and (len(voters) >= self.majority or changed)
-                    and self._chosen_by(slot, voters)):
+            if voters is not None and self._is_quorum(slot, voters):
                 accepts[key] = (command, None)
                 self._chose(t, slot, ballot, command, tuple(sorted(voters)))
 
-    def _chosen_by(self, slot: int, voters: set[NodeId]) -> bool:
-        """Whether ``voters`` form a quorum of the configuration governing ``slot`` (decided
-        ``alpha`` slots before it); learners and nodes outside it never count."""
-        configs = self.configs
-        if configs is None:
-            return True
-        if not configs.changed:
-            return len(voters & configs.initial.voters) >= self.majority
-        return configs.governing(slot, self.config_delay).has_quorum(voters)
+    def _is_quorum(self, slot: int, voters: set[NodeId]) -> bool:
+        windows = self.windows
+        if windows is None or not windows.changed:
+            # The initial voters' majority; a learner being added accepts too, and not counts.
+            return (len(voters) >= self.majority
+                    and (windows is None or voters <= windows.configs[0].voters))
+        config = windows.at(slot)
+        return config is not None and config.has_quorum(voters)
 
     def _chose(self, t: float, slot: int, ballot: Ballot, command: Command | None,
                voters: tuple[NodeId, ...]) -> None:
         first = self.chosen.get(slot)
         if first is None:
             self.chosen[slot] = (command, ballot, voters)
+            if command is not None and self.windows is not None and is_config_text(command.text):
+                self.windows.add(slot, Membership.from_text(command.text))
         elif first[0] != command:
             self.violation(t, "one-value-per-slot", tuple(sorted({*voters, *first[2]})),
                            f"slot {slot}: {_show(command)} chosen at ballot {ballot} by "

@@ -1,14 +1,14 @@
 """Raft's own safety properties (Figure 3 of the extended paper), checked as the run goes.
 
-- Election Safety: at most one leader per term.
+- Election Safety: at most one leader per term, whatever configuration each was elected in
+  (old, joint or new: a broken membership change shows up here, or as a lost entry below).
 - Log Matching: two logs holding an entry with the same index and term hold the same command
   there and agree on the entry before it (by induction, the same prefix).
 - Leader Completeness: a newly elected leader holds every committed entry.
 - No node ever overwrites an entry it knew to be committed.
-- Nothing is applied before a quorum holds it durably (what "committed" means; with a
-  disk that takes time, a leader's own unwritten copy does not count): a quorum of the
-  configuration governing the entry, of one decided after it, or of the one the applying
-  leader acts on (``SharedChecker.is_commit_quorum``); learners never count.
+- Nothing is applied before a quorum of the applying node's configuration holds it durably
+  (what "committed" means; both halves while joint; with a disk that takes time, a leader's
+  own unwritten copy does not count).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from consensus.check.invariants import SharedChecker
+from consensus.membership import Membership
 from consensus.messages import NodeId
 from consensus.node import Node, Ready, Status
-from consensus.quorum import majority
-from consensus.raft.messages import CommitMark, HardState, LogAppend
+from consensus.raft.messages import CommitMark, HardState, LogAppend, RaftSnapshot
 
 
 class RaftChecker(SharedChecker):
@@ -35,8 +35,8 @@ class RaftChecker(SharedChecker):
         self.proven = 0  # entries up to here were seen held durably by a majority
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
-        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
         nid = node.id
+        SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
         log = node.log  # type: ignore[attr-defined]
         if ready.persist:
             known_committed = self.commit_of.get(nid, 0)
@@ -46,7 +46,7 @@ class RaftChecker(SharedChecker):
             if not self.records_when_durable:
                 self.after_durable(t, node, ready.persist)
         if ready.applied and ready.applied[-1].index > self.proven:
-            self._check_durable_majority(t, node, ready, status)
+            self._check_durable_majority(t, node, ready)
         commit = status.commit_index
         self.commit_of[nid] = commit
         committed_terms = self.committed_terms
@@ -58,7 +58,7 @@ class RaftChecker(SharedChecker):
             self._check_new_leader(t, nid, log, status.term)
 
     def record_term(self, record: Any) -> int | None:
-        return record.term if isinstance(record, HardState) else None
+        return record.term if isinstance(record, (HardState, RaftSnapshot)) else None
 
     def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
         # votedFor is durable before the vote is sent
@@ -67,6 +67,8 @@ class RaftChecker(SharedChecker):
         return None
 
     def record_commit(self, record: Any) -> int | None:
+        if isinstance(record, RaftSnapshot):
+            return record.commit
         return record.index if isinstance(record, CommitMark) else None
 
     def after_durable(self, t: float, node: Node, records: list[Any]) -> None:
@@ -74,39 +76,43 @@ class RaftChecker(SharedChecker):
         terms = self.durable_terms.setdefault(node.id, [0])
         for rec in records:
             if isinstance(rec, LogAppend) and rec.entries:
-                first = rec.entries[0].index
-                if first > len(terms):  # the log resumes after a snapshot: nothing held between
-                    terms.extend([0] * (first - len(terms)))
-                del terms[first:]  # a LogAppend drops the suffix from there
+                del terms[rec.entries[0].index:]  # a LogAppend drops the suffix from there
+                terms.extend(e.term for e in rec.entries)
+            elif isinstance(rec, RaftSnapshot):
+                # Up to the snapshot: committed (what it held before stays); after it, only
+                # the entries the record keeps.
+                del terms[rec.index + 1:]
+                terms.extend([-1] * (rec.index + 1 - len(terms)))
+                terms[rec.index] = rec.last_term
                 terms.extend(e.term for e in rec.entries)
 
-    def _check_durable_majority(self, t: float, node: Node, ready: Ready, status: Status
-                                ) -> None:
+    def _check_durable_majority(self, t: float, node: Node, ready: Ready) -> None:
         log = node.log  # type: ignore[attr-defined]
-        configs = self.config_history(node, status)
-        acting = self.acting_config(node, status)
-        # Until the membership changes, counting holders is enough (and cheap); after, the
-        # holders must be a quorum of a configuration that may govern the entry.
-        plain = not configs.changed and acting is configs.initial
-        need = majority(len(acting.voters))
+        # The configuration the node acts on (a Raft configuration is in force from its
+        # append); an entry before the latest configuration entry may also have been
+        # committed under the one before it, if the leader appended the latest after the
+        # commit (in the same drain: the change's next step).
+        membership: Membership | None = getattr(node, "membership", None)
+        if membership is None:
+            membership = Membership.of(node.peers)
+        configs = log.configs
+        before = None
+        if configs:
+            before = (Membership.from_text(log.entry(configs[-2]).command.text)
+                      if len(configs) > 1 else node.base_membership)  # type: ignore[attr-defined]
         for a in ready.applied:
             i = a.index
             if i <= self.proven:
                 continue
             term = log.term_at(i)
-            if plain:
-                count = sum(1 for terms in self.durable_terms.values()
-                            if len(terms) > i and terms[i] == term)
-                if count >= need:
-                    self.proven = i
-                    continue
             holders = {nid for nid, terms in self.durable_terms.items()
                        if len(terms) > i and terms[i] == term}
-            if plain or not self.is_commit_quorum(i, holders, acting):
+            if not membership.has_quorum(holders) and not (
+                    before is not None and i < configs[-1] and before.has_quorum(holders)):
                 self.violation(t, "applied-without-durable-majority", (node.id,),
-                               f"applied entry ({i}, term {term}) held durably only by "
+                               f"applied entry ({i}, term {term}) held durably by "
                                f"{', '.join(sorted(holders)) or 'no node'}, not a quorum of "
-                               f"{acting}")
+                               f"{membership}")
                 return
             self.proven = i
 

@@ -64,6 +64,9 @@ class Prepare(Message):
     # accepted anything at, and its highest slot holding a value.
     log_ballot: Ballot = ZERO_BALLOT
     last_slot: int = 0
+    # Asked for by the leader (TimeoutNow, a leadership transfer): acceptors answer it even
+    # while they hear a live leader (check-quorum's lease), like etcd's campaignTransfer.
+    transfer: bool = False
     kind: ClassVar[str] = "Prepare"
     phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
     label: ClassVar[str] = "Prepare (1a)"

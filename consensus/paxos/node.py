@@ -111,27 +111,83 @@ goes on from the slot after it:
   no-ops and choose a second value. So a candidate with a quorum of promises waits, still a
   candidate, until it has installed every snapshot a promise pointed to (the promises stay
   valid: they are for its ballot), and an election timeout later campaigns again as usual.
+  A snapshot also carries the configurations (below) in force after it or chosen in its
+  last ``alpha`` slots.
+
+Reconfiguration (Lamport, "Paxos Made Simple" §3, last paragraphs). A configuration is a
+command chosen in a slot like any other; the one chosen in slot ``i`` governs slots from
+``i + alpha`` on (``Config.alpha``; configs.py). Every node that knows the chosen prefix
+through ``s - alpha`` knows the configuration of slot ``s``, so all agree on it with no
+further agreement. The alternatives: a stop-sign (Lamport, Malkhi & Zhou, "Reconfiguring a
+State Machine", 2010: the old configuration's last command is a stop, and the new one runs a
+fresh Paxos instance started from the old one's final state), or an outside master (Vertical
+Paxos). We take the alpha window: one log and one leader go on across a change, nothing
+outside the cluster is needed, and a configuration is an entry of the log as in Raft, so the
+shared orchestration (node.py: learners first, promoted once caught up; the removed leader's
+hand-over; transfer) drives both algorithms alike; a stop-sign would need a new instance, a
+state hand-off and a new leader at every change. What the window costs:
+
+- pipelining: a leader may not propose slot ``s`` before it knows the configuration of ``s``,
+  that is before every slot up to ``s - alpha`` is chosen, so at most ``alpha`` slots are ever
+  open beyond the chosen prefix (``proposal_limit``; commands wait in ``backlog``). At the
+  default 128 that is above what ``max_inflight`` times the batches of a few clients fill, so
+  it rarely binds; ``alpha = 1`` would forbid pipelining altogether.
+- latency of a change: it takes effect ``alpha`` slots after it is chosen. So the leader pads
+  the slots up to ``i + alpha - 1`` with no-ops after proposing it (clients' commands may take
+  some of them), and the change is in force about a round trip later, not ``alpha`` commands
+  later.
+
+Phase 1 must hear from every configuration that may govern an open slot. A candidate whose
+chosen prefix ends at ``c`` knows the configurations of slots up to ``c + alpha``: its Prepare
+goes to the voters of each one that governs a slot in ``c + 1 .. c + alpha``, and it leads
+only with a quorum of each. A window that straddles a change thus needs quorums of both the
+old and the new configuration, for that Phase 1 only: what joint consensus does for Raft,
+the window does here, and no joint configuration is ever used. A configuration chosen above
+``c`` (the candidate learns it from the promises, or chooses it as leader) governs slots the
+Prepare did not cover: before the leader proposes in a slot whose configuration has no quorum
+of promisers yet, it sends the same ballot's Prepare to that configuration's acceptors,
+proposes there the highest-ballot values they report (P2c), and waits until a quorum promised
+(``maybe_extend_phase1``). A slot is chosen by a quorum of the configuration that governs it
+(``advance_commit_by_config``). Learners accept, so a promoted learner already holds the
+values, but never count. A node started to join has no configuration until the log or a
+snapshot brings one: it neither campaigns nor promises. The configuration a node acts on
+(``membership``, ``Status.config``) is the one governing the next slot it proposes (leader)
+or the first slot it has not learnt (any other node).
 """
 
 from __future__ import annotations
 
+import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consensus import quorum
-from consensus.messages import ClientRequest, Command, Message, NodeId
+from consensus.membership import Change, ChangeError, Membership, is_config_text
+from consensus.messages import (
+    ClientRequest,
+    Command,
+    ConfigChange,
+    Message,
+    NodeId,
+    ReplyStatus,
+    TimeoutNow,
+)
 from consensus.node import (
     CANDIDATE,
     FOLLOWER,
     LEADER,
     PRE_CANDIDATE,
     UP_TO_DATE,
+    ChangeInFlight,
+    Config,
     ConsensusNode,
     LogSlot,
     Progress,
     Status,
 )
+from consensus.paxos.configs import ConfigWindow
 from consensus.paxos.messages import (
     ZERO_BALLOT,
     Accept,
@@ -158,6 +214,10 @@ from consensus.paxos.snapshot import IncomingSnapshot, decode_state, encode_stat
 # ballot; LEADER: Phase 1 done, proposing in Phase 2 only.
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "PaxosNode", "PaxosProgress"]
 _NEVER = float("inf")
+_DEFAULT = Config()
+_EMPTY: SlotState = (ZERO_BALLOT, None)  # a slot nobody reported a value for: a no-op
+# The rank of a value a promise reports as chosen, above every ballot's (add_promiser).
+_CHOSEN = Ballot(1 << 62, 0)
 
 
 @dataclass(slots=True)
@@ -172,6 +232,7 @@ class PaxosProgress(Progress):
     commit_sent_at: float = -_NEVER
     repair_from: int = 0  # first slot of the last gap resent (a lost Accept)
     repair_at: float = -_NEVER
+    peer_commit: int = 0  # the acceptor's own commit index, as it last said
 
 
 class PaxosNode(ConsensusNode):
@@ -180,9 +241,16 @@ class PaxosNode(ConsensusNode):
     algorithm = "paxos"
 
     def __init__(self, node_id: NodeId, peers: Sequence[NodeId] | Any, config: Any = None,
-                 rng: Any = None) -> None:
-        super().__init__(node_id, peers, config, rng)
-        self.rank = self.peers.index(node_id)
+                 rng: Any = None, *, joining: bool = False) -> None:
+        # The configurations by slot (configs.py) and the leader's proposal state must exist
+        # before the shared constructor sets the initial membership.
+        self.windows = ConfigWindow((config or _DEFAULT).alpha,
+                                    None if joining else Membership.of(set(peers) | {node_id}))
+        self.backlog: deque[Command] = deque()  # leader: commands waiting for the window
+        self.next_slot = 1  # leader: the next free slot
+        super().__init__(node_id, peers, config, rng, joining=joining)
+        self.initial = tuple(p for p in self.peers if p != node_id or not joining)
+        self.rank = self.rank_of(node_id)
         self.bit = {p: 1 << i for i, p in enumerate(self.peers)}
         self.majority = quorum.majority(len(self.peers))
         # Durable state (rebuilt by ``restore``).
@@ -196,7 +264,15 @@ class PaxosNode(ConsensusNode):
         self.ballot: Ballot | None = None
         self.pre_votes: set[NodeId] = set()  # pre-candidate: who would promise ``ballot``
         self.promises: dict[NodeId, Promise] = {}  # candidate: Phase 1b answers
-        self.next_slot = 1  # leader: the next free slot
+        # Leader, after a configuration change (module doc, "Reconfiguration"): who promised
+        # our ballot, the values promises reported for slots we have not proposed yet, up to
+        # where to pad with no-ops so a configuration takes effect, and when we last asked a
+        # new configuration's acceptors for their promises.
+        self.promisers: set[NodeId] = set()
+        self.recovered: dict[int, SlotState] = {}
+        self.fill_through = 0
+        self.prepare_sent_at = -_NEVER
+        self.config_slot = 0  # leader: slot of the configuration we proposed (-1: queued)
         # Leader: slot -> bitmask of acceptors that acknowledged it in a run above their
         # match (an Accept below it was lost or is late). Slots are independent instances,
         # so any majority holding a slot chooses it, gap or no gap (advance_commit_index).
@@ -240,6 +316,7 @@ class PaxosNode(ConsensusNode):
         self.round_seen = max(self.round_used, self.promised.round)
         self.become_follower(None)
         self.set_commit(commit, persist=False)
+        self.follow_config()
 
     # -- role changes (the only place the role changes) ------------------------------------
 
@@ -254,7 +331,13 @@ class PaxosNode(ConsensusNode):
         self.pre_votes = set()
         self.promises = {}
         self.votes = {}
+        self.promisers = set()
+        self.recovered = {}
+        self.backlog.clear()
+        self.fill_through = 0
+        self.config_slot = 0
         self.step_down(leader)
+        self.follow_config()
 
     def become_pre_candidate(self) -> None:
         """No TLA+ action (an extension). Pre-vote (Raft thesis §9.6, applied to Phase 1): ask
@@ -287,6 +370,10 @@ class PaxosNode(ConsensusNode):
         self.pre_votes = set()
         self.promises = {}
         self.reset_randomized_election_timeout()
+        if self.transfer_campaign:
+            # The leader asked (TimeoutNow) and has stepped down: promise at once, so its
+            # Accepts still on the way are refused instead of making us follow it again.
+            self.maybe_promise(self.ballot)
         self.bcast_prepare()
         self.maybe_win_election()
 
@@ -322,23 +409,49 @@ class PaxosNode(ConsensusNode):
                     if have is None or av.ballot > have[0]:
                         found[av.slot] = (av.ballot, av.command)
         end = max(found, default=start - 1)
-        commands = tuple(found[s][1] if s in found else None for s in range(start, end + 1))
         self.start_leading()
+        self.promisers = set(self.promises) | {self.id}
         self.promises = {}
         self.votes = {}
         self.next_slot = start
         self.hb_commit = self.commit_index
+        self.follow_config()
+        for p in self.others:
+            self.bit.setdefault(p, 1 << len(self.bit))
         self.progress = {p: PaxosProgress(next=start, probe=False) for p in self.others}
         self.recovered_through = end
-        if commands:
-            self.propose(commands)
-        else:
+        # Proposed now as far as the window allows (all of it unless a configuration changes
+        # within it), the rest as the window moves (maybe_propose_more).
+        self.recovered = {s: found.get(s, _EMPTY) for s in range(start, end + 1)}
+        if not self.maybe_propose_more():
             self.bcast_heartbeat()
+
+    def rank_of(self, nid: NodeId) -> int:
+        """A node's ballot rank: its position in the initial cluster; for a node added later,
+        a number from its id above every initial rank (a leader refuses to add a node whose
+        rank a member has, so no two members ever share a ballot)."""
+        if nid in self.initial:
+            return self.initial.index(nid)
+        return len(self.initial) + zlib.crc32(nid.encode())
 
     def next_round(self) -> int:
         """The round of our next ballot: above every round we used, promised or saw (so a
         newer leader always has a higher round, which ``Status.term`` reports)."""
         return max(self.round_used, self.promised.round, self.round_seen) + 1
+
+    def phase1_configs(self) -> list[Membership]:
+        """The configurations Phase 1 needs a quorum of: every one that governs a slot from
+        our first unchosen one through ``alpha`` slots on (module doc, "Reconfiguration")."""
+        first = self.commit_index + 1
+        return self.windows.governing(first, first + self.config.alpha - 1)
+
+    def phase1_quorum(self, nodes: set[NodeId]) -> bool:
+        """Whether ``nodes`` (promisers, or pre-voters) hold a quorum of every configuration
+        Phase 1 needs."""
+        if not self.windows.changed:
+            return quorum.has_quorum(len(nodes), len(self.peers))
+        configs = self.phase1_configs()
+        return bool(configs) and all(m.has_quorum(nodes) for m in configs)
 
     # -- time ------------------------------------------------------------------------------
     # ConsensusNode.tick (node.py) runs the timers alike for both algorithms: the election
@@ -358,6 +471,13 @@ class PaxosNode(ConsensusNode):
         if isinstance(msg, Learned):
             self.handle_learned(msg)
             return
+        if isinstance(msg, ConfigChange):
+            self.handle_config_change(msg)
+            return
+        if isinstance(msg, TimeoutNow):
+            if msg.term >= self.promised.round:  # else from a leader deposed since
+                self.handle_timeout_now(msg)
+            return
         ballot: Ballot = msg.ballot  # type: ignore[attr-defined]
         if isinstance(msg, Promise | Accepted | Nack):
             # MultiPaxos: a reply counts only for the ballot we are campaigning/leading with.
@@ -365,7 +485,9 @@ class PaxosNode(ConsensusNode):
                 return  # DropStaleResponse
         else:
             # A proposer's request: Prepare, Accept or Commit.
-            if isinstance(msg, Prepare) and self.in_leader_lease(msg.src):
+            if isinstance(msg, Prepare) and (
+                    self.membership is None  # joining: never votes
+                    or (not msg.transfer and self.in_leader_lease(msg.src))):
                 return  # a live leader exists; don't let a stray proposer disrupt it
             if ballot < self.promised:
                 self.handle_stale_message(msg)
@@ -407,9 +529,15 @@ class PaxosNode(ConsensusNode):
         self.send(Nack(src=self.id, dst=msg.src, ballot=ballot, promised=self.promised))
 
     def take_new_request(self, req: ClientRequest) -> None:
-        """MultiPaxos ``TakeNewRequest``: the leader proposes it in the next free slot."""
-        self.pending[(req.src, req.seq)] = self.next_slot
-        self.propose((req.as_command(),))
+        """MultiPaxos ``TakeNewRequest``: the leader proposes it in the next free slot, or,
+        when the window is full (``alpha``, module doc), once it has room."""
+        command = req.as_command()
+        if not self.backlog and not self.recovered and self.next_slot <= self.proposal_limit():
+            self.pending[(req.src, req.seq)] = self.next_slot
+            self.propose((command,))
+            return
+        self.pending[(req.src, req.seq)] = 0  # its slot is not known yet
+        self.backlog.append(command)
 
     def handle_prepare(self, msg: Prepare) -> None:
         """MultiPaxos ``HandlePrepare``, Phase 1b (§2.2): promise, and report what we know.
@@ -458,6 +586,9 @@ class PaxosNode(ConsensusNode):
                 self.pre_votes.add(msg.src)
                 self.maybe_win_pre_vote()
             return
+        if self.role == LEADER and self.windows.changed:
+            self.add_promiser(msg)  # Phase 1 for a new configuration (module doc)
+            return
         if self.role != CANDIDATE:
             return
         self.promises[msg.src] = msg
@@ -465,8 +596,7 @@ class PaxosNode(ConsensusNode):
 
     def maybe_win_pre_vote(self) -> bool:
         """With a majority willing to promise (us included), start Phase 1 for real."""
-        if self.role != PRE_CANDIDATE or not quorum.has_quorum(len(self.pre_votes),
-                                                                len(self.peers)):
+        if self.role != PRE_CANDIDATE or not self.phase1_quorum(self.pre_votes):
             return False
         self.become_candidate()
         return True
@@ -475,7 +605,7 @@ class PaxosNode(ConsensusNode):
         """With promises from a majority (counting our own, given now), take the lead."""
         if self.role != CANDIDATE or self.ballot is None:
             return False
-        if not quorum.has_quorum(len(self.promises) + 1, len(self.peers)):
+        if not self.phase1_quorum(set(self.promises) | {self.id}):
             return False
         if any(p.first_slot > self.commit_index + 1 for p in self.promises.values()):
             return False  # a promiser compacted slots we lack: wait for its snapshot
@@ -512,12 +642,20 @@ class PaxosNode(ConsensusNode):
         if self.role != LEADER:
             return
         peer = msg.src
-        pr = self.progress[peer]
+        pr = self.progress.get(peer)
+        if pr is None:
+            return  # no longer a member (a configuration dropped it)
         probing = pr.heard()
         self.heard_beat(pr, msg.beat)  # any answer at our ballot: it still takes us for leader
         # Only we propose at our ballot, so no honest claim goes past our last slot.
         through = min(msg.accepted_through, self.next_slot - 1)
         counted = through > pr.match
+        if msg.commit_index > pr.peer_commit or counted:
+            pr.peer_commit = max(pr.peer_commit, msg.commit_index)
+            if self.change is not None or self.transfer_to is not None:
+                self.heard_progress(peer)  # a learner catching up, a transfer's target
+                if self.role != LEADER or self.progress.get(peer) is not pr:
+                    return  # the change went on without it, or we handed over
         if counted:
             pr.match = through
         done = max(pr.match, self.commit_index)  # chosen slots need no more acknowledgement
@@ -532,6 +670,8 @@ class PaxosNode(ConsensusNode):
                 counted = True
         if counted:
             self.advance_commit_index()
+            if self.progress.get(peer) is not pr:
+                return  # a configuration in force now dropped it, or we handed over
         if probing and pr.probe and not msg.count and pr.inflight:
             # Alive (a heartbeat's answer), but the probe went unanswered: send it again.
             pr.become_probe(self.first_unacked(peer))
@@ -576,6 +716,32 @@ class PaxosNode(ConsensusNode):
         self.persist(Promised(ballot))
         return True
 
+    def add_promiser(self, msg: Promise) -> None:
+        """Leader: a promise for our ballot from an acceptor of a configuration that governs
+        slots we have yet to propose (module doc): note it, and keep for each of those slots
+        the value it knows is chosen there, else the highest-ballot value it accepted, which
+        we must propose there (P2c)."""
+        first, rec = self.next_slot, self.recovered
+        if msg.first_slot > first:
+            # It compacted slots we have not proposed in: chosen values we cannot see. Step
+            # back, take its snapshot (on its way), and campaign again from there.
+            self.become_follower(None)
+            return
+        self.promisers.add(msg.src)
+        for i, command in enumerate(msg.chosen):
+            if msg.first_slot + i >= first:
+                rec[msg.first_slot + i] = (_CHOSEN, command)  # chosen: nothing outranks it
+        for av in msg.accepted:
+            if av.slot >= first:
+                have = rec.get(av.slot)
+                if have is None or av.ballot > have[0]:
+                    rec[av.slot] = (av.ballot, av.command)
+        if rec:
+            top = max(rec)
+            for slot in range(first, top):
+                rec.setdefault(slot, _EMPTY)
+        self.maybe_propose_more()
+
     def handle_learn(self, msg: Learn) -> None:
         """A chunk of a snapshot (no TLA+ action; Raft's ``HandleInstallSnapshot``): gather the
         chunks in order, install the whole, and ask for what comes next.
@@ -619,7 +785,7 @@ class PaxosNode(ConsensusNode):
         if msg.commit_index >= msg.snapshot_slot:
             if pr is not None:
                 pr.heard()
-                pr.commit_sent = msg.commit_index
+                pr.commit_sent = pr.peer_commit = max(pr.peer_commit, msg.commit_index)
                 self.maybe_send_commit(peer, msg.commit_index)
             return
         if self.snapshot_index <= msg.commit_index:
@@ -628,6 +794,24 @@ class PaxosNode(ConsensusNode):
         self.send_learn(peer, msg.ballot, offset)
         if pr is not None:
             pr.commit_sent, pr.commit_sent_at = self.snapshot_index, self.now
+
+    def handle_config_change(self, msg: ConfigChange) -> None:
+        """node.py's front door, after one check of Multi-Paxos's own: a node to add must not
+        share a ballot rank with a member (see ``rank_of``)."""
+        latest = self.windows.latest()
+        if self.role == LEADER and latest is not None:
+            try:
+                adding = Change.parse(msg.change).add
+            except ChangeError:
+                adding = ()  # node.py answers the parse error
+            for nid in adding:
+                clash = sorted(m for m in latest.members
+                               if m != nid and self.rank_of(m) == self.rank_of(nid))
+                if clash:
+                    self.reply(msg, ReplyStatus.ERROR, f"{nid} would share a ballot rank with "
+                               f"{clash[0]}: choose another id")
+                    return
+        super().handle_config_change(msg)
 
     # -- commitment ------------------------------------------------------------------------
 
@@ -642,6 +826,8 @@ class PaxosNode(ConsensusNode):
         whose members lack a slot below (their runs counted in ``votes``). On a lossy,
         long-tailed network that decides slots sooner: dropping it raised the flaky-network
         experiment's median latency by 9%."""
+        if self.windows.changed:
+            return self.advance_commit_by_config()
         own = self.own_copy()
         matches = [own] + [p.match for p in self.progress.values()]
         c = max(self.commit_index, quorum.committed_index(matches, len(self.peers)))
@@ -653,7 +839,44 @@ class PaxosNode(ConsensusNode):
                 c += 1
             for slot in [s for s in votes if s <= c]:
                 del votes[slot]
-        return self.set_commit(c)
+        raised = self.set_commit(c)
+        if raised and (self.backlog or self.recovered or self.fill_through):
+            self.maybe_propose_more()
+        return raised
+
+    def advance_commit_by_config(self) -> bool:
+        """``advance_commit_index`` once configurations change: each slot is chosen by a
+        quorum of the configuration governing it (module doc), so the count goes one
+        configuration's span at a time, then slot by slot through runs above a match."""
+        own = self.own_copy()
+        match = {p: pr.match for p, pr in self.progress.items()}
+        match[self.id] = own
+        raised = False
+        while True:
+            c = self.commit_index
+            config, last = self.windows.span(c + 1)
+            if config is None:
+                break
+            reach = min(config.committed_index(match), last, self.next_slot - 1)
+            if reach <= c:
+                v = self.votes.get(c + 1)
+                if v is None or not config.has_quorum(self.holder_ids(c + 1, v, own)):
+                    break
+                reach = c + 1
+            raised = self.set_commit(int(reach)) or raised
+        for slot in [s for s in self.votes if s <= self.commit_index]:
+            del self.votes[slot]
+        if raised:
+            self.maybe_propose_more()
+        return raised
+
+    def holder_ids(self, slot: int, votes: int, own: int) -> set[NodeId]:
+        """Who holds ``slot`` at our ballot (``holders``, by name)."""
+        bit = self.bit
+        out = {p for p, pr in self.progress.items() if pr.match >= slot or votes & bit[p]}
+        if slot <= own:
+            out.add(self.id)
+        return out
 
     def holders(self, slot: int, votes: int, own: int) -> int:
         """How many nodes hold ``slot`` at our ballot: us, acceptors whose match covers it,
@@ -707,16 +930,148 @@ class PaxosNode(ConsensusNode):
         self.log.accept_run(first, ballot, commands)
         self.persist(AcceptedRun(first, ballot, commands))
         self.next_slot = first + len(commands)
+        if self.windows.changed:
+            self.follow_config()  # the leader acts on the configuration of its next slot
         self.wrote_own_copy()
         self.bcast_accept()
 
     def last_proposed(self) -> int:
         return self.next_slot - 1
 
+    def apply_entry(self, index: int, command: Command | None) -> None:
+        """Apply a chosen slot (node.py); a configuration chosen here governs from slot
+        ``index + alpha`` (module doc)."""
+        super().apply_entry(index, command)
+        if command is not None and is_config_text(command.text):
+            self.windows.add(index, Membership.from_text(command.text))
+
+    # Reconfiguration (module doc): the window, proposing within it, and the configuration
+    # this node acts on.
+
+    def proposal_limit(self) -> int:
+        """Leader: the highest slot we may propose now. Its configuration must be known, so
+        at most ``alpha`` slots past the chosen prefix, and a quorum of it must have promised
+        our ballot (else we ask its acceptors, and wait)."""
+        limit = self.commit_index + self.config.alpha
+        if not self.windows.changed:
+            return limit
+        slot = self.next_slot
+        while slot <= limit:
+            config, last = self.windows.span(slot)
+            if config is None or not config.has_quorum(self.promisers):
+                if config is not None:
+                    self.maybe_extend_phase1(config)
+                return slot - 1
+            slot = int(min(last, limit)) + 1
+        return limit
+
+    def maybe_propose_more(self) -> bool:
+        """Leader: propose what waits, as far as ``proposal_limit`` allows: first the values
+        promises reported (gaps as no-ops), then queued commands, then no-ops up to
+        ``fill_through`` so a new configuration takes effect without waiting for clients.
+        True if anything was proposed."""
+        if self.role != LEADER:
+            return False
+        first = self.next_slot
+        limit = self.proposal_limit()
+        rec = self.recovered
+        if rec:
+            top = min(max(rec), limit)
+            if top >= first:
+                self.propose(tuple(rec.pop(s, _EMPTY)[1] for s in range(first, top + 1)))
+            if rec:
+                return self.next_slot > first  # the rest waits for the window
+        if self.backlog and self.next_slot <= limit:
+            start = self.next_slot
+            batch = tuple(self.backlog.popleft()
+                          for _ in range(min(len(self.backlog), limit - start + 1)))
+            for i, command in enumerate(batch):
+                key = (command.client_id, command.seq)
+                if self.pending.get(key) == 0:
+                    self.pending[key] = start + i
+                if is_config_text(command.text):
+                    self.config_slot = start + i
+                    self.fill_through = start + i + self.config.alpha - 1
+            self.propose(batch)
+        fill = min(self.fill_through, limit)
+        if not self.backlog and self.next_slot <= fill:
+            self.propose((None,) * (fill - self.next_slot + 1))
+        return self.next_slot > first
+
+    def maybe_extend_phase1(self, config: Membership) -> None:
+        """Leader: ask the acceptors of ``config`` that have not promised our ballot for
+        their promise (Phase 1 for the slots it governs), at most once a heartbeat."""
+        if self.now - self.prepare_sent_at < self.config.heartbeat_ms or self.ballot is None:
+            return
+        self.prepare_sent_at = self.now
+        log_ballot, last_slot = self.log_rank()
+        for peer in sorted(config.voting - self.promisers - {self.id}):
+            self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
+                              first_slot=self.next_slot, log_ballot=log_ballot,
+                              last_slot=last_slot))
+
+    def follow_config(self) -> bool:
+        """Act on the configuration governing our horizon: the next slot we propose when we
+        lead, else the first slot we have not learnt. A change is "committed" (node.py) once
+        every slot the previous configuration governs is chosen. True if it changed."""
+        if not self.windows.changed:
+            return False
+        slot = self.next_slot if self.role == LEADER else self.commit_index + 1
+        config = self.windows.at(slot)
+        if config is None or config == self.membership:
+            return False
+        index, previous = self.windows.governs_from(slot) - 1, self.membership
+        if self.role == LEADER and previous is not None and index <= self.commit_index:
+            # Already chosen through the old configuration's last slot: the members it drops
+            # get that commit index now, their last word from us (node.py's departing).
+            for peer in sorted(previous.members - config.members):
+                if peer in self.progress:
+                    self.send_heartbeat(peer)
+        self.set_membership(config, index, previous, None)
+        return True
+
+    def propose_config(self, membership: Membership, key: tuple[str, int]) -> None:
+        """Leader: the configuration goes in the next free slot like a command; it governs
+        from ``alpha`` slots later, and the slots between are padded with no-ops."""
+        self.backlog.append(Command(key[0], key[1], membership.command_text()))
+        self.config_slot = -1
+        self.maybe_propose_more()
+
+    def may_propose_config(self) -> bool:
+        """node.py's rule, and no configuration on its way: queued, proposed, or chosen but
+        not in force yet (one change at a time means one configuration in the window)."""
+        if not super().may_propose_config():
+            return False
+        horizon = self.next_slot if self.role == LEADER else self.commit_index + 1
+        in_force_from = self.windows.governs_from(horizon)
+        latest = self.windows.slots[-1] + self.config.alpha if self.windows.slots else 0
+        proposed = self.config_slot
+        return (proposed != -1 and (not proposed or in_force_from >= proposed + self.config.alpha)
+                and latest <= horizon and self.windows.at(horizon) == self.membership)
+
+    def next_voters(self, current: Membership, goal: frozenset[NodeId]) -> Membership:
+        """Multi-Paxos goes to the new voters in one step: no joint configuration, since no
+        slot is ever governed by two (the alpha window is its answer; module doc)."""
+        return Membership(goal, learners=current.learners - goal)
+
+    def learners_caught_up(self, ch: ChangeInFlight, m: Membership) -> bool:
+        """As node.py's, but "caught up" is the learner's own commit index: an Accepted's
+        cumulative acknowledgement starts at the leader's commit index, whatever the
+        acceptor has learnt below it."""
+        learners = ch.adding & m.learners
+        if not learners:
+            return True
+        if not ch.catch_up_index:
+            super().learners_caught_up(ch, m)  # sets the index and the deadline
+        return all(p in self.progress and self.progress[p].peer_commit >= ch.catch_up_index
+                   for p in learners)
+
     def set_commit(self, index: int, *, persist: bool = True) -> bool:
         """Raise the commit index and apply (node.py), then snapshot if it is time."""
         if not super().set_commit(index, persist=persist):
             return False
+        if self.follow_config() and self.change is not None:
+            self.maybe_advance_change()  # the configuration it waited for is in force
         if persist:
             self.maybe_take_snapshot()
         return True
@@ -735,7 +1090,7 @@ class PaxosNode(ConsensusNode):
         """Replace the chosen prefix by the state it produced (module doc): the slot store
         forgets it and one compacting record replaces the WAL."""
         slot = self.applied
-        self.snapshot_state = encode_state(self.kv, ())
+        self.snapshot_state = encode_state(self.kv, self.windows.needed_from(slot))
         self.snapshot_index = slot
         self.log.compact(slot)
         self.snapshots_taken += 1
@@ -747,11 +1102,14 @@ class PaxosNode(ConsensusNode):
         ValueError, changing nothing, if the text is not a snapshot."""
         self.load_snapshot(slot, text)
         self.persist(self.snapshot_record())
+        self.follow_config()
 
     def load_snapshot(self, slot: int, text: str) -> None:
         """Take the state of a snapshot through ``slot`` (received, or from our WAL)."""
         state = decode_state(text)  # first, so a bad snapshot changes nothing
         self.kv = state.kv
+        if state.configs:
+            self.windows.replace(state.configs)
         self.commit_index = self.applied = slot
         self.snapshot_index = slot
         self.snapshot_state = text
@@ -772,10 +1130,15 @@ class PaxosNode(ConsensusNode):
     def bcast_prepare(self, *, pre_vote: bool = False) -> None:
         assert self.ballot is not None
         log_ballot, last_slot = self.log_rank()
-        for peer in self.others:
+        peers = self.others
+        if self.windows.changed:
+            voting = set().union(*(m.voting for m in self.phase1_configs()))
+            peers = tuple(sorted(voting - {self.id}))
+        transfer = self.transfer_campaign
+        for peer in peers:
             self.send(Prepare(src=self.id, dst=peer, ballot=self.ballot,
                               first_slot=self.commit_index + 1, pre_vote=pre_vote,
-                              log_ballot=log_ballot, last_slot=last_slot))
+                              log_ballot=log_ballot, last_slot=last_slot, transfer=transfer))
 
     def bcast_accept(self) -> None:
         for peer in self.others:
@@ -819,6 +1182,16 @@ class PaxosNode(ConsensusNode):
             pr.sent_batch()
             sent = True
         return sent
+
+    def new_progress(self, peer: NodeId) -> PaxosProgress:
+        """A member that joined while we lead: probe it from our first unchosen slot."""
+        self.bit.setdefault(peer, 1 << len(self.bit))
+        return PaxosProgress(next=self.commit_index + 1)
+
+    def send_heartbeat(self, peer: NodeId) -> None:
+        pr = self.progress.get(peer)
+        first = pr.next if pr is not None else self.next_slot
+        self.send_accept(peer, first, first - 1)
 
     def send_accept(self, peer: NodeId, first: int, last: int) -> None:
         """One Accept for slots ``first``..``last``; none (``last < first``) is a heartbeat."""
@@ -915,7 +1288,7 @@ class PaxosNode(ConsensusNode):
             commit_index=self.commit_index, last_index=self.last_index,
             applied_index=self.applied, ballot=str(ballot),
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
-            snapshot_index=self.snapshot_index,
+            snapshot_index=self.snapshot_index, config=self.membership_text,
         )
 
     def log_tail(self, count: int) -> list[LogSlot]:

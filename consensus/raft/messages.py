@@ -28,13 +28,16 @@ class RequestVote(Message):
     """RequestVote RPC (§5.2, §5.4.1); with ``pre_vote`` the thesis's PreVote (§9.6).
 
     ``commit_index`` is the candidate's: with ``election: any`` a voter whose log is ahead
-    sends its entries from a point both logs are known to share (see RequestVoteReply)."""
+    sends its entries from a point both logs are known to share (see RequestVoteReply).
+    ``transfer``: the leader asked for this election (TimeoutNow), so a voter answers even
+    while it hears from that leader (thesis §3.10, etcd's campaignTransfer)."""
 
     term: int
     last_log_index: int
     last_log_term: int
     pre_vote: bool = False
     commit_index: int = 0
+    transfer: bool = False
     kind: ClassVar[str] = "RequestVote"
     phase: ClassVar[Phase] = Phase.ASK_FOR_VOTES
     label: ClassVar[str] = "RequestVote"
@@ -212,6 +215,44 @@ class AppendEntriesReply(Message):
         return f"{self.src} refused AppendEntries from {self.dst}: {why}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot(Message):
+    """InstallSnapshot RPC (paper §7, thesis §5.3), one chunk: the leader's snapshot of the
+    state machine up to ``last_included_index`` (term ``last_included_term``), ``data`` being
+    the bytes from ``offset`` on (the key-value store's canonical JSON); ``done`` on the last
+    chunk. ``config`` is the configuration in force at that index (Membership.to_text(); None
+    before any), ``config_key`` the (operator, seq) of the change that made it, so the
+    follower knows its membership without the compacted entries."""
+
+    term: int
+    last_included_index: int
+    last_included_term: int
+    offset: int
+    data: str
+    done: bool
+    config: str | None = None
+    config_key: tuple[str, int] | None = None
+    kind: ClassVar[str] = "InstallSnapshot"
+    phase: ClassVar[Phase] = Phase.REPLICATE
+    label: ClassVar[str] = "InstallSnapshot"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshotReply(Message):
+    """The follower's answer: how many bytes of snapshot ``last_included_index`` it holds
+    (``received``: the leader sends on from there), and ``done`` once it installed it (or
+    already held everything it covers)."""
+
+    term: int
+    last_included_index: int
+    received: int
+    done: bool = False
+    kind: ClassVar[str] = "InstallSnapshotReply"
+    phase: ClassVar[Phase] = Phase.ACKNOWLEDGE
+    is_reply: ClassVar[bool] = True
+    label: ClassVar[str] = "snapshot reply"
+
+
 # -- durable records (what Raft persists; Figure 2's "persistent state on all servers") -----
 
 
@@ -237,3 +278,24 @@ class CommitMark:
     index: int
     # Volatile state (Figure 2): written, but no fsync of its own (etcd's MustSync neither).
     sync: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class RaftSnapshot:
+    """A snapshot, as the record that replaces every record before it (storage.py's
+    ``compacts``): so it holds all the node needs from them: ``currentTerm`` and
+    ``votedFor``, the state machine up to ``index`` (term ``last_term``; ``data`` is
+    KVStore.snapshot() as text) with the configuration in force there (``config``, None before
+    any, and the change ``config_key`` that made it), the entries after it that the log still
+    holds, and the commit index."""
+
+    term: int
+    voted_for: NodeId | None
+    index: int
+    last_term: int
+    data: str
+    config: str | None
+    config_key: tuple[str, int] | None
+    entries: tuple[Entry, ...]
+    commit: int
+    compacts: ClassVar[bool] = True

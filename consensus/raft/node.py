@@ -40,6 +40,29 @@ from a leader within the minimum election timeout ignores vote requests (thesis 
 Client commands (reads included, for linearizability) go through the log; a follower answers
 a client with the leader's id.
 
+Log compaction (paper §7, thesis ch. 5). With ``snapshot_entries`` on, a node snapshots its
+key-value store at the applied index once that many entries were applied since the last
+snapshot, together with the configuration in force there, and drops the log up to it; the log
+then starts after the snapshot's last entry, whose index and term it keeps for the
+consistency check. The snapshot is persisted as one record that replaces every earlier one
+(term, vote, snapshot, the entries after it, the commit index), so the write-ahead log
+shrinks too. A follower whose next entry the leader no longer holds gets the snapshot with
+InstallSnapshot, in chunks of ``snapshot_chunk_bytes``, one chunk in flight (a lost one is
+sent again after a heartbeat round); it installs it (state machine, configuration, a log
+starting after it, keeping the entries that follow if its log agrees there), persists it,
+and the leader goes on with AppendEntries from the snapshot's end.
+
+Membership (thesis ch. 4; what both algorithms share is in node.py's module doc). A
+configuration is a log entry, and it takes effect as soon as a node appends it, committed or
+not (§4.1): the latest configuration in the log is the one in force, so a follower whose
+suffix is truncated falls back to the one before. Nothing new is persisted: on restart the
+restored log says which configuration applies. While C_old,new is in force an election and a
+commit need a majority of each half (§4.3); learners receive AppendEntries but never count.
+A leader that C_new leaves out keeps leading until C_new commits, without counting itself,
+then hands over with TimeoutNow. A removed server that never learnt it was removed cannot
+disrupt the cluster (§4.2.3): its pre-votes and votes are ignored by voters that hear from a
+leader (check-quorum), and a server that knows it is not a voter never campaigns.
+
 Reads (``read_path``; the shared part is in node.py's module doc). Through the log (the
 default, as above) a GET is an entry like any other. Off the log, the leader first waits until its
 no-op (§8) is committed, so that its commit index covers every entry committed in earlier
@@ -60,8 +83,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consensus import quorum
-from consensus.messages import ClientRequest, Command, Message, NodeId
+from consensus.kv import KVStore
+from consensus.membership import Membership
+from consensus.messages import ClientRequest, Command, ConfigChange, Message, NodeId, TimeoutNow
 from consensus.node import (
     ANY,
     CANDIDATE,
@@ -80,10 +104,14 @@ from consensus.raft.messages import (
     CommitMark,
     Entry,
     HardState,
+    InstallSnapshot,
+    InstallSnapshotReply,
     LogAppend,
+    RaftSnapshot,
     RequestVote,
     RequestVoteReply,
 )
+from consensus.raft.snapshot import IncomingSnapshot
 
 __all__ = ["CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RaftNode", "RaftProgress"]
 
@@ -97,6 +125,10 @@ class RaftProgress(Progress):
     sent again from the same index when the follower answers without acknowledging it."""
 
     progress_at: float = 0.0  # last time ``match`` advanced: a stalled pipeline is resent
+    # Sending a snapshot (``next`` at or below the log's offset): which one (its last
+    # index; 0: none), and how many of its bytes the follower holds.
+    snapshot_index: int = 0
+    snapshot_offset: int = 0
 
 
 class RaftNode(ConsensusNode):
@@ -105,8 +137,16 @@ class RaftNode(ConsensusNode):
     algorithm = "raft"
 
     def __init__(self, node_id: NodeId, peers: Sequence[NodeId] | Any, config: Any = None,
-                 rng: Any = None) -> None:
-        super().__init__(node_id, peers, config, rng)
+                 rng: Any = None, *, joining: bool = False) -> None:
+        super().__init__(node_id, peers, config, rng, joining=joining)
+        # The configuration in force while the log holds none: the initial one (None for a
+        # joining node), or the one at the snapshot's index, with its change's key.
+        self.base_membership: Membership | None = self.membership
+        self.base_key: tuple[str, int] | None = None
+        # The latest snapshot (log.offset is its last index): its data and its last term.
+        self.snapshot_data = ""
+        self.snapshot_term = 0
+        self.incoming: IncomingSnapshot | None = None  # follower: a snapshot in transfer
         # Persistent state (Figure 2): written through HardState/LogAppend before replies.
         self.term = 0
         self.voted_for: NodeId | None = None
@@ -122,15 +162,22 @@ class RaftNode(ConsensusNode):
     # -- restart ---------------------------------------------------------------------------
 
     def restore(self, records: Sequence[Any]) -> None:
-        """Fold the persisted records back into term, vote, log and commit index."""
+        """Fold the persisted records back into term, vote, snapshot, log and commit index."""
         commit = 0
         for rec in records:
-            if isinstance(rec, HardState):
+            if isinstance(rec, RaftSnapshot):
+                self.term, self.voted_for = rec.term, rec.voted_for
+                self.load_snapshot(rec.index, rec.last_term, rec.data, rec.config,
+                                   rec.config_key)
+                self.log.write(rec.entries)
+                commit = max(commit, rec.commit)
+            elif isinstance(rec, HardState):
                 self.term, self.voted_for = rec.term, rec.voted_for
             elif isinstance(rec, LogAppend):
                 self.log.write(rec.entries)
             elif isinstance(rec, CommitMark):
                 commit = max(commit, rec.index)
+        self.refresh_membership()  # the latest configuration in the restored log
         self.become_follower(None)
         self.set_commit(min(commit, self.log.last_index), persist=False)
 
@@ -188,9 +235,12 @@ class RaftNode(ConsensusNode):
         if isinstance(msg, ClientRequest):
             self.handle_client_request(msg)
             return
+        if isinstance(msg, ConfigChange):
+            self.handle_config_change(msg)
+            return
         term = msg.term  # type: ignore[attr-defined]
         if term > self.term:
-            if isinstance(msg, RequestVote) and self.in_leader_lease():
+            if isinstance(msg, RequestVote) and not msg.transfer and self.in_leader_lease():
                 return  # thesis §4.2.3: a live leader exists; don't let a stray node disrupt it
             if isinstance(msg, RequestVote) and msg.pre_vote:
                 pass  # a pre-vote never changes our term
@@ -209,6 +259,12 @@ class RaftNode(ConsensusNode):
             self.handle_request_vote(msg)
         elif isinstance(msg, RequestVoteReply):
             self.handle_request_vote_reply(msg)
+        elif isinstance(msg, TimeoutNow):
+            self.handle_timeout_now(msg)
+        elif isinstance(msg, InstallSnapshot):
+            self.handle_install_snapshot(msg)
+        elif isinstance(msg, InstallSnapshotReply):
+            self.handle_install_snapshot_reply(msg)
 
     def update_term(self, term: int, leader: NodeId | None) -> None:
         """raft.tla ``UpdateTerm``: a newer term seen anywhere makes us a follower in it."""
@@ -229,6 +285,10 @@ class RaftNode(ConsensusNode):
         elif isinstance(msg, RequestVote) and msg.pre_vote:
             self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=False,
                                        pre_vote=True))
+        elif isinstance(msg, InstallSnapshot):
+            self.send(InstallSnapshotReply(src=self.id, dst=msg.src, term=self.term,
+                                           last_included_index=msg.last_included_index,
+                                           received=0))
 
     def take_new_request(self, req: ClientRequest) -> None:
         """raft.tla ``ClientRequest``: the leader appends the command and replicates it."""
@@ -238,7 +298,12 @@ class RaftNode(ConsensusNode):
 
     def handle_request_vote(self, msg: RequestVote) -> None:
         """raft.tla ``HandleRequestVoteRequest`` (§5.2, §5.4.1; PreVote thesis §9.6). With
-        election "any" the log restriction goes: the vote carries what the candidate lacks."""
+        election "any" the log restriction goes: the vote carries what the candidate lacks.
+        A joining node, which has no configuration yet, never votes."""
+        if self.membership is None:
+            self.send(RequestVoteReply(src=self.id, dst=msg.src, term=self.term, granted=False,
+                                       pre_vote=msg.pre_vote))
+            return
         up_to_date = self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
         catch_up: tuple[int, tuple[Entry, ...]] = (0, ())
         if not up_to_date and self.election() == ANY:
@@ -318,11 +383,12 @@ class RaftNode(ConsensusNode):
                 skip += 1
             new = vote.entries[skip:]
             if new:
-                self.log.write(new)
+                self.write_log(new)
                 self.persist(LogAppend(new))
 
     def maybe_win_election(self, *, pre_vote: bool) -> bool:
-        if not quorum.has_quorum(len(self.votes), len(self.peers)):
+        """Win with the votes of a quorum of our configuration (both halves while joint)."""
+        if self.membership is None or not self.membership.has_quorum(self.votes):
             return False
         if pre_vote:
             self.become_candidate()
@@ -354,7 +420,7 @@ class RaftNode(ConsensusNode):
             start += 1
         new = entries[start:]
         if new:
-            log.write(new)
+            self.write_log(new)
             self.persist(LogAppend(new))  # durable before the acknowledgement leaves
         match = msg.prev_log_index + len(msg.entries)
         self.send_append_reply(msg, True, match=match)
@@ -378,6 +444,8 @@ class RaftNode(ConsensusNode):
                 pr.progress_at = self.now
                 pr.become_replicate()
                 self.advance_commit_index()
+                if self.change is not None or self.transfer_to is not None:
+                    self.heard_progress(msg.src)
             elif probing:
                 # Alive (a heartbeat's answer), but the probe went unanswered: probe again,
                 # from the first index the follower is known to lack.
@@ -393,14 +461,75 @@ class RaftNode(ConsensusNode):
             else:
                 target = msg.conflict_index
             pr.become_probe(max(pr.match + 1, min(target, msg.reject_index)))
-        self.maybe_send_append(msg.src)
+        if self.role == LEADER and msg.src in self.progress:  # a commit may have changed both
+            self.maybe_send_append(msg.src)
+
+    def handle_install_snapshot(self, msg: InstallSnapshot) -> None:
+        """No raft.tla action (the spec has no compaction): InstallSnapshot (paper §7,
+        thesis §5.3). Chunks are taken in order; the last one installs the snapshot, unless
+        our commit index already covers it (then there is nothing to install)."""
+        self.heard_from_leader(msg.src)
+        index = msg.last_included_index
+        end = msg.offset + len(msg.data)
+        if index <= self.commit_index:
+            self.send_snapshot_reply(msg, end, done=True)
+            return
+        if msg.offset == 0:
+            self.incoming = IncomingSnapshot(index)
+        incoming = self.incoming
+        if incoming is None or incoming.index != index or not incoming.take(msg.offset, msg.data):
+            # A chunk out of order (one was lost): say where to go on from.
+            held = incoming.received if incoming is not None and incoming.index == index else 0
+            self.send_snapshot_reply(msg, held, done=False)
+            return
+        if not msg.done:
+            self.send_snapshot_reply(msg, end, done=False)
+            return
+        self.incoming = None
+        data = incoming.data()
+        try:
+            KVStore.from_snapshot(data.encode())
+        except ValueError:
+            self.send_snapshot_reply(msg, 0, done=False)  # damaged: start again
+            return
+        self.load_snapshot(index, msg.last_included_term, data, msg.config, msg.config_key)
+        self.refresh_membership()
+        self.persist(self.snapshot_record())  # durable before the reply says we hold it
+        self.send_snapshot_reply(msg, end, done=True)
+
+    def handle_install_snapshot_reply(self, msg: InstallSnapshotReply) -> None:
+        """The leader's side: send the next chunk, or, once installed, go on with
+        AppendEntries after the snapshot."""
+        if self.role != LEADER:
+            return
+        pr = self.progress.get(msg.src)
+        if pr is None:
+            return
+        pr.heard()
+        if msg.last_included_index == pr.snapshot_index:
+            if msg.done:
+                pr.snapshot_index = pr.snapshot_offset = 0
+                if msg.last_included_index > pr.match:
+                    pr.match = msg.last_included_index
+                    pr.progress_at = self.now
+                pr.become_probe(pr.match + 1)
+                self.advance_commit_index()
+                if self.change is not None or self.transfer_to is not None:
+                    self.heard_progress(msg.src)
+            else:
+                pr.snapshot_offset = msg.received
+        if self.role == LEADER and msg.src in self.progress:
+            self.maybe_send_append(msg.src)
 
     # -- commitment ------------------------------------------------------------------------
 
     def advance_commit_index(self) -> bool:
-        """raft.tla ``AdvanceCommitIndex``: the majority index, if it is from our term (§5.4.2)."""
-        matches = [self.own_copy()] + [p.match for p in self.progress.values()]
-        n = quorum.committed_index(matches, len(self.peers))
+        """raft.tla ``AdvanceCommitIndex``: the quorum index of our configuration (both
+        halves while joint; learners and a leader that is not a voter do not count), if it is
+        from our term (§5.4.2)."""
+        matches = {peer: p.match for peer, p in self.progress.items()}
+        matches[self.id] = self.own_copy()
+        n = self.membership.committed_index(matches)  # type: ignore[union-attr]
         if n > self.commit_index and self.log.term_at(n) == self.term:
             self.set_commit(n)
             return True
@@ -411,7 +540,7 @@ class RaftNode(ConsensusNode):
         return self.log.term_at(self.commit_index) == self.term
 
     def command_at(self, index: int) -> Command | None:
-        return self.log.entries[index].command
+        return self.log.entry(index).command
 
     def commit_record(self, index: int) -> CommitMark:
         return CommitMark(index)
@@ -419,22 +548,90 @@ class RaftNode(ConsensusNode):
     def append_entries_locally(self, commands: tuple[Any, ...]) -> None:
         start = self.log.last_index + 1
         new = tuple(Entry(self.term, start + i, c) for i, c in enumerate(commands))
-        self.log.write(new)
+        self.write_log(new)
         self.persist(LogAppend(new))
         self.wrote_own_copy()
 
     def last_proposed(self) -> int:
         return self.log.last_index
 
+    def write_log(self, entries: tuple[Entry, ...]) -> None:
+        """Write entries to the log; a configuration among them, or one a truncation drops,
+        changes the configuration in force at once (thesis §4.1)."""
+        if self.log.write(entries):
+            self.refresh_membership()
+
+    def refresh_membership(self) -> None:
+        """Act on the latest configuration in the log (or the base one if it holds none)."""
+        configs = self.log.configs
+        if not configs:
+            self.set_membership(self.base_membership, self.log.offset, None, self.base_key)
+            return
+        log = self.log
+        command = log.entry(configs[-1]).command
+        assert command is not None
+        previous = (Membership.from_text(log.entry(configs[-2]).command.text)  # type: ignore[union-attr]
+                    if len(configs) > 1 else self.base_membership)
+        self.set_membership(Membership.from_text(command.text), configs[-1], previous,
+                            (command.client_id, command.seq))
+
+    def propose_config(self, membership: Membership, key: tuple[str, int]) -> None:
+        """Append ``membership`` as an entry of our term; it is in force from here on."""
+        self.append_entries_locally((Command(key[0], key[1], membership.command_text()),))
+        self.bcast_append()
+
+    def take_snapshot(self) -> None:
+        """Snapshot the state machine at the applied index and compact the log up to it."""
+        index = self.applied
+        log = self.log
+        config_index = next((i for i in reversed(log.configs) if i <= index), 0)
+        if config_index:
+            command = log.entry(config_index).command
+            assert command is not None
+            self.base_membership = Membership.from_text(command.text)
+            self.base_key = (command.client_id, command.seq)
+        data = self.kv.snapshot().decode()
+        self.snapshots_taken += 1
+        self.load_snapshot(index, log.term_at(index), data, None, self.base_key,
+                           keep_membership=True)
+        self.persist(self.snapshot_record())
+
+    def load_snapshot(self, index: int, term: int, data: str, config: str | None,
+                      key: tuple[str, int] | None, *, keep_membership: bool = False) -> None:
+        """Make a snapshot the start of our state: the state machine, the log after it, the
+        configuration in force at its index (unless ``keep_membership``: our own)."""
+        if not keep_membership:
+            self.kv = KVStore.from_snapshot(data.encode())
+            self.base_membership = Membership.from_text(config) if config is not None else None
+            self.base_key = key
+        self.log.compact(index, term)
+        self.snapshot_data, self.snapshot_term, self.snapshot_index = data, term, index
+        self.commit_index = max(self.commit_index, index)
+        self.applied = max(self.applied, index)
+
+    def snapshot_record(self) -> RaftSnapshot:
+        """The compacting record: everything a restart needs (storage.py)."""
+        log = self.log
+        base = self.base_membership
+        return RaftSnapshot(self.term, self.voted_for, log.offset, self.snapshot_term,
+                            self.snapshot_data, None if base is None else base.to_text(),
+                            self.base_key, log.slice(log.offset + 1, log.last_index),
+                            self.commit_index)
+
+    def held_entries(self) -> int:
+        return len(self.log.entries) - 1
+
     # -- outbound --------------------------------------------------------------------------
 
     def bcast_request_vote(self, *, pre_vote: bool) -> None:
+        """Ask every other voter of our configuration (learners do not vote)."""
         term = self.term + 1 if pre_vote else self.term
-        for peer in self.others:
+        for peer in self.voting_others:
             self.send(RequestVote(src=self.id, dst=peer, term=term,
                                   last_log_index=self.log.last_index,
                                   last_log_term=self.log.last_term, pre_vote=pre_vote,
-                                  commit_index=self.commit_index))
+                                  commit_index=self.commit_index,
+                                  transfer=self.transfer_campaign))
 
     def bcast_append(self) -> None:
         for peer in self.others:
@@ -456,8 +653,11 @@ class RaftNode(ConsensusNode):
                 self.send_append(peer, pr, heartbeat=True)
 
     def maybe_send_append(self, peer: NodeId) -> bool:
-        """Send new entries to ``peer`` while its pipeline has room; True if anything went."""
+        """Send new entries to ``peer`` while its pipeline has room, or the next snapshot
+        chunk if the entries it needs are compacted; True if anything went."""
         pr = self.progress[peer]
+        if pr.next <= self.log.offset:
+            return self.maybe_send_snapshot(peer, pr)
         window = pr.window(self.config.max_inflight)
         sent = False
         while len(pr.inflight) < window and pr.next <= self.log.last_index:
@@ -466,12 +666,39 @@ class RaftNode(ConsensusNode):
             sent = True
         return sent
 
+    def new_progress(self, peer: NodeId) -> RaftProgress:
+        """A member added while we lead (by the configuration just appended): probe with
+        that entry; the refusal's hint says where the new member's log ends (§5.3)."""
+        return RaftProgress(next=max(1, self.log.last_index), progress_at=self.now)
+
+    def send_heartbeat(self, peer: NodeId) -> None:
+        self.send_append(peer, self.progress[peer], heartbeat=True)
+
+    def maybe_send_snapshot(self, peer: NodeId, pr: RaftProgress) -> bool:
+        """The next chunk of our snapshot, unless one is out (a probe: one at a time)."""
+        if pr.snapshot_index != self.log.offset:  # a newer snapshot: start it over
+            pr.become_probe(pr.next)
+            pr.snapshot_index, pr.snapshot_offset = self.log.offset, 0
+        if pr.probe_sent:
+            return False
+        start = pr.snapshot_offset
+        end = start + self.config.snapshot_chunk_bytes
+        base = self.base_membership
+        self.send_early(InstallSnapshot(
+            src=self.id, dst=peer, term=self.term, last_included_index=self.log.offset,
+            last_included_term=self.snapshot_term, offset=start,
+            data=self.snapshot_data[start:end], done=end >= len(self.snapshot_data),
+            config=None if base is None else base.to_text(), config_key=self.base_key))
+        pr.sent_batch()
+        return True
+
     def send_append(self, peer: NodeId, pr: RaftProgress, *, heartbeat: bool = False) -> None:
         """One AppendEntries. A heartbeat carries no entries and checks only ``match``, which
-        the follower is known to hold, so a reordered heartbeat never causes a refusal."""
+        the follower is known to hold, so a reordered heartbeat never causes a refusal (or,
+        if our snapshot covers ``match``, index 0, which every log matches)."""
         entries: tuple[Entry, ...] = ()
         if heartbeat:
-            prev = pr.match
+            prev = pr.match if pr.match >= self.log.offset else 0
         else:
             prev = pr.next - 1
             entries = self.log.slice(pr.next, pr.next + self.config.max_batch - 1)
@@ -479,8 +706,14 @@ class RaftNode(ConsensusNode):
                 pr.next += len(entries)
             pr.inflight.append(prev + len(entries))
         self.send_early(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
-                                prev_log_term=self.log.term_at(prev), entries=entries,
+                                prev_log_term=self.log.term_at(prev) if prev else 0,
+                                entries=entries,
                                 leader_commit=self.commit_index, beat=self.beat))
+
+    def send_snapshot_reply(self, msg: InstallSnapshot, received: int, *, done: bool) -> None:
+        self.send(InstallSnapshotReply(src=self.id, dst=msg.src, term=self.term,
+                                       last_included_index=msg.last_included_index,
+                                       received=received, done=done))
 
     def send_append_reply(self, msg: AppendEntries, success: bool, *, match: int = 0,
                           conflict_term: int = 0, conflict_index: int = 0) -> None:
@@ -500,6 +733,7 @@ class RaftNode(ConsensusNode):
             leader=self.leader, commit_index=self.commit_index,
             last_index=self.log.last_index, applied_index=self.applied,
             election_deadline_ms=None if self.role == LEADER else self.election_deadline,
+            config=self.membership_text, snapshot_index=self.snapshot_index,
         )
 
     def log_tail(self, count: int) -> list[LogSlot]:

@@ -65,7 +65,10 @@ ROWS: tuple[Row, ...] = (
         "elections", "A Raft leader already holds every committed entry (its log won the vote) "
         "and appends a no-op; a Multi-Paxos leader first adopts the highest-ballot value of "
         "each open slot from the promises and fills gaps with no-ops."),
-    Row("role changes", "the next ballot", _s(), _s("next_round")),
+    Row("role changes", "the next ballot, and whose promises Phase 1 needs", _s(),
+        _s("rank_of", "next_round", "phase1_configs", "phase1_quorum"), None,
+        "Multi-Paxos needs a quorum of every configuration that governs a slot of the window "
+        "(alpha slots from its first unchosen one); Raft's joint configuration does this."),
     Row("inbound", "one check for every role, then dispatch",
         _s("step", action="Receive"), _s("step", action="Receive"), "stale"),
     Row("inbound", "a newer term or ballot",
@@ -103,15 +106,26 @@ ROWS: tuple[Row, ...] = (
         _s("handle_nack", "maybe_promise", action="Preempted"), "stale",
         "Raft's refusal carries the newer term, which step() already handles; a Paxos Nack "
         "carries the promised ballot."),
-    Row("inbound", "learn a snapshot of the chosen prefix", _s(),
+    Row("inbound", "a promise to a leader: Phase 1 for a new configuration", _s(),
+        _s("add_promiser")),
+    Row("inbound", "receive a snapshot, chunk by chunk",
+        _s("handle_install_snapshot", action="InstallSnapshot"),
         _s("handle_learn", action="HandleLearn"), "catch-up",
-        "Multi-Paxos's counterpart of InstallSnapshot: the learner asks for each next chunk, "
-        "so the sender (the leader, or an acceptor answering a Prepare) keeps no state."),
-    Row("inbound", "send the snapshot chunk a learner asks for", _s(),
+        "A node whose next entry / slot the leader compacted away gets the state machine "
+        "instead (Raft paper §7), and goes on after it. Multi-Paxos's Learn is also sent by an "
+        "acceptor answering a Prepare, and its learner asks for each next chunk, so the "
+        "sender keeps no state."),
+    Row("inbound", "a snapshot chunk acknowledged",
+        _s("handle_install_snapshot_reply", action="HandleInstallSnapshotResponse"),
         _s("handle_learned", action="HandleLearned"), "catch-up"),
+    Row("inbound", "an operator's membership change", _s(),
+        _s("handle_config_change", action="Reconfigure"), None,
+        "A Multi-Paxos ballot's rank must be unique among members, so a node to add may not "
+        "share one; the rest is node.py's, the same for both."),
     Row("commitment", "commit what a majority holds",
         _s("advance_commit_index", action="AdvanceCommitIndex"),
-        _s("advance_commit_index", "holders", action="Chosen"), "quorum",
+        _s("advance_commit_index", "advance_commit_by_config", "holder_ids", "holders",
+           action="Chosen"), "quorum",
         "Raft commits only entries of its own term by counting (§5.4.2); a Multi-Paxos slot "
         "accepted by a majority at one ballot is chosen, whatever ballot first proposed it."),
     Row("commitment", "committed in the leader's own term (ReadIndex)",
@@ -123,7 +137,16 @@ ROWS: tuple[Row, ...] = (
     Row("commitment", "the leader's own copy",
         _s("append_entries_locally", "last_proposed"), _s("propose", "last_proposed"),
         "throughput"),
-    Row("commitment", "compaction: replace the chosen prefix by a snapshot", _s(),
+    Row("commitment", "configurations in the log (membership changes)",
+        _s("write_log", "refresh_membership", "propose_config"),
+        _s("apply_entry", "proposal_limit", "maybe_propose_more", "maybe_extend_phase1",
+           "follow_config", "propose_config", "may_propose_config", "next_voters",
+           "learners_caught_up"), None,
+        "A Raft configuration is in force as soon as it is appended, committed or not (thesis "
+        "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
+        "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
+    Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
+        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"),
         _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
            "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
         "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
@@ -135,7 +158,12 @@ ROWS: tuple[Row, ...] = (
     Row("outbound", "heartbeat", _s("bcast_heartbeat"), _s("bcast_heartbeat"), "heartbeat"),
     Row("outbound", "the pipeline", _s("maybe_send_append"), _s("maybe_send_accept"),
         "throughput"),
+    Row("outbound", "a member added while leading; the last word to one removed",
+        _s("new_progress", "send_heartbeat"), _s("new_progress", "send_heartbeat")),
+    Row("outbound", "a snapshot chunk to a node behind the log's start",
+        _s("maybe_send_snapshot"), _s()),
     Row("outbound", "one replication message", _s("send_append"), _s("send_accept")),
+    Row("outbound", "answer a snapshot chunk", _s("send_snapshot_reply"), _s()),
     Row("outbound", "answer the leader",
         _s("send_append_reply"), _s("send_accepted", "accepted_through")),
     Row("outbound", "repair a lost message", _s(), _s("maybe_send_repair", "first_unacked"),
