@@ -15,14 +15,21 @@ from consensus.check.configs import ConfigHistory, quorums_intersect
 from consensus.check.invariants import SharedChecker
 from consensus.check.snapshots import ReferenceState
 from consensus.kv import KVStore
-from consensus.membership import Membership, is_config_text
-from consensus.messages import ClientRequest, Command
+from consensus.membership import Membership
+from consensus.messages import Command
 from consensus.node import LEADER, Config, Node, Status
 from consensus.paxos.node import PaxosNode
 from consensus.raft.node import RaftNode
 from consensus.sim import Simulation
 from tests.helpers import client, settle, wait_for_leader
 from tests.scenario_driver import Driver
+from tests.test_paxos_membership import ConfigAtOnceNode, _split_brain_scenario
+from tests.test_raft_membership import (
+    DirectSwitchRaftNode,
+    NoOwnTermFixRaftNode,
+    _direct_switch_scenario,
+    _single_server_scenario,
+)
 
 
 def config(text: str) -> Membership:
@@ -111,27 +118,6 @@ def test_reference_state_rewinds_to_an_earlier_index() -> None:
 
 # -- doctored nodes ----------------------------------------------------------------------
 
-class ConfigSmugglingRaft(RaftNode):
-    """Broken Raft: its leader takes a configuration from a client request and writes it to
-    the log as is, so two voters can be switched in one step, without joint consensus."""
-
-    def handle_client_request(self, req: ClientRequest) -> None:
-        if is_config_text(req.command) and self.role == LEADER:
-            self.take_new_request(req)
-            return
-        super().handle_client_request(req)
-
-
-class StubbornRaft(ConfigSmugglingRaft):
-    """Broken Raft: it acts on its initial peers whatever configuration its log holds (a
-    node that never learnt of the changes, or a removed server that keeps campaigning)."""
-
-    def status(self) -> Status:
-        st = super().status()
-        st.config = Membership.of(self.peers).to_text()
-        return st
-
-
 class HastyRaft(RaftNode):
     """Broken Raft: counts a vote it never received (an off-by-one in the tally)."""
 
@@ -215,47 +201,34 @@ def elect(d: Driver, nid: str = "n1") -> None:
 
 # -- each check bites ----------------------------------------------------------------------
 
-def test_two_voters_switched_at_once_is_caught_when_decided() -> None:
-    """3 -> 5 voters in one step: {n1,n2} of the old and {n3,n4,n5} of the new could each
-    decide alone. The checker flags the configuration the moment it is decided."""
-    d = driver("raft", ConfigSmugglingRaft, nodes=3)
-    elect(d)
-    d.propose("n1", "CONFIG voters=n1,n2,n3,n4,n5", client="op")
-    d.advance(100, deliver=True)
-    assert checks(d) == ["config-change-disjoint"], d.checker.violations
-    assert "voters=n1,n2,n3,n4,n5" in str(d.checker.violations[0])
+def test_two_voters_switched_at_once_is_caught_the_moment_it_is_decided() -> None:
+    """The Raft helper's broken variant replaces n2 with n7 without joint consensus. The
+    first violation is the configuration change itself, when it is decided: before the
+    split brain it allows has lost anything (that follows, and is caught as well)."""
+    sim = _direct_switch_scenario(DirectSwitchRaftNode)
+    first = sim.violations[0]
+    assert first.check == "config-change-disjoint", sim.violations
+    assert "voters=n1,n3,n7" in first.detail
+    later = {v.check for v in sim.violations}
+    assert "leader-config-disjoint" in later  # {n2,n3} elect a leader under C_old
 
 
-def test_one_voter_at_a_time_and_joint_steps_pass() -> None:
-    """The same machinery with safe steps: single-server changes, and C_old,new then C_new
-    for a replace; no violation (the check has no false alarm on what the algorithms do)."""
-    d = driver("raft", ConfigSmugglingRaft, nodes=3)
-    elect(d)
-    for text in ("CONFIG voters=n1,n2,n3 learners=n4", "CONFIG voters=n1,n2,n3,n4",
-                 "CONFIG voters=n1,n2,n4 old=n1,n2,n3,n4", "CONFIG voters=n1,n2,n4",
-                 "CONFIG voters=n1,n2,n4,n5 old=n1,n2,n4", "CONFIG voters=n1,n2,n4,n5"):
-        d.propose("n1", text, client="op")
-        d.advance(100, deliver=True)
-    d.finish()
-    assert checks(d) == []
-    assert d.checker.configs is not None
-    assert d.checker.configs.latest[1] == config("voters=n1,n2,n4,n5")
+def test_single_server_changes_without_the_own_term_fix_are_caught_at_the_election() -> None:
+    """Ongaro's 2015 counterexample (the Raft helper's scenario): n1 is elected under
+    {n1..n5}, a configuration that never committed, after {n1,n2,n3} + learner n5 did. The
+    first violation is that election: its configuration shares no quorum with the decided
+    one, which is exactly what the own-term fix prevents."""
+    sim = _single_server_scenario(NoOwnTermFixRaftNode)
+    first = sim.violations[0]
+    assert first.check == "leader-config-disjoint", sim.violations
+    assert "voters=n1,n2,n3,n4,n5" in first.detail
 
 
-def test_leader_acting_on_a_superseded_configuration_is_caught() -> None:
-    """{n1..n5} shrinks to {n1,n2,n3} one voter at a time (each step safe). n4 never learnt
-    and still acts on {n1..n5}: when it is elected, {n3,n4,n5} of its configuration and
-    {n1,n2} of the decided one share no node."""
-    d = driver("raft", StubbornRaft, nodes=5, pre_vote=False, check_quorum=False)
-    elect(d)
-    for text in ("CONFIG voters=n1,n2,n3,n4", "CONFIG voters=n1,n2,n3"):
-        d.propose("n1", text, client="op")
-        d.advance(100, deliver=True)
-    assert checks(d) == []
-    d.crash("n1")
-    elect(d, "n4")
-    assert "leader-config-disjoint" in checks(d), d.checker.violations
-    assert "elected-without-quorum" not in checks(d)  # its own (wrong) count was right
+def test_paxos_configuration_in_force_at_once_is_caught_by_per_slot_quorums() -> None:
+    """The Paxos helper's broken variant (alpha = 0 in effect): what its leader applies was
+    never chosen by a quorum of the configuration governing the slot."""
+    checks_found = {v.check for v in _split_brain_scenario(ConfigAtOnceNode).violations}
+    assert "applied-unchosen" in checks_found, checks_found
 
 
 @pytest.mark.parametrize(("algorithm", "node_class"), [("raft", HastyRaft),
