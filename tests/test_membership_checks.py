@@ -99,8 +99,6 @@ def test_config_history_governs_by_index_and_delay() -> None:
     # Multi-Paxos, alpha = 8: slot 20 + 8 is the first the configuration of slot 20 governs.
     assert history.governing(27, delay=8) == config("voters=n1,n2,n3 learners=n4")
     assert history.governing(28, delay=8) == config("voters=n1,n2,n3,n4")
-    assert history.since(15) == [config("voters=n1,n2,n3 learners=n4"),
-                                 config("voters=n1,n2,n3,n4")]
     assert history.latest == (20, config("voters=n1,n2,n3,n4"))
 
 

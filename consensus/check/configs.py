@@ -9,12 +9,13 @@ disjoint, which is why Raft never switches two voters at once without a joint co
 :func:`quorums_intersect` answers the question exactly, for simple and joint configurations
 alike, by enumerating the smallest quorums (clusters are small; results are cached).
 
-:class:`ConfigHistory` is the sequence of configurations an observer has seen decided (in
-the agreed log: Raft's applied entries, Multi-Paxos's chosen slots), by index, starting from
-the initial cluster. ``governing(i, delay)`` is the configuration in force at index ``i``
-when a configuration decided at index ``c`` takes effect at ``c + delay``: Raft's
-configurations take effect as soon as they are in the log, so the one governing an entry is
-the latest before it (``delay=1``); Multi-Paxos's take effect ``alpha`` slots later.
+:class:`ConfigHistory` is the sequence of configurations an observer has seen decided (the
+``CONFIG`` entries of the agreed, applied sequence, the same for Raft's log and Multi-Paxos's
+slots), by index, starting from the initial cluster. ``governing(i, delay)`` is the
+configuration in force at index ``i`` when a configuration decided at index ``c`` takes
+effect at ``c + delay``: Raft's configurations take effect as soon as they are in the log,
+so the one governing an entry is the latest before it (``delay=1``); Multi-Paxos's take
+effect ``alpha`` slots later.
 """
 
 from __future__ import annotations
@@ -73,9 +74,6 @@ class ConfigHistory:
         """The last decided configuration and its index (0 for the initial one)."""
         return self._indexes[-1], self._configs[-1]
 
-    def items(self) -> list[tuple[int, Membership]]:
-        return list(zip(self._indexes, self._configs, strict=True))
-
     def decided(self, index: int, text: str) -> tuple[Membership, Membership] | None:
         """Record the configuration ``text`` decided at ``index`` (in index order: a later one
         than every recorded index). Returns ``(previous, new)`` if it is new, else None (the
@@ -94,13 +92,6 @@ class ConfigHistory:
         before."""
         at = bisect.bisect_right(self._indexes, index - delay) - 1
         return self._configs[max(at, 0)]
-
-    def since(self, index: int, delay: int = 1) -> list[Membership]:
-        """The configuration governing ``index`` and every one decided after it: the ones a
-        decision about ``index`` may have been taken under (a Raft leader counts with the
-        latest configuration in its log, which may lie beyond the entry it commits)."""
-        at = max(bisect.bisect_right(self._indexes, index - delay) - 1, 0)
-        return self._configs[at:]
 
 
 def config_text(command: object) -> str | None:

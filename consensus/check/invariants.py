@@ -47,8 +47,9 @@ and when a configuration is decided:
   governed by exactly one configuration (the one decided ``alpha`` slots before), so quorums
   that decide the same slot always come from the same configuration.
 
-The algorithm checkers use :meth:`SharedChecker.is_commit_quorum` to require that what they
-see decided was held by a quorum of a configuration that may govern it.
+What counts as decided is each algorithm checker's own, with the configuration governing the
+index: Raft's durable majority of the applying node's configuration (both halves while
+joint), Multi-Paxos's quorum of the configuration governing the slot.
 
 Each algorithm adds its own (one leader per term, log matching, one value per slot...) in a
 subclass in ``check/raft.py`` / ``check/paxos.py``.
@@ -270,16 +271,6 @@ class SharedChecker(Checker):
             self.violation(t, "elected-without-quorum", (nid,),
                            f"leader of term {term} was elected by {', '.join(sorted(voters))},"
                            f" not a quorum of {config}")
-
-    def is_commit_quorum(self, index: int, holders: set[NodeId], acting: Membership) -> bool:
-        """Whether ``holders`` may have decided entry ``index``: a quorum of the configuration
-        governing it, of one decided after it, or of ``acting`` (the configuration of the node
-        that decided it: a Raft leader counts with the latest one in its log, which may come
-        after the entry)."""
-        if acting.has_quorum(holders):
-            return True
-        assert self.configs is not None
-        return any(c.has_quorum(holders) for c in self.configs.since(index, self.config_delay))
 
     # -- snapshots -------------------------------------------------------------------------
 
