@@ -399,3 +399,22 @@ def test_operations_spanning_changes_stay_linearizable_and_exactly_once(algorith
     assert sum(1 for o in history if o.outcome == "ok") > 50
     result = check_history(history)
     assert result.ok, format_result(result)
+
+
+def test_a_history_seen_only_after_a_snapshot_is_not_judged() -> None:
+    """A driver that starts watching late (every node restored from a snapshot) cannot know
+    the configurations the snapshot covers: a change it then sees decided is not compared
+    with the initial configuration (that would be a false alarm), and says so."""
+    from consensus.node import Applied, Ready
+
+    node = RaftNode("n1", ["n1", "n2", "n3"])
+    checker = SharedChecker()
+    status = node.status()
+    status.snapshot_index = status.applied_index = 50  # restored: entries 1..50 never seen
+    status.config = "voters=n3,n4,n5"
+    checker.after_ready(0.0, node, Ready(), status)
+    status.applied_index = 51
+    change = Command("op", 9, "CONFIG voters=n3,n4,n5,n6")
+    checker.after_ready(1.0, node, Ready(applied=[Applied(51, change, None)]), status)
+    assert checker.violations == []
+    assert not checker.configs_known

@@ -129,6 +129,9 @@ class SharedChecker(Checker):
         # once written) or Multi-Paxos's alpha; and whether consecutive ones must intersect.
         self.config_delay = 1
         self.configs_must_intersect = True
+        # False once a configuration was decided after entries never seen applied.
+        self.configs_known = True
+        self._contiguous = 0  # agreed holds every index up to here (advanced when needed)
         # (term or ballot round, candidate) -> the nodes that durably voted for it.
         self.votes: dict[tuple[int, NodeId], set[NodeId]] = {}
         self.leader_checked: dict[NodeId, int] = {}  # node -> last term it was checked leader
@@ -207,9 +210,10 @@ class SharedChecker(Checker):
     # -- membership ------------------------------------------------------------------------
 
     def config_history(self, node: Node, status: Status) -> ConfigHistory:
-        """The decided configurations, starting from the first node's (made on first use)."""
+        """The decided configurations, from the initial one (every node's ``peers``, joining
+        ones included: see ``Node``), made on first use."""
         if self.configs is None:
-            self.configs = ConfigHistory(self.acting_config(node, status))
+            self.configs = ConfigHistory(Membership.of(node.peers))
             if getattr(node, "algorithm", "") == "paxos":
                 self.config_delay = node.config.alpha
                 self.configs_must_intersect = False
@@ -241,12 +245,20 @@ class SharedChecker(Checker):
         text = config_text(command)
         if text is None:
             return
+        agreed = self.agreed
+        while self._contiguous + 1 in agreed:
+            self._contiguous += 1
+        if self._contiguous < index:
+            # Entries before it were never seen applied (every node restored from a snapshot:
+            # a driver that starts watching late), so configurations may be missing: the
+            # history, and what rests on it, is no longer known.
+            self.configs_known = False
         try:
             change = configs.decided(index, text)
         except ChangeError as exc:
             self.violation(t, "config-malformed", (nid,), f"index {index}: {exc}")
             return
-        if change is None or not self.configs_must_intersect:
+        if change is None or not self.configs_must_intersect or not self.configs_known:
             return
         previous, config = change
         if not quorums_intersect(previous, config):
@@ -261,12 +273,14 @@ class SharedChecker(Checker):
         if self.configs_must_intersect:
             config = self.acting_config(node, status)
             _, latest = configs.latest
-            if not quorums_intersect(config, latest):
+            if self.configs_known and not quorums_intersect(config, latest):
                 self.violation(t, "leader-config-disjoint", (nid,),
                                f"leader of term {term} acts on {config}, which shares no "
                                f"quorum with the decided configuration {latest}")
-        else:
+        elif self.configs_known:
             config = configs.governing(status.commit_index + 1, self.config_delay)
+        else:
+            return
         if not config.has_quorum(voters):
             self.violation(t, "elected-without-quorum", (nid,),
                            f"leader of term {term} was elected by {', '.join(sorted(voters))},"
