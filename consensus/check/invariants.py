@@ -22,7 +22,9 @@ the entries involved, so a failing seed can be replayed and read.
 
 Membership (configuration-aware checks). The configurations decided so far are read from the
 agreed sequence itself (``CONFIG`` entries, :class:`~consensus.check.configs.ConfigHistory`),
-which is sound: only what every replica applies in the same place can count as decided. Votes
+which is sound: only what every replica applies in the same place can count as decided (the
+configurations the nodes report in their statuses are not: a lagging or removed node goes on
+reporting an old one, which proves nothing about what the cluster decided). Votes
 are read from what the voters made durable (``record_vote``: Raft's ``HardState``, a Paxos
 ``Promised``), a superset of the votes a candidate can have counted, since a vote leaves only
 after it is durable; so a leader whose durable voters are not a quorum counted a vote that
@@ -49,7 +51,10 @@ and when a configuration is decided:
 
 What counts as decided is each algorithm checker's own, with the configuration governing the
 index: Raft's durable majority of the applying node's configuration (both halves while
-joint), Multi-Paxos's quorum of the configuration governing the slot.
+joint), Multi-Paxos's quorum of the configuration governing the slot. At most one leader per
+term (Raft's election safety) is keyed by the term alone, so it holds across old, joint and
+new configurations, removed and joining nodes included. Exactly-once survives changes and
+snapshots because the sessions are part of the state the snapshot agreement compares.
 
 Each algorithm adds its own (one leader per term, log matching, one value per slot...) in a
 subclass in ``check/raft.py`` / ``check/paxos.py``.
