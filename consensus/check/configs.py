@@ -90,8 +90,14 @@ class ConfigHistory:
     def governing(self, index: int, delay: int = 1) -> Membership:
         """The configuration in force at ``index``: the latest decided at ``index - delay`` or
         before."""
-        at = bisect.bisect_right(self._indexes, index - delay) - 1
-        return self._configs[max(at, 0)]
+        return self._configs[self.position(index, delay)]
+
+    def position(self, index: int, delay: int = 1) -> int:
+        """Which configuration (0: the initial one, 1: the first decided...) governs ``index``."""
+        return max(bisect.bisect_right(self._indexes, index - delay) - 1, 0)
+
+    def at_position(self, position: int) -> Membership:
+        return self._configs[position]
 
 
 def config_text(command: object) -> str | None:

@@ -30,10 +30,12 @@ are read from what the voters made durable (``record_vote``: Raft's ``HardState`
 after it is durable; so a leader whose durable voters are not a quorum counted a vote that
 does not exist or counted with the wrong configuration. When a node becomes leader:
 
-- elected-without-quorum: its voters (itself included) must be a quorum of the configuration
-  it must respect: the one it acts on (``Status.config``; both halves while joint) for Raft,
-  and for Multi-Paxos the one governing the first slot it may still have to decide
-  (``commit_index + 1``, configurations taking effect ``alpha`` slots after their slot);
+- elected-without-quorum (Raft): its voters (itself included) must be a quorum of the
+  configuration it acts on (``Status.config``; both halves while joint);
+- proposed-without-promises (Multi-Paxos, checked when an acceptor accepts rather than at
+  the election, since a leader may lead before it asked a new configuration's acceptors):
+  the ballot's promisers must be a quorum of every configuration governing the accepted
+  slots (configurations take effect ``alpha`` slots after their slot);
 - leader-config-disjoint (Raft): the configuration it acts on must share a node with every
   quorum of the latest decided one. A correct leader holds every decided entry, so it acts
   on that configuration or on one written after it, which joint consensus and single-server
@@ -140,6 +142,8 @@ class SharedChecker(Checker):
         # (term or ballot round, candidate) -> the nodes that durably voted for it.
         self.votes: dict[tuple[int, NodeId], set[NodeId]] = {}
         self.leader_checked: dict[NodeId, int] = {}  # node -> last term it was checked leader
+        # (round, proposer, configuration position) whose promises were checked
+        self._licensed: set[tuple[int, NodeId, int]] = set()
         # Configuration texts (or peer tuples) already parsed: a node reports the same one on
         # every drain.
         self._parsed: dict[str | tuple[NodeId, ...], Membership] = {}
@@ -282,14 +286,43 @@ class SharedChecker(Checker):
                 self.violation(t, "leader-config-disjoint", (nid,),
                                f"leader of term {term} acts on {config}, which shares no "
                                f"quorum with the decided configuration {latest}")
-        elif self.configs_known:
-            config = configs.governing(status.commit_index + 1, self.config_delay)
         else:
+            # Multi-Paxos: a leader may lead before it holds promises for every slot it will
+            # use (it asks a new configuration's acceptors before proposing in its slots), so
+            # its election proves nothing yet; check_proposer_votes checks its proposals.
             return
         if not config.has_quorum(voters):
             self.violation(t, "elected-without-quorum", (nid,),
                            f"leader of term {term} was elected by {', '.join(sorted(voters))},"
                            f" not a quorum of {config}")
+
+    def check_proposer_votes(self, t: float, nid: NodeId, term: int, proposer: NodeId,
+                             first: int, last: int) -> None:
+        """Multi-Paxos: ``nid`` accepted ``proposer``'s values at round ``term`` for slots
+        ``first..last``. Phase 1 must have come first: promises for that ballot from a quorum
+        of each configuration governing those slots (Phase 2a needs Phase 1b from a quorum of
+        the acceptors that will choose). Checked once per ballot and configuration."""
+        configs = self.configs
+        if configs is None or not self.configs_known:
+            return
+        if not configs.changed:
+            lo = hi = 0  # the common case: one configuration, one set lookup per run
+        else:
+            lo = configs.position(first, self.config_delay)
+            hi = configs.position(last, self.config_delay)
+        licensed = self._licensed
+        for position in range(lo, hi + 1):
+            key = (term, proposer, position)
+            if key in licensed:
+                continue
+            licensed.add(key)
+            config = configs.at_position(position)
+            voters = self.votes.get((term, proposer), set()) | {proposer}
+            if not config.has_quorum(voters):
+                self.violation(t, "proposed-without-promises", (proposer, nid),
+                               f"ballot {term}.{proposer} had slots {first}..{last} accepted "
+                               f"under {config} with promises only from "
+                               f"{', '.join(sorted(voters))}")
 
     # -- snapshots -------------------------------------------------------------------------
 

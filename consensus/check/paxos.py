@@ -130,6 +130,9 @@ class PaxosChecker(SharedChecker):
         elif ballot > promised:
             self.violation(t, "accepted-above-promise", (nid,),
                            f"accepted at ballot {ballot} with only {promised} durably promised")
+        if rec.commands:
+            self.check_proposer_votes(t, nid, ballot.round, ballot.node, rec.first_slot,
+                                      rec.first_slot + len(rec.commands) - 1)
         accepts = self.accepts
         # Keyed by the ballot's (round, rank), exactly what Ballot's equality and hash use,
         # so the key hashes in C.
