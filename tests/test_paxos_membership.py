@@ -415,3 +415,16 @@ def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
         members = sorted(leader.membership.members)
         assert {sim.status(n).config for n in members} == {leader.membership_text}
         assert len(_digests(sim, members)) == 1, seed
+
+
+def test_a_node_that_would_share_a_ballot_rank_with_a_member_is_refused():
+    class Clashing(PaxosNode):
+        def rank_of(self, nid):  # as if n9's id hashed onto n1's rank
+            return 0 if nid == "n9" else super().rank_of(nid)
+
+    sim = Simulation("paxos", 3, seed=2, config=Config(alpha=ALPHA), node_class=Clashing)
+    wait_for_leader(sim)
+    assert sim.nodes["n1"].rank_of("n7") > 2, "an added node ranks above the initial ones"
+    sim.add_node("n9")
+    reply = Operator(sim).change("add n9")
+    assert reply.status == ReplyStatus.ERROR and "ballot rank" in reply.result

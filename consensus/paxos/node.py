@@ -280,11 +280,10 @@ class PaxosNode(ConsensusNode):
         self.progress: dict[NodeId, PaxosProgress] = {}
         self.hb_commit = 0  # leader: commit index at the previous heartbeat
         self.recovered_through = 0  # leader: the last slot Phase 1 re-proposed or filled
-        # Compaction. Invariant: snapshot_index <= commit_index, and ``log`` holds no slot at
-        # or below it; ``snapshot_state`` is the snapshot's text ("" before the first).
-        self.snapshot_index = 0
+        # Compaction (snapshot_index and snapshots_taken are node.py's). Invariant:
+        # snapshot_index <= commit_index, and ``log`` holds no slot at or below it;
+        # ``snapshot_state`` is the snapshot's text ("" before the first).
         self.snapshot_state = ""
-        self.snapshots_taken = 0
         self.incoming: IncomingSnapshot | None = None  # a snapshot being received in chunks
         self.become_follower(None)
 
