@@ -100,6 +100,13 @@ say so, so voters answer even within a leader's lease (etcd's ``campaignTransfer
 leader is still leading an election timeout later, the transfer is given up. The leader's
 lease ends when a transfer starts: the target may lead before it would have run out.
 
+Log compaction (``Config.snapshot_entries``). Once that many entries / slots were applied
+since the last snapshot, the next ``tick`` has the algorithm take one (``take_snapshot``: the
+state machine at the applied index, with the configuration in force there), drop what it
+covers, and persist it as one record that replaces every earlier one. ``snapshot_index``,
+``snapshots_taken`` and ``held_entries()`` show it. Each algorithm brings a node that is
+behind the truncation point up with the snapshot, in chunks of ``snapshot_chunk_bytes``.
+
 :class:`Node` is the interface; :class:`ConsensusNode` is what Raft and Multi-Paxos do alike
 (roles and their timers, check-quorum, the leader lease, the client front door, counting the
 leader's own copy, the commit/apply loop), so ``raft/node.py`` and ``paxos/node.py`` hold only
@@ -1099,7 +1106,8 @@ class ConsensusNode(Node):
         if not ch.catch_up_index:
             ch.catch_up_index = self.last_proposed()
             ch.deadline = self.now + CATCH_UP_TIMEOUTS * self.config.election_timeout_ms[1]
-        return all(self.progress[p].match >= ch.catch_up_index for p in learners)
+        return all((pr := self.progress.get(p)) is not None and pr.match >= ch.catch_up_index
+                   for p in learners)
 
     def heard_progress(self, peer: NodeId) -> None:
         """Leader: ``peer`` holds more of the log; a learner may be caught up, a transfer

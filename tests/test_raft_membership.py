@@ -521,3 +521,33 @@ def test_random_changes_with_crashes_and_partitions_stay_safe(seed, mode, compac
     voters = sim.nodes[leader].membership.voters
     live = [n for n in voters if sim.nodes[n] is not None]
     assert len({sim.nodes[n].kv.digest() for n in live}) == 1
+
+
+# -- where a configuration takes effect (thesis §4.1) ------------------------------------------
+
+
+def test_a_configuration_is_in_force_on_append_and_a_truncation_takes_it_back():
+    from consensus.messages import Command
+    from consensus.raft.messages import Entry, LogAppend
+
+    node = RaftNode("n2", ["n1", "n2", "n3"])
+    node.tick(0.0)
+    grow = Command("op", 1, "CONFIG voters=n1,n2,n3 learners=n4")
+    node.step(AppendEntries(src="n1", dst="n2", term=1, prev_log_index=0, prev_log_term=0,
+                            entries=(Entry(1, 1, None), Entry(1, 2, grow)), leader_commit=1))
+    assert node.status().config == "voters=n1,n2,n3 learners=n4"  # appended, not committed
+    assert node.others == ("n1", "n3", "n4")
+    records = node.ready().persist
+    # A leader of term 2 never had it: its entry 2 replaces ours, and so does its view.
+    node.step(AppendEntries(src="n3", dst="n2", term=2, prev_log_index=1, prev_log_term=1,
+                            entries=(Entry(2, 2, None),), leader_commit=1))
+    assert node.status().config == "voters=n1,n2,n3"
+    # On restart the latest configuration in the restored log applies.
+    again = RaftNode("n2", ["n1", "n2", "n3"])
+    again.restore([r for r in records if isinstance(r, LogAppend)])
+    assert again.status().config == "voters=n1,n2,n3 learners=n4"
+    joining = RaftNode("n4", ["n1", "n2", "n3"], joining=True)
+    assert joining.membership is None and joining.status().config is None
+    joining.tick(0.0)
+    joining.tick(10_000.0)
+    assert joining.role == "follower" and joining.term == 0  # never campaigns

@@ -167,7 +167,8 @@ class RaftNode(ConsensusNode):
         for rec in records:
             if isinstance(rec, RaftSnapshot):
                 self.term, self.voted_for = rec.term, rec.voted_for
-                self.load_snapshot(rec.index, rec.last_term, rec.data, rec.config,
+                self.load_snapshot(rec.index, rec.last_term, rec.data,
+                                   KVStore.from_snapshot(rec.data.encode()), rec.config,
                                    rec.config_key)
                 self.log.write(rec.entries)
                 commit = max(commit, rec.commit)
@@ -488,11 +489,11 @@ class RaftNode(ConsensusNode):
         self.incoming = None
         data = incoming.data()
         try:
-            KVStore.from_snapshot(data.encode())
+            kv = KVStore.from_snapshot(data.encode())
         except ValueError:
             self.send_snapshot_reply(msg, 0, done=False)  # damaged: start again
             return
-        self.load_snapshot(index, msg.last_included_term, data, msg.config, msg.config_key)
+        self.load_snapshot(index, msg.last_included_term, data, kv, msg.config, msg.config_key)
         self.refresh_membership()
         self.persist(self.snapshot_record())  # durable before the reply says we hold it
         self.send_snapshot_reply(msg, end, done=True)
@@ -590,20 +591,22 @@ class RaftNode(ConsensusNode):
             assert command is not None
             self.base_membership = Membership.from_text(command.text)
             self.base_key = (command.client_id, command.seq)
-        data = self.kv.snapshot().decode()
         self.snapshots_taken += 1
-        self.load_snapshot(index, log.term_at(index), data, None, self.base_key,
-                           keep_membership=True)
+        self.compact_log(index, log.term_at(index), self.kv.snapshot().decode())
         self.persist(self.snapshot_record())
 
-    def load_snapshot(self, index: int, term: int, data: str, config: str | None,
-                      key: tuple[str, int] | None, *, keep_membership: bool = False) -> None:
-        """Make a snapshot the start of our state: the state machine, the log after it, the
-        configuration in force at its index (unless ``keep_membership``: our own)."""
-        if not keep_membership:
-            self.kv = KVStore.from_snapshot(data.encode())
-            self.base_membership = Membership.from_text(config) if config is not None else None
-            self.base_key = key
+    def load_snapshot(self, index: int, term: int, data: str, kv: KVStore, config: str | None,
+                      key: tuple[str, int] | None) -> None:
+        """Start from a snapshot we did not take (on restart, or from the leader): its state
+        machine ``kv`` (parsed from ``data``) and the configuration in force at its index."""
+        self.kv = kv
+        self.base_membership = Membership.from_text(config) if config is not None else None
+        self.base_key = key
+        self.compact_log(index, term, data)
+
+    def compact_log(self, index: int, term: int, data: str) -> None:
+        """The snapshot ``data`` covers the log up to ``index``: drop that part, keep the
+        snapshot to send, and count everything it covers as committed and applied."""
         self.log.compact(index, term)
         self.snapshot_data, self.snapshot_term, self.snapshot_index = data, term, index
         self.commit_index = max(self.commit_index, index)

@@ -146,7 +146,7 @@ ROWS: tuple[Row, ...] = (
         "§4.1), so a truncation can take one back; a Multi-Paxos one alpha slots after it is "
         "chosen, which caps how far a leader may propose ahead and is padded with no-ops."),
     Row("commitment", "log compaction: snapshot the state machine, drop the log before it",
-        _s("take_snapshot", "load_snapshot", "snapshot_record", "held_entries"),
+        _s("take_snapshot", "load_snapshot", "compact_log", "snapshot_record", "held_entries"),
         _s("set_commit", "maybe_take_snapshot", "take_snapshot", "install_snapshot",
            "load_snapshot", "snapshot_record", "held_entries"), "catch-up",
         "A Multi-Paxos acceptor that compacted a slot a new proposer asks about sends its "
