@@ -175,8 +175,7 @@ class GapRaft(SnapshotRestoringRaft):
     """Broken Raft: skips the replayed prefix on restart but claims no snapshot for it."""
 
     def status(self) -> Status:
-        st = RaftNode.status(self)
-        return st
+        return RaftNode.status(self)  # no snapshot_index: the skip is unexplained
 
 
 def driver(algorithm: str, node_class: type[Node], nodes: int = 3, **knobs: object) -> Driver:
@@ -203,7 +202,7 @@ def elect(d: Driver, nid: str = "n1") -> None:
 # -- each check bites ----------------------------------------------------------------------
 
 def test_two_voters_switched_at_once_is_caught_the_moment_it_is_decided() -> None:
-    """The Raft helper's broken variant replaces n2 with n7 without joint consensus. The
+    """tests/test_raft_membership.py's broken variant replaces n2 with n7 without joint consensus. The
     first violation is the configuration change itself, when it is decided: before the
     split brain it allows has lost anything (that follows, and is caught as well)."""
     sim = _direct_switch_scenario(DirectSwitchRaftNode)
@@ -215,7 +214,7 @@ def test_two_voters_switched_at_once_is_caught_the_moment_it_is_decided() -> Non
 
 
 def test_single_server_changes_without_the_own_term_fix_are_caught_at_the_election() -> None:
-    """Ongaro's 2015 counterexample (the Raft helper's scenario): n1 is elected under
+    """Ongaro's 2015 counterexample (tests/test_raft_membership.py's scenario): n1 is elected under
     {n1..n5}, a configuration that never committed, after {n1,n2,n3} + learner n5 did. The
     first violation is that election: its configuration shares no quorum with the decided
     one, which is exactly what the own-term fix prevents."""
@@ -226,7 +225,7 @@ def test_single_server_changes_without_the_own_term_fix_are_caught_at_the_electi
 
 
 def test_paxos_configuration_in_force_at_once_is_caught_by_per_slot_quorums() -> None:
-    """The Paxos helper's broken variant (alpha = 0 in effect): what its leader applies was
+    """tests/test_paxos_membership.py's broken variant (alpha = 0 in effect): what its leader applies was
     never chosen by a quorum of the configuration governing the slot."""
     checks_found = {v.check for v in _split_brain_scenario(ConfigAtOnceNode).violations}
     assert "applied-unchosen" in checks_found, checks_found
