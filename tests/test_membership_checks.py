@@ -202,9 +202,9 @@ def elect(d: Driver, nid: str = "n1") -> None:
 # -- each check bites ----------------------------------------------------------------------
 
 def test_two_voters_switched_at_once_is_caught_the_moment_it_is_decided() -> None:
-    """tests/test_raft_membership.py's broken variant replaces n2 with n7 without joint consensus. The
-    first violation is the configuration change itself, when it is decided: before the
-    split brain it allows has lost anything (that follows, and is caught as well)."""
+    """tests/test_raft_membership.py's broken variant replaces n2 with n7 without joint
+    consensus. The first violation is the configuration change itself, when it is decided:
+    before the split brain it allows has lost anything (that follows, and is caught too)."""
     sim = _direct_switch_scenario(DirectSwitchRaftNode)
     first = sim.violations[0]
     assert first.check == "config-change-disjoint", sim.violations
@@ -225,8 +225,8 @@ def test_single_server_changes_without_the_own_term_fix_are_caught_at_the_electi
 
 
 def test_paxos_configuration_in_force_at_once_is_caught_by_per_slot_quorums() -> None:
-    """tests/test_paxos_membership.py's broken variant (alpha = 0 in effect): what its leader applies was
-    never chosen by a quorum of the configuration governing the slot."""
+    """tests/test_paxos_membership.py's broken variant (alpha = 0 in effect): what its
+    leader applies was never chosen by a quorum of the configuration governing the slot."""
     checks_found = {v.check for v in _split_brain_scenario(ConfigAtOnceNode).violations}
     assert "applied-unchosen" in checks_found, checks_found
 
