@@ -71,13 +71,6 @@ class PaxosChecker(SharedChecker):
             command = applied.command
             if first is None or (first[0] is not command and first[0] != command):
                 self._check_chosen(t, nid, applied.index, command, "applied")
-        upto = self.applied_upto.get(nid, 0)
-        if status.snapshot_index > upto and (not ready.applied
-                                             or ready.applied[0].index > upto + 1):
-            # Installed a snapshot, or restarted from one: it applies the slots after it, not
-            # the ones it covers. (What the snapshot holds is compared with what the others
-            # applied by the shared checker's snapshot agreement, once it has one.)
-            self.applied_upto[nid] = status.snapshot_index
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
 
     def first_node(self, node: Node) -> None:
@@ -91,6 +84,12 @@ class PaxosChecker(SharedChecker):
         if isinstance(record, SlotSnapshot):  # it replaced the Promised and RoundUsed records
             return max(record.promised.round, record.round_used)
         return record.round if isinstance(record, RoundUsed) else None
+
+    def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
+        # A promise is the acceptor's vote for the ballot's proposer.
+        if isinstance(record, Promised):
+            return record.ballot.round, record.ballot.node
+        return None
 
     def record_commit(self, record: Any) -> int | None:
         if isinstance(record, SlotSnapshot):
@@ -115,6 +114,7 @@ class PaxosChecker(SharedChecker):
                                    f"promised ballot went {prev} -> {rec.ballot}")
                 else:
                     self.promised[nid] = rec.ballot
+                self.note_vote(nid, (rec.ballot.round, rec.ballot.node))
             elif isinstance(rec, ChosenRun):
                 for i, command in enumerate(rec.commands):
                     self._check_chosen(t, nid, rec.first_slot + i, command, "learned")
@@ -131,6 +131,9 @@ class PaxosChecker(SharedChecker):
         elif ballot > promised:
             self.violation(t, "accepted-above-promise", (nid,),
                            f"accepted at ballot {ballot} with only {promised} durably promised")
+        if rec.commands:
+            self.check_proposer_votes(t, nid, ballot.round, ballot.node, rec.first_slot,
+                                      rec.first_slot + len(rec.commands) - 1)
         accepts = self.accepts
         # Keyed by the ballot's (round, rank, node), exactly what Ballot's equality and hash
         # use, so the key hashes in C.

@@ -36,10 +36,6 @@ class RaftChecker(SharedChecker):
 
     def after_ready(self, t: float, node: Node, ready: Ready, status: Status) -> None:
         nid = node.id
-        if status.snapshot_index > self.applied_upto.get(nid, 0):
-            # It restored its state machine from a snapshot (installed, or on restart): it
-            # applies on from there.
-            self.applied_upto[nid] = status.snapshot_index
         SharedChecker.after_ready(self, t, node, ready, status)  # (super() costs more, per drain)
         log = node.log  # type: ignore[attr-defined]
         if ready.persist:
@@ -63,6 +59,12 @@ class RaftChecker(SharedChecker):
 
     def record_term(self, record: Any) -> int | None:
         return record.term if isinstance(record, (HardState, RaftSnapshot)) else None
+
+    def record_vote(self, record: Any) -> tuple[int, NodeId] | None:
+        # votedFor is durable before the vote is sent
+        if isinstance(record, HardState) and record.voted_for is not None:
+            return record.term, record.voted_for
+        return None
 
     def record_commit(self, record: Any) -> int | None:
         if isinstance(record, RaftSnapshot):
