@@ -132,6 +132,10 @@ def node(
     tls_dir: Annotated[Path | None, typer.Option(
         help="Folder with ca.crt, <id>.crt and <id>.key, for an mqtts:// broker (the "
              "certificate is then the credential; --credentials is optional).")] = None,
+    bench_load: Annotated[bool, typer.Option(
+        "--bench-load", envvar="CONSENSUS_BENCH_LOAD",
+        help="Benchmark only: serve an in-process load generator on "
+             "<data-dir>/<id>.load.sock (consensus-lab bench sets it).")] = False,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node)."""
     from consensus.runtime import NodeOptions, run_node
@@ -146,7 +150,7 @@ def node(
             variant_configs([algorithm], Config(
                 heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
                 variant or [])[algorithm],
-            status_interval_ms, credentials, incarnation, tls_dir)
+            status_interval_ms, credentials, incarnation, tls_dir, bench_load)
         from consensus.broker import broker_address
         from consensus.runtime import node_identity
         from consensus.transport.mqtt import tls_context

@@ -89,6 +89,10 @@ class NodeOptions:
     # broker; overrides a folder the credentials file names. The certificate alone
     # authenticates: credentials are then optional.
     tls_dir: Path | None = None
+    # The benchmark's in-process load generator (consensus.bench.inprocess) takes commands
+    # on <data_dir>/<id>.load.sock: requests issued inside this process, as PySyncObj's own
+    # benchmark issues them. Off outside the benchmark.
+    bench_load: bool = False
 
     def __post_init__(self) -> None:
         topics.check_name("cluster", self.cluster)
@@ -144,6 +148,8 @@ class NodeRuntime:
         self._requests = topics.request_prefix(options.cluster, options.node_id)
         self._control = topics.control(options.cluster, options.node_id)
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
+        # Takes the replies of clients living in this process (True: taken, not published).
+        self.local_replies: Callable[[ClientReply], bool] | None = None
         self.client = client_factory(
             options.library, options.broker,
             f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}", self.on_message,
@@ -165,11 +171,16 @@ class NodeRuntime:
         await self.client.connect()
         await self.client.subscribe(self._from + "+", self._requests + "+", self._control)
         self.drain()
-        status_task = asyncio.create_task(self._publish_status_forever())
+        tasks = [asyncio.create_task(self._publish_status_forever())]
+        if self.opts.bench_load:
+            from consensus.bench.inprocess import serve
+
+            tasks.append(asyncio.create_task(serve(self)))
         try:
             await self._stop.wait()
         finally:
-            status_task.cancel()
+            for task in tasks:
+                task.cancel()
             if self._timer:
                 self._timer.cancel()
             await self.committer.flush()
@@ -353,7 +364,10 @@ class NodeRuntime:
             sent[kind] += 1
             sent_bytes[kind] += len(payload)
             counts["out"] += 1
+        local = self.local_replies
         for reply in replies:
+            if local is not None and local(reply):
+                continue
             conn = self._reply_to.get(reply.dst)
             if conn is None:  # its request came before a restart, or the route was evicted
                 counts["reply-unroutable"] += 1

@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 
 from consensus.bench.search import Step
-from consensus.bench.throughput import stop_workers
+from consensus.bench.settle import Quiet, cpu_rate, idle_threshold, wait_quiet
+from consensus.bench.throughput import cpu_seconds, stop_workers
 
 CONFS = ("default", "low-latency")
 
@@ -53,13 +54,24 @@ class PySyncObjCluster:
         self.nodes, self.conf = nodes, conf
         # PySyncObj logs to stderr; kept to count its "may have diverged" warnings.
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.restarted = 0
         self._start()
 
-    def settle(self) -> None:
-        """A fresh cluster: after an overloaded step PySyncObj works through a queue of
-        requests for many seconds (10-16 s measured), which the next step would measure."""
-        stop_workers(self.procs)
-        self._start()
+    def settle(self) -> Quiet:
+        """Before a step: after an overloaded step PySyncObj works through a queue of
+        requests for many seconds (10-16 s measured), which the next step would measure.
+        Wait for its processes to go idle; a cluster still busy after the timeout is
+        replaced by a fresh one (``restarted`` counts them)."""
+        quiet = wait_quiet(self._sample, self.idle_cores)
+        if not quiet.settled:
+            self.restarted += 1
+            stop_workers(self.procs)
+            self._start()
+            quiet = wait_quiet(self._sample, self.idle_cores)
+        return quiet
+
+    def _sample(self) -> tuple[float, int]:
+        return sum(c for p in self.procs if (c := cpu_seconds(p.pid)) is not None), 0
 
     def _start(self) -> None:
         nodes, conf = self.nodes, self.conf
@@ -76,6 +88,7 @@ class PySyncObjCluster:
             if '"ready"' not in line:
                 self.close()
                 raise RuntimeError(f"PySyncObj node failed to start: {line!r}")
+        self.idle_cores = idle_threshold(cpu_rate(self._sample, 0.5)[0])
 
     def step(self, rate: float, seconds: float, grace: float = 1.0) -> Step:
         cmd = {"rate": rate / len(self.procs), "duration": seconds,
@@ -90,10 +103,7 @@ class PySyncObjCluster:
             lat += out["latencies_ms"]
             service += out["service_ms"]
             failed += out["failed"]
-        step = Step.from_latencies(rate, offered, lat, seconds, service, failed=failed)
-        if not step.sustained:
-            time.sleep(1.0)
-        return step
+        return Step.from_latencies(rate, offered, lat, seconds, service, failed=failed)
 
     def warnings(self) -> dict[str, int]:
         self.stderr.seek(0)
