@@ -38,7 +38,7 @@ def bench(
                            "at 100 ops/s; writes security.json.")] = False,
 ) -> None:
     """Benchmark on a real mosquitto: bus ceiling, throughput and latency of both algorithms
-    (3 and 5 nodes; over the broker and with the load inside the leader's process), memory
+    (3 and 5 nodes), over the broker and with the load inside the leader's process, memory
     and bytes per operation, failover, simulator and checker speed, PySyncObj and a null
     protocol."""
     from consensus.bench import report

@@ -56,3 +56,33 @@ def test_the_committed_page_is_the_committed_bench_json():
     assert (BENCH / "README.md").read_text() == report.markdown(result), (
         "regenerate it: python -m consensus.bench.report reports/bench/bench.json")
     assert "Where the CPU goes" in report.markdown(result)
+
+
+def test_merge_on_the_command_line_quotes_ranges_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from consensus.cli import app
+
+    runner = CliRunner()
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_outputs(_result(), first)
+    faster = _result()
+    faster["throughput"][0]["max_sustained_ops_s"] = 10000
+    write_outputs(faster, second)
+    out = tmp_path / "merged"
+    res = runner.invoke(app, ["bench", "--merge", str(first / "bench.json"), "--merge",
+                              str(second / "bench.json"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    merged = json.loads((out / "bench.json").read_text())
+    assert len(merged["throughput_runs"]) == 2
+    assert merged["summary"][0]["max_sustained_ops_s"]["median"] == 9000
+    page = (out / "README.md").read_text()
+    assert "| raft 3n | 2 | 9,000 | 8,000-10,000 | 22% |" in page
+    (tmp_path / "broken.json").write_text("{not json")
+    res = runner.invoke(app, ["bench", "--merge", str(tmp_path / "broken.json"), "--out",
+                              str(out)])
+    assert res.exit_code == 2 and "cannot read" in res.output
+    (tmp_path / "empty.json").write_text("{}")
+    res = runner.invoke(app, ["bench", "--merge", str(tmp_path / "empty.json"), "--out",
+                              str(out)])
+    assert res.exit_code == 2 and "has a throughput section" in res.output
