@@ -283,3 +283,38 @@ def test_settle_gives_up_on_a_system_that_stays_busy_and_says_so():
     assert not quiet.settled and quiet.waited_s >= 3.0 and abs(quiet.cores - 0.9) < 1e-9
     # The idle threshold comes from the idle system: twice its rate, at least 0.05 above it.
     assert idle_threshold(0.0) == 0.05 and idle_threshold(0.2) == 0.4
+
+
+def test_memory_reads_peak_and_current_rss_and_says_when_compaction_is_not_offered():
+    import os
+
+    from consensus.bench.memory import compaction_unavailable, proc_memory
+
+    mem = proc_memory(os.getpid())
+    assert mem is not None and mem["peak_kib"] >= mem["rss_kib"] > 0
+    assert proc_memory(None) is None and proc_memory(2**22 + 12345) is None
+    assert compaction_unavailable("raft", 0) is None
+    why = compaction_unavailable("null", 10_000)
+    assert why is not None and "snapshot_entries" in why
+
+
+def test_wire_counter_names_each_publish_by_its_kind_and_divides_by_operations():
+    from consensus.bench.wire import WireCounter
+    from consensus.codec import encode_message
+    from consensus.messages import ClientRequest
+
+    counter = WireCounter("c1")
+    request = encode_message(ClientRequest(src="k1", dst="n1", seq=1, command="SET x = 1"), "c1")
+    for _ in range(4):
+        counter.on_message("consensus/c1/n1/request/conn-1", request)
+    counter.on_message("consensus/c1/client/conn-1", b'{"batched": "replies"}')
+    counter.on_message("consensus/c1/n2/from/n1", b"not a message")
+    counter.on_message("consensus/c1/n1/status", b"{}")
+    rows = {r["kind"]: r for r in counter.per_op(2)}
+    assert rows["client request"]["messages_per_op"] == 2.0
+    assert rows["client request"]["bytes_per_op"] == 2 * len(request)
+    assert rows["client request"]["topic_bytes_per_op"] == 2 * len(
+        "consensus/c1/n1/request/conn-1")
+    assert rows["client reply"]["messages_per_op"] == 0.5  # a batch is one publish
+    assert set(rows) == {"client request", "client reply", "undecodable", "status"}
+    assert counter.per_op(0) == []

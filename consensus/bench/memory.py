@@ -58,7 +58,10 @@ def _traffic(cluster: BusCluster) -> tuple[Counter[str], Counter[str]]:
 
 
 def compaction_unavailable(algorithm: str, snapshot_entries: int) -> str | None:
-    """Why ``algorithm`` cannot run with ``snapshot_entries`` (None: it can)."""
+    """Why ``algorithm`` cannot run with ``snapshot_entries`` (None: it can; 0, compaction
+    off, needs nothing)."""
+    if not snapshot_entries:
+        return None
     try:
         variants.check(algorithm, {"snapshot_entries": snapshot_entries})
     except ValueError as exc:
@@ -72,20 +75,17 @@ def measure_memory(algorithm: str, broker: str, *, ops: int, rate: float,
     """One cluster, ``ops`` acknowledged operations; see the module docstring."""
     row: dict[str, Any] = {"algorithm": algorithm, "nodes": 3, "ops_target": ops,
                            "rate": rate, "snapshot_entries": snapshot_entries}
-    if snapshot_entries:
-        why = compaction_unavailable(algorithm, snapshot_entries)
-        if why is not None:
-            return {**row, "na": why}
+    why = compaction_unavailable(algorithm, snapshot_entries)
+    if why is not None:
+        return {**row, "na": why}
     config = Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS,
                     snapshot_entries=snapshot_entries)
     cluster = BusCluster(algorithm, 3, broker, fsync=False, load="in-process", config=config,
                          broker_pid=broker_pid)
     try:
-        leader = cluster.leader
-        follower = next(n for n in cluster.ids if n != leader)
+        first_leader = cluster.leader
         pids = cluster.node_pids()
-        row["start"] = {"leader": proc_memory(pids[leader]),
-                        "follower": proc_memory(pids[follower])}
+        at_start = {n: proc_memory(pid) for n, pid in pids.items()}
         sent0, size0 = _traffic(cluster)
         acked, offered, started = 0, 0, time.perf_counter()
         limit = started + max(60.0, 4 * ops / rate)
@@ -102,9 +102,13 @@ def measure_memory(algorithm: str, broker: str, *, ops: int, rate: float,
         cluster.settle()
         time.sleep(0.3)  # a status after the last operation
         sent1, size1 = _traffic(cluster)
-        if cluster.leader != leader:
+        # The figures are of the node leading at the end (it may have changed under load).
+        leader = cluster.leader
+        follower = next(n for n in cluster.ids if n != leader)
+        if leader != first_leader:
             row["leader_changed"] = True
         row.update(
+            start={"leader": at_start[leader], "follower": at_start[follower]},
             acked=acked, offered=offered, wall_s=round(wall, 1),
             leader=proc_memory(pids[leader]), follower=proc_memory(pids[follower]),
             data_bytes={"leader": _data_bytes(cluster, leader),
