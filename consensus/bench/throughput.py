@@ -229,15 +229,14 @@ class BusCluster:
 
     def _sample(self) -> tuple[float, int]:
         """CPU seconds of every process of the system, and the work it still reports
-        pending: entries not yet applied everywhere, requests of the in-process
-        generator not yet answered."""
+        pending: entries not yet applied, requests of the in-process generator not yet
+        answered."""
         cpu = sum(c for pids in self._pids().values() for p in pids
                   if (c := cpu_seconds(p)) is not None)
-        statuses = list(self.cluster.status.values())
-        pending = 0
-        if statuses:
-            top = max(st.last_index for st in statuses)
-            pending = sum(top - st.applied_index for st in statuses)
+        # Each node's own backlog: entries it holds but has not applied (a leader's not yet
+        # committed). A follower still receiving shows as CPU (its own and the broker's).
+        pending = sum(max(0, st.last_index - st.applied_index)
+                      for st in list(self.cluster.status.values()))
         if self._inproc is not None:
             with contextlib.suppress(OSError, RuntimeError, ValueError):
                 pending += self._inproc[1].outstanding()
