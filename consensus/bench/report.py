@@ -133,13 +133,16 @@ def sections(result: dict[str, Any]) -> list[Section]:
     ratios = result.get("ratios") or {}
     if ratios:
         spans = result.get("ratio_ranges") or {}
-        out.append(Section(
-            "Ratios of max sustained throughput (3 nodes" + (", medians over the runs)"
-                                                             if spans else ")"),
-            ("ratio", "value", "range over the runs"),
-            [(k, "-" if v is None else f"{v:.2f}x",
-              f"{spans[k][0]:.2f}-{spans[k][1]:.2f}x" if k in spans else "-")
-             for k, v in ratios.items()]))
+        rows = [(k, "-" if v is None else f"{v:.2f}x") for k, v in ratios.items()]
+        if spans:
+            out.append(Section(
+                "Ratios of max sustained throughput (3 nodes, medians over the runs)",
+                ("ratio", "value", "range over the runs"),
+                [(*row, f"{spans[k][0]:.2f}-{spans[k][1]:.2f}x" if k in spans else "-")
+                 for row, k in zip(rows, ratios, strict=True)]))
+        else:
+            out.append(Section("Ratios of max sustained throughput (3 nodes)",
+                               ("ratio", "value"), rows))
     memory = result.get("memory") or []
     if memory:
         out.append(_memory_section(memory))
