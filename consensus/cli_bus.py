@@ -150,7 +150,7 @@ def node(
             variant_configs([algorithm], Config(
                 heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms)),
                 variant or [])[algorithm],
-            status_interval_ms, credentials, incarnation, tls_dir, bench_load)
+            status_interval_ms, credentials, incarnation, tls_dir, bench_load=bench_load)
         from consensus.broker import broker_address
         from consensus.runtime import node_identity
         from consensus.transport.mqtt import tls_context

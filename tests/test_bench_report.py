@@ -86,3 +86,39 @@ def test_merge_on_the_command_line_quotes_ranges_and_refuses_bad_input(tmp_path)
     res = runner.invoke(app, ["bench", "--merge", str(tmp_path / "empty.json"), "--out",
                               str(out)])
     assert res.exit_code == 2 and "has a throughput section" in res.output
+
+
+RECORDED = Path(__file__).resolve().parent / "data" / "bench_quick.json"
+
+
+def test_a_recorded_quick_run_renders_the_issue_15_tables():
+    """A real `consensus-lab bench --quick` recorded on a loaded 2-core machine (its figures
+    mean nothing; its shape is what the report must render)."""
+    result = json.loads(RECORDED.read_text())
+    page = report.markdown(result)
+    titles = [s.title for s in report.sections(result)]
+    for start in ("2/5/6. Max sustained", "Where the CPU goes", "Memory:", "Bytes on the wire",
+                  "Goals (issue 15"):
+        assert any(t.startswith(start) for t in titles), start
+    labels = {s["label"] for s in result["throughput"]}
+    assert {"raft 3n", "paxos 3n in-process no-fsync", "null 3n", "pysyncobj 3n"} <= labels
+    # The in-process rows are in the CPU table, with no load generator processes.
+    cpu = next(s for s in report.sections(result) if s.title.startswith("Where the CPU"))
+    inproc = [r for r in cpu.rows if "in-process" in r[0]]
+    assert inproc and all(r[4] == "-" for r in inproc)
+    # Every issue-15 goal has a measured value and a verdict (or is a figure shown).
+    goals = {g["goal"]: g for g in result["goals"]}
+    for algorithm in ("raft", "paxos"):
+        for suffix in ("no-fsync", "in-process no-fsync"):
+            assert f"{algorithm} 3n {suffix} >= 1.5x PySyncObj sustained" in goals
+        assert goals[f"{algorithm} failover p99 < 400 ms"]["met"] in (True, False)
+    assert "(shown)" in page
+    # Memory: a figure where the run had one, "n/a" and the reason where compaction is absent.
+    memory = next(s for s in report.sections(result) if s.title.startswith("Memory"))
+    assert any(r[1] == "off" and r[2] != "n/a" for r in memory.rows)
+    assert all(r[2] == "n/a" or r[3].count("->") == 1 for r in memory.rows)
+    # Bytes per operation by kind: client traffic counted at the broker, protocol by kind.
+    wire = next(s for s in report.sections(result) if s.title.startswith("Bytes"))
+    kinds = {r[1] for r in wire.rows}
+    assert {"client request", "client reply", "total"} <= kinds
+    assert kinds & {"AppendEntries", "Accept"}
