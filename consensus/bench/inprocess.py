@@ -12,6 +12,8 @@ leader's socket and sends the same JSON-line commands the bus load generators ta
     {"rate": 2000, "duration": 3.0, "start_at": <time.time()>, "grace": 1.0}
     {"outstanding": true}          -> {"outstanding": <requests not yet answered>}
 
+(requests unanswered for ``ABANDON_AFTER_S`` are given up and not counted).
+
 Requests are handed to the node as the runtime hands it a decoded request (``deliver``:
 ``tick`` + ``step``, then one drain per event-loop turn), from 1024 client ids of this process
 (one outstanding seq per id, as the node's dedup table requires); their replies are taken
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from consensus.runtime import NodeRuntime
 
 IDS = 1024
+# An operation unanswered this long is given up (its node lost leadership and dropped it; a
+# real client would resend it to the new leader, which the benchmark's next step targets).
+ABANDON_AFTER_S = 5.0
 ENV = "CONSENSUS_BENCH_LOAD"
 
 
@@ -75,7 +80,18 @@ class InProcessLoad:
         self.latencies: list[tuple[float, float, float]] = []
         self.redirects = 0
         self.errors = 0
+        self.abandoned = 0
         self.counter = itertools.count()
+
+    def pending(self) -> int:
+        """Operations still awaiting their reply, after giving up the ones that will not
+        get one (``ABANDON_AFTER_S``): what the benchmark's settle waits on."""
+        too_old = time.perf_counter() - ABANDON_AFTER_S
+        for cid in [c for c, op in self.outstanding.items() if op[2] < too_old]:
+            del self.outstanding[cid]
+            self.free.append(cid)
+            self.abandoned += 1
+        return len(self.outstanding)
 
     def on_reply(self, reply: ClientReply) -> bool:
         """The runtime's ``local_replies`` hook: True when the reply is one of ours."""
@@ -156,7 +172,7 @@ async def serve(runtime: NodeRuntime) -> None:
                 try:
                     raw = orjson.loads(line)
                     if isinstance(raw, dict) and raw.get("outstanding"):
-                        out: dict[str, Any] = {"outstanding": len(load.outstanding)}
+                        out: dict[str, Any] = {"outstanding": load.pending()}
                     else:
                         cmd = LoadCommand.model_validate(raw)
                         async with lock:
