@@ -77,7 +77,8 @@ def measure_memory(algorithm: str, broker: str, *, ops: int, rate: float,
                            "rate": rate, "snapshot_entries": snapshot_entries}
     why = compaction_unavailable(algorithm, snapshot_entries)
     if why is not None:
-        return {**row, "na": why}
+        return {**row, "na": f"{algorithm} does not offer snapshot_entries yet",
+                "na_detail": why}
     config = Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS,
                     snapshot_entries=snapshot_entries)
     cluster = BusCluster(algorithm, 3, broker, fsync=False, load="in-process", config=config,
