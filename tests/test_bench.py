@@ -158,6 +158,8 @@ def test_several_runs_give_medians_ranges_and_the_ratio_ranges():
     assert merged["ratio_ranges"]["paxos no-fsync / PySyncObj"] == [1.5, 1.5]
     goal = {g["goal"]: g for g in merged["goals"]}["raft 3n no-fsync >= 1.5x PySyncObj sustained"]
     assert goal["measured"] == "1.93x (1.75-2.10x over the runs)"
+    p50 = {g["goal"]: g for g in merged["goals"]}["raft 3n p50 at 100 ops/s < 2 ms"]
+    assert p50["measured"] == "0.80 ms (0.80-0.80 over the runs)"
     page = report.markdown(merged)
     assert "## Over the runs" in page and "| raft 3n no-fsync | 2 | 7,700 | 7,000-8,400 | 18% |" \
         in page
