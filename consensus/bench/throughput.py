@@ -233,10 +233,15 @@ class BusCluster:
         answered."""
         cpu = sum(c for pids in self._pids().values() for p in pids
                   if (c := cpu_seconds(p)) is not None)
-        # Each node's own backlog: entries it holds but has not applied (a leader's not yet
-        # committed). A follower still receiving shows as CPU (its own and the broker's).
-        pending = sum(max(0, st.last_index - st.applied_index)
-                      for st in list(self.cluster.status.values()))
+        # Entries committed but not yet applied anywhere, and the leader's entries not yet
+        # committed (replication in flight). Not a follower's or a deposed leader's
+        # uncommitted tail: nothing may ever commit it (a Paxos slot of a lost ballot stays
+        # until a new command reuses it). A follower still receiving shows as CPU.
+        pending = 0
+        for st in list(self.cluster.status.values()):
+            pending += max(0, st.commit_index - st.applied_index)
+            if st.role == "leader":
+                pending += max(0, st.last_index - st.commit_index)
         if self._inproc is not None:
             with contextlib.suppress(OSError, RuntimeError, ValueError):
                 pending += self._inproc[1].outstanding()
