@@ -130,7 +130,8 @@ class InProcessLoad:
         """One step: the same answer as a bus load generator's."""
         self.latencies, self.redirects, self.errors = [], 0, 0
         rate, duration = cmd.rate, cmd.duration
-        t0 = time.perf_counter() + max(0.0, cmd.start_at - time.time())
+        # A start more than 10 s away is a mistake, not a plan: start in 10 s at most.
+        t0 = time.perf_counter() + min(10.0, max(0.0, cmd.start_at - time.time()))
         t_end = t0 + duration
         total = int(rate * duration)
         backlog: deque[float] = deque()
