@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from consensus.runtime import NodeRuntime
 
 IDS = 1024
+BURST = 256
 # An operation unanswered this long is given up (its node lost leadership and dropped it; a
 # real client would resend it to the new leader, which the benchmark's next step targets).
 ABANDON_AFTER_S = 5.0
@@ -143,7 +144,12 @@ class InProcessLoad:
             while issued < due:
                 backlog.append(t0 + issued / rate)
                 issued += 1
-            while backlog and self._issue(backlog[0]):
+            # At most BURST per turn of the event loop: the node's drain, timers (heartbeats)
+            # and inbound acknowledgements run between bursts, as they do between the
+            # bursts a bus client's connection delivers.
+            for _ in range(BURST):
+                if not backlog or not self._issue(backlog[0]):
+                    break
                 backlog.popleft()
             if (issued >= total and not backlog and now >= t_end) or now > t_end + cmd.grace:
                 break
