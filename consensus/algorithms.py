@@ -67,6 +67,8 @@ _SHARED_VARIANTS: dict[str, tuple[Any, ...] | None] = {
     # How GETs are answered; implemented once in ConsensusNode (node.py's module doc).
     "read_path": READ_PATHS,
     "lease_drift": None,
+    # Log compaction: snapshot after this many applied entries / slots (0: never).
+    "snapshot_entries": None,
 }
 
 
@@ -76,13 +78,13 @@ _REGISTRY = {
                    campaign="term {term}, votes for itself", pre_vote="term {next_term}",
                    variants={**_SHARED_VARIANTS,
                              # joint consensus or one voter per step (thesis ch. 4)
-                             "membership_change": MEMBERSHIP_CHANGES,
-                             # log compaction; shared once Multi-Paxos compacts its slots
-                             "snapshot_entries": None}),
+                             "membership_change": MEMBERSHIP_CHANGES}),
     "paxos": _Entry("Multi-Paxos", "Paxos", "consensus.paxos.node:PaxosNode",
                     "consensus.check.paxos:PaxosChecker", "consensus.paxos.messages", palette=1,
                     term_label="ballot", campaign="Prepare with ballot {ballot}",
-                    pre_vote="a new ballot", variants=_SHARED_VARIANTS),
+                    pre_vote="a new ballot",
+                    # Lamport's alpha: a configuration chosen in slot i governs from i + alpha
+                    variants={**_SHARED_VARIANTS, "alpha": None}),
     # The benchmark's baseline (no replication: its figures against the others' are the cost
     # of consensus). Registered so that the runtime starts it like any algorithm, which also
     # shows what a new algorithm takes; unlisted, because it is not consensus and has nothing

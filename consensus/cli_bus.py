@@ -142,6 +142,10 @@ def node(
         min=0, help="Snapshot and compact the log after this many applied entries (0: "
                     "never).")] = 0,
     alpha: Annotated[int, typer.Option(min=1, help=ALPHA_HELP)] = Config().alpha,
+    bench_load: Annotated[bool, typer.Option(
+        "--bench-load", envvar="CONSENSUS_BENCH_LOAD",
+        help="Benchmark only: serve an in-process load generator on "
+             "<data-dir>/<id>.load.sock (consensus-lab bench sets it).")] = False,
 ) -> None:
     """Run one node on the wall clock, over MQTT, until SIGTERM (one OS process per node).
 
@@ -158,7 +162,8 @@ def node(
             variant_configs([algorithm], Config(
                 heartbeat_ms=heartbeat_ms, election_timeout_ms=_timeouts(election_timeout_ms),
                 snapshot_entries=snapshot_entries, alpha=alpha), variant or [])[algorithm],
-            status_interval_ms, credentials, incarnation, tls_dir, joining)
+            status_interval_ms, credentials, incarnation, tls_dir, joining,
+            bench_load=bench_load)
         from consensus.broker import broker_address
         from consensus.runtime import node_identity
         from consensus.transport.mqtt import tls_context

@@ -118,6 +118,10 @@ class NodeOptions:
     # A new member started empty (``cluster add``): ``peers`` are the members it is told of;
     # it learns its configuration from the leader's log or snapshot.
     joining: bool = False
+    # The benchmark's in-process load generator (consensus.bench.inprocess) takes commands
+    # on <data_dir>/<id>.load.sock: requests issued inside this process, as PySyncObj's own
+    # benchmark issues them. Off outside the benchmark.
+    bench_load: bool = False
 
     def __post_init__(self) -> None:
         topics.check_name("cluster", self.cluster)
@@ -240,6 +244,8 @@ class NodeRuntime:
         # A joining node may install a snapshot taken before it was added, whose configuration
         # does not list it: it only counts as removed once it has been a member.
         self._reply_to: OrderedDict[str, str] = OrderedDict()  # client id -> connection
+        # Takes the replies of clients living in this process (True: taken, not published).
+        self.local_replies: Callable[[ClientReply], bool] | None = None
         self.client = client_factory(
             options.library, options.broker,
             f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}", self.on_message,
@@ -262,11 +268,16 @@ class NodeRuntime:
         await self.client.subscribe(self._from + "+", self._requests + "+", self._control,
                                     self._changes + "+")
         self.drain()
-        status_task = asyncio.create_task(self._publish_status_forever())
+        tasks = [asyncio.create_task(self._publish_status_forever())]
+        if self.opts.bench_load:
+            from consensus.bench.inprocess import serve
+
+            tasks.append(asyncio.create_task(serve(self)))
         try:
             await self._stop.wait()
         finally:
-            status_task.cancel()
+            for task in tasks:
+                task.cancel()
             if self._timer:
                 self._timer.cancel()
             await self.committer.flush()
@@ -515,7 +526,10 @@ class NodeRuntime:
             counts["out"] += 1
         if replies:
             pending, routes = self._pending_replies, self._reply_to
+            local = self.local_replies
             for reply in replies:
+                if local is not None and local(reply):
+                    continue
                 conn = routes.get(reply.dst)
                 if conn is None:  # its request came before a restart, or the route was evicted
                     counts["reply-unroutable"] += 1

@@ -56,3 +56,69 @@ def test_the_committed_page_is_the_committed_bench_json():
     assert (BENCH / "README.md").read_text() == report.markdown(result), (
         "regenerate it: python -m consensus.bench.report reports/bench/bench.json")
     assert "Where the CPU goes" in report.markdown(result)
+
+
+def test_merge_on_the_command_line_quotes_ranges_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from consensus.cli import app
+
+    runner = CliRunner()
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_outputs(_result(), first)
+    faster = _result()
+    faster["throughput"][0]["max_sustained_ops_s"] = 10000
+    write_outputs(faster, second)
+    out = tmp_path / "merged"
+    res = runner.invoke(app, ["bench", "--merge", str(first / "bench.json"), "--merge",
+                              str(second / "bench.json"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    merged = json.loads((out / "bench.json").read_text())
+    assert len(merged["throughput_runs"]) == 2
+    assert merged["summary"][0]["max_sustained_ops_s"]["median"] == 9000
+    page = (out / "README.md").read_text()
+    assert "| raft 3n | 2 | 9,000 | 8,000-10,000 | 22% |" in page
+    (tmp_path / "broken.json").write_text("{not json")
+    res = runner.invoke(app, ["bench", "--merge", str(tmp_path / "broken.json"), "--out",
+                              str(out)])
+    assert res.exit_code == 2 and "cannot read" in res.output
+    (tmp_path / "empty.json").write_text("{}")
+    res = runner.invoke(app, ["bench", "--merge", str(tmp_path / "empty.json"), "--out",
+                              str(out)])
+    assert res.exit_code == 2 and "has a throughput section" in res.output
+
+
+RECORDED = Path(__file__).resolve().parent / "data" / "bench_quick.json"
+
+
+def test_a_recorded_quick_run_renders_the_issue_15_tables():
+    """A real `consensus-lab bench --quick` recorded on a loaded 2-core machine (its figures
+    mean nothing; its shape is what the report must render)."""
+    result = json.loads(RECORDED.read_text())
+    page = report.markdown(result)
+    titles = [s.title for s in report.sections(result)]
+    for start in ("2/5/6. Max sustained", "Where the CPU goes", "Memory:", "Bytes on the wire",
+                  "Goals (issue 15"):
+        assert any(t.startswith(start) for t in titles), start
+    labels = {s["label"] for s in result["throughput"]}
+    assert {"raft 3n", "paxos 3n in-process no-fsync", "null 3n", "pysyncobj 3n"} <= labels
+    # The in-process rows are in the CPU table, with no load generator processes.
+    cpu = next(s for s in report.sections(result) if s.title.startswith("Where the CPU"))
+    inproc = [r for r in cpu.rows if "in-process" in r[0]]
+    assert inproc and all(r[4] == "-" for r in inproc)
+    # Every issue-15 goal has a measured value and a verdict (or is a figure shown).
+    goals = {g["goal"]: g for g in result["goals"]}
+    for algorithm in ("raft", "paxos"):
+        for suffix in ("no-fsync", "in-process no-fsync"):
+            assert f"{algorithm} 3n {suffix} >= 1.5x PySyncObj sustained" in goals
+        assert goals[f"{algorithm} failover p99 < 400 ms"]["met"] in (True, False)
+    assert "(shown)" in page
+    # Memory: a figure where the run had one, "n/a" and the reason where compaction is absent.
+    memory = next(s for s in report.sections(result) if s.title.startswith("Memory"))
+    assert any(r[1] == "off" and r[2] != "n/a" for r in memory.rows)
+    assert all(r[2] == "n/a" or r[3].count("->") == 1 for r in memory.rows)
+    # Bytes per operation by kind: client traffic counted at the broker, protocol by kind.
+    wire = next(s for s in report.sections(result) if s.title.startswith("Bytes"))
+    kinds = {r[1] for r in wire.rows}
+    assert {"client request", "client reply", "total"} <= kinds
+    assert kinds & {"AppendEntries", "Accept"}

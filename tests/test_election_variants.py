@@ -160,7 +160,7 @@ def test_pairs_parse_to_the_config_field_types():
     ("null", {"election": "any"}, "null has no variant 'election' (only raft, paxos)"),
     ("raft", {"election": "sometimes"}, "raft does not offer election=sometimes; election "
                                         "accepts up-to-date, any"),
-    ("paxos", {"lease": True}, "paxos has no variant 'lease'; its variants: check_quorum"),
+    ("paxos", {"lease": True}, "paxos has no variant 'lease'; its variants: alpha, check_quorum"),
 ])
 def test_an_unsupported_key_or_value_is_refused_by_name(algorithm, variant, message):
     with pytest.raises(variants.VariantError) as info:
@@ -187,7 +187,7 @@ def test_the_spec_block_is_checked_with_field_and_line():
     assert info.value.errors == [
         "variant.election (line 3): raft does not offer election=sometimes; election accepts "
         "up-to-date, any",
-        "variant.pre_vot (line 4): unknown variant 'pre_vot' (variants: check_quorum, "
+        "variant.pre_vot (line 4): unknown variant 'pre_vot' (variants: alpha, check_quorum, "
         "election, lease_drift, membership_change, pre_vote, read_path, snapshot_entries)",
     ]
     with pytest.raises(SpecError, match=r"variant.pre_vote \(line 5\): pre_vote is set under "

@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 
 from consensus.bench.search import Step
-from consensus.bench.throughput import stop_workers
+from consensus.bench.settle import Quiet, cpu_rate, idle_threshold, wait_quiet
+from consensus.bench.throughput import cpu_seconds, stop_workers
 
 CONFS = ("default", "low-latency")
 
@@ -53,13 +54,39 @@ class PySyncObjCluster:
         self.nodes, self.conf = nodes, conf
         # PySyncObj logs to stderr; kept to count its "may have diverged" warnings.
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.restarted = 0
+        self._overloaded = False
         self._start()
 
-    def settle(self) -> None:
-        """A fresh cluster: after an overloaded step PySyncObj works through a queue of
-        requests for many seconds (10-16 s measured), which the next step would measure."""
+    def settle(self) -> Quiet:
+        """Before a step: wait until PySyncObj has answered every request issued so far
+        (after an overloaded step it works through its queue for many seconds, 10-16 s
+        measured, with little CPU: its batching is paced by timers) and its processes are
+        idle. After an overloaded step the cluster is replaced by a fresh one first: we
+        measured one node of an overloaded PySyncObj failing every request it was given from
+        then on. That favours PySyncObj (ours are never restarted); ``restarted`` counts it."""
+        if self._overloaded:
+            self._restart()
+        quiet = wait_quiet(self._sample, self.idle_cores)
+        if not quiet.settled:
+            self._restart()
+            quiet = wait_quiet(self._sample, self.idle_cores)
+        return quiet
+
+    def _restart(self) -> None:
+        self.restarted += 1
         stop_workers(self.procs)
         self._start()
+
+    def _ask(self, proc: subprocess.Popen[str], cmd: dict[str, Any]) -> dict[str, Any]:
+        proc.stdin.write(orjson.dumps(cmd).decode() + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        return orjson.loads(proc.stdout.readline())  # type: ignore[union-attr]
+
+    def _sample(self) -> tuple[float, int]:
+        """CPU seconds of the node processes, and their requests not yet called back."""
+        cpu = sum(c for p in self.procs if (c := cpu_seconds(p.pid)) is not None)
+        return cpu, sum(self._ask(p, {"pending": True})["pending"] for p in self.procs)
 
     def _start(self) -> None:
         nodes, conf = self.nodes, self.conf
@@ -76,6 +103,7 @@ class PySyncObjCluster:
             if '"ready"' not in line:
                 self.close()
                 raise RuntimeError(f"PySyncObj node failed to start: {line!r}")
+        self.idle_cores = idle_threshold(cpu_rate(self._sample, 0.5)[0])
 
     def step(self, rate: float, seconds: float, grace: float = 1.0) -> Step:
         cmd = {"rate": rate / len(self.procs), "duration": seconds,
@@ -91,8 +119,7 @@ class PySyncObjCluster:
             service += out["service_ms"]
             failed += out["failed"]
         step = Step.from_latencies(rate, offered, lat, seconds, service, failed=failed)
-        if not step.sustained:
-            time.sleep(1.0)
+        self._overloaded = not step.sustained or failed > 0
         return step
 
     def warnings(self) -> dict[str, int]:
@@ -127,6 +154,10 @@ def _node(args: argparse.Namespace) -> None:
     time.sleep(0.5)
     print('{"ready": true}', flush=True)
     value = "x" * 10
+    # Requests issued and called back, over every step: the difference is what is still
+    # queued (the benchmark's settle asks for it between steps).
+    totals = {"issued": 0, "done": 0}
+    totals_lock = threading.Lock()
     while True:
         line = sys.stdin.readline()
         if not line:
@@ -134,6 +165,12 @@ def _node(args: argparse.Namespace) -> None:
         cmd = orjson.loads(line)
         if cmd.get("stop"):
             break
+        if cmd.get("pending"):
+            with totals_lock:
+                pending = totals["issued"] - totals["done"]
+            sys.stdout.write(orjson.dumps({"pending": pending}).decode() + "\n")
+            sys.stdout.flush()
+            continue
         rate, duration = cmd["rate"], cmd["duration"]
         t0 = time.perf_counter() + max(0.0, cmd["start_at"] - time.time())
         t_end = t0 + duration
@@ -144,6 +181,8 @@ def _node(args: argparse.Namespace) -> None:
 
         def done(res: Any, err: Any, scheduled: float, called: float, lat=lat,
                  failed=failed, lock=lock) -> None:
+            with totals_lock:
+                totals["done"] += 1
             if err == 0:  # FAIL_REASON.SUCCESS
                 now = time.perf_counter()
                 with lock:
@@ -158,6 +197,8 @@ def _node(args: argparse.Namespace) -> None:
             while issued < due:
                 scheduled = t0 + issued / rate
                 called = time.perf_counter()
+                with totals_lock:
+                    totals["issued"] += 1
                 obj.set(f"k{issued % 100}", value,
                         callback=lambda r, e, s=scheduled, c=called: done(r, e, s, c))
                 issued += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 def _version(dist: str) -> str | None:
@@ -90,14 +90,30 @@ def sections(result: dict[str, Any]) -> list[Section]:
             if "error" in s:
                 top = f"error: {s['error'][:40]}"
             elif "max_sustained_ops_s" in s:
-                top = f"{s['max_sustained_ops_s']:,.0f}"
+                top = f"{s['max_sustained_ops_s']:,.0f}" + _confirmed(s)
             else:
                 top = "(not searched)"
-            rows.append((s["label"], "yes" if s.get("fsync") else "no", top, *cells))
+            rows.append((s["label"], s.get("mode", "over the broker"),
+                         "yes" if s.get("fsync") else "no", top, *cells))
         out.append(Section(
-            "2/5/6. Max sustained throughput (>=99% acked within 1 s) and latency p50/p99 ms",
-            ("system", "fsync", "max ops/s", "100/s p50", "100/s p99", "50% p50", "50% p99",
-             "90% p50", "90% p99"), rows))
+            "2/5/6. Max sustained throughput (>=99% acked within 1 s; in brackets: how many "
+            "trials at that rate held) and latency p50/p99 ms",
+            ("system", "load", "fsync", "max ops/s", "100/s p50", "100/s p99", "50% p50",
+             "50% p99", "90% p50", "90% p99"), rows, left=2))
+    summary = result.get("summary") or []
+    if any((r.get("max_sustained_ops_s") or {}).get("n", 0) > 1 for r in summary):
+        rows = []
+        for r in summary:
+            m, p = r.get("max_sustained_ops_s"), r.get("light_p50_ms")
+            rows.append((r["label"], str((m or p or {}).get("n", 0)),
+                         "-" if not m else f"{m['median']:,.0f}",
+                         "-" if not m else f"{m['min']:,.0f}-{m['max']:,.0f}",
+                         "-" if not m or m["spread"] is None else f"{m['spread']:.0%}",
+                         "-" if not p else f"{_ms(p['min'])}-{_ms(p['max'])}"))
+        out.append(Section(
+            "Over the runs: max sustained ops/s (median, range, spread = range / median) and "
+            "p50 at 100 ops/s (ms)",
+            ("system", "runs", "median", "range", "spread", "100/s p50 range"), rows))
     cpu_rows = []
     roles = ("leader", "follower", "broker", "clients")
     for s in systems:
@@ -111,12 +127,28 @@ def sections(result: dict[str, Any]) -> list[Section]:
     if cpu_rows:
         out.append(Section(
             "Where the CPU goes at 50% of the maximum: µs of CPU per operation "
-            "(follower: each one; clients: the load generators)",
+            "(follower: each one; clients: the load generators; in-process rows: the "
+            "generator runs in the leader)",
             ("system", *roles, "total"), cpu_rows))
     ratios = result.get("ratios") or {}
     if ratios:
-        out.append(Section("Ratios of max sustained throughput (3 nodes)", ("ratio", "value"),
-                           [(k, "-" if v is None else f"{v:.2f}x") for k, v in ratios.items()]))
+        spans = result.get("ratio_ranges") or {}
+        rows = [(k, "-" if v is None else f"{v:.2f}x") for k, v in ratios.items()]
+        if spans:
+            out.append(Section(
+                "Ratios of max sustained throughput (3 nodes, medians over the runs)",
+                ("ratio", "value", "range over the runs"),
+                [(*row, f"{spans[k][0]:.2f}-{spans[k][1]:.2f}x" if k in spans else "-")
+                 for row, k in zip(rows, ratios, strict=True)]))
+        else:
+            out.append(Section("Ratios of max sustained throughput (3 nodes)",
+                               ("ratio", "value"), rows))
+    memory = result.get("memory") or []
+    if memory:
+        out.append(_memory_section(memory))
+    wire = [w for w in result.get("wire") or [] if w.get("by_kind")]
+    if wire:
+        out.append(_wire_section(wire, memory))
     fails = result.get("failover") or []
     if fails:
         rows = []
@@ -142,10 +174,76 @@ def sections(result: dict[str, Any]) -> list[Section]:
                            ("what", "figure"), rows))
     goals = result.get("goals") or []
     if goals:
-        out.append(Section("Goals of issue 8", ("goal", "measured", "met"),
-                           [(g["goal"], g["measured"], "yes" if g["met"] else "NO")
-                            for g in goals]))
+        out.append(Section("Goals (issue 15, and the earlier ones)", ("goal", "measured", "met"),
+                           [(g["goal"], g["measured"], _met(g.get("met"))) for g in goals]))
     return out
+
+
+def _met(met: bool | None) -> str:
+    return "(shown)" if met is None else "yes" if met else "NO"
+
+
+def _confirmed(s: dict[str, Any]) -> str:
+    trials = (s.get("confirm") or {}).get("trials") or []
+    rate = s.get("max_sustained_ops_s")
+    for t in trials:
+        if t["rate"] == rate:
+            return f" ({t['sustained']}/{t['of']})"
+    return ""
+
+
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.0f}"
+
+
+def _memory_section(memory: list[dict[str, Any]]) -> Section:
+    rows = []
+    for m in memory:
+        compaction = (f"every {m['snapshot_entries']:,} entries" if m.get("snapshot_entries")
+                      else "off")
+        if "na" in m or "error" in m:
+            why = m.get("na") or m.get("error") or ""
+            rows.append((m.get("algorithm", "?"), compaction, "n/a", "n/a", "n/a", "n/a",
+                         "n/a", why[:70]))
+            continue
+        leader, follower = m.get("leader") or {}, m.get("follower") or {}
+        start = m.get("start") or {}
+        data = m.get("data_bytes") or {}
+        note = "leader changed during the run" if m.get("leader_changed") else ""
+        rows.append((m["algorithm"], compaction, f"{m['acked']:,}",
+                     f"{_mib((start.get('leader') or {}).get('rss_kib'))} -> "
+                     f"{_mib(leader.get('peak_kib'))}",
+                     f"{_mib((start.get('follower') or {}).get('rss_kib'))} -> "
+                     f"{_mib(follower.get('peak_kib'))}",
+                     f"{data.get('leader', 0) / 1e6:.0f}", f"{data.get('follower', 0) / 1e6:.0f}",
+                     note))
+    return Section(
+        "Memory: RSS at start -> peak RSS (MiB) of a leader and a follower after the "
+        "operations (3 nodes, fsync off, in-process load), and their WAL + snapshots (MB)",
+        ("algorithm", "compaction", "operations", "leader MiB", "follower MiB", "leader disk MB",
+         "follower disk MB", "note"), rows, left=2)
+
+
+def _wire_section(wire: list[dict[str, Any]], memory: list[dict[str, Any]]) -> Section:
+    rows = []
+    for w in wire:
+        for k in w["by_kind"]:
+            rows.append((f"{w['algorithm']} over the broker, {w['rate']:,.0f} ops/s",
+                         k["kind"], f"{k['messages_per_op']:.2f}", f"{k['bytes_per_op']:.0f}",
+                         f"{k['topic_bytes_per_op']:.0f}"))
+        rows.append((f"{w['algorithm']} over the broker, {w['rate']:,.0f} ops/s", "total",
+                     f"{w['total_messages_per_op']:.2f}", f"{w['total_bytes_per_op']:.0f}", ""))
+    for m in memory:
+        if m.get("protocol_by_kind") and not m.get("snapshot_entries"):
+            where = f"{m['algorithm']} in-process, {m['rate']:,.0f} ops/s (node counters)"
+            for k in m["protocol_by_kind"]:
+                rows.append((where, k["kind"], f"{k['messages_per_op']:.2f}",
+                             f"{k['bytes_per_op']:.0f}", "-"))
+    return Section(
+        "Bytes on the wire per operation by message kind (payload bytes; MQTT adds the topic "
+        "and 4-7 bytes per message; over the broker: counted at the broker by a subscriber; "
+        "in-process: the nodes' own counters, protocol messages only)",
+        ("where", "kind", "messages/op", "bytes/op", "topic bytes/op"), rows, left=2)
 
 
 def tables(result: dict[str, Any]) -> list[Table]:
@@ -235,8 +333,9 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
                          if st.get(key) is not None and st["offered"] and st["sustained"])
             if not pts:
                 continue
+            # Dashed: load issued inside the node processes (ours in-process, PySyncObj).
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3,
-                    label=s["label"])
+                    ls="--" if s.get("mode") == "in-process" else "-", label=s["label"])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.axhline(1000, color="grey", lw=0.8, ls="--")

@@ -122,3 +122,48 @@ def search_max(measure: Callable[[float], Step], *, start: float = 500.0,
         else:
             hi = mid
     return SearchResult(good, steps)
+
+
+@dataclass(slots=True)
+class Confirmed:
+    """The search's maximum after repeating its decisive step: ``max_rate`` stands when most
+    of its trials were sustained (``confirmed``); ``trials`` are the steps at each rate tried."""
+
+    max_rate: float
+    trials: dict[float, list[Step]]
+    confirmed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_rate": self.max_rate, "confirmed": self.confirmed,
+                "trials": [{"rate": rate, "sustained": sum(s.sustained for s in steps),
+                            "of": len(steps),
+                            "throughput": [round(s.throughput, 1) for s in steps]}
+                           for rate, steps in self.trials.items()]}
+
+
+def _majority(steps: list[Step]) -> bool:
+    return 2 * sum(s.sustained for s in steps) > len(steps)
+
+
+def confirm_max(measure: Callable[[float], Step], found: SearchResult, repeats: int,
+                max_tries: int = 3) -> Confirmed:
+    """Repeat the step at the search's maximum ``repeats`` times. One lucky step (a quiet
+    moment on a shared machine) must not set the maximum: it stands when a majority of its
+    trials (the search's own included) were sustained; otherwise the next lower sustained
+    rate of the search is tried the same way (or 10% less when there is none), at most
+    ``max_tries`` rates; then the next candidate is reported unconfirmed."""
+    rate = found.max_rate
+    trials: dict[float, list[Step]] = {}
+    if repeats <= 0:
+        return Confirmed(rate, trials)
+    for _ in range(max_tries):
+        if rate <= 0:
+            return Confirmed(0.0, trials)
+        steps = [s for s in found.steps if s.offered_rate == rate][-1:]
+        steps += [measure(rate) for _ in range(repeats)]
+        trials[rate] = steps
+        if _majority(steps):
+            return Confirmed(rate, trials)
+        lower = [s.offered_rate for s in found.steps if s.sustained and s.offered_rate < rate]
+        rate = max(lower) if lower else round(rate * 0.9)
+    return Confirmed(rate, trials, confirmed=False)

@@ -60,7 +60,7 @@ def run_security_bench(modes: Iterable[str] = MODES, algorithms: Iterable[str] =
                 cluster.label = f"{algorithm} 3n {mode}"
                 try:
                     res = measure(cluster, step_s=plan.step_s, start=plan.start_rate,
-                                  bisections=plan.bisections, log=log)
+                                  bisections=plan.bisections, repeats=plan.repeats, log=log)
                 finally:
                     cluster.close()
                 light = res["latency"]["light"]

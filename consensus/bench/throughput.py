@@ -1,10 +1,12 @@
 """Throughput and latency of a real cluster: node processes, load generator processes, the bus.
 
-A :class:`System` is anything with ``step(rate, seconds) -> Step``; :func:`measure` takes the
-latency at light load (100 ops/s) on the fresh system, runs the max-throughput search, then
-takes the latency at 50% and 90% of the maximum. :class:`BusCluster` is Raft, Multi-Paxos
-or the null protocol on the MQTT runtime, driven by :class:`Generators` (separate
-``consensus.bench.loadgen`` processes).
+A :class:`System` is anything with ``step(rate, seconds) -> Step``; :func:`measure` warms it
+up, takes the latency at light load (100 ops/s), runs the max-throughput search and repeats
+its maximum, then takes the latency at 50% and 90% of the maximum, letting the system settle
+before every step. :class:`BusCluster` is Raft, Multi-Paxos or the null protocol on the MQTT
+runtime, driven by :class:`Generators` (separate ``consensus.bench.loadgen`` processes, over
+the broker) or by the generator inside the leader's process
+(:mod:`consensus.bench.inprocess`).
 """
 
 from __future__ import annotations
@@ -19,24 +21,27 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from consensus.bench.search import Step, search_max
+from consensus.bench.inprocess import ENV, IDS, InProcessClient, socket_path
+from consensus.bench.search import Step, confirm_max, search_max
+from consensus.bench.settle import Quiet, cpu_rate, idle_threshold, wait_quiet
 from consensus.node import Config
 
 HEARTBEAT_MS = 50.0
 ELECTION_TIMEOUT_MS = (150.0, 300.0)
 LIGHT_RATE = 100.0
+LOADS = ("bus", "in-process")
 T = TypeVar("T")
 
 
 class System(Protocol):
-    """May also have ``settle()``: called after the search, to start the latency points on a
-    system no longer working through the overloaded steps' backlog."""
+    """May also have ``settle() -> Quiet``: called before every step, so that no step
+    measures the backlog of the one before it (:mod:`consensus.bench.settle`)."""
 
     label: str
 
@@ -140,47 +145,67 @@ class _LoopThread:
 
 class BusCluster:
     """Raft, Multi-Paxos (fsync on) or the null protocol: registered algorithms, each started
-    as ``consensus-lab node`` processes, plus its load generators. The nodes are the experiment's
-    :class:`~consensus.experiment.bus.BusCluster` (which also says who leads). Each step
-    also says where the CPU went: microseconds of CPU per offered operation in the leader, a
+    as ``consensus-lab node`` processes, plus its load. The nodes are the experiment's
+    :class:`~consensus.experiment.bus.BusCluster` (which also says who leads).
+
+    ``load``: "bus", separate load generator processes sending requests over the broker
+    (the nodes as a service); "in-process", the generator inside the leader's process
+    (:mod:`consensus.bench.inprocess`), the shape of PySyncObj's benchmark. Each step also
+    says where the CPU went: microseconds of CPU per offered operation in the leader, a
     follower (mean), the broker (when ``broker_pid`` is given) and the load generators."""
 
     def __init__(self, algorithm: str, nodes: int, broker: str | None, *, fsync: bool = True,
                  generators: int = 2, connections: int = 4, ids: int = 64,
-                 broker_pid: int | None = None, tls: bool = False) -> None:
+                 broker_pid: int | None = None, tls: bool = False, load: str = "bus",
+                 config: Config | None = None) -> None:
         """``broker`` None: the cluster starts its own authenticated mosquitto (with
         ``tls``, TLS with client certificates), which every connection, the load
-        generators' included, joins with its own credentials; a URL: that (open) broker."""
+        generators' included, joins with its own credentials; a URL: that (open) broker.
+        ``config``: the nodes' settings (the bench's timing by default)."""
         from consensus.experiment import bus
 
+        if load not in LOADS:
+            raise ValueError(f"load must be one of {', '.join(LOADS)}, not {load!r}")
         self.broker_pid = broker_pid
         self.algorithm = algorithm
-        self.label = f"{algorithm} {nodes}n"
+        self.load = load
+        self.label = f"{algorithm} {nodes}n" + (" in-process" if load == "in-process" else "")
         self.ids = [f"n{i}" for i in range(1, nodes + 1)]
         self.name = f"bench-{algorithm}-{nodes}-{uuid.uuid4().hex[:6]}"
         self.dir = Path(tempfile.mkdtemp(prefix="consensus-bench-"))
         self.fsync = fsync
+        config = config or Config(heartbeat_ms=HEARTBEAT_MS,
+                                  election_timeout_ms=ELECTION_TIMEOUT_MS)
         self.cluster = bus.BusCluster(
-            algorithm, tuple(self.ids),
-            Config(heartbeat_ms=HEARTBEAT_MS, election_timeout_ms=ELECTION_TIMEOUT_MS),
-            self.dir, bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100,
-                                     prefer="mosquitto", tls=tls),
+            algorithm, tuple(self.ids), config, self.dir,
+            bus.BusOptions(broker, fsync=self.fsync, status_interval_ms=100,
+                           prefer="mosquitto", tls=tls),
             name=self.name)
         self.state = self.cluster.state
         self.loop = _LoopThread()
+        self.gens: Generators | None = None
+        self._inproc: tuple[str, InProcessClient] | None = None
         try:
-            self.loop.call(self.cluster.start())
+            with _bench_load_env(load == "in-process"):
+                self.loop.call(self.cluster.start())
             if self.cluster.broker is not None:
                 self.broker_pid = self.cluster.broker.pid
             self.leader = self.wait_leader()
-            from consensus.auth import CLIENT_USER
+            if load == "bus":
+                from consensus.auth import CLIENT_USER
 
-            self.gens = Generators(self.state.broker, self.name, self.ids, generators,
-                                   connections, ids, self.state.credentials_path(CLIENT_USER))
+                self.gens = Generators(self.state.broker, self.name, self.ids, generators,
+                                       connections, ids, self.state.credentials_path(CLIENT_USER))
+            self.idle_cores = idle_threshold(cpu_rate(self._sample, 0.5)[0])
         except BaseException:
-            self.loop.call(self.cluster.close())
-            self.loop.stop()
+            self.close()
             raise
+
+    def describe(self) -> dict[str, Any]:
+        if self.gens is not None:
+            return self.gens.describe()
+        return {"requests issued in": "the leader's process (no client hop), open loop",
+                "client_ids_total": IDS}
 
     def wait_leader(self, timeout_s: float = 20.0) -> str:
         try:
@@ -192,12 +217,57 @@ class BusCluster:
         assert leader is not None
         return leader
 
+    def node_pids(self) -> dict[str, int]:
+        return dict(self.state.nodes)
+
+    def _pids(self) -> dict[str, list[int | None]]:
+        nodes = self.state.nodes
+        return {"leader": [nodes[self.leader]],
+                "follower": [p for n, p in nodes.items() if n != self.leader],
+                "broker": [self.broker_pid],
+                "clients": [p.pid for p in self.gens.procs] if self.gens else []}
+
+    def _sample(self) -> tuple[float, int]:
+        """CPU seconds of every process of the system, and the work it still reports
+        pending: entries not yet applied, requests of the in-process generator not yet
+        answered."""
+        cpu = sum(c for pids in self._pids().values() for p in pids
+                  if (c := cpu_seconds(p)) is not None)
+        # Entries committed but not yet applied anywhere, and the leader's entries not yet
+        # committed (replication in flight). Not a follower's or a deposed leader's
+        # uncommitted tail: nothing may ever commit it (a Paxos slot of a lost ballot stays
+        # until a new command reuses it). A follower still receiving shows as CPU.
+        pending = 0
+        for st in list(self.cluster.status.values()):
+            pending += max(0, st.commit_index - st.applied_index)
+            if st.role == "leader":
+                pending += max(0, st.last_index - st.commit_index)
+        if self._inproc is not None:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                pending += self._inproc[1].outstanding()
+        return cpu, pending
+
+    def settle(self) -> Quiet:
+        """Before a step: a leader, and the previous steps' backlog worked off."""
+        with contextlib.suppress(RuntimeError):
+            self.leader = self.wait_leader(10.0)
+        return wait_quiet(self._sample, self.idle_cores)
+
+    def _generator(self) -> InProcessClient:
+        if self._inproc is None or self._inproc[0] != self.leader:
+            if self._inproc is not None:
+                self._inproc[1].close()
+            self._inproc = (self.leader,
+                            InProcessClient(socket_path(self.state.directory, self.leader)))
+        return self._inproc[1]
+
     def step(self, rate: float, seconds: float) -> Step:
-        pids = {"leader": [self.state.nodes[self.leader]],
-                "follower": [p for n, p in self.state.nodes.items() if n != self.leader],
-                "broker": [self.broker_pid], "clients": [p.pid for p in self.gens.procs]}
+        pids = self._pids()
         before = {k: [cpu_seconds(p) for p in v] for k, v in pids.items()}
-        step = self.gens.step(rate, seconds, self.leader)
+        if self.gens is not None:
+            step = self.gens.step(rate, seconds, self.leader)
+        else:
+            step = self._generator().step(rate, seconds)
         after = {k: [cpu_seconds(p) for p in v] for k, v in pids.items()}
         if step.offered:
             cpu: dict[str, float] = {}
@@ -208,42 +278,66 @@ class BusCluster:
                     share = sum(used) / (len(used) if role == "follower" else 1)
                     cpu[role] = round(share / step.offered * 1e6, 1)
             step.extra["cpu_us_per_op"] = cpu
-        if not step.sustained:
-            time.sleep(1.0)  # let an overloaded cluster drain before the next step
-            with contextlib.suppress(RuntimeError):
-                self.leader = self.wait_leader(10.0)
         return step
 
     def close(self) -> None:
-        self.gens.close()
-        self.loop.call(self.cluster.close())
+        if self._inproc is not None:
+            self._inproc[1].close()
+        if self.gens is not None:
+            self.gens.close()
+        with contextlib.suppress(Exception):
+            self.loop.call(self.cluster.close())
         self.loop.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _bench_load_env(on: bool) -> Iterator[None]:
+    """Node processes spawned inside serve the in-process generator (``--bench-load``)."""
+    if not on:
+        yield
+        return
+    os.environ[ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(ENV, None)
+
+
 def measure(system: System, *, step_s: float, start: float, bisections: int,
-            log: Any = None) -> dict[str, Any]:
-    """Latency at light load, the search, then latency at 50% and 90% of the maximum."""
+            repeats: int = 0, warmup: bool = True, log: Any = None) -> dict[str, Any]:
+    """A warm-up step, latency at light load, the search and the repeats of its maximum
+    (:func:`~consensus.bench.search.confirm_max`), then latency at 50% and 90% of the
+    maximum. Before every step the system settles (its ``settle()``, when it has one: the
+    previous steps' backlog worked off, see :mod:`consensus.bench.settle`)."""
+    settle = getattr(system, "settle", None)
+    unsettled = []
 
     def one(rate: float) -> Step:
+        quiet = settle() if settle is not None else None
         step = system.step(rate, step_s)
+        if quiet is not None:
+            step.extra["settle"] = quiet.to_json()
+            if not quiet.settled:
+                unsettled.append(rate)
         if log:
             log(f"  {system.label}: {rate:,.0f} ops/s offered -> {step.fraction:.1%} in 1 s, "
                 f"p50 {step.p50_ms or float('nan'):.2f} ms, p99 {step.p99_ms or float('nan'):.2f}"
-                f" ms")
+                f" ms" + (f" (settled in {quiet.waited_s:.1f} s)" if quiet and quiet.settled
+                          else " (NOT settled)" if quiet else ""))
         return step
 
-    # Light load first, on a fresh system: after the search's overloaded steps a system may
-    # still be working through a backlog (PySyncObj queued 10-16 s of requests), which would
-    # be measured instead of its latency.
+    out: dict[str, Any] = {"label": system.label}
+    # The first step of a fresh system (imports, caches, the broker's first sessions) runs
+    # slow: it is taken and set aside, so no system or mode is penalised for going first.
+    if warmup:
+        out["warmup"] = one(start).to_json()
     points: dict[str, Any] = {"light": one(LIGHT_RATE).to_json()}
     search = search_max(one, start=start, bisections=bisections)
-    settle = getattr(system, "settle", None)
-    if settle is not None:
-        settle()
-    if search.max_rate:
-        points["50%"] = one(round(search.max_rate * 0.5)).to_json()
-        points["90%"] = one(round(search.max_rate * 0.9)).to_json()
-    return {"label": system.label, "max_sustained_ops_s": search.max_rate,
-            "search": search.to_json(), "latency": points}
-
+    confirmed = confirm_max(one, search, repeats)
+    if confirmed.max_rate:
+        points["50%"] = one(round(confirmed.max_rate * 0.5)).to_json()
+        points["90%"] = one(round(confirmed.max_rate * 0.9)).to_json()
+    out.update(max_sustained_ops_s=confirmed.max_rate, search=search.to_json(),
+               confirm=confirmed.to_json(), latency=points, unsettled_steps=unsettled)
+    return out
