@@ -1145,13 +1145,14 @@ class PaxosNode(ConsensusNode):
         what seems lost (once: then heartbeats only until the acceptor answers, see
         ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
-        if self.maybe_hand_over_removed() and self.role != LEADER:
-            return
+        self.maybe_hand_over_removed()
         if self.windows.changed and (self.backlog or self.recovered
                                      or self.fill_through >= self.next_slot):
             # Work waits for a configuration's promises: ask again (a lost Prepare, or an
             # acceptor that was down, would otherwise never be asked twice; proposal_limit).
             self.maybe_propose_more()
+        if self.role != LEADER:
+            return  # handed over (a configuration now in force may also have dropped us)
         self.next_beat()
         commit = self.commit_index
         blocked = commit == self.hb_commit and commit < self.next_slot - 1
