@@ -15,6 +15,7 @@ from consensus.paxos.configs import ConfigWindow
 from consensus.paxos.messages import Ballot, Learn, Promise
 from consensus.paxos.node import LEADER, PaxosNode
 from consensus.sim import Simulation
+from consensus.simulate import SimOptions
 from tests.helpers import client, run_until, wait_for_leader
 from tests.membership_helpers import Operator
 
@@ -374,6 +375,47 @@ def test_a_leader_asks_a_new_configurations_acceptors_before_proposing_in_its_sl
     assert h.nodes["n4"].kv.data.get("x") == "1" and h.checker.violations == []
 
 
+def test_a_leader_asks_a_new_configuration_again_when_its_promises_were_lost():
+    """The Prepare for a new configuration's slots is not asked once only: with every promise
+    from the new acceptors lost, the leader waits, then asks again at a heartbeat and
+    proposes once a quorum of the new configuration promised (sweep seeds 444, 744, 813
+    stalled for good here)."""
+    h = Harness(PaxosNode)
+    h.drop = lambda m: isinstance(m, Promise) and m.src == "n3"
+    n1 = h.nodes["n1"]
+    n1.campaign()
+    h.drain(n1)
+    h.deliver()
+    n1.propose_config(Membership(frozenset({"n1", "n2", "n3"}), learners=frozenset({"n4"})),
+                      ("operator", 1))
+    h.advance(100)
+    n1.propose_config(Membership.of(["n1", "n2", "n3", "n4"]), ("operator", 2))
+    h.deliver()
+    first_new = n1.config_slot + ALPHA
+    h.drop = lambda m: isinstance(m, Promise) and m.src in ("n3", "n4")
+    h.request("n1", 1, "SET x = 1")
+    h.advance(200)
+    assert n1.next_slot == first_new and list(n1.backlog), "no quorum of the new one yet"
+    h.drop = lambda m: False
+    h.advance(200)
+    assert n1.promisers >= {"n3", "n4"} and not n1.backlog
+    assert all(h.nodes[n].kv.data.get("x") == "1" for n in ("n1", "n2", "n3", "n4"))
+    assert h.checker.violations == []
+
+
+def test_sweep_seeds_that_stalled_on_a_new_configurations_promises_now_finish():
+    """The membership sweep's stalls: a leader elected by a quorum of the old configuration
+    (a removed node among its promisers) whose one Prepare to the new configuration's
+    acceptors went to nodes partitioned or down; every request waited forever."""
+    for seed, pre_vote, snapshot_entries, disk_ms in ((444, True, 250, 0.0),
+                                                      (744, True, 50, 0.0),
+                                                      (813, False, 300, 2.0)):
+        result = SimOptions("paxos", seed, 5, 5.0, 5.0, faults="random+membership",
+                            pre_vote=pre_vote, check_quorum=False,
+                            snapshot_entries=snapshot_entries, disk_ms=disk_ms).run()
+        assert result.violations == [] and result.stalled == [], seed
+
+
 def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
     """Changes (adds, removes) among crashes, restarts and partitions, all seeded."""
     rng = random.Random(seed)
@@ -408,7 +450,9 @@ def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
 
 
 def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
-    for seed, snapshot_entries in ((3, 0), (7, 30)):
+    # Seed 16: a leader learnt from the promises a configuration its Prepare had not covered,
+    # and its one Prepare to that configuration's acceptors was lost (it stalled for good).
+    for seed, snapshot_entries in ((3, 0), (7, 30), (16, 0)):
         sim = _random_changes_run(seed, snapshot_entries)
         assert sim.finish() == [], seed
         leader = sim.nodes[sim.leader()]

@@ -148,7 +148,12 @@ Prepare did not cover: before the leader proposes in a slot whose configuration 
 of promisers yet, it sends the same ballot's Prepare to that configuration's acceptors,
 proposes there the highest-ballot values they report (P2c), and waits until a quorum promised
 (``maybe_extend_phase1``). A slot is chosen by a quorum of the configuration that governs it
-(``advance_commit_by_config``). Learners accept, so a promoted learner already holds the
+(``advance_commit_by_config``). The leader asks again at each heartbeat while work waits
+for those promises (a lost Prepare, or acceptors that were down, must not stall it for good).
+A proposer that never learnt it was removed can still win Phase 1 (with neither pre-vote nor
+check-quorum, acceptors promise any higher ballot); once its horizon's configuration does
+not count it as a voter it hands over and steps down like a removed leader
+(``maybe_hand_over_removed``). Learners accept, so a promoted learner already holds the
 values, but never count. A node started to join has no configuration until the log or a
 snapshot brings one: it neither campaigns nor promises. The configuration a node acts on
 (``membership``, ``Status.config``) is the one governing the next slot it proposes (leader)
@@ -1140,6 +1145,14 @@ class PaxosNode(ConsensusNode):
         what seems lost (once: then heartbeats only until the acceptor answers, see
         ``Progress``)."""
         self.heartbeat_deadline = self.now + self.config.heartbeat_ms
+        self.maybe_hand_over_removed()
+        if self.windows.changed and (self.backlog or self.recovered
+                                     or self.fill_through >= self.next_slot):
+            # Work waits for a configuration's promises: ask again (a lost Prepare, or an
+            # acceptor that was down, would otherwise never be asked twice; proposal_limit).
+            self.maybe_propose_more()
+        if self.role != LEADER:
+            return  # handed over (a configuration now in force may also have dropped us)
         self.next_beat()
         commit = self.commit_index
         blocked = commit == self.hb_commit and commit < self.next_slot - 1
@@ -1157,6 +1170,20 @@ class PaxosNode(ConsensusNode):
                 pr.become_probe(self.first_unacked(peer))
             if not self.maybe_send_accept(peer):
                 self.send_accept(peer, pr.next, pr.next - 1)
+
+    def maybe_hand_over_removed(self) -> bool:
+        """Leader: if the configuration of the slots we would propose in does not count us
+        as a voter, hand over as a removed leader does (node.py's ``hand_over``) and step
+        down. A proposer that never learnt it was removed can still win Phase 1 (without
+        pre-vote and check-quorum the acceptors promise any higher ballot) and learn from the
+        promises that it is out; a change in flight hands over when it finishes. True if a
+        hand-over started."""
+        m = self.membership
+        if (m is None or m.is_voter(self.id) or self.change is not None
+                or self.transfer_to is not None):
+            return False
+        self.hand_over()
+        return True
 
     def maybe_send_accept(self, peer: NodeId) -> bool:
         """Send Accept runs to ``peer`` while its pipeline has room; True if anything went."""
