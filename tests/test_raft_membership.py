@@ -14,7 +14,7 @@ from consensus.node import Config
 from consensus.raft.messages import AppendEntries
 from consensus.raft.node import RaftNode
 from consensus.sim import Simulation
-from consensus.simulate import SimOptions
+from consensus.simulate import SimOptions, _final_members
 from tests.helpers import client, run_until, wait_for_leader
 from tests.membership_helpers import Operator
 
@@ -322,6 +322,16 @@ def test_a_removed_server_that_keeps_running_does_not_disrupt(knobs):
     assert sim.status(victim).role != "leader" and not sim.nodes[victim].removed()
     _settle(sim, cs)
     assert sim.finish() == []
+
+
+def test_the_stall_check_leaves_a_removed_server_out_even_without_a_leader():
+    """With no leader at the end, the furthest committed node's configuration says who must
+    keep up: the removed server, which never learnt it, is not stalled."""
+    sim = _sim(seed=12)
+    leader, victim, _ = _remove_an_isolated_follower(sim)
+    sim.crash(leader)
+    assert sim.leader() is None
+    assert _final_members(sim) == frozenset(sim.ids) - {victim}
 
 
 class HearsRemovedServersRaftNode(RaftNode):
