@@ -174,11 +174,16 @@ class LogSizeSampler:
 
 
 def _final_members(sim: Simulation) -> frozenset[str] | None:
-    """The members of the configuration the leader acts on at the end (None: no leader, or
-    one that reports none): a node removed from it, or added by a change that failed, is not
-    expected to keep up."""
+    """The members of the configuration the leader acts on at the end: a node removed from
+    it, or added by a change that failed, is not expected to keep up. Without a leader (an
+    election at the very end), the furthest committed node's configuration: counting every
+    node would count a server removed while it was down, which never learns it was removed.
+    None when that node reports no configuration."""
     leader = sim.leader()
     status = sim.statuses.get(leader) if leader is not None else None
+    if status is None:
+        live = [st for nid, st in sorted(sim.statuses.items()) if sim.nodes.get(nid) is not None]
+        status = max(live, key=lambda st: (st.commit_index, st.term), default=None)
     if status is None or not status.config:
         return None
     return Membership.from_text(status.config).members

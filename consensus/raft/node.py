@@ -61,7 +61,8 @@ commit need a majority of each half (§4.3); learners receive AppendEntries but 
 A leader that C_new leaves out keeps leading until C_new commits, without counting itself,
 then hands over with TimeoutNow. A removed server that never learnt it was removed cannot
 disrupt the cluster (§4.2.3): its pre-votes and votes are ignored by voters that hear from a
-leader (check-quorum), and a server that knows it is not a voter never campaigns.
+leader (check-quorum), and, whatever the knobs, by voters whose committed configuration leaves
+it out (``left_out``); a server that knows it is not a voter never campaigns.
 
 Reads (``read_path``; the shared part is in node.py's module doc). Through the log (the
 default, as above) a GET is an entry like any other. Off the log, the leader first waits until its
@@ -239,6 +240,8 @@ class RaftNode(ConsensusNode):
         if isinstance(msg, ConfigChange):
             self.handle_config_change(msg)
             return
+        if isinstance(msg, RequestVote) and self.left_out(msg.src):
+            return  # thesis §4.2.3: a removed server's campaign must not touch our term
         term = msg.term  # type: ignore[attr-defined]
         if term > self.term:
             if isinstance(msg, RequestVote) and not msg.transfer and self.in_leader_lease():
@@ -266,6 +269,20 @@ class RaftNode(ConsensusNode):
             self.handle_install_snapshot(msg)
         elif isinstance(msg, InstallSnapshotReply):
             self.handle_install_snapshot_reply(msg)
+
+    def left_out(self, candidate: NodeId) -> bool:
+        """Whether our configuration is committed and ``candidate`` is not one of its voters.
+
+        Such a candidate (a server removed while it was down or cut off, which never learnt
+        it) cannot win any election again until a later configuration adds it back: a
+        majority of the committed configuration holds it, and every later one follows it.
+        So its (pre-)vote requests are dropped before the term check, whatever
+        ``pre_vote``/``check_quorum`` say (hashicorp/raft rejects them the same way);
+        otherwise, with both off, its ever higher terms depose every leader it reaches and
+        the cluster never settles. An uncommitted configuration may still be taken back by
+        a truncation, so it does not count."""
+        m = self.membership
+        return m is not None and not self.config_commit_pending and not m.is_voter(candidate)
 
     def update_term(self, term: int, leader: NodeId | None) -> None:
         """raft.tla ``UpdateTerm``: a newer term seen anywhere makes us a follower in it."""
