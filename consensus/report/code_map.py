@@ -106,6 +106,12 @@ ROWS: tuple[Row, ...] = (
         _s("handle_nack", "maybe_promise", action="Preempted"), "stale",
         "Raft's refusal carries the newer term, which step() already handles; a Paxos Nack "
         "carries the promised ballot."),
+    Row("inbound", "a server the configuration left out (the removed-server problem)",
+        _s("left_out"), _s("maybe_hand_over_removed"), None,
+        "A Raft server removed while cut off never wins again (the new voters hold the entry "
+        "that removed it), so its vote requests are dropped before the term check; a "
+        "Multi-Paxos proposer need not be an acceptor and can win Phase 1, so once it "
+        "learns it is out it hands over (thesis §4.2.3)."),
     Row("inbound", "a promise to a leader: Phase 1 for a new configuration", _s(),
         _s("add_promiser")),
     Row("inbound", "receive a snapshot, chunk by chunk",
