@@ -71,6 +71,12 @@ ROWS: tuple[Row, ...] = (
         "(alpha slots from its first unchosen one); Raft's joint configuration does this."),
     Row("inbound", "one check for every role, then dispatch",
         _s("step", action="Receive"), _s("step", action="Receive"), "stale"),
+    Row("inbound", "vote requests from a server the configuration left out",
+        _s("left_out"), _s(), None,
+        "A Raft server removed while cut off never wins again (the new voters hold the entry "
+        "that removed it), so its vote requests are dropped before the term check (the "
+        "removed-server problem, thesis §4.2.3). A Multi-Paxos proposer need not be an "
+        "acceptor and can win Phase 1; it hands over once it learns it is out (below)."),
     Row("inbound", "a newer term or ballot",
         _s("update_term", action="UpdateTerm"), _s("update_ballot", action="UpdateBallot"),
         "stale"),
@@ -106,12 +112,6 @@ ROWS: tuple[Row, ...] = (
         _s("handle_nack", "maybe_promise", action="Preempted"), "stale",
         "Raft's refusal carries the newer term, which step() already handles; a Paxos Nack "
         "carries the promised ballot."),
-    Row("inbound", "a server the configuration left out (the removed-server problem)",
-        _s("left_out"), _s("maybe_hand_over_removed"), None,
-        "A Raft server removed while cut off never wins again (the new voters hold the entry "
-        "that removed it), so its vote requests are dropped before the term check; a "
-        "Multi-Paxos proposer need not be an acceptor and can win Phase 1, so once it "
-        "learns it is out it hands over (thesis §4.2.3)."),
     Row("inbound", "a promise to a leader: Phase 1 for a new configuration", _s(),
         _s("add_promiser")),
     Row("inbound", "receive a snapshot, chunk by chunk",
@@ -160,6 +160,10 @@ ROWS: tuple[Row, ...] = (
     Row("outbound", "replicate to everyone",
         _s("bcast_append", action="AppendEntries"), _s("bcast_accept")),
     Row("outbound", "heartbeat", _s("bcast_heartbeat"), _s("bcast_heartbeat"), "heartbeat"),
+    Row("outbound", "a leader that is not a voter of its own slots hands over", _s(),
+        _s("maybe_hand_over_removed"), None,
+        "Checked at each heartbeat: a removed proposer that won a ballot anyway (no pre-vote, "
+        "no check-quorum) sends TimeoutNow to the most up-to-date voter and steps down."),
     Row("outbound", "the pipeline", _s("maybe_send_append"), _s("maybe_send_accept"),
         "throughput"),
     Row("outbound", "a member added while leading; the last word to one removed",
