@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from consensus.auth import Identity
 from consensus.client_batch import RequestBatcher
 from consensus.codec import DecodeError, decode, decode_client_replies, encode_message
+from consensus.membership import BUSY
 from consensus.messages import ClientReply, ClientRequest, ConfigChange, NodeId, ReplyStatus
 from consensus.retry import Retrier, RetryPolicy
 from consensus.telemetry import StatusReport, leader_of
@@ -46,8 +47,6 @@ log = logging.getLogger("consensus.client")
 
 # What a caller that watches the status topic itself can feed a client: (age in ms, status).
 StatusFeed = Callable[[], Iterable[tuple[float, StatusReport]]]
-# The answer of a leader already busy with a membership change (the operator asks again).
-BUSY = "busy"
 # A change completes only when the new member has caught up and the configuration is
 # committed: an attempt waits seconds, not the milliseconds a command takes.
 CHANGE_POLICY = RetryPolicy(min_attempt_ms=2000.0, max_attempt_ms=5000.0,

@@ -28,6 +28,8 @@ from consensus import quorum
 from consensus.messages import NodeId
 
 CONFIG_VERB = "CONFIG"
+# How a leader already running a change starts its ERROR answer; operators retry on it.
+BUSY = "busy"
 CHANGE_KINDS = ("add", "remove", "replace", "transfer")
 
 

@@ -123,7 +123,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from consensus.kv import CommandError, KVStore, Outcome, parse
-from consensus.membership import Change, ChangeError, Membership, is_config_text
+from consensus.membership import BUSY, Change, ChangeError, Membership, is_config_text
 from consensus.messages import (
     ClientReply,
     ClientRequest,
@@ -1052,7 +1052,7 @@ class ConsensusNode(Node):
             self.change.request = msg  # a retry: this copy gets the answer
             return
         if self.change is not None or self.transfer_to is not None:
-            self.reply(msg, ReplyStatus.ERROR, f"busy: {self.busy_with()}; retry later")
+            self.reply(msg, ReplyStatus.ERROR, f"{BUSY}: {self.busy_with()}; retry later")
             return
         last = self.kv.sessions.get(msg.src)
         if last is not None and last[0] > msg.seq:
@@ -1167,7 +1167,7 @@ class ConsensusNode(Node):
         elif self.transfer_to == target:
             self.transfer_request = msg  # a retry
         elif self.change is not None or self.transfer_to is not None:
-            self.reply(msg, ReplyStatus.ERROR, f"busy: {self.busy_with()}; retry later")
+            self.reply(msg, ReplyStatus.ERROR, f"{BUSY}: {self.busy_with()}; retry later")
         else:
             self.start_transfer(target, msg, step_down=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from consensus.membership import BUSY
 from consensus.messages import ClientReply, ConfigChange, NodeId, ReplyStatus
 from consensus.sim import Simulation
 from tests.helpers import run_until
@@ -38,7 +39,7 @@ class Operator:
                                  min(500.0, end - self.sim.now))
             reply = next((r for r in self.replies if r.seq == seq), None)
             if reply is None or reply.status == ReplyStatus.REDIRECT or (
-                    reply.status == ReplyStatus.ERROR and (reply.result or "").startswith("busy")):
+                    reply.status == ReplyStatus.ERROR and (reply.result or "").startswith(BUSY)):
                 if answered:
                     self.sim.run_for(20)
                 continue

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from consensus.experiment.nemesis import MembershipEvent
+from consensus.membership import BUSY
 from consensus.messages import ClientReply, ConfigChange, NodeId, ReplyStatus
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 OPERATOR_ID = "operator"
 ATTEMPT_TIMEOUT_MS = 1000.0  # no answer in this long: ask again (the leader may have changed)
 RETRY_MS = 100.0  # after "busy" or a redirect naming nobody: wait this long, then ask again
-RETRYABLE = ("busy",)  # an ERROR whose reason starts with one of these is worth retrying
+RETRYABLE = (BUSY,)  # an ERROR whose reason starts with one of these is worth retrying
 
 
 @dataclass(slots=True)
