@@ -5,7 +5,7 @@ from __future__ import annotations
 from consensus.membership import BUSY
 from consensus.messages import ClientReply, ConfigChange, NodeId, ReplyStatus
 from consensus.sim import Simulation
-from tests.helpers import run_until
+from tests.helpers import client, run_until
 
 
 class Operator:
@@ -45,3 +45,23 @@ class Operator:
                 continue
             return reply
         raise AssertionError(f"{text!r} got no answer within {within_ms} ms")
+
+
+def with_load(sim: Simulation, clients: int = 2) -> list:
+    """Closed-loop clients ``c1``.. started now, to make changes under load."""
+    cs = [client(sim, f"c{i}") for i in range(1, clients + 1)]
+    for c in cs:
+        c.start(sim.now)
+    return cs
+
+
+def settle(sim: Simulation, cs: list, ms: float = 1500) -> None:
+    """Stop the clients and let the cluster run quiet for ``ms``."""
+    for c in cs:
+        c.stop()
+    sim.run_for(ms)
+
+
+def digests(sim: Simulation, members) -> set[str]:
+    """The state machines' digests of ``members``: one value when they agree."""
+    return {sim.nodes[n].kv.digest() for n in members}

@@ -16,8 +16,8 @@ from consensus.paxos.messages import Ballot, Learn, Promise
 from consensus.paxos.node import LEADER, PaxosNode
 from consensus.sim import Simulation
 from consensus.simulate import SimOptions
-from tests.helpers import client, run_until, wait_for_leader
-from tests.membership_helpers import Operator
+from tests.helpers import run_until, wait_for_leader
+from tests.membership_helpers import Operator, digests, settle, with_load
 
 ALPHA = 8
 MIN_TIMEOUT = Config().election_timeout_ms[0]
@@ -25,23 +25,6 @@ MIN_TIMEOUT = Config().election_timeout_ms[0]
 
 def _sim(nodes: int = 3, seed: int = 1, **config) -> Simulation:
     return Simulation("paxos", nodes, seed=seed, config=Config(alpha=ALPHA, **config))
-
-
-def _with_load(sim: Simulation, clients: int = 2) -> list:
-    cs = [client(sim, f"c{i}") for i in range(1, clients + 1)]
-    for c in cs:
-        c.start(sim.now)
-    return cs
-
-
-def _settle(sim: Simulation, cs: list, ms: float = 1500) -> None:
-    for c in cs:
-        c.stop()
-    sim.run_for(ms)
-
-
-def _digests(sim: Simulation, members) -> set[str]:
-    return {sim.nodes[n].kv.digest() for n in members}
 
 
 def _configs_chosen(node: PaxosNode) -> list[str]:
@@ -62,7 +45,7 @@ def test_the_window_says_which_configuration_governs_a_slot():
 def test_grow_three_to_five_under_load():
     sim = _sim()
     wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(300)
     for nid in ("n4", "n5"):
@@ -70,9 +53,9 @@ def test_grow_three_to_five_under_load():
         reply = op.change(f"add {nid}")
         assert reply.status == ReplyStatus.OK, reply
     assert reply.result == "voters=n1,n2,n3,n4,n5"
-    _settle(sim, cs)
+    settle(sim, cs)
     assert {sim.status(n).config for n in sim.ids} == {"voters=n1,n2,n3,n4,n5"}
-    assert len(_digests(sim, sim.ids)) == 1
+    assert len(digests(sim, sim.ids)) == 1
     # Each add: a learner, then the new voters in one step (no joint configuration).
     assert _configs_chosen(sim.nodes[sim.leader()]) == [
         "voters=n1,n2,n3 learners=n4", "voters=n1,n2,n3,n4",
@@ -83,16 +66,16 @@ def test_grow_three_to_five_under_load():
 def test_shrink_five_to_three_under_load():
     sim = _sim(5, seed=2)
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     gone = [n for n in sim.ids if n != leader][:2]
     for nid in gone:
         assert op.change(f"remove {nid}").status == ReplyStatus.OK
-    _settle(sim, cs)
+    settle(sim, cs)
     keep = [n for n in sim.ids if n not in gone]
     want = "voters=" + ",".join(keep)
     assert {sim.status(n).config for n in keep} == {want}
-    assert len(_digests(sim, keep)) == 1
+    assert len(digests(sim, keep)) == 1
     assert all(sim.nodes[n].removed() for n in gone)
     assert sim.finish() == []
 
@@ -100,7 +83,7 @@ def test_shrink_five_to_three_under_load():
 def test_replace_a_follower():
     sim = _sim(seed=3)
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     follower = next(n for n in sim.ids if n != leader)
     sim.add_node("n7")
@@ -108,16 +91,16 @@ def test_replace_a_follower():
     assert reply.status == ReplyStatus.OK
     want = Membership.of((set(sim.initial_ids) - {follower}) | {"n7"}).to_text()
     assert reply.result == want
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.status("n7").config == want and sim.nodes[follower].removed()
-    assert len(_digests(sim, [n for n in sim.ids if n != follower])) == 1
+    assert len(digests(sim, [n for n in sim.ids if n != follower])) == 1
     assert sim.finish() == []
 
 
 def test_removing_the_leader_hands_over_without_an_election_timeout():
     sim = _sim(seed=4)
     old = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(200)
     start = len(sim.leader_events)
@@ -129,14 +112,14 @@ def test_removing_the_leader_hands_over_without_an_election_timeout():
     gap = elected - stepped_down
     assert 0 <= gap < MIN_TIMEOUT / 2, f"hand-over took {gap} ms"
     assert sim.nodes[old].removed()
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
 def test_transfer_leadership_through_a_leader_lease():
     sim = _sim(seed=5, read_path="lease")
     old = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(200)
     target = next(n for n in sim.ids if n != old)
@@ -145,14 +128,14 @@ def test_transfer_leadership_through_a_leader_lease():
     assert reply.status == ReplyStatus.OK and reply.result == "voters=n1,n2,n3"
     assert run_until(sim, lambda: sim.leader() == target, 200)
     assert sim.now - t0 < MIN_TIMEOUT
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
 def test_a_joining_node_catches_up_by_snapshot():
     sim = _sim(seed=7, snapshot_entries=50)
     wait_for_leader(sim)
-    cs = _with_load(sim, clients=4)
+    cs = with_load(sim, clients=4)
     sim.run_for(2000)
     leader = sim.nodes[sim.leader()]
     assert leader.snapshot_index > 100
@@ -165,18 +148,18 @@ def test_a_joining_node_catches_up_by_snapshot():
     assert sim.status("n4").last_index == 0 and sim.status("n4").term == 0
     op = Operator(sim)
     assert op.change("add n4").status == ReplyStatus.OK
-    _settle(sim, cs)
+    settle(sim, cs)
     assert learns, "the new member got the leader's snapshot"
     assert sim.nodes["n4"].snapshot_index > 0
     assert sim.status("n4").applied_index == sim.status(sim.leader()).applied_index
-    assert len(_digests(sim, sim.ids)) == 1
+    assert len(digests(sim, sim.ids)) == 1
     assert sim.finish() == []
 
 
 def test_a_removed_node_that_keeps_running_does_not_disrupt():
     sim = _sim(seed=8)
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     gone = next(n for n in sim.ids if n != leader)
     assert op.change(f"remove {gone}").status == ReplyStatus.OK
@@ -187,7 +170,7 @@ def test_a_removed_node_that_keeps_running_does_not_disrupt():
     assert sim.leader() == leader and len(sim.leader_events) == changes
     assert sim.status(leader).term == rounds
     assert sim.nodes[gone].removed() and sim.status(gone).role == "follower"
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
@@ -197,7 +180,7 @@ def test_a_window_that_straddles_a_change_needs_both_configurations_in_phase_1()
     the old configuration, then crash the leader and check the next one's promisers."""
     sim = _sim(seed=9)
     old = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     for nid in ("n4", "n5"):
         sim.add_node(nid)
@@ -207,7 +190,7 @@ def test_a_window_that_straddles_a_change_needs_both_configurations_in_phase_1()
     node = sim.nodes[new]
     assert node.membership.voters == {"n1", "n2", "n3", "n4", "n5"}
     assert node.membership.has_quorum(node.promisers)
-    _settle(sim, cs)
+    settle(sim, cs)
     sim.restart(old)
     sim.run_for(1500)
     assert sim.finish() == []
@@ -420,7 +403,7 @@ def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
     """Changes (adds, removes) among crashes, restarts and partitions, all seeded."""
     rng = random.Random(seed)
     sim = _sim(5, seed=seed, snapshot_entries=snapshot_entries)
-    cs = _with_load(sim, clients=3)
+    cs = with_load(sim, clients=3)
     op = Operator(sim)
     added = 6
     for _ in range(6):
@@ -445,7 +428,7 @@ def _random_changes_run(seed: int, snapshot_entries: int) -> Simulation:
             op.change(f"add n{added}", within_ms=4000)
             added += 1
     sim.heal()
-    _settle(sim, cs, 4000)
+    settle(sim, cs, 4000)
     return sim
 
 
@@ -458,7 +441,7 @@ def test_seeded_changes_with_crashes_and_partitions_stay_safe_and_converge():
         leader = sim.nodes[sim.leader()]
         members = sorted(leader.membership.members)
         assert {sim.status(n).config for n in members} == {leader.membership_text}
-        assert len(_digests(sim, members)) == 1, seed
+        assert len(digests(sim, members)) == 1, seed
 
 
 def test_added_nodes_rank_above_the_initial_ones_and_their_ids_break_ties():
@@ -484,7 +467,7 @@ def test_nodes_that_share_a_ballot_rank_still_never_share_a_ballot():
     sim = Simulation("paxos", 3, seed=2, node_class=Clashing,
                      config=Config(alpha=ALPHA, pre_vote=False, check_quorum=False))
     wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     sim.add_node("n9")
     op = Operator(sim)
     assert op.change("add n9").status == ReplyStatus.OK
@@ -503,7 +486,7 @@ def test_nodes_that_share_a_ballot_rank_still_never_share_a_ballot():
         wait_for_leader(sim)
         sim.run_for(500)
     assert duels, "the two clashing nodes campaigned in the same round"
-    _settle(sim, cs)
+    settle(sim, cs)
     members = sorted(sim.nodes[sim.leader()].membership.members)
-    assert len(_digests(sim, members)) == 1
+    assert len(digests(sim, members)) == 1
     assert sim.finish() == []

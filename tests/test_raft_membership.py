@@ -16,7 +16,7 @@ from consensus.raft.node import RaftNode
 from consensus.sim import Simulation
 from consensus.simulate import SimOptions, _final_members
 from tests.helpers import client, run_until, wait_for_leader
-from tests.membership_helpers import Operator
+from tests.membership_helpers import Operator, digests, settle, with_load
 
 MIN_TIMEOUT = Config().election_timeout_ms[0]
 
@@ -25,25 +25,8 @@ def _sim(nodes: int = 3, seed: int = 1, **config) -> Simulation:
     return Simulation("raft", nodes, seed=seed, config=Config(**config))
 
 
-def _with_load(sim: Simulation, clients: int = 2) -> list:
-    cs = [client(sim, f"c{i}") for i in range(1, clients + 1)]
-    for c in cs:
-        c.start(sim.now)
-    return cs
-
-
-def _settle(sim: Simulation, cs: list, ms: float = 1500) -> None:
-    for c in cs:
-        c.stop()
-    sim.run_for(ms)
-
-
 def _configs(sim: Simulation) -> dict[str, str | None]:
     return {n: sim.status(n).config for n in sim.ids if sim.nodes[n] is not None}
-
-
-def _digests(sim: Simulation, members) -> set[str]:
-    return {sim.nodes[n].kv.digest() for n in members}
 
 
 def _config_entries(node: RaftNode) -> list[str]:
@@ -53,7 +36,7 @@ def _config_entries(node: RaftNode) -> list[str]:
 def test_grow_three_to_five_under_load():
     sim = _sim()
     wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(300)
     for nid in ("n4", "n5"):
@@ -61,9 +44,9 @@ def test_grow_three_to_five_under_load():
         reply = op.change(f"add {nid}")
         assert reply.status == ReplyStatus.OK, reply
     assert reply.result == "voters=n1,n2,n3,n4,n5"
-    _settle(sim, cs)
+    settle(sim, cs)
     assert set(_configs(sim).values()) == {"voters=n1,n2,n3,n4,n5"}
-    assert len(_digests(sim, sim.ids)) == 1  # the new members applied the same state
+    assert len(digests(sim, sim.ids)) == 1  # the new members applied the same state
     leader = sim.nodes[sim.leader()]
     # Each add: a learner, then C_old,new, then C_new.
     assert _config_entries(leader) == [
@@ -80,16 +63,16 @@ def test_grow_three_to_five_under_load():
 def test_shrink_five_to_three_under_load():
     sim = _sim(5, seed=2)
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     gone = [n for n in sim.ids if n != leader][:2]
     for nid in gone:
         assert op.change(f"remove {nid}").status == ReplyStatus.OK
-    _settle(sim, cs)
+    settle(sim, cs)
     keep = [n for n in sim.ids if n not in gone]
     want = "voters=" + ",".join(keep)
     assert {sim.status(n).config for n in keep} == {want}
-    assert len(_digests(sim, keep)) == 1
+    assert len(digests(sim, keep)) == 1
     assert all(sim.nodes[n].removed() for n in gone)  # they learnt it: the last heartbeat
     assert sim.finish() == []
 
@@ -97,7 +80,7 @@ def test_shrink_five_to_three_under_load():
 def test_replace_a_follower():
     sim = _sim(seed=3)
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     follower = next(n for n in sim.ids if n != leader)
     sim.add_node("n7")
@@ -105,9 +88,9 @@ def test_replace_a_follower():
     assert reply.status == ReplyStatus.OK
     want = Membership.of((set(sim.initial_ids) - {follower}) | {"n7"}).to_text()
     assert reply.result == want
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.status("n7").config == want and sim.nodes[follower].removed()
-    assert len(_digests(sim, [n for n in sim.ids if n != follower])) == 1
+    assert len(digests(sim, [n for n in sim.ids if n != follower])) == 1
     assert sim.finish() == []
 
 
@@ -115,7 +98,7 @@ def test_replace_a_follower():
 def test_removing_the_leader_hands_over_without_an_election_timeout(mode):
     sim = _sim(seed=4, membership_change=mode)
     old = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(200)
     start = len(sim.leader_events)
@@ -129,14 +112,14 @@ def test_removing_the_leader_hands_over_without_an_election_timeout(mode):
     gap = elected - stepped_down
     assert 0 <= gap < MIN_TIMEOUT / 2, f"hand-over took {gap} ms"
     assert sim.nodes[old].removed()
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
 def test_transfer_leadership():
     sim = _sim(seed=5)
     old = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     sim.run_for(200)
     target = next(n for n in sim.ids if n != old)
@@ -149,7 +132,7 @@ def test_transfer_leadership():
     assert op.change(f"transfer {target}").status == ReplyStatus.OK
     bad = op.change("transfer n9")
     assert bad.status == ReplyStatus.ERROR and "not a voter" in bad.result
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
@@ -168,7 +151,7 @@ def test_transfer_goes_through_a_leader_lease():
 def test_a_joining_node_catches_up_a_long_log():
     sim = _sim(seed=7)
     wait_for_leader(sim)
-    cs = _with_load(sim, clients=4)
+    cs = with_load(sim, clients=4)
     sim.run_for(2000)
     leader = sim.nodes[sim.leader()]
     assert leader.log.last_index > 200
@@ -178,21 +161,21 @@ def test_a_joining_node_catches_up_a_long_log():
     assert sim.status("n4").last_index == 0 and sim.status("n4").term == 0
     op = Operator(sim)
     assert op.change("add n4").status == ReplyStatus.OK
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.status("n4").applied_index == sim.status(sim.leader()).applied_index
-    assert len(_digests(sim, sim.ids)) == 1
+    assert len(digests(sim, sim.ids)) == 1
     assert sim.finish() == []
 
 
 def test_single_server_mode_changes_one_voter_per_step():
     sim = _sim(seed=8, membership_change="single")
     leader = wait_for_leader(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     op = Operator(sim)
     follower = next(n for n in sim.ids if n != leader)
     sim.add_node("n7")
     assert op.change(f"replace {follower} n7").status == ReplyStatus.OK
-    _settle(sim, cs)
+    settle(sim, cs)
     entries = _config_entries(sim.nodes[sim.leader()])
     rest = sorted(set(sim.initial_ids) - {follower})
     assert entries == [
@@ -316,11 +299,11 @@ def _remove_an_isolated_follower(sim: Simulation) -> tuple[str, str, int]:
 def test_a_removed_server_that_keeps_running_does_not_disrupt(knobs):
     sim = _sim(seed=12, **knobs)
     leader, victim, term = _remove_an_isolated_follower(sim)
-    cs = _with_load(sim)
+    cs = with_load(sim)
     sim.run_for(5000)
     assert sim.leader() == leader and sim.status(leader).term == term
     assert sim.status(victim).role != "leader" and not sim.nodes[victim].removed()
-    _settle(sim, cs)
+    settle(sim, cs)
     assert sim.finish() == []
 
 
@@ -484,7 +467,7 @@ def _random_run(seed: int, mode: str, snapshot_entries: int = 0) -> Simulation:
     sim = Simulation("raft", 3, seed=seed, config=Config(membership_change=mode,
                                                          snapshot_entries=snapshot_entries,
                                                          snapshot_chunk_bytes=128))
-    cs = _with_load(sim, clients=3)
+    cs = with_load(sim, clients=3)
     op = Operator(sim)
     spare = iter(f"n{i}" for i in range(4, 30))
     for _ in range(8):
@@ -516,7 +499,7 @@ def _random_run(seed: int, mode: str, snapshot_entries: int = 0) -> Simulation:
             cut = rng.randint(1, len(live) - 1)
             sim.partition([live[:cut], live[cut:]])
             sim.at(sim.now + rng.uniform(100, 900), sim.heal)
-    _settle(sim, cs, 3000)
+    settle(sim, cs, 3000)
     sim.finish()
     return sim
 
