@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from consensus.bench.loadgen import OpenLoop
 from consensus.bench.search import Step
 from consensus.messages import ClientReply, ClientRequest, ReplyStatus
 
@@ -135,15 +136,12 @@ class InProcessLoad:
         t0 = time.perf_counter() + min(10.0, max(0.0, cmd.start_at - time.time()))
         t_end = t0 + duration
         total = int(rate * duration)
+        schedule = OpenLoop(t0, rate, total)
         backlog: deque[float] = deque()
-        issued = 0
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
         while True:
             now = time.perf_counter()
-            due = min(total, int((now - t0) * rate) + 1)
-            while issued < due:
-                backlog.append(t0 + issued / rate)
-                issued += 1
+            schedule.release(now, backlog)
             # At most BURST per turn of the event loop: the node's drain, timers (heartbeats)
             # and inbound acknowledgements run between bursts, as they do between the
             # bursts a bus client's connection delivers.
@@ -151,7 +149,7 @@ class InProcessLoad:
                 if not backlog or not self._issue(backlog[0]):
                     break
                 backlog.popleft()
-            if (issued >= total and not backlog and now >= t_end) or now > t_end + cmd.grace:
+            if (schedule.all_issued and not backlog and now >= t_end) or now > t_end + cmd.grace:
                 break
             await asyncio.sleep(0.0005)
         while self.outstanding and time.perf_counter() < t_end + cmd.grace:

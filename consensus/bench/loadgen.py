@@ -65,6 +65,29 @@ class _Op:
     retries: int = 0
 
 
+@dataclass(slots=True)
+class OpenLoop:
+    """An open-loop step's schedule: request ``i`` is due at ``t0 + i / rate``, whether or not
+    earlier ones were answered (what a load generator offers does not wait for the cluster).
+    Shared by the bus generators and the in-process one, so both offer the same load."""
+
+    t0: float
+    rate: float
+    total: int
+    issued: int = 0
+
+    def release(self, now: float, backlog: deque[float]) -> None:
+        """Append to ``backlog`` the scheduled times of the requests due by ``now``."""
+        due = min(self.total, int((now - self.t0) * self.rate) + 1)
+        while self.issued < due:
+            backlog.append(self.t0 + self.issued / self.rate)
+            self.issued += 1
+
+    @property
+    def all_issued(self) -> bool:
+        return self.issued >= self.total
+
+
 class LoadGen:
     def __init__(self, broker: str, cluster: str, name: str, connections: int, ids: int,
                  nodes: list[str], library: str = "gmqtt",
@@ -151,16 +174,13 @@ class LoadGen:
         t0 = time.perf_counter() + max(0.0, start_at - time.time())
         t_end = t0 + duration
         total = int(rate * duration)
+        schedule = OpenLoop(t0, rate, total)
         backlog: deque[float] = deque()
-        issued = 0
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
         next_resend_scan = t0 + 0.25
         while True:
             now = time.perf_counter()
-            due = min(total, int((now - t0) * rate) + 1)
-            while issued < due:
-                backlog.append(t0 + issued / rate)
-                issued += 1
+            schedule.release(now, backlog)
             while backlog and self._issue(backlog[0]):
                 backlog.popleft()
             for batcher in self.batchers:
@@ -173,7 +193,7 @@ class LoadGen:
                         op.sent, op.target = now, self.target
                         self.resends += 1
                         self._send(op)
-            if issued >= total and (not backlog) and now >= t_end:
+            if schedule.all_issued and (not backlog) and now >= t_end:
                 break
             if now > t_end + grace:
                 break
