@@ -320,3 +320,17 @@ def test_wire_counter_names_each_publish_by_its_kind_and_divides_by_operations()
     assert rows["client reply"]["messages_per_op"] == 0.5  # a batch is one publish
     assert set(rows) == {"client request", "client reply", "undecodable", "status"}
     assert counter.per_op(0) == []
+
+
+def test_open_loop_releases_each_request_at_its_scheduled_time_and_no_more():
+    from collections import deque
+
+    from consensus.bench.loadgen import OpenLoop
+
+    schedule, backlog = OpenLoop(t0=10.0, rate=100.0, total=5), deque()
+    schedule.release(10.0, backlog)  # request 0 is due at once
+    assert list(backlog) == [10.0] and not schedule.all_issued
+    schedule.release(10.025, backlog)  # 0.025 s in: requests 1 and 2 are due too
+    assert list(backlog) == [10.0, 10.01, 10.02]
+    schedule.release(11.0, backlog)  # long after: all five, never more than the total
+    assert list(backlog) == [10.0, 10.01, 10.02, 10.03, 10.04] and schedule.all_issued
