@@ -9,7 +9,9 @@ is decoded strictly by the codec, then ``tick(now)`` + ``step(msg)``; a timer ar
 one safe order: append ``persist`` to the WAL and fsync, *then* publish the messages and client
 replies that depend on it. A node process drains once per burst (group commit): every message
 the MQTT client has already received is stepped first, then one drain persists all their
-records with one fsync and sends all their output in one socket write.
+records with one fsync and sends all their output in one socket write. A leader's
+replication messages leave in a write of their own before its WAL append, so the followers'
+work overlaps the leader's.
 
 Hostile input (not JSON, unknown type, wrong field types, negative indexes, a sender outside
 the cluster, another cluster, too large, misrouted) is dropped before it reaches the node,
@@ -20,8 +22,8 @@ name, vouched for by the ACL), one of another incarnation of the cluster
 (``stale-incarnation``), a client request on a peer topic or a protocol message on the
 client request topic (``wrong-topic``). Client requests arrive on
 ``<node>/request/<connection>``, one ClientRequest or a ClientBatch of them per publish; their
-replies go back to that connection's reply topic, one publish per connection per turn of the
-event loop (a ClientReplies batch when there are several). A batch is stepped as the requests
+replies go back to that connection's reply topic, one publish per connection per drain (a
+ClientReplies batch when there are several). A batch is stepped as the requests
 it carries, each with its own (client, seq); a bad item in it is dropped and counted
 (``bad-item``) while the others go on, a bad envelope drops the whole publish.
 
@@ -230,9 +232,8 @@ class NodeRuntime:
         self._timer_due = float("inf")
         self._last_role: tuple[str, int] | None = None
         self._drain_scheduled = False
-        self._flush_scheduled = False
-        self._pending_replies: dict[str, list[ClientReply]] = {}  # connection -> this turn's
-        self._replies_scheduled = False
+        self._pending_replies: dict[str, list[ClientReply]] = {}  # connection -> this burst's
+        self._burst_depth = 0
         self._stop = asyncio.Event()
         self._from = topics.peer_prefix(options.cluster, options.node_id)
         self._requests = topics.request_prefix(options.cluster, options.node_id)
@@ -250,6 +251,8 @@ class NodeRuntime:
             options.library, options.broker,
             f"{options.cluster}-{options.node_id}-{uuid.uuid4().hex[:8]}", self.on_message,
             identity=node_identity(options))
+        # gmqtt can hold a burst's publishes for one socket write; aiomqtt cannot.
+        self._cork: Callable[[], None] | None = getattr(self.client, "cork", None)
         log.info("%s %s starting (pid %d): %d records restored from %s, peers %s, broker %s "
                  "via %s", options.algorithm, options.node_id, os.getpid(), len(records),
                  options.wal_path, ",".join(options.peers), options.broker, options.library)
@@ -458,13 +461,22 @@ class NodeRuntime:
         everything persisted before them) are durable: see :mod:`consensus.group_commit`.
         """
         ready = self.node.ready()
-        if ready.early:
-            self.publish_messages(ready.early)  # the leader's log, in parallel with replication
-        if ready.persist or ready.messages or ready.replies:
-            # A leader writes on the committer's thread while its replication is under way
-            # and client requests keep arriving; anyone else (a follower's acknowledgements
-            # need its write first anyway) writes here, saving two thread wake-ups.
-            self.committer.submit(ready.persist, ready, background=bool(ready.early))
+        self._open_burst()
+        try:
+            if ready.early:
+                # The leader's log leaves before its own WAL write (they run in parallel:
+                # Raft §10.2.1): flushed now, not at the end of the drain, so the followers
+                # start while this process is still writing.
+                self.publish_messages(ready.early)
+                self._flush()
+            if ready.persist or ready.messages or ready.replies:
+                # A leader writes on the committer's thread while its replication is under
+                # way and client requests keep arriving; anyone else (a follower's
+                # acknowledgements need its write first anyway) writes here, saving two
+                # thread wake-ups.
+                self.committer.submit(ready.persist, ready, background=bool(ready.early))
+        finally:
+            self._close_burst()
         self.counts["applied"] += len(ready.applied)
         self.senders.update(self.now(), getattr(self.node, "membership", None), ready.applied)
         self._log_role_change()
@@ -486,29 +498,55 @@ class NodeRuntime:
 
     def release(self, ready: Ready) -> None:
         """A drain's records are durable: tell the node, then send what waited for them."""
-        if self.node.async_persist:
-            self.node.persisted(ready.seq)
-            if self.node.has_output():
-                self._drain_soon()  # e.g. our own copy completed a majority: commit, reply
-        self.publish_messages(ready.messages, ready.replies)
+        self._open_burst()
+        try:
+            if self.node.async_persist:
+                self.node.persisted(ready.seq)
+                if self.node.has_output():
+                    self._drain_soon()  # e.g. our own copy completed a majority: commit, reply
+            self.publish_messages(ready.messages, ready.replies)
+        finally:
+            self._close_burst()
+
+    # A burst is one drain or one release: its publishes leave in one socket write (gmqtt,
+    # corked) and its replies in one ClientReplies per client connection, at its end. Not
+    # held for the end of the event-loop turn: that would add the rest of the turn (the WAL
+    # write, other callbacks) to every message's latency, for no fewer writes under load,
+    # where one drain per turn already gathers everything received.
+
+    def _open_burst(self) -> None:
+        self._burst_depth += 1
+        if self._burst_depth == 1 and self._cork is not None:
+            self._cork()
+
+    def _close_burst(self) -> None:
+        self._burst_depth -= 1
+        if self._burst_depth == 0:
+            self._publish_replies()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what the burst has published so far (and keep corking until it ends)."""
+        if self._cork is not None:
+            self.client.flush()  # type: ignore[attr-defined]
+            if self._burst_depth:
+                self._cork()
 
     def publish_messages(self, messages: list[Message],
                          replies: Sequence[ClientReply] = ()) -> None:
+        """Publish protocol messages now and queue replies for the burst's end (outside a
+        burst, both leave at once)."""
         if not messages and not replies:
             return
+        self._open_burst()
+        try:
+            self._publish(messages, replies)
+        finally:
+            self._close_burst()
+
+    def _publish(self, messages: list[Message], replies: Sequence[ClientReply]) -> None:
         cluster = self.opts.cluster
         publish = self.client.publish
-        # gmqtt: everything published in one turn of the event loop (every drain and release
-        # in it) leaves in one socket write, at the end of the turn; driven by hand, per call.
-        cork = getattr(self.client, "cork", None)
-        if cork is not None and self.group_commit:
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                cork()
-                asyncio.get_running_loop().call_soon(self._flush_out)
-            cork = None
-        elif cork is not None and (len(messages) + len(replies)) > 1:
-            cork()
         drop_to = self.faults.drop_to
         sent, sent_bytes, counts = self.sent, self.sent_bytes, self.counts
         me, incarnation = self.opts.node_id, self.opts.incarnation
@@ -524,37 +562,26 @@ class NodeRuntime:
             sent[kind] += 1
             sent_bytes[kind] += len(payload)
             counts["out"] += 1
-        if replies:
-            pending, routes = self._pending_replies, self._reply_to
-            local = self.local_replies
-            for reply in replies:
-                if local is not None and local(reply):
-                    continue
-                conn = routes.get(reply.dst)
-                if conn is None:  # its request came before a restart, or the route was evicted
-                    counts["reply-unroutable"] += 1
-                    continue
-                group = pending.get(conn)
-                if group is None:
-                    pending[conn] = [reply]
-                else:
-                    group.append(reply)
-            if not self.group_commit:
-                self._publish_replies()
-            elif not self._replies_scheduled:
-                # Every release in this turn adds to the same per-connection batches.
-                self._replies_scheduled = True
-                asyncio.get_running_loop().call_soon(self._publish_replies)
-        if cork is not None:
-            self.client.flush()  # type: ignore[attr-defined]
+        pending, routes = self._pending_replies, self._reply_to
+        local = self.local_replies
+        for reply in replies:
+            if local is not None and local(reply):
+                continue
+            conn = routes.get(reply.dst)
+            if conn is None:  # its request came before a restart, or the route was evicted
+                counts["reply-unroutable"] += 1
+                continue
+            group = pending.get(conn)
+            if group is None:
+                pending[conn] = [reply]
+            else:
+                group.append(reply)
 
     def _publish_replies(self) -> None:
         """One publish per client connection for the replies gathered (split only if a batch
         would exceed MAX_PAYLOAD)."""
         if not self._pending_replies:
-            self._replies_scheduled = False
             return
-        self._replies_scheduled = False
         pending, self._pending_replies = self._pending_replies, {}
         cluster, me, publish = self.opts.cluster, self.opts.node_id, self.client.publish
         for conn, group in pending.items():
@@ -566,11 +593,6 @@ class NodeRuntime:
             topic = topics.client(cluster, conn)
             for payload in payloads:
                 publish(topic, payload)
-
-    def _flush_out(self) -> None:
-        self._flush_scheduled = False
-        self._publish_replies()  # gathered this turn: in the same socket write
-        self.client.flush()  # type: ignore[attr-defined]
 
     def _arm_timer(self) -> None:
         due = self.node.next_deadline()
