@@ -75,6 +75,7 @@ from consensus.codec import (
     encode_messages,
 )
 from consensus.group_commit import GroupCommitter
+from consensus.long_lived import keep_long_lived_out_of_gc
 from consensus.membership import Membership, is_config_text
 from consensus.messages import (
     ClientReplies,
@@ -692,6 +693,7 @@ def run_node(options: NodeOptions, node_class: type[Node] | None = None) -> None
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     runtime = NodeRuntime(options, node_class=node_class, group_commit=True)
     context.runtime = runtime
+    keep_long_lived_out_of_gc()  # the log's objects out of the collector's full scans
     asyncio.run(runtime.run())
 
 
