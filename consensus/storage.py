@@ -12,6 +12,12 @@ memory backend drops them, the file backend writes the snapshot (and what follow
 same batch) to a new file, fsyncs it and renames it over the old one (then fsyncs the folder),
 so a crash leaves either the old log or the new one, never a mix.
 
+Runs: a leader appends one entry record per client request, but a drain of a hundred requests
+need not be a hundred lines. A record class with ``continues(previous)`` and
+``joined(run)`` (Raft's LogAppend, Paxos's AcceptedRun: entries or slots that carry on where
+the previous record stopped) is written as one record per run of adjacent continuations,
+which restores to the same state. :func:`coalesce` does it, on the file backend only.
+
 File format (a write-ahead log): one record per line, ``<crc32 as 8 hex digits> <json>\\n``.
 A crash can tear only the last line: a last line with no newline or a bad checksum is
 discarded with a warning and cut off the file. A bad line anywhere else means the file was
@@ -48,6 +54,27 @@ class Storage(Protocol):
 def compacts(record: Any) -> bool:
     """Whether ``record`` supersedes every record before it (a snapshot; module doc)."""
     return getattr(record, "compacts", False)
+
+
+def coalesce(records: Sequence[Any]) -> list[Any]:
+    """``records`` with each run of adjacent continuations joined into one record (module
+    doc); everything else, and the order, unchanged."""
+    out: list[Any] = []
+    run: list[Any] = []
+    for record in records:
+        if run and record.__class__ is run[-1].__class__ and record.continues(run[-1]):
+            run.append(record)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else run[0].joined(run))
+            run = []
+        if hasattr(record, "continues"):
+            run = [record]
+        else:
+            out.append(record)
+    if run:
+        out.append(run[0] if len(run) == 1 else run[0].joined(run))
+    return out
 
 
 def _after_last_compaction(records: Sequence[Any]) -> int:
@@ -126,7 +153,7 @@ class FileStorage:
         if cut >= 0:
             self._rewrite(records[cut:])
             return
-        self._file.write(b"".join(_encode_line(r) for r in records))
+        self._file.write(b"".join(_encode_line(r) for r in coalesce(records)))
         self._file.flush()
         if self.fsync and sync:
             os.fsync(self._file.fileno())

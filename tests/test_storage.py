@@ -7,7 +7,7 @@ import pytest
 
 from consensus.messages import ClientRequest, Command
 from consensus.node import Config
-from consensus.paxos.messages import Ballot, Promised, SlotSnapshot
+from consensus.paxos.messages import AcceptedRun, Ballot, Promised, SlotSnapshot
 from consensus.paxos.node import PaxosNode
 from consensus.raft.messages import CommitMark, Entry, HardState, LogAppend
 from consensus.storage import CorruptLogError, FileStorage, MemoryStorage
@@ -140,3 +140,65 @@ def test_a_crash_in_mid_compaction_loses_nothing(tmp_path):
     reopened.close()
     last = _single_paxos_node(FileStorage(path), 50)
     assert last.commit_index == 52 and last.kv.digest() == again.kv.digest()
+
+
+# -- runs: a drain's entry records are written as one -------------------------------------
+
+
+def _entries(first: int, count: int, term: int = 1) -> tuple[Entry, ...]:
+    return tuple(Entry(term, i, Command("c", i, f"SET x = {i}"))
+                 for i in range(first, first + count))
+
+
+def test_a_run_of_continuing_log_appends_is_written_as_one_record(tmp_path):
+    records = [HardState(2, "n1"), LogAppend(_entries(1, 1)), LogAppend(_entries(2, 1)),
+               LogAppend(_entries(3, 2)), CommitMark(3),
+               # a new suffix from index 2 (a truncation) does not continue the run
+               LogAppend(_entries(5, 1)), LogAppend(_entries(2, 1, term=3))]
+    storage = FileStorage(tmp_path / "wal")
+    storage.append(records)
+    storage.close()
+    assert FileStorage(tmp_path / "wal").load() == [
+        HardState(2, "n1"), LogAppend(_entries(1, 4)), CommitMark(3),
+        LogAppend(_entries(5, 1)), LogAppend(_entries(2, 1, term=3))]
+
+
+def test_accepted_runs_join_only_at_the_same_ballot_and_the_next_slot(tmp_path):
+    b1, b2 = Ballot(1, 0, "n1"), Ballot(2, 1, "n2")
+    cmd = Command("c", 1, "SET x = 1")
+    records = [AcceptedRun(1, b1, (cmd,)), AcceptedRun(2, b1, (None, cmd)),
+               AcceptedRun(4, b2, (cmd,)), AcceptedRun(6, b2, (cmd,))]
+    storage = FileStorage(tmp_path / "wal")
+    storage.append(records)
+    storage.close()
+    assert FileStorage(tmp_path / "wal").load() == [
+        AcceptedRun(1, b1, (cmd, None, cmd)), AcceptedRun(4, b2, (cmd,)),
+        AcceptedRun(6, b2, (cmd,))]
+
+
+@pytest.mark.parametrize("algorithm", ["raft", "paxos"])
+def test_a_node_restored_from_joined_records_is_the_node_that_wrote_them(algorithm, tmp_path):
+    from consensus.algorithms import get_algorithm
+    from consensus.storage import coalesce
+
+    node_class = get_algorithm(algorithm).node_class
+    leader = node_class("n1", ("n1",), Config(), random.Random(1))
+    leader.async_persist = True  # as in a node process: several requests per drain
+    leader.tick(0.0)
+    leader.campaign()
+    written: list = []
+    for seq in range(1, 41):
+        leader.tick(float(seq))
+        leader.step(ClientRequest(src="c", dst="n1", seq=seq, command=f"SET k{seq} = {seq}"))
+        if seq % 5 == 0:
+            ready = leader.ready()
+            written.extend(ready.persist)
+            leader.persisted(ready.seq)
+    written.extend(leader.ready().persist)
+    assert len(coalesce(written)) < len(written)
+    plain = node_class("n1", ("n1",), Config(), random.Random(1))
+    plain.restore(written)
+    joined = node_class("n1", ("n1",), Config(), random.Random(1))
+    joined.restore(coalesce(written))
+    assert joined.status() == plain.status()
+    assert joined.log_tail(50) == plain.log_tail(50)

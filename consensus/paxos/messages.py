@@ -268,6 +268,17 @@ class AcceptedRun:
     commands: tuple[Command | None, ...]
     kind: ClassVar[str] = "AcceptedRun"
 
+    def continues(self, previous: AcceptedRun) -> bool:
+        """The next slots at the same ballot: the two are one write (storage.coalesce)."""
+        return (self.ballot == previous.ballot
+                and self.first_slot == previous.first_slot + len(previous.commands))
+
+    @staticmethod
+    def joined(run: list[AcceptedRun]) -> AcceptedRun:
+        first = run[0]
+        return AcceptedRun(first.first_slot, first.ballot,
+                           tuple(c for r in run for c in r.commands))
+
 
 @dataclass(frozen=True, slots=True)
 class ChosenRun:

@@ -270,6 +270,14 @@ class LogAppend:
 
     entries: tuple[Entry, ...]
 
+    def continues(self, previous: LogAppend) -> bool:
+        """Starts right after ``previous`` ends: the two are one write (storage.coalesce)."""
+        return self.entries[0].index == previous.entries[-1].index + 1
+
+    @staticmethod
+    def joined(run: list[LogAppend]) -> LogAppend:
+        return LogAppend(tuple(e for r in run for e in r.entries))
+
 
 @dataclass(frozen=True, slots=True)
 class CommitMark:
