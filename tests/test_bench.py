@@ -95,7 +95,7 @@ def _fake_result():
         "leader": 40.0, "follower": 15.0, "broker": 20.0, "clients": 30.0}}}
     return {"manifest": {"broker": {"kind": "mosquitto"}, "mqtt_client": "gmqtt"},
             "bus": [{"library": "gmqtt", "msgs_per_s": 100000, "rtt_p50_us": 170.0,
-                     "rtt_p99_us": 400.0}],
+                     "rtt_p99_us": 400.0, "rtt_idle_p50_us": 450.0}],
             "throughput": systems,
             "failover": [{"algorithm": "raft", "rounds": 10, "p50_ms": 200.0, "p99_ms": 350.0,
                           "max_ms": 350.0}],
@@ -127,6 +127,11 @@ def test_bench_json_shape_tables_and_chart_from_a_fake_result(tmp_path):
     assert goals["raft 3n no-fsync p50 at 100 ops/s < 1 ms"]["met"] is True
     assert goals["paxos 3n in-process p50 at 100 ops/s < 2 ms"]["met"] is True
     assert goals["raft failover p99 < 400 ms"]["met"] is True
+    # The bus's own floor under the light-load p50s: 4 idle broker passes over the broker
+    # (2 idle round trips), 2 in-process; shown, not judged.
+    floor = goals["the bus's floor under those p50s: 4 broker passes at idle (over the broker), "
+                  "2 (in-process)"]
+    assert floor["measured"] == "0.90 ms / 0.45 ms" and floor["met"] is None
     tables = report.tables(result)
     titles = [str(t.title) for t in tables]
     assert len(tables) == 7 and not any("Over the runs" in t for t in titles)  # one run

@@ -316,9 +316,13 @@ def test_reconnects_and_resubscribes_after_broker_restart(library: str) -> None:
 def test_bench_smoke(broker: BrokerHandle) -> None:
     from consensus.transport.bench import bench_transport
 
-    result = asyncio.run(bench_transport(broker.url, "gmqtt", messages=500, rtt_samples=20))
+    result = asyncio.run(bench_transport(broker.url, "gmqtt", messages=500, rtt_samples=20,
+                                         idle_samples=5))
     assert result["received"] == 500 and result["lost"] == 0
     assert result["rtt_samples"] == 20 and result["rtt_p50_us"] > 0
+    # The idle round trips: their own samples, each after a 10 ms pause (a figure, not judged).
+    assert result["rtt_idle_samples"] == 5 and result["rtt_idle_lost"] == 0
+    assert result["rtt_idle_p50_us"] > 0
 
 
 def test_broker_main_help() -> None:

@@ -75,9 +75,12 @@ def sections(result: dict[str, Any]) -> list[Section]:
     if bus:
         out.append(Section(
             "1. Bus ceiling (mosquitto, QoS 0, 200-byte payloads)",
-            ("library", "msgs/s one way", "RTT p50 µs", "RTT p99 µs"),
+            ("library", "msgs/s one way", "RTT p50 µs", "RTT p99 µs",
+             "RTT p50 µs at idle (one per 10 ms)"),
             [(row["library"], f"{row['msgs_per_s']:,}", f"{row['rtt_p50_us']:.0f}",
-              f"{row['rtt_p99_us']:.0f}") for row in bus]))
+              f"{row['rtt_p99_us']:.0f}",
+              f"{row['rtt_idle_p50_us']:.0f}" if "rtt_idle_p50_us" in row else "-")
+             for row in bus]))
     systems = result.get("throughput") or []
     if systems:
         rows = []

@@ -10,6 +10,10 @@ runtime would use it) and the broker in another:
   buffer (and a broker queue limit never drops messages).
 - round trip: a pinger publishes one message, a ponger echoes it on another topic, the
   pinger waits for the echo; p50/p99 over ``rtt_samples`` after a warm-up.
+- round trip at idle: the same with a pause of ``IDLE_GAP_S`` after each echo, so every
+  process involved has gone back to sleep before the next ping, as at light load (100 ops/s).
+  On a virtual machine a sleeping process (and its virtual CPU) takes far longer to wake
+  than a busy one: this is the bus's own floor under any light-load latency.
 
 ``python -m consensus.transport.bench`` prints a table; with no ``--broker`` it starts one
 (``--start mosquitto|amqtt|auto|both``).
@@ -29,6 +33,7 @@ from typing import Any
 from consensus.transport.mqtt import LIBRARIES, make_client
 
 WINDOW = 5000
+IDLE_GAP_S = 0.010  # the round trip at idle: 10 ms between pings, as at 100 ops/s
 TIMEOUT = 60.0  # s; give up on a run that stalls (lost messages)
 
 
@@ -93,7 +98,7 @@ async def _one_way(url: str, library: str, messages: int, payload_size: int,
 
 
 async def _round_trip(url: str, library: str, samples: int, payload_size: int,
-                      warmup: int) -> dict[str, Any]:
+                      warmup: int, gap_s: float = 0.0) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     ping_topic, pong_topic = f"bench/{run}/ping", f"bench/{run}/pong"
     payload = b"x" * payload_size
@@ -125,6 +130,8 @@ async def _round_trip(url: str, library: str, samples: int, payload_size: int,
                 continue
             if i >= warmup:
                 rtts.append((time.perf_counter_ns() - t0) / 1000)
+            if gap_s:
+                await asyncio.sleep(gap_s)
         rtts.sort()
         return {"rtt_samples": len(rtts), "rtt_lost": lost,
                 "rtt_p50_us": round(_percentile(rtts, 0.50), 1),
@@ -137,8 +144,9 @@ async def _round_trip(url: str, library: str, samples: int, payload_size: int,
 
 async def bench_transport(url: str, library: str, messages: int = 100_000,
                           payload_size: int = 200, rtt_samples: int = 2000,
-                          window: int = WINDOW) -> dict[str, Any]:
-    """One-way QoS 0 msgs/s and round-trip p50/p99 (µs) for ``library`` through ``url``."""
+                          window: int = WINDOW, idle_samples: int = 200) -> dict[str, Any]:
+    """One-way QoS 0 msgs/s and round-trip p50/p99 (µs) for ``library`` through ``url``,
+    busy and at idle (``rtt_idle_*``)."""
     if library not in LIBRARIES:
         raise ValueError(f"unknown library {library!r}; choose one of {', '.join(LIBRARIES)}")
     result: dict[str, Any] = {"library": library, "broker_url": url,
@@ -146,6 +154,10 @@ async def bench_transport(url: str, library: str, messages: int = 100_000,
     result.update(await _one_way(url, library, messages, payload_size, window))
     result.update(await _round_trip(url, library, rtt_samples, payload_size,
                                     warmup=min(200, rtt_samples)))
+    if idle_samples:
+        idle = await _round_trip(url, library, idle_samples, payload_size, warmup=20,
+                                 gap_s=IDLE_GAP_S)
+        result.update({k.replace("rtt_", "rtt_idle_"): v for k, v in idle.items()})
     return result
 
 
@@ -153,9 +165,11 @@ async def bench_transport(url: str, library: str, messages: int = 100_000,
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("broker", "library", "msgs/s one way", "lost", "RTT p50 µs", "RTT p99 µs")
+    head = ("broker", "library", "msgs/s one way", "lost", "RTT p50 µs", "RTT p99 µs",
+            "idle RTT p50 µs")
     lines = [[str(r.get("broker", r["broker_url"])), r["library"], f"{r['msgs_per_s']:,}",
-              str(r["lost"]), f"{r['rtt_p50_us']:.0f}", f"{r['rtt_p99_us']:.0f}"]
+              str(r["lost"]), f"{r['rtt_p50_us']:.0f}", f"{r['rtt_p99_us']:.0f}",
+              f"{r['rtt_idle_p50_us']:.0f}" if "rtt_idle_p50_us" in r else "-"]
              for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
 
@@ -177,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--payload-size", type=int, default=200)
     parser.add_argument("--rtt-samples", type=int, default=2000)
+    parser.add_argument("--idle-samples", type=int, default=200,
+                        help=f"round trips at idle, one every {IDLE_GAP_S * 1000:.0f} ms "
+                             "(0: skip)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     libraries = list(LIBRARIES) if args.library == "both" else [args.library]
@@ -194,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, url, _ in targets:
             for library in libraries:
                 row = asyncio.run(bench_transport(url, library, args.messages,
-                                                  args.payload_size, args.rtt_samples))
+                                                  args.payload_size, args.rtt_samples,
+                                                  idle_samples=args.idle_samples))
                 row["broker"] = label
                 rows.append(row)
                 if not args.json:
