@@ -284,6 +284,11 @@ def markdown(result: dict[str, Any]) -> str:
         "from run to run.",
         "",
     ]
+    compaction = {s.get("snapshot_entries") for s in result.get("throughput") or []} - {0, None}
+    if compaction:
+        lines += [f"In the throughput sections, Raft and Multi-Paxos compact their logs every "
+                  f"{max(compaction):,} entries (etcd's default snapshot count), so a step "
+                  "does not run on a heap grown by the steps before it.", ""]
     for section in sections(result):
         lines += [f"## {section.title}", "", _md_table(section), ""]
     if any("search" in s for s in result.get("throughput") or []):

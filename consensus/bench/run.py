@@ -180,7 +180,7 @@ def _throughput(url: str, plan: Plan, log: Callable[[str], None],
 
 def _one_system(target: tuple[str, int, bool, str], url: str, plan: Plan,
                 log: Callable[[str], None], broker_pid: int | None) -> dict[str, Any]:
-    from consensus.bench.throughput import BusCluster, measure
+    from consensus.bench.throughput import SNAPSHOT_ENTRIES, BusCluster, measure
 
     system, nodes, fsync, load = target
     if system.startswith("pysyncobj"):
@@ -204,7 +204,8 @@ def _one_system(target: tuple[str, int, bool, str], url: str, plan: Plan,
         finally:
             cluster.close()
         res.update(system=system, nodes=nodes, fsync=cluster.fsync, mode=_MODES[load],
-                   transport=f"mqtt/{LIBRARY}", load=cluster.describe())
+                   transport=f"mqtt/{LIBRARY}", load=cluster.describe(),
+                   snapshot_entries=SNAPSHOT_ENTRIES if system != "null" else 0)
         if conf:
             res["conf"] = conf
         return res
