@@ -228,20 +228,47 @@ def _steps(outcomes):
     return measure
 
 
-def test_a_lucky_maximum_is_not_confirmed_and_the_next_lower_rate_is_tried():
+def test_a_lucky_maximum_is_not_confirmed_and_a_lower_rate_is_tried():
     from consensus.bench.search import confirm_max, search_max
 
-    # 8000 held once (a quiet moment) but not in its two repeats: 6000 holds every time.
+    # 8000 held once (a quiet moment) but not in its two repeats; halfway down to the next
+    # lower sustained rate of the search (6000), 7000 holds both times.
     measure = _steps({500: [True], 1000: [True], 2000: [True], 4000: [True],
                       8000: [True, False, False], 16000: [False], 12000: [False],
-                      6000: [True, True, True]})
+                      6000: [True], 7000: [True, True]})
     found = search_max(measure, start=500, bisections=1)
     assert found.max_rate == 8000
     found.steps.append(measure(6000))  # as if the search had also tried 6000
     confirmed = confirm_max(measure, found, repeats=2)
-    assert confirmed.max_rate == 6000 and confirmed.confirmed
+    assert confirmed.max_rate == 7000 and confirmed.confirmed
     assert [(t["rate"], t["sustained"], t["of"]) for t in confirmed.to_json()["trials"]] == [
-        (8000, 1, 3), (6000, 3, 3)]
+        (8000, 1, 3), (7000, 2, 2)]
+
+
+def test_a_maximum_from_the_doubling_is_not_halved_by_one_failed_confirmation():
+    from consensus.bench.search import confirm_max, search_max
+
+    # 32000 came from the doubling (64000 and every bisection above failed) and does not
+    # hold again: the next try is 24000, halfway down to 16000, not 16000 itself.
+    measure = _steps({500: [True], 1000: [True], 2000: [True], 4000: [True], 8000: [True],
+                      16000: [True], 32000: [True, False, False], 64000: [False],
+                      48000: [False], 40000: [False], 36000: [False],
+                      24000: [True, True], 20000: [True, True]})
+    found = search_max(measure, start=500, bisections=3)
+    assert found.max_rate == 32000
+    confirmed = confirm_max(measure, found, repeats=2)
+    assert confirmed.max_rate == 24000 and confirmed.confirmed
+
+    # When 24000 and 20000 do not hold either, the next candidate (18000) is reported,
+    # marked unconfirmed.
+    failing = _steps({500: [True], 1000: [True], 2000: [True], 4000: [True], 8000: [True],
+                      16000: [True], 32000: [True, False, False], 64000: [False],
+                      48000: [False], 40000: [False], 36000: [False],
+                      24000: [False, False], 20000: [False, True], 18000: [True, True]})
+    found = search_max(failing, start=500, bisections=3)
+    confirmed = confirm_max(failing, found, repeats=2)
+    assert [t["rate"] for t in confirmed.to_json()["trials"]] == [32000, 24000, 20000]
+    assert confirmed.max_rate == 18000 and not confirmed.confirmed
 
 
 def test_no_repeats_keeps_the_search_maximum():
