@@ -102,17 +102,27 @@ def request(seq: int) -> bytes:
                           "demo")
 
 
+def leader_takes(tmp_path, *payloads: bytes) -> Net:
+    """Elect n1, then hand it ``payloads`` on one client connection in one loop turn and let
+    everything settle; the events from the hand-over on."""
+
+    async def go() -> Net:
+        cluster = await started(tmp_path)
+        cluster.events.clear()
+        for payload in payloads:
+            cluster.runtimes["n1"].on_message(topics.request("demo", "n1", "conn1"), payload)
+        await cluster.pump()
+        return cluster
+
+    return asyncio.run(go())
+
+
+def of(cluster: Net, node: str) -> list[tuple[str, Any]]:
+    return [(kind, detail) for who, kind, detail in cluster.events if who == node]
+
+
 def test_the_leaders_entries_leave_before_its_own_wal_write(tmp_path):
-    asyncio.run(_the_leaders_entries_leave_before_its_own_wal_write(tmp_path))
-
-
-async def _the_leaders_entries_leave_before_its_own_wal_write(tmp_path) -> None:
-    cluster = await started(tmp_path)
-    leader = cluster.runtimes["n1"]
-    cluster.events.clear()
-    leader.on_message(topics.request("demo", "n1", "conn1"), request(1))
-    await cluster.pump()
-    mine = [(kind, detail) for node, kind, detail in cluster.events if node == "n1"]
+    mine = of(leader_takes(tmp_path, request(1)), "n1")
     kind, first = mine[0]
     # One write carries the entry to both followers, and it goes before the WAL append:
     # replication overlaps the leader's own write instead of waiting for it.
@@ -126,34 +136,16 @@ async def _the_leaders_entries_leave_before_its_own_wal_write(tmp_path) -> None:
 
 
 def test_a_followers_acknowledgement_leaves_after_its_wal_write(tmp_path):
-    asyncio.run(_a_followers_acknowledgement_leaves_after_its_wal_write(tmp_path))
-
-
-async def _a_followers_acknowledgement_leaves_after_its_wal_write(tmp_path) -> None:
-    cluster = await started(tmp_path)
-    leader = cluster.runtimes["n1"]
-    cluster.events.clear()
-    leader.on_message(topics.request("demo", "n1", "conn1"), request(1))
-    await cluster.pump()
-    follower = [(kind, detail) for node, kind, detail in cluster.events if node == "n2"]
+    follower = of(leader_takes(tmp_path, request(1)), "n2")
     assert follower[0] == ("wal", ["LogAppend", "CommitMark"])
     assert follower[1] == ("write", [topics.peer("demo", "n1", "n2")])
 
 
 def test_replies_of_one_drain_leave_as_one_publish_per_connection(tmp_path):
-    asyncio.run(_replies_of_one_drain_leave_as_one_publish_per_connection(tmp_path))
-
-
-async def _replies_of_one_drain_leave_as_one_publish_per_connection(tmp_path) -> None:
-    cluster = await started(tmp_path)
-    leader = cluster.runtimes["n1"]
-    cluster.events.clear()
-    requests = [encode_message(ClientRequest(src=f"c{i}", dst="n1", seq=1,
-                                             command=f"SET k{i} = {i}"), "demo")
-                for i in range(5)]
-    for payload in requests:  # arrive in one loop turn: one drain, one reply batch
-        leader.on_message(topics.request("demo", "n1", "conn1"), payload)
-    await cluster.pump()
-    writes = [d for node, kind, d in cluster.events if node == "n1" and kind == "write"]
+    # Five clients' requests arrive in one loop turn: one drain, one reply batch.
+    cluster = leader_takes(tmp_path, *(
+        encode_message(ClientRequest(src=f"c{i}", dst="n1", seq=1, command=f"SET k{i} = {i}"),
+                       "demo") for i in range(5)))
+    writes = [d for kind, d in of(cluster, "n1") if kind == "write"]
     to_client = [t for d in writes for t in d if t == topics.client("demo", "conn1")]
     assert to_client == [topics.client("demo", "conn1")]
