@@ -535,17 +535,8 @@ class NodeRuntime:
 
     def publish_messages(self, messages: list[Message],
                          replies: Sequence[ClientReply] = ()) -> None:
-        """Publish protocol messages now and queue replies for the burst's end (outside a
-        burst, both leave at once)."""
-        if not messages and not replies:
-            return
-        self._open_burst()
-        try:
-            self._publish(messages, replies)
-        finally:
-            self._close_burst()
-
-    def _publish(self, messages: list[Message], replies: Sequence[ClientReply]) -> None:
+        """Within a burst (a drain or a release): publish protocol messages, and queue the
+        replies for the burst's end."""
         cluster = self.opts.cluster
         publish = self.client.publish
         drop_to = self.faults.drop_to

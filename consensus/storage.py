@@ -59,22 +59,15 @@ def compacts(record: Any) -> bool:
 def coalesce(records: Sequence[Any]) -> list[Any]:
     """``records`` with each run of adjacent continuations joined into one record (module
     doc); everything else, and the order, unchanged."""
-    out: list[Any] = []
-    run: list[Any] = []
+    runs: list[list[Any]] = []
     for record in records:
-        if run and record.__class__ is run[-1].__class__ and record.continues(run[-1]):
-            run.append(record)
-            continue
-        if run:
-            out.append(run[0] if len(run) == 1 else run[0].joined(run))
-            run = []
-        if hasattr(record, "continues"):
-            run = [record]
+        last = runs[-1][-1] if runs else None
+        if (last.__class__ is record.__class__ and hasattr(record, "continues")
+                and record.continues(last)):
+            runs[-1].append(record)
         else:
-            out.append(record)
-    if run:
-        out.append(run[0] if len(run) == 1 else run[0].joined(run))
-    return out
+            runs.append([record])
+    return [run[0] if len(run) == 1 else run[0].joined(run) for run in runs]
 
 
 def _after_last_compaction(records: Sequence[Any]) -> int:
