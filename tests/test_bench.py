@@ -253,7 +253,7 @@ def test_a_maximum_from_the_doubling_is_not_halved_by_one_failed_confirmation():
     measure = _steps({500: [True], 1000: [True], 2000: [True], 4000: [True], 8000: [True],
                       16000: [True], 32000: [True, False, False], 64000: [False],
                       48000: [False], 40000: [False], 36000: [False],
-                      24000: [True, True], 20000: [True, True]})
+                      24000: [True, True]})
     found = search_max(measure, start=500, bisections=3)
     assert found.max_rate == 32000
     confirmed = confirm_max(measure, found, repeats=2)
